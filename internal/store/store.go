@@ -1,0 +1,254 @@
+// Package store is haul's relational store: the durable home of jobs, tasks
+// and attempts, shared by the gateway (which writes submitted jobs and reads
+// status) and the runner (which loads jobs and records state changes in
+// batches). One interface, two drivers (sqlite for the embedded default,
+// postgres for production), one conformance suite (storetest) run against
+// both. It imports only the standard library and the database drivers.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a job or task does not exist.
+var ErrNotFound = errors.New("not found")
+
+// JobState is the lifecycle state of a job.
+type JobState string
+
+const (
+	JobPending   JobState = "pending" // stored, not yet picked up by a runner
+	JobRunning   JobState = "running"
+	JobSucceeded JobState = "succeeded"
+	JobFailed    JobState = "failed"
+	JobCancelled JobState = "cancelled"
+)
+
+// Terminal reports whether the job will not change state again.
+func (s JobState) Terminal() bool {
+	return s == JobSucceeded || s == JobFailed || s == JobCancelled
+}
+
+// TaskState is the lifecycle state of a task.
+type TaskState string
+
+const (
+	TaskBlocked        TaskState = "blocked" // waiting for parents
+	TaskQueued         TaskState = "queued"  // ready, waiting for a worker (or a retry backoff)
+	TaskRunning        TaskState = "running"
+	TaskSucceeded      TaskState = "succeeded"
+	TaskFailed         TaskState = "failed"
+	TaskUpstreamFailed TaskState = "upstream_failed"
+	TaskCancelled      TaskState = "cancelled"
+)
+
+// TaskStates lists every task state in lifecycle order.
+var TaskStates = []TaskState{TaskBlocked, TaskQueued, TaskRunning, TaskSucceeded, TaskFailed, TaskUpstreamFailed, TaskCancelled}
+
+// Terminal reports whether the task will not change state again.
+func (s TaskState) Terminal() bool {
+	return s == TaskSucceeded || s == TaskFailed || s == TaskUpstreamFailed || s == TaskCancelled
+}
+
+// Tier is a worker config (resource tier).
+type Tier struct {
+	Name        string  `json:"name"`
+	CPU         float64 `json:"cpu"`
+	MemoryBytes int64   `json:"memory_bytes"`
+	GPU         int32   `json:"gpu"`
+}
+
+// Job is a stored job. Tasks are stored separately.
+type Job struct {
+	ID              string
+	Name            string
+	Namespace       string
+	Labels          map[string]string
+	Env             map[string]string // job-level env, applied under each task's env
+	Tiers           []Tier
+	MaxWorkers      int32
+	State           JobState
+	TaskCount       int64
+	CancelRequested bool
+	// Counts is how many tasks are in each state, kept by the runner with
+	// every batch; a freshly submitted job counts all its tasks as blocked.
+	Counts     TaskCounts
+	CreatedAt  time.Time
+	StartedAt  time.Time // zero until running
+	FinishedAt time.Time // zero until terminal
+	// Spec is the submitted spec as received (for reference and export).
+	Spec []byte
+}
+
+// Task is a stored task. Index is its position in the job (0-based, spec
+// order after foreach expansion) and, with JobID, its identity.
+type Task struct {
+	JobID      string
+	Index      int32
+	Key        string
+	Argv       []string
+	Env        map[string]string
+	Cwd        string
+	After      []string // dependencies as written: keys and globs
+	Tier       int32    // index into the job's tiers of the first tier to run on
+	Retries    int32
+	TimeoutMS  int64
+	State      TaskState
+	Attempts   int32 // attempts started so far
+	ExitCode   int32 // of the last finished attempt
+	Reason     string
+	StartedAt  time.Time // of the last attempt
+	FinishedAt time.Time
+}
+
+// AttemptState is the state of one run of a task.
+type AttemptState string
+
+const (
+	AttemptRunning   AttemptState = "running"
+	AttemptSucceeded AttemptState = "succeeded"
+	AttemptFailed    AttemptState = "failed"
+	AttemptLost      AttemptState = "lost" // its worker or runner went away
+	AttemptCancelled AttemptState = "cancelled"
+)
+
+// Attempt is one run of a task on a worker. Number starts at 1.
+type Attempt struct {
+	JobID      string
+	TaskIndex  int32
+	Number     int32
+	Tier       int32
+	WorkerID   string
+	State      AttemptState
+	ExitCode   int32
+	Signal     int32
+	Reason     string // exit, signal, timeout, cancelled, lost, start_error
+	Message    string
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// TaskUpdate sets the mutable fields of a task.
+type TaskUpdate struct {
+	JobID      string
+	Index      int32
+	State      TaskState
+	Attempts   int32
+	ExitCode   int32
+	Reason     string
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// TaskCounts is how many tasks of a job are in each state.
+type TaskCounts struct {
+	Blocked, Queued, Running, Succeeded, Failed, UpstreamFailed, Cancelled int64
+}
+
+// Add adds n to the count of state s.
+func (c *TaskCounts) Add(s TaskState, n int64) {
+	switch s {
+	case TaskBlocked:
+		c.Blocked += n
+	case TaskQueued:
+		c.Queued += n
+	case TaskRunning:
+		c.Running += n
+	case TaskSucceeded:
+		c.Succeeded += n
+	case TaskFailed:
+		c.Failed += n
+	case TaskUpstreamFailed:
+		c.UpstreamFailed += n
+	case TaskCancelled:
+		c.Cancelled += n
+	}
+}
+
+// Get returns the count of state s.
+func (c TaskCounts) Get(s TaskState) int64 {
+	switch s {
+	case TaskBlocked:
+		return c.Blocked
+	case TaskQueued:
+		return c.Queued
+	case TaskRunning:
+		return c.Running
+	case TaskSucceeded:
+		return c.Succeeded
+	case TaskFailed:
+		return c.Failed
+	case TaskUpstreamFailed:
+		return c.UpstreamFailed
+	case TaskCancelled:
+		return c.Cancelled
+	}
+	return 0
+}
+
+// JobUpdate sets the state and task counts of a job.
+type JobUpdate struct {
+	ID         string
+	State      JobState
+	Counts     TaskCounts
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// Batch is a group of state changes written in one transaction (group
+// commit). Attempts are upserted by (JobID, TaskIndex, Number).
+type Batch struct {
+	Tasks    []TaskUpdate
+	Attempts []Attempt
+	Jobs     []JobUpdate
+}
+
+// Empty reports whether the batch has nothing to write.
+func (b *Batch) Empty() bool { return len(b.Tasks) == 0 && len(b.Attempts) == 0 && len(b.Jobs) == 0 }
+
+// JobFilter selects jobs for ListJobs. Jobs are returned newest first.
+type JobFilter struct {
+	Namespace string     // empty: all
+	States    []JobState // empty: all
+	Limit     int        // <= 0: a default of 100
+	// Before pages: only jobs whose ID sorts before this (IDs sort by creation time).
+	Before string
+}
+
+// TaskFilter selects tasks of one job for ListTasks, in index order.
+type TaskFilter struct {
+	JobID   string
+	States  []TaskState // empty: all
+	KeyGlob string      // shell glob: * ? [...]; empty: all
+	After   int32       // only tasks with Index > After; use -1 for the first page
+	Limit   int         // <= 0: a default of 1000
+}
+
+// Store is the interface both drivers implement. All methods are safe for
+// concurrent use.
+type Store interface {
+	// CreateJob stores a job and all its tasks in one transaction, in bulk
+	// (not one round trip per task). Tasks must have Index 0..n-1.
+	CreateJob(ctx context.Context, job *Job, tasks []Task) error
+	GetJob(ctx context.Context, id string) (*Job, error)
+	ListJobs(ctx context.Context, f JobFilter) ([]Job, error)
+	// RequestCancel marks a job for cancellation; the runner acts on it.
+	// It returns ErrNotFound for an unknown job and does nothing to a
+	// terminal job.
+	RequestCancel(ctx context.Context, id string) error
+	// ListActiveJobs returns the jobs that are pending or running, oldest first.
+	ListActiveJobs(ctx context.Context) ([]Job, error)
+
+	// LoadTasks returns every task of a job in index order.
+	LoadTasks(ctx context.Context, jobID string) ([]Task, error)
+	ListTasks(ctx context.Context, f TaskFilter) ([]Task, error)
+	GetTask(ctx context.Context, jobID, key string) (*Task, error)
+	ListAttempts(ctx context.Context, jobID string, taskIndex int32) ([]Attempt, error)
+
+	// Apply writes a batch of state changes in one transaction.
+	Apply(ctx context.Context, b *Batch) error
+
+	Close() error
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need and is idempotent: Debian packages
+# (when running as root and they are missing) and Go tools at pinned versions
+# into $HOME/.cache/haul/bin.
+set -euo pipefail
+tools="$HOME/.cache/haul/bin"
+mkdir -p "$tools"
+
+need_pkgs=()
+command -v protoc >/dev/null 2>&1 || need_pkgs+=(protobuf-compiler)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need_pkgs+=(postgresql)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing Debian packages: ${need_pkgs[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    echo "missing Debian packages (run as root to install): ${need_pkgs[*]}" >&2
+    exit 1
+  fi
+fi
+
+install_go_tool() { # name module version
+  local stamp="$tools/.$1-$3"
+  if [ ! -x "$tools/$1" ] || [ ! -f "$stamp" ]; then
+    echo "installing $2@$3" >&2
+    GOBIN="$tools" go install "$2@$3"
+    touch "$stamp"
+  fi
+}
+install_go_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go v1.36.12
+install_go_tool protoc-gen-connect-go connectrpc.com/connect/cmd/protoc-gen-connect-go v1.21.1
