@@ -1,0 +1,252 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
+	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
+	"github.com/haul-dev/haul/internal/spec"
+)
+
+func (a *app) jobCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "job",
+		Short: "Submit, list, inspect, watch and cancel jobs",
+	}
+	cmd.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobGetCmd(), a.jobWatchCmd(), a.jobCancelCmd())
+	return cmd
+}
+
+// readSpec reads a spec file ("-" for stdin) and resolves `lines:` files
+// relative to it, since the server cannot read the client's files.
+func (a *app) readSpec(file string) ([]byte, string, error) {
+	var data []byte
+	var err error
+	dir := filepath.Dir(file)
+	if file == "-" {
+		data, err = io.ReadAll(a.stdin)
+		dir = "."
+	} else {
+		data, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("read job spec: %w", err)
+	}
+	resolved, err := spec.ResolveFiles(data, file, dir)
+	if err != nil {
+		return nil, "", err
+	}
+	return resolved, filepath.Base(file), nil
+}
+
+func submit(ctx context.Context, c apiv1connect.JobServiceClient, data []byte, name string) (*apiv1.SubmitJobResponse, error) {
+	resp, err := c.SubmitJob(ctx, connect.NewRequest(&apiv1.SubmitJobRequest{Spec: data, Filename: name}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
+}
+
+func (a *app) jobSubmitCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "submit FILE",
+		Short: "Submit a job spec (YAML or JSON; - for stdin) and print its ID",
+		Long: `Submit a job spec and print the new job's ID. The spec is validated by the
+server; every problem is reported with the task and field it concerns.
+With -o json, prints {"id": ..., "task_count": ...}.`,
+		Example: "  haul job submit examples/hello-dag.yaml\n  J=$(haul job submit big.yaml) && haul job watch $J",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, name, err := a.readSpec(args[0])
+			if err != nil {
+				return err
+			}
+			resp, err := submit(cmd.Context(), a.client(), data, name)
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(map[string]any{"id": resp.JobId, "task_count": resp.TaskCount})
+			}
+			fmt.Fprintln(a.stdout, resp.JobId)
+			return nil
+		},
+	}
+}
+
+func (a *app) jobListCmd() *cobra.Command {
+	var namespace string
+	var states []string
+	var limit int32
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List jobs, newest first",
+		Example: "  haul job list --state running\n  haul job list -n perception -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := a.client().ListJobs(cmd.Context(), connect.NewRequest(&apiv1.ListJobsRequest{Namespace: namespace, States: states, PageSize: limit}))
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(protoList(resp.Msg.Jobs))
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tNAMESPACE\tSTATE\tTASKS\tSUCCEEDED\tFAILED\tCREATED")
+			for _, j := range resp.Msg.Jobs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", j.Id, j.Name, j.Namespace, j.State, j.TaskCount,
+					j.Counts.GetSucceeded(), j.Counts.GetFailed(), j.CreatedAt.AsTime().Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "only jobs of this namespace")
+	cmd.Flags().StringSliceVar(&states, "state", nil, "only jobs in these states (pending, running, succeeded, failed, cancelled)")
+	cmd.Flags().Int32Var(&limit, "limit", 100, "at most this many jobs")
+	return cmd
+}
+
+func protoList[T proto.Message](xs []T) []proto.Message {
+	out := make([]proto.Message, len(xs))
+	for i, x := range xs {
+		out[i] = x
+	}
+	return out
+}
+
+func (a *app) jobGetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get ID",
+		Short: "Show a job: state, tiers and task counts",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := a.client().GetJob(cmd.Context(), connect.NewRequest(&apiv1.GetJobRequest{JobId: args[0]}))
+			if err != nil {
+				return err
+			}
+			j := resp.Msg.Job
+			if a.output == "json" {
+				return a.printJSON(j)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "id:\t%s\nname:\t%s\nnamespace:\t%s\nstate:\t%s\n", j.Id, j.Name, j.Namespace, j.State)
+			if j.CancelRequested && j.State == "running" {
+				fmt.Fprintf(tw, "cancel:\trequested\n")
+			}
+			fmt.Fprintf(tw, "created:\t%s\n", j.CreatedAt.AsTime().Local().Format(time.DateTime))
+			if j.StartedAt != nil {
+				end := time.Now()
+				if j.FinishedAt != nil {
+					end = j.FinishedAt.AsTime()
+				}
+				fmt.Fprintf(tw, "wall time:\t%s\n", fmtDuration(end.Sub(j.StartedAt.AsTime())))
+			}
+			for i, t := range j.Workers {
+				fmt.Fprintf(tw, "tier %d:\t%s (cpu %g, memory %s, gpu %d)\n", i, t.Name, t.Cpu, bytesIEC(t.MemoryBytes), t.Gpu)
+			}
+			fmt.Fprintf(tw, "tasks:\t%d\n", j.TaskCount)
+			c := j.Counts
+			fmt.Fprintf(tw, "  blocked\t%d\n  queued\t%d\n  running\t%d\n  succeeded\t%d\n  failed\t%d\n  upstream_failed\t%d\n  cancelled\t%d\n",
+				c.GetBlocked(), c.GetQueued(), c.GetRunning(), c.GetSucceeded(), c.GetFailed(), c.GetUpstreamFailed(), c.GetCancelled())
+			return tw.Flush()
+		},
+	}
+}
+
+func bytesIEC(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	if v == float64(int64(v)) {
+		return fmt.Sprintf("%d%ci", int64(v), "KMGTP"[exp])
+	}
+	return fmt.Sprintf("%.1f%ci", v, "KMGTP"[exp])
+}
+
+func (a *app) jobWatchCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch ID",
+		Short: "Show a job's progress until it ends; exit 0 if and only if it succeeded",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.watch(cmd.Context(), a.client(), args[0], time.Now())
+		},
+	}
+}
+
+func (a *app) jobCancelCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a job: running tasks are killed, the rest never start",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := a.client().CancelJob(cmd.Context(), connect.NewRequest(&apiv1.CancelJobRequest{JobId: args[0]}))
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(resp.Msg.Job)
+			}
+			j := resp.Msg.Job
+			if isTerminal(j.State) {
+				fmt.Fprintf(a.stdout, "job %s already %s\n", j.Id, j.State)
+			} else {
+				fmt.Fprintf(a.stdout, "job %s: cancel requested\n", j.Id)
+			}
+			return nil
+		},
+	}
+}
+
+func isTerminal(state string) bool {
+	return state == "succeeded" || state == "failed" || state == "cancelled"
+}
+
+// failedSummary lists a few failed tasks with the commands to dig in.
+func (a *app) failedSummary(ctx context.Context, c apiv1connect.JobServiceClient, j *apiv1.Job) {
+	resp, err := c.ListTasks(ctx, connect.NewRequest(&apiv1.ListTasksRequest{JobId: j.Id, States: []string{"failed"}, PageSize: 10}))
+	if err != nil || len(resp.Msg.Tasks) == 0 {
+		return
+	}
+	fmt.Fprintf(a.stderr, "failed tasks:\n")
+	for _, t := range resp.Msg.Tasks {
+		fmt.Fprintf(a.stderr, "  %s: %s after %d attempt(s)\n", t.Key, failureText(t), t.Attempts)
+	}
+	if j.Counts.GetFailed() > int64(len(resp.Msg.Tasks)) {
+		fmt.Fprintf(a.stderr, "  ... and %d more: haul task list %s --state failed\n", j.Counts.GetFailed()-int64(len(resp.Msg.Tasks)), j.Id)
+	}
+	t := resp.Msg.Tasks[0]
+	fmt.Fprintf(a.stderr, "inspect: haul task logs %s %s   rerun locally: haul task repro %s %s\n", j.Id, t.Key, j.Id, t.Key)
+}
+
+func failureText(t *apiv1.Task) string {
+	switch t.Reason {
+	case "exit", "":
+		return fmt.Sprintf("exit code %d", t.ExitCode)
+	case "signal":
+		return "killed by a signal"
+	case "timeout":
+		return fmt.Sprintf("timed out after %s", time.Duration(t.TimeoutMs)*time.Millisecond)
+	case "start_error":
+		return "could not start"
+	}
+	return strings.ReplaceAll(t.Reason, "_", " ")
+}

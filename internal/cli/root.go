@@ -1,0 +1,185 @@
+// Package cli implements the haul command line: the server commands (up,
+// run's embedded server, taskhost) and the client commands that talk to a
+// gateway over the JobService API. cmd/haul/main.go only calls Main.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
+)
+
+// DefaultServer is the address client commands use when neither --server
+// nor HAUL_SERVER is set.
+const DefaultServer = "http://127.0.0.1:7070"
+
+// exitError carries a process exit code without printing anything more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// app holds the global flags and the streams commands write to.
+type app struct {
+	server   string
+	output   string
+	logLevel string
+	stdout   io.Writer
+	stderr   io.Writer
+	stdin    io.Reader
+}
+
+// Main runs the haul command line with args (without the program name) and
+// returns the process exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr, stdin: stdin}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "haul: %s\n", describe(err))
+	if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "flag") || strings.Contains(err.Error(), "arg") {
+		return 2
+	}
+	return 1
+}
+
+// describe turns a Connect error into a message for people.
+func describe(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		switch ce.Code() {
+		case connect.CodeUnavailable:
+			return fmt.Sprintf("cannot reach the haul server: %s (is `haul up` running? set --server or HAUL_SERVER)", ce.Message())
+		case connect.CodeNotFound, connect.CodeInvalidArgument:
+			return ce.Message()
+		}
+		return fmt.Sprintf("%s: %s", ce.Code(), ce.Message())
+	}
+	return err.Error()
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "haul",
+		Short: "haul runs DAGs of unix-process tasks, from one machine to many clusters",
+		Long: `haul is a batch-computing system: a job is a DAG of tasks, each one unix
+process (argv, env, cwd). Tasks start the moment their parents succeed, on
+workers that each run many tasks one after another.
+
+Start here:
+  haul run examples/hello-dag.yaml     run a job (starts an embedded server if none answers)
+  haul up                              a persistent server on this machine
+  haul task list JOB --state failed    which element failed?
+  haul task logs JOB KEY -f            its output, live
+  haul task repro JOB KEY              a shell command that reruns it locally
+
+Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			switch a.output {
+			case "text", "json":
+			default:
+				return fmt.Errorf("--output %q: want text or json", a.output)
+			}
+			return nil
+		},
+	}
+	server := os.Getenv("HAUL_SERVER")
+	if server == "" {
+		server = DefaultServer
+	}
+	root.PersistentFlags().StringVar(&a.server, "server", server, "haul server URL (env HAUL_SERVER)")
+	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
+	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "server log level: debug, info, warn or error")
+	root.AddCommand(a.upCmd(), a.runCmd(), a.jobCmd(), a.taskCmd(), a.taskhostCmd())
+	return root
+}
+
+// serverFlagSet reports whether the user chose a server explicitly.
+func serverFlagSet(cmd *cobra.Command) bool {
+	return cmd.Flags().Changed("server") || os.Getenv("HAUL_SERVER") != ""
+}
+
+func (a *app) client() apiv1connect.JobServiceClient {
+	return apiv1connect.NewJobServiceClient(http.DefaultClient, strings.TrimRight(a.server, "/"))
+}
+
+func (a *app) logger() *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(a.logLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+var jsonOpts = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+
+// printJSON writes v as indented JSON: proto messages with their proto field
+// names, slices of them as an array.
+func (a *app) printJSON(v any) error {
+	var raw any = v
+	switch m := v.(type) {
+	case proto.Message:
+		b, err := jsonOpts.Marshal(m)
+		if err != nil {
+			return err
+		}
+		raw = json.RawMessage(b)
+	}
+	if ms, ok := v.([]proto.Message); ok {
+		arr := make([]json.RawMessage, len(ms))
+		for i, m := range ms {
+			b, err := jsonOpts.Marshal(m)
+			if err != nil {
+				return err
+			}
+			arr[i] = b
+		}
+		raw = arr
+	}
+	b, err := json.MarshalIndent(raw, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(a.stdout, "%s\n", b)
+	return err
+}
+
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}

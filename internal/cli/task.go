@@ -1,0 +1,324 @@
+package cli
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
+)
+
+func (a *app) taskCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "task",
+		Short: "Find, inspect, read the logs of and reproduce tasks",
+	}
+	cmd.AddCommand(a.taskListCmd(), a.taskGetCmd(), a.taskLogsCmd(), a.taskReproCmd())
+	return cmd
+}
+
+func (a *app) taskListCmd() *cobra.Command {
+	var states []string
+	var glob string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list JOB",
+		Short: "List a job's tasks, filtered by state and key",
+		Long: `List a job's tasks in spec order. A job may have a million tasks: filter with
+--state and --key (a shell glob such as 'sim-4*'), and bound with --limit.
+Task states: blocked, queued, running, succeeded, failed, upstream_failed, cancelled.
+With -o json, prints an array of task objects (key, state, attempts, ...).`,
+		Example: "  haul task list J --state failed\n  haul task list J --key 'sim-1??' -o json",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := a.client()
+			var tasks []*apiv1.Task
+			token := ""
+			for {
+				page := int32(min(limit-len(tasks), 5000))
+				if limit <= 0 {
+					page = 5000
+				}
+				resp, err := c.ListTasks(cmd.Context(), connect.NewRequest(&apiv1.ListTasksRequest{
+					JobId: args[0], States: states, KeyGlob: glob, PageSize: page, PageToken: token,
+				}))
+				if err != nil {
+					return err
+				}
+				tasks = append(tasks, resp.Msg.Tasks...)
+				token = resp.Msg.NextPageToken
+				if token == "" || (limit > 0 && len(tasks) >= limit) {
+					break
+				}
+			}
+			if a.output == "json" {
+				return a.printJSON(protoList(tasks))
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KEY\tSTATE\tATTEMPTS\tTIER\tEXIT\tREASON\tDURATION")
+			for _, t := range tasks {
+				exit := ""
+				if t.Attempts > 0 && t.State != "running" && t.State != "queued" {
+					exit = strconv.Itoa(int(t.ExitCode))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", t.Key, t.State, t.Attempts, t.Tier, exit, t.Reason, taskDuration(t))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if token != "" {
+				fmt.Fprintf(a.stderr, "(stopped at --limit %d; more tasks match)\n", limit)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&states, "state", nil, "only tasks in these states (repeat or comma-separate)")
+	cmd.Flags().StringVar(&glob, "key", "", "only tasks whose key matches this shell glob")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many tasks (0: all)")
+	return cmd
+}
+
+func taskDuration(t *apiv1.Task) string {
+	if t.StartedAt == nil {
+		return ""
+	}
+	end := time.Now()
+	if t.FinishedAt != nil && t.FinishedAt.AsTime().After(t.StartedAt.AsTime()) {
+		end = t.FinishedAt.AsTime()
+	}
+	return fmtDuration(end.Sub(t.StartedAt.AsTime()))
+}
+
+func (a *app) getTask(cmd *cobra.Command, job, key string) (*apiv1.GetTaskResponse, error) {
+	resp, err := a.client().GetTask(cmd.Context(), connect.NewRequest(&apiv1.GetTaskRequest{JobId: job, Key: key}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
+}
+
+func (a *app) taskGetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get JOB KEY",
+		Short: "Show a task: command, environment, dependencies and every attempt",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := a.getTask(cmd, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(proto.Message(r))
+			}
+			t := r.Task
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "job:\t%s\nkey:\t%s\nindex:\t%d\nstate:\t%s\n", t.JobId, t.Key, t.Index, t.State)
+			if t.Reason != "" {
+				fmt.Fprintf(tw, "reason:\t%s\n", t.Reason)
+			}
+			fmt.Fprintf(tw, "command:\t%s\n", shellJoin(t.Command))
+			if t.Cwd != "" {
+				fmt.Fprintf(tw, "cwd:\t%s\n", t.Cwd)
+			}
+			for _, k := range slices.Sorted(maps.Keys(t.Env)) {
+				fmt.Fprintf(tw, "env:\t%s=%s\n", k, t.Env[k])
+			}
+			if len(t.After) > 0 {
+				fmt.Fprintf(tw, "after:\t%s\n", strings.Join(t.After, ", "))
+			}
+			fmt.Fprintf(tw, "tier:\t%s\nretries:\t%d\n", t.Tier, t.Retries)
+			if t.TimeoutMs > 0 {
+				fmt.Fprintf(tw, "timeout:\t%s\n", time.Duration(t.TimeoutMs)*time.Millisecond)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if len(r.Attempts) == 0 {
+				fmt.Fprintln(a.stdout, "no attempts yet")
+				return nil
+			}
+			fmt.Fprintln(a.stdout)
+			tw = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ATTEMPT\tSTATE\tTIER\tWORKER\tEXIT\tREASON\tSTARTED\tDURATION\tMESSAGE")
+			for _, at := range r.Attempts {
+				exit := strconv.Itoa(int(at.ExitCode))
+				if at.Signal != "" {
+					exit = at.Signal
+				}
+				if at.State == "running" || at.State == "lost" {
+					exit = ""
+				}
+				dur := ""
+				if at.StartedAt != nil && at.FinishedAt != nil {
+					dur = fmtDuration(at.FinishedAt.AsTime().Sub(at.StartedAt.AsTime()))
+				}
+				started := ""
+				if at.StartedAt != nil {
+					started = at.StartedAt.AsTime().Local().Format(time.TimeOnly)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", at.Number, at.State, at.Tier, at.WorkerId, exit, at.Reason, started, dur, at.Message)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func (a *app) taskLogsCmd() *cobra.Command {
+	var follow, stdout, stderr, timestamps bool
+	var attempt int32
+	cmd := &cobra.Command{
+		Use:   "logs JOB KEY",
+		Short: "Print a task's output exactly as it wrote it (stdout and stderr interleaved)",
+		Long: `Print one attempt's output (the latest unless --attempt): stdout and stderr
+interleaved in the order they were written, byte for byte. Logs are shipped
+while the task runs, so -f follows a running task live, and they outlive the
+worker.`,
+		Example: "  haul task logs J sim-417\n  haul task logs J sim-417 -f --stderr\n  haul task logs J sim-417 --attempt 1 --timestamps",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &apiv1.GetLogsRequest{JobId: args[0], Key: args[1], Attempt: attempt, Follow: follow}
+			if stdout {
+				req.Streams = append(req.Streams, apiv1.LogStream_LOG_STREAM_STDOUT)
+			}
+			if stderr {
+				req.Streams = append(req.Streams, apiv1.LogStream_LOG_STREAM_STDERR)
+			}
+			stream, err := a.client().GetLogs(cmd.Context(), connect.NewRequest(req))
+			if err != nil {
+				return err
+			}
+			defer stream.Close()
+			out := bufio.NewWriterSize(a.stdout, 64<<10)
+			defer out.Flush()
+			lineStart := true
+			for stream.Receive() {
+				for _, ch := range stream.Msg().Chunks {
+					if !timestamps {
+						if _, err := out.Write(ch.Data); err != nil {
+							return err
+						}
+						continue
+					}
+					stamp := time.Unix(0, ch.UnixNanos).UTC().Format(time.RFC3339Nano) + " "
+					for data := ch.Data; len(data) > 0; {
+						if lineStart {
+							out.WriteString(stamp)
+						}
+						i := strings.IndexByte(string(data), '\n')
+						if i < 0 {
+							out.Write(data)
+							lineStart = false
+							break
+						}
+						out.Write(data[:i+1])
+						lineStart = true
+						data = data[i+1:]
+					}
+				}
+				if follow {
+					if err := out.Flush(); err != nil {
+						return err
+					}
+				}
+			}
+			if err := stream.Err(); err != nil && !errors.Is(err, cmd.Context().Err()) {
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the attempt ends")
+	cmd.Flags().BoolVar(&stdout, "stdout", false, "only standard output")
+	cmd.Flags().BoolVar(&stderr, "stderr", false, "only standard error")
+	cmd.Flags().BoolVar(&timestamps, "timestamps", false, "prefix each line with the time it was written (UTC, RFC 3339)")
+	cmd.Flags().Int32Var(&attempt, "attempt", 0, "which attempt (1 is the first; default the latest)")
+	return cmd
+}
+
+func (a *app) taskReproCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "repro JOB KEY",
+		Short: "Print a shell command that reruns this exact task locally",
+		Long: `Print a copy-pasteable shell command that reruns the task on this machine with
+the exact argv, environment and working directory it ran with (the
+environment is replaced, as on a worker, except PATH). Paste it into a shell,
+or change the program to run it under a debugger.`,
+		Example: "  haul task repro J sim-417\n  sh -c \"$(haul task repro J sim-417)\"",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := a.getTask(cmd, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			env := map[string]string{}
+			maps.Copy(env, r.JobEnv)
+			maps.Copy(env, r.Task.Env)
+			env["HAUL_JOB"] = r.Task.JobId
+			env["HAUL_TASK"] = r.Task.Key
+			if n := len(r.Attempts); n > 0 {
+				env["HAUL_ATTEMPT"] = strconv.Itoa(int(r.Attempts[n-1].Number))
+			}
+			if a.output == "json" {
+				return a.printJSON(map[string]any{"argv": r.Task.Command, "env": env, "cwd": r.Task.Cwd, "shell": reproCommand(r.Task.Command, env, r.Task.Cwd)})
+			}
+			fmt.Fprintf(a.stdout, "# task %s of job %s (%s, %d attempt(s))\n", r.Task.Key, r.Task.JobId, r.Task.State, r.Task.Attempts)
+			fmt.Fprintln(a.stdout, reproCommand(r.Task.Command, env, r.Task.Cwd))
+			return nil
+		},
+	}
+}
+
+// reproCommand renders argv, env and cwd as one shell command line that runs
+// in a subshell, so pasting it does not change the user's own directory.
+func reproCommand(argv []string, env map[string]string, cwd string) string {
+	var b strings.Builder
+	b.WriteString("(")
+	if cwd != "" {
+		b.WriteString("cd " + shellQuote(cwd) + " && ")
+	}
+	b.WriteString("env -i")
+	if _, ok := env["PATH"]; !ok {
+		b.WriteString(` PATH="$PATH"`)
+	}
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		b.WriteString(" " + shellQuote(k+"="+env[k]))
+	}
+	b.WriteString(" " + shellJoin(argv) + ")")
+	return b.String()
+}
+
+func shellJoin(argv []string) string {
+	q := make([]string, len(argv))
+	for i, s := range argv {
+		q[i] = shellQuote(s)
+	}
+	return strings.Join(q, " ")
+}
+
+// shellQuote quotes s for a POSIX shell, leaving plain words bare.
+func shellQuote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	plain := true
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r)) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,208 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
+	"github.com/haul-dev/haul/internal/server"
+	"github.com/haul-dev/haul/internal/taskhost"
+)
+
+// serverFlags are the flags of the commands that run a server.
+type serverFlags struct {
+	data        string
+	databaseURL string
+	maxWorkers  int
+}
+
+func (f *serverFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.data, "data", server.DefaultDataDir(), "data directory: SQLite database, logs, worker files (env HAUL_DATA)")
+	cmd.Flags().StringVar(&f.databaseURL, "database-url", os.Getenv("HAUL_DATABASE_URL"), "PostgreSQL URL (postgres://...) instead of SQLite (env HAUL_DATABASE_URL)")
+	cmd.Flags().IntVar(&f.maxWorkers, "max-workers", 0, "most local workers at once (default: 2 per CPU, at least 4)")
+}
+
+func (a *app) upCmd() *cobra.Command {
+	var f serverFlags
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run a persistent haul on this machine: gateway, runner and local workers",
+		Long: `Run haul on this machine until interrupted: the API (gRPC, gRPC-Web and JSON
+over HTTP on one port), the runner and local worker processes, on SQLite in
+the data directory, or on PostgreSQL with --database-url. Jobs that were
+running when a previous server stopped are resumed; attempts that were
+running are retried.`,
+		Example: "  haul up\n  haul up --listen 0.0.0.0:7070 --database-url postgres://haul@db/haul",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			log := a.logger()
+			s, err := server.Open(ctx, server.Options{Listen: listen, DataDir: f.data, DatabaseURL: f.databaseURL, MaxWorkers: f.maxWorkers, Logger: log})
+			if err != nil {
+				return err
+			}
+			if err := s.Start(context.WithoutCancel(ctx)); err != nil {
+				s.Stop()
+				return err
+			}
+			fmt.Fprintf(a.stdout, "haul is up at %s (data in %s)\n", s.URL(), f.data)
+			select {
+			case <-ctx.Done():
+				log.Info("shutting down")
+			case err := <-s.Done():
+				log.Error("server stopped", "err", err)
+			}
+			s.Stop()
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7070", "address to serve on")
+	return cmd
+}
+
+func (a *app) runCmd() *cobra.Command {
+	var f serverFlags
+	var detach bool
+	cmd := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Run a job: submit it, show progress, exit 0 if and only if it succeeded",
+		Long: `Run a job spec. If a haul server answers at --server (or $HAUL_SERVER), the
+job is submitted there; otherwise haul starts an embedded server (SQLite and
+logs in the data directory, local workers) for the job's lifetime.
+
+The job ID is printed first. Progress goes to stderr, the summary to stdout.
+Ctrl-C detaches from a remote server's job (it keeps running); on an embedded
+server it cancels the job (press again to quit at once).`,
+		Example: "  haul run examples/hello-dag.yaml\n  haul run --detach big.yaml",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, name, err := a.readSpec(args[0])
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if serverFlagSet(cmd) || answers(ctx, a.server) {
+				return a.runRemote(ctx, data, name, detach)
+			}
+			if detach {
+				return fmt.Errorf("--detach needs a running server: start one with `haul up` (none answers at %s)", a.server)
+			}
+			return a.runEmbedded(ctx, data, name, f)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&detach, "detach", false, "submit and return at once (needs a running server)")
+	return cmd
+}
+
+// answers reports whether a haul server answers at url.
+func answers(ctx context.Context, url string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func (a *app) runRemote(ctx context.Context, data []byte, name string, detach bool) error {
+	c := a.client()
+	resp, err := submit(ctx, c, data, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(a.stdout, resp.JobId)
+	if detach {
+		return nil
+	}
+	err = a.watch(ctx, c, resp.JobId, time.Now())
+	if errors.Is(err, errInterrupted) {
+		fmt.Fprintf(a.stderr, "detached; the job keeps running: haul job watch %s\n", resp.JobId)
+		return exitError{130}
+	}
+	return err
+}
+
+func (a *app) runEmbedded(ctx context.Context, data []byte, name string, f serverFlags) error {
+	// The embedded server logs to a file: the terminal shows progress.
+	if err := os.MkdirAll(f.data, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	logPath := filepath.Join(f.data, "server.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("server log: %w", err)
+	}
+	defer logf.Close()
+	log := slog.New(slog.NewTextHandler(logf, nil))
+	s, err := server.Open(ctx, server.Options{Listen: "127.0.0.1:0", DataDir: f.data, DatabaseURL: f.databaseURL, MaxWorkers: f.maxWorkers, Logger: log})
+	if err != nil {
+		return fmt.Errorf("start embedded haul: %w", err)
+	}
+	defer s.Stop()
+	if err := s.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("start embedded haul: %w", err)
+	}
+	a.server = s.URL()
+	c := a.client()
+	resp, err := submit(ctx, c, data, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(a.stdout, resp.JobId)
+	fmt.Fprintf(a.stderr, "embedded haul at %s (data in %s; log %s)\n", s.URL(), f.data, logPath)
+	start := time.Now()
+	err = a.watch(ctx, c, resp.JobId, start)
+	if !errors.Is(err, errInterrupted) {
+		return err
+	}
+	// Ctrl-C: cancel the job and wait for it; a second Ctrl-C quits at once.
+	fmt.Fprintf(a.stderr, "cancelling job %s (Ctrl-C again to quit now)\n", resp.JobId)
+	again, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := c.CancelJob(again, connect.NewRequest(&apiv1.CancelJobRequest{JobId: resp.JobId})); err != nil {
+		return err
+	}
+	err = a.watch(again, c, resp.JobId, start)
+	if errors.Is(err, errInterrupted) {
+		return exitError{130}
+	}
+	return err
+}
+
+func (a *app) taskhostCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "taskhost",
+		Short: "Run a worker's task host (started by haul's worker backends, not by hand)",
+		Long: `The task host runs inside every worker: it polls its runner for tasks, runs
+them, ships their logs and reports results. Worker backends start it; the
+same program also ships as the small static binary haul-taskhost.`,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := taskhost.Main(cmd.Context(), args, os.Getenv, a.stderr); code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+}

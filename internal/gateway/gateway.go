@@ -1,0 +1,324 @@
+// Package gateway serves haul's public API (JobService) over Connect: it
+// validates and stores submitted jobs, answers status queries from the store,
+// asks the runner to cancel through the store, and streams logs from the
+// object store. It holds no state of its own, so several gateways can serve
+// one deployment. It imports the store, the object store, the log reader and
+// the spec compiler, never the runner.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
+	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
+	"github.com/haul-dev/haul/internal/blob"
+	"github.com/haul-dev/haul/internal/spec"
+	"github.com/haul-dev/haul/internal/store"
+)
+
+// Config configures a Gateway.
+type Config struct {
+	Store  store.Store
+	Blob   blob.Store
+	Logger *slog.Logger
+	Clock  func() time.Time
+	Limits spec.Limits
+	// Notify is called after a job is stored or a cancel requested, so an
+	// in-process runner can act at once instead of at its next scan.
+	Notify func()
+}
+
+// Gateway implements apiv1connect.JobServiceHandler.
+type Gateway struct {
+	cfg Config
+}
+
+var _ apiv1connect.JobServiceHandler = (*Gateway)(nil)
+
+// New returns a gateway.
+func New(cfg Config) *Gateway {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Notify == nil {
+		cfg.Notify = func() {}
+	}
+	if cfg.Limits == (spec.Limits{}) {
+		cfg.Limits = spec.DefaultLimits()
+	}
+	return &Gateway{cfg: cfg}
+}
+
+// SubmitJob validates the spec and stores the job with all its tasks.
+func (g *Gateway) SubmitJob(ctx context.Context, req *connect.Request[apiv1.SubmitJobRequest]) (*connect.Response[apiv1.SubmitJobResponse], error) {
+	name := req.Msg.Filename
+	if name == "" {
+		name = "spec"
+	}
+	js, _, err := spec.Compile(req.Msg.Spec, name, g.cfg.Limits)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	now := g.cfg.Clock()
+	job := &store.Job{
+		ID:         store.NewJobID(now, rand.Reader),
+		Name:       js.Name,
+		Namespace:  js.Namespace,
+		Labels:     js.Labels,
+		Env:        js.Env,
+		MaxWorkers: js.MaxWorkers,
+		State:      store.JobPending,
+		TaskCount:  int64(len(js.Tasks)),
+		Counts:     store.TaskCounts{Blocked: int64(len(js.Tasks))},
+		CreatedAt:  now,
+		Spec:       req.Msg.Spec,
+	}
+	for _, t := range js.Workers {
+		job.Tiers = append(job.Tiers, store.Tier{Name: t.Name, CPU: t.CPU, MemoryBytes: t.MemoryBytes, GPU: t.GPU})
+	}
+	tasks := make([]store.Task, len(js.Tasks))
+	for i, t := range js.Tasks {
+		tasks[i] = store.Task{
+			JobID: job.ID, Index: int32(i), Key: t.Key, Argv: t.Command, Env: t.Env, Cwd: t.Cwd,
+			After: t.After, Tier: t.Tier, Retries: t.Retries, TimeoutMS: t.TimeoutMS, State: store.TaskBlocked,
+		}
+	}
+	if err := g.cfg.Store.CreateJob(ctx, job, tasks); err != nil {
+		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("store job: %w", err))
+	}
+	g.cfg.Logger.Info("job submitted", "job", job.ID, "name", job.Name, "namespace", job.Namespace, "tasks", len(tasks))
+	g.cfg.Notify()
+	return connect.NewResponse(&apiv1.SubmitJobResponse{JobId: job.ID, TaskCount: int64(len(tasks))}), nil
+}
+
+// GetJob returns one job with its task counts.
+func (g *Gateway) GetJob(ctx context.Context, req *connect.Request[apiv1.GetJobRequest]) (*connect.Response[apiv1.GetJobResponse], error) {
+	j, err := g.job(ctx, req.Msg.JobId)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&apiv1.GetJobResponse{Job: JobProto(j)}), nil
+}
+
+// ListJobs lists jobs newest first, a page at a time.
+func (g *Gateway) ListJobs(ctx context.Context, req *connect.Request[apiv1.ListJobsRequest]) (*connect.Response[apiv1.ListJobsResponse], error) {
+	size := pageSize(req.Msg.PageSize, 100, 1000)
+	f := store.JobFilter{Namespace: req.Msg.Namespace, Limit: size + 1, Before: req.Msg.PageToken}
+	for _, s := range req.Msg.States {
+		st := store.JobState(s)
+		switch st {
+		case store.JobPending, store.JobRunning, store.JobSucceeded, store.JobFailed, store.JobCancelled:
+		default:
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("unknown job state %q (want pending, running, succeeded, failed or cancelled)", s))
+		}
+		f.States = append(f.States, st)
+	}
+	jobs, err := g.cfg.Store.ListJobs(ctx, f)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	resp := &apiv1.ListJobsResponse{}
+	if len(jobs) > size {
+		jobs = jobs[:size]
+		resp.NextPageToken = jobs[size-1].ID
+	}
+	for i := range jobs {
+		resp.Jobs = append(resp.Jobs, JobProto(&jobs[i]))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// CancelJob records a cancel request; the runner kills running attempts and
+// cancels the rest.
+func (g *Gateway) CancelJob(ctx context.Context, req *connect.Request[apiv1.CancelJobRequest]) (*connect.Response[apiv1.CancelJobResponse], error) {
+	if _, err := g.job(ctx, req.Msg.JobId); err != nil {
+		return nil, err
+	}
+	if err := g.cfg.Store.RequestCancel(ctx, req.Msg.JobId); err != nil {
+		return nil, storeError(err, "job", req.Msg.JobId)
+	}
+	g.cfg.Notify()
+	j, err := g.job(ctx, req.Msg.JobId)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&apiv1.CancelJobResponse{Job: JobProto(j)}), nil
+}
+
+// ListTasks lists a job's tasks in spec order, filtered and paged.
+func (g *Gateway) ListTasks(ctx context.Context, req *connect.Request[apiv1.ListTasksRequest]) (*connect.Response[apiv1.ListTasksResponse], error) {
+	j, err := g.job(ctx, req.Msg.JobId)
+	if err != nil {
+		return nil, err
+	}
+	size := pageSize(req.Msg.PageSize, 1000, 10000)
+	f := store.TaskFilter{JobID: j.ID, KeyGlob: req.Msg.KeyGlob, After: -1, Limit: size + 1}
+	if req.Msg.KeyGlob != "" {
+		if _, err := path.Match(req.Msg.KeyGlob, ""); err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("key glob %q: %w", req.Msg.KeyGlob, err))
+		}
+	}
+	if req.Msg.PageToken != "" {
+		n, err := strconv.ParseInt(req.Msg.PageToken, 10, 32)
+		if err != nil || n < 0 {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("bad page token %q", req.Msg.PageToken))
+		}
+		f.After = int32(n)
+	}
+	for _, s := range req.Msg.States {
+		st, err := ParseTaskState(s)
+		if err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, err)
+		}
+		f.States = append(f.States, st)
+	}
+	tasks, err := g.cfg.Store.ListTasks(ctx, f)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	resp := &apiv1.ListTasksResponse{}
+	if len(tasks) > size {
+		tasks = tasks[:size]
+		resp.NextPageToken = strconv.Itoa(int(tasks[size-1].Index))
+	}
+	for i := range tasks {
+		resp.Tasks = append(resp.Tasks, TaskProto(j, &tasks[i]))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// GetTask returns one task by key with its attempts.
+func (g *Gateway) GetTask(ctx context.Context, req *connect.Request[apiv1.GetTaskRequest]) (*connect.Response[apiv1.GetTaskResponse], error) {
+	j, t, err := g.task(ctx, req.Msg.JobId, req.Msg.Key)
+	if err != nil {
+		return nil, err
+	}
+	atts, err := g.cfg.Store.ListAttempts(ctx, j.ID, t.Index)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	resp := &apiv1.GetTaskResponse{Task: TaskProto(j, t), JobEnv: j.Env}
+	for _, a := range atts {
+		resp.Attempts = append(resp.Attempts, AttemptProto(j, &a))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func (g *Gateway) job(ctx context.Context, id string) (*store.Job, error) {
+	if id == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("job id is required"))
+	}
+	j, err := g.cfg.Store.GetJob(ctx, id)
+	if err != nil {
+		return nil, storeError(err, "job", id)
+	}
+	return j, nil
+}
+
+func (g *Gateway) task(ctx context.Context, jobID, key string) (*store.Job, *store.Task, error) {
+	j, err := g.job(ctx, jobID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if key == "" {
+		return nil, nil, connect.NewError(connect.CodeInvalidArgument, errors.New("task key is required"))
+	}
+	t, err := g.cfg.Store.GetTask(ctx, jobID, key)
+	if err != nil {
+		return nil, nil, storeError(err, "task", fmt.Sprintf("%s in job %s", key, jobID))
+	}
+	return j, t, nil
+}
+
+func storeError(err error, what, id string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s %s not found", what, id))
+	}
+	return connect.NewError(connect.CodeInternal, err)
+}
+
+func pageSize(asked int32, def, maxSize int) int {
+	if asked <= 0 {
+		return def
+	}
+	return min(int(asked), maxSize)
+}
+
+// ParseTaskState parses a task state name.
+func ParseTaskState(s string) (store.TaskState, error) {
+	for _, st := range store.TaskStates {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	names := make([]string, len(store.TaskStates))
+	for i, st := range store.TaskStates {
+		names[i] = string(st)
+	}
+	return "", fmt.Errorf("unknown task state %q (want one of %s)", s, strings.Join(names, ", "))
+}
+
+// JobProto converts a stored job to its API form.
+func JobProto(j *store.Job) *apiv1.Job {
+	p := &apiv1.Job{
+		Id: j.ID, Name: j.Name, Namespace: j.Namespace, Labels: j.Labels, State: string(j.State),
+		TaskCount: j.TaskCount, CancelRequested: j.CancelRequested, MaxWorkers: j.MaxWorkers,
+		CreatedAt: ts(j.CreatedAt), StartedAt: ts(j.StartedAt), FinishedAt: ts(j.FinishedAt),
+		Counts: &apiv1.TaskCounts{
+			Blocked: j.Counts.Blocked, Queued: j.Counts.Queued, Running: j.Counts.Running,
+			Succeeded: j.Counts.Succeeded, Failed: j.Counts.Failed,
+			UpstreamFailed: j.Counts.UpstreamFailed, Cancelled: j.Counts.Cancelled,
+		},
+	}
+	for _, t := range j.Tiers {
+		p.Workers = append(p.Workers, &apiv1.Tier{Name: t.Name, Cpu: t.CPU, MemoryBytes: t.MemoryBytes, Gpu: t.GPU})
+	}
+	return p
+}
+
+// TaskProto converts a stored task to its API form.
+func TaskProto(j *store.Job, t *store.Task) *apiv1.Task {
+	return &apiv1.Task{
+		JobId: t.JobID, Index: t.Index, Key: t.Key, State: string(t.State), Command: t.Argv, Env: t.Env,
+		Cwd: t.Cwd, After: t.After, Tier: tierName(j, t.Tier), Retries: t.Retries, TimeoutMs: t.TimeoutMS,
+		Attempts: t.Attempts, ExitCode: t.ExitCode, Reason: t.Reason,
+		StartedAt: ts(t.StartedAt), FinishedAt: ts(t.FinishedAt),
+	}
+}
+
+// AttemptProto converts a stored attempt to its API form.
+func AttemptProto(j *store.Job, a *store.Attempt) *apiv1.Attempt {
+	return &apiv1.Attempt{
+		Number: a.Number, Tier: tierName(j, a.Tier), WorkerId: a.WorkerID, State: string(a.State),
+		ExitCode: a.ExitCode, Signal: SignalName(a.Signal), Reason: a.Reason, Message: a.Message,
+		StartedAt: ts(a.StartedAt), FinishedAt: ts(a.FinishedAt),
+	}
+}
+
+func tierName(j *store.Job, i int32) string {
+	if int(i) < len(j.Tiers) && i >= 0 {
+		return j.Tiers[i].Name
+	}
+	return strconv.Itoa(int(i))
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}

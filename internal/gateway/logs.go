@@ -1,0 +1,132 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+
+	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
+	"github.com/haul-dev/haul/internal/logs"
+	"github.com/haul-dev/haul/internal/store"
+)
+
+// maxChunkBytes bounds one GetLogs message; a big log is many messages, so
+// neither side holds it whole.
+const maxChunkBytes = 256 << 10
+
+// GetLogs streams one attempt's output in arrival order, from the segments
+// the taskhost flushed while the task runs, then from the final object.
+func (g *Gateway) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLogsRequest], stream *connect.ServerStream[apiv1.GetLogsResponse]) error {
+	j, t, err := g.task(ctx, req.Msg.JobId, req.Msg.Key)
+	if err != nil {
+		return err
+	}
+	attempt := req.Msg.Attempt
+	if attempt < 0 || attempt > t.Attempts {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("task %s has %d attempts; attempt %d does not exist", t.Key, t.Attempts, attempt))
+	}
+	if attempt == 0 {
+		attempt = t.Attempts
+	}
+	if attempt == 0 {
+		if !req.Msg.Follow || t.State.Terminal() {
+			return connect.NewError(connect.CodeNotFound, fmt.Errorf("task %s has not started (state %s): no logs yet", t.Key, t.State))
+		}
+		// Wait for the first attempt to start.
+		for attempt == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(250 * time.Millisecond):
+			}
+			if t, err = g.cfg.Store.GetTask(ctx, j.ID, t.Key); err != nil {
+				return storeError(err, "task", t.Key)
+			}
+			if t.Attempts > 0 {
+				attempt = t.Attempts
+			} else if t.State.Terminal() {
+				return connect.NewError(connect.CodeNotFound, fmt.Errorf("task %s ended %s without running: no logs", t.Key, t.State))
+			}
+		}
+	}
+	want := map[byte]bool{logs.Stdout: true, logs.Stderr: true}
+	if len(req.Msg.Streams) > 0 {
+		want = map[byte]bool{}
+		for _, s := range req.Msg.Streams {
+			want[byte(s)] = true
+		}
+	}
+	msg := &apiv1.GetLogsResponse{Attempt: attempt}
+	size := 0
+	flush := func() error {
+		if len(msg.Chunks) == 0 && msg.Attempt == 0 {
+			return nil
+		}
+		err := stream.Send(msg)
+		msg = &apiv1.GetLogsResponse{}
+		size = 0
+		return err
+	}
+	done := func() bool {
+		a, err := g.attemptState(ctx, j.ID, t.Index, attempt)
+		return err != nil || a != store.AttemptRunning
+	}
+	opts := logs.ReadOptions{Follow: req.Msg.Follow, Done: done}
+	err = logs.Read(ctx, g.cfg.Blob, logs.Prefix(j.ID, t.Index, attempt), opts, func(s byte, nanos int64, data []byte) error {
+		if !want[s] {
+			return nil
+		}
+		msg.Chunks = append(msg.Chunks, &apiv1.LogChunk{Stream: apiv1.LogStream(s), UnixNanos: nanos, Data: append([]byte(nil), data...)})
+		size += len(data)
+		if size >= maxChunkBytes {
+			return flush()
+		}
+		return nil
+	})
+	if errors.Is(err, logs.ErrNoLog) {
+		if msg.Attempt != 0 {
+			return flush()
+		}
+		return nil
+	}
+	if err != nil {
+		return connect.NewError(connect.CodeInternal, fmt.Errorf("read log of %s attempt %d: %w", t.Key, attempt, err))
+	}
+	return flush()
+}
+
+func (g *Gateway) attemptState(ctx context.Context, job string, task, number int32) (store.AttemptState, error) {
+	atts, err := g.cfg.Store.ListAttempts(ctx, job, task)
+	if err != nil {
+		return "", err
+	}
+	for _, a := range atts {
+		if a.Number == number {
+			return a.State, nil
+		}
+	}
+	return store.AttemptRunning, nil
+}
+
+// SignalName names a signal number ("SIGKILL"), or returns "" for 0.
+func SignalName(n int32) string {
+	if n == 0 {
+		return ""
+	}
+	name := syscall.Signal(n).String()
+	if s, ok := signalNames[syscall.Signal(n)]; ok {
+		return s
+	}
+	return name
+}
+
+var signalNames = map[syscall.Signal]string{
+	syscall.SIGHUP: "SIGHUP", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT", syscall.SIGILL: "SIGILL",
+	syscall.SIGABRT: "SIGABRT", syscall.SIGBUS: "SIGBUS", syscall.SIGFPE: "SIGFPE", syscall.SIGKILL: "SIGKILL",
+	syscall.SIGSEGV: "SIGSEGV", syscall.SIGPIPE: "SIGPIPE", syscall.SIGALRM: "SIGALRM", syscall.SIGTERM: "SIGTERM",
+	syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2", syscall.SIGXCPU: "SIGXCPU",
+}

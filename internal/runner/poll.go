@@ -1,0 +1,221 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strconv"
+	"time"
+
+	"connectrpc.com/connect"
+
+	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
+	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
+	"github.com/haul-dev/haul/internal/logs"
+	"github.com/haul-dev/haul/internal/sched"
+	"github.com/haul-dev/haul/internal/store"
+)
+
+var _ taskhostv1connect.TaskHostServiceHandler = (*Runner)(nil)
+
+// maxWait caps how long a Poll is held open waiting for work.
+const maxWait = 30 * time.Second
+
+// Poll is the taskhost protocol: a worker reports finished attempts and asks
+// for work in one call. Everything the reply tells the worker (results
+// accepted, attempts started) is durable in the store before it is sent.
+func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollRequest]) (*connect.Response[taskhostv1.PollResponse], error) {
+	m := req.Msg
+	deadline := r.now().Add(min(time.Duration(m.WaitMs)*time.Millisecond, maxWait))
+
+	r.mu.Lock()
+	w := r.workers[m.WorkerId]
+	if w == nil || w.job != m.JobId {
+		r.mu.Unlock()
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker %q of job %q: %w", m.WorkerId, m.JobId, ErrUnknownWorker))
+	}
+	jr := r.jobs[w.job]
+	now := r.now()
+	w.lastSeen = now
+	var attempts []store.Attempt
+	info := map[int32]resultInfo{}
+	for _, res := range m.Results {
+		if w.running[res.TaskIndex] != res.Attempt {
+			continue // already reported, or not this worker's
+		}
+		delete(w.running, res.TaskIndex)
+		if len(w.running) == 0 {
+			w.idleFrom = now
+		}
+		if jr == nil || !jr.core.Finished(res.TaskIndex, res.Attempt, outcomeOf(res), now) {
+			continue
+		}
+		a := attemptFromResult(jr, w, res)
+		attempts = append(attempts, a)
+		info[res.TaskIndex] = resultInfo{exit: res.ExitCode, reason: a.Reason, started: a.StartedAt, finished: a.FinishedAt}
+	}
+	var done <-chan struct{}
+	if jr != nil {
+		done = r.afterEventsCtx(jr, attempts, info)
+	}
+	r.mu.Unlock()
+
+	resp := &taskhostv1.PollResponse{}
+	for {
+		r.mu.Lock()
+		w = r.workers[m.WorkerId]
+		if w == nil {
+			r.mu.Unlock()
+			return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker %q: %w", m.WorkerId, ErrUnknownWorker))
+		}
+		jr = r.jobs[w.job]
+		now = r.now()
+		free := int(m.Capacity) - len(w.running)
+		var started []store.Attempt
+		if jr != nil && !w.exiting {
+			for ; free > 0; free-- {
+				task, attempt, ok := jr.core.Next(w.tier, now)
+				if !ok {
+					break
+				}
+				w.running[task] = attempt
+				started = append(started, store.Attempt{
+					JobID: jr.job.ID, TaskIndex: task, Number: attempt, Tier: w.tier, WorkerID: w.id,
+					State: store.AttemptRunning, StartedAt: now,
+				})
+				resp.Assignments = append(resp.Assignments, r.assignment(jr, task, attempt))
+			}
+		}
+		if len(started) > 0 {
+			done = r.afterEvents(jr, started)
+			jr.lastUsed = now
+		}
+		for _, k := range w.cancels {
+			resp.Cancel = append(resp.Cancel, &taskhostv1.AttemptRef{TaskIndex: k.task, Attempt: k.attempt})
+		}
+		w.cancels = nil
+		if len(resp.Assignments) > 0 || len(w.running) > 0 || len(resp.Cancel) > 0 {
+			w.idleFrom = now
+			r.mu.Unlock()
+			break
+		}
+		// Idle. Exit when nothing more can come for this worker, else wait.
+		if jr == nil || jr.done || w.exiting || r.shouldRetire(jr, w, now) {
+			w.exiting = true
+			resp.Exit = true
+			r.mu.Unlock()
+			break
+		}
+		ready := jr.ready
+		wait := min(deadline.Sub(now), w.idleFrom.Add(r.cfg.IdleTimeout).Sub(now))
+		r.mu.Unlock()
+		if wait <= 0 || m.Capacity <= 0 {
+			break
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ready:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("state not yet durable: %w", ctx.Err()))
+		}
+	}
+	if resp.Exit {
+		r.mu.Lock()
+		if w := r.workers[m.WorkerId]; w != nil {
+			r.removeWorker(w)
+		}
+		r.mu.Unlock()
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// shouldRetire reports whether an idle worker should exit: it has been idle
+// for IdleTimeout and its tier has no work waiting (tasks in backoff count as
+// waiting), or more workers of its tier exist than work for them. Call with
+// r.mu held.
+func (r *Runner) shouldRetire(jr *jobRun, w *worker, now time.Time) bool {
+	if now.Sub(w.idleFrom) < r.cfg.IdleTimeout {
+		return false
+	}
+	return jr.core.Waiting(w.tier) == 0 || len(jr.workers[w.tier]) > jr.core.Waiting(w.tier)+jr.core.Running(w.tier)
+}
+
+// assignment builds what a worker needs to run one attempt. The environment
+// is complete: the job's env, then the task's, then haul's own variables.
+func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignment {
+	t := &jr.tasks[task]
+	env := TaskEnv(jr.job, t)
+	env["HAUL_ATTEMPT"] = strconv.Itoa(int(attempt))
+	return &taskhostv1.Assignment{
+		TaskIndex: task,
+		Attempt:   attempt,
+		Key:       t.Key,
+		Argv:      t.Argv,
+		Env:       env,
+		Cwd:       t.Cwd,
+		TimeoutMs: t.TimeoutMS,
+		LogPrefix: logs.Prefix(jr.job.ID, task, attempt),
+	}
+}
+
+// TaskEnv is the environment a task runs with, except HAUL_ATTEMPT: the job's
+// env, overridden by the task's, plus HAUL_JOB and HAUL_TASK.
+func TaskEnv(j *store.Job, t *store.Task) map[string]string {
+	env := make(map[string]string, len(j.Env)+len(t.Env)+3)
+	maps.Copy(env, j.Env)
+	maps.Copy(env, t.Env)
+	env["HAUL_JOB"] = j.ID
+	env["HAUL_TASK"] = t.Key
+	return env
+}
+
+func outcomeOf(res *taskhostv1.AttemptResult) sched.Outcome {
+	switch {
+	case res.Reason == "timeout":
+		return sched.Timeout
+	case res.Reason == "cancelled":
+		return sched.Killed
+	case res.Reason == "exit" && res.ExitCode == 0, res.Reason == "" && res.ExitCode == 0 && res.Signal == 0:
+		return sched.Success
+	}
+	return sched.Failure
+}
+
+func attemptFromResult(jr *jobRun, w *worker, res *taskhostv1.AttemptResult) store.Attempt {
+	a := store.Attempt{
+		JobID: jr.job.ID, TaskIndex: res.TaskIndex, Number: res.Attempt, Tier: w.tier, WorkerID: w.id,
+		ExitCode: res.ExitCode, Signal: res.Signal, Reason: res.Reason, Message: res.Message,
+		StartedAt:  time.Unix(0, res.StartedUnixNanos),
+		FinishedAt: time.Unix(0, res.FinishedUnixNanos),
+	}
+	if res.StartedUnixNanos == 0 {
+		a.StartedAt = jr.tasks[res.TaskIndex].StartedAt
+	}
+	if res.FinishedUnixNanos == 0 {
+		a.FinishedAt = time.Now()
+	}
+	switch outcomeOf(res) {
+	case sched.Success:
+		a.State = store.AttemptSucceeded
+		a.Reason = ""
+	case sched.Killed:
+		a.State = store.AttemptCancelled
+	default:
+		a.State = store.AttemptFailed
+		if a.Reason == "" {
+			a.Reason = "exit"
+		}
+	}
+	return a
+}

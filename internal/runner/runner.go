@@ -1,0 +1,582 @@
+// Package runner runs jobs: it loads active jobs from the store, keeps each
+// job's scheduling state (a sched.Job) in memory, hands ready tasks to
+// workers through the taskhost protocol (TaskHostService.Poll), records every
+// state change in the store in batches before anyone can observe it, and asks
+// a worker backend to start and stop workers.
+//
+// It imports the store, the scheduling core, the DAG builder and the
+// generated taskhost protocol; it does not know which backend or store driver
+// it runs on.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/haul-dev/haul/internal/dag"
+	"github.com/haul-dev/haul/internal/sched"
+	"github.com/haul-dev/haul/internal/store"
+)
+
+// Backend starts and stops workers. The runner calls it outside its lock.
+type Backend interface {
+	// StartWorker starts one worker. The worker must call the runner's
+	// TaskHostService at spec.RunnerURL with spec.ID.
+	StartWorker(ctx context.Context, spec WorkerSpec) error
+	// StopWorker stops a worker, forcibly if it still runs.
+	StopWorker(ctx context.Context, id string) error
+}
+
+// WorkerSpec describes a worker to start: one job, one tier.
+type WorkerSpec struct {
+	ID        string
+	JobID     string
+	Namespace string
+	TierIndex int32
+	Tier      store.Tier
+	RunnerURL string
+	BlobURL   string
+}
+
+// Config configures a Runner.
+type Config struct {
+	Store   store.Store
+	Backend Backend
+	Logger  *slog.Logger
+	Clock   func() time.Time // default time.Now
+	// RunnerURL is the address workers use to reach this runner.
+	RunnerURL string
+	// BlobURL is the object store workers write logs to.
+	BlobURL string
+	// MaxWorkers caps the workers this runner keeps alive across all jobs
+	// (default: 2 per CPU, at least 4).
+	MaxWorkers int
+	// ScanInterval is how often the store is scanned for new and cancelled
+	// jobs when nobody calls Wake (default 1s).
+	ScanInterval time.Duration
+	// WorkerTimeout is how long a worker may go without polling before its
+	// attempts are declared lost (default 45s).
+	WorkerTimeout time.Duration
+	// StartTimeout is how long a started worker may take to first poll
+	// (default 2m).
+	StartTimeout time.Duration
+	// IdleTimeout is how long a worker with nothing to do is kept before it
+	// is told to exit, in case more work appears (default 3s).
+	IdleTimeout time.Duration
+	// Sched configures each job's scheduling core (backoff, lost attempts).
+	Sched sched.Config
+}
+
+// Runner is the job-running service. Create it with New, then Start it.
+type Runner struct {
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+	com *committer
+
+	wakeCh chan struct{}
+
+	mu      sync.Mutex
+	jobs    map[string]*jobRun
+	workers map[string]*worker
+	seq     int64
+	stopped bool
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// jobRun is the in-memory state of one active job.
+type jobRun struct {
+	job   *store.Job
+	core  *sched.Job
+	tasks []store.Task
+	// ready is closed (and replaced) whenever tasks may have become ready, to
+	// wake workers waiting in a long poll.
+	ready chan struct{}
+	// workers of this job, by tier.
+	workers  [][]string
+	lastUsed time.Time
+	done     bool
+}
+
+type worker struct {
+	id       string
+	job      string
+	tier     int32
+	started  time.Time
+	lastSeen time.Time // zero until the first poll
+	idleFrom time.Time
+	running  map[int32]int32 // task → attempt
+	cancels  []attemptKill
+	exiting  bool
+}
+
+type attemptKill struct {
+	task, attempt int32
+}
+
+// New returns a runner; call Start to run it.
+func New(cfg Config) *Runner {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.MaxWorkers <= 0 {
+		cfg.MaxWorkers = max(4, 2*runtime.NumCPU())
+	}
+	if cfg.ScanInterval <= 0 {
+		cfg.ScanInterval = time.Second
+	}
+	if cfg.WorkerTimeout <= 0 {
+		cfg.WorkerTimeout = 45 * time.Second
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 2 * time.Minute
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 3 * time.Second
+	}
+	return &Runner{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		now:     cfg.Clock,
+		com:     newCommitter(cfg.Store, cfg.Logger),
+		wakeCh:  make(chan struct{}, 1),
+		jobs:    map[string]*jobRun{},
+		workers: map[string]*worker{},
+	}
+}
+
+// Start loads active jobs and runs the service until Stop or ctx ends.
+func (r *Runner) Start(ctx context.Context) error {
+	ctx, r.cancel = context.WithCancel(ctx)
+	if err := r.scan(ctx); err != nil {
+		r.cancel()
+		return fmt.Errorf("load active jobs: %w", err)
+	}
+	r.wg.Add(2)
+	go func() { defer r.wg.Done(); r.com.run(ctx) }()
+	go func() { defer r.wg.Done(); r.loop(ctx) }()
+	return nil
+}
+
+// Stop stops the service and every worker it started. It is idempotent.
+func (r *Runner) Stop() {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return
+	}
+	r.stopped = true
+	ids := slices.Collect(maps.Keys(r.workers))
+	r.mu.Unlock()
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.wg.Wait()
+	for _, id := range ids {
+		if err := r.cfg.Backend.StopWorker(context.Background(), id); err != nil {
+			r.log.Warn("stop worker", "worker", id, "err", err)
+		}
+	}
+}
+
+// Wake makes the runner scan the store now (a job was submitted or a cancel
+// requested). It never blocks.
+func (r *Runner) Wake() {
+	select {
+	case r.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Runner) loop(ctx context.Context) {
+	scan := time.NewTicker(r.cfg.ScanInterval)
+	defer scan.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wakeCh:
+			r.scanLogged(ctx)
+		case <-scan.C:
+			r.scanLogged(ctx)
+		case <-tick.C:
+		}
+		r.tick(ctx)
+		r.reconcile(ctx)
+	}
+}
+
+func (r *Runner) scanLogged(ctx context.Context) {
+	if err := r.scan(ctx); err != nil && ctx.Err() == nil {
+		r.log.Error("scan store for jobs", "err", err)
+	}
+}
+
+// scan loads jobs that became active and applies cancel requests.
+func (r *Runner) scan(ctx context.Context) error {
+	active, err := r.cfg.Store.ListActiveJobs(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range active {
+		j := &active[i]
+		r.mu.Lock()
+		jr, loaded := r.jobs[j.ID]
+		r.mu.Unlock()
+		if !loaded {
+			if err := r.load(ctx, j); err != nil {
+				r.log.Error("load job", "job", j.ID, "err", err)
+				continue
+			}
+			continue
+		}
+		if j.CancelRequested {
+			r.mu.Lock()
+			if !jr.core.Done() {
+				jr.core.Cancel(r.now())
+				r.afterEvents(jr, nil)
+			}
+			r.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// load builds the in-memory state of a job from the store, recovering from a
+// previous runner's crash: attempts that were running are lost and retried.
+func (r *Runner) load(ctx context.Context, j *store.Job) error {
+	tasks, err := r.cfg.Store.LoadTasks(ctx, j.ID)
+	if err != nil {
+		return err
+	}
+	keys := make([]string, len(tasks))
+	after := make([][]string, len(tasks))
+	cfgs := make([]sched.TaskConfig, len(tasks))
+	for i, t := range tasks {
+		if t.Index != int32(i) {
+			return fmt.Errorf("job %s: task %d stored at position %d", j.ID, t.Index, i)
+		}
+		keys[i] = t.Key
+		after[i] = t.After
+		cfgs[i] = sched.TaskConfig{Tier: t.Tier, Retries: t.Retries, Timeout: time.Duration(t.TimeoutMS) * time.Millisecond}
+	}
+	g, err := dag.Build(keys, after)
+	if err != nil {
+		return fmt.Errorf("job %s: rebuild graph: %w", j.ID, err)
+	}
+	sc := r.cfg.Sched
+	sc.Tiers = max(1, len(j.Tiers))
+	core := sched.NewJob(g, cfgs, sc)
+
+	// Attempts that were running when the previous runner stopped are lost.
+	var lost []store.Attempt
+	for i := range tasks {
+		t := &tasks[i]
+		if t.State.Terminal() || t.Attempts == 0 {
+			core.Restore(int32(i), stateOf(t.State), t.Attempts, 0)
+			continue
+		}
+		atts, err := r.cfg.Store.ListAttempts(ctx, j.ID, t.Index)
+		if err != nil {
+			return err
+		}
+		var failed int32
+		for _, a := range atts {
+			switch a.State {
+			case store.AttemptFailed:
+				failed++
+			case store.AttemptRunning:
+				a.State = store.AttemptLost
+				a.Reason = "lost"
+				a.Message = "the runner restarted while this attempt ran"
+				a.FinishedAt = r.now()
+				lost = append(lost, a)
+			}
+		}
+		core.Restore(int32(i), stateOf(t.State), t.Attempts, failed)
+	}
+	now := r.now()
+	jr := &jobRun{job: j, core: core, tasks: tasks, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.jobs[j.ID]; ok {
+		return nil
+	}
+	r.jobs[j.ID] = jr
+	if j.State == store.JobPending {
+		j.State = store.JobRunning
+		j.StartedAt = now
+	}
+	core.Start(now)
+	if j.CancelRequested {
+		core.Cancel(now)
+	}
+	r.log.Info("job loaded", "job", j.ID, "tasks", len(tasks), "lost_attempts", len(lost))
+	r.afterEvents(jr, lost)
+	return nil
+}
+
+// afterEvents drains the core's output for one job into the committer and
+// the workers. extra attempts are written with the same batch. Call with
+// r.mu held. It returns the channel closed when the changes are durable.
+func (r *Runner) afterEvents(jr *jobRun, extra []store.Attempt) <-chan struct{} {
+	return r.afterEventsCtx(jr, extra, nil)
+}
+
+// results carries what a taskhost reported, to fill exit codes and times.
+type resultInfo struct {
+	exit     int32
+	reason   string
+	started  time.Time
+	finished time.Time
+}
+
+func (r *Runner) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32]resultInfo) <-chan struct{} {
+	now := r.now()
+	out := jr.core.Drain()
+	var tasks []store.TaskUpdate
+	wakeWorkers := false
+	for _, tr := range out.Transitions {
+		t := &jr.tasks[tr.Task]
+		t.State = storeState(tr.To)
+		t.Attempts = jr.core.Attempts(tr.Task)
+		switch tr.To {
+		case sched.Running:
+			t.StartedAt = now
+			t.FinishedAt = time.Time{}
+			t.Reason = ""
+		case sched.Queued:
+			wakeWorkers = true
+			if tr.Reason != "" {
+				t.Reason = tr.Reason
+			}
+		default:
+			if tr.To.Terminal() {
+				t.FinishedAt = now
+				t.Reason = tr.Reason
+			}
+		}
+		if in, ok := info[tr.Task]; ok && tr.From == sched.Running {
+			t.ExitCode = in.exit
+			if in.reason != "" && tr.To != sched.Succeeded {
+				t.Reason = in.reason
+			}
+			if !in.finished.IsZero() && tr.To.Terminal() {
+				t.FinishedAt = in.finished
+			}
+		}
+		tasks = append(tasks, store.TaskUpdate{
+			JobID: jr.job.ID, Index: t.Index, State: t.State, Attempts: t.Attempts,
+			ExitCode: t.ExitCode, Reason: t.Reason, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
+		})
+	}
+	for _, k := range out.Kills {
+		r.killAttempt(jr, k.Task, k.Attempt)
+	}
+	if wakeWorkers {
+		close(jr.ready)
+		jr.ready = make(chan struct{})
+	}
+	var jobs []store.JobUpdate
+	if len(tasks) > 0 || len(extra) > 0 || jr.job.State == store.JobRunning {
+		if jr.core.Done() && !jr.done {
+			jr.done = true
+			jr.job.State = store.JobState(jr.core.Outcome())
+			jr.job.FinishedAt = now
+			r.log.Info("job finished", "job", jr.job.ID, "state", jr.job.State)
+			close(jr.ready)
+			jr.ready = make(chan struct{})
+		}
+		c := jr.core.Counts()
+		jr.job.Counts = store.TaskCounts{
+			Blocked: c[sched.Blocked], Queued: c[sched.Queued], Running: c[sched.Running],
+			Succeeded: c[sched.Succeeded], Failed: c[sched.Failed],
+			UpstreamFailed: c[sched.UpstreamFailed], Cancelled: c[sched.Cancelled],
+		}
+		jobs = append(jobs, store.JobUpdate{ID: jr.job.ID, State: jr.job.State, Counts: jr.job.Counts, StartedAt: jr.job.StartedAt, FinishedAt: jr.job.FinishedAt})
+	}
+	if len(tasks) == 0 && len(extra) == 0 && len(jobs) == 0 {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	return r.com.add(tasks, extra, jobs)
+}
+
+// killAttempt tells the worker running an attempt to kill it. Call with r.mu held.
+func (r *Runner) killAttempt(jr *jobRun, task, attempt int32) {
+	for _, ids := range jr.workers {
+		for _, id := range ids {
+			w := r.workers[id]
+			if w != nil && w.running[task] == attempt {
+				w.cancels = append(w.cancels, attemptKill{task, attempt})
+				return
+			}
+		}
+	}
+}
+
+// tick releases retries and enforces timeouts, declares silent workers lost
+// and forgets finished jobs.
+func (r *Runner) tick(ctx context.Context) {
+	now := r.now()
+	var gone []string
+	r.mu.Lock()
+	for _, jr := range r.jobs {
+		if w := jr.core.NextWake(); !w.IsZero() && !now.Before(w) {
+			jr.core.Tick(now)
+			r.afterEvents(jr, nil)
+		}
+	}
+	for id, w := range r.workers {
+		switch {
+		case w.lastSeen.IsZero() && now.Sub(w.started) > r.cfg.StartTimeout:
+			gone = append(gone, id)
+		case !w.lastSeen.IsZero() && now.Sub(w.lastSeen) > r.cfg.WorkerTimeout:
+			gone = append(gone, id)
+		}
+	}
+	r.mu.Unlock()
+	for _, id := range gone {
+		r.WorkerGone(id, "stopped polling")
+		if err := r.cfg.Backend.StopWorker(ctx, id); err != nil {
+			r.log.Warn("stop silent worker", "worker", id, "err", err)
+		}
+	}
+	r.mu.Lock()
+	for id, jr := range r.jobs {
+		if jr.done && r.jobWorkers(jr) == 0 {
+			delete(r.jobs, id)
+		}
+	}
+	r.mu.Unlock()
+}
+
+func (r *Runner) jobWorkers(jr *jobRun) int {
+	n := 0
+	for _, ids := range jr.workers {
+		n += len(ids)
+	}
+	return n
+}
+
+// WorkerGone is called when a worker has ended (its process exited, its pod
+// vanished, or it stopped polling). Attempts it was running are lost.
+func (r *Runner) WorkerGone(id, why string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.workers[id]
+	if w == nil {
+		return
+	}
+	r.removeWorker(w)
+	jr := r.jobs[w.job]
+	if jr == nil || len(w.running) == 0 {
+		return
+	}
+	now := r.now()
+	var lost []store.Attempt
+	for task, attempt := range w.running {
+		if jr.core.Finished(task, attempt, sched.Lost, now) {
+			lost = append(lost, store.Attempt{
+				JobID: jr.job.ID, TaskIndex: task, Number: attempt, Tier: w.tier, WorkerID: id,
+				State: store.AttemptLost, Reason: "lost", Message: "worker " + why,
+				StartedAt: jr.tasks[task].StartedAt, FinishedAt: now,
+			})
+		}
+	}
+	r.log.Warn("worker gone with tasks running", "worker", id, "why", why, "lost", len(lost))
+	r.afterEvents(jr, lost)
+}
+
+func (r *Runner) removeWorker(w *worker) {
+	delete(r.workers, w.id)
+	if jr := r.jobs[w.job]; jr != nil && int(w.tier) < len(jr.workers) {
+		jr.workers[w.tier] = slices.DeleteFunc(jr.workers[w.tier], func(s string) bool { return s == w.id })
+	}
+}
+
+// reconcile starts workers where queued work outnumbers them.
+func (r *Runner) reconcile(ctx context.Context) {
+	var starts []WorkerSpec
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return
+	}
+	total := len(r.workers)
+	jobs := slices.SortedFunc(maps.Values(r.jobs), func(a, b *jobRun) int {
+		return a.job.CreatedAt.Compare(b.job.CreatedAt)
+	})
+	for _, jr := range jobs {
+		if jr.done {
+			continue
+		}
+		jobTotal := r.jobWorkers(jr)
+		for tier := range jr.workers {
+			t := int32(tier)
+			want := jr.core.Ready(t) + jr.core.Running(t)
+			have := len(jr.workers[tier])
+			for have < want && total < r.cfg.MaxWorkers && (jr.job.MaxWorkers <= 0 || jobTotal < int(jr.job.MaxWorkers)) {
+				r.seq++
+				id := fmt.Sprintf("%s-%d-%d", jr.job.ID, tier, r.seq)
+				now := r.now()
+				r.workers[id] = &worker{id: id, job: jr.job.ID, tier: t, started: now, idleFrom: now, running: map[int32]int32{}}
+				jr.workers[tier] = append(jr.workers[tier], id)
+				spec := WorkerSpec{ID: id, JobID: jr.job.ID, Namespace: jr.job.Namespace, TierIndex: t, RunnerURL: r.cfg.RunnerURL, BlobURL: r.cfg.BlobURL}
+				if tier < len(jr.job.Tiers) {
+					spec.Tier = jr.job.Tiers[tier]
+				}
+				starts = append(starts, spec)
+				have++
+				total++
+				jobTotal++
+			}
+		}
+	}
+	r.mu.Unlock()
+	for _, s := range starts {
+		if err := r.cfg.Backend.StartWorker(ctx, s); err != nil {
+			r.log.Error("start worker", "worker", s.ID, "job", s.JobID, "err", err)
+			r.WorkerGone(s.ID, "failed to start: "+err.Error())
+		}
+	}
+}
+
+// ErrUnknownWorker is returned to a worker this runner did not start (for
+// example after a restart): it must exit.
+var ErrUnknownWorker = errors.New("unknown worker")
+
+func stateOf(s store.TaskState) sched.State {
+	switch s {
+	case store.TaskQueued:
+		return sched.Queued
+	case store.TaskRunning:
+		return sched.Running
+	case store.TaskSucceeded:
+		return sched.Succeeded
+	case store.TaskFailed:
+		return sched.Failed
+	case store.TaskUpstreamFailed:
+		return sched.UpstreamFailed
+	case store.TaskCancelled:
+		return sched.Cancelled
+	}
+	return sched.Blocked
+}
+
+func storeState(s sched.State) store.TaskState { return store.TaskState(s.String()) }

@@ -1,0 +1,373 @@
+package runner_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/haul-dev/haul/internal/blob"
+	"github.com/haul-dev/haul/internal/gateway"
+	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
+	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
+	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
+	"github.com/haul-dev/haul/internal/runner"
+	"github.com/haul-dev/haul/internal/sched"
+	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/sqlite"
+	"github.com/haul-dev/haul/internal/taskhost"
+)
+
+// inProcBackend runs each worker's taskhost in a goroutine of the test.
+type inProcBackend struct {
+	t       *testing.T
+	dir     string
+	r       *runner.Runner
+	mu      sync.Mutex
+	cancels map[string]context.CancelFunc
+	started int
+	wg      sync.WaitGroup
+}
+
+func (b *inProcBackend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.mu.Lock()
+	b.cancels[s.ID] = cancel
+	b.started++
+	b.mu.Unlock()
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		err := taskhost.Run(ctx, taskhost.Config{
+			RunnerURL: s.RunnerURL, WorkerID: s.ID, JobID: s.JobID, BlobURL: s.BlobURL,
+			SpoolDir: filepath.Join(b.dir, s.ID), Capacity: 1, KillGrace: 200 * time.Millisecond,
+			ReconnectTimeout: 5 * time.Second,
+		})
+		why := "exited"
+		if err != nil {
+			why = err.Error()
+		}
+		b.mu.Lock()
+		delete(b.cancels, s.ID)
+		b.mu.Unlock()
+		b.r.WorkerGone(s.ID, why)
+	}()
+	return nil
+}
+
+func (b *inProcBackend) StopWorker(_ context.Context, id string) error {
+	b.mu.Lock()
+	c := b.cancels[id]
+	b.mu.Unlock()
+	if c != nil {
+		c()
+	}
+	return nil
+}
+
+// killAll stops every worker, as if their machines vanished.
+func (b *inProcBackend) killAll() {
+	b.mu.Lock()
+	for _, c := range b.cancels {
+		c()
+	}
+	b.mu.Unlock()
+}
+
+type bundle struct {
+	st      store.Store
+	run     *runner.Runner
+	backend *inProcBackend
+	api     apiv1connect.JobServiceClient
+	dir     string
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "haul.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobDir := filepath.Join(dir, "blobs")
+	os.MkdirAll(blobDir, 0o755)
+	bs, err := blob.Open("file://" + blobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := &inProcBackend{t: t, dir: dir, cancels: map[string]context.CancelFunc{}}
+	mux := http.NewServeMux()
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Start()
+	r := runner.New(runner.Config{
+		Store: st, Backend: backend, RunnerURL: srv.URL, BlobURL: "file://" + blobDir,
+		MaxWorkers: 4, ScanInterval: 50 * time.Millisecond, IdleTimeout: 200 * time.Millisecond,
+		Sched: sched.Config{BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
+	})
+	backend.r = r
+	gw := gateway.New(gateway.Config{Store: st, Blob: bs, Notify: r.Wake})
+	mux.Handle(apiv1connect.NewJobServiceHandler(gw))
+	mux.Handle(taskhostv1connect.NewTaskHostServiceHandler(r))
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.Stop()
+		backend.killAll()
+		backend.wg.Wait()
+		srv.Close()
+		st.Close()
+	})
+	return &bundle{st: st, run: r, backend: backend, api: apiv1connect.NewJobServiceClient(srv.Client(), srv.URL), dir: dir}
+}
+
+func (b *bundle) submit(t *testing.T, spec string) string {
+	t.Helper()
+	resp, err := b.api.SubmitJob(context.Background(), connect.NewRequest(&apiv1.SubmitJobRequest{Spec: []byte(spec), Filename: "test.yaml"}))
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	return resp.Msg.JobId
+}
+
+func (b *bundle) wait(t *testing.T, id string, cond func(*store.Job) bool) *store.Job {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		j, err := b.st.GetJob(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s: condition not met; state %s counts %+v", id, j.State, j.Counts)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (b *bundle) waitDone(t *testing.T, id string) *store.Job {
+	return b.wait(t, id, func(j *store.Job) bool { return j.State.Terminal() })
+}
+
+func (b *bundle) task(t *testing.T, job, key string) (*store.Task, []store.Attempt) {
+	t.Helper()
+	task, err := b.st.GetTask(context.Background(), job, key)
+	if err != nil {
+		t.Fatalf("task %s: %v", key, err)
+	}
+	atts, err := b.st.ListAttempts(context.Background(), job, task.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task, atts
+}
+
+func TestDependenciesRunInOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	order := filepath.Join(b.dir, "order")
+	id := b.submit(t, `
+name: diamond
+env: {OUT: `+order+`}
+tasks:
+  - {key: a, command: [sh, -c, 'echo $HAUL_TASK >> $OUT']}
+  - {key: b, command: [sh, -c, 'echo $HAUL_TASK >> $OUT'], after: [a]}
+  - {key: c, command: [sh, -c, 'echo $HAUL_TASK >> $OUT'], after: [a]}
+  - key: "m-{i}"
+    foreach: {range: [0, 5]}
+    command: [sh, -c, 'echo $HAUL_TASK >> $OUT']
+    after: [b, c]
+  - {key: d, command: [sh, -c, 'echo $HAUL_TASK >> $OUT'], after: ["m-*"]}
+`)
+	j := b.waitDone(t, id)
+	if j.State != store.JobSucceeded || j.Counts.Succeeded != 9 {
+		t.Fatalf("job %s counts %+v, want succeeded with 9", j.State, j.Counts)
+	}
+	data, err := os.ReadFile(order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := map[string]int{}
+	for i, k := range strings.Fields(string(data)) {
+		if _, dup := pos[k]; dup {
+			t.Fatalf("task %s ran twice: %s", k, data)
+		}
+		pos[k] = i
+	}
+	if len(pos) != 9 {
+		t.Fatalf("want 9 tasks run, got %q", data)
+	}
+	for _, e := range [][2]string{{"a", "b"}, {"a", "c"}, {"b", "m-0"}, {"c", "m-4"}, {"m-0", "d"}, {"m-3", "d"}} {
+		if pos[e[0]] > pos[e[1]] {
+			t.Errorf("%s ran after %s: %q", e[0], e[1], data)
+		}
+	}
+	if j.StartedAt.IsZero() || j.FinishedAt.Before(j.StartedAt) {
+		t.Errorf("job times: started %v finished %v", j.StartedAt, j.FinishedAt)
+	}
+}
+
+func TestFailureRetriesThenUpstreamFailed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.submit(t, `
+name: failing
+tasks:
+  - {key: bad, command: [sh, -c, 'echo oops >&2; exit 3'], retries: 2}
+  - {key: child, command: ["true"], after: [bad]}
+  - {key: grandchild, command: ["true"], after: [child]}
+  - {key: independent, command: [sh, -c, 'sleep 0.2']}
+`)
+	j := b.waitDone(t, id)
+	if j.State != store.JobFailed {
+		t.Fatalf("job %s, want failed", j.State)
+	}
+	bad, atts := b.task(t, id, "bad")
+	if bad.State != store.TaskFailed || bad.Attempts != 3 || bad.ExitCode != 3 || len(atts) != 3 {
+		t.Fatalf("bad: state %s attempts %d exit %d (%d attempt rows), want failed after 3 attempts with exit 3", bad.State, bad.Attempts, bad.ExitCode, len(atts))
+	}
+	for _, a := range atts {
+		if a.State != store.AttemptFailed || a.ExitCode != 3 || a.Reason != "exit" {
+			t.Errorf("attempt %d: %+v", a.Number, a)
+		}
+	}
+	for _, k := range []string{"child", "grandchild"} {
+		if tk, _ := b.task(t, id, k); tk.State != store.TaskUpstreamFailed || tk.Attempts != 0 {
+			t.Errorf("%s: %s after %d attempts, want upstream_failed without running", k, tk.State, tk.Attempts)
+		}
+	}
+	if tk, _ := b.task(t, id, "independent"); tk.State != store.TaskSucceeded {
+		t.Errorf("independent branch: %s, want succeeded", tk.State)
+	}
+}
+
+func TestTimeoutKillsTheProcessGroup(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.submit(t, `
+name: slow
+tasks:
+  - {key: slow, command: [sh, -c, 'sleep 30 & sleep 30'], timeout: 300ms}
+`)
+	j := b.waitDone(t, id)
+	tk, atts := b.task(t, id, "slow")
+	if j.State != store.JobFailed || tk.State != store.TaskFailed || tk.Reason != "timeout" {
+		t.Fatalf("job %s task %s reason %q, want failed by timeout", j.State, tk.State, tk.Reason)
+	}
+	if len(atts) != 1 || atts[0].Reason != "timeout" {
+		t.Fatalf("attempts: %+v", atts)
+	}
+	if d := atts[0].FinishedAt.Sub(atts[0].StartedAt); d > 20*time.Second {
+		t.Fatalf("attempt ran %s: the timeout did not kill it", d)
+	}
+}
+
+func TestCancelJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.submit(t, `
+name: cancel-me
+tasks:
+  - key: "s-{i}"
+    foreach: {range: [0, 3]}
+    command: [sleep, "60"]
+  - {key: after, command: ["true"], after: ["s-*"]}
+`)
+	b.wait(t, id, func(j *store.Job) bool { return j.Counts.Running > 0 })
+	if _, err := b.api.CancelJob(context.Background(), connect.NewRequest(&apiv1.CancelJobRequest{JobId: id})); err != nil {
+		t.Fatal(err)
+	}
+	j := b.waitDone(t, id)
+	if j.State != store.JobCancelled || j.Counts.Cancelled != 4 {
+		t.Fatalf("job %s counts %+v, want cancelled with 4 cancelled tasks", j.State, j.Counts)
+	}
+	_, atts := b.task(t, id, "s-0")
+	for _, a := range atts {
+		if a.State != store.AttemptCancelled {
+			t.Errorf("attempt %d of s-0: %s, want cancelled", a.Number, a.State)
+		}
+	}
+}
+
+func TestLostWorkerRetriesWithoutUsingRetries(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	marker := filepath.Join(b.dir, "marker")
+	id := b.submit(t, `
+name: lost
+tasks:
+  # The first attempt leaves a marker and hangs; later attempts succeed.
+  - {key: flaky, command: [sh, -c, 'if [ -e `+marker+` ]; then echo second; else touch `+marker+`; sleep 60; fi']}
+`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(marker); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) || time.Now().After(deadline) {
+			t.Fatalf("first attempt never started: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.backend.killAll()
+	j := b.waitDone(t, id)
+	tk, atts := b.task(t, id, "flaky")
+	if j.State != store.JobSucceeded || tk.State != store.TaskSucceeded || tk.Retries != 0 {
+		t.Fatalf("job %s task %s (retries %d), want succeeded with no user retry configured", j.State, tk.State, tk.Retries)
+	}
+	if len(atts) != 2 || atts[0].State != store.AttemptLost || atts[1].State != store.AttemptSucceeded {
+		t.Fatalf("attempts: want lost then succeeded, got %+v", atts)
+	}
+}
+
+func TestLogsOfAttempts(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.submit(t, `
+name: logs
+tasks:
+  - {key: talk, command: [sh, -c, 'printf "out1\n"; printf "err1\n" >&2; printf "out2"; exit $(( HAUL_ATTEMPT == 1 ))'], retries: 1}
+`)
+	if j := b.waitDone(t, id); j.State != store.JobSucceeded {
+		t.Fatalf("job %s", j.State)
+	}
+	read := func(attempt int32, streams ...apiv1.LogStream) string {
+		s, err := b.api.GetLogs(context.Background(), connect.NewRequest(&apiv1.GetLogsRequest{JobId: id, Key: "talk", Attempt: attempt, Streams: streams}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		for s.Receive() {
+			for _, c := range s.Msg().Chunks {
+				out.Write(c.Data)
+			}
+		}
+		if err := s.Err(); err != nil {
+			t.Fatalf("logs of attempt %d: %v", attempt, err)
+		}
+		return out.String()
+	}
+	// The two pipes are read concurrently, so only each stream's own order
+	// is fixed; the logs package tests interleaving of one writer's frames.
+	if got := read(1); len(got) != len("out1\nerr1\nout2") || !strings.Contains(got, "err1\n") {
+		t.Errorf("attempt 1 log %q", got)
+	}
+	if got := read(0, apiv1.LogStream_LOG_STREAM_STDERR); got != "err1\n" {
+		t.Errorf("latest attempt, stderr only: %q", got)
+	}
+	if got := read(2, apiv1.LogStream_LOG_STREAM_STDOUT); got != "out1\nout2" {
+		t.Errorf("attempt 2 stdout: %q", got)
+	}
+}

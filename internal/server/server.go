@@ -1,0 +1,193 @@
+// Package server wires a single-process haul deployment together: store,
+// object store, gateway, runner and the local worker backend behind one HTTP
+// listener. It is the only package that constructs the others; `haul up` and
+// the embedded server of `haul run` both use it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/haul-dev/haul/internal/blob"
+	"github.com/haul-dev/haul/internal/gateway"
+	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
+	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
+	"github.com/haul-dev/haul/internal/local"
+	"github.com/haul-dev/haul/internal/runner"
+	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/postgres"
+	"github.com/haul-dev/haul/internal/store/sqlite"
+)
+
+// Options configures a server.
+type Options struct {
+	// Listen is the address to serve on; port 0 picks a free port.
+	Listen string
+	// DataDir holds the SQLite database, the object store and worker files.
+	DataDir string
+	// DatabaseURL selects PostgreSQL (postgres://...) instead of SQLite.
+	DatabaseURL string
+	// TaskhostCommand runs a taskhost (default: this executable's
+	// `taskhost` subcommand).
+	TaskhostCommand []string
+	// MaxWorkers caps concurrent local workers (default: 2 per CPU, at least 4).
+	MaxWorkers int
+	Logger     *slog.Logger
+	// Runner tunes the runner; its store, backend and URLs are set here.
+	Runner runner.Config
+}
+
+// Server is a running single-process deployment.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	st      store.Store
+	backend *local.Backend
+	run     *runner.Runner
+	http    *http.Server
+	ln      net.Listener
+	url     string
+	serveCh chan error
+}
+
+// DefaultDataDir is where haul keeps its data when --data is not given:
+// $HAUL_DATA, else $XDG_DATA_HOME/haul, else ~/.local/share/haul.
+func DefaultDataDir() string {
+	if d := os.Getenv("HAUL_DATA"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "haul")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "haul")
+	}
+	return filepath.Join(os.TempDir(), "haul")
+}
+
+// OpenStore opens the store a deployment uses: PostgreSQL when url is set,
+// else SQLite in dataDir.
+func OpenStore(ctx context.Context, url, dataDir string, log *slog.Logger) (store.Store, error) {
+	if url != "" {
+		if !strings.HasPrefix(url, "postgres://") && !strings.HasPrefix(url, "postgresql://") {
+			return nil, fmt.Errorf("database URL %q: want postgres://user@host/db (SQLite is the default when no URL is given)", url)
+		}
+		return postgres.Open(ctx, url, log)
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	return sqlite.Open(ctx, filepath.Join(dataDir, "haul.db"), log)
+}
+
+// Open opens the stores and binds the listener; Start begins serving.
+func Open(ctx context.Context, o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.DataDir == "" {
+		o.DataDir = DefaultDataDir()
+	}
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:7070"
+	}
+	if len(o.TaskhostCommand) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find own executable for workers: %w", err)
+		}
+		o.TaskhostCommand = []string{exe, "taskhost"}
+	}
+	st, err := OpenStore(ctx, o.DatabaseURL, o.DataDir, o.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	blobDir := filepath.Join(o.DataDir, "blobs")
+	if err := os.MkdirAll(blobDir, 0o755); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("object store: %w", err)
+	}
+	bs, err := blob.Open("file://" + blobDir)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("object store: %w", err)
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("listen on %s: %w", o.Listen, err)
+	}
+	s := &Server{opts: o, log: o.Logger, st: st, ln: ln, url: "http://" + ln.Addr().String(), serveCh: make(chan error, 1)}
+
+	var run *runner.Runner
+	backend, err := local.New(local.Config{
+		Command: o.TaskhostCommand,
+		Dir:     filepath.Join(o.DataDir, "workers"),
+		Logger:  o.Logger,
+		Exited:  func(id, why string) { run.WorkerGone(id, why) },
+	})
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return nil, err
+	}
+	rc := o.Runner
+	rc.Store, rc.Backend, rc.Logger = st, backend, o.Logger
+	rc.RunnerURL = s.url
+	rc.BlobURL = "file://" + blobDir
+	if o.MaxWorkers > 0 {
+		rc.MaxWorkers = o.MaxWorkers
+	}
+	run = runner.New(rc)
+	s.run, s.backend = run, backend
+
+	gw := gateway.New(gateway.Config{Store: st, Blob: bs, Logger: o.Logger, Notify: run.Wake})
+	mux := http.NewServeMux()
+	mux.Handle(apiv1connect.NewJobServiceHandler(gw))
+	mux.Handle(taskhostv1connect.NewTaskHostServiceHandler(run))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s.http = &http.Server{Handler: mux, Protocols: protocols, ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// URL is the address clients and workers use, such as http://127.0.0.1:7070.
+func (s *Server) URL() string { return s.url }
+
+// Start starts the runner and serves requests.
+func (s *Server) Start(ctx context.Context) error {
+	go func() { s.serveCh <- s.http.Serve(s.ln) }()
+	if err := s.run.Start(ctx); err != nil {
+		s.http.Close()
+		return err
+	}
+	s.log.Info("haul serving", "url", s.url, "data", s.opts.DataDir)
+	return nil
+}
+
+// Done is closed... it returns a channel that receives the HTTP server's
+// error if serving stops on its own.
+func (s *Server) Done() <-chan error { return s.serveCh }
+
+// Stop stops the runner and its workers, then the HTTP server, then closes
+// the store. It is idempotent.
+func (s *Server) Stop() {
+	s.run.Stop()
+	s.backend.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.http.Close()
+	}
+	s.st.Close()
+}

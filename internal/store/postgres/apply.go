@@ -1,0 +1,249 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/haul-dev/haul/internal/store"
+)
+
+// errMissingRows aborts a batch whose updates matched fewer rows than they
+// name; Apply then finds which row is missing.
+var errMissingRows = errors.New("a row of the batch does not exist")
+
+// Apply writes a batch in one transaction: one UPDATE ... FROM unnest(...)
+// for the tasks, one INSERT ... SELECT FROM unnest(...) ON CONFLICT for the
+// attempts and one UPDATE for the jobs, sent together in a pipeline. A
+// task, attempt's task or job that does not exist fails the whole batch
+// with an error wrapping store.ErrNotFound; nothing of a failed batch is
+// written. When a batch holds two changes of one row, the later one wins.
+func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
+	if b == nil || b.Empty() {
+		return nil
+	}
+	if err := checkBatch(b); err != nil {
+		return err
+	}
+	tasks, attempts, jobs := lastTaskUpdates(b.Tasks), lastAttempts(b.Attempts), lastJobUpdates(b.Jobs)
+
+	err := s.pool.withTx(ctx, func(tx pgx.Tx) error {
+		var batch pgx.Batch
+		if len(tasks) > 0 {
+			batch.Queue(qUpdateTasks, taskUpdateColumns(tasks)...)
+		}
+		if len(attempts) > 0 {
+			batch.Queue(qUpsertAttempts, attemptColumnsOf(attempts)...)
+		}
+		if len(jobs) > 0 {
+			batch.Queue(qUpdateJobs, jobUpdateColumns(jobs)...)
+		}
+		br := tx.SendBatch(ctx, &batch)
+		missing := false
+		if len(tasks) > 0 {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return err
+			}
+			missing = missing || tag.RowsAffected() != int64(len(tasks))
+		}
+		if len(attempts) > 0 {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return err
+			}
+		}
+		if len(jobs) > 0 {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return err
+			}
+			missing = missing || tag.RowsAffected() != int64(len(jobs))
+		}
+		if err := br.Close(); err != nil {
+			return err
+		}
+		if missing {
+			return errMissingRows
+		}
+		return nil
+	})
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, errMissingRows) || pgCode(err) == foreignKeyViolation {
+		// Rolled back; name the first missing row, checking in the order
+		// the sqlite driver writes (tasks, attempts, jobs).
+		if nf := s.findMissing(ctx, tasks, attempts, jobs); nf != nil {
+			return nf
+		}
+	}
+	return fmt.Errorf("apply batch: %w", err)
+}
+
+// findMissing returns an error wrapping store.ErrNotFound for the first row
+// of the batch that does not exist, or nil if it cannot find one.
+func (s *Store) findMissing(ctx context.Context, tasks []store.TaskUpdate, attempts []store.Attempt, jobs []store.JobUpdate) error {
+	var found error
+	_ = s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		firstMissingTask := func(jobIDs []string, idxs []int32) (int, bool) {
+			var id string
+			var idx int32
+			err := c.QueryRow(ctx, qFirstMissingTask, jobIDs, idxs).Scan(&id, &idx)
+			if err != nil {
+				return 0, false
+			}
+			for i := range jobIDs {
+				if jobIDs[i] == id && idxs[i] == idx {
+					return i, true
+				}
+			}
+			return 0, false
+		}
+		if len(tasks) > 0 {
+			ids, idxs := make([]string, len(tasks)), make([]int32, len(tasks))
+			for i, u := range tasks {
+				ids[i], idxs[i] = u.JobID, u.Index
+			}
+			if i, ok := firstMissingTask(ids, idxs); ok {
+				found = fmt.Errorf("apply batch: task %d of job %s: %w", idxs[i], ids[i], store.ErrNotFound)
+				return nil
+			}
+		}
+		if len(attempts) > 0 {
+			ids, idxs := make([]string, len(attempts)), make([]int32, len(attempts))
+			for i, a := range attempts {
+				ids[i], idxs[i] = a.JobID, a.TaskIndex
+			}
+			if i, ok := firstMissingTask(ids, idxs); ok {
+				a := attempts[i]
+				found = fmt.Errorf("apply batch: attempt %d of task %d of job %s: %w", a.Number, a.TaskIndex, a.JobID, store.ErrNotFound)
+				return nil
+			}
+		}
+		if len(jobs) > 0 {
+			ids := make([]string, len(jobs))
+			for i, u := range jobs {
+				ids[i] = u.ID
+			}
+			var id string
+			if err := c.QueryRow(ctx, qFirstMissingJob, ids).Scan(&id); err == nil {
+				found = fmt.Errorf("apply batch: job %s: %w", id, store.ErrNotFound)
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+// lastTaskUpdates drops all but the last update of each task: one
+// statement cannot update a row twice.
+func lastTaskUpdates(us []store.TaskUpdate) []store.TaskUpdate {
+	type key struct {
+		job string
+		idx int32
+	}
+	at := make(map[key]int, len(us))
+	out := make([]store.TaskUpdate, 0, len(us))
+	for _, u := range us {
+		k := key{u.JobID, u.Index}
+		if i, ok := at[k]; ok {
+			out[i] = u
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, u)
+	}
+	return out
+}
+
+// lastAttempts drops all but the last version of each attempt: ON
+// CONFLICT DO UPDATE cannot touch a row twice in one statement.
+func lastAttempts(as []store.Attempt) []store.Attempt {
+	type key struct {
+		job     string
+		idx, no int32
+	}
+	at := make(map[key]int, len(as))
+	out := make([]store.Attempt, 0, len(as))
+	for _, a := range as {
+		k := key{a.JobID, a.TaskIndex, a.Number}
+		if i, ok := at[k]; ok {
+			out[i] = a
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, a)
+	}
+	return out
+}
+
+// lastJobUpdates drops all but the last update of each job.
+func lastJobUpdates(us []store.JobUpdate) []store.JobUpdate {
+	at := make(map[string]int, len(us))
+	out := make([]store.JobUpdate, 0, len(us))
+	for _, u := range us {
+		if i, ok := at[u.ID]; ok {
+			out[i] = u
+			continue
+		}
+		at[u.ID] = len(out)
+		out = append(out, u)
+	}
+	return out
+}
+
+// taskUpdateColumns returns the arguments of qUpdateTasks.
+func taskUpdateColumns(us []store.TaskUpdate) []any {
+	n := len(us)
+	var (
+		jobIDs, states, reasons = make([]string, n), make([]string, n), make([]string, n)
+		idxs, attempts, exits   = make([]int32, n), make([]int32, n), make([]int32, n)
+		starts, finishes        = make([]*int64, n), make([]*int64, n)
+	)
+	for i, u := range us {
+		jobIDs[i], idxs[i], states[i], attempts[i], exits[i], reasons[i] = u.JobID, u.Index, string(u.State), u.Attempts, u.ExitCode, u.Reason
+		starts[i], finishes[i] = nanos(u.StartedAt), nanos(u.FinishedAt)
+	}
+	return []any{jobIDs, idxs, states, attempts, exits, reasons, starts, finishes}
+}
+
+// attemptColumnsOf returns the arguments of qUpsertAttempts.
+func attemptColumnsOf(as []store.Attempt) []any {
+	n := len(as)
+	var (
+		jobIDs, workers, states, reasons, messages = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		idxs, numbers, tiers, exits, signals       = make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
+		starts, finishes                           = make([]*int64, n), make([]*int64, n)
+	)
+	for i, a := range as {
+		jobIDs[i], idxs[i], numbers[i], tiers[i], workers[i], states[i] = a.JobID, a.TaskIndex, a.Number, a.Tier, a.WorkerID, string(a.State)
+		exits[i], signals[i], reasons[i], messages[i] = a.ExitCode, a.Signal, a.Reason, a.Message
+		starts[i], finishes[i] = nanos(a.StartedAt), nanos(a.FinishedAt)
+	}
+	return []any{jobIDs, idxs, numbers, tiers, workers, states, exits, signals, reasons, messages, starts, finishes}
+}
+
+// jobUpdateColumns returns the arguments of qUpdateJobs.
+func jobUpdateColumns(us []store.JobUpdate) []any {
+	n := len(us)
+	ids, states := make([]string, n), make([]string, n)
+	var counts [7][]int64
+	for c := range counts {
+		counts[c] = make([]int64, n)
+	}
+	starts, finishes := make([]*int64, n), make([]*int64, n)
+	for i, u := range us {
+		ids[i], states[i] = u.ID, string(u.State)
+		c := u.Counts
+		for k, v := range []int64{c.Blocked, c.Queued, c.Running, c.Succeeded, c.Failed, c.UpstreamFailed, c.Cancelled} {
+			counts[k][i] = v
+		}
+		starts[i], finishes[i] = nanos(u.StartedAt), nanos(u.FinishedAt)
+	}
+	return []any{ids, states, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], starts, finishes}
+}

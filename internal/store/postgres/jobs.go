@@ -1,0 +1,230 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/haul-dev/haul/internal/store"
+)
+
+// SQLSTATE codes the driver tells apart.
+const (
+	uniqueViolation     = "23505"
+	foreignKeyViolation = "23503"
+)
+
+func pgCode(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+// CreateJob stores a job and its tasks in one transaction, the tasks with
+// COPY. The job starts pending with all its tasks blocked, whatever the
+// mutable fields of job and tasks say (state, counts, attempts, start and
+// finish times, cancel request). An empty Spec reads back as nil, as in the
+// sqlite driver.
+func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Task) error {
+	if err := checkNewJob(job, tasks); err != nil {
+		return err
+	}
+	labels, err := json.Marshal(job.Labels)
+	if err != nil {
+		return fmt.Errorf("create job %s: encode labels: %w", job.ID, err)
+	}
+	env, err := json.Marshal(job.Env)
+	if err != nil {
+		return fmt.Errorf("create job %s: encode env: %w", job.ID, err)
+	}
+	tiers, err := json.Marshal(job.Tiers)
+	if err != nil {
+		return fmt.Errorf("create job %s: encode tiers: %w", job.ID, err)
+	}
+	n := int64(len(tasks))
+	err = s.pool.withTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, qInsertJob,
+			job.ID, job.Name, job.Namespace, labels, env, tiers, job.MaxWorkers,
+			string(store.JobPending), n, false,
+			n, 0, 0, 0, 0, 0, 0,
+			nanos(job.CreatedAt), nil, nil, job.Spec)
+		if pgCode(err) == uniqueViolation {
+			return errors.New("a job with this ID already exists")
+		}
+		if err != nil {
+			return err
+		}
+		if len(tasks) == 0 {
+			return nil
+		}
+		src := &taskSource{jobID: job.ID, tasks: tasks, i: -1}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{tasksTable}, taskCopyColumns, src); err != nil {
+			return fmt.Errorf("copy tasks: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+// taskSource feeds tasks to COPY, encoding each row as it goes.
+type taskSource struct {
+	jobID string
+	tasks []store.Task
+	i     int
+	err   error
+}
+
+func (ts *taskSource) Next() bool {
+	ts.i++
+	return ts.err == nil && ts.i < len(ts.tasks)
+}
+
+func (ts *taskSource) Values() ([]any, error) {
+	t := &ts.tasks[ts.i]
+	argv, err := json.Marshal(t.Argv)
+	if err != nil {
+		ts.err = fmt.Errorf("task %q: encode argv: %w", t.Key, err)
+		return nil, ts.err
+	}
+	env, err := json.Marshal(t.Env)
+	if err != nil {
+		ts.err = fmt.Errorf("task %q: encode env: %w", t.Key, err)
+		return nil, ts.err
+	}
+	after, err := json.Marshal(t.After)
+	if err != nil {
+		ts.err = fmt.Errorf("task %q: encode after: %w", t.Key, err)
+		return nil, ts.err
+	}
+	return []any{ts.jobID, t.Index, t.Key, argv, env, t.Cwd, after, t.Tier, t.Retries, t.TimeoutMS, string(store.TaskBlocked)}, nil
+}
+
+func (ts *taskSource) Err() error { return ts.err }
+
+func scanJob(r pgx.Row) (store.Job, error) {
+	var (
+		j                          store.Job
+		labels, env, tiers         []byte
+		state                      string
+		created, started, finished *int64
+	)
+	err := r.Scan(&j.ID, &j.Name, &j.Namespace, &labels, &env, &tiers, &j.MaxWorkers, &state, &j.TaskCount, &j.CancelRequested,
+		&j.Counts.Blocked, &j.Counts.Queued, &j.Counts.Running, &j.Counts.Succeeded, &j.Counts.Failed, &j.Counts.UpstreamFailed, &j.Counts.Cancelled,
+		&created, &started, &finished, &j.Spec)
+	if err != nil {
+		return j, err
+	}
+	j.State = store.JobState(state)
+	if len(j.Spec) == 0 {
+		j.Spec = nil // as the sqlite driver, which cannot tell empty from NULL
+	}
+	j.CreatedAt, j.StartedAt, j.FinishedAt = fromNanos(created), fromNanos(started), fromNanos(finished)
+	if j.Labels, err = decodeMap("labels", labels); err != nil {
+		return j, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	if j.Env, err = decodeMap("env", env); err != nil {
+		return j, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	if j.Tiers, err = decodeTiers(tiers); err != nil {
+		return j, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	return j, nil
+}
+
+// GetJob returns a job; store.ErrNotFound if there is none with that ID.
+func (s *Store) GetJob(ctx context.Context, id string) (*store.Job, error) {
+	var j store.Job
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		var err error
+		j, err = scanJob(c.QueryRow(ctx, qGetJob, id))
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("get job %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	return &j, nil
+}
+
+// ListJobs returns jobs newest (greatest ID) first.
+func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var states []string // nil (NULL): any state
+	for _, st := range f.States {
+		if err := checkJobState("list jobs: state", st); err != nil {
+			return nil, err
+		}
+		states = append(states, string(st))
+	}
+	return s.queryJobs(ctx, "list jobs", qListJobs, f.Namespace, states, f.Before, limit)
+}
+
+// ListActiveJobs returns the pending and running jobs, oldest (least ID)
+// first.
+func (s *Store) ListActiveJobs(ctx context.Context) ([]store.Job, error) {
+	return s.queryJobs(ctx, "list active jobs", qListActiveJobs)
+}
+
+func (s *Store) queryJobs(ctx context.Context, what, query string, args ...any) ([]store.Job, error) {
+	var jobs []store.Job
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			j, err := scanJob(rows)
+			if err != nil {
+				return err
+			}
+			jobs = append(jobs, j)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return jobs, nil
+}
+
+// RequestCancel marks a job for cancellation unless it is terminal.
+func (s *Store) RequestCancel(ctx context.Context, id string) error {
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		tag, err := c.Exec(ctx, qRequestCancel, id)
+		if err != nil || tag.RowsAffected() > 0 {
+			return err
+		}
+		return jobExists(ctx, c, id)
+	})
+	if err != nil {
+		return fmt.Errorf("request cancel of job %s: %w", id, err)
+	}
+	return nil
+}
+
+// jobExists returns nil if the job exists and store.ErrNotFound if not.
+func jobExists(ctx context.Context, c *pgx.Conn, id string) error {
+	var ok bool
+	if err := c.QueryRow(ctx, qJobExists, id).Scan(&ok); err != nil {
+		return err
+	}
+	if !ok {
+		return store.ErrNotFound
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/haul-dev/haul/internal/pgtest"
+	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storetest"
+)
+
+// serverURL is the throwaway PostgreSQL server TestMain starts for the
+// package; each test gets its own database on it.
+var serverURL string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := pgtest.MkdirTemp()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	srv, err := pgtest.StartServer(context.Background(), dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer srv.Stop()
+	serverURL = srv.URL()
+	return m.Run()
+}
+
+func openTest(t testing.TB, url string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), url, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Exercise(t, func(t *testing.T) store.Store {
+		return openTest(t, pgtest.NewDatabase(t, serverURL))
+	})
+}
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Benchmark(b, func(b *testing.B) store.Store {
+		return openTest(b, pgtest.NewDatabase(b, serverURL))
+	})
+}
+
+func TestMigrations(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := pgtest.NewDatabase(t, serverURL)
+	s := openTest(t, url)
+	if err := s.CreateJob(ctx, &store.Job{ID: "j1"}, []store.Task{{Key: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// Re-opening a migrated database applies nothing and keeps the data.
+	s = openTest(t, url)
+	if _, err := s.GetJob(ctx, "j1"); err != nil {
+		t.Fatalf("after re-open: %v", err)
+	}
+	s.Close()
+
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n, v int
+	if err := conn.QueryRow(ctx, "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &v); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(ms) || v != len(ms) {
+		t.Fatalf("schema_migrations: %d rows up to version %d, want %d", n, v, len(ms))
+	}
+
+	// A database from a newer haul is refused.
+	future := len(ms) + 1
+	if _, err := conn.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, 'from_the_future')", future); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(ctx, url, nil)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d", future)) || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("Open(database of schema version %d) = %v, want an error saying it is newer", future, err)
+	}
+}
+
+// TestConcurrentOpen opens one fresh database from several stores at once:
+// the advisory lock makes them migrate one after another.
+func TestConcurrentOpen(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t, serverURL)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			s, err := Open(t.Context(), url, nil)
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	t.Parallel()
+	if _, err := Open(t.Context(), "postgres://user:secret@[::1", nil); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("Open(bad URL) = %v, want an error that does not show the password", err)
+	}
+	if _, err := Open(t.Context(), serverURL+"&pool_max_conns=zero", nil); err == nil || !strings.Contains(err.Error(), "pool_max_conns") {
+		t.Errorf("Open(pool_max_conns=zero) = %v", err)
+	}
+	s := openTest(t, pgtest.NewDatabase(t, serverURL)+"&pool_max_conns=1")
+	if err := s.CreateJob(t.Context(), &store.Job{ID: "one-conn"}, nil); err != nil {
+		t.Errorf("with one connection: %v", err)
+	}
+}
+
+// TestGlobRegexp checks the glob translation against path.Match with Go's
+// regexp, whose syntax agrees with PostgreSQL's for what the translation
+// writes; the conformance suite checks it against PostgreSQL itself.
+func TestGlobRegexp(t *testing.T) {
+	t.Parallel()
+	for glob, want := range map[string]string{
+		"sim-*":     `^sim\-[^/]*$`,
+		"a?b":       `^a[^/]b$`,
+		`a\*[^x-z]`: `^a\*[^x\-z]$`,
+		"ü.%_":      `^ü\.\%\_$`,
+	} {
+		toks, err := parseGlob(glob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := globRegexp(toks)
+		if got != want && !regexp.MustCompile(regexp.QuoteMeta(got)).MatchString(want) {
+			t.Errorf("globRegexp(%q) = %q, want %q", glob, got, want)
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package postgres
+
+// Every SQL statement of the driver but the migrations (migrations/*.sql).
+// Optional filters are parameters (NULL for "any"), so that each query is
+// one fixed statement, prepared once per connection by pgx. Batch writes
+// send whole columns as arrays and unnest them: one statement per kind of
+// row, whatever the batch size.
+
+// Migrations.
+const (
+	// migrationLockKey is the advisory lock that serialises processes
+	// migrating one database ("haulmigr").
+	migrationLockKey  int64 = 0x686175_6c6d696772
+	qLockMigrations         = `SELECT pg_advisory_xact_lock($1)`
+	qCreateMigrations       = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    integer PRIMARY KEY,
+	name       text NOT NULL,
+	applied_at timestamptz NOT NULL DEFAULT now()
+)`
+	qMaxMigration    = `SELECT coalesce(max(version), 0) FROM schema_migrations`
+	qRecordMigration = `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`
+)
+
+const jobColumns = `id, name, namespace, labels, env, tiers, max_workers, state, task_count, cancel_requested,
+	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
+	created_at, started_at, finished_at, spec`
+
+// Jobs.
+const (
+	qInsertJob = `INSERT INTO jobs (` + jobColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`
+	qJobExists = `SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)`
+	qGetJob    = `SELECT ` + jobColumns + ` FROM jobs WHERE id = $1`
+	// $1 namespace or '', $2 states or NULL, $3 ID to page before or '',
+	// $4 limit.
+	qListJobs = `SELECT ` + jobColumns + ` FROM jobs
+WHERE ($1::text = '' OR namespace = $1)
+  AND ($2::text[] IS NULL OR state = ANY ($2))
+  AND ($3::text = '' OR id < $3)
+ORDER BY id DESC
+LIMIT $4`
+	qListActiveJobs = `SELECT ` + jobColumns + ` FROM jobs
+WHERE state IN ('pending', 'running')
+ORDER BY id`
+	qRequestCancel = `UPDATE jobs SET cancel_requested = true
+WHERE id = $1 AND state NOT IN ('succeeded', 'failed', 'cancelled')`
+	// Columns: id, state, the seven counts, started_at, finished_at.
+	qUpdateJobs = `UPDATE jobs AS j SET state = u.state,
+	count_blocked = u.blocked, count_queued = u.queued, count_running = u.running, count_succeeded = u.succeeded,
+	count_failed = u.failed, count_upstream_failed = u.upstream_failed, count_cancelled = u.cancelled,
+	started_at = u.started_at, finished_at = u.finished_at
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
+		$9::bigint[], $10::bigint[], $11::bigint[])
+	AS u(id, state, blocked, queued, running, succeeded, failed, upstream_failed, cancelled, started_at, finished_at)
+WHERE j.id = u.id`
+	// The first of the IDs $1 that names no job.
+	qFirstMissingJob = `SELECT u.id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, n)
+WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = u.id)
+ORDER BY u.n LIMIT 1`
+)
+
+const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, retries, timeout_ms,
+	state, attempts, exit_code, reason, started_at, finished_at`
+
+// Tasks.
+const (
+	// tasksTable and taskCopyColumns are what CreateJob copies (COPY FROM
+	// STDIN, binary); the other columns start at their defaults.
+	tasksTable = "tasks"
+
+	qLoadTasks = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = $1 ORDER BY idx`
+	// $1 job, $2 index to page after, $3 states or NULL, $4 regular
+	// expression (from the glob) or NULL, $5 limit.
+	qListTasks = `SELECT ` + taskColumns + ` FROM tasks
+WHERE job_id = $1 AND idx > $2
+  AND ($3::text[] IS NULL OR state = ANY ($3))
+  AND ($4::text IS NULL OR key ~ $4)
+ORDER BY idx
+LIMIT $5`
+	qGetTask    = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = $1 AND key = $2`
+	qTaskExists = `SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = $1 AND idx = $2)`
+	// Columns: job_id, idx, state, attempts, exit_code, reason,
+	// started_at, finished_at.
+	qUpdateTasks = `UPDATE tasks AS t SET state = u.state, attempts = u.attempts, exit_code = u.exit_code,
+	reason = u.reason, started_at = u.started_at, finished_at = u.finished_at
+FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], $5::integer[], $6::text[], $7::bigint[], $8::bigint[])
+	AS u(job_id, idx, state, attempts, exit_code, reason, started_at, finished_at)
+WHERE t.job_id = u.job_id AND t.idx = u.idx`
+	// The first of the (job, index) pairs $1, $2 that names no task.
+	qFirstMissingTask = `SELECT u.job_id, u.idx FROM unnest($1::text[], $2::integer[]) WITH ORDINALITY AS u(job_id, idx, n)
+WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = u.job_id AND t.idx = u.idx)
+ORDER BY u.n LIMIT 1`
+)
+
+var taskCopyColumns = []string{"job_id", "idx", "key", "argv", "env", "cwd", "after_deps", "tier", "retries", "timeout_ms", "state"}
+
+const attemptColumns = `job_id, task_idx, number, tier, worker_id, state, exit_code, signal, reason, message,
+	started_at, finished_at`
+
+// Attempts.
+const (
+	qListAttempts = `SELECT ` + attemptColumns + ` FROM attempts WHERE job_id = $1 AND task_idx = $2 ORDER BY number`
+	// Columns in attemptColumns order.
+	qUpsertAttempts = `INSERT INTO attempts (` + attemptColumns + `)
+SELECT * FROM unnest($1::text[], $2::integer[], $3::integer[], $4::integer[], $5::text[], $6::text[], $7::integer[],
+	$8::integer[], $9::text[], $10::text[], $11::bigint[], $12::bigint[])
+ON CONFLICT (job_id, task_idx, number) DO UPDATE SET
+	tier = excluded.tier, worker_id = excluded.worker_id, state = excluded.state,
+	exit_code = excluded.exit_code, signal = excluded.signal, reason = excluded.reason,
+	message = excluded.message, started_at = excluded.started_at, finished_at = excluded.finished_at`
+)

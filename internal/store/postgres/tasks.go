@@ -1,0 +1,172 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/haul-dev/haul/internal/store"
+)
+
+func scanTask(rows pgx.Rows) (store.Task, error) {
+	var (
+		t                 store.Task
+		argv, env, after  []byte
+		state             string
+		started, finished *int64
+	)
+	err := rows.Scan(&t.JobID, &t.Index, &t.Key, &argv, &env, &t.Cwd, &after, &t.Tier, &t.Retries, &t.TimeoutMS,
+		&state, &t.Attempts, &t.ExitCode, &t.Reason, &started, &finished)
+	if err != nil {
+		return t, err
+	}
+	t.State = store.TaskState(state)
+	t.StartedAt, t.FinishedAt = fromNanos(started), fromNanos(finished)
+	if t.Argv, err = decodeList("argv", argv); err != nil {
+		return t, fmt.Errorf("task %d: %w", t.Index, err)
+	}
+	if t.Env, err = decodeMap("env", env); err != nil {
+		return t, fmt.Errorf("task %d: %w", t.Index, err)
+	}
+	if t.After, err = decodeList("after", after); err != nil {
+		return t, fmt.Errorf("task %d: %w", t.Index, err)
+	}
+	return t, nil
+}
+
+func queryTasks(ctx context.Context, c *pgx.Conn, query string, args ...any) ([]store.Task, error) {
+	rows, err := c.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var tasks []store.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, t)
+	}
+	return tasks, rows.Err()
+}
+
+// LoadTasks returns every task of a job in index order; store.ErrNotFound
+// if the job does not exist.
+func (s *Store) LoadTasks(ctx context.Context, jobID string) ([]store.Task, error) {
+	var tasks []store.Task
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		var err error
+		if tasks, err = queryTasks(ctx, c, qLoadTasks, jobID); err != nil || len(tasks) > 0 {
+			return err
+		}
+		return jobExists(ctx, c, jobID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load tasks of job %s: %w", jobID, err)
+	}
+	return tasks, nil
+}
+
+// ListTasks returns a page of a job's tasks in index order; store.ErrNotFound
+// if the job does not exist.
+func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task, error) {
+	if f.JobID == "" {
+		return nil, errors.New("list tasks: job ID is empty")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	var states []string // nil (NULL): any state
+	for _, st := range f.States {
+		if err := checkTaskState("state", st); err != nil {
+			return nil, fmt.Errorf("list tasks of job %s: %w", f.JobID, err)
+		}
+		states = append(states, string(st))
+	}
+	var re *string // nil (NULL): any key
+	if f.KeyGlob != "" {
+		toks, err := parseGlob(f.KeyGlob)
+		if err != nil {
+			return nil, fmt.Errorf("list tasks of job %s: %w", f.JobID, err)
+		}
+		r := globRegexp(toks)
+		re = &r
+	}
+	var tasks []store.Task
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		var err error
+		if tasks, err = queryTasks(ctx, c, qListTasks, f.JobID, f.After, states, re, limit); err != nil || len(tasks) > 0 {
+			return err
+		}
+		return jobExists(ctx, c, f.JobID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list tasks of job %s: %w", f.JobID, err)
+	}
+	return tasks, nil
+}
+
+// GetTask returns the task of a job with the given key; store.ErrNotFound
+// if there is none.
+func (s *Store) GetTask(ctx context.Context, jobID, key string) (*store.Task, error) {
+	var tasks []store.Task
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		var err error
+		tasks, err = queryTasks(ctx, c, qGetTask, jobID, key)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get task %q of job %s: %w", key, jobID, err)
+	}
+	if len(tasks) == 0 {
+		return nil, fmt.Errorf("get task %q of job %s: %w", key, jobID, store.ErrNotFound)
+	}
+	return &tasks[0], nil
+}
+
+// ListAttempts returns the attempts of a task by number; store.ErrNotFound
+// if the task does not exist.
+func (s *Store) ListAttempts(ctx context.Context, jobID string, taskIndex int32) ([]store.Attempt, error) {
+	var attempts []store.Attempt
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, qListAttempts, jobID, taskIndex)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var (
+				a                 store.Attempt
+				state             string
+				started, finished *int64
+			)
+			if err := rows.Scan(&a.JobID, &a.TaskIndex, &a.Number, &a.Tier, &a.WorkerID, &state, &a.ExitCode, &a.Signal,
+				&a.Reason, &a.Message, &started, &finished); err != nil {
+				rows.Close()
+				return err
+			}
+			a.State = store.AttemptState(state)
+			a.StartedAt, a.FinishedAt = fromNanos(started), fromNanos(finished)
+			attempts = append(attempts, a)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(attempts) > 0 {
+			return err
+		}
+		var ok bool
+		if err := c.QueryRow(ctx, qTaskExists, jobID, taskIndex).Scan(&ok); err != nil {
+			return err
+		}
+		if !ok {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list attempts of task %d of job %s: %w", taskIndex, jobID, err)
+	}
+	return attempts, nil
+}

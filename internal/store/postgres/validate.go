@@ -1,0 +1,288 @@
+package postgres
+
+// This file is kept identical (but for the package clause) in the sqlite
+// and postgres drivers, so that both refuse the same input with the same
+// messages. The store package, a shared contract, is not the place for it.
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/haul-dev/haul/internal/store"
+)
+
+// Times are stored as Unix nanoseconds; these are the bounds of that.
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// checkText refuses strings PostgreSQL cannot store in a text column
+// (invalid UTF-8, NUL bytes); the sqlite driver refuses them too, so that
+// both drivers accept the same jobs.
+func checkText(field, s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s %q: not valid UTF-8", field, s)
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%s %q: holds a NUL byte", field, s)
+	}
+	return nil
+}
+
+func checkList(field string, l []string) error {
+	for i, s := range l {
+		if err := checkText(fmt.Sprintf("%s[%d]", field, i), s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkMap(field string, m map[string]string) error {
+	for k, v := range m {
+		if err := checkText(field+" key", k); err != nil {
+			return err
+		}
+		if err := checkText(fmt.Sprintf("%s[%q]", field, k), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkTime(field string, t time.Time) error {
+	if !t.IsZero() && (t.Before(minTime) || t.After(maxTime)) {
+		return fmt.Errorf("%s %s: outside the storable range %s to %s", field, t, minTime.UTC(), maxTime.UTC())
+	}
+	return nil
+}
+
+func checkTaskState(field string, s store.TaskState) error {
+	if !slices.Contains(store.TaskStates, s) {
+		return fmt.Errorf("%s %q: not a task state", field, s)
+	}
+	return nil
+}
+
+func checkJobState(field string, s store.JobState) error {
+	switch s {
+	case store.JobPending, store.JobRunning, store.JobSucceeded, store.JobFailed, store.JobCancelled:
+		return nil
+	}
+	return fmt.Errorf("%s %q: not a job state", field, s)
+}
+
+func checkAttemptState(field string, s store.AttemptState) error {
+	switch s {
+	case store.AttemptRunning, store.AttemptSucceeded, store.AttemptFailed, store.AttemptLost, store.AttemptCancelled:
+		return nil
+	}
+	return fmt.Errorf("%s %q: not an attempt state", field, s)
+}
+
+// checkNewJob validates a job and its tasks for CreateJob.
+func checkNewJob(job *store.Job, tasks []store.Task) error {
+	if job == nil {
+		return fmt.Errorf("create job: job is nil")
+	}
+	if job.ID == "" {
+		return fmt.Errorf("create job: job ID is empty")
+	}
+	if err := checkText("job ID", job.ID); err != nil {
+		return fmt.Errorf("create job: %w", err)
+	}
+	err := func() error {
+		for _, c := range []struct{ field, s string }{{"name", job.Name}, {"namespace", job.Namespace}} {
+			if err := checkText(c.field, c.s); err != nil {
+				return err
+			}
+		}
+		if err := checkMap("labels", job.Labels); err != nil {
+			return err
+		}
+		if err := checkMap("env", job.Env); err != nil {
+			return err
+		}
+		for i, tier := range job.Tiers {
+			if err := checkText(fmt.Sprintf("tiers[%d].name", i), tier.Name); err != nil {
+				return err
+			}
+			if math.IsNaN(tier.CPU) || math.IsInf(tier.CPU, 0) {
+				return fmt.Errorf("tiers[%d].cpu %v: not a finite number", i, tier.CPU)
+			}
+		}
+		if err := checkTime("created_at", job.CreatedAt); err != nil {
+			return err
+		}
+		keys := make(map[string]int32, len(tasks))
+		for i := range tasks {
+			t := &tasks[i]
+			if t.Index != int32(i) {
+				return fmt.Errorf("tasks[%d]: index %d, want %d (tasks must have indexes 0..n-1 in order)", i, t.Index, i)
+			}
+			if t.JobID != "" && t.JobID != job.ID {
+				return fmt.Errorf("task %d: job ID %q, want %q or empty", i, t.JobID, job.ID)
+			}
+			if t.Key == "" {
+				return fmt.Errorf("task %d: key is empty", i)
+			}
+			if err := checkText(fmt.Sprintf("task %d: key", i), t.Key); err != nil {
+				return err
+			}
+			if j, dup := keys[t.Key]; dup {
+				return fmt.Errorf("task %d: key %q already used by task %d", i, t.Key, j)
+			}
+			keys[t.Key] = int32(i)
+			if err := checkList(fmt.Sprintf("task %q: argv", t.Key), t.Argv); err != nil {
+				return err
+			}
+			if err := checkMap(fmt.Sprintf("task %q: env", t.Key), t.Env); err != nil {
+				return err
+			}
+			if err := checkText(fmt.Sprintf("task %q: cwd", t.Key), t.Cwd); err != nil {
+				return err
+			}
+			if err := checkList(fmt.Sprintf("task %q: after", t.Key), t.After); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		return fmt.Errorf("create job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+// checkBatch validates a batch for Apply.
+func checkBatch(b *store.Batch) error {
+	for i := range b.Tasks {
+		u := &b.Tasks[i]
+		err := func() error {
+			if u.JobID == "" {
+				return fmt.Errorf("job ID is empty")
+			}
+			if err := checkTaskState("state", u.State); err != nil {
+				return err
+			}
+			if err := checkText("reason", u.Reason); err != nil {
+				return err
+			}
+			if err := checkTime("started_at", u.StartedAt); err != nil {
+				return err
+			}
+			return checkTime("finished_at", u.FinishedAt)
+		}()
+		if err != nil {
+			return fmt.Errorf("apply batch: task %d of job %s: %w", u.Index, u.JobID, err)
+		}
+	}
+	for i := range b.Attempts {
+		a := &b.Attempts[i]
+		err := func() error {
+			if a.JobID == "" {
+				return fmt.Errorf("job ID is empty")
+			}
+			if err := checkAttemptState("state", a.State); err != nil {
+				return err
+			}
+			for _, c := range []struct{ field, s string }{{"worker ID", a.WorkerID}, {"reason", a.Reason}, {"message", a.Message}} {
+				if err := checkText(c.field, c.s); err != nil {
+					return err
+				}
+			}
+			if err := checkTime("started_at", a.StartedAt); err != nil {
+				return err
+			}
+			return checkTime("finished_at", a.FinishedAt)
+		}()
+		if err != nil {
+			return fmt.Errorf("apply batch: attempt %d of task %d of job %s: %w", a.Number, a.TaskIndex, a.JobID, err)
+		}
+	}
+	for i := range b.Jobs {
+		u := &b.Jobs[i]
+		err := func() error {
+			if u.ID == "" {
+				return fmt.Errorf("ID is empty")
+			}
+			if err := checkJobState("state", u.State); err != nil {
+				return err
+			}
+			if err := checkTime("started_at", u.StartedAt); err != nil {
+				return err
+			}
+			return checkTime("finished_at", u.FinishedAt)
+		}()
+		if err != nil {
+			return fmt.Errorf("apply batch: job %s: %w", u.ID, err)
+		}
+	}
+	return nil
+}
+
+// nanos is a time as stored: Unix nanoseconds, or nil (NULL) for the zero
+// time.
+func nanos(t time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	n := t.UnixNano()
+	return &n
+}
+
+// fromNanos is the inverse of nanos; times come back in UTC.
+func fromNanos(n *int64) time.Time {
+	if n == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, *n).UTC()
+}
+
+// JSON columns hold what encoding/json writes: "null" for a nil map or
+// slice, "{}" or "[]" for an empty one, so both come back as they went in.
+
+func decodeMap(field string, b []byte) (map[string]string, error) {
+	switch string(b) {
+	case "null":
+		return nil, nil
+	case "{}":
+		return map[string]string{}, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", field, err)
+	}
+	return m, nil
+}
+
+func decodeList(field string, b []byte) ([]string, error) {
+	switch string(b) {
+	case "null":
+		return nil, nil
+	case "[]":
+		return []string{}, nil
+	}
+	var l []string
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", field, err)
+	}
+	return l, nil
+}
+
+func decodeTiers(b []byte) ([]store.Tier, error) {
+	if string(b) == "null" {
+		return nil, nil
+	}
+	var l []store.Tier
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, fmt.Errorf("decode tiers: %w", err)
+	}
+	return l, nil
+}

@@ -1,0 +1,124 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/haul-dev/haul/internal/store"
+)
+
+// Apply writes a batch in one transaction with prepared statements: task
+// updates, then attempt upserts, then job updates. A task, attempt's task
+// or job that does not exist fails the whole batch with an error wrapping
+// store.ErrNotFound; nothing of a failed batch is written. When a batch
+// holds two changes of one row, the later one wins.
+func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
+	if b == nil || b.Empty() {
+		return nil
+	}
+	if err := checkBatch(b); err != nil {
+		return err
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("apply batch: %w", err)
+	}
+	defer tx.Rollback()
+	if err := applyTasks(ctx, tx, b.Tasks); err != nil {
+		return err
+	}
+	if err := applyAttempts(ctx, tx, b.Attempts); err != nil {
+		return err
+	}
+	if err := applyJobs(ctx, tx, b.Jobs); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("apply batch: commit: %w", err)
+	}
+	return nil
+}
+
+func applyTasks(ctx context.Context, tx *sql.Tx, updates []store.TaskUpdate) error {
+	if len(updates) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, qUpdateTask)
+	if err != nil {
+		return fmt.Errorf("apply batch: %w", err)
+	}
+	defer stmt.Close()
+	for i := range updates {
+		u := &updates[i]
+		res, err := stmt.ExecContext(ctx, string(u.State), u.Attempts, u.ExitCode, u.Reason,
+			nanos(u.StartedAt), nanos(u.FinishedAt), u.JobID, u.Index)
+		if err != nil {
+			return fmt.Errorf("apply batch: task %d of job %s: %w", u.Index, u.JobID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("apply batch: task %d of job %s: %w", u.Index, u.JobID, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("apply batch: task %d of job %s: %w", u.Index, u.JobID, store.ErrNotFound)
+		}
+	}
+	return nil
+}
+
+func applyAttempts(ctx context.Context, tx *sql.Tx, attempts []store.Attempt) error {
+	if len(attempts) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, qUpsertAttempt)
+	if err != nil {
+		return fmt.Errorf("apply batch: %w", err)
+	}
+	defer stmt.Close()
+	for i := range attempts {
+		a := &attempts[i]
+		_, err := stmt.ExecContext(ctx, a.JobID, a.TaskIndex, a.Number, a.Tier, a.WorkerID, string(a.State),
+			a.ExitCode, a.Signal, a.Reason, a.Message, nanos(a.StartedAt), nanos(a.FinishedAt))
+		if err != nil {
+			// A failed statement leaves the transaction usable in SQLite:
+			// tell a missing task (the foreign key) from other failures.
+			var one int
+			if e := tx.QueryRowContext(ctx, qTaskExists, a.JobID, a.TaskIndex).Scan(&one); errors.Is(e, sql.ErrNoRows) {
+				err = store.ErrNotFound
+			}
+			return fmt.Errorf("apply batch: attempt %d of task %d of job %s: %w", a.Number, a.TaskIndex, a.JobID, err)
+		}
+	}
+	return nil
+}
+
+func applyJobs(ctx context.Context, tx *sql.Tx, updates []store.JobUpdate) error {
+	if len(updates) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, qUpdateJob)
+	if err != nil {
+		return fmt.Errorf("apply batch: %w", err)
+	}
+	defer stmt.Close()
+	for i := range updates {
+		u := &updates[i]
+		c := &u.Counts
+		res, err := stmt.ExecContext(ctx, string(u.State),
+			c.Blocked, c.Queued, c.Running, c.Succeeded, c.Failed, c.UpstreamFailed, c.Cancelled,
+			nanos(u.StartedAt), nanos(u.FinishedAt), u.ID)
+		if err != nil {
+			return fmt.Errorf("apply batch: job %s: %w", u.ID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("apply batch: job %s: %w", u.ID, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("apply batch: job %s: %w", u.ID, store.ErrNotFound)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package sqlite
+
+import "strings"
+
+// Every SQL statement of the driver but the migrations (migrations/*.sql).
+// Optional filters are parameters (NULL or '' for "any"), so that each
+// query is one fixed statement.
+
+// Migrations.
+const (
+	qCreateMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    INTEGER NOT NULL PRIMARY KEY,
+	name       TEXT    NOT NULL,
+	applied_at TEXT    NOT NULL DEFAULT CURRENT_TIMESTAMP
+) STRICT`
+	qMaxMigration    = `SELECT coalesce(max(version), 0) FROM schema_migrations`
+	qRecordMigration = `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`
+)
+
+const jobColumns = `id, name, namespace, labels, env, tiers, max_workers, state, task_count, cancel_requested,
+	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
+	created_at, started_at, finished_at, spec`
+
+// Jobs.
+const (
+	qInsertJob = `INSERT INTO jobs (` + jobColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qJobExists = `SELECT 1 FROM jobs WHERE id = ?`
+	qGetJob    = `SELECT ` + jobColumns + ` FROM jobs WHERE id = ?`
+	// ?1 namespace or '', ?2 JSON array of states or NULL, ?3 ID to page
+	// before or '', ?4 limit.
+	qListJobs = `SELECT ` + jobColumns + ` FROM jobs
+WHERE (?1 = '' OR namespace = ?1)
+  AND (?2 IS NULL OR state IN (SELECT value FROM json_each(?2)))
+  AND (?3 = '' OR id < ?3)
+ORDER BY id DESC
+LIMIT ?4`
+	qListActiveJobs = `SELECT ` + jobColumns + ` FROM jobs
+WHERE state IN ('pending', 'running')
+ORDER BY id`
+	qRequestCancel = `UPDATE jobs SET cancel_requested = 1
+WHERE id = ? AND state NOT IN ('succeeded', 'failed', 'cancelled')`
+	qUpdateJob = `UPDATE jobs SET state = ?,
+	count_blocked = ?, count_queued = ?, count_running = ?, count_succeeded = ?,
+	count_failed = ?, count_upstream_failed = ?, count_cancelled = ?,
+	started_at = ?, finished_at = ?
+WHERE id = ?`
+)
+
+const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, retries, timeout_ms,
+	state, attempts, exit_code, reason, started_at, finished_at`
+
+// Tasks.
+const (
+	// taskInsertColumns are the columns CreateJob writes; the others start
+	// at their defaults.
+	taskInsertColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, retries, timeout_ms, state`
+	taskInsertParams  = 11
+	// taskInsertRows is the number of rows per INSERT statement of
+	// CreateJob (5,500 parameters; SQLite allows 32,766).
+	taskInsertRows = 500
+
+	qLoadTasks = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = ? ORDER BY idx`
+	// ?1 job, ?2 index to page after, ?3 JSON array of states or NULL,
+	// ?4 GLOB pattern or NULL, ?5 path.Match pattern or NULL (checked after
+	// GLOB when GLOB cannot spell the glob exactly), ?6 limit.
+	qListTasks = `SELECT ` + taskColumns + ` FROM tasks
+WHERE job_id = ?1 AND idx > ?2
+  AND (?3 IS NULL OR state IN (SELECT value FROM json_each(?3)))
+  AND (?4 IS NULL OR key GLOB ?4)
+  AND (?5 IS NULL OR ` + pathMatchFunc + `(?5, key))
+ORDER BY idx
+LIMIT ?6`
+	qGetTask    = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = ? AND key = ?`
+	qTaskExists = `SELECT 1 FROM tasks WHERE job_id = ? AND idx = ?`
+	qUpdateTask = `UPDATE tasks SET state = ?, attempts = ?, exit_code = ?, reason = ?, started_at = ?, finished_at = ?
+WHERE job_id = ? AND idx = ?`
+)
+
+// insertTasksSQL returns a statement inserting rows tasks.
+func insertTasksSQL(rows int) string {
+	row := "(" + strings.Repeat("?, ", taskInsertParams-1) + "?)"
+	var b strings.Builder
+	b.WriteString("INSERT INTO tasks (" + taskInsertColumns + ") VALUES ")
+	for i := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(row)
+	}
+	return b.String()
+}
+
+const attemptColumns = `job_id, task_idx, number, tier, worker_id, state, exit_code, signal, reason, message,
+	started_at, finished_at`
+
+// Attempts.
+const (
+	qListAttempts  = `SELECT ` + attemptColumns + ` FROM attempts WHERE job_id = ? AND task_idx = ? ORDER BY number`
+	qUpsertAttempt = `INSERT INTO attempts (` + attemptColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (job_id, task_idx, number) DO UPDATE SET
+	tier = excluded.tier, worker_id = excluded.worker_id, state = excluded.state,
+	exit_code = excluded.exit_code, signal = excluded.signal, reason = excluded.reason,
+	message = excluded.message, started_at = excluded.started_at, finished_at = excluded.finished_at`
+)

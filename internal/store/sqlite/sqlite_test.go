@@ -1,0 +1,220 @@
+package sqlite
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storetest"
+)
+
+// crashChildEnv, when set to a database path, makes the test binary the
+// child of TestCommittedBatchSurvivesKill instead of running tests.
+const crashChildEnv = "HAUL_SQLITE_CRASH_CHILD"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(crashChildEnv); path != "" {
+		os.Exit(crashChild(path))
+	}
+	os.Exit(m.Run())
+}
+
+func openTest(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), path, nil)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Exercise(t, func(t *testing.T) store.Store {
+		return openTest(t, filepath.Join(t.TempDir(), "haul.db"))
+	})
+}
+
+func schemaVersion(t *testing.T, path string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v int
+	if err := db.QueryRow("SELECT max(version) FROM schema_migrations").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestMigrations(t *testing.T) {
+	t.Parallel()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "haul.db")
+	s := openTest(t, path)
+	if err := s.CreateJob(t.Context(), &store.Job{ID: "j1"}, []store.Task{{Key: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if v := schemaVersion(t, path); v != len(ms) {
+		t.Fatalf("schema version %d after Open, want %d", v, len(ms))
+	}
+
+	// Re-opening a migrated database applies nothing and keeps the data.
+	s = openTest(t, path)
+	if _, err := s.GetJob(t.Context(), "j1"); err != nil {
+		t.Fatalf("after re-open: %v", err)
+	}
+	s.Close()
+
+	// A database from a newer haul is refused.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	future := len(ms) + 1
+	if _, err := db.Exec("INSERT INTO schema_migrations (version, name) VALUES (?, 'from_the_future')", future); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err = Open(t.Context(), path, nil)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d", future)) || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("Open(database of schema version %d) = %v, want an error saying it is newer", future, err)
+	}
+}
+
+func TestOpenRefusesBadPaths(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{"", ":memory:", "file:x.db", "x.db?mode=ro", filepath.Join(t.TempDir(), "no", "such", "dir", "x.db")} {
+		if s, err := Open(t.Context(), p, nil); err == nil {
+			s.Close()
+			t.Errorf("Open(%q) succeeded", p)
+		}
+	}
+}
+
+// TestPragmas checks the durability settings the package doc promises.
+func TestPragmas(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, filepath.Join(t.TempDir(), "haul.db"))
+	for _, c := range []struct {
+		db     *sql.DB
+		pragma string
+		want   string
+	}{
+		{s.write, "journal_mode", "wal"},
+		{s.write, "synchronous", "2"}, // FULL
+		{s.write, "foreign_keys", "1"},
+		{s.read, "foreign_keys", "1"},
+		{s.read, "query_only", "1"},
+		{s.write, "busy_timeout", "10000"},
+	} {
+		var got string
+		if err := c.db.QueryRow("PRAGMA " + c.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("PRAGMA %s = %s, want %s", c.pragma, got, c.want)
+		}
+	}
+}
+
+// crashChild creates a job, applies a batch, says "committed" on stdout
+// and waits to be killed.
+func crashChild(path string) int {
+	ctx := context.Background()
+	s, err := Open(ctx, path, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	err = errors.Join(
+		s.CreateJob(ctx, &store.Job{ID: "durable"}, []store.Task{{Key: "a"}, {Index: 1, Key: "b"}}),
+		s.Apply(ctx, &store.Batch{
+			Tasks: []store.TaskUpdate{{JobID: "durable", Index: 1, State: store.TaskSucceeded, Attempts: 1}},
+			Jobs:  []store.JobUpdate{{ID: "durable", State: store.JobRunning, Counts: store.TaskCounts{Blocked: 1, Succeeded: 1}}},
+		}))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("committed")
+	select {} // until killed
+}
+
+// TestCommittedBatchSurvivesKill kills a process with SIGKILL right after
+// its Apply returned, and finds the batch in the database.
+func TestCommittedBatchSurvivesKill(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "haul.db")
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(out).ReadString('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		if l != "committed\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("child said %q", l)
+		}
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal("child did not commit within a minute")
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+
+	s := openTest(t, path)
+	job, err := s.GetJob(t.Context(), "durable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.State != store.JobRunning || job.Counts.Succeeded != 1 {
+		t.Errorf("after kill -9: job %s %+v, want the committed batch", job.State, job.Counts)
+	}
+	task, err := s.GetTask(t.Context(), "durable", "b")
+	if err != nil || task.State != store.TaskSucceeded {
+		t.Errorf("after kill -9: task b = %+v, %v", task, err)
+	}
+}
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Benchmark(b, func(b *testing.B) store.Store {
+		s, err := Open(b.Context(), filepath.Join(b.TempDir(), "haul.db"), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	})
+}

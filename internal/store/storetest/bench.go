@@ -1,0 +1,61 @@
+package storetest
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/haul-dev/haul/internal/store"
+)
+
+// Benchmark measures a driver: CreateJob of 100,000 tasks, LoadTasks of
+// them, and Apply of a group commit of 1,000 task updates and attempts.
+// open returns a fresh, empty store and arranges for it to be closed.
+func Benchmark(b *testing.B, open func(b *testing.B) store.Store) {
+	const n = 100_000
+	tasks := newTasks(n)
+	b.Run("CreateJob100k", func(b *testing.B) {
+		s := open(b)
+		i := 0
+		for b.Loop() {
+			i++
+			if err := s.CreateJob(b.Context(), newJob(fmt.Sprintf("bench-%d", i)), tasks); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/task")
+	})
+	b.Run("LoadTasks100k", func(b *testing.B) {
+		s := open(b)
+		if err := s.CreateJob(b.Context(), newJob("bench"), tasks); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := s.LoadTasks(b.Context(), "bench"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/task")
+	})
+	b.Run("Apply1000", func(b *testing.B) {
+		s := open(b)
+		if err := s.CreateJob(b.Context(), newJob("bench"), tasks); err != nil {
+			b.Fatal(err)
+		}
+		const per = 1000
+		i := 0
+		for b.Loop() {
+			var batch store.Batch
+			for range per {
+				idx := int32(i % n)
+				i++
+				batch.Tasks = append(batch.Tasks, store.TaskUpdate{JobID: "bench", Index: idx, State: store.TaskSucceeded, Attempts: 1, StartedAt: base, FinishedAt: base})
+				batch.Attempts = append(batch.Attempts, store.Attempt{JobID: "bench", TaskIndex: idx, Number: 1, State: store.AttemptSucceeded, WorkerID: "w", StartedAt: base, FinishedAt: base})
+			}
+			batch.Jobs = []store.JobUpdate{{ID: "bench", State: store.JobRunning, Counts: store.TaskCounts{Succeeded: int64(i)}}}
+			if err := s.Apply(b.Context(), &batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*per), "ns/update")
+	})
+}

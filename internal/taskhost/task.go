@@ -1,0 +1,402 @@
+package taskhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
+	"github.com/haul-dev/haul/internal/logs"
+)
+
+// Result reasons, as in AttemptResult.reason.
+const (
+	ReasonExit       = "exit"
+	ReasonSignal     = "signal"
+	ReasonTimeout    = "timeout"
+	ReasonCancelled  = "cancelled"
+	ReasonStartError = "start_error"
+)
+
+// Exit codes reported with ReasonStartError, as a shell would give them.
+const (
+	ExitNotFound      = 127 // the executable was not found
+	ExitCannotExecute = 126 // anything else that kept the process from starting
+)
+
+// Why a task is being killed.
+const (
+	killNone   = iota
+	killCancel // the runner cancelled it: reported
+	killDrop   // the worker is going away: not reported
+)
+
+// task is one running attempt.
+type task struct {
+	ref ref
+	a   *taskhostv1.Assignment
+
+	mu     sync.Mutex
+	why    int
+	stop   chan struct{} // closed by kill
+	killed bool
+}
+
+func (t *task) kill(why int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.killed {
+		if why == killDrop {
+			t.why = why
+		}
+		return
+	}
+	t.killed, t.why = true, why
+	close(t.stop)
+}
+
+func (t *task) reason() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.why
+}
+
+func (t *task) dropped() bool { return t.reason() == killDrop }
+
+// execute runs one attempt to its end and returns its result. The log is
+// closed (its final object written) before it returns.
+func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
+	a := t.a
+	log := h.log.With("task_index", a.GetTaskIndex(), "attempt", a.GetAttempt(), "key", a.GetKey())
+	res := &taskhostv1.AttemptResult{
+		TaskIndex:        a.GetTaskIndex(),
+		Attempt:          a.GetAttempt(),
+		StartedUnixNanos: h.cfg.Clock().UnixNano(),
+	}
+
+	out, errOut, closeLog, err := h.openLog(ctx, a)
+	if err != nil {
+		log.Error("cannot open the attempt's log", "err", err)
+		startError(res, ExitCannotExecute, err.Error())
+		res.FinishedUnixNanos = h.cfg.Clock().UnixNano()
+		return res
+	}
+	finish := func() *taskhostv1.AttemptResult {
+		res.FinishedUnixNanos = h.cfg.Clock().UnixNano()
+		n, err := closeLog(ctx)
+		res.LogBytes = n
+		if err != nil {
+			log.Error("log upload failed", "err", err)
+			addMessage(res, "log upload failed: "+err.Error())
+		}
+		log.Info("attempt ended", "reason", res.Reason, "exit_code", res.ExitCode, "signal", res.Signal)
+		return res
+	}
+
+	cmd, code, err := h.command(a)
+	if err != nil {
+		fmt.Fprintf(errOut, "haul: cannot start %q: %v\n", a.GetArgv(), err)
+		startError(res, code, err.Error())
+		return finish()
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		startError(res, ExitCannotExecute, fmt.Sprintf("stdout pipe: %v", err))
+		return finish()
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		startError(res, ExitCannotExecute, fmt.Sprintf("stderr pipe: %v", err))
+		return finish()
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	startErr := cmd.Start()
+	// The child has its own copies of the write ends now.
+	outW.Close()
+	errW.Close()
+	if startErr != nil {
+		outR.Close()
+		errR.Close()
+		code := ExitCannotExecute
+		if errors.Is(startErr, fs.ErrNotExist) {
+			code = ExitNotFound
+		}
+		fmt.Fprintf(errOut, "haul: cannot start %q: %v\n", a.GetArgv(), startErr)
+		startError(res, code, startErr.Error())
+		return finish()
+	}
+	pgid := cmd.Process.Pid
+	log.Info("attempt started", "pid", pgid, "argv", a.GetArgv())
+
+	var pipes sync.WaitGroup
+	pipes.Go(func() { drain(outR, out) })
+	pipes.Go(func() { drain(errR, errOut) })
+	pipesDone := make(chan struct{})
+	go func() { pipes.Wait(); close(pipesDone) }()
+	leader := make(chan error, 1)
+	go func() { leader <- cmd.Wait() }()
+
+	var timeout <-chan time.Time
+	if ms := a.GetTimeoutMs(); ms > 0 {
+		tm := time.NewTimer(time.Duration(ms) * time.Millisecond)
+		defer tm.Stop()
+		timeout = tm.C
+	}
+	var waitErr error
+	select {
+	case waitErr = <-leader:
+	case <-timeout:
+		res.Reason = ReasonTimeout
+		res.Message = fmt.Sprintf("timed out after %v", time.Duration(a.GetTimeoutMs())*time.Millisecond)
+		log.Info("attempt timed out; terminating its process group")
+		waitErr = h.terminate(pgid, leader)
+	case <-t.stop:
+		res.Reason = ReasonCancelled
+		res.Message = "cancelled by the runner"
+		if t.dropped() {
+			res.Message = "killed: the worker is stopping"
+		}
+		waitErr = h.terminate(pgid, leader)
+	}
+
+	// The main process has ended; its output pipes close when the last
+	// process holding them does. Background children get PipeGrace, then
+	// the group is killed; pipes held from outside the group are closed.
+	grace := time.NewTimer(h.cfg.PipeGrace)
+	defer grace.Stop()
+	select {
+	case <-pipesDone:
+	case <-grace.C:
+		log.Warn("output still open after the main process exited; killing the process group")
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		grace.Reset(h.cfg.PipeGrace)
+		select {
+		case <-pipesDone:
+		case <-grace.C:
+			log.Warn("output held open by a process outside the group; closing it")
+			outR.Close()
+			errR.Close()
+			<-pipesDone
+		}
+	}
+	// Whatever is left of the group (background jobs with their output
+	// redirected) goes with the attempt.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	outR.Close()
+	errR.Close()
+
+	setExit(res, waitErr)
+	return finish()
+}
+
+// terminate sends SIGTERM to the process group and SIGKILL after KillGrace
+// if the main process has not exited; it returns the main process's Wait
+// error.
+func (h *host) terminate(pgid int, leader <-chan error) error {
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	t := time.NewTimer(h.cfg.KillGrace)
+	defer t.Stop()
+	select {
+	case err := <-leader:
+		return err
+	case <-t.C:
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		return <-leader
+	}
+}
+
+// setExit fills in how the main process ended. A reason already set
+// (timeout, cancelled) is kept. A signal is reported as exit code 128+n.
+func setExit(res *taskhostv1.AttemptResult, waitErr error) {
+	reason := ReasonExit
+	var ee *exec.ExitError
+	switch {
+	case waitErr == nil:
+		res.ExitCode = 0
+	case errors.As(waitErr, &ee):
+		ws, ok := ee.Sys().(syscall.WaitStatus)
+		if ok && ws.Signaled() {
+			reason = ReasonSignal
+			res.Signal = int32(ws.Signal())
+			res.ExitCode = 128 + res.Signal
+		} else {
+			res.ExitCode = int32(ee.ExitCode())
+		}
+	default:
+		res.ExitCode = -1
+		addMessage(res, "wait: "+waitErr.Error())
+	}
+	if res.Reason == "" {
+		res.Reason = reason
+	}
+}
+
+func addMessage(res *taskhostv1.AttemptResult, msg string) {
+	if res.Message != "" {
+		msg = res.Message + "; " + msg
+	}
+	res.Message = msg
+}
+
+func startError(res *taskhostv1.AttemptResult, code int, msg string) {
+	res.Reason = ReasonStartError
+	res.ExitCode = int32(code)
+	res.Message = msg
+}
+
+// drain copies a pipe into the log. If the log stops accepting data the pipe
+// is still read to its end, so that the task never blocks on a full pipe.
+func drain(r io.Reader, w io.Writer) {
+	buf := make([]byte, 32<<10)
+	var werr error
+	for {
+		n, err := r.Read(buf)
+		if n > 0 && werr == nil {
+			_, werr = w.Write(buf[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// openLog returns the attempt's stdout and stderr writers and the function
+// that closes the log. An assignment without a log prefix gets its output
+// discarded.
+func (h *host) openLog(ctx context.Context, a *taskhostv1.Assignment) (out, errOut io.Writer, closeLog func(context.Context) (int64, error), err error) {
+	if a.GetLogPrefix() == "" {
+		h.log.Warn("assignment has no log prefix; its output is discarded", "task_index", a.GetTaskIndex(), "attempt", a.GetAttempt())
+		return io.Discard, io.Discard, func(context.Context) (int64, error) { return 0, nil }, nil
+	}
+	w, err := logs.NewWriter(ctx, h.store, a.GetLogPrefix(), h.cfg.SpoolDir, logs.WriterOptions{
+		FlushInterval: h.cfg.LogFlushInterval,
+		Clock:         h.cfg.Clock,
+		Logger:        h.log,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closeLog = func(ctx context.Context) (int64, error) {
+		// The final upload must happen even while the worker stops.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer cancel()
+		return w.Close(cctx)
+	}
+	return w.Stdout(), w.Stderr(), closeLog, nil
+}
+
+// command prepares the attempt's process: argv, the complete environment,
+// cwd and its own process group. It returns a start-error exit code with
+// its error.
+//
+// The assignment's env is the process's whole environment: nothing of the
+// taskhost's own environment leaks in, except PATH when the assignment sets
+// none (so that plain command names resolve as they would in a shell). argv[0]
+// is looked up in that PATH (relative PATH entries are taken from the
+// attempt's cwd); a name with a '/' is used as is, relative to cwd.
+func (h *host) command(a *taskhostv1.Assignment) (*exec.Cmd, int, error) {
+	argv := a.GetArgv()
+	if len(argv) == 0 || argv[0] == "" {
+		return nil, ExitNotFound, errors.New("empty argv: no command to run")
+	}
+	for i, s := range argv {
+		if strings.IndexByte(s, 0) >= 0 {
+			return nil, ExitCannotExecute, fmt.Errorf("argv[%d] contains a NUL byte", i)
+		}
+	}
+	env, err := buildEnv(a.GetEnv(), os.Getenv("PATH"))
+	if err != nil {
+		return nil, ExitCannotExecute, err
+	}
+	dir := a.GetCwd()
+	if dir != "" {
+		st, err := os.Stat(dir)
+		if err != nil {
+			return nil, ExitCannotExecute, fmt.Errorf("cwd: %w", err)
+		}
+		if !st.IsDir() {
+			return nil, ExitCannotExecute, fmt.Errorf("cwd %q is not a directory", dir)
+		}
+	}
+	path, err := lookPath(argv[0], pathOf(env), dir)
+	if err != nil {
+		return nil, ExitNotFound, err
+	}
+	return &exec.Cmd{
+		Path:        path,
+		Args:        slices.Clone(argv),
+		Env:         env,
+		Dir:         dir,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}, 0, nil
+}
+
+// buildEnv turns the assignment's env into a sorted KEY=value list, adding
+// the taskhost's PATH when env has none.
+func buildEnv(m map[string]string, ownPATH string) ([]string, error) {
+	env := make([]string, 0, len(m)+1)
+	for k, v := range m {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return nil, fmt.Errorf("env: bad variable name %q", k)
+		}
+		if strings.IndexByte(v, 0) >= 0 {
+			return nil, fmt.Errorf("env: %s contains a NUL byte", k)
+		}
+		env = append(env, k+"="+v)
+	}
+	if _, ok := m["PATH"]; !ok && ownPATH != "" {
+		env = append(env, "PATH="+ownPATH)
+	}
+	slices.Sort(env)
+	return env, nil
+}
+
+func pathOf(env []string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// lookPath finds name in the PATH list, as execvp would, but in the task's
+// PATH rather than the taskhost's.
+func lookPath(name, pathList, dir string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, d := range filepath.SplitList(pathList) {
+		if d == "" {
+			d = "."
+		}
+		p := filepath.Join(d, name)
+		if !filepath.IsAbs(p) {
+			base := dir
+			if base == "" {
+				wd, err := os.Getwd()
+				if err != nil {
+					continue
+				}
+				base = wd
+			}
+			p = filepath.Join(base, p)
+		}
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("executable %q not found in PATH %q", name, pathList)
+}

@@ -1,0 +1,441 @@
+// Package taskhost is the worker process of haul: it polls its runner for
+// attempts (TaskHostService.Poll), runs each as a unix process group, ships
+// its stdout and stderr to the object store through internal/logs, and
+// reports results on the next poll.
+//
+// It is linked into small worker binaries (cmd/haul-taskhost), so it imports
+// only the standard library, connect, the generated taskhost protocol,
+// internal/blob and internal/logs: never the relational store drivers.
+package taskhost
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/haul-dev/haul/internal/blob"
+	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
+	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
+)
+
+// ErrRejected is wrapped by Run's error when the runner answers that it does
+// not know this worker (Connect codes NotFound or FailedPrecondition), as a
+// freshly started runner that never heard of it does.
+var ErrRejected = errors.New("taskhost: the runner rejected this worker")
+
+// Config says which runner to serve and how. Zero values take the defaults.
+type Config struct {
+	// RunnerURL is the base URL of the runner's Connect handler.
+	RunnerURL string
+	WorkerID  string
+	JobID     string
+	// BlobURL names the object store for logs (see blob.Open); Store, when
+	// set, is used instead.
+	BlobURL string
+	Store   blob.Store
+	// SpoolDir holds the log spool files (default os.TempDir()).
+	SpoolDir string
+	// Capacity is how many attempts run at once (default 1).
+	Capacity   int
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	// ReconnectTimeout is how long to keep trying to reach a runner that went
+	// away before killing the running attempts and returning (default 2m).
+	ReconnectTimeout time.Duration
+	// KillGrace is the time between SIGTERM and SIGKILL (default 10s).
+	KillGrace time.Duration
+	// PipeGrace is how long the output pipes may stay open after an
+	// attempt's main process exited (a background child still holds them)
+	// before the process group is killed (default 1s).
+	PipeGrace time.Duration
+	// IdleWait is how long the runner may hold a poll open when nothing
+	// runs (default 20s).
+	IdleWait time.Duration
+	// Heartbeat is the poll period while attempts run (default 1s).
+	Heartbeat time.Duration
+	// LogFlushInterval is how often running attempts' logs are uploaded
+	// (default 1s).
+	LogFlushInterval time.Duration
+	// Clock stamps results and log frames and times the reconnect deadline
+	// (default time.Now).
+	Clock func() time.Time
+	// Rand jitters reconnect backoff (default: seeded from the clock and
+	// the worker ID).
+	Rand *rand.Rand
+}
+
+func (c *Config) setDefaults() {
+	c.Capacity = cmp.Or(c.Capacity, 1)
+	c.ReconnectTimeout = cmp.Or(c.ReconnectTimeout, 2*time.Minute)
+	c.KillGrace = cmp.Or(c.KillGrace, 10*time.Second)
+	c.PipeGrace = cmp.Or(c.PipeGrace, time.Second)
+	c.IdleWait = cmp.Or(c.IdleWait, 20*time.Second)
+	c.Heartbeat = cmp.Or(c.Heartbeat, time.Second)
+	c.LogFlushInterval = cmp.Or(c.LogFlushInterval, time.Second)
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Rand == nil {
+		h := fnv.New64a()
+		_, _ = h.Write([]byte(c.WorkerID))
+		c.Rand = rand.New(rand.NewPCG(uint64(c.Clock().UnixNano()), h.Sum64()))
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.RunnerURL == "" {
+		errs = append(errs, errors.New("runner URL is empty (--runner, HAUL_RUNNER)"))
+	} else if u, err := url.Parse(c.RunnerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("runner URL %q: want http://host:port or https://host:port", c.RunnerURL))
+	}
+	if c.WorkerID == "" {
+		errs = append(errs, errors.New("worker ID is empty (--worker-id, HAUL_WORKER_ID)"))
+	}
+	if c.JobID == "" {
+		errs = append(errs, errors.New("job ID is empty (--job, HAUL_JOB)"))
+	}
+	if c.Store == nil && c.BlobURL == "" {
+		errs = append(errs, errors.New("object store URL is empty (--blob, HAUL_BLOB)"))
+	}
+	if c.Capacity < 0 {
+		errs = append(errs, fmt.Errorf("capacity %d: want at least 1", c.Capacity))
+	}
+	for name, d := range map[string]time.Duration{
+		"reconnect timeout": c.ReconnectTimeout, "kill grace": c.KillGrace, "pipe grace": c.PipeGrace,
+		"idle wait": c.IdleWait, "heartbeat": c.Heartbeat, "log flush interval": c.LogFlushInterval,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s %v is negative", name, d))
+		}
+	}
+	if len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		slices.Sort(msgs)
+		return fmt.Errorf("taskhost: bad config: %s", strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// ref names one attempt.
+type ref struct{ index, attempt int32 }
+
+func refOf(index, attempt int32) ref { return ref{index, attempt} }
+
+// host is one Run: the poll loop and the attempts it started.
+type host struct {
+	cfg    Config
+	client taskhostv1connect.TaskHostServiceClient
+	store  blob.Store
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	tasks   map[ref]*task
+	results []*taskhostv1.AttemptResult // ended, not yet acknowledged by a poll
+	wake    chan struct{}               // an attempt ended
+	wg      sync.WaitGroup              // attempt goroutines
+}
+
+// Run serves the runner until it says exit (nil), the runner rejects this
+// worker (ErrRejected), it stays unreachable for ReconnectTimeout, or ctx
+// ends. In every case the attempts still running are killed and waited for
+// before Run returns.
+//
+// Each poll carries the results of attempts that ended since the last
+// successful poll (they are sent again until a poll succeeds), the attempts
+// still running, and the free capacity. While idle, polls are long polls
+// (IdleWait); while attempts run, a poll goes out every Heartbeat or as soon
+// as an attempt ends.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	cfg.setDefaults()
+	store := cfg.Store
+	if store == nil {
+		s, err := blob.Open(cfg.BlobURL)
+		if err != nil {
+			return fmt.Errorf("taskhost: %w", err)
+		}
+		store = s
+	}
+	if cfg.SpoolDir != "" {
+		if err := os.MkdirAll(cfg.SpoolDir, 0o755); err != nil {
+			return fmt.Errorf("taskhost: create spool dir: %w", err)
+		}
+	}
+	h := &host{
+		cfg:    cfg,
+		client: taskhostv1connect.NewTaskHostServiceClient(cfg.HTTPClient, cfg.RunnerURL),
+		store:  store,
+		log:    cfg.Logger.With("worker", cfg.WorkerID, "job", cfg.JobID),
+		tasks:  make(map[ref]*task),
+		wake:   make(chan struct{}, 1),
+	}
+	return h.run(ctx)
+}
+
+func (h *host) run(ctx context.Context) error {
+	h.log.Info("taskhost started", "runner", h.cfg.RunnerURL, "capacity", h.cfg.Capacity)
+	var (
+		exiting      bool
+		failingSince time.Time // first failure since the last successful poll
+		failures     int
+	)
+	for {
+		if ctx.Err() != nil {
+			return h.shutdown(ctx)
+		}
+		// Drain a stale wake-up: what it announced is in this snapshot.
+		select {
+		case <-h.wake:
+		default:
+		}
+		results, running, free := h.snapshot()
+		if exiting && len(running) == 0 && len(results) == 0 {
+			h.wg.Wait()
+			h.log.Info("runner said exit; all attempts reported")
+			return nil
+		}
+		if exiting {
+			free = 0
+		}
+		var wait time.Duration
+		switch {
+		case len(results) > 0 && free == 0:
+			wait = 0
+		case len(running) == 0:
+			wait = h.cfg.IdleWait
+		case free > 0:
+			wait = h.cfg.Heartbeat
+		}
+		req := &taskhostv1.PollRequest{
+			WorkerId: h.cfg.WorkerID,
+			JobId:    h.cfg.JobID,
+			Results:  results,
+			Running:  running,
+			Capacity: int32(free),
+			WaitMs:   wait.Milliseconds(),
+		}
+		resp, err := h.poll(ctx, req, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return h.shutdown(ctx)
+			}
+			if code := connect.CodeOf(err); code == connect.CodeNotFound || code == connect.CodeFailedPrecondition {
+				h.log.Error("runner rejected this worker; killing attempts", "err", err)
+				h.killAll()
+				return fmt.Errorf("%w: %w", ErrRejected, err)
+			}
+			now := h.cfg.Clock()
+			if failingSince.IsZero() {
+				failingSince = now
+			}
+			if down := now.Sub(failingSince); down >= h.cfg.ReconnectTimeout {
+				h.log.Error("runner unreachable; killing attempts", "for", down, "err", err)
+				h.killAll()
+				return fmt.Errorf("taskhost: runner unreachable for %v: %w", down.Round(time.Millisecond), err)
+			}
+			failures++
+			d := h.backoff(failures)
+			h.log.Warn("poll failed; retrying", "err", err, "in", d, "failures", failures)
+			if !h.pause(ctx, d, nil) {
+				return h.shutdown(ctx)
+			}
+			continue
+		}
+		if failures > 0 {
+			h.log.Info("runner reachable again", "after_failures", failures)
+		}
+		failingSince, failures = time.Time{}, 0
+		h.ack(len(results))
+
+		for _, c := range resp.GetCancel() {
+			h.cancel(refOf(c.GetTaskIndex(), c.GetAttempt()))
+		}
+		for _, a := range resp.GetAssignments() {
+			h.start(ctx, a)
+		}
+		if resp.GetExit() && !exiting {
+			h.log.Info("runner said exit; finishing running attempts")
+			exiting = true
+		}
+
+		// When to poll next.
+		results, running, free = h.snapshot()
+		if exiting {
+			free = 0
+		}
+		var next time.Duration
+		switch {
+		case len(results) > 0, exiting && len(running) == 0:
+			next = 0 // report now, or leave now
+		case free == 0:
+			next = h.cfg.Heartbeat // the next poll is a heartbeat
+		case len(resp.GetAssignments()) == 0:
+			// The next poll waits for work itself; the runner may ask for a
+			// pause first.
+			next = time.Duration(resp.GetRetryAfterMs()) * time.Millisecond
+		}
+		if !h.pause(ctx, next, h.wake) {
+			return h.shutdown(ctx)
+		}
+	}
+}
+
+// poll makes one call, bounding it by the wait it asked for plus a margin.
+func (h *host) poll(ctx context.Context, req *taskhostv1.PollRequest, wait time.Duration) (*taskhostv1.PollResponse, error) {
+	cctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
+	defer cancel()
+	resp, err := h.client.Poll(cctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
+}
+
+// backoff returns the wait before retry number n (from 1): exponential from
+// 50ms, capped at 2s, jittered to between half and all of that.
+func (h *host) backoff(n int) time.Duration {
+	d := 2 * time.Second
+	if n < 7 {
+		d = min(d, 50*time.Millisecond<<(n-1))
+	}
+	return d/2 + time.Duration(h.cfg.Rand.Int64N(int64(d/2)+1))
+}
+
+// pause waits for d, for a wake-up, or for ctx; it reports false when ctx
+// ended.
+func (h *host) pause(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-wake:
+	}
+	return true
+}
+
+// snapshot returns the unreported results, the running attempts (sorted)
+// and the free capacity.
+func (h *host) snapshot() ([]*taskhostv1.AttemptResult, []*taskhostv1.AttemptRef, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	results := slices.Clone(h.results)
+	running := make([]*taskhostv1.AttemptRef, 0, len(h.tasks))
+	for r := range h.tasks {
+		running = append(running, &taskhostv1.AttemptRef{TaskIndex: r.index, Attempt: r.attempt})
+	}
+	slices.SortFunc(running, func(a, b *taskhostv1.AttemptRef) int {
+		return cmp.Or(cmp.Compare(a.TaskIndex, b.TaskIndex), cmp.Compare(a.Attempt, b.Attempt))
+	})
+	return results, running, max(0, h.cfg.Capacity-len(h.tasks))
+}
+
+// ack forgets the first n results, which a successful poll delivered.
+func (h *host) ack(n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.results = slices.Delete(h.results, 0, n)
+}
+
+// start runs an assignment in the background.
+func (h *host) start(ctx context.Context, a *taskhostv1.Assignment) {
+	r := refOf(a.GetTaskIndex(), a.GetAttempt())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, dup := h.tasks[r]; dup {
+		h.log.Warn("assignment already running; ignored", "task_index", r.index, "attempt", r.attempt)
+		return
+	}
+	if len(h.tasks) >= h.cfg.Capacity {
+		h.log.Warn("runner assigned more than the free capacity; running it anyway", "task_index", r.index, "attempt", r.attempt)
+	}
+	t := &task{ref: r, a: a, stop: make(chan struct{})}
+	h.tasks[r] = t
+	h.wg.Go(func() {
+		res := h.execute(ctx, t)
+		h.mu.Lock()
+		delete(h.tasks, r)
+		if !t.dropped() {
+			h.results = append(h.results, res)
+		}
+		h.mu.Unlock()
+		select {
+		case h.wake <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// cancel stops an attempt on the runner's word.
+func (h *host) cancel(r ref) {
+	h.mu.Lock()
+	t := h.tasks[r]
+	h.mu.Unlock()
+	if t == nil {
+		return // it already ended; its result is on its way
+	}
+	h.log.Info("cancelling attempt", "task_index", r.index, "attempt", r.attempt)
+	t.kill(killCancel)
+}
+
+// killAll stops every attempt without reporting it (the worker is going
+// away; the runner treats these attempts as lost) and waits for them.
+func (h *host) killAll() {
+	h.mu.Lock()
+	for _, t := range h.tasks {
+		t.kill(killDrop)
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+// shutdown handles the end of Run's context: kill the attempts, then try
+// once, briefly, to report the results of the ones that had ended.
+func (h *host) shutdown(ctx context.Context) error {
+	h.log.Info("stopping: killing running attempts")
+	h.killAll()
+	results, _, _ := h.snapshot()
+	if len(results) > 0 {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, err := h.client.Poll(cctx, connect.NewRequest(&taskhostv1.PollRequest{
+			WorkerId: h.cfg.WorkerID, JobId: h.cfg.JobID, Results: results,
+		}))
+		if err != nil {
+			h.log.Warn("could not report the last results", "n", len(results), "err", err)
+		}
+	}
+	if cause := context.Cause(ctx); cause != ctx.Err() {
+		return fmt.Errorf("taskhost: %w: %w", ctx.Err(), cause)
+	}
+	return fmt.Errorf("taskhost: %w", ctx.Err())
+}
