@@ -34,7 +34,8 @@ test: tools check-generate
 	go test -race -count=1 -timeout 25m ./...
 
 fuzz:
-	go test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/spec
+	go test -run '^$$' -fuzz FuzzCompile -fuzztime 30s ./internal/spec
+	go test -run '^$$' -fuzz FuzzQuantity -fuzztime 15s ./internal/spec
 
 bench:
 	go test -run '^$$' -bench . ./internal/sched

@@ -166,11 +166,15 @@ func waitJob(t testing.TB, c apiv1connect.JobServiceClient, id string, timeout t
 	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := c.GetJob(context.Background(), connect.NewRequest(&apiv1.GetJobRequest{JobId: id}))
-		if err == nil && cond(resp.Msg.Job) {
-			return resp.Msg.Job
+		var last *apiv1.Job
+		if err == nil {
+			last = resp.Msg.Job
+			if cond(last) {
+				return last
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("job %s: condition not met after %s (last: %v, err %v)", id, timeout, resp.GetMsg().GetJob(), err)
+			t.Fatalf("job %s: condition not met after %s (last: %v, err %v)", id, timeout, last, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

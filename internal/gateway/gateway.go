@@ -20,9 +20,9 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/haul-dev/haul/internal/blob"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
-	"github.com/haul-dev/haul/internal/blob"
 	"github.com/haul-dev/haul/internal/spec"
 	"github.com/haul-dev/haul/internal/store"
 )

@@ -80,7 +80,7 @@
 //
 // # Memory
 //
-// Per-task state lives in parallel arrays of small integers (about 18 bytes
+// Per-task state lives in parallel arrays of small integers (about 20 bytes
 // a task); task configurations are interned; the ready queues are rings of
 // int32; backoffs and deadlines are heaps holding only tasks that are in
 // backoff or running.

@@ -325,13 +325,27 @@ func (j *Job) cancelAll() {
 
 // CancelTask cancels one task the way Cancel cancels the job, and every
 // descendant that is not terminal becomes Cancelled at once. It returns false
-// for an unknown index; it is a no-op for a terminal task.
+// for an unknown index; it is a no-op for a terminal task. Called before
+// Start, it cancels the task at once (even one restored as Running) and Start
+// cancels the descendants.
 func (j *Job) CancelTask(task int32, now time.Time) bool {
 	if task < 0 || task >= j.n {
 		return false
 	}
 	b := j.state[task]
-	switch s := State(b & stateMask); {
+	s := State(b & stateMask)
+	if !j.started {
+		// Nothing runs yet (a restored Running attempt is lost anyway):
+		// Start propagates the cancel to the descendants.
+		if !s.Terminal() {
+			j.counts[s]--
+			j.counts[Cancelled]++
+			j.state[task] = uint8(Cancelled)
+			j.emit(task, s, Cancelled, j.attempts[task], ReasonCancelled)
+		}
+		return true
+	}
+	switch {
 	case s.Terminal():
 		return true
 	case s == Running:

@@ -73,8 +73,8 @@ type tierQueue struct {
 // the caller serialises calls.
 //
 // Memory per task is a handful of small integers in parallel arrays (about
-// 18 bytes, plus 4 per ready task in a tier's queue); the graph is the
-// caller's and is not copied.
+// 20 bytes with the ready queues); the graph is the caller's and is not
+// copied.
 type Job struct {
 	g   *dag.Graph
 	n   int32
@@ -274,8 +274,14 @@ func New(g *dag.Graph, tasks []TaskConfig, cfg Config) (*Job, error) {
 		tiers:     make([]tierQueue, cfg.Tiers),
 	}
 	index := make(map[kind]uint32)
+	var last kind
+	var lastX uint32
 	for i, tc := range tasks {
 		k := kind{tier: tc.Tier, retries: tc.Retries, timeout: int64(tc.Timeout)}
+		if i > 0 && k == last { // neighbours usually share a configuration
+			j.kindOf[i] = lastX
+			continue
+		}
 		x, ok := index[k]
 		if !ok {
 			x = uint32(len(j.kinds))
@@ -283,6 +289,7 @@ func New(g *dag.Graph, tasks []TaskConfig, cfg Config) (*Job, error) {
 			index[k] = x
 		}
 		j.kindOf[i] = x
+		last, lastX = k, x
 	}
 	j.counts[Blocked] = int64(g.N)
 	return j, nil
@@ -488,6 +495,15 @@ func (j *Job) Attempts(task int32) int32 {
 		return 0
 	}
 	return j.attempts[task]
+}
+
+// Failures returns how many attempts of a task failed or timed out (what
+// Restore takes as failedAttempts; 0 for an unknown index).
+func (j *Job) Failures(task int32) int32 {
+	if task < 0 || task >= j.n {
+		return 0
+	}
+	return j.failures[task]
 }
 
 // Tier returns the tier a task runs on (0 for an unknown index).

@@ -282,7 +282,10 @@ func (m *model) restart() error {
 		if s == Blocked {
 			continue
 		}
-		if err := j.Restore(int32(t), s, m.j.Attempts(int32(t)), m.failures[t]); err != nil {
+		if m.j.Failures(int32(t)) != m.failures[t] {
+			return fmt.Errorf("task %d: %d failures, its transitions say %d", t, m.j.Failures(int32(t)), m.failures[t])
+		}
+		if err := j.Restore(int32(t), s, m.j.Attempts(int32(t)), m.j.Failures(int32(t))); err != nil {
 			return err
 		}
 	}

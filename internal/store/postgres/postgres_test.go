@@ -3,7 +3,9 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"path"
 	"regexp"
 	"strings"
 	"testing"
@@ -150,18 +152,58 @@ func TestOpenErrors(t *testing.T) {
 func TestGlobRegexp(t *testing.T) {
 	t.Parallel()
 	for glob, want := range map[string]string{
-		"sim-*":     `^sim\-[^/]*$`,
-		"a?b":       `^a[^/]b$`,
-		`a\*[^x-z]`: `^a\*[^x\-z]$`,
-		"ü.%_":      `^ü\.\%\_$`,
+		"sim-*":       `^sim\-[^/]*$`,
+		"a?b":         `^a[^/]b$`,
+		`a\*[^x-z\]]`: `^a\*[^x-z\]]$`,
+		"ü.%_":        `^ü\.\%\_$`,
 	} {
 		toks, err := parseGlob(glob)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := globRegexp(toks)
-		if got != want && !regexp.MustCompile(regexp.QuoteMeta(got)).MatchString(want) {
+		if got := globRegexp(toks); got != want {
 			t.Errorf("globRegexp(%q) = %q, want %q", glob, got, want)
 		}
+	}
+
+	// Random globs and keys over a small alphabet full of special cases.
+	rng := rand.New(rand.NewPCG(3, 4))
+	const alphabet = "ab/-^]\\[*?.%_ü"
+	pick := func(n int) string {
+		r := []rune(alphabet)
+		var b strings.Builder
+		for range rng.IntN(n) {
+			b.WriteRune(r[rng.IntN(len(r))])
+		}
+		return b.String()
+	}
+	valid, matched := 0, 0
+	for range 20000 {
+		glob, key := pick(7), pick(6)
+		if rng.IntN(2) == 0 { // often a key the glob could match
+			key = strings.NewReplacer("*", "ab", "?", "b", "[", "", "]", "", "\\", "").Replace(glob)
+		}
+		want, err := path.Match(glob, key)
+		toks, perr := parseGlob(glob)
+		if (err != nil) != (perr != nil) {
+			t.Fatalf("glob %q: path.Match error %v, parseGlob error %v", glob, err, perr)
+		}
+		if err != nil {
+			continue
+		}
+		valid++
+		if want {
+			matched++
+		}
+		re, err := regexp.Compile(globRegexp(toks))
+		if err != nil {
+			t.Fatalf("glob %q: regexp %q: %v", glob, globRegexp(toks), err)
+		}
+		if got := re.MatchString(key); got != want {
+			t.Fatalf("glob %q, key %q: regexp %q says %v, path.Match %v", glob, key, globRegexp(toks), got, want)
+		}
+	}
+	if valid < 4000 || matched < 1000 {
+		t.Fatalf("only %d well-formed globs, %d matches: the generator needs work", valid, matched)
 	}
 }

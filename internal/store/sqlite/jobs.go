@@ -13,7 +13,8 @@ import (
 // CreateJob stores a job and its tasks in one transaction, with multi-row
 // INSERTs of taskInsertRows tasks each. The job starts pending with all its
 // tasks blocked, whatever the mutable fields of job and tasks say (state,
-// counts, attempts, start and finish times, cancel request).
+// counts, attempts, start and finish times, cancel request). An empty Spec
+// reads back as nil: SQLite does not tell a zero-length blob from NULL.
 func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Task) error {
 	if err := checkNewJob(job, tasks); err != nil {
 		return err

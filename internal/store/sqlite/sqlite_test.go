@@ -6,8 +6,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -217,4 +219,85 @@ func BenchmarkStore(b *testing.B) {
 		b.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+// TestGlobPredicate checks ListTasks' key predicate (GLOB, then path.Match
+// where GLOB cannot spell the glob exactly) against path.Match for random
+// globs and keys over an alphabet full of special cases.
+func TestGlobPredicate(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, filepath.Join(t.TempDir(), "haul.db"))
+	stmt, err := s.read.PrepareContext(t.Context(), `SELECT (?1 GLOB ?2) AND (?3 IS NULL OR `+pathMatchFunc+`(?3, ?1))`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stmt.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	alphabet := []rune("ab/-^]\\[*?.%_ü")
+	pick := func(n int) string {
+		var b strings.Builder
+		for range rng.IntN(n) {
+			b.WriteRune(alphabet[rng.IntN(len(alphabet))])
+		}
+		return b.String()
+	}
+	valid, matched := 0, 0
+	for range 5000 {
+		glob, key := pick(7), pick(6)
+		if rng.IntN(2) == 0 { // often a key the glob could match
+			key = strings.NewReplacer("*", "ab", "?", "b", "[", "", "]", "", "\\", "").Replace(glob)
+		}
+		want, err := path.Match(glob, key)
+		toks, perr := parseGlob(glob)
+		if (err != nil) != (perr != nil) {
+			t.Fatalf("glob %q: path.Match error %v, parseGlob error %v", glob, err, perr)
+		}
+		if err != nil {
+			continue
+		}
+		valid++
+		if want {
+			matched++
+		}
+		pattern, exact := sqliteGlob(toks)
+		var match any
+		if !exact {
+			match = glob
+		}
+		var got bool
+		if err := stmt.QueryRowContext(t.Context(), key, pattern, match).Scan(&got); err != nil {
+			t.Fatalf("glob %q: %v", glob, err)
+		}
+		if got != want {
+			t.Fatalf("glob %q (GLOB %q, exact %v), key %q: got %v, path.Match says %v", glob, pattern, exact, key, got, want)
+		}
+	}
+	if valid < 1000 || matched < 300 {
+		t.Fatalf("only %d well-formed globs, %d matches: the generator needs work", valid, matched)
+	}
+}
+
+// TestSharedFilesInStep checks that the files both drivers keep identical
+// (validation, glob parsing) have not drifted apart.
+func TestSharedFilesInStep(t *testing.T) {
+	t.Parallel()
+	read := func(p string) string {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.Replace(string(b), "package postgres\n", "package sqlite\n", 1)
+		if i := strings.Index(s, "\n// sqliteGlob renders"); i >= 0 {
+			s = s[:i]
+		}
+		if i := strings.Index(s, "\n// globRegexp renders"); i >= 0 {
+			s = s[:i]
+		}
+		return s
+	}
+	for _, f := range []string{"validate.go", "glob.go"} {
+		if read(f) != read(filepath.Join("..", "postgres", f)) {
+			t.Errorf("%s differs between the sqlite and postgres drivers (beyond the package clause and the dialect's renderer)", f)
+		}
+	}
 }
