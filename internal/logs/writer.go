@@ -280,9 +280,20 @@ func (w *Writer) Close(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The last segment first: if the final upload fails, the segments hold
-	// the whole log.
-	segErr := w.flushLocked(ctx)
+	// An attempt that printed nothing leaves no object at all: at a billion
+	// tasks a day, most of which are quiet, that is most PUTs saved. Readers
+	// treat a missing log of an ended attempt as empty.
+	uploadedAny := w.nextSeq > 1 || w.pending != nil
+	if total == 0 && !uploadedAny {
+		return 0, nil
+	}
+	// Once segments exist, the last one goes up first: if the final upload
+	// fails, the segments hold the whole log. A short task that never
+	// flushed a segment goes straight to the final object.
+	var segErr error
+	if uploadedAny {
+		segErr = w.flushLocked(ctx)
+	}
 	r := io.NewSectionReader(w.spool, 0, total)
 	if err := w.store.Put(ctx, FinalKey(w.prefix), r); err != nil {
 		return total, errors.Join(fmt.Errorf("logs: upload final log %s: %w", w.prefix, err), segErr)
