@@ -23,7 +23,7 @@ func (a *app) taskCmd() *cobra.Command {
 		Use:   "task",
 		Short: "Find, inspect, read the logs of and reproduce tasks",
 	}
-	cmd.AddCommand(a.taskListCmd(), a.taskGetCmd(), a.taskLogsCmd(), a.taskReproCmd())
+	cmd.AddCommand(a.taskListCmd(), a.taskGetCmd(), a.taskLogsCmd(), a.taskReproCmd(), a.taskCancelCmd())
 	return cmd
 }
 
@@ -321,4 +321,33 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func (a *app) taskCancelCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel JOB KEY",
+		Short: "Cancel one task: killed if running, never started otherwise; its dependents are cancelled too",
+		Long: `Cancel one task of a running job. A running attempt is killed (SIGTERM to its
+process group, then SIGKILL); a task that has not started never will. Tasks
+that depend on it, directly or not, are cancelled too; independent branches
+keep running, and the job ends failed unless every task succeeded.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := a.client().CancelTask(cmd.Context(), connect.NewRequest(&apiv1.CancelTaskRequest{JobId: args[0], Key: args[1]}))
+			if err != nil {
+				return err
+			}
+			t := resp.Msg.Task
+			if a.output == "json" {
+				return a.printJSON(proto.Message(t))
+			}
+			switch t.State {
+			case "succeeded", "failed", "upstream_failed", "cancelled":
+				fmt.Fprintf(a.stdout, "task %s already %s\n", t.Key, t.State)
+			default:
+				fmt.Fprintf(a.stdout, "task %s: cancel requested\n", t.Key)
+			}
+			return nil
+		},
+	}
 }

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
+	"github.com/haul-dev/haul/internal/runner"
 	"github.com/haul-dev/haul/internal/server"
 	"github.com/haul-dev/haul/internal/taskhost"
 )
@@ -56,6 +55,10 @@ running are retried.`,
 			}
 			if err := s.Start(context.WithoutCancel(ctx)); err != nil {
 				s.Stop()
+				var held *runner.LeaseHeldError
+				if errors.As(err, &held) {
+					return fmt.Errorf("another haul server at %s already runs the jobs of this store (data %s): stop it, or use it with --server %s", held.Lease.Address, f.data, held.Lease.Address)
+				}
 				return err
 			}
 			fmt.Fprintf(a.stdout, "haul is up at %s (data in %s)\n", s.URL(), f.data)
@@ -95,7 +98,7 @@ server it cancels the job (press again to quit at once).`,
 				return err
 			}
 			ctx := cmd.Context()
-			if serverFlagSet(cmd) || answers(ctx, a.server) {
+			if serverFlagSet(cmd) || server.Alive(ctx, a.server) {
 				return a.runRemote(ctx, data, name, detach)
 			}
 			if detach {
@@ -107,22 +110,6 @@ server it cancels the job (press again to quit at once).`,
 	f.register(cmd)
 	cmd.Flags().BoolVar(&detach, "detach", false, "submit and return at once (needs a running server)")
 	return cmd
-}
-
-// answers reports whether a haul server answers at url.
-func answers(ctx context.Context, url string) bool {
-	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/healthz", nil)
-	if err != nil {
-		return false
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 func (a *app) runRemote(ctx context.Context, data []byte, name string, detach bool) error {
@@ -161,6 +148,15 @@ func (a *app) runEmbedded(ctx context.Context, data []byte, name string, f serve
 	}
 	defer s.Stop()
 	if err := s.Start(context.WithoutCancel(ctx)); err != nil {
+		var held *runner.LeaseHeldError
+		if errors.As(err, &held) {
+			// A server already runs jobs from this data directory, on
+			// another address: use it rather than a second runner.
+			s.Stop()
+			fmt.Fprintf(a.stderr, "using the haul server at %s, which runs jobs from %s\n", held.Lease.Address, f.data)
+			a.server = held.Lease.Address
+			return a.runRemote(ctx, data, name, false)
+		}
 		return fmt.Errorf("start embedded haul: %w", err)
 	}
 	a.server = s.URL()

@@ -322,3 +322,17 @@ func ts(t time.Time) *timestamppb.Timestamp {
 	}
 	return timestamppb.New(t)
 }
+
+// CancelTask records a cancel request for one task; the runner kills it if
+// it runs and cancels its dependents.
+func (g *Gateway) CancelTask(ctx context.Context, req *connect.Request[apiv1.CancelTaskRequest]) (*connect.Response[apiv1.CancelTaskResponse], error) {
+	j, t, err := g.task(ctx, req.Msg.JobId, req.Msg.Key)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.cfg.Store.RequestTaskCancel(ctx, j.ID, t.Index); err != nil {
+		return nil, storeError(err, "task", fmt.Sprintf("%s in job %s", t.Key, j.ID))
+	}
+	g.cfg.Notify()
+	return connect.NewResponse(&apiv1.CancelTaskResponse{Task: TaskProto(j, t)}), nil
+}

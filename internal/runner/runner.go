@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/haul-dev/haul/internal/dag"
@@ -72,6 +73,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Sched configures each job's scheduling core (backoff, lost attempts).
 	Sched sched.Config
+	// Holder names this runner in its lease (default: random).
+	Holder string
+	// LeaseTTL is how long the runner's lease lasts unless renewed
+	// (default 10s); after a crash, a new runner waits at most this long.
+	LeaseTTL time.Duration
 }
 
 // Runner is the job-running service. Create it with New, then Start it.
@@ -89,8 +95,10 @@ type Runner struct {
 	seq     int64
 	stopped bool
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	done      chan struct{}
+	lostLease atomic.Bool
 }
 
 // jobRun is the in-memory state of one active job.
@@ -105,6 +113,9 @@ type jobRun struct {
 	workers  [][]string
 	lastUsed time.Time
 	done     bool
+	// dirty: the job row must be written even without task changes (it
+	// was just loaded and moved from pending to running).
+	dirty bool
 }
 
 type worker struct {
@@ -146,6 +157,12 @@ func New(cfg Config) *Runner {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 3 * time.Second
 	}
+	if cfg.Holder == "" {
+		cfg.Holder = newHolderID()
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 10 * time.Second
+	}
 	return &Runner{
 		cfg:     cfg,
 		log:     cfg.Logger,
@@ -154,21 +171,33 @@ func New(cfg Config) *Runner {
 		wakeCh:  make(chan struct{}, 1),
 		jobs:    map[string]*jobRun{},
 		workers: map[string]*worker{},
+		done:    make(chan struct{}),
 	}
 }
 
-// Start loads active jobs and runs the service until Stop or ctx ends.
+// Start takes the store's runner lease (a *LeaseHeldError if another
+// runner holds it), loads active jobs and runs the service until Stop, ctx
+// ends, or the lease is lost.
 func (r *Runner) Start(ctx context.Context) error {
+	if err := r.acquireLease(ctx); err != nil {
+		return err
+	}
 	ctx, r.cancel = context.WithCancel(ctx)
 	if err := r.scan(ctx); err != nil {
 		r.cancel()
 		return fmt.Errorf("load active jobs: %w", err)
 	}
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go func() { defer r.wg.Done(); r.com.run(ctx) }()
 	go func() { defer r.wg.Done(); r.loop(ctx) }()
+	go func() { defer r.wg.Done(); r.keepLease(ctx, r.cancel) }()
+	go func() { r.wg.Wait(); close(r.done) }()
 	return nil
 }
+
+// Done is closed when the runner has stopped, by Stop or by itself (a lost
+// lease: see LostLease).
+func (r *Runner) Done() <-chan struct{} { return r.done }
 
 // Stop stops the service and every worker it started. It is idempotent.
 func (r *Runner) Stop() {
@@ -184,6 +213,13 @@ func (r *Runner) Stop() {
 		r.cancel()
 	}
 	r.wg.Wait()
+	if r.cancel != nil && !r.lostLease.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := r.cfg.Store.ReleaseLease(ctx, LeaseName, r.cfg.Holder); err != nil {
+			r.log.Warn("release runner lease", "err", err)
+		}
+		cancel()
+	}
 	for _, id := range ids {
 		if err := r.cfg.Backend.StopWorker(context.Background(), id); err != nil {
 			r.log.Warn("stop worker", "worker", id, "err", err)
@@ -253,6 +289,20 @@ func (r *Runner) scan(ctx context.Context) error {
 			r.mu.Unlock()
 		}
 	}
+	cancels, err := r.cfg.Store.ListTaskCancels(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range cancels {
+		jr := r.jobs[c.JobID]
+		if jr == nil || jr.done || int(c.Index) >= len(jr.tasks) || jr.core.State(c.Index).Terminal() {
+			continue
+		}
+		jr.core.CancelTask(c.Index, r.now())
+		r.afterEvents(jr, nil)
+	}
 	return nil
 }
 
@@ -310,7 +360,7 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 		core.Restore(int32(i), stateOf(t.State), t.Attempts, failed)
 	}
 	now := r.now()
-	jr := &jobRun{job: j, core: core, tasks: tasks, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now}
+	jr := &jobRun{job: j, core: core, tasks: tasks, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.jobs[j.ID]; ok {
@@ -392,7 +442,8 @@ func (r *Runner) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int3
 		jr.ready = make(chan struct{})
 	}
 	var jobs []store.JobUpdate
-	if len(tasks) > 0 || len(extra) > 0 || jr.job.State == store.JobRunning {
+	if len(tasks) > 0 || len(extra) > 0 || jr.dirty {
+		jr.dirty = false
 		if jr.core.Done() && !jr.done {
 			jr.done = true
 			jr.job.State = store.JobState(jr.core.Outcome())

@@ -371,3 +371,45 @@ tasks:
 		t.Errorf("attempt 2 stdout: %q", got)
 	}
 }
+
+func TestCancelTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.submit(t, `
+name: cancel-one
+tasks:
+  - {key: slow, command: [sleep, "60"]}
+  - {key: child, command: ["true"], after: [slow]}
+  - {key: other, command: [sh, -c, "sleep 0.3"]}
+`)
+	b.wait(t, id, func(j *store.Job) bool { return j.Counts.Running >= 1 })
+	for {
+		if tk, _ := b.task(t, id, "slow"); tk.State == store.TaskRunning {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, err := b.api.CancelTask(context.Background(), connect.NewRequest(&apiv1.CancelTaskRequest{JobId: id, Key: "slow"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Msg.Task.Key != "slow" {
+		t.Fatalf("CancelTask returned %v", resp.Msg.Task)
+	}
+	if _, err := b.api.CancelTask(context.Background(), connect.NewRequest(&apiv1.CancelTaskRequest{JobId: id, Key: "nope"})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("cancel of an unknown key: %v, want NotFound", err)
+	}
+	j := b.waitDone(t, id)
+	states := map[string]store.TaskState{}
+	for _, k := range []string{"slow", "child", "other"} {
+		tk, _ := b.task(t, id, k)
+		states[k] = tk.State
+	}
+	if j.State != store.JobFailed || states["slow"] != store.TaskCancelled || states["child"] != store.TaskCancelled || states["other"] != store.TaskSucceeded {
+		t.Fatalf("job %s, tasks %v: want failed job, slow and child cancelled, other succeeded", j.State, states)
+	}
+	_, atts := b.task(t, id, "slow")
+	if len(atts) != 1 || atts[0].State != store.AttemptCancelled {
+		t.Fatalf("slow's attempts: %+v, want one cancelled", atts)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/haul-dev/haul/internal/blob"
@@ -56,6 +57,7 @@ type Server struct {
 	ln      net.Listener
 	url     string
 	serveCh chan error
+	stop    sync.Once
 }
 
 // DefaultDataDir is where haul keeps its data when --data is not given:
@@ -164,30 +166,81 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 // URL is the address clients and workers use, such as http://127.0.0.1:7070.
 func (s *Server) URL() string { return s.url }
 
-// Start starts the runner and serves requests.
+// Start starts the runner and serves requests. If another server's runner
+// holds the store's lease and answers at its address, Start returns a
+// *runner.LeaseHeldError; if it does not answer (it crashed), Start waits
+// for its lease to expire, then takes over.
 func (s *Server) Start(ctx context.Context) error {
-	go func() { s.serveCh <- s.http.Serve(s.ln) }()
-	if err := s.run.Start(ctx); err != nil {
-		s.http.Close()
-		return err
+	for {
+		err := s.run.Start(ctx)
+		var held *runner.LeaseHeldError
+		if !errors.As(err, &held) {
+			if err != nil {
+				s.http.Close()
+				return err
+			}
+			break
+		}
+		// A holder at our own address is a crashed predecessor: we hold
+		// the port now, and do not serve yet.
+		if held.Lease.Address != s.url && Alive(ctx, held.Lease.Address) {
+			s.http.Close()
+			return err
+		}
+		wait := time.Until(held.Lease.ExpiresAt)
+		s.log.Warn("the previous server's runner lease has not expired; waiting", "holder", held.Lease.Holder, "address", held.Lease.Address, "wait", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			s.http.Close()
+			return ctx.Err()
+		case <-time.After(min(max(wait, 100*time.Millisecond), time.Second)):
+		}
 	}
+	go func() { s.serveCh <- s.http.Serve(s.ln) }()
 	s.log.Info("haul serving", "url", s.url, "data", s.opts.DataDir)
+	go func() {
+		<-s.run.Done()
+		if s.run.LostLease() {
+			s.serveCh <- errors.New("runner lease lost to another runner")
+		}
+	}()
 	return nil
 }
 
-// Done is closed... it returns a channel that receives the HTTP server's
-// error if serving stops on its own.
+// Alive reports whether a haul server answers at url.
+func Alive(ctx context.Context, url string) bool {
+	if url == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Done returns a channel that receives an error if the server stops on its
+// own: serving failed, or the runner lost its lease.
 func (s *Server) Done() <-chan error { return s.serveCh }
 
 // Stop stops the runner and its workers, then the HTTP server, then closes
 // the store. It is idempotent.
 func (s *Server) Stop() {
-	s.run.Stop()
-	s.backend.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.http.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		s.http.Close()
-	}
-	s.st.Close()
+	s.stop.Do(func() {
+		s.run.Stop()
+		s.backend.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.http.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.http.Close()
+		}
+		s.st.Close()
+	})
 }

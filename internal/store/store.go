@@ -226,6 +226,22 @@ type TaskFilter struct {
 	Limit   int         // <= 0: a default of 1000
 }
 
+// Lease is a named, expiring claim of one process over work in the store:
+// the runner holds the lease "runner" so that no two runners dispatch the
+// same jobs. Address is where the holder serves (for clients to find it).
+type Lease struct {
+	Name      string
+	Holder    string
+	Address   string
+	ExpiresAt time.Time
+}
+
+// TaskRef names one task of a job.
+type TaskRef struct {
+	JobID string
+	Index int32
+}
+
 // Store is the interface both drivers implement. All methods are safe for
 // concurrent use.
 type Store interface {
@@ -249,6 +265,21 @@ type Store interface {
 
 	// Apply writes a batch of state changes in one transaction.
 	Apply(ctx context.Context, b *Batch) error
+
+	// RequestTaskCancel records a request to cancel one task (and with it
+	// its dependents), acted on by the runner. It returns ErrNotFound for an
+	// unknown job or key and does nothing to a terminal task. Requesting
+	// twice is the same as once.
+	RequestTaskCancel(ctx context.Context, jobID string, index int32) error
+	// ListTaskCancels returns the cancel requests of tasks of active jobs.
+	ListTaskCancels(ctx context.Context) ([]TaskRef, error)
+
+	// AcquireLease takes or renews l (by l.Name) until l.ExpiresAt if it is
+	// free, expired at now, or already held by l.Holder. It returns the
+	// lease as stored and whether l.Holder holds it.
+	AcquireLease(ctx context.Context, l Lease, now time.Time) (Lease, bool, error)
+	// ReleaseLease gives up a lease if holder holds it.
+	ReleaseLease(ctx context.Context, name, holder string) error
 
 	Close() error
 }

@@ -104,3 +104,20 @@ ON CONFLICT (job_id, task_idx, number) DO UPDATE SET
 	exit_code = excluded.exit_code, signal = excluded.signal, reason = excluded.reason,
 	message = excluded.message, started_at = excluded.started_at, finished_at = excluded.finished_at`
 )
+
+// Task cancels and leases.
+const (
+	// Only tasks that are not terminal get a request.
+	qRequestTaskCancel = `INSERT INTO task_cancels (job_id, idx)
+SELECT job_id, idx FROM tasks
+WHERE job_id = ? AND idx = ? AND state NOT IN ('succeeded', 'failed', 'upstream_failed', 'cancelled')
+ON CONFLICT DO NOTHING`
+	qListTaskCancels = `SELECT c.job_id, c.idx FROM task_cancels c JOIN jobs j ON j.id = c.job_id
+WHERE j.state IN ('pending', 'running') ORDER BY c.job_id, c.idx`
+	// ?1 name, ?2 holder, ?3 address, ?4 expires_at, ?5 now.
+	qAcquireLease = `INSERT INTO leases (name, holder, address, expires_at) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, address = excluded.address, expires_at = excluded.expires_at
+WHERE leases.holder = excluded.holder OR leases.expires_at <= ?5`
+	qGetLease     = `SELECT name, holder, address, expires_at FROM leases WHERE name = ?`
+	qReleaseLease = `DELETE FROM leases WHERE name = ? AND holder = ?`
+)

@@ -41,6 +41,8 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListJobs/DefaultLimit", testListJobsDefaultLimit},
 		{"ListActiveJobs", testListActiveJobs},
 		{"RequestCancel", testRequestCancel},
+		{"RequestTaskCancel", testRequestTaskCancel},
+		{"Lease", testLease},
 		{"LoadTasks/NotFound", testLoadTasksNotFound},
 		{"ListTasks/Glob", testListTasksGlob},
 		{"ListTasks/PagingByState", testListTasksPaging},
@@ -1058,5 +1060,78 @@ func testClose(t *testing.T, s store.Store) {
 	}
 	if err := s.Apply(t.Context(), &store.Batch{Jobs: []store.JobUpdate{{ID: "closing", State: store.JobRunning}}}); err == nil {
 		t.Errorf("Apply after Close succeeded")
+	}
+}
+
+func testRequestTaskCancel(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	id, done := newID(base, 1), newID(base, 2)
+	create(t, s, newJob(id), newTasks(3))
+	create(t, s, newJob(done), newTasks(1))
+	checkNotFound(t, "RequestTaskCancel(unknown job)", s.RequestTaskCancel(ctx, "no-such-job", 0), "no-such-job")
+	if err := s.RequestTaskCancel(ctx, id, 7); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RequestTaskCancel(unknown index) = %v, want ErrNotFound", err)
+	}
+	// Task 2 is terminal: a request for it records nothing.
+	apply(t, s, &store.Batch{Tasks: []store.TaskUpdate{{JobID: id, Index: 2, State: store.TaskSucceeded}}})
+	for range 2 { // a second request is the same as one
+		for _, idx := range []int32{1, 2} {
+			if err := s.RequestTaskCancel(ctx, id, idx); err != nil {
+				t.Fatalf("RequestTaskCancel(%d): %v", idx, err)
+			}
+		}
+	}
+	if err := s.RequestTaskCancel(ctx, done, 0); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, &store.Batch{Jobs: []store.JobUpdate{{ID: done, State: store.JobSucceeded}}})
+	got, err := s.ListTaskCancels(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The request of the finished job is no longer listed.
+	if want := []store.TaskRef{{JobID: id, Index: 1}}; !slices.Equal(got, want) {
+		t.Errorf("ListTaskCancels = %v, want %v", got, want)
+	}
+}
+
+func testLease(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := base
+	a := store.Lease{Name: "runner", Holder: "a", Address: "http://a", ExpiresAt: now.Add(10 * time.Second)}
+	got, ok, err := s.AcquireLease(ctx, a, now)
+	if err != nil || !ok || got.Holder != "a" || got.Address != "http://a" || !got.ExpiresAt.Equal(a.ExpiresAt) {
+		t.Fatalf("first acquire: %+v %v %v", got, ok, err)
+	}
+	b := store.Lease{Name: "runner", Holder: "b", Address: "http://b", ExpiresAt: now.Add(15 * time.Second)}
+	if got, ok, err = s.AcquireLease(ctx, b, now.Add(5*time.Second)); err != nil || ok || got.Holder != "a" {
+		t.Fatalf("acquire of a held lease: %+v %v %v, want refused naming holder a", got, ok, err)
+	}
+	// The holder renews.
+	a.ExpiresAt = now.Add(20 * time.Second)
+	if got, ok, err = s.AcquireLease(ctx, a, now.Add(6*time.Second)); err != nil || !ok || !got.ExpiresAt.Equal(a.ExpiresAt) {
+		t.Fatalf("renew: %+v %v %v", got, ok, err)
+	}
+	// Another name is independent.
+	if _, ok, err = s.AcquireLease(ctx, store.Lease{Name: "other", Holder: "b", ExpiresAt: now.Add(time.Second)}, now); err != nil || !ok {
+		t.Fatalf("other lease: %v %v", ok, err)
+	}
+	// Once expired, someone else takes it.
+	b.ExpiresAt = now.Add(40 * time.Second)
+	if got, ok, err = s.AcquireLease(ctx, b, now.Add(20*time.Second)); err != nil || !ok || got.Holder != "b" {
+		t.Fatalf("acquire of an expired lease: %+v %v %v", got, ok, err)
+	}
+	// Releasing someone else's lease does nothing; the holder's own frees it.
+	if err := s.ReleaseLease(ctx, "runner", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ = s.AcquireLease(ctx, a, now.Add(21*time.Second)); ok {
+		t.Fatal("a took b's lease after releasing a lease it no longer held")
+	}
+	if err := s.ReleaseLease(ctx, "runner", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err = s.AcquireLease(ctx, a, now.Add(22*time.Second)); err != nil || !ok {
+		t.Fatalf("acquire after release: %v %v", ok, err)
 	}
 }

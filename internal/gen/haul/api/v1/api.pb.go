@@ -1305,6 +1305,102 @@ func (x *GetTaskResponse) GetAttempts() []*Attempt {
 	return nil
 }
 
+type CancelTaskRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTaskRequest) Reset() {
+	*x = CancelTaskRequest{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTaskRequest) ProtoMessage() {}
+
+func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
+func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CancelTaskRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CancelTaskRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type CancelTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTaskResponse) Reset() {
+	*x = CancelTaskResponse{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTaskResponse) ProtoMessage() {}
+
+func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
+func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CancelTaskResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
 type GetLogsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -1320,7 +1416,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	mi := &file_haul_api_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1332,7 +1428,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	mi := &file_haul_api_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1345,7 +1441,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetLogsRequest) GetJobId() string {
@@ -1395,7 +1491,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	mi := &file_haul_api_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1503,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	mi := &file_haul_api_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1516,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetLogsResponse) GetChunks() []*LogChunk {
@@ -1448,7 +1544,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[19]
+	mi := &file_haul_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +1556,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[19]
+	mi := &file_haul_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +1569,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LogChunk) GetStream() LogStream {
@@ -1620,7 +1716,12 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\battempts\x18\x03 \x03(\v2\x14.haul.api.v1.AttemptR\battempts\x1a9\n" +
 	"\vJobEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"<\n" +
+	"\x11CancelTaskRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\";\n" +
+	"\x12CancelTaskResponse\x12%\n" +
+	"\x04task\x18\x01 \x01(\v2\x11.haul.api.v1.TaskR\x04task\"\x9d\x01\n" +
 	"\x0eGetLogsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x18\n" +
@@ -1638,7 +1739,7 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\x8a\x04\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xd9\x04\n" +
 	"\n" +
 	"JobService\x12J\n" +
 	"\tSubmitJob\x12\x1d.haul.api.v1.SubmitJobRequest\x1a\x1e.haul.api.v1.SubmitJobResponse\x12A\n" +
@@ -1646,7 +1747,9 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\bListJobs\x12\x1c.haul.api.v1.ListJobsRequest\x1a\x1d.haul.api.v1.ListJobsResponse\x12J\n" +
 	"\tCancelJob\x12\x1d.haul.api.v1.CancelJobRequest\x1a\x1e.haul.api.v1.CancelJobResponse\x12J\n" +
 	"\tListTasks\x12\x1d.haul.api.v1.ListTasksRequest\x1a\x1e.haul.api.v1.ListTasksResponse\x12D\n" +
-	"\aGetTask\x12\x1b.haul.api.v1.GetTaskRequest\x1a\x1c.haul.api.v1.GetTaskResponse\x12F\n" +
+	"\aGetTask\x12\x1b.haul.api.v1.GetTaskRequest\x1a\x1c.haul.api.v1.GetTaskResponse\x12M\n" +
+	"\n" +
+	"CancelTask\x12\x1e.haul.api.v1.CancelTaskRequest\x1a\x1f.haul.api.v1.CancelTaskResponse\x12F\n" +
 	"\aGetLogs\x12\x1b.haul.api.v1.GetLogsRequest\x1a\x1c.haul.api.v1.GetLogsResponse0\x01B9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
 
 var (
@@ -1662,7 +1765,7 @@ func file_haul_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_haul_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_haul_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_haul_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_haul_api_v1_api_proto_goTypes = []any{
 	(LogStream)(0),                // 0: haul.api.v1.LogStream
 	(*SubmitJobRequest)(nil),      // 1: haul.api.v1.SubmitJobRequest
@@ -1682,55 +1785,60 @@ var file_haul_api_v1_api_proto_goTypes = []any{
 	(*ListTasksResponse)(nil),     // 15: haul.api.v1.ListTasksResponse
 	(*GetTaskRequest)(nil),        // 16: haul.api.v1.GetTaskRequest
 	(*GetTaskResponse)(nil),       // 17: haul.api.v1.GetTaskResponse
-	(*GetLogsRequest)(nil),        // 18: haul.api.v1.GetLogsRequest
-	(*GetLogsResponse)(nil),       // 19: haul.api.v1.GetLogsResponse
-	(*LogChunk)(nil),              // 20: haul.api.v1.LogChunk
-	nil,                           // 21: haul.api.v1.Job.LabelsEntry
-	nil,                           // 22: haul.api.v1.Task.EnvEntry
-	nil,                           // 23: haul.api.v1.GetTaskResponse.JobEnvEntry
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*CancelTaskRequest)(nil),     // 18: haul.api.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),    // 19: haul.api.v1.CancelTaskResponse
+	(*GetLogsRequest)(nil),        // 20: haul.api.v1.GetLogsRequest
+	(*GetLogsResponse)(nil),       // 21: haul.api.v1.GetLogsResponse
+	(*LogChunk)(nil),              // 22: haul.api.v1.LogChunk
+	nil,                           // 23: haul.api.v1.Job.LabelsEntry
+	nil,                           // 24: haul.api.v1.Task.EnvEntry
+	nil,                           // 25: haul.api.v1.GetTaskResponse.JobEnvEntry
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
 }
 var file_haul_api_v1_api_proto_depIdxs = []int32{
-	21, // 0: haul.api.v1.Job.labels:type_name -> haul.api.v1.Job.LabelsEntry
+	23, // 0: haul.api.v1.Job.labels:type_name -> haul.api.v1.Job.LabelsEntry
 	3,  // 1: haul.api.v1.Job.workers:type_name -> haul.api.v1.Tier
 	4,  // 2: haul.api.v1.Job.counts:type_name -> haul.api.v1.TaskCounts
-	24, // 3: haul.api.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	24, // 4: haul.api.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	24, // 5: haul.api.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	26, // 3: haul.api.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	26, // 4: haul.api.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	26, // 5: haul.api.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
 	5,  // 6: haul.api.v1.GetJobResponse.job:type_name -> haul.api.v1.Job
 	5,  // 7: haul.api.v1.ListJobsResponse.jobs:type_name -> haul.api.v1.Job
 	5,  // 8: haul.api.v1.CancelJobResponse.job:type_name -> haul.api.v1.Job
-	24, // 9: haul.api.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	24, // 10: haul.api.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
-	22, // 11: haul.api.v1.Task.env:type_name -> haul.api.v1.Task.EnvEntry
-	24, // 12: haul.api.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	24, // 13: haul.api.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	26, // 9: haul.api.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	26, // 10: haul.api.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	24, // 11: haul.api.v1.Task.env:type_name -> haul.api.v1.Task.EnvEntry
+	26, // 12: haul.api.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	26, // 13: haul.api.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
 	13, // 14: haul.api.v1.ListTasksResponse.tasks:type_name -> haul.api.v1.Task
 	13, // 15: haul.api.v1.GetTaskResponse.task:type_name -> haul.api.v1.Task
-	23, // 16: haul.api.v1.GetTaskResponse.job_env:type_name -> haul.api.v1.GetTaskResponse.JobEnvEntry
+	25, // 16: haul.api.v1.GetTaskResponse.job_env:type_name -> haul.api.v1.GetTaskResponse.JobEnvEntry
 	12, // 17: haul.api.v1.GetTaskResponse.attempts:type_name -> haul.api.v1.Attempt
-	0,  // 18: haul.api.v1.GetLogsRequest.streams:type_name -> haul.api.v1.LogStream
-	20, // 19: haul.api.v1.GetLogsResponse.chunks:type_name -> haul.api.v1.LogChunk
-	0,  // 20: haul.api.v1.LogChunk.stream:type_name -> haul.api.v1.LogStream
-	1,  // 21: haul.api.v1.JobService.SubmitJob:input_type -> haul.api.v1.SubmitJobRequest
-	6,  // 22: haul.api.v1.JobService.GetJob:input_type -> haul.api.v1.GetJobRequest
-	8,  // 23: haul.api.v1.JobService.ListJobs:input_type -> haul.api.v1.ListJobsRequest
-	10, // 24: haul.api.v1.JobService.CancelJob:input_type -> haul.api.v1.CancelJobRequest
-	14, // 25: haul.api.v1.JobService.ListTasks:input_type -> haul.api.v1.ListTasksRequest
-	16, // 26: haul.api.v1.JobService.GetTask:input_type -> haul.api.v1.GetTaskRequest
-	18, // 27: haul.api.v1.JobService.GetLogs:input_type -> haul.api.v1.GetLogsRequest
-	2,  // 28: haul.api.v1.JobService.SubmitJob:output_type -> haul.api.v1.SubmitJobResponse
-	7,  // 29: haul.api.v1.JobService.GetJob:output_type -> haul.api.v1.GetJobResponse
-	9,  // 30: haul.api.v1.JobService.ListJobs:output_type -> haul.api.v1.ListJobsResponse
-	11, // 31: haul.api.v1.JobService.CancelJob:output_type -> haul.api.v1.CancelJobResponse
-	15, // 32: haul.api.v1.JobService.ListTasks:output_type -> haul.api.v1.ListTasksResponse
-	17, // 33: haul.api.v1.JobService.GetTask:output_type -> haul.api.v1.GetTaskResponse
-	19, // 34: haul.api.v1.JobService.GetLogs:output_type -> haul.api.v1.GetLogsResponse
-	28, // [28:35] is the sub-list for method output_type
-	21, // [21:28] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	13, // 18: haul.api.v1.CancelTaskResponse.task:type_name -> haul.api.v1.Task
+	0,  // 19: haul.api.v1.GetLogsRequest.streams:type_name -> haul.api.v1.LogStream
+	22, // 20: haul.api.v1.GetLogsResponse.chunks:type_name -> haul.api.v1.LogChunk
+	0,  // 21: haul.api.v1.LogChunk.stream:type_name -> haul.api.v1.LogStream
+	1,  // 22: haul.api.v1.JobService.SubmitJob:input_type -> haul.api.v1.SubmitJobRequest
+	6,  // 23: haul.api.v1.JobService.GetJob:input_type -> haul.api.v1.GetJobRequest
+	8,  // 24: haul.api.v1.JobService.ListJobs:input_type -> haul.api.v1.ListJobsRequest
+	10, // 25: haul.api.v1.JobService.CancelJob:input_type -> haul.api.v1.CancelJobRequest
+	14, // 26: haul.api.v1.JobService.ListTasks:input_type -> haul.api.v1.ListTasksRequest
+	16, // 27: haul.api.v1.JobService.GetTask:input_type -> haul.api.v1.GetTaskRequest
+	18, // 28: haul.api.v1.JobService.CancelTask:input_type -> haul.api.v1.CancelTaskRequest
+	20, // 29: haul.api.v1.JobService.GetLogs:input_type -> haul.api.v1.GetLogsRequest
+	2,  // 30: haul.api.v1.JobService.SubmitJob:output_type -> haul.api.v1.SubmitJobResponse
+	7,  // 31: haul.api.v1.JobService.GetJob:output_type -> haul.api.v1.GetJobResponse
+	9,  // 32: haul.api.v1.JobService.ListJobs:output_type -> haul.api.v1.ListJobsResponse
+	11, // 33: haul.api.v1.JobService.CancelJob:output_type -> haul.api.v1.CancelJobResponse
+	15, // 34: haul.api.v1.JobService.ListTasks:output_type -> haul.api.v1.ListTasksResponse
+	17, // 35: haul.api.v1.JobService.GetTask:output_type -> haul.api.v1.GetTaskResponse
+	19, // 36: haul.api.v1.JobService.CancelTask:output_type -> haul.api.v1.CancelTaskResponse
+	21, // 37: haul.api.v1.JobService.GetLogs:output_type -> haul.api.v1.GetLogsResponse
+	30, // [30:38] is the sub-list for method output_type
+	22, // [22:30] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_haul_api_v1_api_proto_init() }
@@ -1744,7 +1852,7 @@ func file_haul_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_api_v1_api_proto_rawDesc), len(file_haul_api_v1_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

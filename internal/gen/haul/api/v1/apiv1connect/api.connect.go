@@ -47,6 +47,8 @@ const (
 	JobServiceListTasksProcedure = "/haul.api.v1.JobService/ListTasks"
 	// JobServiceGetTaskProcedure is the fully-qualified name of the JobService's GetTask RPC.
 	JobServiceGetTaskProcedure = "/haul.api.v1.JobService/GetTask"
+	// JobServiceCancelTaskProcedure is the fully-qualified name of the JobService's CancelTask RPC.
+	JobServiceCancelTaskProcedure = "/haul.api.v1.JobService/CancelTask"
 	// JobServiceGetLogsProcedure is the fully-qualified name of the JobService's GetLogs RPC.
 	JobServiceGetLogsProcedure = "/haul.api.v1.JobService/GetLogs"
 )
@@ -61,6 +63,9 @@ type JobServiceClient interface {
 	CancelJob(context.Context, *connect.Request[v1.CancelJobRequest]) (*connect.Response[v1.CancelJobResponse], error)
 	ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error)
 	GetTask(context.Context, *connect.Request[v1.GetTaskRequest]) (*connect.Response[v1.GetTaskResponse], error)
+	// CancelTask cancels one task: killed if running, never started
+	// otherwise; tasks that depend on it are cancelled too.
+	CancelTask(context.Context, *connect.Request[v1.CancelTaskRequest]) (*connect.Response[v1.CancelTaskResponse], error)
 	// GetLogs streams one attempt's output; with follow, until the attempt ends.
 	GetLogs(context.Context, *connect.Request[v1.GetLogsRequest]) (*connect.ServerStreamForClient[v1.GetLogsResponse], error)
 }
@@ -112,6 +117,12 @@ func NewJobServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(jobServiceMethods.ByName("GetTask")),
 			connect.WithClientOptions(opts...),
 		),
+		cancelTask: connect.NewClient[v1.CancelTaskRequest, v1.CancelTaskResponse](
+			httpClient,
+			baseURL+JobServiceCancelTaskProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("CancelTask")),
+			connect.WithClientOptions(opts...),
+		),
 		getLogs: connect.NewClient[v1.GetLogsRequest, v1.GetLogsResponse](
 			httpClient,
 			baseURL+JobServiceGetLogsProcedure,
@@ -123,13 +134,14 @@ func NewJobServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 
 // jobServiceClient implements JobServiceClient.
 type jobServiceClient struct {
-	submitJob *connect.Client[v1.SubmitJobRequest, v1.SubmitJobResponse]
-	getJob    *connect.Client[v1.GetJobRequest, v1.GetJobResponse]
-	listJobs  *connect.Client[v1.ListJobsRequest, v1.ListJobsResponse]
-	cancelJob *connect.Client[v1.CancelJobRequest, v1.CancelJobResponse]
-	listTasks *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
-	getTask   *connect.Client[v1.GetTaskRequest, v1.GetTaskResponse]
-	getLogs   *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
+	submitJob  *connect.Client[v1.SubmitJobRequest, v1.SubmitJobResponse]
+	getJob     *connect.Client[v1.GetJobRequest, v1.GetJobResponse]
+	listJobs   *connect.Client[v1.ListJobsRequest, v1.ListJobsResponse]
+	cancelJob  *connect.Client[v1.CancelJobRequest, v1.CancelJobResponse]
+	listTasks  *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
+	getTask    *connect.Client[v1.GetTaskRequest, v1.GetTaskResponse]
+	cancelTask *connect.Client[v1.CancelTaskRequest, v1.CancelTaskResponse]
+	getLogs    *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
 }
 
 // SubmitJob calls haul.api.v1.JobService.SubmitJob.
@@ -162,6 +174,11 @@ func (c *jobServiceClient) GetTask(ctx context.Context, req *connect.Request[v1.
 	return c.getTask.CallUnary(ctx, req)
 }
 
+// CancelTask calls haul.api.v1.JobService.CancelTask.
+func (c *jobServiceClient) CancelTask(ctx context.Context, req *connect.Request[v1.CancelTaskRequest]) (*connect.Response[v1.CancelTaskResponse], error) {
+	return c.cancelTask.CallUnary(ctx, req)
+}
+
 // GetLogs calls haul.api.v1.JobService.GetLogs.
 func (c *jobServiceClient) GetLogs(ctx context.Context, req *connect.Request[v1.GetLogsRequest]) (*connect.ServerStreamForClient[v1.GetLogsResponse], error) {
 	return c.getLogs.CallServerStream(ctx, req)
@@ -177,6 +194,9 @@ type JobServiceHandler interface {
 	CancelJob(context.Context, *connect.Request[v1.CancelJobRequest]) (*connect.Response[v1.CancelJobResponse], error)
 	ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error)
 	GetTask(context.Context, *connect.Request[v1.GetTaskRequest]) (*connect.Response[v1.GetTaskResponse], error)
+	// CancelTask cancels one task: killed if running, never started
+	// otherwise; tasks that depend on it are cancelled too.
+	CancelTask(context.Context, *connect.Request[v1.CancelTaskRequest]) (*connect.Response[v1.CancelTaskResponse], error)
 	// GetLogs streams one attempt's output; with follow, until the attempt ends.
 	GetLogs(context.Context, *connect.Request[v1.GetLogsRequest], *connect.ServerStream[v1.GetLogsResponse]) error
 }
@@ -224,6 +244,12 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(jobServiceMethods.ByName("GetTask")),
 		connect.WithHandlerOptions(opts...),
 	)
+	jobServiceCancelTaskHandler := connect.NewUnaryHandler(
+		JobServiceCancelTaskProcedure,
+		svc.CancelTask,
+		connect.WithSchema(jobServiceMethods.ByName("CancelTask")),
+		connect.WithHandlerOptions(opts...),
+	)
 	jobServiceGetLogsHandler := connect.NewServerStreamHandler(
 		JobServiceGetLogsProcedure,
 		svc.GetLogs,
@@ -244,6 +270,8 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 			jobServiceListTasksHandler.ServeHTTP(w, r)
 		case JobServiceGetTaskProcedure:
 			jobServiceGetTaskHandler.ServeHTTP(w, r)
+		case JobServiceCancelTaskProcedure:
+			jobServiceCancelTaskHandler.ServeHTTP(w, r)
 		case JobServiceGetLogsProcedure:
 			jobServiceGetLogsHandler.ServeHTTP(w, r)
 		default:
@@ -277,6 +305,10 @@ func (UnimplementedJobServiceHandler) ListTasks(context.Context, *connect.Reques
 
 func (UnimplementedJobServiceHandler) GetTask(context.Context, *connect.Request[v1.GetTaskRequest]) (*connect.Response[v1.GetTaskResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.GetTask is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) CancelTask(context.Context, *connect.Request[v1.CancelTaskRequest]) (*connect.Response[v1.CancelTaskResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.CancelTask is not implemented"))
 }
 
 func (UnimplementedJobServiceHandler) GetLogs(context.Context, *connect.Request[v1.GetLogsRequest], *connect.ServerStream[v1.GetLogsResponse]) error {
