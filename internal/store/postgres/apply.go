@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 )
 
 // errMissingRows aborts a batch whose updates matched fewer rows than they
@@ -24,7 +25,7 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	if b == nil || b.Empty() {
 		return nil
 	}
-	if err := checkBatch(b); err != nil {
+	if err := storesql.CheckBatch(b); err != nil {
 		return err
 	}
 	tasks, attempts, jobs := lastTaskUpdates(b.Tasks), lastAttempts(b.Attempts), lastJobUpdates(b.Jobs)
@@ -207,7 +208,7 @@ func taskUpdateColumns(us []store.TaskUpdate) []any {
 	)
 	for i, u := range us {
 		jobIDs[i], idxs[i], states[i], attempts[i], exits[i], reasons[i] = u.JobID, u.Index, string(u.State), u.Attempts, u.ExitCode, u.Reason
-		starts[i], finishes[i] = nanos(u.StartedAt), nanos(u.FinishedAt)
+		starts[i], finishes[i] = storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt)
 	}
 	return []any{jobIDs, idxs, states, attempts, exits, reasons, starts, finishes}
 }
@@ -223,7 +224,7 @@ func attemptColumnsOf(as []store.Attempt) []any {
 	for i, a := range as {
 		jobIDs[i], idxs[i], numbers[i], tiers[i], workers[i], states[i] = a.JobID, a.TaskIndex, a.Number, a.Tier, a.WorkerID, string(a.State)
 		exits[i], signals[i], reasons[i], messages[i] = a.ExitCode, a.Signal, a.Reason, a.Message
-		starts[i], finishes[i] = nanos(a.StartedAt), nanos(a.FinishedAt)
+		starts[i], finishes[i] = storesql.Nanos(a.StartedAt), storesql.Nanos(a.FinishedAt)
 	}
 	return []any{jobIDs, idxs, numbers, tiers, workers, states, exits, signals, reasons, messages, starts, finishes}
 }
@@ -243,7 +244,7 @@ func jobUpdateColumns(us []store.JobUpdate) []any {
 		for k, v := range []int64{c.Blocked, c.Queued, c.Running, c.Succeeded, c.Failed, c.UpstreamFailed, c.Cancelled} {
 			counts[k][i] = v
 		}
-		starts[i], finishes[i] = nanos(u.StartedAt), nanos(u.FinishedAt)
+		starts[i], finishes[i] = storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt)
 	}
 	return []any{ids, states, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], starts, finishes}
 }

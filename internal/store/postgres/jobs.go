@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 )
 
 // SQLSTATE codes the driver tells apart.
@@ -32,7 +33,7 @@ func pgCode(err error) string {
 // finish times, cancel request). An empty Spec reads back as nil, as in the
 // sqlite driver.
 func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Task) error {
-	if err := checkNewJob(job, tasks); err != nil {
+	if err := storesql.CheckNewJob(job, tasks); err != nil {
 		return err
 	}
 	labels, err := json.Marshal(job.Labels)
@@ -53,7 +54,7 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 			job.ID, job.Name, job.Namespace, labels, env, tiers, job.MaxWorkers,
 			string(store.JobPending), n, false,
 			n, 0, 0, 0, 0, 0, 0,
-			nanos(job.CreatedAt), nil, nil, job.Spec)
+			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec)
 		if pgCode(err) == uniqueViolation {
 			return errors.New("a job with this ID already exists")
 		}
@@ -127,14 +128,14 @@ func scanJob(r pgx.Row) (store.Job, error) {
 	if len(j.Spec) == 0 {
 		j.Spec = nil // as the sqlite driver, which cannot tell empty from NULL
 	}
-	j.CreatedAt, j.StartedAt, j.FinishedAt = fromNanos(created), fromNanos(started), fromNanos(finished)
-	if j.Labels, err = decodeMap("labels", labels); err != nil {
+	j.CreatedAt, j.StartedAt, j.FinishedAt = storesql.FromNanos(created), storesql.FromNanos(started), storesql.FromNanos(finished)
+	if j.Labels, err = storesql.DecodeMap("labels", labels); err != nil {
 		return j, fmt.Errorf("job %s: %w", j.ID, err)
 	}
-	if j.Env, err = decodeMap("env", env); err != nil {
+	if j.Env, err = storesql.DecodeMap("env", env); err != nil {
 		return j, fmt.Errorf("job %s: %w", j.ID, err)
 	}
-	if j.Tiers, err = decodeTiers(tiers); err != nil {
+	if j.Tiers, err = storesql.DecodeTiers(tiers); err != nil {
 		return j, fmt.Errorf("job %s: %w", j.ID, err)
 	}
 	return j, nil
@@ -165,7 +166,7 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, e
 	}
 	var states []string // nil (NULL): any state
 	for _, st := range f.States {
-		if err := checkJobState("list jobs: state", st); err != nil {
+		if err := storesql.CheckJobState("list jobs: state", st); err != nil {
 			return nil, err
 		}
 		states = append(states, string(st))

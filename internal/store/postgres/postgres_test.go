@@ -14,6 +14,7 @@ import (
 
 	"github.com/haul-dev/haul/internal/pgtest"
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 	"github.com/haul-dev/haul/internal/store/storetest"
 )
 
@@ -157,7 +158,7 @@ func TestGlobRegexp(t *testing.T) {
 		`a\*[^x-z\]]`: `^a\*[^x-z\]]$`,
 		"ü.%_":        `^ü\.\%\_$`,
 	} {
-		toks, err := parseGlob(glob)
+		toks, err := storesql.ParseGlob(glob)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +185,7 @@ func TestGlobRegexp(t *testing.T) {
 			key = strings.NewReplacer("*", "ab", "?", "b", "[", "", "]", "", "\\", "").Replace(glob)
 		}
 		want, err := path.Match(glob, key)
-		toks, perr := parseGlob(glob)
+		toks, perr := storesql.ParseGlob(glob)
 		if (err != nil) != (perr != nil) {
 			t.Fatalf("glob %q: path.Match error %v, parseGlob error %v", glob, err, perr)
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 )
 
 func scanTask(rows pgx.Rows) (store.Task, error) {
@@ -23,14 +24,14 @@ func scanTask(rows pgx.Rows) (store.Task, error) {
 		return t, err
 	}
 	t.State = store.TaskState(state)
-	t.StartedAt, t.FinishedAt = fromNanos(started), fromNanos(finished)
-	if t.Argv, err = decodeList("argv", argv); err != nil {
+	t.StartedAt, t.FinishedAt = storesql.FromNanos(started), storesql.FromNanos(finished)
+	if t.Argv, err = storesql.DecodeList("argv", argv); err != nil {
 		return t, fmt.Errorf("task %d: %w", t.Index, err)
 	}
-	if t.Env, err = decodeMap("env", env); err != nil {
+	if t.Env, err = storesql.DecodeMap("env", env); err != nil {
 		return t, fmt.Errorf("task %d: %w", t.Index, err)
 	}
-	if t.After, err = decodeList("after", after); err != nil {
+	if t.After, err = storesql.DecodeList("after", after); err != nil {
 		return t, fmt.Errorf("task %d: %w", t.Index, err)
 	}
 	return t, nil
@@ -82,14 +83,14 @@ func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task
 	}
 	var states []string // nil (NULL): any state
 	for _, st := range f.States {
-		if err := checkTaskState("state", st); err != nil {
+		if err := storesql.CheckTaskState("state", st); err != nil {
 			return nil, fmt.Errorf("list tasks of job %s: %w", f.JobID, err)
 		}
 		states = append(states, string(st))
 	}
 	var re *string // nil (NULL): any key
 	if f.KeyGlob != "" {
-		toks, err := parseGlob(f.KeyGlob)
+		toks, err := storesql.ParseGlob(f.KeyGlob)
 		if err != nil {
 			return nil, fmt.Errorf("list tasks of job %s: %w", f.JobID, err)
 		}
@@ -149,7 +150,7 @@ func (s *Store) ListAttempts(ctx context.Context, jobID string, taskIndex int32)
 				return err
 			}
 			a.State = store.AttemptState(state)
-			a.StartedAt, a.FinishedAt = fromNanos(started), fromNanos(finished)
+			a.StartedAt, a.FinishedAt = storesql.FromNanos(started), storesql.FromNanos(finished)
 			attempts = append(attempts, a)
 		}
 		rows.Close()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 )
 
 // Apply writes a batch in one transaction with prepared statements: task
@@ -18,7 +19,7 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	if b == nil || b.Empty() {
 		return nil
 	}
-	if err := checkBatch(b); err != nil {
+	if err := storesql.CheckBatch(b); err != nil {
 		return err
 	}
 	tx, err := s.write.BeginTx(ctx, nil)
@@ -53,7 +54,7 @@ func applyTasks(ctx context.Context, tx *sql.Tx, updates []store.TaskUpdate) err
 	for i := range updates {
 		u := &updates[i]
 		res, err := stmt.ExecContext(ctx, string(u.State), u.Attempts, u.ExitCode, u.Reason,
-			nanos(u.StartedAt), nanos(u.FinishedAt), u.JobID, u.Index)
+			storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), u.JobID, u.Index)
 		if err != nil {
 			return fmt.Errorf("apply batch: task %d of job %s: %w", u.Index, u.JobID, err)
 		}
@@ -80,7 +81,7 @@ func applyAttempts(ctx context.Context, tx *sql.Tx, attempts []store.Attempt) er
 	for i := range attempts {
 		a := &attempts[i]
 		_, err := stmt.ExecContext(ctx, a.JobID, a.TaskIndex, a.Number, a.Tier, a.WorkerID, string(a.State),
-			a.ExitCode, a.Signal, a.Reason, a.Message, nanos(a.StartedAt), nanos(a.FinishedAt))
+			a.ExitCode, a.Signal, a.Reason, a.Message, storesql.Nanos(a.StartedAt), storesql.Nanos(a.FinishedAt))
 		if err != nil {
 			// A failed statement leaves the transaction usable in SQLite:
 			// tell a missing task (the foreign key) from other failures.
@@ -108,7 +109,7 @@ func applyJobs(ctx context.Context, tx *sql.Tx, updates []store.JobUpdate) error
 		c := &u.Counts
 		res, err := stmt.ExecContext(ctx, string(u.State),
 			c.Blocked, c.Queued, c.Running, c.Succeeded, c.Failed, c.UpstreamFailed, c.Cancelled,
-			nanos(u.StartedAt), nanos(u.FinishedAt), u.ID)
+			storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), u.ID)
 		if err != nil {
 			return fmt.Errorf("apply batch: job %s: %w", u.ID, err)
 		}

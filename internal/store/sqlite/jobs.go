@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 )
 
 // CreateJob stores a job and its tasks in one transaction, with multi-row
@@ -16,7 +17,7 @@ import (
 // counts, attempts, start and finish times, cancel request). An empty Spec
 // reads back as nil: SQLite does not tell a zero-length blob from NULL.
 func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Task) error {
-	if err := checkNewJob(job, tasks); err != nil {
+	if err := storesql.CheckNewJob(job, tasks); err != nil {
 		return err
 	}
 	labels, err := json.Marshal(job.Labels)
@@ -43,7 +44,7 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 		job.ID, job.Name, job.Namespace, string(labels), string(env), string(tiers), job.MaxWorkers,
 		string(store.JobPending), n, false,
 		n, 0, 0, 0, 0, 0, 0,
-		nanos(job.CreatedAt), nil, nil, job.Spec)
+		storesql.Nanos(job.CreatedAt), nil, nil, job.Spec)
 	if err != nil {
 		var one int
 		if tx.QueryRowContext(ctx, qJobExists, job.ID).Scan(&one) == nil {
@@ -123,14 +124,14 @@ func scanJob(r rowScanner) (store.Job, error) {
 	if len(j.Spec) == 0 {
 		j.Spec = nil // SQLite does not tell a zero-length blob from NULL
 	}
-	j.CreatedAt, j.StartedAt, j.FinishedAt = fromNanos(created), fromNanos(started), fromNanos(finished)
-	if j.Labels, err = decodeMap("labels", labels); err != nil {
+	j.CreatedAt, j.StartedAt, j.FinishedAt = storesql.FromNanos(created), storesql.FromNanos(started), storesql.FromNanos(finished)
+	if j.Labels, err = storesql.DecodeMap("labels", labels); err != nil {
 		return j, fmt.Errorf("job %s: %w", j.ID, err)
 	}
-	if j.Env, err = decodeMap("env", env); err != nil {
+	if j.Env, err = storesql.DecodeMap("env", env); err != nil {
 		return j, fmt.Errorf("job %s: %w", j.ID, err)
 	}
-	if j.Tiers, err = decodeTiers(tiers); err != nil {
+	if j.Tiers, err = storesql.DecodeTiers(tiers); err != nil {
 		return j, fmt.Errorf("job %s: %w", j.ID, err)
 	}
 	return j, nil
@@ -157,7 +158,7 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, e
 	var states any // NULL: any state
 	if len(f.States) > 0 {
 		for _, st := range f.States {
-			if err := checkJobState("list jobs: state", st); err != nil {
+			if err := storesql.CheckJobState("list jobs: state", st); err != nil {
 				return nil, err
 			}
 		}

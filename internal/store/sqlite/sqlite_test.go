@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 	"github.com/haul-dev/haul/internal/store/storetest"
 )
 
@@ -248,7 +249,7 @@ func TestGlobPredicate(t *testing.T) {
 			key = strings.NewReplacer("*", "ab", "?", "b", "[", "", "]", "", "\\", "").Replace(glob)
 		}
 		want, err := path.Match(glob, key)
-		toks, perr := parseGlob(glob)
+		toks, perr := storesql.ParseGlob(glob)
 		if (err != nil) != (perr != nil) {
 			t.Fatalf("glob %q: path.Match error %v, parseGlob error %v", glob, err, perr)
 		}
@@ -274,30 +275,5 @@ func TestGlobPredicate(t *testing.T) {
 	}
 	if valid < 1000 || matched < 300 {
 		t.Fatalf("only %d well-formed globs, %d matches: the generator needs work", valid, matched)
-	}
-}
-
-// TestSharedFilesInStep checks that the files both drivers keep identical
-// (validation, glob parsing) have not drifted apart.
-func TestSharedFilesInStep(t *testing.T) {
-	t.Parallel()
-	read := func(p string) string {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := strings.Replace(string(b), "package postgres\n", "package sqlite\n", 1)
-		if i := strings.Index(s, "\n// sqliteGlob renders"); i >= 0 {
-			s = s[:i]
-		}
-		if i := strings.Index(s, "\n// globRegexp renders"); i >= 0 {
-			s = s[:i]
-		}
-		return s
-	}
-	for _, f := range []string{"validate.go", "glob.go"} {
-		if read(f) != read(filepath.Join("..", "postgres", f)) {
-			t.Errorf("%s differs between the sqlite and postgres drivers (beyond the package clause and the dialect's renderer)", f)
-		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 )
 
 func scanTask(rows *sql.Rows) (store.Task, error) {
@@ -23,14 +24,14 @@ func scanTask(rows *sql.Rows) (store.Task, error) {
 		return t, err
 	}
 	t.State = store.TaskState(state)
-	t.StartedAt, t.FinishedAt = fromNanos(started), fromNanos(finished)
-	if t.Argv, err = decodeList("argv", argv); err != nil {
+	t.StartedAt, t.FinishedAt = storesql.FromNanos(started), storesql.FromNanos(finished)
+	if t.Argv, err = storesql.DecodeList("argv", argv); err != nil {
 		return t, fmt.Errorf("task %d: %w", t.Index, err)
 	}
-	if t.Env, err = decodeMap("env", env); err != nil {
+	if t.Env, err = storesql.DecodeMap("env", env); err != nil {
 		return t, fmt.Errorf("task %d: %w", t.Index, err)
 	}
-	if t.After, err = decodeList("after", after); err != nil {
+	if t.After, err = storesql.DecodeList("after", after); err != nil {
 		return t, fmt.Errorf("task %d: %w", t.Index, err)
 	}
 	return t, nil
@@ -81,7 +82,7 @@ func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task
 	var states any // NULL: any state
 	if len(f.States) > 0 {
 		for _, st := range f.States {
-			if err := checkTaskState("state", st); err != nil {
+			if err := storesql.CheckTaskState("state", st); err != nil {
 				return nil, fmt.Errorf("list tasks of job %s: %w", f.JobID, err)
 			}
 		}
@@ -93,7 +94,7 @@ func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task
 	}
 	var glob, match any // NULL: any key
 	if f.KeyGlob != "" {
-		toks, err := parseGlob(f.KeyGlob)
+		toks, err := storesql.ParseGlob(f.KeyGlob)
 		if err != nil {
 			return nil, fmt.Errorf("list tasks of job %s: %w", f.JobID, err)
 		}
@@ -166,7 +167,7 @@ func (s *Store) queryAttempts(ctx context.Context, jobID string, taskIndex int32
 			return nil, err
 		}
 		a.State = store.AttemptState(state)
-		a.StartedAt, a.FinishedAt = fromNanos(started), fromNanos(finished)
+		a.StartedAt, a.FinishedAt = storesql.FromNanos(started), storesql.FromNanos(finished)
 		attempts = append(attempts, a)
 	}
 	return attempts, rows.Err()

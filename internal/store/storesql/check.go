@@ -1,8 +1,9 @@
-package sqlite
-
-// This file is kept identical (but for the package clause) in the sqlite
-// and postgres drivers, so that both refuse the same input with the same
-// messages. The store package, a shared contract, is not the place for it.
+// Package storesql holds what haul's two SQL store drivers share: checks of
+// the values a job and a batch carry (both drivers accept exactly the same
+// input), the column codecs (times as Unix nanoseconds, JSON maps and
+// lists), and the parser of task-key globs, which each driver renders in its
+// own dialect. It imports only the store package.
+package storesql
 
 import (
 	"encoding/json"
@@ -63,14 +64,14 @@ func checkTime(field string, t time.Time) error {
 	return nil
 }
 
-func checkTaskState(field string, s store.TaskState) error {
+func CheckTaskState(field string, s store.TaskState) error {
 	if !slices.Contains(store.TaskStates, s) {
 		return fmt.Errorf("%s %q: not a task state", field, s)
 	}
 	return nil
 }
 
-func checkJobState(field string, s store.JobState) error {
+func CheckJobState(field string, s store.JobState) error {
 	switch s {
 	case store.JobPending, store.JobRunning, store.JobSucceeded, store.JobFailed, store.JobCancelled:
 		return nil
@@ -86,8 +87,8 @@ func checkAttemptState(field string, s store.AttemptState) error {
 	return fmt.Errorf("%s %q: not an attempt state", field, s)
 }
 
-// checkNewJob validates a job and its tasks for CreateJob.
-func checkNewJob(job *store.Job, tasks []store.Task) error {
+// CheckNewJob validates a job and its tasks for CreateJob.
+func CheckNewJob(job *store.Job, tasks []store.Task) error {
 	if job == nil {
 		return fmt.Errorf("create job: job is nil")
 	}
@@ -160,15 +161,15 @@ func checkNewJob(job *store.Job, tasks []store.Task) error {
 	return nil
 }
 
-// checkBatch validates a batch for Apply.
-func checkBatch(b *store.Batch) error {
+// CheckBatch validates a batch for Apply.
+func CheckBatch(b *store.Batch) error {
 	for i := range b.Tasks {
 		u := &b.Tasks[i]
 		err := func() error {
 			if u.JobID == "" {
 				return fmt.Errorf("job ID is empty")
 			}
-			if err := checkTaskState("state", u.State); err != nil {
+			if err := CheckTaskState("state", u.State); err != nil {
 				return err
 			}
 			if err := checkText("reason", u.Reason); err != nil {
@@ -212,7 +213,7 @@ func checkBatch(b *store.Batch) error {
 			if u.ID == "" {
 				return fmt.Errorf("ID is empty")
 			}
-			if err := checkJobState("state", u.State); err != nil {
+			if err := CheckJobState("state", u.State); err != nil {
 				return err
 			}
 			if err := checkTime("started_at", u.StartedAt); err != nil {
@@ -227,9 +228,9 @@ func checkBatch(b *store.Batch) error {
 	return nil
 }
 
-// nanos is a time as stored: Unix nanoseconds, or nil (NULL) for the zero
+// Nanos is a time as stored: Unix nanoseconds, or nil (NULL) for the zero
 // time.
-func nanos(t time.Time) *int64 {
+func Nanos(t time.Time) *int64 {
 	if t.IsZero() {
 		return nil
 	}
@@ -237,8 +238,8 @@ func nanos(t time.Time) *int64 {
 	return &n
 }
 
-// fromNanos is the inverse of nanos; times come back in UTC.
-func fromNanos(n *int64) time.Time {
+// FromNanos is the inverse of Nanos; times come back in UTC.
+func FromNanos(n *int64) time.Time {
 	if n == nil {
 		return time.Time{}
 	}
@@ -248,7 +249,7 @@ func fromNanos(n *int64) time.Time {
 // JSON columns hold what encoding/json writes: "null" for a nil map or
 // slice, "{}" or "[]" for an empty one, so both come back as they went in.
 
-func decodeMap(field string, b []byte) (map[string]string, error) {
+func DecodeMap(field string, b []byte) (map[string]string, error) {
 	switch string(b) {
 	case "null":
 		return nil, nil
@@ -262,7 +263,7 @@ func decodeMap(field string, b []byte) (map[string]string, error) {
 	return m, nil
 }
 
-func decodeList(field string, b []byte) ([]string, error) {
+func DecodeList(field string, b []byte) ([]string, error) {
 	switch string(b) {
 	case "null":
 		return nil, nil
@@ -276,7 +277,7 @@ func decodeList(field string, b []byte) ([]string, error) {
 	return l, nil
 }
 
-func decodeTiers(b []byte) ([]store.Tier, error) {
+func DecodeTiers(b []byte) ([]store.Tier, error) {
 	if string(b) == "null" {
 		return nil, nil
 	}
