@@ -75,7 +75,15 @@ func (g *Gateway) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLog
 		a, err := g.attemptState(ctx, j.ID, t.Index, attempt)
 		return err != nil || a != store.AttemptRunning
 	}
-	opts := logs.ReadOptions{Follow: req.Msg.Follow, Done: done}
+	// Frames are batched into messages of up to maxChunkBytes; when
+	// following, whatever is batched goes out as soon as the reader has
+	// caught up with the task.
+	opts := logs.ReadOptions{Follow: req.Msg.Follow, Done: done, CaughtUp: func() error {
+		if len(msg.Chunks) == 0 {
+			return nil
+		}
+		return flush()
+	}}
 	err = logs.Read(ctx, g.cfg.Blob, logs.Prefix(j.ID, t.Index, attempt), opts, func(s byte, nanos int64, data []byte) error {
 		if !want[s] {
 			return nil

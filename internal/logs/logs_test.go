@@ -619,3 +619,44 @@ func TestLargeLogBoundedMemory(t *testing.T) {
 		t.Fatalf("heap in use reached %d KiB, more than %d KiB above the %d KiB baseline", peak>>10, slack>>10, base>>10)
 	}
 }
+
+// TestCaughtUpBeforeWaiting checks that a follower is told it has caught up
+// (so a batching caller can send) before Read waits for more.
+func TestCaughtUpBeforeWaiting(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	w := b.newWriter(t, "live")
+	if _, err := w.Stdout().Write([]byte("early\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	caught := make(chan []string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Read(ctx, b.store, "live", ReadOptions{Follow: true, PollInterval: time.Millisecond,
+			CaughtUp: func() error {
+				select {
+				case caught <- append([]string(nil), got...):
+				default:
+				}
+				return nil
+			}},
+			func(_ byte, _ int64, data []byte) error { got = append(got, string(data)); return nil })
+	}()
+	select {
+	case seen := <-caught:
+		if len(seen) != 1 || seen[0] != "early\n" {
+			t.Fatalf("caught up having emitted %q, want the early line", seen)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("CaughtUp never called while the writer was still open")
+	}
+	cancel()
+	<-errc
+	w.Close(context.Background())
+}

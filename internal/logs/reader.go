@@ -30,6 +30,11 @@ type ReadOptions struct {
 	// stops as soon as a look finds nothing new, even without a final
 	// object (the worker died before writing it). Nil means never.
 	Done func() bool
+	// CaughtUp, when following, is called each time Read has emitted all
+	// there is and is about to wait for more: a caller that batches frames
+	// sends its batch there, so a live log is not held back. An error stops
+	// Read and is returned.
+	CaughtUp func() error
 }
 
 // Read calls emit for every frame of the log at prefix, in order. The data
@@ -86,6 +91,11 @@ func Read(ctx context.Context, store blob.Store, prefix string, opt ReadOptions,
 		}
 		if progressed {
 			continue
+		}
+		if opt.CaughtUp != nil {
+			if err := opt.CaughtUp(); err != nil {
+				return err
+			}
 		}
 		if timer == nil {
 			timer = time.NewTimer(opt.PollInterval)
