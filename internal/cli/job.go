@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -47,7 +48,12 @@ func (a *app) readSpec(file string) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return resolved, filepath.Base(file), nil
+	name := filepath.Base(file)
+	if !bytes.Equal(resolved, data) {
+		// Line numbers in the server's errors refer to what was sent.
+		name += " (as sent, with its lines: files inlined as JSON)"
+	}
+	return resolved, name, nil
 }
 
 func submit(ctx context.Context, c apiv1connect.JobServiceClient, data []byte, name string) (*apiv1.SubmitJobResponse, error) {

@@ -29,6 +29,21 @@ import (
 // nor HAUL_SERVER is set.
 const DefaultServer = "http://127.0.0.1:7070"
 
+// usageError marks a mistake in how a command was called (exit status 2).
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// usageArgs wraps a cobra argument check so that its errors are usage errors.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
+		}
+		return nil
+	}
+}
+
 // exitError carries a process exit code without printing anything more.
 type exitError struct{ code int }
 
@@ -64,7 +79,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return ee.code
 	}
 	fmt.Fprintf(stderr, "haul: %s\n", describe(err))
-	if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "flag") || strings.Contains(err.Error(), "arg") {
+	var ue usageError
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
+		fmt.Fprintf(stderr, "Run 'haul --help' or 'haul COMMAND --help' for usage.\n")
 		return 2
 	}
 	return 1
@@ -107,7 +124,7 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 			switch a.output {
 			case "text", "json":
 			default:
-				return fmt.Errorf("--output %q: want text or json", a.output)
+				return usageError{fmt.Errorf("--output %q: want text or json", a.output)}
 			}
 			return nil
 		},
@@ -120,6 +137,18 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "server log level: debug, info, warn or error")
 	root.AddCommand(a.upCmd(), a.runCmd(), a.jobCmd(), a.taskCmd(), a.taskhostCmd())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// Every command's argument check reports a usage error.
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Args != nil {
+			c.Args = usageArgs(c.Args)
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
 	return root
 }
 

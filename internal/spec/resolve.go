@@ -40,6 +40,11 @@ func ResolveFiles(data []byte, filename, dir string) ([]byte, error) {
 	if r.e.failed() {
 		return nil, r.e.result()
 	}
+	if len(r.files) == 0 {
+		// Nothing to inline: send the spec as written, so that the server's
+		// errors point at the user's own lines.
+		return data, nil
+	}
 	var out bytes.Buffer
 	r.json(&out, root)
 	if r.w.over {
