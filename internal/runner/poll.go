@@ -36,6 +36,9 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 	}
 	jr := r.jobs[w.job]
 	now := r.now()
+	if w.lastSeen.IsZero() && jr != nil {
+		jr.startFails[w.tier] = 0 // this tier's workers can start
+	}
 	w.lastSeen = now
 	var attempts []store.Attempt
 	info := map[int32]resultInfo{}

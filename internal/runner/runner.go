@@ -116,6 +116,11 @@ type jobRun struct {
 	// dirty: the job row must be written even without task changes (it
 	// was just loaded and moved from pending to running).
 	dirty bool
+	// Per tier: workers that ended before their first poll in a row, and
+	// when the next may start (exponential backoff, so a worker that cannot
+	// start is not restarted in a hot loop).
+	startFails []int
+	startAfter []time.Time
 }
 
 type worker struct {
@@ -360,7 +365,8 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 		core.Restore(int32(i), stateOf(t.State), t.Attempts, failed)
 	}
 	now := r.now()
-	jr := &jobRun{job: j, core: core, tasks: tasks, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true}
+	jr := &jobRun{job: j, core: core, tasks: tasks, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
+		startFails: make([]int, sc.Tiers), startAfter: make([]time.Time, sc.Tiers)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.jobs[j.ID]; ok {
@@ -536,10 +542,16 @@ func (r *Runner) WorkerGone(id, why string) {
 	}
 	r.removeWorker(w)
 	jr := r.jobs[w.job]
+	now := r.now()
+	if jr != nil && w.lastSeen.IsZero() && !r.stopped {
+		jr.startFails[w.tier]++
+		wait := min(time.Second<<min(jr.startFails[w.tier]-1, 6), time.Minute)
+		jr.startAfter[w.tier] = now.Add(wait)
+		r.log.Error("worker ended before it polled; backing off", "worker", id, "job", w.job, "tier", w.tier, "why", why, "failures_in_a_row", jr.startFails[w.tier], "next_start_in", wait)
+	}
 	if jr == nil || len(w.running) == 0 {
 		return
 	}
-	now := r.now()
 	var lost []store.Attempt
 	for task, attempt := range w.running {
 		if jr.core.Finished(task, attempt, sched.Lost, now) {
@@ -580,6 +592,9 @@ func (r *Runner) reconcile(ctx context.Context) {
 		jobTotal := r.jobWorkers(jr)
 		for tier := range jr.workers {
 			t := int32(tier)
+			if r.now().Before(jr.startAfter[tier]) {
+				continue
+			}
 			want := jr.core.Ready(t) + jr.core.Running(t)
 			have := len(jr.workers[tier])
 			for have < want && total < r.cfg.MaxWorkers && (jr.job.MaxWorkers <= 0 || jobTotal < int(jr.job.MaxWorkers)) {

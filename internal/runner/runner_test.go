@@ -35,7 +35,10 @@ type inProcBackend struct {
 	mu      sync.Mutex
 	cancels map[string]context.CancelFunc
 	started int
-	wg      sync.WaitGroup
+	// failFirst workers exit at once without polling, like a taskhost that
+	// cannot start.
+	failFirst int
+	wg        sync.WaitGroup
 }
 
 func (b *inProcBackend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
@@ -43,7 +46,12 @@ func (b *inProcBackend) StartWorker(_ context.Context, s runner.WorkerSpec) erro
 	b.mu.Lock()
 	b.cancels[s.ID] = cancel
 	b.started++
+	fail := b.started <= b.failFirst
 	b.mu.Unlock()
+	if fail {
+		go b.r.WorkerGone(s.ID, "exited with status 1")
+		return nil
+	}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -91,7 +99,10 @@ type bundle struct {
 	dir     string
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t *testing.T) *bundle { return setupWith(t, func(*runner.Config) {}) }
+
+// setupWith is setup with the runner's config adjusted by tune.
+func setupWith(t *testing.T, tune func(*runner.Config)) *bundle {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -109,11 +120,13 @@ func setup(t *testing.T) *bundle {
 	mux := http.NewServeMux()
 	srv := httptest.NewUnstartedServer(mux)
 	srv.Start()
-	r := runner.New(runner.Config{
+	cfg := runner.Config{
 		Store: st, Backend: backend, RunnerURL: srv.URL, BlobURL: "file://" + blobDir,
 		MaxWorkers: 4, ScanInterval: 50 * time.Millisecond, IdleTimeout: 200 * time.Millisecond,
 		Sched: sched.Config{BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
-	})
+	}
+	tune(&cfg)
+	r := runner.New(cfg)
 	backend.r = r
 	gw := gateway.New(gateway.Config{Store: st, Blob: bs, Notify: r.Wake})
 	mux.Handle(apiv1connect.NewJobServiceHandler(gw))
@@ -412,4 +425,68 @@ tasks:
 	if len(atts) != 1 || atts[0].State != store.AttemptCancelled {
 		t.Fatalf("slow's attempts: %+v, want one cancelled", atts)
 	}
+}
+
+// fakeClock is the runner's clock in tests that check timing decisions.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func (b *inProcBackend) startedCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.started
+}
+
+// TestWorkerThatCannotStartBacksOff runs the runner on a frozen clock with
+// workers that always die before polling: after each failure no new worker
+// may start until the clock passes the backoff (1s, then 2s, then 4s).
+func TestWorkerThatCannotStartBacksOff(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{now: time.Now()}
+	b := setupWith(t, func(c *runner.Config) { c.Clock = clock.Now })
+	b.backend.mu.Lock()
+	b.backend.failFirst = 1 << 30
+	b.backend.mu.Unlock()
+	b.submit(t, "name: crashloop\ntasks:\n  - {key: a, command: [\"true\"]}\n")
+
+	waitStarted := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for b.backend.startedCount() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %d never started", n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// holds checks that no other worker starts while the runner ticks
+	// several times (it reconciles every 100ms) on the frozen clock.
+	holds := func(n int) {
+		t.Helper()
+		time.Sleep(400 * time.Millisecond)
+		if got := b.backend.startedCount(); got != n {
+			t.Fatalf("%d workers started before the backoff passed, want %d", got, n)
+		}
+	}
+	waitStarted(1)
+	holds(1)
+	clock.Advance(time.Second)
+	waitStarted(2)
+	clock.Advance(time.Second) // the second failure waits 2s
+	holds(2)
+	clock.Advance(time.Second)
+	waitStarted(3)
+	clock.Advance(3 * time.Second) // the third waits 4s
+	holds(3)
+	clock.Advance(time.Second)
+	waitStarted(4)
 }
