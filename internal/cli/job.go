@@ -158,6 +158,10 @@ func (a *app) jobGetCmd() *cobra.Command {
 				}
 				fmt.Fprintf(tw, "wall time:\t%s\n", fmtDuration(end.Sub(j.StartedAt.AsTime())))
 			}
+			if j.WorkerSeconds > 0 {
+				fmt.Fprintf(tw, "worker time:\t%s\n", fmtDuration(time.Duration(j.WorkerSeconds*float64(time.Second))))
+				fmt.Fprintf(tw, "estimated cost:\t$%.4f\n", j.EstimatedCostUsd)
+			}
 			for i, t := range j.Workers {
 				fmt.Fprintf(tw, "tier %d:\t%s (cpu %g, memory %s, gpu %d)\n", i, t.Name, t.Cpu, bytesIEC(t.MemoryBytes), t.Gpu)
 			}

@@ -25,12 +25,14 @@ type serverFlags struct {
 	data        string
 	databaseURL string
 	maxWorkers  int
+	nodePrice   float64
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.data, "data", server.DefaultDataDir(), "data directory: SQLite database, logs, worker files (env HAUL_DATA)")
 	cmd.Flags().StringVar(&f.databaseURL, "database-url", os.Getenv("HAUL_DATABASE_URL"), "PostgreSQL URL (postgres://...) instead of SQLite (env HAUL_DATABASE_URL)")
 	cmd.Flags().IntVar(&f.maxWorkers, "max-workers", 0, "most local workers at once (default: 2 per CPU, at least 4)")
+	cmd.Flags().Float64Var(&f.nodePrice, "node-price", 0, "what this machine costs in $/hour, for job cost estimates")
 }
 
 func (a *app) upCmd() *cobra.Command {
@@ -49,7 +51,7 @@ running are retried.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			log := a.logger()
-			s, err := server.Open(ctx, server.Options{Listen: listen, DataDir: f.data, DatabaseURL: f.databaseURL, MaxWorkers: f.maxWorkers, Logger: log})
+			s, err := server.Open(ctx, server.Options{Listen: listen, DataDir: f.data, DatabaseURL: f.databaseURL, MaxWorkers: f.maxWorkers, NodePricePerHour: f.nodePrice, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -142,7 +144,7 @@ func (a *app) runEmbedded(ctx context.Context, data []byte, name string, f serve
 	}
 	defer logf.Close()
 	log := slog.New(slog.NewTextHandler(logf, nil))
-	s, err := server.Open(ctx, server.Options{Listen: "127.0.0.1:0", DataDir: f.data, DatabaseURL: f.databaseURL, MaxWorkers: f.maxWorkers, Logger: log})
+	s, err := server.Open(ctx, server.Options{Listen: "127.0.0.1:0", DataDir: f.data, DatabaseURL: f.databaseURL, MaxWorkers: f.maxWorkers, NodePricePerHour: f.nodePrice, Logger: log})
 	if err != nil {
 		return fmt.Errorf("start embedded haul: %w", err)
 	}

@@ -277,6 +277,7 @@ func JobProto(j *store.Job) *apiv1.Job {
 	p := &apiv1.Job{
 		Id: j.ID, Name: j.Name, Namespace: j.Namespace, Labels: j.Labels, State: string(j.State),
 		TaskCount: j.TaskCount, CancelRequested: j.CancelRequested, MaxWorkers: j.MaxWorkers,
+		WorkerSeconds: j.WorkerSeconds, EstimatedCostUsd: j.CostUSD,
 		CreatedAt: ts(j.CreatedAt), StartedAt: ts(j.StartedAt), FinishedAt: ts(j.FinishedAt),
 		Counts: &apiv1.TaskCounts{
 			Blocked: j.Counts.Blocked, Queued: j.Counts.Queued, Running: j.Counts.Running,

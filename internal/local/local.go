@@ -11,6 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +31,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Exited is called when a worker process ends, for whatever reason.
 	Exited func(id, why string)
+	// NodePricePerHour is what this machine costs, for per-job cost
+	// estimates (0: jobs cost nothing, their worker time is still counted).
+	NodePricePerHour float64
 }
 
 // Backend starts workers as local processes.
@@ -39,7 +45,30 @@ type Backend struct {
 	wg    sync.WaitGroup
 }
 
-var _ runner.Backend = (*Backend)(nil)
+var (
+	_ runner.Backend    = (*Backend)(nil)
+	_ runner.NodeInfoer = (*Backend)(nil)
+)
+
+// WorkerNode describes this machine: every local worker runs on it.
+func (b *Backend) WorkerNode(string) (runner.NodeInfo, bool) {
+	return runner.NodeInfo{PricePerHour: b.cfg.NodePricePerHour, CPU: float64(runtime.NumCPU()), MemoryBytes: memTotal()}, true
+}
+
+// memTotal reads the machine's memory from /proc/meminfo (0 if unknown).
+func memTotal() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
 
 // New returns a local backend.
 func New(cfg Config) (*Backend, error) {

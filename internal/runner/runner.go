@@ -35,6 +35,20 @@ type Backend interface {
 	StopWorker(ctx context.Context, id string) error
 }
 
+// NodeInfo describes the machine a worker runs on, for cost estimates.
+type NodeInfo struct {
+	PricePerHour float64
+	CPU          float64
+	MemoryBytes  int64
+}
+
+// NodeInfoer is implemented by backends that know what a worker's node
+// costs and holds. A worker's cost is its lifetime times the node's price
+// times the larger of the CPU and memory shares its tier requests.
+type NodeInfoer interface {
+	WorkerNode(id string) (NodeInfo, bool)
+}
+
 // WorkerSpec describes a worker to start: one job, one tier.
 type WorkerSpec struct {
 	ID        string
@@ -464,7 +478,8 @@ func (r *Runner) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int3
 			Succeeded: c[sched.Succeeded], Failed: c[sched.Failed],
 			UpstreamFailed: c[sched.UpstreamFailed], Cancelled: c[sched.Cancelled],
 		}
-		jobs = append(jobs, store.JobUpdate{ID: jr.job.ID, State: jr.job.State, Counts: jr.job.Counts, StartedAt: jr.job.StartedAt, FinishedAt: jr.job.FinishedAt})
+		jobs = append(jobs, store.JobUpdate{ID: jr.job.ID, State: jr.job.State, Counts: jr.job.Counts, StartedAt: jr.job.StartedAt, FinishedAt: jr.job.FinishedAt,
+			WorkerSeconds: jr.job.WorkerSeconds, CostUSD: jr.job.CostUSD})
 	}
 	if len(tasks) == 0 && len(extra) == 0 && len(jobs) == 0 {
 		done := make(chan struct{})
@@ -566,11 +581,40 @@ func (r *Runner) WorkerGone(id, why string) {
 	r.afterEvents(jr, lost)
 }
 
+// removeWorker forgets a worker that ended and adds its lifetime and cost
+// to its job. Call with r.mu held.
 func (r *Runner) removeWorker(w *worker) {
 	delete(r.workers, w.id)
-	if jr := r.jobs[w.job]; jr != nil && int(w.tier) < len(jr.workers) {
-		jr.workers[w.tier] = slices.DeleteFunc(jr.workers[w.tier], func(s string) bool { return s == w.id })
+	jr := r.jobs[w.job]
+	if jr == nil || int(w.tier) >= len(jr.workers) {
+		return
 	}
+	jr.workers[w.tier] = slices.DeleteFunc(jr.workers[w.tier], func(s string) bool { return s == w.id })
+	life := r.now().Sub(w.started).Seconds()
+	if life <= 0 {
+		return
+	}
+	jr.job.WorkerSeconds += life
+	if ni, ok := r.cfg.Backend.(NodeInfoer); ok && int(w.tier) < len(jr.job.Tiers) {
+		if node, ok := ni.WorkerNode(w.id); ok {
+			jr.job.CostUSD += life / 3600 * node.PricePerHour * tierShare(jr.job.Tiers[w.tier], node)
+		}
+	}
+	jr.dirty = true
+	r.afterEvents(jr, nil)
+}
+
+// tierShare is the part of a node a tier's request takes: the larger of its
+// CPU and memory shares, at most the whole node.
+func tierShare(t store.Tier, n NodeInfo) float64 {
+	share := 0.0
+	if n.CPU > 0 {
+		share = t.CPU / n.CPU
+	}
+	if n.MemoryBytes > 0 {
+		share = max(share, float64(t.MemoryBytes)/float64(n.MemoryBytes))
+	}
+	return min(share, 1)
 }
 
 // reconcile starts workers where queued work outnumbers them.

@@ -490,3 +490,38 @@ func TestWorkerThatCannotStartBacksOff(t *testing.T) {
 	clock.Advance(time.Second)
 	waitStarted(4)
 }
+
+// WorkerNode makes the test backend a runner.NodeInfoer: every worker runs
+// on a $3.60/hour node with 2 CPUs and 4 GiB.
+func (b *inProcBackend) WorkerNode(string) (runner.NodeInfo, bool) {
+	return runner.NodeInfo{PricePerHour: 3.6, CPU: 2, MemoryBytes: 4 << 30}, true
+}
+
+func TestJobCostFromWorkerTime(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.submit(t, `
+name: costly
+workers: [{name: half, cpu: 1, memory: 1Gi}]
+tasks:
+  - key: "t-{i}"
+    foreach: {range: [0, 4]}
+    command: [sh, -c, "sleep 0.2"]
+`)
+	// Workers are counted when they end, after the job: wait for their time.
+	j := b.wait(t, id, func(j *store.Job) bool {
+		return j.State.Terminal() && j.WorkerSeconds >= 0.8 && b.run != nil && noWorkers(b)
+	})
+	j, _ = b.st.GetJob(context.Background(), id)
+	// A 1-CPU, 1 GiB tier takes half of the node (the CPU share is larger):
+	// $3.60/h × 0.5 = $0.0005 per worker-second.
+	if want := j.WorkerSeconds * 0.0005; j.CostUSD < want*0.999 || j.CostUSD > want*1.001 {
+		t.Fatalf("cost $%.6f for %.2f worker-seconds, want $%.6f", j.CostUSD, j.WorkerSeconds, want)
+	}
+}
+
+func noWorkers(b *bundle) bool {
+	b.backend.mu.Lock()
+	defer b.backend.mu.Unlock()
+	return len(b.backend.cancels) == 0
+}

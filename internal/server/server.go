@@ -41,7 +41,9 @@ type Options struct {
 	TaskhostCommand []string
 	// MaxWorkers caps concurrent local workers (default: 2 per CPU, at least 4).
 	MaxWorkers int
-	Logger     *slog.Logger
+	// NodePricePerHour is what this machine costs, for job cost estimates.
+	NodePricePerHour float64
+	Logger           *slog.Logger
 	// Runner tunes the runner; its store, backend and URLs are set here.
 	Runner runner.Config
 }
@@ -135,6 +137,8 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		Dir:     filepath.Join(o.DataDir, "workers"),
 		Logger:  o.Logger,
 		Exited:  func(id, why string) { run.WorkerGone(id, why) },
+
+		NodePricePerHour: o.NodePricePerHour,
 	})
 	if err != nil {
 		ln.Close()

@@ -74,10 +74,15 @@ type Job struct {
 	CancelRequested bool
 	// Counts is how many tasks are in each state, kept by the runner with
 	// every batch; a freshly submitted job counts all its tasks as blocked.
-	Counts     TaskCounts
-	CreatedAt  time.Time
-	StartedAt  time.Time // zero until running
-	FinishedAt time.Time // zero until terminal
+	Counts TaskCounts
+	// WorkerSeconds is the time the job's workers have lived, all tiers
+	// together; CostUSD estimates what they cost: each worker's lifetime
+	// times the share of its node's price that its tier requests.
+	WorkerSeconds float64
+	CostUSD       float64
+	CreatedAt     time.Time
+	StartedAt     time.Time // zero until running
+	FinishedAt    time.Time // zero until terminal
 	// Spec is the submitted spec as received (for reference and export).
 	Spec []byte
 }
@@ -188,13 +193,15 @@ func (c TaskCounts) Get(s TaskState) int64 {
 	return 0
 }
 
-// JobUpdate sets the state and task counts of a job.
+// JobUpdate sets the state, task counts and accounting of a job.
 type JobUpdate struct {
-	ID         string
-	State      JobState
-	Counts     TaskCounts
-	StartedAt  time.Time
-	FinishedAt time.Time
+	ID            string
+	State         JobState
+	Counts        TaskCounts
+	WorkerSeconds float64
+	CostUSD       float64
+	StartedAt     time.Time
+	FinishedAt    time.Time
 }
 
 // Batch is a group of state changes written in one transaction (group

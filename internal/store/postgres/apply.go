@@ -238,13 +238,15 @@ func jobUpdateColumns(us []store.JobUpdate) []any {
 		counts[c] = make([]int64, n)
 	}
 	starts, finishes := make([]*int64, n), make([]*int64, n)
+	workerSeconds, costs := make([]float64, n), make([]float64, n)
 	for i, u := range us {
 		ids[i], states[i] = u.ID, string(u.State)
+		workerSeconds[i], costs[i] = u.WorkerSeconds, u.CostUSD
 		c := u.Counts
 		for k, v := range []int64{c.Blocked, c.Queued, c.Running, c.Succeeded, c.Failed, c.UpstreamFailed, c.Cancelled} {
 			counts[k][i] = v
 		}
 		starts[i], finishes[i] = storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt)
 	}
-	return []any{ids, states, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], starts, finishes}
+	return []any{ids, states, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], starts, finishes, workerSeconds, costs}
 }

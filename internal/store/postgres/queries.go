@@ -21,13 +21,16 @@ const (
 	qRecordMigration = `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`
 )
 
-const jobColumns = `id, name, namespace, labels, env, tiers, max_workers, state, task_count, cancel_requested,
+// jobInsertColumns are the columns CreateJob writes; jobColumns are read.
+const jobInsertColumns = `id, name, namespace, labels, env, tiers, max_workers, state, task_count, cancel_requested,
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
 	created_at, started_at, finished_at, spec`
 
+const jobColumns = jobInsertColumns + `, worker_seconds, cost_usd`
+
 // Jobs.
 const (
-	qInsertJob = `INSERT INTO jobs (` + jobColumns + `)
+	qInsertJob = `INSERT INTO jobs (` + jobInsertColumns + `)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`
 	qJobExists = `SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)`
 	qGetJob    = `SELECT ` + jobColumns + ` FROM jobs WHERE id = $1`
@@ -44,14 +47,15 @@ WHERE state IN ('pending', 'running')
 ORDER BY id`
 	qRequestCancel = `UPDATE jobs SET cancel_requested = true
 WHERE id = $1 AND state NOT IN ('succeeded', 'failed', 'cancelled')`
-	// Columns: id, state, the seven counts, started_at, finished_at.
+	// Columns: id, state, the seven counts, started_at, finished_at,
+	// worker_seconds, cost_usd.
 	qUpdateJobs = `UPDATE jobs AS j SET state = u.state,
 	count_blocked = u.blocked, count_queued = u.queued, count_running = u.running, count_succeeded = u.succeeded,
 	count_failed = u.failed, count_upstream_failed = u.upstream_failed, count_cancelled = u.cancelled,
-	started_at = u.started_at, finished_at = u.finished_at
+	started_at = u.started_at, finished_at = u.finished_at, worker_seconds = u.worker_seconds, cost_usd = u.cost_usd
 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
-		$9::bigint[], $10::bigint[], $11::bigint[])
-	AS u(id, state, blocked, queued, running, succeeded, failed, upstream_failed, cancelled, started_at, finished_at)
+		$9::bigint[], $10::bigint[], $11::bigint[], $12::float8[], $13::float8[])
+	AS u(id, state, blocked, queued, running, succeeded, failed, upstream_failed, cancelled, started_at, finished_at, worker_seconds, cost_usd)
 WHERE j.id = u.id`
 	// The first of the IDs $1 that names no job.
 	qFirstMissingJob = `SELECT u.id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, n)

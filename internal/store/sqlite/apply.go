@@ -109,7 +109,7 @@ func applyJobs(ctx context.Context, tx *sql.Tx, updates []store.JobUpdate) error
 		c := &u.Counts
 		res, err := stmt.ExecContext(ctx, string(u.State),
 			c.Blocked, c.Queued, c.Running, c.Succeeded, c.Failed, c.UpstreamFailed, c.Cancelled,
-			storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), u.ID)
+			storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), u.WorkerSeconds, u.CostUSD, u.ID)
 		if err != nil {
 			return fmt.Errorf("apply batch: job %s: %w", u.ID, err)
 		}

@@ -116,7 +116,7 @@ func scanJob(r rowScanner) (store.Job, error) {
 	)
 	err := r.Scan(&j.ID, &j.Name, &j.Namespace, &labels, &env, &tiers, &j.MaxWorkers, &state, &j.TaskCount, &j.CancelRequested,
 		&j.Counts.Blocked, &j.Counts.Queued, &j.Counts.Running, &j.Counts.Succeeded, &j.Counts.Failed, &j.Counts.UpstreamFailed, &j.Counts.Cancelled,
-		&created, &started, &finished, &j.Spec)
+		&created, &started, &finished, &j.Spec, &j.WorkerSeconds, &j.CostUSD)
 	if err != nil {
 		return j, err
 	}

@@ -17,13 +17,16 @@ const (
 	qRecordMigration = `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`
 )
 
-const jobColumns = `id, name, namespace, labels, env, tiers, max_workers, state, task_count, cancel_requested,
+// jobInsertColumns are the columns CreateJob writes; jobColumns are read.
+const jobInsertColumns = `id, name, namespace, labels, env, tiers, max_workers, state, task_count, cancel_requested,
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
 	created_at, started_at, finished_at, spec`
 
+const jobColumns = jobInsertColumns + `, worker_seconds, cost_usd`
+
 // Jobs.
 const (
-	qInsertJob = `INSERT INTO jobs (` + jobColumns + `)
+	qInsertJob = `INSERT INTO jobs (` + jobInsertColumns + `)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qJobExists = `SELECT 1 FROM jobs WHERE id = ?`
 	qGetJob    = `SELECT ` + jobColumns + ` FROM jobs WHERE id = ?`
@@ -43,7 +46,7 @@ WHERE id = ? AND state NOT IN ('succeeded', 'failed', 'cancelled')`
 	qUpdateJob = `UPDATE jobs SET state = ?,
 	count_blocked = ?, count_queued = ?, count_running = ?, count_succeeded = ?,
 	count_failed = ?, count_upstream_failed = ?, count_cancelled = ?,
-	started_at = ?, finished_at = ?
+	started_at = ?, finished_at = ?, worker_seconds = ?, cost_usd = ?
 WHERE id = ?`
 )
 

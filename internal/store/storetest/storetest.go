@@ -833,10 +833,11 @@ func testApplyRoundTrip(t *testing.T, s store.Store) {
 			{JobID: job.ID, Index: 1, State: store.TaskFailed, Attempts: 2, ExitCode: -1, Reason: "timeout", StartedAt: started, FinishedAt: finished},
 		},
 		Attempts: []store.Attempt{{JobID: job.ID, TaskIndex: 1, Number: 2, Tier: 1, WorkerID: "w", State: store.AttemptFailed, ExitCode: -1, Reason: "timeout", StartedAt: started, FinishedAt: finished}},
-		Jobs:     []store.JobUpdate{{ID: job.ID, State: store.JobRunning, Counts: counts, StartedAt: started}},
+		Jobs:     []store.JobUpdate{{ID: job.ID, State: store.JobRunning, Counts: counts, StartedAt: started, WorkerSeconds: 12.5, CostUSD: 0.0034}},
 	})
 	wantJob := storedJob(job, 3)
 	wantJob.State, wantJob.Counts, wantJob.StartedAt = store.JobRunning, counts, started
+	wantJob.WorkerSeconds, wantJob.CostUSD = 12.5, 0.0034
 	checkJob(t, getJob(t, s, job.ID), wantJob)
 	want := storedTasks(job.ID, tasks)
 	want[0].State, want[0].Attempts, want[0].StartedAt, want[0].FinishedAt = store.TaskSucceeded, 1, started, finished
@@ -849,6 +850,7 @@ func testApplyRoundTrip(t *testing.T, s store.Store) {
 		Jobs:  []store.JobUpdate{{ID: job.ID, State: store.JobSucceeded, Counts: store.TaskCounts{Succeeded: 3}, FinishedAt: finished}},
 	})
 	wantJob.State, wantJob.Counts, wantJob.StartedAt, wantJob.FinishedAt = store.JobSucceeded, store.TaskCounts{Succeeded: 3}, time.Time{}, finished
+	wantJob.WorkerSeconds, wantJob.CostUSD = 0, 0
 	checkJob(t, getJob(t, s, job.ID), wantJob)
 	want[0].State, want[0].StartedAt, want[0].FinishedAt = store.TaskQueued, time.Time{}, time.Time{}
 	checkTasks(t, loadTasks(t, s, job.ID), want)

@@ -357,8 +357,14 @@ type Job struct {
 	FinishedAt      *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	CancelRequested bool                   `protobuf:"varint,12,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
 	MaxWorkers      int32                  `protobuf:"varint,13,opt,name=max_workers,json=maxWorkers,proto3" json:"max_workers,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How long the job's workers lived, all tiers together, in seconds.
+	WorkerSeconds float64 `protobuf:"fixed64,14,opt,name=worker_seconds,json=workerSeconds,proto3" json:"worker_seconds,omitempty"`
+	// What they cost: each worker's lifetime times its node's price per hour
+	// times the share of the node its tier requests (the larger of CPU and
+	// memory). Counted as each worker ends.
+	EstimatedCostUsd float64 `protobuf:"fixed64,15,opt,name=estimated_cost_usd,json=estimatedCostUsd,proto3" json:"estimated_cost_usd,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -478,6 +484,20 @@ func (x *Job) GetCancelRequested() bool {
 func (x *Job) GetMaxWorkers() int32 {
 	if x != nil {
 		return x.MaxWorkers
+	}
+	return 0
+}
+
+func (x *Job) GetWorkerSeconds() float64 {
+	if x != nil {
+		return x.WorkerSeconds
+	}
+	return 0
+}
+
+func (x *Job) GetEstimatedCostUsd() float64 {
+	if x != nil {
+		return x.EstimatedCostUsd
 	}
 	return 0
 }
@@ -1618,7 +1638,7 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\tsucceeded\x18\x04 \x01(\x03R\tsucceeded\x12\x16\n" +
 	"\x06failed\x18\x05 \x01(\x03R\x06failed\x12'\n" +
 	"\x0fupstream_failed\x18\x06 \x01(\x03R\x0eupstreamFailed\x12\x1c\n" +
-	"\tcancelled\x18\a \x01(\x03R\tcancelled\"\xca\x04\n" +
+	"\tcancelled\x18\a \x01(\x03R\tcancelled\"\x9f\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -1638,7 +1658,9 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"finishedAt\x12)\n" +
 	"\x10cancel_requested\x18\f \x01(\bR\x0fcancelRequested\x12\x1f\n" +
 	"\vmax_workers\x18\r \x01(\x05R\n" +
-	"maxWorkers\x1a9\n" +
+	"maxWorkers\x12%\n" +
+	"\x0eworker_seconds\x18\x0e \x01(\x01R\rworkerSeconds\x12,\n" +
+	"\x12estimated_cost_usd\x18\x0f \x01(\x01R\x10estimatedCostUsd\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"&\n" +
