@@ -1,12 +1,8 @@
-// Package autoscale is haul's cluster autoscaler: a pure decision core
-// (Planner) that turns demand (pending worker pods) and supply (nodes and
-// in-flight launches per launch config) into a plan of launches and
-// removals under global and per-config limits, and the small Provider
-// interface that clouds implement (aws, sim). The core does no I/O and reads
-// no clock: time comes in State.Now, randomness from an injected source.
-//
-// This file is the contract shared by the planner, the providers and the
-// simulator; it imports only the standard library.
+// The autoscaler's contract, shared by the planner, the providers (aws,
+// sim) and the simulator: launch configs, demand (pending pods) and supply
+// (nodes, in-flight launches), plans, and the Provider interface. The
+// package documentation is in doc.go.
+
 package autoscale
 
 import (

@@ -309,7 +309,7 @@ func (p *Provider) Launch(ctx context.Context, lc autoscale.LaunchConfig, count 
 		if len(callErrs) > 0 {
 			attrs = append(attrs, "call_errors", errors.Join(callErrs...).Error())
 		}
-		p.log.WarnContext(ctx, "aws provider: fleet launch incomplete", attrs...)
+		p.log.WarnContext(ctx, "aws provider: fleet launch fell short or had errors", attrs...)
 	}
 	if len(got) > 0 || !fatal {
 		return got, nil

@@ -269,6 +269,36 @@ func TestLaunchSpot(t *testing.T) {
 	checkLaunched(t, b, got, lc, "c5.xlarge", types.InstanceLifecycleTypeSpot)
 }
 
+// TestLaunchIntoSubnet launches a config into the subnet Config.Subnets
+// gives for its zone. (moto ignores an AvailabilityZone override: without a
+// subnet, instances land in the region's first default subnet.)
+func TestLaunchIntoSubnet(t *testing.T) {
+	t.Parallel()
+	raw := motoClient(t)
+	ctx := testContext(t)
+	out, err := raw.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: []types.Filter{
+		{Name: awssdk.String("availability-zone"), Values: []string{"us-east-1c"}},
+		{Name: awssdk.String("default-for-az"), Values: []string{"true"}},
+	}})
+	if err != nil || len(out.Subnets) == 0 {
+		t.Fatalf("find the default subnet of us-east-1c: %v, %v", out, err)
+	}
+	subnet := awssdk.ToString(out.Subnets[0].SubnetId)
+	b := setup(t, func(c *Config) { c.Subnets = map[string]string{"us-east-1c": subnet} }, nil)
+	lc := spot("m5.large/us-east-1c/spot", "m5.large")
+	lc.Zone = "us-east-1c"
+	got, err := b.prov.Launch(b.ctx, lc, 2)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("launch 2: %v, %v", got, err)
+	}
+	checkLaunched(t, b, got, lc, "m5.large", types.InstanceLifecycleTypeSpot)
+	for id, inst := range describe(t, b, idsOf(got)) {
+		if s, z := awssdk.ToString(inst.SubnetId), awssdk.ToString(inst.Placement.AvailabilityZone); s != subnet || z != "us-east-1c" {
+			t.Errorf("instance %s: in subnet %s, zone %s; want %s in us-east-1c", id, s, z, subnet)
+		}
+	}
+}
+
 func TestTerminate(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil, nil)
@@ -444,14 +474,14 @@ func (f *partialFleet) CreateFleet(ctx context.Context, in *ec2.CreateFleetInput
 	f.mu.Lock()
 	f.calls = append(f.calls, it)
 	f.mu.Unlock()
-	code := f.errCode
-	if code == "" {
-		code = "InsufficientInstanceCapacity"
-	}
 	shortErr := types.CreateFleetError{
-		ErrorCode:    awssdk.String(code),
+		ErrorCode:    awssdk.String("InsufficientInstanceCapacity"),
 		ErrorMessage: awssdk.String("We currently do not have sufficient " + it + " capacity (partial fake)."),
 		Lifecycle:    types.InstanceLifecycleOnDemand,
+	}
+	if f.errCode != "" {
+		shortErr.ErrorCode = awssdk.String(f.errCode)
+		shortErr.ErrorMessage = awssdk.String("rejected (partial fake)")
 	}
 	if f.starved[it] {
 		return &ec2.CreateFleetOutput{FleetId: awssdk.String("fleet-starved"), Errors: []types.CreateFleetError{shortErr}}, nil
@@ -621,6 +651,17 @@ func TestTerminateBatches(t *testing.T) {
 	}
 	if !slices.Equal(sizes, []int{1000, 1000, 500}) {
 		t.Errorf("batch sizes: %v, want 1000, 1000, 500 (duplicates dropped)", sizes)
+	}
+
+	// An unknown ID fails its batch; the batch is retried one ID at a
+	// time and the unknown one skipped.
+	rec.batches = nil
+	rec.unknown = map[string]bool{"i-gone": true}
+	if err := p.Terminate(t.Context(), []string{"i-a", "i-gone", "i-b"}); err != nil {
+		t.Fatalf("terminate with an unknown ID: %v", err)
+	}
+	if want := [][]string{{"i-a", "i-gone", "i-b"}, {"i-a"}, {"i-gone"}, {"i-b"}}; !slices.EqualFunc(rec.batches, want, slices.Equal) {
+		t.Errorf("calls: %v, want %v", rec.batches, want)
 	}
 }
 

@@ -3,6 +3,7 @@ package aws
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -42,8 +43,10 @@ func LoadPriceTable(path string) (map[string]float64, error) {
 	switch ext := strings.ToLower(filepath.Ext(path)); ext {
 	case ".csv":
 		format = "csv"
-	case ".yaml", ".yml", ".json":
+	case ".yaml", ".yml":
 		format = "yaml"
+	case ".json":
+		format = "json"
 	default:
 		return nil, fmt.Errorf("price table %s: unknown extension %q (want .csv, .yaml, .yml or .json)", path, ext)
 	}
@@ -54,8 +57,7 @@ func LoadPriceTable(path string) (map[string]float64, error) {
 	return prices, nil
 }
 
-// parsePriceTable parses a price table in format "csv" or "yaml" (which
-// includes JSON).
+// parsePriceTable parses a price table in format "csv", "yaml" or "json".
 func parsePriceTable(data []byte, format string) (map[string]float64, error) {
 	var prices map[string]float64
 	var err error
@@ -63,6 +65,13 @@ func parsePriceTable(data []byte, format string) (map[string]float64, error) {
 	case "csv":
 		prices, err = parseCSV(data)
 	case "yaml":
+		prices, err = parseYAML(data)
+	case "json":
+		// JSON is YAML, but yaml reports a JSON syntax error at the line
+		// of the enclosing brace: check the syntax with encoding/json.
+		if err := checkJSON(data); err != nil {
+			return nil, err
+		}
 		prices, err = parseYAML(data)
 	default:
 		return nil, fmt.Errorf("unknown format %q", format)
@@ -138,6 +147,18 @@ func parseYAML(data []byte) (map[string]float64, error) {
 		}
 	}
 	return prices, nil
+}
+
+// checkJSON reports a JSON syntax error with its line.
+func checkJSON(data []byte) error {
+	var v any
+	err := json.Unmarshal(data, &v)
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		line := 1 + bytes.Count(data[:min(int(syn.Offset), len(data))], []byte("\n"))
+		return fmt.Errorf("line %d: %w", line, err)
+	}
+	return err
 }
 
 // addPrice checks one entry and adds it to prices.
