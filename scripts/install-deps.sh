@@ -31,3 +31,12 @@ install_go_tool() { # name module version
 }
 install_go_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go v1.36.12
 install_go_tool protoc-gen-connect-go connectrpc.com/connect/cmd/protoc-gen-connect-go v1.21.1
+
+# The EC2 emulator the autoscaler's aws provider is tested against: moto is
+# pip-installed on these machines (PyPI is not reachable to install it).
+command -v moto_server >/dev/null 2>&1 || { echo "moto_server (moto 5.2.1, the EC2 emulator) is not on PATH: the aws provider tests need it" >&2; exit 1; }
+
+# A real Kubernetes API server (etcd + kube-apiserver) built from the Go
+# module proxy and cached under $HOME/.cache/haul/kube: about 10 minutes the
+# first time, nothing after.
+"$(dirname "$0")/build-kube.sh"

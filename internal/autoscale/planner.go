@@ -57,6 +57,10 @@ type Planner struct {
 	index map[string]int
 	caps  []res
 	rank  rankFunc
+	// ceiling is, per spot config, the on-demand price of its instance type
+	// (0 when none is configured): spot prices do not exceed it, so spend
+	// limits count spot nodes at it and hold however spot prices move.
+	ceiling []float64
 
 	limitedUntil []time.Time // per config; limited while now is before it
 	adds         []rateEvent // from Launched, got > 0
@@ -99,9 +103,19 @@ func NewPlanner(cfg Config) (*Planner, error) {
 		rank:         rank,
 		limitedUntil: make([]time.Time, len(c.Configs)),
 	}
+	onDemand := map[string]float64{}
+	for _, lc := range c.Configs {
+		if lc.Purchase != Spot {
+			onDemand[lc.InstanceType] = max(onDemand[lc.InstanceType], lc.PricePerHour)
+		}
+	}
+	p.ceiling = make([]float64, len(c.Configs))
 	for i, lc := range c.Configs {
 		p.index[lc.Name] = i
 		p.caps[i] = toRes(lc.Capacity)
+		if lc.Purchase == Spot && lc.InstanceType != "" {
+			p.ceiling[i] = onDemand[lc.InstanceType]
+		}
 	}
 	return p, nil
 }
@@ -275,8 +289,11 @@ type planning struct {
 	tr *trace
 	nc int
 
-	prices  []float64
-	limited []bool
+	prices []float64 // current, for ranking by cost
+	// spendPrices count toward spend limits: the current price, or a spot
+	// config's on-demand ceiling when higher.
+	spendPrices []float64
+	limited     []bool
 
 	nodes      int     // existing + in flight + planned, every config
 	spend      float64 // the same in dollars per hour, known configs
@@ -307,17 +324,19 @@ func (p *Planner) plan(s *State, tr *trace) Plan {
 	nc := len(p.cfg.Configs)
 	pl := &planning{
 		p: p, s: s, tr: tr, nc: nc,
-		prices:   make([]float64, nc),
-		limited:  make([]bool, nc),
-		cfgNodes: make([]int, nc),
-		orderAt:  make([]int, nc),
-		short:    make(map[string]int64),
+		prices:      make([]float64, nc),
+		spendPrices: make([]float64, nc),
+		limited:     make([]bool, nc),
+		cfgNodes:    make([]int, nc),
+		orderAt:     make([]int, nc),
+		short:       make(map[string]int64),
 	}
 	for ci, lc := range p.cfg.Configs {
 		pl.prices[ci] = lc.PricePerHour
 		if price, ok := s.Prices[lc.Name]; ok && nonNegative(price) {
 			pl.prices[ci] = price
 		}
+		pl.spendPrices[ci] = max(pl.prices[ci], p.ceiling[ci])
 		pl.limited[ci] = now.Before(p.limitedUntil[ci])
 		pl.orderAt[ci] = -1
 	}
@@ -339,7 +358,7 @@ func (p *Planner) plan(s *State, tr *trace) Plan {
 		}
 	}
 	for ci := range nc {
-		pl.spend += float64(pl.cfgNodes[ci]) * pl.prices[ci]
+		pl.spend += float64(pl.cfgNodes[ci]) * pl.spendPrices[ci]
 	}
 	p.adds = pruneEvents(p.adds, now.Add(-p.cfg.Interval))
 	for _, e := range p.adds {
@@ -652,7 +671,7 @@ func (pl *planning) perNode(ci int, shapes []int, rem []int64) int64 {
 func (pl *planning) blocked(ci int) string {
 	l := &pl.p.cfg.Limits
 	lc := &pl.p.cfg.Configs[ci]
-	price := pl.prices[ci]
+	price := pl.spendPrices[ci]
 	switch {
 	case l.MaxNodes > 0 && pl.nodes+1 > l.MaxNodes:
 		return ReasonGlobalMaxNodes
@@ -670,7 +689,7 @@ func (pl *planning) blocked(ci int) string {
 
 func (pl *planning) addNode(ci int) {
 	pl.nodes++
-	pl.spend += pl.prices[ci]
+	pl.spend += pl.spendPrices[ci]
 	pl.cfgNodes[ci]++
 	pl.added++
 	if at := pl.orderAt[ci]; at >= 0 {

@@ -201,6 +201,7 @@ func (a *app) simCmd() *cobra.Command {
 	var scenario string
 	var seed int64
 	var duration time.Duration
+	var maxSpend float64
 	auto := &cobra.Command{
 		Use:   "autoscale",
 		Short: "Simulate a week of a cloud under haul's autoscaler and a baseline, side by side",
@@ -218,11 +219,14 @@ launched and spend-cap violations for each. Deterministic for a seed.`,
 			default:
 				return usageError{fmt.Errorf("--scenario %q: want spike, diurnal or steady", scenario)}
 			}
+			if maxSpend < 0 {
+				return usageError{errors.New("--max-spend must not be negative")}
+			}
 			if duration <= 0 {
 				return usageError{errors.New("--duration must be positive")}
 			}
 			start := time.Now()
-			r, err := sim.Compare(scenario, seed, duration)
+			r, err := sim.CompareWith(scenario, seed, duration, maxSpend)
 			if err != nil {
 				return err
 			}
@@ -237,6 +241,7 @@ launched and spend-cap violations for each. Deterministic for a seed.`,
 	auto.Flags().StringVar(&scenario, "scenario", "spike", "workload: spike, diurnal or steady")
 	auto.Flags().Int64Var(&seed, "seed", 1, "random seed (same seed, same result)")
 	auto.Flags().DurationVar(&duration, "duration", 7*24*time.Hour, "simulated time")
+	auto.Flags().Float64Var(&maxSpend, "max-spend", 0, "global spend cap in $/hour for both policies' reports (default: the catalogue's $900/h; haul keeps to it, the baseline has none)")
 	cmd.AddCommand(auto)
 	return cmd
 }

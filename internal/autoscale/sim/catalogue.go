@@ -106,7 +106,7 @@ func roundCents(p float64) float64 { return float64(int64(p*10000+0.5)) / 10000 
 func CatalogueLimits() autoscale.Limits {
 	return autoscale.Limits{
 		MaxNodes:             1500,
-		MaxSpendPerHour:      300,
+		MaxSpendPerHour:      900,
 		MaxAddPerInterval:    100,
 		MaxRemovePerInterval: 100,
 	}

@@ -354,7 +354,8 @@ func (c *Cloud) Prices(ctx context.Context, configs []autoscale.LaunchConfig) (m
 }
 
 // Advance moves the clock to t, processing the cloud's events on the way
-// in time order and reporting each to on (which may be nil).
+// in time order and reporting each to on (which may be nil). It is for a
+// Cloud used on its own: a Sim advances its cloud itself.
 func (c *Cloud) Advance(t time.Time, on func(CloudEvent)) {
 	to := seconds(t.Sub(c.start))
 	for {

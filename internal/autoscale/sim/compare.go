@@ -134,12 +134,25 @@ func Compare(scenario string, seed int64, d time.Duration) (Report, error) {
 	if NewHaulPolicy == nil {
 		return Report{}, errors.New("compare: sim.NewHaulPolicy is not set: nothing constructs haul's planner")
 	}
-	return compare(context.Background(), scenario, seed, d, "haul", NewHaulPolicy)
+	return CompareWith(scenario, seed, d, 0)
+}
+
+// CompareWith is Compare with the global spend cap set to maxSpend dollars
+// per hour (0: the catalogue's). A cap low enough to bind trades pending
+// time for spend: haul keeps to it, the baseline has none.
+func CompareWith(scenario string, seed int64, d time.Duration, maxSpend float64) (Report, error) {
+	if NewHaulPolicy == nil {
+		return Report{}, errors.New("compare: sim.NewHaulPolicy is not set: nothing constructs haul's planner")
+	}
+	if maxSpend < 0 {
+		return Report{}, fmt.Errorf("compare: max spend %v must not be negative", maxSpend)
+	}
+	return compare(context.Background(), scenario, seed, d, maxSpend, "haul", NewHaulPolicy)
 }
 
 // compare runs the baseline and the policy that newPolicy builds, each in
 // its own goroutine on its own copy of the world.
-func compare(ctx context.Context, scenario string, seed int64, d time.Duration, name string, newPolicy func(autoscale.Config) (autoscale.Policy, error)) (Report, error) {
+func compare(ctx context.Context, scenario string, seed int64, d time.Duration, maxSpend float64, name string, newPolicy func(autoscale.Config) (autoscale.Policy, error)) (Report, error) {
 	if d == 0 {
 		d = Week
 	}
@@ -149,6 +162,9 @@ func compare(ctx context.Context, scenario string, seed int64, d time.Duration, 
 	cfgs := make([]Config, 2)
 	for i := range cfgs {
 		c, err := ScenarioConfig(scenario, seed, d)
+		if maxSpend > 0 {
+			c.Limits.MaxSpendPerHour = maxSpend
+		}
 		if err != nil {
 			return Report{}, fmt.Errorf("compare: %w", err)
 		}
@@ -198,16 +214,19 @@ func compare(ctx context.Context, scenario string, seed int64, d time.Duration, 
 	}, nil
 }
 
-// Table formats the report as a text table, one row per policy.
+// Table formats the report as a text table, one row per policy: total
+// cost, peak spend rate, pending p50/p99, nodes launched, spend-cap
+// violations, busy-node removals, unmet pod-intervals, pods pending at the
+// end.
 func (r Report) Table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "scenario %s, seed %d: %s simulated in %d intervals of %s; spend cap $%.0f/h\n",
 		r.Scenario, r.Seed, formatDuration(r.Duration), intervals(r.Duration, r.Interval), formatDuration(r.Interval), r.SpendCap)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "policy\tcost ($)\tpending p50\tpending p99\tnodes launched\tspend-cap violations\tbusy removals\tunmet pod-intervals\tpending at end\t")
+	fmt.Fprintln(tw, "policy\tcost ($)\tpeak $/h\tpending p50\tpending p99\tnodes launched\tspend-cap violations\tbusy removals\tunmet pod-intervals\tpending at end\t")
 	for _, m := range r.Results {
-		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t\n",
-			m.Policy, m.Cost, formatDuration(m.PendingP50), formatDuration(m.PendingP99),
+		fmt.Fprintf(tw, "%s\t%.2f\t%.0f\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t\n",
+			m.Policy, m.Cost, m.PeakSpendPerHour, formatDuration(m.PendingP50), formatDuration(m.PendingP99),
 			m.NodesLaunched, m.SpendCapViolations, m.BusyRemovals, m.UnmetPodIntervals, m.PodsPendingAtEnd)
 	}
 	tw.Flush()
