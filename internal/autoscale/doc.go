@@ -64,8 +64,11 @@
 //
 //   - global max nodes: all nodes (of any config, Ready or not) plus
 //     in-flight launches plus planned nodes;
-//   - global max spend: their price per hour at current prices (nodes of
-//     configs the planner does not know cost nothing here);
+//   - global max spend: their price per hour at current prices, except that a
+//     spot node counts at the on-demand price of its instance type when that
+//     config is known and dearer (spot prices do not exceed it, so the cap
+//     holds however they move); nodes of configs the planner does not know
+//     cost nothing here;
 //   - config max nodes and config max spend: the same, for the config;
 //   - add rate: nodes planned by this call plus nodes reported by Launched
 //     (got > 0) within the last Interval, up to and including now.
