@@ -61,9 +61,16 @@ log() { echo "build-kube: $*" >&2; }
 # says so) only if that go.sum is incomplete, e.g. after a version bump.
 go_build() {
   local dir="$1" out="$2" ldflags="$3" pkg="$4" flags="${GOFLAGS:-}"
-  if ! (cd "$dir" && go list -deps "$pkg" </dev/null >/dev/null 2>&1); then
-    log "$dir/go.sum is incomplete: building with GOFLAGS=-mod=mod (commit the updated go.sum)"
-    flags="$flags -mod=mod"
+  local err
+  if ! err="$(cd "$dir" && go list -deps "$pkg" 2>&1 >/dev/null </dev/null)"; then
+    if grep -qE 'missing go\.sum entry|updates to go\.mod needed' <<<"$err"; then
+      log "$dir/go.mod or go.sum is incomplete: building with GOFLAGS=-mod=mod (commit the updated files)"
+      flags="$flags -mod=mod"
+    else
+      echo "$err" >&2
+      log "cannot load $pkg in $dir (see above)"
+      return 1
+    fi
   fi
   local tmp="$out.tmp.$$"
   (cd "$dir" && GOFLAGS="$flags" go build -trimpath -ldflags "$ldflags" -o "$tmp" "$pkg" </dev/null)

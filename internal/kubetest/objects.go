@@ -66,8 +66,8 @@ func (c *Cluster) BindPod(ctx context.Context, namespace, pod, node string) erro
 
 // SetPodPhase sets a pod's status.phase, as a kubelet would, through the
 // status subresource (retrying on update conflicts). Going to Running also
-// sets status.startTime if unset. The API server refuses to take a pod out
-// of Succeeded or Failed.
+// sets status.startTime if unset. Nothing checks that the transition makes
+// sense (the API server accepts Succeeded -> Running).
 func (c *Cluster) SetPodPhase(ctx context.Context, namespace, pod string, phase corev1.PodPhase) error {
 	if namespace == "" || pod == "" {
 		return fmt.Errorf("set phase of pod %q in namespace %q: namespace and pod must not be empty", pod, namespace)
