@@ -38,48 +38,8 @@ func fitCount(free, req res) int64 {
 }
 
 // compatible reports whether a pod with these requests, node selector and
-// tolerations may run on an empty node of config c, with Kubernetes
-// semantics: the node selector's labels are all on the node, every
-// NoSchedule or NoExecute taint is tolerated, a GPU request names the
-// node's GPU type (or none) and the requests fit the node's capacity.
+// tolerations may run on an empty node of config c: the planner's own test
+// (autoscale.Fits), so both sides of the simulation agree on what fits.
 func compatible(req autoscale.Resources, sel map[string]string, tols []autoscale.Toleration, c *autoscale.LaunchConfig) bool {
-	if fitCount(toRes(c.Capacity), toRes(req)) == 0 {
-		return false
-	}
-	if req.GPU > 0 && req.GPUType != "" && req.GPUType != c.Capacity.GPUType {
-		return false
-	}
-	for k, v := range sel {
-		if lv, ok := c.Labels[k]; !ok || lv != v {
-			return false
-		}
-	}
-	for _, t := range c.Taints {
-		if !tolerated(tols, t) {
-			return false
-		}
-	}
-	return true
-}
-
-func tolerated(tols []autoscale.Toleration, t autoscale.Taint) bool {
-	if t.Effect != "NoSchedule" && t.Effect != "NoExecute" {
-		return true
-	}
-	for _, tol := range tols {
-		if tol.Effect != "" && tol.Effect != t.Effect {
-			continue
-		}
-		switch tol.Operator {
-		case "Exists":
-			if tol.Key == "" || tol.Key == t.Key {
-				return true
-			}
-		case "", "Equal":
-			if tol.Key == t.Key && tol.Value == t.Value {
-				return true
-			}
-		}
-	}
-	return false
+	return autoscale.Fits(autoscale.Pod{Requests: req, NodeSelector: sel, Tolerations: tols}, *c)
 }
