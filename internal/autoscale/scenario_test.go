@@ -1,18 +1,15 @@
 package autoscale
 
 import (
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/haul-dev/haul/internal/scripttest"
 	"time"
 )
-
-var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actual output")
 
 // TestScenarios runs the scripts in testdata. A script is a sequence of
 // blocks, each a command line, optional input lines, a "----" line and the
@@ -44,104 +41,9 @@ var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actua
 //	advance D
 func TestScenarios(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no scripts in testdata")
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-			t.Parallel()
-			runScript(t, file)
-		})
-	}
-}
-
-type block struct {
-	pre   []string // comments and blank lines before the command
-	line  int      // of the command, 1-based
-	cmd   string
-	input []string
-	want  []string
-}
-
-func parseScript(text string) (blocks []block, trailer []string, err error) {
-	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
-	var pre []string
-	for i := 0; i < len(lines); {
-		l := lines[i]
-		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
-			pre = append(pre, l)
-			i++
-			continue
-		}
-		b := block{pre: pre, line: i + 1, cmd: l}
-		pre = nil
-		i++
-		for ; i < len(lines) && lines[i] != "----"; i++ {
-			b.input = append(b.input, lines[i])
-		}
-		if i == len(lines) {
-			return nil, nil, fmt.Errorf("line %d: command %q has no ---- line", b.line, b.cmd)
-		}
-		i++ // ----
-		for ; i < len(lines) && strings.TrimSpace(lines[i]) != ""; i++ {
-			b.want = append(b.want, lines[i])
-		}
-		i++ // the blank line ending the block
-		blocks = append(blocks, b)
-	}
-	return blocks, pre, nil
-}
-
-func runScript(t *testing.T, file string) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks, trailer, err := parseScript(string(data))
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	h := newHarness()
-	var out strings.Builder
-	for i, b := range blocks {
-		got, err := h.run(b)
-		if err != nil {
-			t.Fatalf("%s:%d: %s: %v", file, b.line, b.cmd, err)
-		}
-		if len(got) == 0 {
-			got = []string{"ok"}
-		}
-		if !*rewrite && strings.Join(got, "\n") != strings.Join(b.want, "\n") {
-			t.Errorf("%s:%d: %s\n--- want\n%s\n--- got\n%s", file, b.line, b.cmd,
-				strings.Join(b.want, "\n"), strings.Join(got, "\n"))
-		}
-		for _, l := range b.pre {
-			out.WriteString(l + "\n")
-		}
-		out.WriteString(b.cmd + "\n")
-		for _, l := range b.input {
-			out.WriteString(l + "\n")
-		}
-		out.WriteString("----\n")
-		for _, l := range got {
-			out.WriteString(l + "\n")
-		}
-		if i < len(blocks)-1 || len(trailer) > 0 {
-			out.WriteString("\n")
-		}
-	}
-	for _, l := range trailer {
-		out.WriteString(l + "\n")
-	}
-	if *rewrite {
-		if err := os.WriteFile(file, []byte(out.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	scripttest.Run(t, "testdata/*.txt", func(*testing.T) func(scripttest.Block) ([]string, error) {
+		return newHarness().run
+	})
 }
 
 // harness holds one script's planner, state and clock.
@@ -158,17 +60,17 @@ func newHarness() *harness {
 	return &harness{t0: t0, now: t0}
 }
 
-func (h *harness) run(b block) ([]string, error) {
-	verb, args := splitArgs(b.cmd)
+func (h *harness) run(b scripttest.Block) ([]string, error) {
+	verb, args := splitArgs(b.Cmd)
 	if verb != "configs" && verb != "advance" && h.p == nil {
 		return nil, fmt.Errorf("%s before configs", verb)
 	}
 	switch verb {
 	case "configs":
-		return h.configs(args, b.input)
+		return h.configs(args, b.Input)
 	case "nodes":
 		h.state.Nodes = nil
-		for _, l := range b.input {
+		for _, l := range b.Input {
 			n, err := h.parseNode(l)
 			if err != nil {
 				return nil, err
@@ -178,7 +80,7 @@ func (h *harness) run(b block) ([]string, error) {
 		return []string{fmt.Sprintf("%d nodes", len(h.state.Nodes))}, nil
 	case "inflight":
 		h.state.InFlight = nil
-		for _, l := range b.input {
+		for _, l := range b.Input {
 			name, a := splitArgs(l)
 			n, err := strconv.Atoi(a.take())
 			if err != nil {
@@ -196,7 +98,7 @@ func (h *harness) run(b block) ([]string, error) {
 		return []string{fmt.Sprintf("%d launches in flight", len(h.state.InFlight))}, nil
 	case "pods":
 		h.state.Pending = nil
-		for _, l := range b.input {
+		for _, l := range b.Input {
 			pods, err := h.parsePods(l)
 			if err != nil {
 				return nil, err
@@ -206,7 +108,7 @@ func (h *harness) run(b block) ([]string, error) {
 		return []string{fmt.Sprintf("%d pending pods", len(h.state.Pending))}, nil
 	case "prices":
 		h.state.Prices = make(map[string]float64)
-		for _, l := range b.input {
+		for _, l := range b.Input {
 			f := strings.Fields(l)
 			if len(f) != 2 {
 				return nil, fmt.Errorf("price %q: want CONFIG PRICE", l)

@@ -1,17 +1,14 @@
 package sched
 
 import (
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/haul-dev/haul/internal/scripttest"
 	"time"
 )
-
-var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actual output")
 
 // TestScripts runs the scenario scripts in testdata. A script is a sequence
 // of blocks, each a command line, optional input lines, a "----" line and the
@@ -35,100 +32,10 @@ var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actua
 //	counts
 func TestScripts(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no scripts in testdata")
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-			t.Parallel()
-			runScript(t, file)
-		})
-	}
-}
-
-type block struct {
-	pre   []string // comments and blank lines before the command
-	line  int      // of the command, 1-based
-	cmd   string
-	input []string
-	want  []string
-}
-
-func parseScript(text string) (blocks []block, trailer []string, err error) {
-	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
-	var pre []string
-	for i := 0; i < len(lines); {
-		l := lines[i]
-		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
-			pre = append(pre, l)
-			i++
-			continue
-		}
-		b := block{pre: pre, line: i + 1, cmd: l}
-		pre = nil
-		i++
-		for ; i < len(lines) && lines[i] != "----"; i++ {
-			b.input = append(b.input, lines[i])
-		}
-		if i == len(lines) {
-			return nil, nil, fmt.Errorf("line %d: command %q has no ---- line", b.line, b.cmd)
-		}
-		i++ // ----
-		for ; i < len(lines) && strings.TrimSpace(lines[i]) != ""; i++ {
-			b.want = append(b.want, lines[i])
-		}
-		i++ // the blank line ending the block
-		blocks = append(blocks, b)
-	}
-	return blocks, pre, nil
-}
-
-func runScript(t *testing.T, file string) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks, trailer, err := parseScript(string(data))
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	h := &harness{t: t}
-	var out strings.Builder
-	for i, b := range blocks {
-		got := h.run(b)
-		if len(got) == 0 {
-			got = []string{"ok"}
-		}
-		if !*rewrite && strings.Join(got, "\n") != strings.Join(b.want, "\n") {
-			t.Errorf("%s:%d: %s\n--- want\n%s\n--- got\n%s", file, b.line, b.cmd, strings.Join(b.want, "\n"), strings.Join(got, "\n"))
-		}
-		for _, l := range b.pre {
-			out.WriteString(l + "\n")
-		}
-		out.WriteString(b.cmd + "\n")
-		for _, l := range b.input {
-			out.WriteString(l + "\n")
-		}
-		out.WriteString("----\n")
-		for _, l := range got {
-			out.WriteString(l + "\n")
-		}
-		if i < len(blocks)-1 || len(trailer) > 0 {
-			out.WriteString("\n")
-		}
-	}
-	for _, l := range trailer {
-		out.WriteString(l + "\n")
-	}
-	if *rewrite {
-		if err := os.WriteFile(file, []byte(out.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	scripttest.Run(t, "testdata/*.txt", func(t *testing.T) func(scripttest.Block) ([]string, error) {
+		h := &harness{t: t}
+		return func(b scripttest.Block) ([]string, error) { return h.run(b), nil }
+	})
 }
 
 // harness holds one script's job, its task names and its fake clock.
@@ -154,10 +61,10 @@ func args(words []string) (kv map[string]string, pos []string) {
 	return kv, pos
 }
 
-func (h *harness) run(b block) []string {
-	words := strings.Fields(b.cmd)
+func (h *harness) run(b scripttest.Block) []string {
+	words := strings.Fields(b.Cmd)
 	kv, pos := args(words[1:])
-	out, err := h.exec(words[0], kv, pos, words[1:], b.input)
+	out, err := h.exec(words[0], kv, pos, words[1:], b.Input)
 	if err != nil {
 		return append(out, "error: "+err.Error())
 	}
