@@ -44,14 +44,25 @@ type inProcBackend struct {
 func (b *inProcBackend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.mu.Lock()
-	b.cancels[s.ID] = cancel
-	b.started++
-	fail := b.started <= b.failFirst
+	fail := b.started < b.failFirst
+	if !fail {
+		b.cancels[s.ID] = cancel
+	}
 	b.mu.Unlock()
 	if fail {
-		go b.r.WorkerGone(s.ID, "exited with status 1")
+		// The failure is reported before the start is counted, so a test
+		// that sees the count knows the runner has recorded the failure
+		// (and its backoff) at the clock's current time.
+		cancel()
+		b.r.WorkerGone(s.ID, "exited with status 1")
+		b.mu.Lock()
+		b.started++
+		b.mu.Unlock()
 		return nil
 	}
+	b.mu.Lock()
+	b.started++
+	b.mu.Unlock()
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
