@@ -53,7 +53,7 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 		if jr == nil || !jr.core.Finished(res.TaskIndex, res.Attempt, outcomeOf(res), now) {
 			continue
 		}
-		a := attemptFromResult(jr, w, res)
+		a := attemptFromResult(jr, w, res, now)
 		attempts = append(attempts, a)
 		info[res.TaskIndex] = resultInfo{exit: res.ExitCode, reason: a.Reason, started: a.StartedAt, finished: a.FinishedAt}
 	}
@@ -195,7 +195,7 @@ func outcomeOf(res *taskhostv1.AttemptResult) sched.Outcome {
 	return sched.Failure
 }
 
-func attemptFromResult(jr *jobRun, w *worker, res *taskhostv1.AttemptResult) store.Attempt {
+func attemptFromResult(jr *jobRun, w *worker, res *taskhostv1.AttemptResult, now time.Time) store.Attempt {
 	a := store.Attempt{
 		JobID: jr.job.ID, TaskIndex: res.TaskIndex, Number: res.Attempt, Tier: w.tier, WorkerID: w.id,
 		ExitCode: res.ExitCode, Signal: res.Signal, Reason: res.Reason, Message: res.Message,
@@ -206,7 +206,7 @@ func attemptFromResult(jr *jobRun, w *worker, res *taskhostv1.AttemptResult) sto
 		a.StartedAt = jr.tasks[res.TaskIndex].StartedAt
 	}
 	if res.FinishedUnixNanos == 0 {
-		a.FinishedAt = time.Now()
+		a.FinishedAt = now
 	}
 	switch outcomeOf(res) {
 	case sched.Success:
