@@ -42,25 +42,22 @@ type inProcBackend struct {
 }
 
 func (b *inProcBackend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
-	ctx, cancel := context.WithCancel(context.Background())
 	b.mu.Lock()
 	fail := b.started < b.failFirst
-	if !fail {
-		b.cancels[s.ID] = cancel
-	}
 	b.mu.Unlock()
 	if fail {
 		// The failure is reported before the start is counted, so a test
 		// that sees the count knows the runner has recorded the failure
 		// (and its backoff) at the clock's current time.
-		cancel()
 		b.r.WorkerGone(s.ID, "exited with status 1")
 		b.mu.Lock()
 		b.started++
 		b.mu.Unlock()
 		return nil
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	b.mu.Lock()
+	b.cancels[s.ID] = cancel
 	b.started++
 	b.mu.Unlock()
 	b.wg.Add(1)
@@ -78,6 +75,7 @@ func (b *inProcBackend) StartWorker(_ context.Context, s runner.WorkerSpec) erro
 		b.mu.Lock()
 		delete(b.cancels, s.ID)
 		b.mu.Unlock()
+		cancel()
 		b.r.WorkerGone(s.ID, why)
 	}()
 	return nil
