@@ -71,17 +71,19 @@ type FileKubernetes struct {
 
 // FileLaunch is one launch config.
 type FileLaunch struct {
-	Name            string            `yaml:"name"`
-	InstanceType    string            `yaml:"instance_type"`
-	Zone            string            `yaml:"zone"`
-	Purchase        string            `yaml:"purchase"`
-	Capacity        FileResources     `yaml:"capacity"`
-	PricePerHour    float64           `yaml:"price_per_hour"`
-	Reserved        bool              `yaml:"reserved"`
-	Labels          map[string]string `yaml:"labels"`
-	Taints          []Taint           `yaml:"taints"`
-	MaxNodes        int               `yaml:"max_nodes"`
-	MaxSpendPerHour float64           `yaml:"max_spend_per_hour"`
+	Name                 string            `yaml:"name"`
+	InstanceType         string            `yaml:"instance_type"`
+	Zone                 string            `yaml:"zone"`
+	Purchase             string            `yaml:"purchase"`
+	Capacity             FileResources     `yaml:"capacity"`
+	PricePerHour         float64           `yaml:"price_per_hour"`
+	Reserved             bool              `yaml:"reserved"`
+	Labels               map[string]string `yaml:"labels"`
+	Taints               []Taint           `yaml:"taints"`
+	MaxNodes             int               `yaml:"max_nodes"`
+	MaxSpendPerHour      float64           `yaml:"max_spend_per_hour"`
+	MaxAddPerInterval    int               `yaml:"max_add_per_interval"`
+	MaxRemovePerInterval int               `yaml:"max_remove_per_interval"`
 }
 
 // FileResources is a capacity with Kubernetes-style quantities.
@@ -158,6 +160,7 @@ func ParseConfig(data []byte, name string) (Config, *FileConfig, error) {
 			Name: l.Name, InstanceType: l.InstanceType, Zone: l.Zone, Purchase: Purchase(l.Purchase),
 			PricePerHour: l.PricePerHour, Reserved: l.Reserved, Labels: l.Labels, Taints: l.Taints,
 			MaxNodes: l.MaxNodes, MaxSpendPerHour: l.MaxSpendPerHour,
+			MaxAddPerInterval: l.MaxAddPerInterval, MaxRemovePerInterval: l.MaxRemovePerInterval,
 		}
 		switch lc.Purchase {
 		case "":

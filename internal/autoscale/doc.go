@@ -71,7 +71,8 @@
 //     cost nothing here;
 //   - config max nodes and config max spend: the same, for the config;
 //   - add rate: nodes planned by this call plus nodes reported by Launched
-//     (got > 0) within the last Interval, up to and including now.
+//     (got > 0) within the last Interval, up to and including now;
+//   - config add rate: the same, for the config (LaunchConfig.MaxAddPerInterval).
 //
 // Demand left uncovered is reported in Plan.Shortfall by reason: "no config
 // fits" when no config fits the pods at all, "capacity-limited" when every

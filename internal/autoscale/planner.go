@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -28,6 +29,7 @@ const (
 	ReasonConfigMaxNodes  = "config max nodes"
 	ReasonConfigMaxSpend  = "config max spend"
 	ReasonAddRate         = "add rate"
+	ReasonConfigAddRate   = "config add rate"
 )
 
 var reasonOrder = []string{
@@ -38,6 +40,7 @@ var reasonOrder = []string{
 	ReasonConfigMaxNodes,
 	ReasonConfigMaxSpend,
 	ReasonAddRate,
+	ReasonConfigAddRate,
 }
 
 // ErrInvalidConfig is wrapped by every error NewPlanner returns.
@@ -70,6 +73,7 @@ type Planner struct {
 type rateEvent struct {
 	at time.Time
 	n  int
+	ci int // the config, or -1 when unknown
 }
 
 var _ Policy = (*Planner)(nil)
@@ -155,6 +159,9 @@ func validate(cfg Config) error {
 		if lc.MaxNodes < 0 {
 			bad("%s: MaxNodes must not be negative, got %d", where, lc.MaxNodes)
 		}
+		if lc.MaxAddPerInterval < 0 || lc.MaxRemovePerInterval < 0 {
+			bad("%s: MaxAddPerInterval and MaxRemovePerInterval must not be negative, got %d and %d", where, lc.MaxAddPerInterval, lc.MaxRemovePerInterval)
+		}
 		if !nonNegative(lc.MaxSpendPerHour) {
 			bad("%s: MaxSpendPerHour must be a non-negative number, got %v", where, lc.MaxSpendPerHour)
 		}
@@ -232,10 +239,14 @@ func (p *Planner) Launched(config string, asked, got int, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	got = max(got, 0)
-	if got > 0 {
-		p.adds = append(pruneEvents(p.adds, now.Add(-p.cfg.Interval)), rateEvent{at: now, n: got})
-	}
 	ci, ok := p.index[config]
+	if got > 0 {
+		evCI := -1
+		if ok {
+			evCI = ci
+		}
+		p.adds = append(pruneEvents(p.adds, now.Add(-p.cfg.Interval)), rateEvent{at: now, n: got, ci: evCI})
+	}
 	if !ok || asked <= 0 {
 		return
 	}
@@ -300,6 +311,9 @@ type planning struct {
 	cfgNodes   []int
 	added      int // planned by this call
 	recentAdds int
+	// Per config: nodes launched within the last Interval and planned now.
+	cfgRecentAdds []int
+	cfgAdded      []int
 
 	shapes []shape
 	match  []bool // [shape*nc+cfg]: labels, taints and GPU type allow
@@ -361,9 +375,13 @@ func (p *Planner) plan(s *State, tr *trace) Plan {
 		pl.spend += float64(pl.cfgNodes[ci]) * pl.spendPrices[ci]
 	}
 	p.adds = pruneEvents(p.adds, now.Add(-p.cfg.Interval))
+	pl.cfgRecentAdds, pl.cfgAdded = make([]int, nc), make([]int, nc)
 	for _, e := range p.adds {
 		if !e.at.After(now) {
 			pl.recentAdds += e.n
+			if e.ci >= 0 && e.ci < nc {
+				pl.cfgRecentAdds[e.ci] += e.n
+			}
 		}
 	}
 
@@ -683,6 +701,8 @@ func (pl *planning) blocked(ci int) string {
 		return ReasonConfigMaxSpend
 	case l.MaxAddPerInterval > 0 && pl.recentAdds+pl.added+1 > l.MaxAddPerInterval:
 		return ReasonAddRate
+	case lc.MaxAddPerInterval > 0 && pl.cfgRecentAdds[ci]+pl.cfgAdded[ci]+1 > lc.MaxAddPerInterval:
+		return ReasonConfigAddRate
 	}
 	return ""
 }
@@ -692,6 +712,7 @@ func (pl *planning) addNode(ci int) {
 	pl.spend += pl.spendPrices[ci]
 	pl.cfgNodes[ci]++
 	pl.added++
+	pl.cfgAdded[ci]++
 	if at := pl.orderAt[ci]; at >= 0 {
 		pl.launches[at].Count++
 		return
@@ -721,6 +742,7 @@ func (pl *planning) scaleDown() []string {
 	type idle struct {
 		id    string
 		since time.Time
+		ci    int
 	}
 	var idles []idle
 	for i := range s.Nodes {
@@ -745,7 +767,7 @@ func (pl *planning) scaleDown() []string {
 			}
 		}
 		if !wanted {
-			idles = append(idles, idle{id: n.ID, since: since})
+			idles = append(idles, idle{id: n.ID, since: since, ci: ci})
 		}
 	}
 	slices.SortFunc(idles, func(a, b idle) int {
@@ -757,16 +779,21 @@ func (pl *planning) scaleDown() []string {
 
 	allowed := len(idles)
 	p.removes = pruneEvents(p.removes, now.Add(-p.cfg.Interval))
-	if m := p.cfg.Limits.MaxRemovePerInterval; m > 0 {
-		recent := 0
-		for _, e := range p.removes {
-			if e.at.Before(now) {
-				recent += e.n
+	cfgRecent := make([]int, len(p.cfg.Configs))
+	recent := 0
+	for _, e := range p.removes {
+		if e.at.Before(now) {
+			recent += e.n
+			if e.ci >= 0 && e.ci < len(cfgRecent) {
+				cfgRecent[e.ci] += e.n
 			}
 		}
+	}
+	if m := p.cfg.Limits.MaxRemovePerInterval; m > 0 {
 		allowed = min(allowed, max(m-recent, 0))
 	}
 	var out []string
+	removedOf := make(map[int]int)
 	chosen := make(map[string]bool)
 	for _, n := range idles {
 		if len(out) == allowed {
@@ -775,13 +802,17 @@ func (pl *planning) scaleDown() []string {
 		if chosen[n.id] {
 			continue // a duplicate ID in State.Nodes
 		}
+		if m := p.cfg.Configs[n.ci].MaxRemovePerInterval; m > 0 && cfgRecent[n.ci]+removedOf[n.ci] >= m {
+			continue // this config's removal rate is used up
+		}
 		chosen[n.id] = true
+		removedOf[n.ci]++
 		out = append(out, n.id)
 	}
 	// This call's removals replace those of an earlier call at the same time.
 	p.removes = slices.DeleteFunc(p.removes, func(e rateEvent) bool { return e.at.Equal(now) })
-	if len(out) > 0 {
-		p.removes = append(p.removes, rateEvent{at: now, n: len(out)})
+	for _, ci := range slices.Sorted(maps.Keys(removedOf)) {
+		p.removes = append(p.removes, rateEvent{at: now, n: removedOf[ci], ci: ci})
 	}
 	return out
 }

@@ -70,7 +70,7 @@ func checkSeed(seed uint64) error {
 			at := now.Add(-time.Duration(r.IntN(int(eff.Interval/time.Second)+1)) * time.Second)
 			p.Launched(name, asked, got, at)
 			if got > 0 {
-				led.adds = append(led.adds, rateEvent{at: at, n: got})
+				led.adds = append(led.adds, rateEvent{at: at, n: got, ci: configIndex(cfg, name)})
 			}
 			if asked > 0 && name != "unknown" {
 				led.lastAt[name] = at
@@ -97,8 +97,13 @@ func checkSeed(seed uint64) error {
 			return fmt.Errorf("step %d: depends on input order:\n%+v\n%+v", step, plan, again)
 		}
 		led.removes = slices.DeleteFunc(led.removes, func(e rateEvent) bool { return e.at.Equal(now) })
-		if len(plan.Removals) > 0 {
-			led.removes = append(led.removes, rateEvent{at: now, n: len(plan.Removals)})
+		for _, id := range plan.Removals {
+			for _, n := range s.Nodes {
+				if n.ID == id {
+					led.removes = append(led.removes, rateEvent{at: now, n: 1, ci: configIndex(cfg, n.Config)})
+					break
+				}
+			}
 		}
 	}
 	return nil
@@ -144,6 +149,12 @@ func randomConfig(r *rand.Rand) Config {
 		}
 		if r.IntN(4) == 0 {
 			lc.MaxSpendPerHour = float64(r.IntN(800)) / 100
+		}
+		if r.IntN(4) == 0 {
+			lc.MaxAddPerInterval = 1 + r.IntN(4)
+		}
+		if r.IntN(4) == 0 {
+			lc.MaxRemovePerInterval = 1 + r.IntN(3)
 		}
 		cfg.Configs = append(cfg.Configs, lc)
 	}
@@ -385,6 +396,20 @@ func checkPlan(cfg Config, led *ledger, s *State, plan Plan, tr *trace) error {
 			return fmt.Errorf("%d recent + %d planned > max add %d", recent, totalPlanned, l.MaxAddPerInterval)
 		}
 	}
+	for ci, lc := range cfg.Configs {
+		if lc.MaxAddPerInterval <= 0 || planned[lc.Name] == 0 {
+			continue
+		}
+		recent := 0
+		for _, e := range led.adds {
+			if e.ci == ci && e.at.After(now.Add(-cfg.Interval)) && !e.at.After(now) {
+				recent += e.n
+			}
+		}
+		if recent+planned[lc.Name] > lc.MaxAddPerInterval {
+			return fmt.Errorf("config %q: %d recent + %d planned > max add %d", lc.Name, recent, planned[lc.Name], lc.MaxAddPerInterval)
+		}
+	}
 
 	// Removals: existing idle Ready nodes of known configs, once each,
 	// never with worker pods, none a pending pod could use, within the rate.
@@ -432,6 +457,25 @@ func checkPlan(cfg Config, led *ledger, s *State, plan Plan, tr *trace) error {
 		}
 		if recent+len(plan.Removals) > m && len(plan.Removals) > 0 {
 			return fmt.Errorf("%d recent + %d removals > max remove %d", recent, len(plan.Removals), m)
+		}
+	}
+	for ci, lc := range cfg.Configs {
+		if lc.MaxRemovePerInterval <= 0 {
+			continue
+		}
+		recent, now_ := 0, 0
+		for _, e := range led.removes {
+			if e.ci == ci && e.at.After(now.Add(-cfg.Interval)) && e.at.Before(now) {
+				recent += e.n
+			}
+		}
+		for id := range removed {
+			if nodes[id].Config == lc.Name {
+				now_++
+			}
+		}
+		if now_ > 0 && recent+now_ > lc.MaxRemovePerInterval {
+			return fmt.Errorf("config %q: %d recent + %d removals > max remove %d", lc.Name, recent, now_, lc.MaxRemovePerInterval)
 		}
 	}
 
@@ -573,7 +617,7 @@ func checkAccounting(cfg Config, s *State, plan Plan, tr *trace, planned map[str
 			if fitting == 0 || unmarked > 0 {
 				return fmt.Errorf("pod %+v: capacity-limited, yet %d of %d fitting configs are not", *pod, unmarked, fitting)
 			}
-		case ReasonGlobalMaxNodes, ReasonGlobalMaxSpend, ReasonConfigMaxNodes, ReasonConfigMaxSpend, ReasonAddRate:
+		case ReasonGlobalMaxNodes, ReasonGlobalMaxSpend, ReasonConfigMaxNodes, ReasonConfigMaxSpend, ReasonAddRate, ReasonConfigAddRate:
 			if unmarked == 0 {
 				return fmt.Errorf("pod %+v: short for %q with no usable config", *pod, sf.reason)
 			}
@@ -596,4 +640,14 @@ func checkAccounting(cfg Config, s *State, plan Plan, tr *trace, planned map[str
 		return fmt.Errorf("shortfall %+v, trace says %+v", plan.Shortfall, want)
 	}
 	return nil
+}
+
+// configIndex is the position of a config by name, or -1.
+func configIndex(cfg Config, name string) int {
+	for i, lc := range cfg.Configs {
+		if lc.Name == name {
+			return i
+		}
+	}
+	return -1
 }

@@ -24,6 +24,7 @@ import (
 //	        [grace=D] [backoff=D] [interval=D]
 //	  NAME cpu=Q mem=Q [gpu=N] [gpu-type=T] [price=F] [reserved] [spot]
 //	       [labels=k:v,...] [taints=k:v:Effect,...] [max-nodes=N] [max-spend=F]
+//	       [max-add=N] [max-remove=N]
 //	nodes          (replaces the nodes; free defaults to the capacity
 //	                without workers, to nothing with)
 //	  ID CONFIG [notready] [workers=N] [idle=D|noidle] [age=D] [free=cpu:Q,mem:Q,gpu:N]
@@ -246,6 +247,12 @@ func parseConfig(line string) (LaunchConfig, error) {
 		return lc, err
 	}
 	if lc.MaxSpendPerHour, err = a.float("max-spend"); err != nil {
+		return lc, err
+	}
+	if lc.MaxAddPerInterval, err = a.int("max-add"); err != nil {
+		return lc, err
+	}
+	if lc.MaxRemovePerInterval, err = a.int("max-remove"); err != nil {
 		return lc, err
 	}
 	lc.Reserved = a.flag("reserved")

@@ -51,9 +51,12 @@ type LaunchConfig struct {
 	// Labels the node will carry (matched against pods' node selectors).
 	Labels map[string]string
 	Taints []Taint
-	// Per-config limits; zero means none.
-	MaxNodes        int
-	MaxSpendPerHour float64
+	// Per-config limits; zero means none. The rates count per planning
+	// interval, like the global ones.
+	MaxNodes             int
+	MaxSpendPerHour      float64
+	MaxAddPerInterval    int
+	MaxRemovePerInterval int
 }
 
 // Pod is a pending worker pod: the demand.
