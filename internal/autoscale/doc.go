@@ -98,7 +98,9 @@
 // removed, the longest idle first, unless some pending pod could run in its
 // free capacity. A node with worker pods is never removed; nodes that are
 // not Ready are left alone. At most MaxRemovePerInterval nodes are removed
-// per Interval: the planner counts the removals it returned in earlier
+// per Interval, and at most a config's own MaxRemovePerInterval of that
+// config; a node whose config's rate is used up is skipped for the next
+// idle one. The planner counts the removals it returned in earlier
 // calls within the last Interval (before now); a second call with the same
 // Now replaces the first call's removals instead of adding to them.
 //
