@@ -56,42 +56,51 @@ func TestHundredMegabyteLog(t *testing.T) {
 
 	s := startUp(t, freePort(t), t.TempDir(), "")
 	env := []string{"HAUL_SERVER=" + s.url()}
-	spec := writeSpec(t, "name: big-log\ntasks:\n  - {key: big, command: [cat, "+src+"]}\n")
+	spec := writeSpec(t, "name: big-log\ntasks:\n  - {key: big, command: [cat, "+src+"]}\n  - {key: tiny, command: [echo, hi]}\n")
 	if r := haul(t, env, "run", spec); r.code != 0 {
 		t.Fatalf("run: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	id := strings.SplitN(haul(t, env, "job", "list", "--limit", "1", "-o", "json").stdout, `"id": "`, 2)[1][:13]
-	serverBase := peakRSS(t, s.cmd.Process.Pid)
 
-	cmd := exec.Command(haulBin, "task", "logs", id, "big")
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	// readLog runs `haul task logs` and returns the bytes' count and hash
+	// and the client's peak RSS.
+	readLog := func(key string) (int64, []byte, int64) {
+		cmd := exec.Command(haulBin, "task", "logs", id, key)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("task logs %s: %v %s", key, err, stderr.String())
+		}
+		return n, h.Sum(nil), cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	_, _, clientBase := readLog("tiny")
+	serverBase := peakRSS(t, s.cmd.Process.Pid)
+	n, sum, clientPeak := readLog("big")
+	if n != size || !bytes.Equal(sum, want.Sum(nil)) {
+		t.Fatalf("log: %d bytes, sha256 %x; want %d bytes, sha256 %x", n, sum, size, want.Sum(nil))
 	}
-	got := sha256.New()
-	n, err := io.Copy(got, out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("task logs: %v %s", err, stderr.String())
-	}
-	if n != size || !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
-		t.Fatalf("log: %d bytes, sha256 %x; want %d bytes, sha256 %x", n, got.Sum(nil), size, want.Sum(nil))
-	}
-	clientPeak := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
 	serverPeak := peakRSS(t, s.cmd.Process.Pid)
-	t.Logf("100 MiB log: client peak RSS %d MiB; server peak RSS %d MiB before reading, %d MiB after", clientPeak>>20, serverBase>>20, serverPeak>>20)
-	if clientPeak > 60<<20 {
-		t.Errorf("client peak RSS %d MiB for a 100 MiB log: it holds the log in memory", clientPeak>>20)
+	t.Logf("100 MiB log: client peak RSS %d MiB (%d MiB for a 3-byte log); server peak RSS %d MiB before reading, %d MiB after",
+		clientPeak>>20, clientBase>>20, serverBase>>20, serverPeak>>20)
+	// Holding the log would add 100 MiB; streaming adds what the garbage
+	// collector lets the message buffers take before it runs.
+	if clientPeak-clientBase > size/2 {
+		t.Errorf("client peak RSS grew by %d MiB reading a 100 MiB log: it holds the log in memory", (clientPeak-clientBase)>>20)
 	}
-	if serverPeak-serverBase > 60<<20 {
+	if serverPeak-serverBase > size/2 {
 		t.Errorf("server peak RSS grew by %d MiB while streaming a 100 MiB log", (serverPeak-serverBase)>>20)
 	}
 }
