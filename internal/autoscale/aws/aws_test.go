@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,7 +43,9 @@ func setup(t *testing.T, mod func(*Config), wrap func(EC2API) EC2API) *bundle {
 	t.Helper()
 	ctx := testContext(t)
 	raw := motoClient(t)
-	name := safeName(t.Name())
+	// Unique per setup: one moto server serves the whole test binary, and
+	// -count=N runs each test again against it.
+	name := fmt.Sprintf("%s-%d", safeName(t.Name()), setupSeq.Add(1))
 	image := motoImage(t, ctx, raw)
 	_, err := raw.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: awssdk.String(name),
@@ -87,6 +90,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // safeName turns a test name into a launch template name and tag value.
+var setupSeq atomic.Int64
+
 func safeName(s string) string {
 	return strings.Map(func(r rune) rune {
 		switch {
