@@ -18,13 +18,12 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 )
 
 //go:embed migrations/*.sql
@@ -73,44 +72,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// migration is one numbered file of migrations/.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations in order.
-func migrations() ([]migration, error) {
-	entries, err := migrationFS.ReadDir("migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		name := e.Name()
-		if len(name) < 10 || name[4] != '_' || !strings.HasSuffix(name, ".sql") {
-			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", name)
-		}
-		v, err := strconv.Atoi(name[:4])
-		if err != nil {
-			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", name)
-		}
-		if v != len(ms)+1 {
-			return nil, fmt.Errorf("migration file %s: version %d, want %d (versions count up from 1 without gaps)", name, v, len(ms)+1)
-		}
-		b, err := migrationFS.ReadFile("migrations/" + name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: strings.TrimSuffix(name, ".sql"), sql: string(b)})
-	}
-	return ms, nil
-}
-
 // migrate applies the migrations the database lacks, in one transaction.
 func (s *Store) migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := storesql.Migrations(migrationFS)
 	if err != nil {
 		return err
 	}
@@ -129,13 +93,13 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("migrate: the database has schema version %d, newer than this binary knows (%d): use a newer haul", have, len(ms))
 		}
 		for _, m := range ms[have:] {
-			if _, err := tx.Exec(ctx, m.sql); err != nil { // no arguments: simple protocol, several statements
-				return fmt.Errorf("migrate: apply %s: %w", m.name, err)
+			if _, err := tx.Exec(ctx, m.SQL); err != nil { // no arguments: simple protocol, several statements
+				return fmt.Errorf("migrate: apply %s: %w", m.Name, err)
 			}
-			if _, err := tx.Exec(ctx, qRecordMigration, m.version, m.name); err != nil {
-				return fmt.Errorf("migrate: record %s: %w", m.name, err)
+			if _, err := tx.Exec(ctx, qRecordMigration, m.Version, m.Name); err != nil {
+				return fmt.Errorf("migrate: record %s: %w", m.Name, err)
 			}
-			s.log.InfoContext(ctx, "applied store migration", "driver", "postgres", "database", s.db, "migration", m.name)
+			s.log.InfoContext(ctx, "applied store migration", "driver", "postgres", "database", s.db, "migration", m.Name)
 		}
 		return nil
 	})

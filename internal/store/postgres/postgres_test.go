@@ -69,7 +69,7 @@ func BenchmarkStore(b *testing.B) {
 func TestMigrations(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	ms, err := migrations()
+	ms, err := storesql.Migrations(migrationFS)
 	if err != nil {
 		t.Fatal(err)
 	}

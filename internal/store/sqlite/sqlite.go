@@ -32,13 +32,13 @@ import (
 	"log/slog"
 	"path"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 
 	"modernc.org/sqlite"
 
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 )
 
 //go:embed migrations/*.sql
@@ -146,44 +146,9 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// migration is one numbered file of migrations/.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations in order.
-func migrations() ([]migration, error) {
-	entries, err := migrationFS.ReadDir("migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		name := e.Name()
-		if len(name) < 10 || name[4] != '_' || !strings.HasSuffix(name, ".sql") {
-			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", name)
-		}
-		v, err := strconv.Atoi(name[:4])
-		if err != nil {
-			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", name)
-		}
-		if v != len(ms)+1 {
-			return nil, fmt.Errorf("migration file %s: version %d, want %d (versions count up from 1 without gaps)", e.Name(), v, len(ms)+1)
-		}
-		b, err := migrationFS.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: strings.TrimSuffix(e.Name(), ".sql"), sql: string(b)})
-	}
-	return ms, nil
-}
-
 // migrate applies the migrations the database lacks, in one transaction.
 func (s *Store) migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := storesql.Migrations(migrationFS)
 	if err != nil {
 		return err
 	}
@@ -203,13 +168,13 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: the database has schema version %d, newer than this binary knows (%d): use a newer haul", have, len(ms))
 	}
 	for _, m := range ms[have:] {
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("migrate: apply %s: %w", m.name, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("migrate: apply %s: %w", m.Name, err)
 		}
-		if _, err := tx.ExecContext(ctx, qRecordMigration, m.version, m.name); err != nil {
-			return fmt.Errorf("migrate: record %s: %w", m.name, err)
+		if _, err := tx.ExecContext(ctx, qRecordMigration, m.Version, m.Name); err != nil {
+			return fmt.Errorf("migrate: record %s: %w", m.Name, err)
 		}
-		s.log.InfoContext(ctx, "applied store migration", "driver", "sqlite", "path", s.path, "migration", m.name)
+		s.log.InfoContext(ctx, "applied store migration", "driver", "sqlite", "path", s.path, "migration", m.Name)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("migrate: %w", err)

@@ -64,7 +64,7 @@ func schemaVersion(t *testing.T, path string) int {
 
 func TestMigrations(t *testing.T) {
 	t.Parallel()
-	ms, err := migrations()
+	ms, err := storesql.Migrations(migrationFS)
 	if err != nil {
 		t.Fatal(err)
 	}
