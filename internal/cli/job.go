@@ -18,6 +18,7 @@ import (
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/spec"
+	"github.com/haul-dev/haul/internal/store"
 )
 
 func (a *app) jobCmd() *cobra.Command {
@@ -216,7 +217,7 @@ func (a *app) jobCancelCmd() *cobra.Command {
 				return a.printJSON(resp.Msg.Job)
 			}
 			j := resp.Msg.Job
-			if isTerminal(j.State) {
+			if store.JobState(j.State).Terminal() {
 				fmt.Fprintf(a.stdout, "job %s already %s\n", j.Id, j.State)
 			} else {
 				fmt.Fprintf(a.stdout, "job %s: cancel requested\n", j.Id)
@@ -224,10 +225,6 @@ func (a *app) jobCancelCmd() *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func isTerminal(state string) bool {
-	return state == "succeeded" || state == "failed" || state == "cancelled"
 }
 
 // failedSummary lists a few failed tasks with the commands to dig in.

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
+	"github.com/haul-dev/haul/internal/store"
 )
 
 func (a *app) taskCmd() *cobra.Command {
@@ -341,10 +342,9 @@ keep running, and the job ends failed unless every task succeeded.`,
 			if a.output == "json" {
 				return a.printJSON(proto.Message(t))
 			}
-			switch t.State {
-			case "succeeded", "failed", "upstream_failed", "cancelled":
+			if store.TaskState(t.State).Terminal() {
 				fmt.Fprintf(a.stdout, "task %s already %s\n", t.Key, t.State)
-			default:
+			} else {
 				fmt.Fprintf(a.stdout, "task %s: cancel requested\n", t.Key)
 			}
 			return nil

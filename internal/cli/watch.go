@@ -14,6 +14,7 @@ import (
 
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
+	"github.com/haul-dev/haul/internal/store"
 )
 
 // errInterrupted is returned by watch when its context ends first.
@@ -58,12 +59,12 @@ func (a *app) watch(ctx context.Context, c apiv1connect.JobServiceClient, id str
 		switch {
 		case tty:
 			fmt.Fprintf(a.stderr, "\r\033[K%s", line)
-		case line != last && time.Since(lastPrint) >= 5*time.Second, isTerminal(j.State) && line != last:
+		case line != last && time.Since(lastPrint) >= 5*time.Second, store.JobState(j.State).Terminal() && line != last:
 			fmt.Fprintln(a.stderr, line)
 			lastPrint = time.Now()
 			last = line
 		}
-		if isTerminal(j.State) {
+		if store.JobState(j.State).Terminal() {
 			if tty {
 				fmt.Fprintln(a.stderr)
 			}

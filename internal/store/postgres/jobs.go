@@ -36,17 +36,9 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 	if err := storesql.CheckNewJob(job, tasks); err != nil {
 		return err
 	}
-	labels, err := json.Marshal(job.Labels)
+	labels, env, tiers, err := storesql.JobColumns(job)
 	if err != nil {
-		return fmt.Errorf("create job %s: encode labels: %w", job.ID, err)
-	}
-	env, err := json.Marshal(job.Env)
-	if err != nil {
-		return fmt.Errorf("create job %s: encode env: %w", job.ID, err)
-	}
-	tiers, err := json.Marshal(job.Tiers)
-	if err != nil {
-		return fmt.Errorf("create job %s: encode tiers: %w", job.ID, err)
+		return err
 	}
 	n := int64(len(tasks))
 	err = s.pool.withTx(ctx, func(tx pgx.Tx) error {

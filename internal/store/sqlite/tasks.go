@@ -23,18 +23,7 @@ func scanTask(rows *sql.Rows) (store.Task, error) {
 	if err != nil {
 		return t, err
 	}
-	t.State = store.TaskState(state)
-	t.StartedAt, t.FinishedAt = storesql.FromNanos(started), storesql.FromNanos(finished)
-	if t.Argv, err = storesql.DecodeList("argv", argv); err != nil {
-		return t, fmt.Errorf("task %d: %w", t.Index, err)
-	}
-	if t.Env, err = storesql.DecodeMap("env", env); err != nil {
-		return t, fmt.Errorf("task %d: %w", t.Index, err)
-	}
-	if t.After, err = storesql.DecodeList("after", after); err != nil {
-		return t, fmt.Errorf("task %d: %w", t.Index, err)
-	}
-	return t, nil
+	return t, storesql.FinishTask(&t, state, started, finished, argv, env, after)
 }
 
 func (s *Store) queryTasks(ctx context.Context, query string, args ...any) ([]store.Task, error) {

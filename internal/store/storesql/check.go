@@ -287,3 +287,35 @@ func DecodeTiers(b []byte) ([]store.Tier, error) {
 	}
 	return l, nil
 }
+
+// JobColumns encodes a job's JSON columns: labels, env and tiers.
+func JobColumns(job *store.Job) (labels, env, tiers []byte, err error) {
+	if labels, err = json.Marshal(job.Labels); err != nil {
+		return nil, nil, nil, fmt.Errorf("create job %s: encode labels: %w", job.ID, err)
+	}
+	if env, err = json.Marshal(job.Env); err != nil {
+		return nil, nil, nil, fmt.Errorf("create job %s: encode env: %w", job.ID, err)
+	}
+	if tiers, err = json.Marshal(job.Tiers); err != nil {
+		return nil, nil, nil, fmt.Errorf("create job %s: encode tiers: %w", job.ID, err)
+	}
+	return labels, env, tiers, nil
+}
+
+// FinishTask fills in a scanned task's decoded columns: its state, times,
+// argv, env and after list.
+func FinishTask(t *store.Task, state string, started, finished *int64, argv, env, after []byte) error {
+	var err error
+	t.State = store.TaskState(state)
+	t.StartedAt, t.FinishedAt = FromNanos(started), FromNanos(finished)
+	if t.Argv, err = DecodeList("argv", argv); err != nil {
+		return fmt.Errorf("task %d: %w", t.Index, err)
+	}
+	if t.Env, err = DecodeMap("env", env); err != nil {
+		return fmt.Errorf("task %d: %w", t.Index, err)
+	}
+	if t.After, err = DecodeList("after", after); err != nil {
+		return fmt.Errorf("task %d: %w", t.Index, err)
+	}
+	return nil
+}
