@@ -363,8 +363,10 @@ type Job struct {
 	// times the share of the node its tier requests (the larger of CPU and
 	// memory). Counted as each worker ends.
 	EstimatedCostUsd float64 `protobuf:"fixed64,15,opt,name=estimated_cost_usd,json=estimatedCostUsd,proto3" json:"estimated_cost_usd,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Requested versus used memory and CPU over the job's finished attempts.
+	Usage         *Usage `protobuf:"bytes,16,opt,name=usage,proto3" json:"usage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -500,6 +502,13 @@ func (x *Job) GetEstimatedCostUsd() float64 {
 		return x.EstimatedCostUsd
 	}
 	return 0
+}
+
+func (x *Job) GetUsage() *Usage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
 }
 
 type GetJobRequest struct {
@@ -809,13 +818,27 @@ type Attempt struct {
 	// Signal name when the process was killed by a signal, such as "SIGKILL".
 	Signal string `protobuf:"bytes,6,opt,name=signal,proto3" json:"signal,omitempty"`
 	// Why the attempt ended when it did not exit 0: exit, signal, timeout,
-	// cancelled, lost, start_error.
-	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
-	Message       string                 `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// cancelled, lost, start_error, oom.
+	Reason     string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message    string                 `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// Killed for running out of memory on its tier (reason "oom").
+	Oom bool `protobuf:"varint,11,opt,name=oom,proto3" json:"oom,omitempty"`
+	// How the tier's memory limit was enforced: cgroup-v1, cgroup-v2,
+	// rss-poll or none.
+	Enforcement      string      `protobuf:"bytes,12,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
+	CpuUserSeconds   float64     `protobuf:"fixed64,13,opt,name=cpu_user_seconds,json=cpuUserSeconds,proto3" json:"cpu_user_seconds,omitempty"`
+	CpuSystemSeconds float64     `protobuf:"fixed64,14,opt,name=cpu_system_seconds,json=cpuSystemSeconds,proto3" json:"cpu_system_seconds,omitempty"`
+	PeakRssBytes     int64       `protobuf:"varint,15,opt,name=peak_rss_bytes,json=peakRssBytes,proto3" json:"peak_rss_bytes,omitempty"`
+	AvgRssBytes      int64       `protobuf:"varint,16,opt,name=avg_rss_bytes,json=avgRssBytes,proto3" json:"avg_rss_bytes,omitempty"`
+	Gpus             []*GPUUsage `protobuf:"bytes,17,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	GpuNote          string      `protobuf:"bytes,18,opt,name=gpu_note,json=gpuNote,proto3" json:"gpu_note,omitempty"`
+	// The tier's requests, for comparison with what was used.
+	MemoryRequestBytes int64   `protobuf:"varint,19,opt,name=memory_request_bytes,json=memoryRequestBytes,proto3" json:"memory_request_bytes,omitempty"`
+	CpuRequest         float64 `protobuf:"fixed64,20,opt,name=cpu_request,json=cpuRequest,proto3" json:"cpu_request,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Attempt) Reset() {
@@ -918,17 +941,246 @@ func (x *Attempt) GetFinishedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Attempt) GetOom() bool {
+	if x != nil {
+		return x.Oom
+	}
+	return false
+}
+
+func (x *Attempt) GetEnforcement() string {
+	if x != nil {
+		return x.Enforcement
+	}
+	return ""
+}
+
+func (x *Attempt) GetCpuUserSeconds() float64 {
+	if x != nil {
+		return x.CpuUserSeconds
+	}
+	return 0
+}
+
+func (x *Attempt) GetCpuSystemSeconds() float64 {
+	if x != nil {
+		return x.CpuSystemSeconds
+	}
+	return 0
+}
+
+func (x *Attempt) GetPeakRssBytes() int64 {
+	if x != nil {
+		return x.PeakRssBytes
+	}
+	return 0
+}
+
+func (x *Attempt) GetAvgRssBytes() int64 {
+	if x != nil {
+		return x.AvgRssBytes
+	}
+	return 0
+}
+
+func (x *Attempt) GetGpus() []*GPUUsage {
+	if x != nil {
+		return x.Gpus
+	}
+	return nil
+}
+
+func (x *Attempt) GetGpuNote() string {
+	if x != nil {
+		return x.GpuNote
+	}
+	return ""
+}
+
+func (x *Attempt) GetMemoryRequestBytes() int64 {
+	if x != nil {
+		return x.MemoryRequestBytes
+	}
+	return 0
+}
+
+func (x *Attempt) GetCpuRequest() float64 {
+	if x != nil {
+		return x.CpuRequest
+	}
+	return 0
+}
+
+type GPUUsage struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Index                 int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Name                  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	PeakMemoryBytes       int64                  `protobuf:"varint,3,opt,name=peak_memory_bytes,json=peakMemoryBytes,proto3" json:"peak_memory_bytes,omitempty"`
+	AvgUtilizationPercent float64                `protobuf:"fixed64,4,opt,name=avg_utilization_percent,json=avgUtilizationPercent,proto3" json:"avg_utilization_percent,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *GPUUsage) Reset() {
+	*x = GPUUsage{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GPUUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GPUUsage) ProtoMessage() {}
+
+func (x *GPUUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GPUUsage.ProtoReflect.Descriptor instead.
+func (*GPUUsage) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GPUUsage) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *GPUUsage) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GPUUsage) GetPeakMemoryBytes() int64 {
+	if x != nil {
+		return x.PeakMemoryBytes
+	}
+	return 0
+}
+
+func (x *GPUUsage) GetAvgUtilizationPercent() float64 {
+	if x != nil {
+		return x.AvgUtilizationPercent
+	}
+	return 0
+}
+
+// Usage compares what a job's attempts requested (their tier's memory and
+// CPU, for as long as each attempt ran) with what they used (average RSS and
+// CPU time). Memory is in byte-seconds, CPU in core-seconds.
+type Usage struct {
+	state                      protoimpl.MessageState `protogen:"open.v1"`
+	MemoryRequestedByteSeconds float64                `protobuf:"fixed64,1,opt,name=memory_requested_byte_seconds,json=memoryRequestedByteSeconds,proto3" json:"memory_requested_byte_seconds,omitempty"`
+	MemoryUsedByteSeconds      float64                `protobuf:"fixed64,2,opt,name=memory_used_byte_seconds,json=memoryUsedByteSeconds,proto3" json:"memory_used_byte_seconds,omitempty"`
+	CpuRequestedSeconds        float64                `protobuf:"fixed64,3,opt,name=cpu_requested_seconds,json=cpuRequestedSeconds,proto3" json:"cpu_requested_seconds,omitempty"`
+	CpuUsedSeconds             float64                `protobuf:"fixed64,4,opt,name=cpu_used_seconds,json=cpuUsedSeconds,proto3" json:"cpu_used_seconds,omitempty"`
+	// Largest peak RSS of any attempt.
+	PeakRssBytes int64 `protobuf:"varint,5,opt,name=peak_rss_bytes,json=peakRssBytes,proto3" json:"peak_rss_bytes,omitempty"`
+	// Attempts killed for running out of memory.
+	OomAttempts   int64 `protobuf:"varint,6,opt,name=oom_attempts,json=oomAttempts,proto3" json:"oom_attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Usage) Reset() {
+	*x = Usage{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Usage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Usage) ProtoMessage() {}
+
+func (x *Usage) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Usage.ProtoReflect.Descriptor instead.
+func (*Usage) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Usage) GetMemoryRequestedByteSeconds() float64 {
+	if x != nil {
+		return x.MemoryRequestedByteSeconds
+	}
+	return 0
+}
+
+func (x *Usage) GetMemoryUsedByteSeconds() float64 {
+	if x != nil {
+		return x.MemoryUsedByteSeconds
+	}
+	return 0
+}
+
+func (x *Usage) GetCpuRequestedSeconds() float64 {
+	if x != nil {
+		return x.CpuRequestedSeconds
+	}
+	return 0
+}
+
+func (x *Usage) GetCpuUsedSeconds() float64 {
+	if x != nil {
+		return x.CpuUsedSeconds
+	}
+	return 0
+}
+
+func (x *Usage) GetPeakRssBytes() int64 {
+	if x != nil {
+		return x.PeakRssBytes
+	}
+	return 0
+}
+
+func (x *Usage) GetOomAttempts() int64 {
+	if x != nil {
+		return x.OomAttempts
+	}
+	return 0
+}
+
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Index int32                  `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
 	Key   string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
 	// blocked, queued, running, succeeded, failed, upstream_failed, cancelled
-	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
-	Command       []string               `protobuf:"bytes,5,rep,name=command,proto3" json:"command,omitempty"`
-	Env           map[string]string      `protobuf:"bytes,6,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Cwd           string                 `protobuf:"bytes,7,opt,name=cwd,proto3" json:"cwd,omitempty"`
-	After         []string               `protobuf:"bytes,8,rep,name=after,proto3" json:"after,omitempty"`
+	State   string            `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Command []string          `protobuf:"bytes,5,rep,name=command,proto3" json:"command,omitempty"`
+	Env     map[string]string `protobuf:"bytes,6,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Cwd     string            `protobuf:"bytes,7,opt,name=cwd,proto3" json:"cwd,omitempty"`
+	After   []string          `protobuf:"bytes,8,rep,name=after,proto3" json:"after,omitempty"`
+	// The tier the task runs on now: the one it started on, or a later one
+	// after out-of-memory kills.
 	Tier          string                 `protobuf:"bytes,9,opt,name=tier,proto3" json:"tier,omitempty"`
 	Retries       int32                  `protobuf:"varint,10,opt,name=retries,proto3" json:"retries,omitempty"`
 	TimeoutMs     int64                  `protobuf:"varint,11,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
@@ -943,7 +1195,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[12]
+	mi := &file_haul_api_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1207,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[12]
+	mi := &file_haul_api_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1220,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Task) GetJobId() string {
@@ -1097,7 +1349,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[13]
+	mi := &file_haul_api_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1361,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[13]
+	mi := &file_haul_api_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1374,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -1170,7 +1422,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[14]
+	mi := &file_haul_api_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1434,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[14]
+	mi := &file_haul_api_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1447,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1222,7 +1474,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[15]
+	mi := &file_haul_api_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1486,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[15]
+	mi := &file_haul_api_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1499,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetTaskRequest) GetJobId() string {
@@ -1276,7 +1528,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[16]
+	mi := &file_haul_api_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1540,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[16]
+	mi := &file_haul_api_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1553,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetTaskResponse) GetTask() *Task {
@@ -1335,7 +1587,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	mi := &file_haul_api_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1599,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	mi := &file_haul_api_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1612,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelTaskRequest) GetJobId() string {
@@ -1386,7 +1638,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	mi := &file_haul_api_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1650,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	mi := &file_haul_api_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1663,7 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CancelTaskResponse) GetTask() *Task {
@@ -1436,7 +1688,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[19]
+	mi := &file_haul_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1448,7 +1700,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[19]
+	mi := &file_haul_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1461,7 +1713,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetLogsRequest) GetJobId() string {
@@ -1511,7 +1763,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[20]
+	mi := &file_haul_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1775,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[20]
+	mi := &file_haul_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1788,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetLogsResponse) GetChunks() []*LogChunk {
@@ -1564,7 +1816,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[21]
+	mi := &file_haul_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1576,7 +1828,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[21]
+	mi := &file_haul_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1589,7 +1841,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LogChunk) GetStream() LogStream {
@@ -1638,7 +1890,7 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\tsucceeded\x18\x04 \x01(\x03R\tsucceeded\x12\x16\n" +
 	"\x06failed\x18\x05 \x01(\x03R\x06failed\x12'\n" +
 	"\x0fupstream_failed\x18\x06 \x01(\x03R\x0eupstreamFailed\x12\x1c\n" +
-	"\tcancelled\x18\a \x01(\x03R\tcancelled\"\x9f\x05\n" +
+	"\tcancelled\x18\a \x01(\x03R\tcancelled\"\xc9\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -1660,7 +1912,8 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\vmax_workers\x18\r \x01(\x05R\n" +
 	"maxWorkers\x12%\n" +
 	"\x0eworker_seconds\x18\x0e \x01(\x01R\rworkerSeconds\x12,\n" +
-	"\x12estimated_cost_usd\x18\x0f \x01(\x01R\x10estimatedCostUsd\x1a9\n" +
+	"\x12estimated_cost_usd\x18\x0f \x01(\x01R\x10estimatedCostUsd\x12(\n" +
+	"\x05usage\x18\x10 \x01(\v2\x12.haul.api.v1.UsageR\x05usage\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"&\n" +
@@ -1680,7 +1933,7 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\x10CancelJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"7\n" +
 	"\x11CancelJobResponse\x12\"\n" +
-	"\x03job\x18\x01 \x01(\v2\x10.haul.api.v1.JobR\x03job\"\xc7\x02\n" +
+	"\x03job\x18\x01 \x01(\v2\x10.haul.api.v1.JobR\x03job\"\xb6\x05\n" +
 	"\aAttempt\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x12\n" +
 	"\x04tier\x18\x02 \x01(\tR\x04tier\x12\x1b\n" +
@@ -1694,7 +1947,30 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\"\x99\x04\n" +
+	"finishedAt\x12\x10\n" +
+	"\x03oom\x18\v \x01(\bR\x03oom\x12 \n" +
+	"\venforcement\x18\f \x01(\tR\venforcement\x12(\n" +
+	"\x10cpu_user_seconds\x18\r \x01(\x01R\x0ecpuUserSeconds\x12,\n" +
+	"\x12cpu_system_seconds\x18\x0e \x01(\x01R\x10cpuSystemSeconds\x12$\n" +
+	"\x0epeak_rss_bytes\x18\x0f \x01(\x03R\fpeakRssBytes\x12\"\n" +
+	"\ravg_rss_bytes\x18\x10 \x01(\x03R\vavgRssBytes\x12)\n" +
+	"\x04gpus\x18\x11 \x03(\v2\x15.haul.api.v1.GPUUsageR\x04gpus\x12\x19\n" +
+	"\bgpu_note\x18\x12 \x01(\tR\agpuNote\x120\n" +
+	"\x14memory_request_bytes\x18\x13 \x01(\x03R\x12memoryRequestBytes\x12\x1f\n" +
+	"\vcpu_request\x18\x14 \x01(\x01R\n" +
+	"cpuRequest\"\x98\x01\n" +
+	"\bGPUUsage\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
+	"\x11peak_memory_bytes\x18\x03 \x01(\x03R\x0fpeakMemoryBytes\x126\n" +
+	"\x17avg_utilization_percent\x18\x04 \x01(\x01R\x15avgUtilizationPercent\"\xaa\x02\n" +
+	"\x05Usage\x12A\n" +
+	"\x1dmemory_requested_byte_seconds\x18\x01 \x01(\x01R\x1amemoryRequestedByteSeconds\x127\n" +
+	"\x18memory_used_byte_seconds\x18\x02 \x01(\x01R\x15memoryUsedByteSeconds\x122\n" +
+	"\x15cpu_requested_seconds\x18\x03 \x01(\x01R\x13cpuRequestedSeconds\x12(\n" +
+	"\x10cpu_used_seconds\x18\x04 \x01(\x01R\x0ecpuUsedSeconds\x12$\n" +
+	"\x0epeak_rss_bytes\x18\x05 \x01(\x03R\fpeakRssBytes\x12!\n" +
+	"\foom_attempts\x18\x06 \x01(\x03R\voomAttempts\"\x99\x04\n" +
 	"\x04Task\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12\x10\n" +
@@ -1787,7 +2063,7 @@ func file_haul_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_haul_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_haul_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_haul_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_haul_api_v1_api_proto_goTypes = []any{
 	(LogStream)(0),                // 0: haul.api.v1.LogStream
 	(*SubmitJobRequest)(nil),      // 1: haul.api.v1.SubmitJobRequest
@@ -1802,65 +2078,69 @@ var file_haul_api_v1_api_proto_goTypes = []any{
 	(*CancelJobRequest)(nil),      // 10: haul.api.v1.CancelJobRequest
 	(*CancelJobResponse)(nil),     // 11: haul.api.v1.CancelJobResponse
 	(*Attempt)(nil),               // 12: haul.api.v1.Attempt
-	(*Task)(nil),                  // 13: haul.api.v1.Task
-	(*ListTasksRequest)(nil),      // 14: haul.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 15: haul.api.v1.ListTasksResponse
-	(*GetTaskRequest)(nil),        // 16: haul.api.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),       // 17: haul.api.v1.GetTaskResponse
-	(*CancelTaskRequest)(nil),     // 18: haul.api.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),    // 19: haul.api.v1.CancelTaskResponse
-	(*GetLogsRequest)(nil),        // 20: haul.api.v1.GetLogsRequest
-	(*GetLogsResponse)(nil),       // 21: haul.api.v1.GetLogsResponse
-	(*LogChunk)(nil),              // 22: haul.api.v1.LogChunk
-	nil,                           // 23: haul.api.v1.Job.LabelsEntry
-	nil,                           // 24: haul.api.v1.Task.EnvEntry
-	nil,                           // 25: haul.api.v1.GetTaskResponse.JobEnvEntry
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*GPUUsage)(nil),              // 13: haul.api.v1.GPUUsage
+	(*Usage)(nil),                 // 14: haul.api.v1.Usage
+	(*Task)(nil),                  // 15: haul.api.v1.Task
+	(*ListTasksRequest)(nil),      // 16: haul.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 17: haul.api.v1.ListTasksResponse
+	(*GetTaskRequest)(nil),        // 18: haul.api.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),       // 19: haul.api.v1.GetTaskResponse
+	(*CancelTaskRequest)(nil),     // 20: haul.api.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),    // 21: haul.api.v1.CancelTaskResponse
+	(*GetLogsRequest)(nil),        // 22: haul.api.v1.GetLogsRequest
+	(*GetLogsResponse)(nil),       // 23: haul.api.v1.GetLogsResponse
+	(*LogChunk)(nil),              // 24: haul.api.v1.LogChunk
+	nil,                           // 25: haul.api.v1.Job.LabelsEntry
+	nil,                           // 26: haul.api.v1.Task.EnvEntry
+	nil,                           // 27: haul.api.v1.GetTaskResponse.JobEnvEntry
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_haul_api_v1_api_proto_depIdxs = []int32{
-	23, // 0: haul.api.v1.Job.labels:type_name -> haul.api.v1.Job.LabelsEntry
+	25, // 0: haul.api.v1.Job.labels:type_name -> haul.api.v1.Job.LabelsEntry
 	3,  // 1: haul.api.v1.Job.workers:type_name -> haul.api.v1.Tier
 	4,  // 2: haul.api.v1.Job.counts:type_name -> haul.api.v1.TaskCounts
-	26, // 3: haul.api.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	26, // 4: haul.api.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	26, // 5: haul.api.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	5,  // 6: haul.api.v1.GetJobResponse.job:type_name -> haul.api.v1.Job
-	5,  // 7: haul.api.v1.ListJobsResponse.jobs:type_name -> haul.api.v1.Job
-	5,  // 8: haul.api.v1.CancelJobResponse.job:type_name -> haul.api.v1.Job
-	26, // 9: haul.api.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	26, // 10: haul.api.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
-	24, // 11: haul.api.v1.Task.env:type_name -> haul.api.v1.Task.EnvEntry
-	26, // 12: haul.api.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	26, // 13: haul.api.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	13, // 14: haul.api.v1.ListTasksResponse.tasks:type_name -> haul.api.v1.Task
-	13, // 15: haul.api.v1.GetTaskResponse.task:type_name -> haul.api.v1.Task
-	25, // 16: haul.api.v1.GetTaskResponse.job_env:type_name -> haul.api.v1.GetTaskResponse.JobEnvEntry
-	12, // 17: haul.api.v1.GetTaskResponse.attempts:type_name -> haul.api.v1.Attempt
-	13, // 18: haul.api.v1.CancelTaskResponse.task:type_name -> haul.api.v1.Task
-	0,  // 19: haul.api.v1.GetLogsRequest.streams:type_name -> haul.api.v1.LogStream
-	22, // 20: haul.api.v1.GetLogsResponse.chunks:type_name -> haul.api.v1.LogChunk
-	0,  // 21: haul.api.v1.LogChunk.stream:type_name -> haul.api.v1.LogStream
-	1,  // 22: haul.api.v1.JobService.SubmitJob:input_type -> haul.api.v1.SubmitJobRequest
-	6,  // 23: haul.api.v1.JobService.GetJob:input_type -> haul.api.v1.GetJobRequest
-	8,  // 24: haul.api.v1.JobService.ListJobs:input_type -> haul.api.v1.ListJobsRequest
-	10, // 25: haul.api.v1.JobService.CancelJob:input_type -> haul.api.v1.CancelJobRequest
-	14, // 26: haul.api.v1.JobService.ListTasks:input_type -> haul.api.v1.ListTasksRequest
-	16, // 27: haul.api.v1.JobService.GetTask:input_type -> haul.api.v1.GetTaskRequest
-	18, // 28: haul.api.v1.JobService.CancelTask:input_type -> haul.api.v1.CancelTaskRequest
-	20, // 29: haul.api.v1.JobService.GetLogs:input_type -> haul.api.v1.GetLogsRequest
-	2,  // 30: haul.api.v1.JobService.SubmitJob:output_type -> haul.api.v1.SubmitJobResponse
-	7,  // 31: haul.api.v1.JobService.GetJob:output_type -> haul.api.v1.GetJobResponse
-	9,  // 32: haul.api.v1.JobService.ListJobs:output_type -> haul.api.v1.ListJobsResponse
-	11, // 33: haul.api.v1.JobService.CancelJob:output_type -> haul.api.v1.CancelJobResponse
-	15, // 34: haul.api.v1.JobService.ListTasks:output_type -> haul.api.v1.ListTasksResponse
-	17, // 35: haul.api.v1.JobService.GetTask:output_type -> haul.api.v1.GetTaskResponse
-	19, // 36: haul.api.v1.JobService.CancelTask:output_type -> haul.api.v1.CancelTaskResponse
-	21, // 37: haul.api.v1.JobService.GetLogs:output_type -> haul.api.v1.GetLogsResponse
-	30, // [30:38] is the sub-list for method output_type
-	22, // [22:30] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	28, // 3: haul.api.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	28, // 4: haul.api.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	28, // 5: haul.api.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	14, // 6: haul.api.v1.Job.usage:type_name -> haul.api.v1.Usage
+	5,  // 7: haul.api.v1.GetJobResponse.job:type_name -> haul.api.v1.Job
+	5,  // 8: haul.api.v1.ListJobsResponse.jobs:type_name -> haul.api.v1.Job
+	5,  // 9: haul.api.v1.CancelJobResponse.job:type_name -> haul.api.v1.Job
+	28, // 10: haul.api.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	28, // 11: haul.api.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	13, // 12: haul.api.v1.Attempt.gpus:type_name -> haul.api.v1.GPUUsage
+	26, // 13: haul.api.v1.Task.env:type_name -> haul.api.v1.Task.EnvEntry
+	28, // 14: haul.api.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	28, // 15: haul.api.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	15, // 16: haul.api.v1.ListTasksResponse.tasks:type_name -> haul.api.v1.Task
+	15, // 17: haul.api.v1.GetTaskResponse.task:type_name -> haul.api.v1.Task
+	27, // 18: haul.api.v1.GetTaskResponse.job_env:type_name -> haul.api.v1.GetTaskResponse.JobEnvEntry
+	12, // 19: haul.api.v1.GetTaskResponse.attempts:type_name -> haul.api.v1.Attempt
+	15, // 20: haul.api.v1.CancelTaskResponse.task:type_name -> haul.api.v1.Task
+	0,  // 21: haul.api.v1.GetLogsRequest.streams:type_name -> haul.api.v1.LogStream
+	24, // 22: haul.api.v1.GetLogsResponse.chunks:type_name -> haul.api.v1.LogChunk
+	0,  // 23: haul.api.v1.LogChunk.stream:type_name -> haul.api.v1.LogStream
+	1,  // 24: haul.api.v1.JobService.SubmitJob:input_type -> haul.api.v1.SubmitJobRequest
+	6,  // 25: haul.api.v1.JobService.GetJob:input_type -> haul.api.v1.GetJobRequest
+	8,  // 26: haul.api.v1.JobService.ListJobs:input_type -> haul.api.v1.ListJobsRequest
+	10, // 27: haul.api.v1.JobService.CancelJob:input_type -> haul.api.v1.CancelJobRequest
+	16, // 28: haul.api.v1.JobService.ListTasks:input_type -> haul.api.v1.ListTasksRequest
+	18, // 29: haul.api.v1.JobService.GetTask:input_type -> haul.api.v1.GetTaskRequest
+	20, // 30: haul.api.v1.JobService.CancelTask:input_type -> haul.api.v1.CancelTaskRequest
+	22, // 31: haul.api.v1.JobService.GetLogs:input_type -> haul.api.v1.GetLogsRequest
+	2,  // 32: haul.api.v1.JobService.SubmitJob:output_type -> haul.api.v1.SubmitJobResponse
+	7,  // 33: haul.api.v1.JobService.GetJob:output_type -> haul.api.v1.GetJobResponse
+	9,  // 34: haul.api.v1.JobService.ListJobs:output_type -> haul.api.v1.ListJobsResponse
+	11, // 35: haul.api.v1.JobService.CancelJob:output_type -> haul.api.v1.CancelJobResponse
+	17, // 36: haul.api.v1.JobService.ListTasks:output_type -> haul.api.v1.ListTasksResponse
+	19, // 37: haul.api.v1.JobService.GetTask:output_type -> haul.api.v1.GetTaskResponse
+	21, // 38: haul.api.v1.JobService.CancelTask:output_type -> haul.api.v1.CancelTaskResponse
+	23, // 39: haul.api.v1.JobService.GetLogs:output_type -> haul.api.v1.GetLogsResponse
+	32, // [32:40] is the sub-list for method output_type
+	24, // [24:32] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_haul_api_v1_api_proto_init() }
@@ -1874,7 +2154,7 @@ func file_haul_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_api_v1_api_proto_rawDesc), len(file_haul_api_v1_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

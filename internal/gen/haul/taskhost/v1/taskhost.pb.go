@@ -344,14 +344,22 @@ type AttemptResult struct {
 	ExitCode  int32                  `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	// Signal number when killed by a signal, 0 otherwise.
 	Signal int32 `protobuf:"varint,4,opt,name=signal,proto3" json:"signal,omitempty"`
-	// exit, signal, timeout, cancelled, start_error
+	// exit, signal, timeout, cancelled, start_error, oom (killed for using
+	// more memory than the worker's limit; see enforcement)
 	Reason            string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	Message           string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	StartedUnixNanos  int64  `protobuf:"varint,7,opt,name=started_unix_nanos,json=startedUnixNanos,proto3" json:"started_unix_nanos,omitempty"`
 	FinishedUnixNanos int64  `protobuf:"varint,8,opt,name=finished_unix_nanos,json=finishedUnixNanos,proto3" json:"finished_unix_nanos,omitempty"`
 	LogBytes          int64  `protobuf:"varint,9,opt,name=log_bytes,json=logBytes,proto3" json:"log_bytes,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// What the attempt's process tree used.
+	Usage *Usage `protobuf:"bytes,10,opt,name=usage,proto3" json:"usage,omitempty"`
+	// How the worker's memory limit was enforced while the attempt ran:
+	// "cgroup-v1", "cgroup-v2" (the kernel's OOM killer, read from the
+	// worker's cgroup), "rss-poll" (the taskhost sampled the process tree's
+	// RSS and killed it over the limit) or "none" (no limit).
+	Enforcement   string `protobuf:"bytes,11,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AttemptResult) Reset() {
@@ -447,6 +455,187 @@ func (x *AttemptResult) GetLogBytes() int64 {
 	return 0
 }
 
+func (x *AttemptResult) GetUsage() *Usage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *AttemptResult) GetEnforcement() string {
+	if x != nil {
+		return x.Enforcement
+	}
+	return ""
+}
+
+// Usage is what one attempt's process tree used.
+type Usage struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	CpuUserSeconds   float64                `protobuf:"fixed64,1,opt,name=cpu_user_seconds,json=cpuUserSeconds,proto3" json:"cpu_user_seconds,omitempty"`
+	CpuSystemSeconds float64                `protobuf:"fixed64,2,opt,name=cpu_system_seconds,json=cpuSystemSeconds,proto3" json:"cpu_system_seconds,omitempty"`
+	// Largest resident set seen: the kernel's own peak for the process tree
+	// when known, else the largest sample.
+	PeakRssBytes int64 `protobuf:"varint,3,opt,name=peak_rss_bytes,json=peakRssBytes,proto3" json:"peak_rss_bytes,omitempty"`
+	// Mean of the samples of the tree's resident set over the attempt.
+	AvgRssBytes int64   `protobuf:"varint,4,opt,name=avg_rss_bytes,json=avgRssBytes,proto3" json:"avg_rss_bytes,omitempty"`
+	WallSeconds float64 `protobuf:"fixed64,5,opt,name=wall_seconds,json=wallSeconds,proto3" json:"wall_seconds,omitempty"`
+	// One entry per GPU the attempt's processes used.
+	Gpus []*GPUUsage `protobuf:"bytes,6,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	// Why there are no GPU figures, such as "no GPU" (empty when there are).
+	GpuNote       string `protobuf:"bytes,7,opt,name=gpu_note,json=gpuNote,proto3" json:"gpu_note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Usage) Reset() {
+	*x = Usage{}
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Usage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Usage) ProtoMessage() {}
+
+func (x *Usage) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Usage.ProtoReflect.Descriptor instead.
+func (*Usage) Descriptor() ([]byte, []int) {
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Usage) GetCpuUserSeconds() float64 {
+	if x != nil {
+		return x.CpuUserSeconds
+	}
+	return 0
+}
+
+func (x *Usage) GetCpuSystemSeconds() float64 {
+	if x != nil {
+		return x.CpuSystemSeconds
+	}
+	return 0
+}
+
+func (x *Usage) GetPeakRssBytes() int64 {
+	if x != nil {
+		return x.PeakRssBytes
+	}
+	return 0
+}
+
+func (x *Usage) GetAvgRssBytes() int64 {
+	if x != nil {
+		return x.AvgRssBytes
+	}
+	return 0
+}
+
+func (x *Usage) GetWallSeconds() float64 {
+	if x != nil {
+		return x.WallSeconds
+	}
+	return 0
+}
+
+func (x *Usage) GetGpus() []*GPUUsage {
+	if x != nil {
+		return x.Gpus
+	}
+	return nil
+}
+
+func (x *Usage) GetGpuNote() string {
+	if x != nil {
+		return x.GpuNote
+	}
+	return ""
+}
+
+type GPUUsage struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Index           int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	PeakMemoryBytes int64                  `protobuf:"varint,3,opt,name=peak_memory_bytes,json=peakMemoryBytes,proto3" json:"peak_memory_bytes,omitempty"`
+	// Mean SM utilization of the attempt's processes on this GPU, 0-100.
+	AvgUtilizationPercent float64 `protobuf:"fixed64,4,opt,name=avg_utilization_percent,json=avgUtilizationPercent,proto3" json:"avg_utilization_percent,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *GPUUsage) Reset() {
+	*x = GPUUsage{}
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GPUUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GPUUsage) ProtoMessage() {}
+
+func (x *GPUUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GPUUsage.ProtoReflect.Descriptor instead.
+func (*GPUUsage) Descriptor() ([]byte, []int) {
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GPUUsage) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *GPUUsage) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GPUUsage) GetPeakMemoryBytes() int64 {
+	if x != nil {
+		return x.PeakMemoryBytes
+	}
+	return 0
+}
+
+func (x *GPUUsage) GetAvgUtilizationPercent() float64 {
+	if x != nil {
+		return x.AvgUtilizationPercent
+	}
+	return 0
+}
+
 var File_haul_taskhost_v1_taskhost_proto protoreflect.FileDescriptor
 
 const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
@@ -484,7 +673,7 @@ const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
 	"log_prefix\x18\b \x01(\tR\tlogPrefix\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfb\x02\n" +
 	"\rAttemptResult\x12\x1d\n" +
 	"\n" +
 	"task_index\x18\x01 \x01(\x05R\ttaskIndex\x12\x18\n" +
@@ -495,7 +684,23 @@ const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12,\n" +
 	"\x12started_unix_nanos\x18\a \x01(\x03R\x10startedUnixNanos\x12.\n" +
 	"\x13finished_unix_nanos\x18\b \x01(\x03R\x11finishedUnixNanos\x12\x1b\n" +
-	"\tlog_bytes\x18\t \x01(\x03R\blogBytes2X\n" +
+	"\tlog_bytes\x18\t \x01(\x03R\blogBytes\x12-\n" +
+	"\x05usage\x18\n" +
+	" \x01(\v2\x17.haul.taskhost.v1.UsageR\x05usage\x12 \n" +
+	"\venforcement\x18\v \x01(\tR\venforcement\"\x97\x02\n" +
+	"\x05Usage\x12(\n" +
+	"\x10cpu_user_seconds\x18\x01 \x01(\x01R\x0ecpuUserSeconds\x12,\n" +
+	"\x12cpu_system_seconds\x18\x02 \x01(\x01R\x10cpuSystemSeconds\x12$\n" +
+	"\x0epeak_rss_bytes\x18\x03 \x01(\x03R\fpeakRssBytes\x12\"\n" +
+	"\ravg_rss_bytes\x18\x04 \x01(\x03R\vavgRssBytes\x12!\n" +
+	"\fwall_seconds\x18\x05 \x01(\x01R\vwallSeconds\x12.\n" +
+	"\x04gpus\x18\x06 \x03(\v2\x1a.haul.taskhost.v1.GPUUsageR\x04gpus\x12\x19\n" +
+	"\bgpu_note\x18\a \x01(\tR\agpuNote\"\x98\x01\n" +
+	"\bGPUUsage\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
+	"\x11peak_memory_bytes\x18\x03 \x01(\x03R\x0fpeakMemoryBytes\x126\n" +
+	"\x17avg_utilization_percent\x18\x04 \x01(\x01R\x15avgUtilizationPercent2X\n" +
 	"\x0fTaskHostService\x12E\n" +
 	"\x04Poll\x12\x1d.haul.taskhost.v1.PollRequest\x1a\x1e.haul.taskhost.v1.PollResponseBCZAgithub.com/haul-dev/haul/internal/gen/haul/taskhost/v1;taskhostv1b\x06proto3"
 
@@ -511,28 +716,32 @@ func file_haul_taskhost_v1_taskhost_proto_rawDescGZIP() []byte {
 	return file_haul_taskhost_v1_taskhost_proto_rawDescData
 }
 
-var file_haul_taskhost_v1_taskhost_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_haul_taskhost_v1_taskhost_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_haul_taskhost_v1_taskhost_proto_goTypes = []any{
 	(*PollRequest)(nil),   // 0: haul.taskhost.v1.PollRequest
 	(*AttemptRef)(nil),    // 1: haul.taskhost.v1.AttemptRef
 	(*PollResponse)(nil),  // 2: haul.taskhost.v1.PollResponse
 	(*Assignment)(nil),    // 3: haul.taskhost.v1.Assignment
 	(*AttemptResult)(nil), // 4: haul.taskhost.v1.AttemptResult
-	nil,                   // 5: haul.taskhost.v1.Assignment.EnvEntry
+	(*Usage)(nil),         // 5: haul.taskhost.v1.Usage
+	(*GPUUsage)(nil),      // 6: haul.taskhost.v1.GPUUsage
+	nil,                   // 7: haul.taskhost.v1.Assignment.EnvEntry
 }
 var file_haul_taskhost_v1_taskhost_proto_depIdxs = []int32{
 	4, // 0: haul.taskhost.v1.PollRequest.results:type_name -> haul.taskhost.v1.AttemptResult
 	1, // 1: haul.taskhost.v1.PollRequest.running:type_name -> haul.taskhost.v1.AttemptRef
 	3, // 2: haul.taskhost.v1.PollResponse.assignments:type_name -> haul.taskhost.v1.Assignment
 	1, // 3: haul.taskhost.v1.PollResponse.cancel:type_name -> haul.taskhost.v1.AttemptRef
-	5, // 4: haul.taskhost.v1.Assignment.env:type_name -> haul.taskhost.v1.Assignment.EnvEntry
-	0, // 5: haul.taskhost.v1.TaskHostService.Poll:input_type -> haul.taskhost.v1.PollRequest
-	2, // 6: haul.taskhost.v1.TaskHostService.Poll:output_type -> haul.taskhost.v1.PollResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	7, // 4: haul.taskhost.v1.Assignment.env:type_name -> haul.taskhost.v1.Assignment.EnvEntry
+	5, // 5: haul.taskhost.v1.AttemptResult.usage:type_name -> haul.taskhost.v1.Usage
+	6, // 6: haul.taskhost.v1.Usage.gpus:type_name -> haul.taskhost.v1.GPUUsage
+	0, // 7: haul.taskhost.v1.TaskHostService.Poll:input_type -> haul.taskhost.v1.PollRequest
+	2, // 8: haul.taskhost.v1.TaskHostService.Poll:output_type -> haul.taskhost.v1.PollResponse
+	8, // [8:9] is the sub-list for method output_type
+	7, // [7:8] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_haul_taskhost_v1_taskhost_proto_init() }
@@ -546,7 +755,7 @@ func file_haul_taskhost_v1_taskhost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_taskhost_v1_taskhost_proto_rawDesc), len(file_haul_taskhost_v1_taskhost_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
