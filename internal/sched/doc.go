@@ -19,6 +19,8 @@
 //
 //	running ──Failure/Timeout, no retry left──▶ failed
 //	running ──Lost, MaxLost lost already──────▶ failed (reason "lost")
+//	running ──OOM, tiers left─────────────────▶ queued on the next tier (at once)
+//	running ──OOM on the last tier────────────▶ failed (reason "oom")
 //	failed ──▶ every non-terminal descendant becomes upstream_failed
 //	cancel ──▶ cancelled (a running attempt is killed first; see below)
 //
@@ -47,6 +49,17 @@
 // no backoff. Only MaxLost lost attempts are tolerated, so that a task that
 // kills its worker every time ends; the next one fails the task with reason
 // "lost". Attempt numbers keep counting across failures and losses.
+//
+// # Tiers
+//
+// A job has Config.Tiers worker tiers (resource configurations, smallest
+// first). A task's first attempt runs on its configured tier. An attempt
+// that ends OOM (killed for using more memory than its tier allows) moves
+// the task to the next tier and re-queues it at once, with no backoff and
+// without using a retry: running out of memory says the tier was too small,
+// not that the task is broken. OOM on the last tier fails the task with
+// reason "oom". Other failures retry on the same tier. Restore takes the
+// tier back after a restart (RestoreTier).
 //
 // A task with a Timeout gets a deadline when an attempt starts; Tick emits
 // one Kill (reason "timeout") per attempt past its deadline. The task stays

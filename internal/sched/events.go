@@ -56,7 +56,7 @@ func (j *Job) kill(t, attempt int32, reason string) {
 	j.out.Kills = append(j.out.Kills, Kill{Task: t, Attempt: attempt, Reason: reason})
 }
 
-func (j *Job) tierOf(t int32) *tierQueue { return &j.tiers[j.kinds[j.kindOf[t]].tier] }
+func (j *Job) tierOf(t int32) *tierQueue { return &j.tiers[j.tier[t]] }
 
 // move changes task t's state, clears its flags, keeps the counters and
 // records the transition. A task moved to Queued must then be enqueued or
@@ -231,6 +231,9 @@ func (j *Job) deadlineLive(e timed) bool {
 //     attempts; then Failed with reason "lost".
 //   - Killed: Cancelled, and its descendants too. (Killed reported for an
 //     attempt that got only a timeout Kill, and no cancel, counts as Timeout.)
+//   - OOM: re-queued at once on the next tier, without using a retry or a
+//     backoff (the reason is the tier, not the task); on the last tier the
+//     task Failed with reason "oom" and its descendants UpstreamFailed.
 //
 // If the job or the task is being cancelled, every outcome but Success ends
 // the task Cancelled. An unknown outcome counts as Failure.
@@ -242,7 +245,7 @@ func (j *Job) Finished(task, attempt int32, o Outcome, now time.Time) bool {
 	if State(b&stateMask) != Running || j.attempts[task] != attempt {
 		return false
 	}
-	if o > Killed {
+	if o > OOM {
 		o = Failure
 	}
 	cancelling := j.cancelled || b&flagCancelPending != 0
@@ -256,6 +259,18 @@ func (j *Job) Finished(task, attempt int32, o Outcome, now time.Time) bool {
 	case cancelling || o == Killed:
 		j.move(task, Cancelled, attempt, ReasonCancelled)
 		j.propagate(task, Cancelled, ReasonCancelled)
+	case o == OOM:
+		if next := int(j.tier[task]) + 1; next < len(j.tiers) {
+			j.move(task, Queued, attempt, ReasonOOM)
+			// move counted the task as waiting on its old tier: move it up.
+			j.tierOf(task).waiting--
+			j.tier[task] = uint8(next)
+			j.tierOf(task).waiting++
+			j.enqueue(task)
+		} else {
+			j.move(task, Failed, attempt, ReasonOOM)
+			j.propagate(task, UpstreamFailed, ReasonUpstream)
+		}
 	case o == Lost:
 		if int(j.lost[task]) < j.cfg.MaxLost {
 			j.lost[task]++

@@ -63,7 +63,7 @@ func FuzzJob(f *testing.F) {
 			progressed := false
 			for tier := range int32(2) {
 				if task, a, ok := j.Next(tier, now); ok {
-					j.Finished(task, a, Outcome(next()%6), now)
+					j.Finished(task, a, Outcome(next()%7), now)
 					progressed = true
 				}
 			}

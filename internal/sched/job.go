@@ -39,7 +39,7 @@ const (
 
 // TaskConfig is the scheduling configuration of one task.
 type TaskConfig struct {
-	Tier    int32         // the tier its attempts run on, 0 to Config.Tiers-1
+	Tier    int32         // the tier its first attempt runs on, 0 to Config.Tiers-1
 	Retries int32         // failed (or timed out) attempts that are retried
 	Timeout time.Duration // per attempt; 0 means none
 }
@@ -87,6 +87,7 @@ type Job struct {
 	failures  []int32  // per task: attempts that failed or timed out
 	lost      []uint8  // per task: attempts lost
 	kindOf    []uint32 // per task: index into kinds
+	tier      []uint8  // per task: the tier it runs on now (its kind's, or later after OOM kills)
 	kinds     []kind
 
 	tiers     []tierQueue
@@ -271,12 +272,14 @@ func New(g *dag.Graph, tasks []TaskConfig, cfg Config) (*Job, error) {
 		failures:  make([]int32, g.N),
 		lost:      make([]uint8, g.N),
 		kindOf:    make([]uint32, g.N),
+		tier:      make([]uint8, g.N),
 		tiers:     make([]tierQueue, cfg.Tiers),
 	}
 	index := make(map[kind]uint32)
 	var last kind
 	var lastX uint32
 	for i, tc := range tasks {
+		j.tier[i] = uint8(tc.Tier)
 		k := kind{tier: tc.Tier, retries: tc.Retries, timeout: int64(tc.Timeout)}
 		if i > 0 && k == last { // neighbours usually share a configuration
 			j.kindOf[i] = lastX
@@ -319,6 +322,7 @@ func NewJob(g *dag.Graph, tasks []TaskConfig, cfg Config) *Job {
 		failures:  make([]int32, n),
 		lost:      make([]uint8, n),
 		kindOf:    make([]uint32, n),
+		tier:      make([]uint8, n),
 		kinds:     []kind{{}},
 		tiers:     make([]tierQueue, 1),
 	}
@@ -357,6 +361,25 @@ func (j *Job) Restore(task int32, s State, attempts int32, failedAttempts int32)
 	j.state[task] = uint8(s)
 	j.attempts[task] = attempts
 	j.failures[task] = failedAttempts
+	return nil
+}
+
+// RestoreTier sets the tier a task runs on, as loaded from the store after a
+// restart (a task moves up a tier after each out-of-memory kill); call it
+// before Start. It returns an error, and changes nothing, for an unknown task
+// or tier, a tier below the task's first, or a call after Start.
+func (j *Job) RestoreTier(task, tier int32) error {
+	switch {
+	case j.err != nil:
+		return j.err
+	case j.started:
+		return fmt.Errorf("restore task %d: job already started", task)
+	case task < 0 || task >= j.n:
+		return fmt.Errorf("restore task %d: no such task (the job has %d)", task, j.n)
+	case tier < j.kinds[j.kindOf[task]].tier || int(tier) >= len(j.tiers):
+		return fmt.Errorf("restore task %d: tier %d out of range %d..%d", task, tier, j.kinds[j.kindOf[task]].tier, len(j.tiers)-1)
+	}
+	j.tier[task] = uint8(tier)
 	return nil
 }
 
@@ -506,8 +529,18 @@ func (j *Job) Failures(task int32) int32 {
 	return j.failures[task]
 }
 
-// Tier returns the tier a task runs on (0 for an unknown index).
+// Tier returns the tier a task runs on now: its first tier, or a later one
+// after out-of-memory kills (0 for an unknown index).
 func (j *Job) Tier(task int32) int32 {
+	if task < 0 || task >= j.n {
+		return 0
+	}
+	return int32(j.tier[task])
+}
+
+// FirstTier returns the tier a task's first attempt runs on (0 for an
+// unknown index).
+func (j *Job) FirstTier(task int32) int32 {
 	if task < 0 || task >= j.n {
 		return 0
 	}

@@ -123,6 +123,7 @@ type model struct {
 	state     []State
 	failures  []int32
 	lost      []int32 // since the last restart, which forgets them
+	tier      []int32 // the tier each task runs on, from its OOM transitions
 	readyAt   []time.Time
 	started   []time.Time // of the current attempt
 	killed    []int32     // attempt that got a timeout kill
@@ -160,6 +161,8 @@ func (m *model) finished(t, a int32, o Outcome) error {
 		ok = tr.Reason == ReasonTimeout && (tr.To == Queued || tr.To == Failed)
 	case o == Lost:
 		ok = tr.Reason == ReasonLost && (tr.To == Queued || tr.To == Failed)
+	case o == OOM:
+		ok = tr.Reason == ReasonOOM && (tr.To == Queued || tr.To == Failed)
 	case o == Killed:
 		ok = tr.To == Cancelled || m.killed[t] == a && tr.Reason == ReasonTimeout
 	}
@@ -208,6 +211,14 @@ func (m *model) absorbOut(out Output) error {
 				if tr.To == Queued {
 					m.readyAt[t] = m.now.Add(wantBackoff(m.rj.cfg, m.failures[t]))
 				}
+			case ReasonOOM:
+				last := int32(m.rj.cfg.Tiers - 1)
+				if tr.To == Queued && m.tier[t] >= last || tr.To == Failed && m.tier[t] != last {
+					return fmt.Errorf("task %d: %v after an OOM on tier %d of %d", t, tr.To, m.tier[t], last+1)
+				}
+				if tr.To == Queued {
+					m.tier[t]++
+				}
 			case ReasonLost:
 				m.lost[t]++
 				maxLost := int32(m.rj.cfg.MaxLost)
@@ -240,6 +251,9 @@ func (m *model) check() error {
 	for t, s := range m.state {
 		if got := m.j.State(int32(t)); got != s {
 			return fmt.Errorf("task %d is %v, but its transitions say %v", t, got, s)
+		}
+		if got := m.j.Tier(int32(t)); got != m.tier[t] {
+			return fmt.Errorf("task %d is on tier %d, but its transitions say %d", t, got, m.tier[t])
 		}
 		recount[s]++
 	}
@@ -288,6 +302,9 @@ func (m *model) restart() error {
 		if err := j.Restore(int32(t), s, m.j.Attempts(int32(t)), m.j.Failures(int32(t))); err != nil {
 			return err
 		}
+		if err := j.RestoreTier(int32(t), m.tier[t]); err != nil {
+			return err
+		}
 	}
 	if m.cancelled {
 		j.Cancel(m.now)
@@ -321,8 +338,10 @@ func randomOutcome(r *rand.Rand, flaky int) Outcome {
 		return Failure
 	case x < 70:
 		return Timeout
-	case x < 95:
+	case x < 85:
 		return Lost
+	case x < 95:
+		return OOM
 	default:
 		return Killed
 	}
@@ -347,6 +366,7 @@ func randomRun(seed uint64, stats *runStats) error {
 		state:         make([]State, n),
 		failures:      make([]int32, n),
 		lost:          make([]int32, n),
+		tier:          make([]int32, n),
 		readyAt:       make([]time.Time, n),
 		started:       make([]time.Time, n),
 		killed:        make([]int32, n),
@@ -354,6 +374,9 @@ func randomRun(seed uint64, stats *runStats) error {
 		running:       map[int32]int32{},
 		taskCancelled: make([]bool, n),
 		stats:         stats,
+	}
+	for t := range n {
+		m.tier[t] = rj.tasks[t].Tier
 	}
 	stats.Tasks += n
 	j.Start(m.now)

@@ -20,15 +20,15 @@ import (
 //
 //	job [tiers=N] [retries=N] [timeout=D] [backoff=D] [backoff-max=D] [max-lost=N]
 //	  NAME [after=A,B,glob-*] [tier=N] [retries=N] [timeout=D]   (input lines, one per task)
-//	restore NAME=STATE[:ATTEMPTS[:FAILED]] ...
+//	restore NAME=STATE[:ATTEMPTS[:FAILED[:TIER]]] ...
 //	start
 //	next [tier=N] [n=K|n=all]
-//	finish NAME [attempt=N] [outcome=success|failure|timeout|lost|killed]
+//	finish NAME [attempt=N] [outcome=success|failure|timeout|lost|killed|oom]
 //	tick [+D]     (advance the clock, then Tick)
 //	advance +D    (advance the clock only)
 //	cancel
 //	cancel-task NAME
-//	state        (every task, the counts and the tiers)
+//	state        (every task, its tier when it moved up, the counts and the tiers)
 //	counts
 func TestScripts(t *testing.T) {
 	t.Parallel()
@@ -85,7 +85,7 @@ func (h *harness) exec(cmd string, kv map[string]string, pos, words, input []str
 		for _, w := range words {
 			name, spec, ok := strings.Cut(w, "=")
 			if !ok {
-				return nil, fmt.Errorf("restore %q: want NAME=STATE[:ATTEMPTS[:FAILED]]", w)
+				return nil, fmt.Errorf("restore %q: want NAME=STATE[:ATTEMPTS[:FAILED[:TIER]]]", w)
 			}
 			task, err := h.task(name)
 			if err != nil {
@@ -96,9 +96,9 @@ func (h *harness) exec(cmd string, kv map[string]string, pos, words, input []str
 			if err != nil {
 				return nil, err
 			}
-			var n [2]int32
+			n := [3]int32{0, 0, -1}
 			for i, p := range parts[1:] {
-				if i >= 2 {
+				if i >= 3 {
 					return nil, fmt.Errorf("restore %s=%s: too many fields", name, spec)
 				}
 				v, err := strconv.Atoi(p)
@@ -109,6 +109,11 @@ func (h *harness) exec(cmd string, kv map[string]string, pos, words, input []str
 			}
 			if err := h.job.Restore(task, s, n[0], n[1]); err != nil {
 				return nil, err
+			}
+			if n[2] >= 0 {
+				if err := h.job.RestoreTier(task, n[2]); err != nil {
+					return nil, err
+				}
 			}
 		}
 		return h.drain(), nil
@@ -186,7 +191,11 @@ func (h *harness) exec(cmd string, kv map[string]string, pos, words, input []str
 	case "state":
 		var out []string
 		for i, name := range h.names {
-			out = append(out, fmt.Sprintf("%s: %s attempts=%d", name, h.job.State(int32(i)), h.job.Attempts(int32(i))))
+			line := fmt.Sprintf("%s: %s attempts=%d", name, h.job.State(int32(i)), h.job.Attempts(int32(i)))
+			if tier := h.job.Tier(int32(i)); tier != h.job.FirstTier(int32(i)) {
+				line += fmt.Sprintf(" tier=%d", tier)
+			}
+			out = append(out, line)
 		}
 		for tier := range h.job.tiers {
 			out = append(out, fmt.Sprintf("tier %d: ready=%d waiting=%d running=%d", tier, h.job.Ready(int32(tier)), h.job.Waiting(int32(tier)), h.job.Running(int32(tier))))

@@ -53,11 +53,12 @@ const (
 	Timeout                // killed because it ran past the task's timeout
 	Lost                   // its worker or runner went away; the attempt's fate is unknown
 	Killed                 // killed because the task or job was cancelled
+	OOM                    // killed for using more memory than its tier allows
 )
 
-var outcomeNames = [...]string{"success", "failure", "timeout", "lost", "killed"}
+var outcomeNames = [...]string{"success", "failure", "timeout", "lost", "killed", "oom"}
 
-// String returns the outcome's name ("success", "failure", "timeout", "lost", "killed").
+// String returns the outcome's name ("success", "failure", "timeout", "lost", "killed", "oom").
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) {
 		return outcomeNames[o]
@@ -83,4 +84,5 @@ const (
 	ReasonUpstream  = "upstream"  // an ancestor failed
 	ReasonCancelled = "cancelled" // the job, the task or an ancestor was cancelled
 	ReasonInvalid   = "invalid"   // the job's graph or configuration was rejected (see Job.Err)
+	ReasonOOM       = "oom"       // the attempt ran out of memory (moved to the next tier, or failed on the last)
 )

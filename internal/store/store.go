@@ -80,9 +80,12 @@ type Job struct {
 	// times the share of its node's price that its tier requests.
 	WorkerSeconds float64
 	CostUSD       float64
-	CreatedAt     time.Time
-	StartedAt     time.Time // zero until running
-	FinishedAt    time.Time // zero until terminal
+	// Usage compares what the job's finished attempts requested with what
+	// they used; the runner adds each attempt as it ends.
+	Usage      JobUsage
+	CreatedAt  time.Time
+	StartedAt  time.Time // zero until running
+	FinishedAt time.Time // zero until terminal
 	// Spec is the submitted spec as received (for reference and export).
 	Spec []byte
 }
@@ -90,14 +93,17 @@ type Job struct {
 // Task is a stored task. Index is its position in the job (0-based, spec
 // order after foreach expansion) and, with JobID, its identity.
 type Task struct {
-	JobID      string
-	Index      int32
-	Key        string
-	Argv       []string
-	Env        map[string]string
-	Cwd        string
-	After      []string // dependencies as written: keys and globs
-	Tier       int32    // index into the job's tiers of the first tier to run on
+	JobID string
+	Index int32
+	Key   string
+	Argv  []string
+	Env   map[string]string
+	Cwd   string
+	After []string // dependencies as written: keys and globs
+	Tier  int32    // index into the job's tiers of the first tier to run on
+	// RunTier is the tier the task runs on now: Tier, or a later one after
+	// its attempts were killed for running out of memory.
+	RunTier    int32
 	Retries    int32
 	TimeoutMS  int64
 	State      TaskState
@@ -129,16 +135,60 @@ type Attempt struct {
 	State      AttemptState
 	ExitCode   int32
 	Signal     int32
-	Reason     string // exit, signal, timeout, cancelled, lost, start_error
+	Reason     string // exit, signal, timeout, cancelled, lost, start_error, oom
 	Message    string
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// Enforcement is how the tier's memory limit was enforced: cgroup-v1,
+	// cgroup-v2, rss-poll or none ("" when the worker did not say).
+	Enforcement string
+	// Usage is what the attempt's processes used (zero while running).
+	Usage Usage
+}
+
+// ReasonOOM is the reason of an attempt killed for running out of memory.
+const ReasonOOM = "oom"
+
+// OOM reports whether the attempt was killed for running out of memory.
+func (a *Attempt) OOM() bool { return a.Reason == ReasonOOM }
+
+// Usage is what one attempt's process tree used.
+type Usage struct {
+	CPUUserSeconds   float64
+	CPUSystemSeconds float64
+	PeakRSSBytes     int64
+	AvgRSSBytes      int64
+	GPUs             []GPUUsage
+	// GPUNote says why there are no GPU figures ("no GPU: …"), if so.
+	GPUNote string
+}
+
+// GPUUsage is what an attempt used of one GPU.
+type GPUUsage struct {
+	Index                 int32   `json:"index"`
+	Name                  string  `json:"name"`
+	PeakMemoryBytes       int64   `json:"peak_memory_bytes"`
+	AvgUtilizationPercent float64 `json:"avg_utilization_percent"`
+}
+
+// JobUsage is the reference's "requested versus used" table for one job:
+// over its finished attempts, the tier's memory and CPU times each attempt's
+// run time (requested) against average RSS times run time and CPU time
+// (used). Memory is in byte-seconds, CPU in core-seconds.
+type JobUsage struct {
+	MemoryRequestedByteSeconds float64
+	MemoryUsedByteSeconds      float64
+	CPURequestedSeconds        float64
+	CPUUsedSeconds             float64
+	PeakRSSBytes               int64 // the largest peak of any attempt
+	OOMAttempts                int64 // attempts killed for running out of memory
 }
 
 // TaskUpdate sets the mutable fields of a task.
 type TaskUpdate struct {
 	JobID      string
 	Index      int32
+	RunTier    int32
 	State      TaskState
 	Attempts   int32
 	ExitCode   int32
@@ -200,6 +250,7 @@ type JobUpdate struct {
 	Counts        TaskCounts
 	WorkerSeconds float64
 	CostUSD       float64
+	Usage         JobUsage
 	StartedAt     time.Time
 	FinishedAt    time.Time
 }
