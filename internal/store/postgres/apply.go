@@ -29,14 +29,18 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 		return err
 	}
 	tasks, attempts, jobs := lastTaskUpdates(b.Tasks), lastAttempts(b.Attempts), lastJobUpdates(b.Jobs)
+	attemptArgs, err := attemptColumnsOf(attempts)
+	if err != nil {
+		return err
+	}
 
-	err := s.pool.withTx(ctx, func(tx pgx.Tx) error {
+	err = s.pool.withTx(ctx, func(tx pgx.Tx) error {
 		var batch pgx.Batch
 		if len(tasks) > 0 {
 			batch.Queue(qUpdateTasks, taskUpdateColumns(tasks)...)
 		}
 		if len(attempts) > 0 {
-			batch.Queue(qUpsertAttempts, attemptColumnsOf(attempts)...)
+			batch.Queue(qUpsertAttempts, attemptArgs...)
 		}
 		if len(jobs) > 0 {
 			batch.Queue(qUpdateJobs, jobUpdateColumns(jobs)...)
@@ -204,29 +208,42 @@ func taskUpdateColumns(us []store.TaskUpdate) []any {
 	var (
 		jobIDs, states, reasons = make([]string, n), make([]string, n), make([]string, n)
 		idxs, attempts, exits   = make([]int32, n), make([]int32, n), make([]int32, n)
+		runTiers                = make([]int32, n)
 		starts, finishes        = make([]*int64, n), make([]*int64, n)
 	)
 	for i, u := range us {
 		jobIDs[i], idxs[i], states[i], attempts[i], exits[i], reasons[i] = u.JobID, u.Index, string(u.State), u.Attempts, u.ExitCode, u.Reason
-		starts[i], finishes[i] = storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt)
+		starts[i], finishes[i], runTiers[i] = storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), u.RunTier
 	}
-	return []any{jobIDs, idxs, states, attempts, exits, reasons, starts, finishes}
+	return []any{jobIDs, idxs, states, attempts, exits, reasons, starts, finishes, runTiers}
 }
 
 // attemptColumnsOf returns the arguments of qUpsertAttempts.
-func attemptColumnsOf(as []store.Attempt) []any {
+func attemptColumnsOf(as []store.Attempt) ([]any, error) {
 	n := len(as)
 	var (
 		jobIDs, workers, states, reasons, messages = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		idxs, numbers, tiers, exits, signals       = make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
 		starts, finishes                           = make([]*int64, n), make([]*int64, n)
+		enforcements, gpus, gpuNotes               = make([]string, n), make([]string, n), make([]string, n)
+		cpuUser, cpuSystem                         = make([]float64, n), make([]float64, n)
+		peakRSS, avgRSS                            = make([]int64, n), make([]int64, n)
 	)
-	for i, a := range as {
+	for i := range as {
+		a := &as[i]
 		jobIDs[i], idxs[i], numbers[i], tiers[i], workers[i], states[i] = a.JobID, a.TaskIndex, a.Number, a.Tier, a.WorkerID, string(a.State)
 		exits[i], signals[i], reasons[i], messages[i] = a.ExitCode, a.Signal, a.Reason, a.Message
 		starts[i], finishes[i] = storesql.Nanos(a.StartedAt), storesql.Nanos(a.FinishedAt)
+		u := &a.Usage
+		enforcements[i], cpuUser[i], cpuSystem[i], peakRSS[i], avgRSS[i], gpuNotes[i] = a.Enforcement, u.CPUUserSeconds, u.CPUSystemSeconds, u.PeakRSSBytes, u.AvgRSSBytes, u.GPUNote
+		b, err := storesql.EncodeGPUs(u.GPUs)
+		if err != nil {
+			return nil, fmt.Errorf("apply batch: attempt %d of task %d of job %s: %w", a.Number, a.TaskIndex, a.JobID, err)
+		}
+		gpus[i] = string(b)
 	}
-	return []any{jobIDs, idxs, numbers, tiers, workers, states, exits, signals, reasons, messages, starts, finishes}
+	return []any{jobIDs, idxs, numbers, tiers, workers, states, exits, signals, reasons, messages, starts, finishes,
+		enforcements, cpuUser, cpuSystem, peakRSS, avgRSS, gpus, gpuNotes}, nil
 }
 
 // jobUpdateColumns returns the arguments of qUpdateJobs.
@@ -239,14 +256,20 @@ func jobUpdateColumns(us []store.JobUpdate) []any {
 	}
 	starts, finishes := make([]*int64, n), make([]*int64, n)
 	workerSeconds, costs := make([]float64, n), make([]float64, n)
+	memRequested, memUsed, cpuRequested, cpuUsed := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
+	peakRSS, ooms := make([]int64, n), make([]int64, n)
 	for i, u := range us {
 		ids[i], states[i] = u.ID, string(u.State)
 		workerSeconds[i], costs[i] = u.WorkerSeconds, u.CostUSD
+		ju := &u.Usage
+		memRequested[i], memUsed[i], cpuRequested[i], cpuUsed[i] = ju.MemoryRequestedByteSeconds, ju.MemoryUsedByteSeconds, ju.CPURequestedSeconds, ju.CPUUsedSeconds
+		peakRSS[i], ooms[i] = ju.PeakRSSBytes, ju.OOMAttempts
 		c := u.Counts
 		for k, v := range []int64{c.Blocked, c.Queued, c.Running, c.Succeeded, c.Failed, c.UpstreamFailed, c.Cancelled} {
 			counts[k][i] = v
 		}
 		starts[i], finishes[i] = storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt)
 	}
-	return []any{ids, states, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], starts, finishes, workerSeconds, costs}
+	return []any{ids, states, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], starts, finishes, workerSeconds, costs,
+		memRequested, memUsed, cpuRequested, cpuUsed, peakRSS, ooms}
 }

@@ -29,9 +29,10 @@ func pgCode(err error) string {
 
 // CreateJob stores a job and its tasks in one transaction, the tasks with
 // COPY. The job starts pending with all its tasks blocked, whatever the
-// mutable fields of job and tasks say (state, counts, attempts, start and
-// finish times, cancel request). An empty Spec reads back as nil, as in the
-// sqlite driver.
+// mutable fields of job and tasks say (state, counts, accounting and usage,
+// attempts, start and finish times, cancel request). Each task's run tier
+// starts as the greater of its RunTier and Tier (a caller may leave RunTier
+// 0). An empty Spec reads back as nil, as in the sqlite driver.
 func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Task) error {
 	if err := storesql.CheckNewJob(job, tasks); err != nil {
 		return err
@@ -98,7 +99,7 @@ func (ts *taskSource) Values() ([]any, error) {
 		ts.err = fmt.Errorf("task %q: encode after: %w", t.Key, err)
 		return nil, ts.err
 	}
-	return []any{ts.jobID, t.Index, t.Key, argv, env, t.Cwd, after, t.Tier, t.Retries, t.TimeoutMS, string(store.TaskBlocked)}, nil
+	return []any{ts.jobID, t.Index, t.Key, argv, env, t.Cwd, after, t.Tier, storesql.StartTier(t), t.Retries, t.TimeoutMS, string(store.TaskBlocked)}, nil
 }
 
 func (ts *taskSource) Err() error { return ts.err }
@@ -112,7 +113,9 @@ func scanJob(r pgx.Row) (store.Job, error) {
 	)
 	err := r.Scan(&j.ID, &j.Name, &j.Namespace, &labels, &env, &tiers, &j.MaxWorkers, &state, &j.TaskCount, &j.CancelRequested,
 		&j.Counts.Blocked, &j.Counts.Queued, &j.Counts.Running, &j.Counts.Succeeded, &j.Counts.Failed, &j.Counts.UpstreamFailed, &j.Counts.Cancelled,
-		&created, &started, &finished, &j.Spec, &j.WorkerSeconds, &j.CostUSD)
+		&created, &started, &finished, &j.Spec, &j.WorkerSeconds, &j.CostUSD,
+		&j.Usage.MemoryRequestedByteSeconds, &j.Usage.MemoryUsedByteSeconds, &j.Usage.CPURequestedSeconds, &j.Usage.CPUUsedSeconds,
+		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts)
 	if err != nil {
 		return j, err
 	}

@@ -26,7 +26,11 @@ const jobInsertColumns = `id, name, namespace, labels, env, tiers, max_workers, 
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
 	created_at, started_at, finished_at, spec`
 
-const jobColumns = jobInsertColumns + `, worker_seconds, cost_usd`
+// jobUsageColumns hold a job's store.JobUsage, in field order.
+const jobUsageColumns = `memory_requested_byte_seconds, memory_used_byte_seconds, cpu_requested_seconds, cpu_used_seconds,
+	peak_rss_bytes, oom_attempts`
+
+const jobColumns = jobInsertColumns + `, worker_seconds, cost_usd, ` + jobUsageColumns
 
 // Jobs.
 const (
@@ -48,14 +52,19 @@ ORDER BY id`
 	qRequestCancel = `UPDATE jobs SET cancel_requested = true
 WHERE id = $1 AND state NOT IN ('succeeded', 'failed', 'cancelled')`
 	// Columns: id, state, the seven counts, started_at, finished_at,
-	// worker_seconds, cost_usd.
+	// worker_seconds, cost_usd, then jobUsageColumns.
 	qUpdateJobs = `UPDATE jobs AS j SET state = u.state,
 	count_blocked = u.blocked, count_queued = u.queued, count_running = u.running, count_succeeded = u.succeeded,
 	count_failed = u.failed, count_upstream_failed = u.upstream_failed, count_cancelled = u.cancelled,
-	started_at = u.started_at, finished_at = u.finished_at, worker_seconds = u.worker_seconds, cost_usd = u.cost_usd
+	started_at = u.started_at, finished_at = u.finished_at, worker_seconds = u.worker_seconds, cost_usd = u.cost_usd,
+	memory_requested_byte_seconds = u.memory_requested_byte_seconds, memory_used_byte_seconds = u.memory_used_byte_seconds,
+	cpu_requested_seconds = u.cpu_requested_seconds, cpu_used_seconds = u.cpu_used_seconds,
+	peak_rss_bytes = u.peak_rss_bytes, oom_attempts = u.oom_attempts
 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
-		$9::bigint[], $10::bigint[], $11::bigint[], $12::float8[], $13::float8[])
-	AS u(id, state, blocked, queued, running, succeeded, failed, upstream_failed, cancelled, started_at, finished_at, worker_seconds, cost_usd)
+		$9::bigint[], $10::bigint[], $11::bigint[], $12::float8[], $13::float8[],
+		$14::float8[], $15::float8[], $16::float8[], $17::float8[], $18::bigint[], $19::bigint[])
+	AS u(id, state, blocked, queued, running, succeeded, failed, upstream_failed, cancelled, started_at, finished_at, worker_seconds, cost_usd,
+		` + jobUsageColumns + `)
 WHERE j.id = u.id`
 	// The first of the IDs $1 that names no job.
 	qFirstMissingJob = `SELECT u.id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, n)
@@ -63,7 +72,7 @@ WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = u.id)
 ORDER BY u.n LIMIT 1`
 )
 
-const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, retries, timeout_ms,
+const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, run_tier, retries, timeout_ms,
 	state, attempts, exit_code, reason, started_at, finished_at`
 
 // Tasks.
@@ -84,11 +93,11 @@ LIMIT $5`
 	qGetTask    = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = $1 AND key = $2`
 	qTaskExists = `SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = $1 AND idx = $2)`
 	// Columns: job_id, idx, state, attempts, exit_code, reason,
-	// started_at, finished_at.
+	// started_at, finished_at, run_tier.
 	qUpdateTasks = `UPDATE tasks AS t SET state = u.state, attempts = u.attempts, exit_code = u.exit_code,
-	reason = u.reason, started_at = u.started_at, finished_at = u.finished_at
-FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], $5::integer[], $6::text[], $7::bigint[], $8::bigint[])
-	AS u(job_id, idx, state, attempts, exit_code, reason, started_at, finished_at)
+	reason = u.reason, started_at = u.started_at, finished_at = u.finished_at, run_tier = u.run_tier
+FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], $5::integer[], $6::text[], $7::bigint[], $8::bigint[], $9::integer[])
+	AS u(job_id, idx, state, attempts, exit_code, reason, started_at, finished_at, run_tier)
 WHERE t.job_id = u.job_id AND t.idx = u.idx`
 	// The first of the (job, index) pairs $1, $2 that names no task.
 	qFirstMissingTask = `SELECT u.job_id, u.idx FROM unnest($1::text[], $2::integer[]) WITH ORDINALITY AS u(job_id, idx, n)
@@ -96,22 +105,30 @@ WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = u.job_id AND t.idx = u.
 ORDER BY u.n LIMIT 1`
 )
 
-var taskCopyColumns = []string{"job_id", "idx", "key", "argv", "env", "cwd", "after_deps", "tier", "retries", "timeout_ms", "state"}
+var taskCopyColumns = []string{"job_id", "idx", "key", "argv", "env", "cwd", "after_deps", "tier", "run_tier", "retries", "timeout_ms", "state"}
 
 const attemptColumns = `job_id, task_idx, number, tier, worker_id, state, exit_code, signal, reason, message,
-	started_at, finished_at`
+	started_at, finished_at, enforcement, cpu_user_seconds, cpu_system_seconds, peak_rss_bytes, avg_rss_bytes, gpus, gpu_note`
 
 // Attempts.
 const (
 	qListAttempts = `SELECT ` + attemptColumns + ` FROM attempts WHERE job_id = $1 AND task_idx = $2 ORDER BY number`
-	// Columns in attemptColumns order.
+	// Columns in attemptColumns order; gpus go as JSON text (pgx sends a
+	// text array as is) and become jsonb here.
 	qUpsertAttempts = `INSERT INTO attempts (` + attemptColumns + `)
-SELECT * FROM unnest($1::text[], $2::integer[], $3::integer[], $4::integer[], $5::text[], $6::text[], $7::integer[],
-	$8::integer[], $9::text[], $10::text[], $11::bigint[], $12::bigint[])
+SELECT job_id, task_idx, number, tier, worker_id, state, exit_code, signal, reason, message,
+	started_at, finished_at, enforcement, cpu_user_seconds, cpu_system_seconds, peak_rss_bytes, avg_rss_bytes, gpus::jsonb, gpu_note
+FROM unnest($1::text[], $2::integer[], $3::integer[], $4::integer[], $5::text[], $6::text[], $7::integer[],
+	$8::integer[], $9::text[], $10::text[], $11::bigint[], $12::bigint[],
+	$13::text[], $14::float8[], $15::float8[], $16::bigint[], $17::bigint[], $18::text[], $19::text[])
+	AS u(` + attemptColumns + `)
 ON CONFLICT (job_id, task_idx, number) DO UPDATE SET
 	tier = excluded.tier, worker_id = excluded.worker_id, state = excluded.state,
 	exit_code = excluded.exit_code, signal = excluded.signal, reason = excluded.reason,
-	message = excluded.message, started_at = excluded.started_at, finished_at = excluded.finished_at`
+	message = excluded.message, started_at = excluded.started_at, finished_at = excluded.finished_at,
+	enforcement = excluded.enforcement, cpu_user_seconds = excluded.cpu_user_seconds,
+	cpu_system_seconds = excluded.cpu_system_seconds, peak_rss_bytes = excluded.peak_rss_bytes,
+	avg_rss_bytes = excluded.avg_rss_bytes, gpus = excluded.gpus, gpu_note = excluded.gpu_note`
 )
 
 // Task cancels and leases.

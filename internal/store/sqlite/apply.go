@@ -53,7 +53,7 @@ func applyTasks(ctx context.Context, tx *sql.Tx, updates []store.TaskUpdate) err
 	defer stmt.Close()
 	for i := range updates {
 		u := &updates[i]
-		res, err := stmt.ExecContext(ctx, string(u.State), u.Attempts, u.ExitCode, u.Reason,
+		res, err := stmt.ExecContext(ctx, u.RunTier, string(u.State), u.Attempts, u.ExitCode, u.Reason,
 			storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), u.JobID, u.Index)
 		if err != nil {
 			return fmt.Errorf("apply batch: task %d of job %s: %w", u.Index, u.JobID, err)
@@ -80,8 +80,14 @@ func applyAttempts(ctx context.Context, tx *sql.Tx, attempts []store.Attempt) er
 	defer stmt.Close()
 	for i := range attempts {
 		a := &attempts[i]
-		_, err := stmt.ExecContext(ctx, a.JobID, a.TaskIndex, a.Number, a.Tier, a.WorkerID, string(a.State),
-			a.ExitCode, a.Signal, a.Reason, a.Message, storesql.Nanos(a.StartedAt), storesql.Nanos(a.FinishedAt))
+		gpus, err := storesql.EncodeGPUs(a.Usage.GPUs)
+		if err != nil {
+			return fmt.Errorf("apply batch: attempt %d of task %d of job %s: %w", a.Number, a.TaskIndex, a.JobID, err)
+		}
+		u := &a.Usage
+		_, err = stmt.ExecContext(ctx, a.JobID, a.TaskIndex, a.Number, a.Tier, a.WorkerID, string(a.State),
+			a.ExitCode, a.Signal, a.Reason, a.Message, storesql.Nanos(a.StartedAt), storesql.Nanos(a.FinishedAt),
+			a.Enforcement, u.CPUUserSeconds, u.CPUSystemSeconds, u.PeakRSSBytes, u.AvgRSSBytes, string(gpus), u.GPUNote)
 		if err != nil {
 			// A failed statement leaves the transaction usable in SQLite:
 			// tell a missing task (the foreign key) from other failures.
@@ -106,10 +112,12 @@ func applyJobs(ctx context.Context, tx *sql.Tx, updates []store.JobUpdate) error
 	defer stmt.Close()
 	for i := range updates {
 		u := &updates[i]
-		c := &u.Counts
+		c, us := &u.Counts, &u.Usage
 		res, err := stmt.ExecContext(ctx, string(u.State),
 			c.Blocked, c.Queued, c.Running, c.Succeeded, c.Failed, c.UpstreamFailed, c.Cancelled,
-			storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), u.WorkerSeconds, u.CostUSD, u.ID)
+			storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), u.WorkerSeconds, u.CostUSD,
+			us.MemoryRequestedByteSeconds, us.MemoryUsedByteSeconds, us.CPURequestedSeconds, us.CPUUsedSeconds,
+			us.PeakRSSBytes, us.OOMAttempts, u.ID)
 		if err != nil {
 			return fmt.Errorf("apply batch: job %s: %w", u.ID, err)
 		}

@@ -14,8 +14,10 @@ import (
 // CreateJob stores a job and its tasks in one transaction, with multi-row
 // INSERTs of taskInsertRows tasks each. The job starts pending with all its
 // tasks blocked, whatever the mutable fields of job and tasks say (state,
-// counts, attempts, start and finish times, cancel request). An empty Spec
-// reads back as nil: SQLite does not tell a zero-length blob from NULL.
+// counts, accounting and usage, attempts, start and finish times, cancel
+// request). Each task's run tier starts as the greater of its RunTier and
+// Tier (a caller may leave RunTier 0). An empty Spec reads back as nil:
+// SQLite does not tell a zero-length blob from NULL.
 func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Task) error {
 	if err := storesql.CheckNewJob(job, tasks); err != nil {
 		return err
@@ -81,7 +83,7 @@ func insertTasks(ctx context.Context, tx *sql.Tx, jobID string, tasks []store.Ta
 				return fmt.Errorf("task %q: encode after: %w", t.Key, err)
 			}
 			args = append(args, jobID, t.Index, t.Key, string(argv), string(env), t.Cwd, string(after),
-				t.Tier, t.Retries, t.TimeoutMS, string(store.TaskBlocked))
+				t.Tier, storesql.StartTier(t), t.Retries, t.TimeoutMS, string(store.TaskBlocked))
 		}
 		var err error
 		if len(chunk) == taskInsertRows {
@@ -108,7 +110,9 @@ func scanJob(r rowScanner) (store.Job, error) {
 	)
 	err := r.Scan(&j.ID, &j.Name, &j.Namespace, &labels, &env, &tiers, &j.MaxWorkers, &state, &j.TaskCount, &j.CancelRequested,
 		&j.Counts.Blocked, &j.Counts.Queued, &j.Counts.Running, &j.Counts.Succeeded, &j.Counts.Failed, &j.Counts.UpstreamFailed, &j.Counts.Cancelled,
-		&created, &started, &finished, &j.Spec, &j.WorkerSeconds, &j.CostUSD)
+		&created, &started, &finished, &j.Spec, &j.WorkerSeconds, &j.CostUSD,
+		&j.Usage.MemoryRequestedByteSeconds, &j.Usage.MemoryUsedByteSeconds, &j.Usage.CPURequestedSeconds, &j.Usage.CPUUsedSeconds,
+		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts)
 	if err != nil {
 		return j, err
 	}

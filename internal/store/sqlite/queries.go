@@ -22,7 +22,11 @@ const jobInsertColumns = `id, name, namespace, labels, env, tiers, max_workers, 
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
 	created_at, started_at, finished_at, spec`
 
-const jobColumns = jobInsertColumns + `, worker_seconds, cost_usd`
+// jobUsageColumns hold a job's store.JobUsage, in field order.
+const jobUsageColumns = `memory_requested_byte_seconds, memory_used_byte_seconds, cpu_requested_seconds, cpu_used_seconds,
+	peak_rss_bytes, oom_attempts`
+
+const jobColumns = jobInsertColumns + `, worker_seconds, cost_usd, ` + jobUsageColumns
 
 // Jobs.
 const (
@@ -46,21 +50,23 @@ WHERE id = ? AND state NOT IN ('succeeded', 'failed', 'cancelled')`
 	qUpdateJob = `UPDATE jobs SET state = ?,
 	count_blocked = ?, count_queued = ?, count_running = ?, count_succeeded = ?,
 	count_failed = ?, count_upstream_failed = ?, count_cancelled = ?,
-	started_at = ?, finished_at = ?, worker_seconds = ?, cost_usd = ?
+	started_at = ?, finished_at = ?, worker_seconds = ?, cost_usd = ?,
+	memory_requested_byte_seconds = ?, memory_used_byte_seconds = ?, cpu_requested_seconds = ?, cpu_used_seconds = ?,
+	peak_rss_bytes = ?, oom_attempts = ?
 WHERE id = ?`
 )
 
-const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, retries, timeout_ms,
+const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, run_tier, retries, timeout_ms,
 	state, attempts, exit_code, reason, started_at, finished_at`
 
 // Tasks.
 const (
 	// taskInsertColumns are the columns CreateJob writes; the others start
 	// at their defaults.
-	taskInsertColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, retries, timeout_ms, state`
-	taskInsertParams  = 11
+	taskInsertColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, run_tier, retries, timeout_ms, state`
+	taskInsertParams  = 12
 	// taskInsertRows is the number of rows per INSERT statement of
-	// CreateJob (5,500 parameters; SQLite allows 32,766).
+	// CreateJob (6,000 parameters; SQLite allows 32,766).
 	taskInsertRows = 500
 
 	qLoadTasks = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = ? ORDER BY idx`
@@ -76,7 +82,7 @@ ORDER BY idx
 LIMIT ?6`
 	qGetTask    = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = ? AND key = ?`
 	qTaskExists = `SELECT 1 FROM tasks WHERE job_id = ? AND idx = ?`
-	qUpdateTask = `UPDATE tasks SET state = ?, attempts = ?, exit_code = ?, reason = ?, started_at = ?, finished_at = ?
+	qUpdateTask = `UPDATE tasks SET run_tier = ?, state = ?, attempts = ?, exit_code = ?, reason = ?, started_at = ?, finished_at = ?
 WHERE job_id = ? AND idx = ?`
 )
 
@@ -95,17 +101,20 @@ func insertTasksSQL(rows int) string {
 }
 
 const attemptColumns = `job_id, task_idx, number, tier, worker_id, state, exit_code, signal, reason, message,
-	started_at, finished_at`
+	started_at, finished_at, enforcement, cpu_user_seconds, cpu_system_seconds, peak_rss_bytes, avg_rss_bytes, gpus, gpu_note`
 
 // Attempts.
 const (
 	qListAttempts  = `SELECT ` + attemptColumns + ` FROM attempts WHERE job_id = ? AND task_idx = ? ORDER BY number`
 	qUpsertAttempt = `INSERT INTO attempts (` + attemptColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (job_id, task_idx, number) DO UPDATE SET
 	tier = excluded.tier, worker_id = excluded.worker_id, state = excluded.state,
 	exit_code = excluded.exit_code, signal = excluded.signal, reason = excluded.reason,
-	message = excluded.message, started_at = excluded.started_at, finished_at = excluded.finished_at`
+	message = excluded.message, started_at = excluded.started_at, finished_at = excluded.finished_at,
+	enforcement = excluded.enforcement, cpu_user_seconds = excluded.cpu_user_seconds,
+	cpu_system_seconds = excluded.cpu_system_seconds, peak_rss_bytes = excluded.peak_rss_bytes,
+	avg_rss_bytes = excluded.avg_rss_bytes, gpus = excluded.gpus, gpu_note = excluded.gpu_note`
 )
 
 // Task cancels and leases.

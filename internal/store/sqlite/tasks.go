@@ -18,7 +18,7 @@ func scanTask(rows *sql.Rows) (store.Task, error) {
 		state             string
 		started, finished *int64
 	)
-	err := rows.Scan(&t.JobID, &t.Index, &t.Key, &argv, &env, &t.Cwd, &after, &t.Tier, &t.Retries, &t.TimeoutMS,
+	err := rows.Scan(&t.JobID, &t.Index, &t.Key, &argv, &env, &t.Cwd, &after, &t.Tier, &t.RunTier, &t.Retries, &t.TimeoutMS,
 		&state, &t.Attempts, &t.ExitCode, &t.Reason, &started, &finished)
 	if err != nil {
 		return t, err
@@ -150,13 +150,17 @@ func (s *Store) queryAttempts(ctx context.Context, jobID string, taskIndex int32
 			a                 store.Attempt
 			state             string
 			started, finished *int64
+			gpus              sql.RawBytes
 		)
+		u := &a.Usage
 		if err := rows.Scan(&a.JobID, &a.TaskIndex, &a.Number, &a.Tier, &a.WorkerID, &state, &a.ExitCode, &a.Signal,
-			&a.Reason, &a.Message, &started, &finished); err != nil {
+			&a.Reason, &a.Message, &started, &finished,
+			&a.Enforcement, &u.CPUUserSeconds, &u.CPUSystemSeconds, &u.PeakRSSBytes, &u.AvgRSSBytes, &gpus, &u.GPUNote); err != nil {
 			return nil, err
 		}
-		a.State = store.AttemptState(state)
-		a.StartedAt, a.FinishedAt = storesql.FromNanos(started), storesql.FromNanos(finished)
+		if err := storesql.FinishAttempt(&a, state, started, finished, gpus); err != nil {
+			return nil, err
+		}
 		attempts = append(attempts, a)
 	}
 	return attempts, rows.Err()

@@ -1,7 +1,8 @@
 // Package storesql holds what haul's two SQL store drivers share: checks of
 // the values a job and a batch carry (both drivers accept exactly the same
 // input), the column codecs (times as Unix nanoseconds, JSON maps and
-// lists), and the parser of task-key globs, which each driver renders in its
+// lists, an attempt's GPU figures as JSON), the run tier a new task starts
+// on, and the parser of task-key globs, which each driver renders in its
 // own dialect. It imports only the store package.
 package storesql
 
@@ -64,6 +65,99 @@ func checkTime(field string, t time.Time) error {
 	return nil
 }
 
+// checkFinite refuses NaN and infinities: SQLite stores NaN as NULL and
+// PostgreSQL keeps it, so the drivers would disagree.
+func checkFinite(field string, f float64) error {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return fmt.Errorf("%s %v: not a finite number", field, f)
+	}
+	return nil
+}
+
+// checkAmount refuses what no measure of use can be: a negative, NaN or
+// infinite number.
+func checkAmount(field string, f float64) error {
+	if err := checkFinite(field, f); err != nil {
+		return err
+	}
+	if f < 0 {
+		return fmt.Errorf("%s %v: negative", field, f)
+	}
+	return nil
+}
+
+func checkCount(field string, n int64) error {
+	if n < 0 {
+		return fmt.Errorf("%s %d: negative", field, n)
+	}
+	return nil
+}
+
+// checkTier checks a tier index of a task: at least 0 and below the job's
+// tier count; a job without tiers runs its tasks on one default tier, 0.
+func checkTier(field string, tier int32, tiers int) error {
+	if tier < 0 {
+		return fmt.Errorf("%s %d: negative", field, tier)
+	}
+	if tiers == 0 && tier > 0 {
+		return fmt.Errorf("%s %d: the job has no tiers (its tasks run on one default tier, 0)", field, tier)
+	}
+	if tiers > 0 && int(tier) >= tiers {
+		return fmt.Errorf("%s %d: the job has %d tiers (0 to %d)", field, tier, tiers, tiers-1)
+	}
+	return nil
+}
+
+func checkUsage(u *store.Usage) error {
+	for _, c := range []struct {
+		field string
+		f     float64
+	}{{"usage.cpu_user_seconds", u.CPUUserSeconds}, {"usage.cpu_system_seconds", u.CPUSystemSeconds}} {
+		if err := checkAmount(c.field, c.f); err != nil {
+			return err
+		}
+	}
+	if err := checkCount("usage.peak_rss_bytes", u.PeakRSSBytes); err != nil {
+		return err
+	}
+	if err := checkCount("usage.avg_rss_bytes", u.AvgRSSBytes); err != nil {
+		return err
+	}
+	for i := range u.GPUs {
+		g := &u.GPUs[i]
+		if err := checkText(fmt.Sprintf("usage.gpus[%d].name", i), g.Name); err != nil {
+			return err
+		}
+		if err := checkCount(fmt.Sprintf("usage.gpus[%d].peak_memory_bytes", i), g.PeakMemoryBytes); err != nil {
+			return err
+		}
+		if err := checkAmount(fmt.Sprintf("usage.gpus[%d].avg_utilization_percent", i), g.AvgUtilizationPercent); err != nil {
+			return err
+		}
+	}
+	return checkText("usage.gpu_note", u.GPUNote)
+}
+
+func checkJobUsage(u *store.JobUsage) error {
+	for _, c := range []struct {
+		field string
+		f     float64
+	}{
+		{"usage.memory_requested_byte_seconds", u.MemoryRequestedByteSeconds},
+		{"usage.memory_used_byte_seconds", u.MemoryUsedByteSeconds},
+		{"usage.cpu_requested_seconds", u.CPURequestedSeconds},
+		{"usage.cpu_used_seconds", u.CPUUsedSeconds},
+	} {
+		if err := checkAmount(c.field, c.f); err != nil {
+			return err
+		}
+	}
+	if err := checkCount("usage.peak_rss_bytes", u.PeakRSSBytes); err != nil {
+		return err
+	}
+	return checkCount("usage.oom_attempts", u.OOMAttempts)
+}
+
 func CheckTaskState(field string, s store.TaskState) error {
 	if !slices.Contains(store.TaskStates, s) {
 		return fmt.Errorf("%s %q: not a task state", field, s)
@@ -114,8 +208,8 @@ func CheckNewJob(job *store.Job, tasks []store.Task) error {
 			if err := checkText(fmt.Sprintf("tiers[%d].name", i), tier.Name); err != nil {
 				return err
 			}
-			if math.IsNaN(tier.CPU) || math.IsInf(tier.CPU, 0) {
-				return fmt.Errorf("tiers[%d].cpu %v: not a finite number", i, tier.CPU)
+			if err := checkFinite(fmt.Sprintf("tiers[%d].cpu", i), tier.CPU); err != nil {
+				return err
 			}
 		}
 		if err := checkTime("created_at", job.CreatedAt); err != nil {
@@ -152,6 +246,12 @@ func CheckNewJob(job *store.Job, tasks []store.Task) error {
 			if err := checkList(fmt.Sprintf("task %q: after", t.Key), t.After); err != nil {
 				return err
 			}
+			if err := checkTier(fmt.Sprintf("task %q: tier", t.Key), t.Tier, len(job.Tiers)); err != nil {
+				return err
+			}
+			if err := checkTier(fmt.Sprintf("task %q: run tier", t.Key), t.RunTier, len(job.Tiers)); err != nil {
+				return err
+			}
 		}
 		return nil
 	}()
@@ -171,6 +271,9 @@ func CheckBatch(b *store.Batch) error {
 			}
 			if err := CheckTaskState("state", u.State); err != nil {
 				return err
+			}
+			if u.RunTier < 0 {
+				return fmt.Errorf("run tier %d: negative", u.RunTier)
 			}
 			if err := checkText("reason", u.Reason); err != nil {
 				return err
@@ -193,10 +296,15 @@ func CheckBatch(b *store.Batch) error {
 			if err := checkAttemptState("state", a.State); err != nil {
 				return err
 			}
-			for _, c := range []struct{ field, s string }{{"worker ID", a.WorkerID}, {"reason", a.Reason}, {"message", a.Message}} {
+			for _, c := range []struct{ field, s string }{
+				{"worker ID", a.WorkerID}, {"reason", a.Reason}, {"message", a.Message}, {"enforcement", a.Enforcement},
+			} {
 				if err := checkText(c.field, c.s); err != nil {
 					return err
 				}
+			}
+			if err := checkUsage(&a.Usage); err != nil {
+				return err
 			}
 			if err := checkTime("started_at", a.StartedAt); err != nil {
 				return err
@@ -214,6 +322,15 @@ func CheckBatch(b *store.Batch) error {
 				return fmt.Errorf("ID is empty")
 			}
 			if err := CheckJobState("state", u.State); err != nil {
+				return err
+			}
+			if err := checkFinite("worker_seconds", u.WorkerSeconds); err != nil {
+				return err
+			}
+			if err := checkFinite("cost_usd", u.CostUSD); err != nil {
+				return err
+			}
+			if err := checkJobUsage(&u.Usage); err != nil {
 				return err
 			}
 			if err := checkTime("started_at", u.StartedAt); err != nil {

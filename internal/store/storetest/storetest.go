@@ -36,6 +36,7 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CreateJob/DuplicateID", testDuplicateID},
 		{"CreateJob/NoTasks", testNoTasks},
 		{"CreateJob/LargeJob", testLargeJob},
+		{"CreateJob/RunTier", testCreateRunTier},
 		{"GetJob/NotFound", testGetJobNotFound},
 		{"ListJobs", testListJobs},
 		{"ListJobs/DefaultLimit", testListJobsDefaultLimit},
@@ -54,6 +55,9 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Apply/LastWins", testApplyLastWins},
 		{"Apply/Atomic", testApplyAtomic},
 		{"Apply/Empty", testApplyEmpty},
+		{"Apply/RunTier", testApplyRunTier},
+		{"Apply/AttemptUsage", testApplyAttemptUsage},
+		{"Apply/JobUsage", testApplyJobUsage},
 		{"Concurrent", testConcurrent},
 		{"Context", testContext},
 		{"Close", testClose},
@@ -161,16 +165,19 @@ func storedJob(job *store.Job, n int) store.Job {
 	j.TaskCount = int64(n)
 	j.CancelRequested = false
 	j.Counts = store.TaskCounts{Blocked: int64(n)}
+	j.WorkerSeconds, j.CostUSD, j.Usage = 0, 0, store.JobUsage{}
 	j.CreatedAt = norm(j.CreatedAt)
 	j.StartedAt, j.FinishedAt = time.Time{}, time.Time{}
 	return j
 }
 
-// storedTasks is what LoadTasks returns right after CreateJob.
+// storedTasks is what LoadTasks returns right after CreateJob: a task
+// runs on its first tier unless the caller gave a later run tier.
 func storedTasks(jobID string, tasks []store.Task) []store.Task {
 	out := make([]store.Task, len(tasks))
 	for i, t := range tasks {
 		t.JobID = jobID
+		t.RunTier = max(t.RunTier, t.Tier)
 		t.State = store.TaskBlocked
 		t.Attempts, t.ExitCode, t.Reason = 0, 0, ""
 		t.StartedAt, t.FinishedAt = time.Time{}, time.Time{}
@@ -231,6 +238,8 @@ func testCreateRoundTrip(t *testing.T, s store.Store) {
 	job.TaskCount = 99
 	job.CancelRequested = true
 	job.StartedAt = base
+	job.WorkerSeconds, job.CostUSD = 5, 1
+	job.Usage = store.JobUsage{CPUUsedSeconds: 3, OOMAttempts: 2}
 	tasks := newTasks(3)
 	tasks[1].JobID = job.ID // may be set, or left empty
 	tasks[2].State = store.TaskRunning
@@ -349,6 +358,15 @@ func testCreateRefused(t *testing.T, s store.Store) {
 		{"NUL in label", func(j *store.Job, ts []store.Task) []store.Task { j.Labels = map[string]string{"a": "\x00"}; return ts }, "labels"},
 		{"invalid UTF-8 in name", func(j *store.Job, ts []store.Task) []store.Task { j.Name = "\xc3\x28"; return ts }, "name"},
 		{"NaN CPU", func(j *store.Job, ts []store.Task) []store.Task { j.Tiers[0].CPU = math.NaN(); return ts }, "cpu"},
+		{"negative run tier", func(j *store.Job, ts []store.Task) []store.Task { ts[1].RunTier = -1; return ts }, "run tier -1"},
+		{"run tier past the last tier", func(j *store.Job, ts []store.Task) []store.Task { ts[1].RunTier = 2; return ts }, "run tier 2"},
+		{"run tier of a job without tiers", func(j *store.Job, ts []store.Task) []store.Task {
+			j.Tiers = nil
+			ts[1].Tier, ts[1].RunTier = 0, 1
+			return ts
+		}, "run tier 1"},
+		{"negative tier", func(j *store.Job, ts []store.Task) []store.Task { ts[2].Tier = -3; return ts }, "tier -3"},
+		{"tier past the last tier", func(j *store.Job, ts []store.Task) []store.Task { ts[2].Tier = 9; return ts }, "tier 9"},
 	} {
 		job := newJob("refused-job")
 		tasks := tc.edit(job, newTasks(3))
@@ -829,30 +847,33 @@ func testApplyRoundTrip(t *testing.T, s store.Store) {
 	counts := store.TaskCounts{Blocked: 1, Queued: 0, Running: 0, Succeeded: 1, Failed: 1, UpstreamFailed: 0, Cancelled: 0}
 	apply(t, s, &store.Batch{
 		Tasks: []store.TaskUpdate{
-			{JobID: job.ID, Index: 0, State: store.TaskSucceeded, Attempts: 1, StartedAt: started, FinishedAt: finished},
-			{JobID: job.ID, Index: 1, State: store.TaskFailed, Attempts: 2, ExitCode: -1, Reason: "timeout", StartedAt: started, FinishedAt: finished},
+			{JobID: job.ID, Index: 0, RunTier: 1, State: store.TaskSucceeded, Attempts: 1, StartedAt: started, FinishedAt: finished},
+			{JobID: job.ID, Index: 1, RunTier: 1, State: store.TaskFailed, Attempts: 2, ExitCode: -1, Reason: "timeout", StartedAt: started, FinishedAt: finished},
 		},
-		Attempts: []store.Attempt{{JobID: job.ID, TaskIndex: 1, Number: 2, Tier: 1, WorkerID: "w", State: store.AttemptFailed, ExitCode: -1, Reason: "timeout", StartedAt: started, FinishedAt: finished}},
-		Jobs:     []store.JobUpdate{{ID: job.ID, State: store.JobRunning, Counts: counts, StartedAt: started, WorkerSeconds: 12.5, CostUSD: 0.0034}},
+		Attempts: []store.Attempt{{JobID: job.ID, TaskIndex: 1, Number: 2, Tier: 1, WorkerID: "w", State: store.AttemptFailed, ExitCode: -1, Reason: "timeout", StartedAt: started, FinishedAt: finished,
+			Enforcement: "cgroup-v2", Usage: store.Usage{CPUUserSeconds: 1.5, CPUSystemSeconds: 0.25, PeakRSSBytes: 1 << 30, AvgRSSBytes: 1 << 29, GPUNote: "no GPU: tier has none"}}},
+		Jobs: []store.JobUpdate{{ID: job.ID, State: store.JobRunning, Counts: counts, StartedAt: started, WorkerSeconds: 12.5, CostUSD: 0.0034,
+			Usage: store.JobUsage{MemoryRequestedByteSeconds: 6e10, MemoryUsedByteSeconds: 3e10, CPURequestedSeconds: 60, CPUUsedSeconds: 1.75, PeakRSSBytes: 1 << 30, OOMAttempts: 1}}},
 	})
 	wantJob := storedJob(job, 3)
 	wantJob.State, wantJob.Counts, wantJob.StartedAt = store.JobRunning, counts, started
 	wantJob.WorkerSeconds, wantJob.CostUSD = 12.5, 0.0034
+	wantJob.Usage = store.JobUsage{MemoryRequestedByteSeconds: 6e10, MemoryUsedByteSeconds: 3e10, CPURequestedSeconds: 60, CPUUsedSeconds: 1.75, PeakRSSBytes: 1 << 30, OOMAttempts: 1}
 	checkJob(t, getJob(t, s, job.ID), wantJob)
 	want := storedTasks(job.ID, tasks)
-	want[0].State, want[0].Attempts, want[0].StartedAt, want[0].FinishedAt = store.TaskSucceeded, 1, started, finished
-	want[1].State, want[1].Attempts, want[1].ExitCode, want[1].Reason, want[1].StartedAt, want[1].FinishedAt = store.TaskFailed, 2, -1, "timeout", started, finished
+	want[0].RunTier, want[0].State, want[0].Attempts, want[0].StartedAt, want[0].FinishedAt = 1, store.TaskSucceeded, 1, started, finished
+	want[1].RunTier, want[1].State, want[1].Attempts, want[1].ExitCode, want[1].Reason, want[1].StartedAt, want[1].FinishedAt = 1, store.TaskFailed, 2, -1, "timeout", started, finished
 	checkTasks(t, loadTasks(t, s, job.ID), want)
 
-	// Back to zero times: they read back as zero.
+	// Back to zero times and zero usage: they read back as zero.
 	apply(t, s, &store.Batch{
 		Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 0, State: store.TaskQueued, Attempts: 1}},
 		Jobs:  []store.JobUpdate{{ID: job.ID, State: store.JobSucceeded, Counts: store.TaskCounts{Succeeded: 3}, FinishedAt: finished}},
 	})
 	wantJob.State, wantJob.Counts, wantJob.StartedAt, wantJob.FinishedAt = store.JobSucceeded, store.TaskCounts{Succeeded: 3}, time.Time{}, finished
-	wantJob.WorkerSeconds, wantJob.CostUSD = 0, 0
+	wantJob.WorkerSeconds, wantJob.CostUSD, wantJob.Usage = 0, 0, store.JobUsage{}
 	checkJob(t, getJob(t, s, job.ID), wantJob)
-	want[0].State, want[0].StartedAt, want[0].FinishedAt = store.TaskQueued, time.Time{}, time.Time{}
+	want[0].RunTier, want[0].State, want[0].StartedAt, want[0].FinishedAt = 0, store.TaskQueued, time.Time{}, time.Time{}
 	checkTasks(t, loadTasks(t, s, job.ID), want)
 }
 
@@ -943,6 +964,33 @@ func testApplyAtomic(t *testing.T, s store.Store) {
 		{"bad attempt state", func(b *store.Batch) { b.Attempts[0].State = "" }, false, job.ID},
 		{"bad job state", func(b *store.Batch) { b.Jobs[0].State = "finished" }, false, "finished"},
 		{"NUL in a message", func(b *store.Batch) { b.Attempts[0].Message = "a\x00b" }, false, "message"},
+		{"negative run tier", func(b *store.Batch) { b.Tasks[0].RunTier = -1 }, false, "run tier -1"},
+		{"NUL in enforcement", func(b *store.Batch) { b.Attempts[0].Enforcement = "cgroup\x00" }, false, "enforcement"},
+		{"NaN CPU seconds", func(b *store.Batch) { b.Attempts[0].Usage.CPUUserSeconds = math.NaN() }, false, "cpu_user_seconds"},
+		{"infinite system CPU", func(b *store.Batch) { b.Attempts[0].Usage.CPUSystemSeconds = math.Inf(1) }, false, "cpu_system_seconds"},
+		{"negative CPU seconds", func(b *store.Batch) { b.Attempts[0].Usage.CPUUserSeconds = -0.5 }, false, "cpu_user_seconds"},
+		{"negative peak RSS", func(b *store.Batch) { b.Attempts[0].Usage.PeakRSSBytes = -1 }, false, "peak_rss_bytes"},
+		{"negative average RSS", func(b *store.Batch) { b.Attempts[0].Usage.AvgRSSBytes = math.MinInt64 }, false, "avg_rss_bytes"},
+		{"NUL in a GPU name", func(b *store.Batch) {
+			b.Attempts[0].Usage.GPUs = []store.GPUUsage{{Name: "A100"}, {Index: 1, Name: "H\x00100"}}
+		}, false, "gpus[1].name"},
+		{"invalid UTF-8 in a GPU name", func(b *store.Batch) { b.Attempts[0].Usage.GPUs = []store.GPUUsage{{Name: "\xff"}} }, false, "gpus[0].name"},
+		{"negative GPU memory", func(b *store.Batch) { b.Attempts[0].Usage.GPUs = []store.GPUUsage{{PeakMemoryBytes: -1}} }, false, "peak_memory_bytes"},
+		{"NaN GPU utilization", func(b *store.Batch) {
+			b.Attempts[0].Usage.GPUs = []store.GPUUsage{{AvgUtilizationPercent: math.NaN()}}
+		}, false, "avg_utilization_percent"},
+		{"infinite GPU utilization", func(b *store.Batch) {
+			b.Attempts[0].Usage.GPUs = []store.GPUUsage{{AvgUtilizationPercent: math.Inf(1)}}
+		}, false, "avg_utilization_percent"},
+		{"NUL in the GPU note", func(b *store.Batch) { b.Attempts[0].Usage.GPUNote = "no GPU\x00" }, false, "gpu_note"},
+		{"NaN worker seconds", func(b *store.Batch) { b.Jobs[0].WorkerSeconds = math.NaN() }, false, "worker_seconds"},
+		{"infinite cost", func(b *store.Batch) { b.Jobs[0].CostUSD = math.Inf(-1) }, false, "cost_usd"},
+		{"negative requested memory", func(b *store.Batch) { b.Jobs[0].Usage.MemoryRequestedByteSeconds = -1 }, false, "memory_requested_byte_seconds"},
+		{"NaN used memory", func(b *store.Batch) { b.Jobs[0].Usage.MemoryUsedByteSeconds = math.NaN() }, false, "memory_used_byte_seconds"},
+		{"infinite requested CPU", func(b *store.Batch) { b.Jobs[0].Usage.CPURequestedSeconds = math.Inf(1) }, false, "cpu_requested_seconds"},
+		{"negative used CPU", func(b *store.Batch) { b.Jobs[0].Usage.CPUUsedSeconds = -2 }, false, "cpu_used_seconds"},
+		{"negative job peak RSS", func(b *store.Batch) { b.Jobs[0].Usage.PeakRSSBytes = -1 }, false, "peak_rss_bytes"},
+		{"negative OOM attempts", func(b *store.Batch) { b.Jobs[0].Usage.OOMAttempts = -1 }, false, "oom_attempts"},
 	} {
 		b := good
 		b.Tasks = slices.Clone(good.Tasks)
@@ -1135,5 +1183,223 @@ func testLease(t *testing.T, s store.Store) {
 	}
 	if _, ok, err = s.AcquireLease(ctx, a, now.Add(22*time.Second)); err != nil || !ok {
 		t.Fatalf("acquire after release: %v %v", ok, err)
+	}
+}
+
+func testCreateRunTier(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	job := newJob(newID(base, 1))
+	job.Tiers = append(job.Tiers, store.Tier{Name: "huge", CPU: 16, MemoryBytes: 1 << 42})
+	tasks := []store.Task{
+		{Index: 0, Key: "first", Tier: 0, RunTier: 0},
+		{Index: 1, Key: "starts-late", Tier: 2, RunTier: 0}, // RunTier left 0: the task runs on Tier
+		{Index: 2, Key: "moved-up", Tier: 0, RunTier: 1},    // a later run tier is kept
+		{Index: 3, Key: "below-tier", Tier: 2, RunTier: 1},  // never below Tier
+		{Index: 4, Key: "same", Tier: 1, RunTier: 1},
+	}
+	wantRunTiers := []int32{0, 2, 1, 2, 1}
+	create(t, s, job, tasks)
+	got := loadTasks(t, s, job.ID)
+	for i, task := range got {
+		if task.Tier != tasks[i].Tier || task.RunTier != wantRunTiers[i] {
+			t.Errorf("task %s: tier %d, run tier %d; want %d, %d", task.Key, task.Tier, task.RunTier, tasks[i].Tier, wantRunTiers[i])
+		}
+	}
+	listed, err := s.ListTasks(ctx, store.TaskFilter{JobID: job.ID, After: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTasks(t, listed, got)
+	one, err := s.GetTask(ctx, job.ID, "starts-late")
+	if err != nil || one.RunTier != 2 {
+		t.Errorf("GetTask(starts-late) = %+v, %v; want run tier 2", one, err)
+	}
+}
+
+func testApplyRunTier(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	job := newJob(newID(base, 1))
+	job.Tiers = append(job.Tiers, store.Tier{Name: "huge", CPU: 16, MemoryBytes: 1 << 42})
+	tasks := newTasks(5)
+	create(t, s, job, tasks)
+	// Out of memory: tasks 0 and 3 move up a tier, task 1 two; a batch may
+	// hold two updates of one task (the later wins).
+	apply(t, s, &store.Batch{Tasks: []store.TaskUpdate{
+		{JobID: job.ID, Index: 0, RunTier: 1, State: store.TaskQueued, Attempts: 1},
+		{JobID: job.ID, Index: 1, RunTier: 2, State: store.TaskQueued, Attempts: 1},
+		{JobID: job.ID, Index: 3, RunTier: 1, State: store.TaskRunning, Attempts: 1},
+		{JobID: job.ID, Index: 3, RunTier: 2, State: store.TaskQueued, Attempts: 2},
+	}})
+	want := storedTasks(job.ID, tasks)
+	want[0].RunTier, want[0].State, want[0].Attempts = 1, store.TaskQueued, 1
+	want[1].RunTier, want[1].State, want[1].Attempts = 2, store.TaskQueued, 1
+	want[3].RunTier, want[3].State, want[3].Attempts = 2, store.TaskQueued, 2
+	checkTasks(t, loadTasks(t, s, job.ID), want)
+	queued, err := s.ListTasks(ctx, store.TaskFilter{JobID: job.ID, States: []store.TaskState{store.TaskQueued}, After: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTasks(t, queued, []store.Task{want[0], want[1], want[3]})
+	if got, err := s.GetTask(ctx, job.ID, "t-1"); err != nil || got.RunTier != 2 {
+		t.Errorf("GetTask(t-1) = %+v, %v; want run tier 2", got, err)
+	}
+	// Apply writes the run tier it is given, as every other field.
+	apply(t, s, &store.Batch{Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, RunTier: 0, State: store.TaskSucceeded, Attempts: 1}}})
+	want[1].RunTier, want[1].State = 0, store.TaskSucceeded
+	checkTasks(t, loadTasks(t, s, job.ID), want)
+}
+
+// usageGPUs are GPU figures at the edges of what JSON and the columns hold.
+var usageGPUs = []store.GPUUsage{
+	{Index: 0, Name: "NVIDIA A100-SXM4-80GB", PeakMemoryBytes: 80 << 30, AvgUtilizationPercent: 99.99999999999999},
+	{Index: 7, Name: `quote" back\slash 日本 🚀 ` + "\u2028\t\x01", PeakMemoryBytes: math.MaxInt64, AvgUtilizationPercent: math.SmallestNonzeroFloat64},
+	{Index: 3, Name: "", PeakMemoryBytes: 0, AvgUtilizationPercent: 0.1 + 0.2},
+	{Index: 1, Name: "null", PeakMemoryBytes: 1, AvgUtilizationPercent: math.MaxFloat64},
+	{Index: 2, Name: "[]", PeakMemoryBytes: 1 << 53, AvgUtilizationPercent: 1e21},
+	{Index: 4, Name: "x", PeakMemoryBytes: 1<<53 + 1, AvgUtilizationPercent: 1e-7},
+}
+
+func testApplyAttemptUsage(t *testing.T, s store.Store) {
+	job := newJob(newID(base, 1))
+	create(t, s, job, newTasks(3))
+	running := store.Attempt{JobID: job.ID, TaskIndex: 0, Number: 1, Tier: 1, WorkerID: "w1", State: store.AttemptRunning, StartedAt: base}
+	apply(t, s, &store.Batch{Attempts: []store.Attempt{running}})
+	checkAttempts(t, s, job.ID, 0, []store.Attempt{running}) // zero usage, no GPUs (nil)
+
+	// Finished: the upsert writes its usage. Several attempts in one
+	// batch each keep their own figures.
+	done := running
+	done.State, done.Reason, done.ExitCode, done.Signal, done.FinishedAt = store.AttemptFailed, store.ReasonOOM, 137, 9, base.Add(time.Minute)
+	done.Enforcement = "cgroup-v2"
+	done.Usage = store.Usage{
+		CPUUserSeconds: 0.1 + 0.2, CPUSystemSeconds: math.MaxFloat64,
+		PeakRSSBytes: math.MaxInt64, AvgRSSBytes: 1,
+		GPUs:    slices.Clone(usageGPUs),
+		GPUNote: "",
+	}
+	other := store.Attempt{JobID: job.ID, TaskIndex: 1, Number: 1, WorkerID: "w2", State: store.AttemptSucceeded, Reason: "exit",
+		StartedAt: base, FinishedAt: base.Add(time.Second), Enforcement: "rss-poll",
+		Usage: store.Usage{CPUUserSeconds: 12.75, CPUSystemSeconds: math.SmallestNonzeroFloat64, PeakRSSBytes: 4 << 20, AvgRSSBytes: 3 << 20,
+			GPUs: []store.GPUUsage{}, GPUNote: "no GPU: the tier requests none"}}
+	third := store.Attempt{JobID: job.ID, TaskIndex: 2, Number: 1, WorkerID: "w3", State: store.AttemptSucceeded, Enforcement: "none",
+		Usage: store.Usage{CPUUserSeconds: 1e-300, GPUs: usageGPUs[2:3], GPUNote: oddStrings[9]}}
+	apply(t, s, &store.Batch{Attempts: []store.Attempt{done, other, third}})
+	// No GPUs reads back as nil, whether nil or empty went in.
+	otherWant := other
+	otherWant.Usage.GPUs = nil
+	checkAttempts(t, s, job.ID, 0, []store.Attempt{done})
+	checkAttempts(t, s, job.ID, 1, []store.Attempt{otherWant})
+	checkAttempts(t, s, job.ID, 2, []store.Attempt{third})
+	if at, err := s.ListAttempts(t.Context(), job.ID, 0); err == nil && len(at) == 1 && !at[0].OOM() {
+		t.Errorf("attempt with reason %q: OOM() = false", at[0].Reason)
+	}
+
+	// Upserted again with other figures and no GPUs: nothing of the old
+	// figures remains.
+	again := done
+	again.Enforcement = "cgroup-v1"
+	again.Usage = store.Usage{CPUUserSeconds: 2, AvgRSSBytes: 5, GPUNote: "no GPU: nvidia-smi not found"}
+	apply(t, s, &store.Batch{Attempts: []store.Attempt{again}})
+	checkAttempts(t, s, job.ID, 0, []store.Attempt{again})
+}
+
+func testApplyJobUsage(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	usages := []store.JobUsage{
+		{MemoryRequestedByteSeconds: 3.5e15, MemoryUsedByteSeconds: 1.25e15, CPURequestedSeconds: 7200, CPUUsedSeconds: 0.1 + 0.2, PeakRSSBytes: 3 << 30, OOMAttempts: 2},
+		{MemoryRequestedByteSeconds: math.MaxFloat64, MemoryUsedByteSeconds: math.SmallestNonzeroFloat64, CPURequestedSeconds: 1e-300, CPUUsedSeconds: 1e300, PeakRSSBytes: math.MaxInt64, OOMAttempts: math.MaxInt64},
+		{}, // a job no attempt of which has finished
+	}
+	var ids []string
+	var b store.Batch
+	for i, u := range usages {
+		created := base.Add(time.Duration(i) * time.Second)
+		job := newJob(newID(created, uint64(i)))
+		job.CreatedAt = created
+		create(t, s, job, newTasks(1))
+		ids = append(ids, job.ID)
+		b.Jobs = append(b.Jobs, store.JobUpdate{ID: job.ID, State: store.JobRunning, Counts: store.TaskCounts{Running: 1}, StartedAt: base,
+			WorkerSeconds: float64(i) + 0.5, CostUSD: float64(i) / 3, Usage: u})
+	}
+	apply(t, s, &b)
+	for i, id := range ids {
+		got := getJob(t, s, id)
+		if got.Usage != usages[i] || got.WorkerSeconds != float64(i)+0.5 || got.CostUSD != float64(i)/3 {
+			t.Errorf("GetJob(%s): usage %+v, worker seconds %v, cost %v; want %+v, %v, %v", id, got.Usage, got.WorkerSeconds, got.CostUSD, usages[i], float64(i)+0.5, float64(i)/3)
+		}
+	}
+	listed, err := s.ListJobs(ctx, store.JobFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	active, err := s.ListActiveJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, jobs := range map[string][]store.Job{"ListJobs": listed, "ListActiveJobs": active} {
+		if len(jobs) != len(ids) {
+			t.Errorf("%s: %d jobs, want %d", what, len(jobs), len(ids))
+			continue
+		}
+		for _, j := range jobs {
+			i := slices.Index(ids, j.ID)
+			if i < 0 || j.Usage != usages[i] {
+				t.Errorf("%s: job %s usage %+v, want %+v", what, j.ID, j.Usage, usages[max(i, 0)])
+			}
+		}
+	}
+}
+
+// SchemaV3Rows fill a database with the schema of migrations 1 to 3 (before
+// run tiers and usage) with a running job of two tasks, one of them on tier
+// 1 and running an attempt, in SQL that both drivers accept. A driver's
+// upgrade test runs them on such a database, opens a store on it (which
+// migrates it) and calls CheckSchemaV3Rows.
+var SchemaV3Rows = []string{
+	`INSERT INTO jobs (id, name, namespace, labels, env, tiers, max_workers, state, task_count,
+	count_queued, count_running, created_at, started_at, worker_seconds, cost_usd)
+VALUES ('v3-job', 'old', 'perception', '{}', 'null',
+	'[{"name":"small","cpu":1,"memory_bytes":1073741824,"gpu":0},{"name":"big","cpu":4,"memory_bytes":34359738368,"gpu":1}]',
+	2, 'running', 2, 1, 1, 1000, 2000, 2.5, 0.25)`,
+	`INSERT INTO tasks (job_id, idx, key, argv, env, cwd, after_deps, tier, retries, timeout_ms, state, attempts, started_at)
+VALUES ('v3-job', 0, 'a', '["true"]', '{}', '/', '[]', 0, 1, 0, 'queued', 0, NULL),
+	('v3-job', 1, 'b', '["false"]', 'null', '', '["a"]', 1, 2, 5000, 'running', 1, 2000)`,
+	`INSERT INTO attempts (job_id, task_idx, number, tier, worker_id, state, exit_code, signal, reason, message, started_at)
+VALUES ('v3-job', 1, 1, 1, 'w1', 'running', 0, 0, '', '', 2000)`,
+}
+
+// CheckSchemaV3Rows checks what a migrated store reads of SchemaV3Rows: the
+// old fields as they were, each task's run tier its first tier, no usage,
+// and new fields writable.
+func CheckSchemaV3Rows(t *testing.T, s store.Store) {
+	t.Helper()
+	job := getJob(t, s, "v3-job")
+	want := store.Job{
+		ID: "v3-job", Name: "old", Namespace: "perception", Labels: map[string]string{},
+		Tiers:      []store.Tier{{Name: "small", CPU: 1, MemoryBytes: 1 << 30}, {Name: "big", CPU: 4, MemoryBytes: 32 << 30, GPU: 1}},
+		MaxWorkers: 2, State: store.JobRunning, TaskCount: 2, Counts: store.TaskCounts{Queued: 1, Running: 1},
+		WorkerSeconds: 2.5, CostUSD: 0.25, CreatedAt: time.Unix(0, 1000), StartedAt: time.Unix(0, 2000),
+	}
+	checkJob(t, job, want)
+	checkTasks(t, loadTasks(t, s, "v3-job"), []store.Task{
+		{JobID: "v3-job", Index: 0, Key: "a", Argv: []string{"true"}, Env: map[string]string{}, Cwd: "/", After: []string{},
+			Tier: 0, RunTier: 0, Retries: 1, State: store.TaskQueued},
+		{JobID: "v3-job", Index: 1, Key: "b", Argv: []string{"false"}, After: []string{"a"},
+			Tier: 1, RunTier: 1, Retries: 2, TimeoutMS: 5000, State: store.TaskRunning, Attempts: 1, StartedAt: time.Unix(0, 2000)},
+	})
+	running := store.Attempt{JobID: "v3-job", TaskIndex: 1, Number: 1, Tier: 1, WorkerID: "w1", State: store.AttemptRunning, StartedAt: time.Unix(0, 2000)}
+	checkAttempts(t, s, "v3-job", 1, []store.Attempt{running})
+
+	done := running
+	done.State, done.Reason, done.FinishedAt, done.Enforcement = store.AttemptFailed, store.ReasonOOM, time.Unix(0, 3000), "cgroup-v2"
+	done.Usage = store.Usage{CPUUserSeconds: 1, PeakRSSBytes: 1 << 30, GPUs: usageGPUs[:1]}
+	apply(t, s, &store.Batch{
+		Tasks:    []store.TaskUpdate{{JobID: "v3-job", Index: 1, RunTier: 1, State: store.TaskQueued, Attempts: 1}},
+		Attempts: []store.Attempt{done},
+		Jobs:     []store.JobUpdate{{ID: "v3-job", State: store.JobRunning, Counts: store.TaskCounts{Queued: 2}, Usage: store.JobUsage{PeakRSSBytes: 1 << 30, OOMAttempts: 1}}},
+	})
+	checkAttempts(t, s, "v3-job", 1, []store.Attempt{done})
+	if got := getJob(t, s, "v3-job").Usage; got != (store.JobUsage{PeakRSSBytes: 1 << 30, OOMAttempts: 1}) {
+		t.Errorf("job usage after an update of the migrated job: %+v", got)
 	}
 }
