@@ -170,9 +170,53 @@ func (a *app) jobGetCmd() *cobra.Command {
 			c := j.Counts
 			fmt.Fprintf(tw, "  blocked\t%d\n  queued\t%d\n  running\t%d\n  succeeded\t%d\n  failed\t%d\n  upstream_failed\t%d\n  cancelled\t%d\n",
 				c.GetBlocked(), c.GetQueued(), c.GetRunning(), c.GetSucceeded(), c.GetFailed(), c.GetUpstreamFailed(), c.GetCancelled())
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return printUsage(a.stdout, j.Usage)
 		},
 	}
+}
+
+// printUsage prints the job's requested-versus-used table: memory and CPU
+// requested by its attempts' tiers for as long as they ran, against what
+// they used.
+func printUsage(w io.Writer, u *apiv1.Usage) error {
+	if u == nil || u.MemoryRequestedByteSeconds == 0 && u.CpuRequestedSeconds == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nRESOURCE\tREQUESTED\tUSED\tUSED/REQUESTED")
+	fmt.Fprintf(tw, "memory\t%s\t%s\t%s\n", byteSeconds(u.MemoryRequestedByteSeconds), byteSeconds(u.MemoryUsedByteSeconds), percent(u.MemoryUsedByteSeconds, u.MemoryRequestedByteSeconds))
+	fmt.Fprintf(tw, "cpu\t%s\t%s\t%s\n", coreSeconds(u.CpuRequestedSeconds), coreSeconds(u.CpuUsedSeconds), percent(u.CpuUsedSeconds, u.CpuRequestedSeconds))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "largest peak RSS: %s; attempts killed for running out of memory: %d\n", bytesIEC(u.PeakRssBytes), u.OomAttempts)
+	return err
+}
+
+// byteSeconds prints memory·time in GiB·h, or MiB·s when that is small.
+func byteSeconds(bs float64) string {
+	if h := bs / 3600 / (1 << 30); h >= 0.1 {
+		return fmt.Sprintf("%.1f GiB·h", h)
+	}
+	return fmt.Sprintf("%.1f MiB·s", bs/(1<<20))
+}
+
+// coreSeconds prints CPU time in core·h, or core·s when that is small.
+func coreSeconds(s float64) string {
+	if h := s / 3600; h >= 0.1 {
+		return fmt.Sprintf("%.1f core·h", h)
+	}
+	return fmt.Sprintf("%.2f core·s", s)
+}
+
+func percent(used, requested float64) string {
+	if requested <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*used/requested)
 }
 
 func bytesIEC(n int64) string {

@@ -150,7 +150,7 @@ func (a *app) taskGetCmd() *cobra.Command {
 			}
 			fmt.Fprintln(a.stdout)
 			tw = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ATTEMPT\tSTATE\tTIER\tWORKER\tEXIT\tREASON\tSTARTED\tDURATION\tMESSAGE")
+			fmt.Fprintln(tw, "ATTEMPT\tSTATE\tTIER\tWORKER\tEXIT\tREASON\tSTARTED\tDURATION\tCPU\tPEAK RSS\tLIMIT\tMESSAGE")
 			for _, at := range r.Attempts {
 				exit := strconv.Itoa(int(at.ExitCode))
 				if at.Signal != "" {
@@ -167,9 +167,25 @@ func (a *app) taskGetCmd() *cobra.Command {
 				if at.StartedAt != nil {
 					started = at.StartedAt.AsTime().Local().Format(time.TimeOnly)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", at.Number, at.State, at.Tier, at.WorkerId, exit, at.Reason, started, dur, at.Message)
+				cpu, peak, limit := "", "", ""
+				if at.FinishedAt != nil && at.State != "lost" {
+					cpu = fmt.Sprintf("%.2fs", at.CpuUserSeconds+at.CpuSystemSeconds)
+					peak = bytesIEC(at.PeakRssBytes)
+				}
+				if at.MemoryRequestBytes > 0 && at.Enforcement != "" {
+					limit = bytesIEC(at.MemoryRequestBytes) + " " + at.Enforcement
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", at.Number, at.State, at.Tier, at.WorkerId, exit, at.Reason, started, dur, cpu, peak, limit, at.Message)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, at := range r.Attempts {
+				for _, g := range at.Gpus {
+					fmt.Fprintf(a.stdout, "attempt %d: gpu %d (%s): peak memory %s, mean utilization %.0f%%\n", at.Number, g.Index, g.Name, bytesIEC(g.PeakMemoryBytes), g.AvgUtilizationPercent)
+				}
+			}
+			return nil
 		},
 	}
 }

@@ -94,7 +94,7 @@ func (g *Gateway) SubmitJob(ctx context.Context, req *connect.Request[apiv1.Subm
 	for i, t := range js.Tasks {
 		tasks[i] = store.Task{
 			JobID: job.ID, Index: int32(i), Key: t.Key, Argv: t.Command, Env: t.Env, Cwd: t.Cwd,
-			After: t.After, Tier: t.Tier, Retries: t.Retries, TimeoutMS: t.TimeoutMS, State: store.TaskBlocked,
+			After: t.After, Tier: t.Tier, RunTier: t.Tier, Retries: t.Retries, TimeoutMS: t.TimeoutMS, State: store.TaskBlocked,
 		}
 	}
 	if err := g.cfg.Store.CreateJob(ctx, job, tasks); err != nil {
@@ -278,6 +278,11 @@ func JobProto(j *store.Job) *apiv1.Job {
 		Id: j.ID, Name: j.Name, Namespace: j.Namespace, Labels: j.Labels, State: string(j.State),
 		TaskCount: j.TaskCount, CancelRequested: j.CancelRequested, MaxWorkers: j.MaxWorkers,
 		WorkerSeconds: j.WorkerSeconds, EstimatedCostUsd: j.CostUSD,
+		Usage: &apiv1.Usage{
+			MemoryRequestedByteSeconds: j.Usage.MemoryRequestedByteSeconds, MemoryUsedByteSeconds: j.Usage.MemoryUsedByteSeconds,
+			CpuRequestedSeconds: j.Usage.CPURequestedSeconds, CpuUsedSeconds: j.Usage.CPUUsedSeconds,
+			PeakRssBytes: j.Usage.PeakRSSBytes, OomAttempts: j.Usage.OOMAttempts,
+		},
 		CreatedAt: ts(j.CreatedAt), StartedAt: ts(j.StartedAt), FinishedAt: ts(j.FinishedAt),
 		Counts: &apiv1.TaskCounts{
 			Blocked: j.Counts.Blocked, Queued: j.Counts.Queued, Running: j.Counts.Running,
@@ -295,7 +300,7 @@ func JobProto(j *store.Job) *apiv1.Job {
 func TaskProto(j *store.Job, t *store.Task) *apiv1.Task {
 	return &apiv1.Task{
 		JobId: t.JobID, Index: t.Index, Key: t.Key, State: string(t.State), Command: t.Argv, Env: t.Env,
-		Cwd: t.Cwd, After: t.After, Tier: tierName(j, t.Tier), Retries: t.Retries, TimeoutMs: t.TimeoutMS,
+		Cwd: t.Cwd, After: t.After, Tier: tierName(j, max(t.Tier, t.RunTier)), Retries: t.Retries, TimeoutMs: t.TimeoutMS,
 		Attempts: t.Attempts, ExitCode: t.ExitCode, Reason: t.Reason,
 		StartedAt: ts(t.StartedAt), FinishedAt: ts(t.FinishedAt),
 	}
@@ -303,11 +308,22 @@ func TaskProto(j *store.Job, t *store.Task) *apiv1.Task {
 
 // AttemptProto converts a stored attempt to its API form.
 func AttemptProto(j *store.Job, a *store.Attempt) *apiv1.Attempt {
-	return &apiv1.Attempt{
+	p := &apiv1.Attempt{
 		Number: a.Number, Tier: tierName(j, a.Tier), WorkerId: a.WorkerID, State: string(a.State),
 		ExitCode: a.ExitCode, Signal: SignalName(a.Signal), Reason: a.Reason, Message: a.Message,
 		StartedAt: ts(a.StartedAt), FinishedAt: ts(a.FinishedAt),
+		Oom: a.OOM(), Enforcement: a.Enforcement,
+		CpuUserSeconds: a.Usage.CPUUserSeconds, CpuSystemSeconds: a.Usage.CPUSystemSeconds,
+		PeakRssBytes: a.Usage.PeakRSSBytes, AvgRssBytes: a.Usage.AvgRSSBytes, GpuNote: a.Usage.GPUNote,
 	}
+	for _, g := range a.Usage.GPUs {
+		p.Gpus = append(p.Gpus, &apiv1.GPUUsage{Index: g.Index, Name: g.Name, PeakMemoryBytes: g.PeakMemoryBytes, AvgUtilizationPercent: g.AvgUtilizationPercent})
+	}
+	if a.Tier >= 0 && int(a.Tier) < len(j.Tiers) {
+		p.MemoryRequestBytes = j.Tiers[a.Tier].MemoryBytes
+		p.CpuRequest = j.Tiers[a.Tier].CPU
+	}
+	return p
 }
 
 func tierName(j *store.Job, i int32) string {

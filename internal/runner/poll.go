@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -39,6 +41,9 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 	if w.lastSeen.IsZero() && jr != nil {
 		jr.startFails[w.tier] = 0 // this tier's workers can start
 	}
+	if w.lastSeen.IsZero() && jr != nil {
+		r.observeStartup(jr, now.Sub(w.started), now)
+	}
 	w.lastSeen = now
 	var attempts []store.Attempt
 	info := map[int32]resultInfo{}
@@ -54,6 +59,10 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 			continue
 		}
 		a := attemptFromResult(jr, w, res, now)
+		r.account(jr, w, &a)
+		if a.State == store.AttemptSucceeded || a.State == store.AttemptFailed && !a.OOM() {
+			r.observeTask(jr, w.tier, a.FinishedAt.Sub(a.StartedAt), now)
+		}
 		attempts = append(attempts, a)
 		info[res.TaskIndex] = resultInfo{exit: res.ExitCode, reason: a.Reason, started: a.StartedAt, finished: a.FinishedAt}
 	}
@@ -144,14 +153,14 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 }
 
 // shouldRetire reports whether an idle worker should exit: it has been idle
-// for IdleTimeout and its tier has no work waiting (tasks in backoff count as
-// waiting), or more workers of its tier exist than work for them. Call with
-// r.mu held.
+// for IdleTimeout (the grace period) and its tier has no work waiting (tasks
+// in backoff count as waiting), or more workers of its tier exist than
+// reuse targeting wants. Call with r.mu held.
 func (r *Runner) shouldRetire(jr *jobRun, w *worker, now time.Time) bool {
 	if now.Sub(w.idleFrom) < r.cfg.IdleTimeout {
 		return false
 	}
-	return jr.core.Waiting(w.tier) == 0 || len(jr.workers[w.tier]) > jr.core.Waiting(w.tier)+jr.core.Running(w.tier)
+	return jr.core.Waiting(w.tier) == 0 || len(jr.workers[w.tier]) > max(1, r.target(jr, w.tier, now))
 }
 
 // assignment builds what a worker needs to run one attempt. The environment
@@ -189,6 +198,8 @@ func outcomeOf(res *taskhostv1.AttemptResult) sched.Outcome {
 		return sched.Timeout
 	case res.Reason == "cancelled":
 		return sched.Killed
+	case res.Reason == store.ReasonOOM:
+		return sched.OOM
 	case res.Reason == "exit" && res.ExitCode == 0, res.Reason == "" && res.ExitCode == 0 && res.Signal == 0:
 		return sched.Success
 	}
@@ -198,9 +209,20 @@ func outcomeOf(res *taskhostv1.AttemptResult) sched.Outcome {
 func attemptFromResult(jr *jobRun, w *worker, res *taskhostv1.AttemptResult, now time.Time) store.Attempt {
 	a := store.Attempt{
 		JobID: jr.job.ID, TaskIndex: res.TaskIndex, Number: res.Attempt, Tier: w.tier, WorkerID: w.id,
-		ExitCode: res.ExitCode, Signal: res.Signal, Reason: res.Reason, Message: res.Message,
-		StartedAt:  time.Unix(0, res.StartedUnixNanos),
-		FinishedAt: time.Unix(0, res.FinishedUnixNanos),
+		ExitCode: res.ExitCode, Signal: res.Signal, Reason: clean(res.Reason), Message: clean(res.Message),
+		StartedAt:   time.Unix(0, res.StartedUnixNanos),
+		FinishedAt:  time.Unix(0, res.FinishedUnixNanos),
+		Enforcement: clean(res.Enforcement),
+	}
+	if u := res.GetUsage(); u != nil {
+		a.Usage = store.Usage{
+			CPUUserSeconds: finite(u.CpuUserSeconds), CPUSystemSeconds: finite(u.CpuSystemSeconds),
+			PeakRSSBytes: max(0, u.PeakRssBytes), AvgRSSBytes: max(0, u.AvgRssBytes), GPUNote: clean(u.GpuNote),
+		}
+		for _, g := range u.Gpus {
+			a.Usage.GPUs = append(a.Usage.GPUs, store.GPUUsage{Index: g.Index, Name: clean(g.Name),
+				PeakMemoryBytes: max(0, g.PeakMemoryBytes), AvgUtilizationPercent: finite(g.AvgUtilizationPercent)})
+		}
 	}
 	if res.StartedUnixNanos == 0 {
 		a.StartedAt = jr.tasks[res.TaskIndex].StartedAt
@@ -221,4 +243,20 @@ func attemptFromResult(jr *jobRun, w *worker, res *taskhostv1.AttemptResult, now
 		}
 	}
 	return a
+}
+
+// finite turns what a worker reported into a usable non-negative number: NaN,
+// infinities and negatives become 0 (the store rejects them, and one bad
+// report must not fail a batch of other tasks' changes).
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
+		return 0
+	}
+	return f
+}
+
+// clean makes text a worker reported storable: valid UTF-8 without NUL
+// bytes (the store refuses those, and one bad report must not fail a batch).
+func clean(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }

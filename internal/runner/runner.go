@@ -92,6 +92,11 @@ type Config struct {
 	// LeaseTTL is how long the runner's lease lasts unless renewed
 	// (default 10s); after a crash, a new runner waits at most this long.
 	LeaseTTL time.Duration
+	// HalfLife is how fast worker reuse targeting's estimates of task run
+	// time and worker startup forget old observations (default 10m);
+	// NamespaceHalfLife overrides it per namespace.
+	HalfLife          time.Duration
+	NamespaceHalfLife map[string]time.Duration
 }
 
 // Runner is the job-running service. Create it with New, then Start it.
@@ -106,6 +111,7 @@ type Runner struct {
 	mu      sync.Mutex
 	jobs    map[string]*jobRun
 	workers map[string]*worker
+	est     map[string]*nsEstimates // by namespace
 	seq     int64
 	stopped bool
 
@@ -135,6 +141,8 @@ type jobRun struct {
 	// start is not restarted in a hot loop).
 	startFails []int
 	startAfter []time.Time
+	// taskEst estimates the run time of the job's tasks, per tier.
+	taskEst []sched.Estimate
 }
 
 type worker struct {
@@ -182,6 +190,9 @@ func New(cfg Config) *Runner {
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 10 * time.Second
 	}
+	if cfg.HalfLife <= 0 {
+		cfg.HalfLife = DefaultHalfLife
+	}
 	return &Runner{
 		cfg:     cfg,
 		log:     cfg.Logger,
@@ -190,6 +201,7 @@ func New(cfg Config) *Runner {
 		wakeCh:  make(chan struct{}, 1),
 		jobs:    map[string]*jobRun{},
 		workers: map[string]*worker{},
+		est:     map[string]*nsEstimates{},
 		done:    make(chan struct{}),
 	}
 }
@@ -357,6 +369,9 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 		t := &tasks[i]
 		if t.State.Terminal() || t.Attempts == 0 {
 			core.Restore(int32(i), stateOf(t.State), t.Attempts, 0)
+			if t.RunTier != t.Tier {
+				_ = core.RestoreTier(int32(i), t.RunTier)
+			}
 			continue
 		}
 		atts, err := r.cfg.Store.ListAttempts(ctx, j.ID, t.Index)
@@ -377,10 +392,13 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 			}
 		}
 		core.Restore(int32(i), stateOf(t.State), t.Attempts, failed)
+		if err := core.RestoreTier(int32(i), t.RunTier); err != nil {
+			r.log.Warn("restore task tier", "job", j.ID, "task", t.Key, "err", err)
+		}
 	}
 	now := r.now()
 	jr := &jobRun{job: j, core: core, tasks: tasks, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
-		startFails: make([]int, sc.Tiers), startAfter: make([]time.Time, sc.Tiers)}
+		startFails: make([]int, sc.Tiers), startAfter: make([]time.Time, sc.Tiers), taskEst: make([]sched.Estimate, sc.Tiers)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.jobs[j.ID]; ok {
@@ -424,6 +442,7 @@ func (r *Runner) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int3
 		t := &jr.tasks[tr.Task]
 		t.State = storeState(tr.To)
 		t.Attempts = jr.core.Attempts(tr.Task)
+		t.RunTier = jr.core.Tier(tr.Task)
 		switch tr.To {
 		case sched.Running:
 			t.StartedAt = now
@@ -450,7 +469,7 @@ func (r *Runner) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int3
 			}
 		}
 		tasks = append(tasks, store.TaskUpdate{
-			JobID: jr.job.ID, Index: t.Index, State: t.State, Attempts: t.Attempts,
+			JobID: jr.job.ID, Index: t.Index, RunTier: t.RunTier, State: t.State, Attempts: t.Attempts,
 			ExitCode: t.ExitCode, Reason: t.Reason, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
 		})
 	}
@@ -479,7 +498,7 @@ func (r *Runner) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int3
 			UpstreamFailed: c[sched.UpstreamFailed], Cancelled: c[sched.Cancelled],
 		}
 		jobs = append(jobs, store.JobUpdate{ID: jr.job.ID, State: jr.job.State, Counts: jr.job.Counts, StartedAt: jr.job.StartedAt, FinishedAt: jr.job.FinishedAt,
-			WorkerSeconds: jr.job.WorkerSeconds, CostUSD: jr.job.CostUSD})
+			WorkerSeconds: jr.job.WorkerSeconds, CostUSD: jr.job.CostUSD, Usage: jr.job.Usage})
 	}
 	if len(tasks) == 0 && len(extra) == 0 && len(jobs) == 0 {
 		done := make(chan struct{})
@@ -617,7 +636,8 @@ func tierShare(t store.Tier, n NodeInfo) float64 {
 	return min(share, 1)
 }
 
-// reconcile starts workers where queued work outnumbers them.
+// reconcile starts workers where worker reuse targeting wants more than a
+// job's tier has (see target).
 func (r *Runner) reconcile(ctx context.Context) {
 	var starts []WorkerSpec
 	r.mu.Lock()
@@ -639,7 +659,7 @@ func (r *Runner) reconcile(ctx context.Context) {
 			if r.now().Before(jr.startAfter[tier]) {
 				continue
 			}
-			want := jr.core.Ready(t) + jr.core.Running(t)
+			want := r.target(jr, t, r.now())
 			have := len(jr.workers[tier])
 			for have < want && total < r.cfg.MaxWorkers && (jr.job.MaxWorkers <= 0 || jobTotal < int(jr.job.MaxWorkers)) {
 				r.seq++
