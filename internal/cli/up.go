@@ -26,6 +26,28 @@ type serverFlags struct {
 	databaseURL string
 	maxWorkers  int
 	nodePrice   float64
+	halfLife    time.Duration
+	nsHalfLife  map[string]string
+}
+
+// options turns the flags into server options.
+func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, error) {
+	o := server.Options{Listen: listen, DataDir: f.data, DatabaseURL: f.databaseURL, MaxWorkers: f.maxWorkers, NodePricePerHour: f.nodePrice, Logger: log}
+	if f.halfLife < 0 {
+		return o, fmt.Errorf("--reuse-half-life %v: want a positive duration such as 10m", f.halfLife)
+	}
+	o.Runner.HalfLife = f.halfLife
+	for ns, v := range f.nsHalfLife {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return o, fmt.Errorf("--namespace-half-life %s=%s: want NAMESPACE=DURATION with a positive duration such as team-a=5m", ns, v)
+		}
+		if o.Runner.NamespaceHalfLife == nil {
+			o.Runner.NamespaceHalfLife = map[string]time.Duration{}
+		}
+		o.Runner.NamespaceHalfLife[ns] = d
+	}
+	return o, nil
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -33,6 +55,8 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.databaseURL, "database-url", os.Getenv("HAUL_DATABASE_URL"), "PostgreSQL URL (postgres://...) instead of SQLite (env HAUL_DATABASE_URL)")
 	cmd.Flags().IntVar(&f.maxWorkers, "max-workers", 0, "most local workers at once (default: 2 per CPU, at least 4)")
 	cmd.Flags().Float64Var(&f.nodePrice, "node-price", 0, "what this machine costs in $/hour, for job cost estimates")
+	cmd.Flags().DurationVar(&f.halfLife, "reuse-half-life", runner.DefaultHalfLife, "how fast worker reuse targeting forgets observed task run times and worker startups")
+	cmd.Flags().StringToStringVar(&f.nsHalfLife, "namespace-half-life", nil, "the half-life for one namespace, NAMESPACE=DURATION (repeatable, e.g. team-a=5m)")
 }
 
 func (a *app) upCmd() *cobra.Command {
@@ -51,7 +75,11 @@ running are retried.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			log := a.logger()
-			s, err := server.Open(ctx, server.Options{Listen: listen, DataDir: f.data, DatabaseURL: f.databaseURL, MaxWorkers: f.maxWorkers, NodePricePerHour: f.nodePrice, Logger: log})
+			o, err := f.options(listen, log)
+			if err != nil {
+				return usageError{err}
+			}
+			s, err := server.Open(ctx, o)
 			if err != nil {
 				return err
 			}
@@ -144,7 +172,11 @@ func (a *app) runEmbedded(ctx context.Context, data []byte, name string, f serve
 	}
 	defer logf.Close()
 	log := slog.New(slog.NewTextHandler(logf, nil))
-	s, err := server.Open(ctx, server.Options{Listen: "127.0.0.1:0", DataDir: f.data, DatabaseURL: f.databaseURL, MaxWorkers: f.maxWorkers, NodePricePerHour: f.nodePrice, Logger: log})
+	o, err := f.options("127.0.0.1:0", log)
+	if err != nil {
+		return usageError{err}
+	}
+	s, err := server.Open(ctx, o)
 	if err != nil {
 		return fmt.Errorf("start embedded haul: %w", err)
 	}
