@@ -99,10 +99,10 @@ type upServer struct {
 	exited chan struct{}
 }
 
-func startUp(t testing.TB, addr, data, dbURL string) *upServer {
+func startUp(t testing.TB, addr, data, dbURL string, extra ...string) *upServer {
 	t.Helper()
 	s := &upServer{t: t, addr: addr, data: data, dbURL: dbURL, log: &bytes.Buffer{}, exited: make(chan struct{})}
-	args := []string{"up", "--listen", addr, "--data", data, "--log-level", "warn"}
+	args := append([]string{"up", "--listen", addr, "--data", data, "--log-level", "warn"}, extra...)
 	if dbURL != "" {
 		args = append(args, "--database-url", dbURL)
 	}

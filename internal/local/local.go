@@ -1,9 +1,13 @@
 // Package local is the worker backend that runs workers as processes on this
 // machine: each worker is a `haul taskhost` process in its own process group,
-// with its own log file. It imports only the runner's Backend contract.
+// with its own log file, and in its own cgroup with its tier's memory and
+// CPU limits (the taskhost joins the group before it runs anything; where
+// no cgroup can be made it is given the memory limit to enforce itself). It
+// imports the runner's Backend contract and internal/cgroup.
 package local
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/haul-dev/haul/internal/cgroup"
 	"github.com/haul-dev/haul/internal/runner"
 )
 
@@ -34,15 +39,24 @@ type Config struct {
 	// NodePricePerHour is what this machine costs, for per-job cost
 	// estimates (0: jobs cost nothing, their worker time is still counted).
 	NodePricePerHour float64
+	// CgroupRoot is the filesystem root under which cgroups are looked for
+	// ("/" when empty); NoCgroups turns them off (workers then enforce
+	// their memory limit by sampling).
+	CgroupRoot string
+	NoCgroups  bool
 }
 
 // Backend starts workers as local processes.
 type Backend struct {
 	cfg Config
 
-	mu    sync.Mutex
-	procs map[string]*exec.Cmd
-	wg    sync.WaitGroup
+	// cg makes the workers' cgroups; nil when none can be made.
+	cg *cgroup.Manager
+
+	mu     sync.Mutex
+	procs  map[string]*exec.Cmd
+	groups map[string]*cgroup.Group
+	wg     sync.WaitGroup
 }
 
 var (
@@ -84,7 +98,31 @@ func New(cfg Config) (*Backend, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("local backend: %w", err)
 	}
-	return &Backend{cfg: cfg, procs: map[string]*exec.Cmd{}}, nil
+	b := &Backend{cfg: cfg, procs: map[string]*exec.Cmd{}, groups: map[string]*cgroup.Group{}}
+	if !cfg.NoCgroups {
+		root := cmp.Or(cfg.CgroupRoot, "/")
+		m, err := cgroup.Detect(root, cgroup.Owner(os.Getpid()))
+		if err != nil {
+			cfg.Logger.Warn("no cgroups for workers: each worker enforces its memory limit by sampling its tasks' memory", "err", err)
+		} else {
+			b.cg = m
+			n, err := m.Sweep()
+			if err != nil {
+				cfg.Logger.Warn("sweep cgroups of dead servers", "err", err)
+			}
+			cfg.Logger.Info("workers run in cgroups", "version", m.Version().String(), "parent", m.Parent(), "stale_groups_removed", n)
+		}
+	}
+	return b, nil
+}
+
+// Cgroups reports the cgroup version workers run in, or "" when they run
+// without cgroups.
+func (b *Backend) Cgroups() string {
+	if b.cg == nil {
+		return ""
+	}
+	return b.cg.Version().String()
 }
 
 // StartWorker starts a taskhost process for the worker.
@@ -99,7 +137,19 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	}
 	args := append(append([]string(nil), b.cfg.Command[1:]...),
 		"--runner", s.RunnerURL, "--worker-id", s.ID, "--job", s.JobID,
-		"--blob", s.BlobURL, "--spool", filepath.Join(dir, "spool"))
+		"--blob", s.BlobURL, "--spool", filepath.Join(dir, "spool"),
+		"--memory-limit", strconv.FormatInt(s.Tier.MemoryBytes, 10),
+		"--cpu-limit", strconv.FormatFloat(s.Tier.CPU, 'g', -1, 64))
+	var group *cgroup.Group
+	if b.cg != nil {
+		g, err := b.cg.Create(s.ID, cgroup.Limits{MemoryBytes: s.Tier.MemoryBytes, CPU: s.Tier.CPU})
+		if err != nil {
+			logf.Close()
+			return fmt.Errorf("worker %s: %w", s.ID, err)
+		}
+		group = g
+		args = append(args, "--cgroup", strings.Join(g.Dirs(), ","))
+	}
 	cmd := exec.Command(b.cfg.Command[0], args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
@@ -109,10 +159,14 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
+		b.removeGroup(s.ID, group)
 		return fmt.Errorf("worker %s: start %s: %w", s.ID, b.cfg.Command[0], err)
 	}
 	b.mu.Lock()
 	b.procs[s.ID] = cmd
+	if group != nil {
+		b.groups[s.ID] = group
+	}
 	b.mu.Unlock()
 	b.cfg.Logger.Debug("worker started", "worker", s.ID, "pid", cmd.Process.Pid)
 	b.wg.Add(1)
@@ -122,7 +176,10 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 		logf.Close()
 		b.mu.Lock()
 		delete(b.procs, s.ID)
+		delete(b.groups, s.ID)
 		b.mu.Unlock()
+		// Whatever the worker left in its group (a task's orphans) goes too.
+		b.removeGroup(s.ID, group)
 		why := "exited"
 		if err != nil {
 			why = "exited: " + err.Error()
@@ -133,6 +190,15 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 		}
 	}()
 	return nil
+}
+
+func (b *Backend) removeGroup(id string, g *cgroup.Group) {
+	if g == nil {
+		return
+	}
+	if err := g.Remove(); err != nil {
+		b.cfg.Logger.Warn("remove worker cgroup", "worker", id, "err", err)
+	}
 }
 
 // StopWorker asks a worker to stop (SIGTERM to its process group) and kills
@@ -167,11 +233,15 @@ func (b *Backend) Stop() {
 	go func() { b.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		return
 	case <-time.After(15 * time.Second):
+		b.signalAll(syscall.SIGKILL)
+		<-done
 	}
-	b.signalAll(syscall.SIGKILL)
-	<-done
+	if b.cg != nil {
+		if err := b.cg.Close(); err != nil {
+			b.cfg.Logger.Warn("remove the server's cgroup parent", "err", err)
+		}
+	}
 }
 
 func (b *Backend) signalAll(sig syscall.Signal) {

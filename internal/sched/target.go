@@ -120,17 +120,20 @@ type TargetInput struct {
 //
 // With
 //
-//	task  = max(TaskSeconds, RunningElapsed/Running)
-//	work  = Queued·task + (Running·task − RunningElapsed)   // queued work + what the running attempts still have to do
 //	cost  = StartupSeconds + IdleGrace                      // worker-seconds a start spends running nothing
+//	task  = TaskSeconds, or RunningElapsed/Running when that is larger and at least cost/2
+//	work  = Queued·task + (Running·task − RunningElapsed)   // queued work + what the running attempts still have to do
 //
 // the target is floor(work/cost): the most workers among which the
 // outstanding work, shared out, still keeps each of them busy for at
-// least the cost of starting one. The elapsed time of the running attempts
-// is a lower bound on the task time that grows while they run, so a job of
-// long tasks with no history scales out as soon as its first attempts
-// have run about as long as a start costs. When cost is 0, every queued
-// task may have a worker.
+// least the cost of starting one. The mean elapsed time of the running
+// attempts is a lower bound on the task time that grows while they run, so
+// a job of long tasks with no history scales out once its first attempts
+// have run half as long as a start costs. Below that it says too little:
+// a task seen running for 30 ms may well end at 31 ms, and starting
+// workers on such evidence is how a job of 10 ms tasks would end up with
+// a worker per queued task; waiting costs at most half a start. When cost
+// is 0, every queued task may have a worker.
 //
 // Then, in this order:
 //   - at least Running (a busy worker is never asked to go) and at least
@@ -157,13 +160,15 @@ func TargetWorkers(in TargetInput) int {
 	if math.IsNaN(task) || task < 0 {
 		task = 0
 	}
+	cost := seconds(in.StartupSeconds) + seconds(in.IdleGrace)
 	if running > 0 {
-		task = max(task, elapsed/float64(running))
+		if mean := elapsed / float64(running); mean >= cost/2 {
+			task = max(task, mean)
+		}
 	}
 	if task == 0 { // unknown: the one worker (or the running ones) will tell
 		return min(want, limit)
 	}
-	cost := seconds(in.StartupSeconds) + seconds(in.IdleGrace)
 	work := float64(queued)*task + max(float64(running)*task-elapsed, 0)
 	if cost == 0 || math.IsInf(work, 0) || math.IsNaN(work) {
 		return limit

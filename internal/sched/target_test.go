@@ -117,8 +117,13 @@ func TestTargetWorkers(t *testing.T) {
 		// No history, one attempt running for 20s: task >= 20s, work >=
 		// 1999·20 = 39980 → 999 workers, capped at Max.
 		{"elapsed time is a lower bound on task time", TargetInput{Queued: 1999, Running: 1, RunningElapsed: 20, StartupSeconds: 30, IdleGrace: 10, Max: 100}, 100, 100},
-		// Running for 0.5s: work 1999·0.5 = 999.5 → 24.
-		{"elapsed time, early", TargetInput{Queued: 1999, Running: 1, RunningElapsed: 0.5, StartupSeconds: 30, IdleGrace: 10, Max: 100}, 24, 100},
+		// Running for 0.5s, less than half a start's cost (40s): too early
+		// to tell a short task from a long one; the one worker stays alone.
+		{"elapsed time, too early to count", TargetInput{Queued: 1999, Running: 1, RunningElapsed: 0.5, StartupSeconds: 30, IdleGrace: 10, Max: 100}, 1, 100},
+		// Running for 20s, half the cost: work 199·20 + 0 = 3980 → 99.
+		{"elapsed time, half a start", TargetInput{Queued: 199, Running: 1, RunningElapsed: 20, StartupSeconds: 30, IdleGrace: 10, Max: 200}, 99, 200},
+		// A known short task time is not raised by a short elapsed time.
+		{"short elapsed leaves the estimate", TargetInput{Queued: 300, Running: 1, RunningElapsed: 0.03, TaskSeconds: 0.012, StartupSeconds: 0.2, IdleGrace: 3, Max: 6}, 1, 6},
 		{"estimate below elapsed is raised", TargetInput{Queued: 1999, Running: 1, RunningElapsed: 20, TaskSeconds: 1, StartupSeconds: 30, IdleGrace: 10, Max: 100}, 100, 100},
 		{"free starts: one per task", TargetInput{Queued: 7, Running: 2, RunningElapsed: 1, TaskSeconds: 1, Max: 100}, 9, 9},
 		{"Max below running", TargetInput{Queued: 5, Running: 20, RunningElapsed: 20, TaskSeconds: 5, StartupSeconds: 1, Max: 8}, 8, 8},
