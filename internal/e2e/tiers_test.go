@@ -13,8 +13,8 @@ import (
 
 	"connectrpc.com/connect"
 
-	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/cgroup"
+	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 )
 
 // TestTiersExample runs examples/tiers.yaml on the local backend with real
