@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -24,6 +26,17 @@ import (
 //	--reconnect-timeout D                  (default 2m)
 //	--kill-grace D                         (default 10s)
 //	--log-level L                          debug, info, warn, error (default info)
+//	--memory-limit BYTES  HAUL_MEMORY_LIMIT the worker tier's memory: 1073741824, 512Mi, 1Gi, 1G (0: none)
+//	--cpu-limit CORES     HAUL_CPU_LIMIT    the worker tier's CPU (0: none; enforced by a cgroup only)
+//	--cgroup DIR[,DIR...] HAUL_CGROUP       cgroup directories to join before the first poll
+//	--sample-interval D                     period of the usage samples (default 250ms)
+//	--nvidia-smi PATH     HAUL_NVIDIA_SMI   nvidia-smi for GPU figures (default: from PATH; "-": off)
+//
+// The memory limit is enforced by the cgroup the taskhost is in when that
+// has a limit no larger (cgroup-v1, cgroup-v2: the kernel's OOM killer,
+// read from the group's counter), else by sampling each attempt's process
+// tree and killing it over the limit (rss-poll); an attempt killed either
+// way ends with reason "oom".
 //
 // The returned Config has no Logger; Main adds one. flag.ErrHelp is
 // returned for -h.
@@ -54,8 +67,35 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&cfg.ReconnectTimeout, "reconnect-timeout", 2*time.Minute, "how long to retry an unreachable runner before giving up")
 	fs.DurationVar(&cfg.KillGrace, "kill-grace", 10*time.Second, "time between SIGTERM and SIGKILL")
 	fs.TextVar(level, "log-level", level, "log level: debug, info, warn, error")
+	memory := getenv("HAUL_MEMORY_LIMIT")
+	fs.StringVar(&memory, "memory-limit", memory, "the worker tier's memory in bytes, e.g. 1073741824, 512Mi, 1Gi (env HAUL_MEMORY_LIMIT; 0: none)")
+	cpu := getenv("HAUL_CPU_LIMIT")
+	fs.StringVar(&cpu, "cpu-limit", cpu, "the worker tier's CPU in cores (env HAUL_CPU_LIMIT; 0: none)")
+	cgroups := getenv("HAUL_CGROUP")
+	fs.StringVar(&cgroups, "cgroup", cgroups, "comma-separated cgroup directories to join before the first poll (env HAUL_CGROUP)")
+	fs.DurationVar(&cfg.SampleInterval, "sample-interval", 250*time.Millisecond, "period of the CPU, memory and GPU samples of each attempt")
+	fs.StringVar(&cfg.NvidiaSMI, "nvidia-smi", getenv("HAUL_NVIDIA_SMI"), `nvidia-smi to run for GPU figures (env HAUL_NVIDIA_SMI; default: from PATH; "-": off)`)
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
+	}
+	if memory != "" {
+		n, err := parseBytes(memory)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--memory-limit %w", err)
+		}
+		cfg.MemoryLimit = n
+	}
+	if cpu != "" {
+		v, err := strconv.ParseFloat(cpu, 64)
+		if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+			return cfg, nil, fmt.Errorf("--cpu-limit %q: want a non-negative number of cores", cpu)
+		}
+		cfg.CPULimit = v
+	}
+	for d := range strings.SplitSeq(cgroups, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			cfg.Cgroup = append(cfg.Cgroup, d)
+		}
 	}
 	if fs.NArg() > 0 {
 		return cfg, nil, fmt.Errorf("unexpected arguments %q", fs.Args())

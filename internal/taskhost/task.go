@@ -26,6 +26,9 @@ const (
 	ReasonTimeout    = "timeout"
 	ReasonCancelled  = "cancelled"
 	ReasonStartError = "start_error"
+	// ReasonOOM: killed for using more memory than the worker's limit, by
+	// the kernel (a cgroup) or by the taskhost (rss-poll).
+	ReasonOOM = "oom"
 )
 
 // Exit codes reported with ReasonStartError, as a shell would give them.
@@ -82,6 +85,7 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 		TaskIndex:        a.GetTaskIndex(),
 		Attempt:          a.GetAttempt(),
 		StartedUnixNanos: h.cfg.Clock().UnixNano(),
+		Enforcement:      h.lim.enforcement,
 	}
 
 	out, errOut, closeLog, err := h.openLog(ctx, a)
@@ -93,6 +97,9 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 	}
 	finish := func() *taskhostv1.AttemptResult {
 		res.FinishedUnixNanos = h.cfg.Clock().UnixNano()
+		if res.Usage != nil {
+			res.Usage.WallSeconds = time.Duration(res.FinishedUnixNanos - res.StartedUnixNanos).Seconds()
+		}
 		n, err := closeLog(ctx)
 		res.LogBytes = n
 		if err != nil {
@@ -122,6 +129,7 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 		return finish()
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
+	watch := h.startWatch()
 	startErr := cmd.Start()
 	// The child has its own copies of the write ends now.
 	outW.Close()
@@ -138,6 +146,8 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 		return finish()
 	}
 	pgid := cmd.Process.Pid
+	h.restoreOOMAdj(pgid)
+	watch.sample(ctx, pgid)
 	log.Info("attempt started", "pid", pgid, "argv", a.GetArgv())
 
 	var pipes sync.WaitGroup
@@ -198,6 +208,7 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 	errR.Close()
 
 	setExit(res, waitErr)
+	watch.finish(res, cmd.ProcessState)
 	return finish()
 }
 

@@ -1,11 +1,15 @@
 // Package taskhost is the worker process of haul: it polls its runner for
 // attempts (TaskHostService.Poll), runs each as a unix process group, ships
 // its stdout and stderr to the object store through internal/logs, and
-// reports results on the next poll.
+// reports results on the next poll. It enforces the worker's memory limit
+// (through the worker's cgroup, or by polling each attempt's RSS) and
+// reports what each attempt used: CPU, memory, GPUs.
 //
 // It is linked into small worker binaries (cmd/haul-taskhost), so it imports
 // only the standard library, connect, the generated taskhost protocol,
-// internal/blob and internal/logs: never the relational store drivers.
+// internal/blob, internal/logs, internal/cgroup, internal/procstat and
+// internal/gpu: never the relational store drivers, and nothing that needs
+// cgo (the binary is static).
 package taskhost
 
 import (
@@ -15,10 +19,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -75,6 +81,27 @@ type Config struct {
 	// Rand jitters reconnect backoff (default: seeded from the clock and
 	// the worker ID).
 	Rand *rand.Rand
+
+	// Cgroup lists the cgroup directories (one per v1 hierarchy, one for
+	// v2) that the taskhost joins before its first poll, so that it and
+	// everything it starts is inside; the local backend makes them.
+	Cgroup []string
+	// MemoryLimit is the worker tier's memory in bytes (0: none). A
+	// cgroup limit no larger than it is left to the kernel; otherwise the
+	// taskhost enforces it by sampling each attempt's RSS ("rss-poll").
+	MemoryLimit int64
+	// CPULimit is the tier's CPU in cores (0: none). Only a cgroup
+	// enforces it; the taskhost logs it.
+	CPULimit float64
+	// SampleInterval is the period of the usage samples (default 250ms;
+	// the first comes 20ms after an attempt starts).
+	SampleInterval time.Duration
+	// CgroupRoot is the filesystem root under which /proc/self and the
+	// cgroup mounts are read (default "/").
+	CgroupRoot string
+	// NvidiaSMI is the nvidia-smi to run for GPU figures: "" finds it in
+	// PATH, "-" turns GPU accounting off.
+	NvidiaSMI string
 }
 
 func (c *Config) setDefaults() {
@@ -85,6 +112,8 @@ func (c *Config) setDefaults() {
 	c.IdleWait = cmp.Or(c.IdleWait, 20*time.Second)
 	c.Heartbeat = cmp.Or(c.Heartbeat, time.Second)
 	c.LogFlushInterval = cmp.Or(c.LogFlushInterval, time.Second)
+	c.SampleInterval = cmp.Or(c.SampleInterval, 250*time.Millisecond)
+	c.CgroupRoot = cmp.Or(c.CgroupRoot, "/")
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{}
 	}
@@ -120,9 +149,21 @@ func (c *Config) validate() error {
 	if c.Capacity < 0 {
 		errs = append(errs, fmt.Errorf("capacity %d: want at least 1", c.Capacity))
 	}
+	if c.MemoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("memory limit %d is negative", c.MemoryLimit))
+	}
+	if math.IsNaN(c.CPULimit) || math.IsInf(c.CPULimit, 0) || c.CPULimit < 0 {
+		errs = append(errs, fmt.Errorf("CPU limit %v: want a non-negative number of cores", c.CPULimit))
+	}
+	for _, d := range c.Cgroup {
+		if !filepath.IsAbs(d) {
+			errs = append(errs, fmt.Errorf("cgroup directory %q is not an absolute path", d))
+		}
+	}
 	for name, d := range map[string]time.Duration{
 		"reconnect timeout": c.ReconnectTimeout, "kill grace": c.KillGrace, "pipe grace": c.PipeGrace,
 		"idle wait": c.IdleWait, "heartbeat": c.Heartbeat, "log flush interval": c.LogFlushInterval,
+		"sample interval": c.SampleInterval,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v is negative", name, d))
@@ -156,6 +197,8 @@ type host struct {
 	results []*taskhostv1.AttemptResult // ended, not yet acknowledged by a poll
 	wake    chan struct{}               // an attempt ended
 	wg      sync.WaitGroup              // attempt goroutines
+
+	lim limits // settled before the first poll
 }
 
 // Run serves the runner until it says exit (nil), the runner rejects this
@@ -193,6 +236,9 @@ func Run(ctx context.Context, cfg Config) error {
 		log:    cfg.Logger.With("worker", cfg.WorkerID, "job", cfg.JobID),
 		tasks:  make(map[ref]*task),
 		wake:   make(chan struct{}, 1),
+	}
+	if err := h.setupLimits(ctx); err != nil {
+		return err
 	}
 	return h.run(ctx)
 }
