@@ -230,6 +230,15 @@ func attemptFromResult(jr *jobRun, w *worker, res *taskhostv1.AttemptResult, now
 	if res.FinishedUnixNanos == 0 {
 		a.FinishedAt = now
 	}
+	if a.Reason == store.ReasonOOM {
+		// Name the tier, and what happens next, for whoever reads the
+		// attempt among a million.
+		what := fmt.Sprintf("out of memory on tier %s, the job's last", tierLabel(jr.job, w.tier))
+		if int(w.tier)+1 < len(jr.job.Tiers) {
+			what = fmt.Sprintf("out of memory on tier %s; retrying on tier %s", tierLabel(jr.job, w.tier), tierLabel(jr.job, w.tier+1))
+		}
+		a.Message = strings.TrimSuffix(what+": "+a.Message, ": ")
+	}
 	switch outcomeOf(res) {
 	case sched.Success:
 		a.State = store.AttemptSucceeded
@@ -259,4 +268,12 @@ func finite(f float64) float64 {
 // bytes (the store refuses those, and one bad report must not fail a batch).
 func clean(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// tierLabel names a job's tier for messages: its name, or its index.
+func tierLabel(j *store.Job, tier int32) string {
+	if tier >= 0 && int(tier) < len(j.Tiers) && j.Tiers[tier].Name != "" {
+		return strconv.Quote(j.Tiers[tier].Name)
+	}
+	return strconv.Itoa(int(tier))
 }

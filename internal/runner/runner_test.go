@@ -67,6 +67,10 @@ func (b *inProcBackend) StartWorker(_ context.Context, s runner.WorkerSpec) erro
 			RunnerURL: s.RunnerURL, WorkerID: s.ID, JobID: s.JobID, BlobURL: s.BlobURL,
 			SpoolDir: filepath.Join(b.dir, s.ID), Capacity: 1, KillGrace: 200 * time.Millisecond,
 			ReconnectTimeout: 5 * time.Second,
+			// In-process workers cannot have a cgroup of their own (joining
+			// one would move the test binary): the tier's limit is enforced
+			// by sampling.
+			MemoryLimit: s.Tier.MemoryBytes, SampleInterval: 20 * time.Millisecond, NvidiaSMI: "-",
 		})
 		why := "exited"
 		if err != nil {
@@ -533,4 +537,79 @@ func noWorkers(b *bundle) bool {
 	b.backend.mu.Lock()
 	defer b.backend.mu.Unlock()
 	return len(b.backend.cancels) == 0
+}
+
+// TestOOMMovesTaskUpATier: an attempt killed for running out of memory on
+// the small tier is retried on the big one without using a retry (the job
+// has none); the same on the last tier fails the task with reason oom. Usage
+// and the job's requested-versus-used summary are recorded.
+func TestOOMMovesTaskUpATier(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const alloc = `import time; b = bytearray(200 * 2**20); time.sleep(1)`
+	id := b.submit(t, `
+name: tiers
+retries: 0
+workers:
+  - {name: small, memory: 64Mi}
+  - {name: big, memory: 1Gi}
+tasks:
+  - key: hungry
+    command: [python3, -c, '`+alloc+`']
+  - key: modest
+    command: [python3, -c, 'print("ok")']
+  - key: last
+    worker: small
+    command: [sh, -c, 'echo after the hungry one']
+    after: [hungry]
+`)
+	j := b.waitDone(t, id)
+	if j.State != store.JobSucceeded {
+		t.Fatalf("job %s, want succeeded; counts %+v", j.State, j.Counts)
+	}
+	task, atts := b.task(t, id, "hungry")
+	if task.RunTier != 1 || task.Tier != 0 {
+		t.Errorf("hungry: tier %d, run tier %d; want 0 and 1", task.Tier, task.RunTier)
+	}
+	if len(atts) != 2 {
+		t.Fatalf("hungry: want 2 attempts, got %+v", atts)
+	}
+	if a := atts[0]; !a.OOM() || a.Tier != 0 || a.State != store.AttemptFailed || a.Enforcement != "rss-poll" || a.Usage.PeakRSSBytes <= 0 {
+		t.Errorf("hungry attempt 1: want an oom failure on tier 0 enforced by rss-poll, got %+v", a)
+	}
+	if m := atts[0].Message; !strings.HasPrefix(m, `out of memory on tier "small"; retrying on tier "big"`) {
+		t.Errorf("attempt message %q: want it to name both tiers", m)
+	}
+	if a := atts[1]; a.State != store.AttemptSucceeded || a.Tier != 1 || a.Usage.PeakRSSBytes < 200<<20 {
+		t.Errorf("hungry attempt 2: want a success on tier 1 with a peak of at least 200 MiB, got %+v", a)
+	}
+	if _, atts := b.task(t, id, "modest"); len(atts) != 1 || atts[0].Tier != 0 {
+		t.Errorf("modest: want one attempt on tier 0, got %+v", atts)
+	}
+	if j.Usage.OOMAttempts != 1 || j.Usage.PeakRSSBytes < 200<<20 || j.Usage.MemoryRequestedByteSeconds <= j.Usage.MemoryUsedByteSeconds {
+		t.Errorf("job usage %+v: want 1 oom attempt, a peak of at least 200 MiB, less used than requested", j.Usage)
+	}
+
+	id = b.submit(t, `
+name: one-tier
+retries: 3
+workers: [{name: small, memory: 64Mi}]
+tasks:
+  - key: hungry
+    command: [python3, -c, '`+alloc+`']
+  - key: child
+    command: [/bin/true]
+    after: [hungry]
+`)
+	j = b.waitDone(t, id)
+	task, atts = b.task(t, id, "hungry")
+	if j.State != store.JobFailed || task.State != store.TaskFailed || task.Reason != "oom" || len(atts) != 1 {
+		t.Fatalf("OOM on the last tier: job %s, task %s (%s), %d attempts; want failed, failed (oom), 1 attempt (retries are not for OOM)", j.State, task.State, task.Reason, len(atts))
+	}
+	if m := atts[0].Message; !strings.HasPrefix(m, `out of memory on tier "small", the job's last`) {
+		t.Errorf("attempt message %q: want it to name the tier and say it was the last", m)
+	}
+	if child, _ := b.task(t, id, "child"); child.State != store.TaskUpstreamFailed {
+		t.Errorf("child: %s, want upstream_failed", child.State)
+	}
 }
