@@ -237,7 +237,7 @@ func attemptFromResult(jr *jobRun, w *worker, res *taskhostv1.AttemptResult, now
 		if int(w.tier)+1 < len(jr.job.Tiers) {
 			what = fmt.Sprintf("out of memory on tier %s; retrying on tier %s", tierLabel(jr.job, w.tier), tierLabel(jr.job, w.tier+1))
 		}
-		a.Message = strings.TrimSuffix(what+": "+a.Message, ": ")
+		a.Message = strings.TrimSuffix(what+": "+strings.TrimPrefix(a.Message, "out of memory: "), ": ")
 	}
 	switch outcomeOf(res) {
 	case sched.Success:
