@@ -53,9 +53,14 @@ type NodeInfoer interface {
 type WorkerSpec struct {
 	ID        string
 	JobID     string
+	JobName   string
 	Namespace string
+	// Labels are the job's labels (for cost allocation on Kubernetes).
+	Labels    map[string]string
 	TierIndex int32
 	Tier      store.Tier
+	// Template is the job's worker pod override (Kubernetes).
+	Template  store.WorkerTemplate
 	RunnerURL string
 	BlobURL   string
 }
@@ -667,7 +672,8 @@ func (r *Runner) reconcile(ctx context.Context) {
 				now := r.now()
 				r.workers[id] = &worker{id: id, job: jr.job.ID, tier: t, started: now, idleFrom: now, running: map[int32]int32{}}
 				jr.workers[tier] = append(jr.workers[tier], id)
-				spec := WorkerSpec{ID: id, JobID: jr.job.ID, Namespace: jr.job.Namespace, TierIndex: t, RunnerURL: r.cfg.RunnerURL, BlobURL: r.cfg.BlobURL}
+				spec := WorkerSpec{ID: id, JobID: jr.job.ID, JobName: jr.job.Name, Namespace: jr.job.Namespace, Labels: jr.job.Labels,
+					TierIndex: t, Template: jr.job.Worker, RunnerURL: r.cfg.RunnerURL, BlobURL: r.cfg.BlobURL}
 				if tier < len(jr.job.Tiers) {
 					spec.Tier = jr.job.Tiers[tier]
 				}

@@ -8,6 +8,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -58,16 +59,43 @@ type Tier struct {
 	CPU         float64 `json:"cpu"`
 	MemoryBytes int64   `json:"memory_bytes"`
 	GPU         int32   `json:"gpu"`
+	// NodeSelector and Tolerations steer the tier's worker pods on
+	// Kubernetes (spot capacity, a GPU type); other backends ignore them.
+	NodeSelector map[string]string `json:"node_selector,omitempty"`
+	Tolerations  []Toleration      `json:"tolerations,omitempty"`
+}
+
+// Toleration is a Kubernetes pod toleration.
+type Toleration struct {
+	Key      string `json:"key,omitempty"`
+	Operator string `json:"operator,omitempty"` // Exists or Equal (default)
+	Value    string `json:"value,omitempty"`
+	Effect   string `json:"effect,omitempty"` // NoSchedule, PreferNoSchedule, NoExecute; empty: all
+}
+
+// WorkerTemplate is a job's override of its worker pods on Kubernetes: the
+// user's image the tasks run in, the service account, extra environment
+// and volumes. Volumes and VolumeMounts are Kubernetes Volume and
+// VolumeMount objects in JSON, passed through as written.
+type WorkerTemplate struct {
+	Image          string            `json:"image,omitempty"`
+	ServiceAccount string            `json:"service_account,omitempty"`
+	Env            map[string]string `json:"env,omitempty"`
+	Volumes        []json.RawMessage `json:"volumes,omitempty"`
+	VolumeMounts   []json.RawMessage `json:"volume_mounts,omitempty"`
 }
 
 // Job is a stored job. Tasks are stored separately.
 type Job struct {
-	ID              string
-	Name            string
-	Namespace       string
-	Labels          map[string]string
-	Env             map[string]string // job-level env, applied under each task's env
-	Tiers           []Tier
+	ID        string
+	Name      string
+	Namespace string
+	Labels    map[string]string
+	Env       map[string]string // job-level env, applied under each task's env
+	Tiers     []Tier
+	// Worker overrides the job's worker pods on Kubernetes (empty: the
+	// deployment's defaults).
+	Worker          WorkerTemplate
 	MaxWorkers      int32
 	State           JobState
 	TaskCount       int64
