@@ -570,9 +570,22 @@ func (r *Runner) jobWorkers(jr *jobRun) int {
 	return n
 }
 
+// WorkerOOMKilled is called when a worker was killed for running out of
+// memory as a whole (a Kubernetes container OOMKilled: the kernel killed
+// the taskhost itself, which could not report): the attempts it was
+// running ended OOM and move up a tier, as if the taskhost had reported
+// them so.
+func (r *Runner) WorkerOOMKilled(id, why string) {
+	r.workerEnded(id, why, true)
+}
+
 // WorkerGone is called when a worker has ended (its process exited, its pod
 // vanished, or it stopped polling). Attempts it was running are lost.
 func (r *Runner) WorkerGone(id, why string) {
+	r.workerEnded(id, why, false)
+}
+
+func (r *Runner) workerEnded(id, why string, oom bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w := r.workers[id]
@@ -593,15 +606,25 @@ func (r *Runner) WorkerGone(id, why string) {
 	}
 	var lost []store.Attempt
 	for task, attempt := range w.running {
-		if jr.core.Finished(task, attempt, sched.Lost, now) {
-			lost = append(lost, store.Attempt{
+		outcome := sched.Lost
+		if oom {
+			outcome = sched.OOM
+		}
+		if jr.core.Finished(task, attempt, outcome, now) {
+			a := store.Attempt{
 				JobID: jr.job.ID, TaskIndex: task, Number: attempt, Tier: w.tier, WorkerID: id,
 				State: store.AttemptLost, Reason: "lost", Message: "worker " + why,
 				StartedAt: jr.tasks[task].StartedAt, FinishedAt: now,
-			})
+			}
+			if oom {
+				a.State, a.Reason, a.Enforcement = store.AttemptFailed, store.ReasonOOM, "container"
+				a.Message = "out of memory on tier " + tierLabel(jr.job, w.tier) + ": the worker was " + why
+				r.account(jr, w, &a)
+			}
+			lost = append(lost, a)
 		}
 	}
-	r.log.Warn("worker gone with tasks running", "worker", id, "why", why, "lost", len(lost))
+	r.log.Warn("worker gone with tasks running", "worker", id, "why", why, "oom", oom, "attempts", len(lost))
 	r.afterEvents(jr, lost)
 }
 
