@@ -37,7 +37,7 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 	if err := storesql.CheckNewJob(job, tasks); err != nil {
 		return err
 	}
-	labels, env, tiers, err := storesql.JobColumns(job)
+	labels, env, tiers, worker, err := storesql.JobColumns(job)
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 			job.ID, job.Name, job.Namespace, labels, env, tiers, job.MaxWorkers,
 			string(store.JobPending), n, false,
 			n, 0, 0, 0, 0, 0, 0,
-			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec)
+			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, worker)
 		if pgCode(err) == uniqueViolation {
 			return errors.New("a job with this ID already exists")
 		}
@@ -107,13 +107,13 @@ func (ts *taskSource) Err() error { return ts.err }
 func scanJob(r pgx.Row) (store.Job, error) {
 	var (
 		j                          store.Job
-		labels, env, tiers         []byte
+		labels, env, tiers, worker []byte
 		state                      string
 		created, started, finished *int64
 	)
 	err := r.Scan(&j.ID, &j.Name, &j.Namespace, &labels, &env, &tiers, &j.MaxWorkers, &state, &j.TaskCount, &j.CancelRequested,
 		&j.Counts.Blocked, &j.Counts.Queued, &j.Counts.Running, &j.Counts.Succeeded, &j.Counts.Failed, &j.Counts.UpstreamFailed, &j.Counts.Cancelled,
-		&created, &started, &finished, &j.Spec, &j.WorkerSeconds, &j.CostUSD,
+		&created, &started, &finished, &j.Spec, &worker, &j.WorkerSeconds, &j.CostUSD,
 		&j.Usage.MemoryRequestedByteSeconds, &j.Usage.MemoryUsedByteSeconds, &j.Usage.CPURequestedSeconds, &j.Usage.CPUUsedSeconds,
 		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts)
 	if err != nil {
@@ -131,6 +131,9 @@ func scanJob(r pgx.Row) (store.Job, error) {
 		return j, fmt.Errorf("job %s: %w", j.ID, err)
 	}
 	if j.Tiers, err = storesql.DecodeTiers(tiers); err != nil {
+		return j, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	if j.Worker, err = storesql.DecodeWorker(worker); err != nil {
 		return j, fmt.Errorf("job %s: %w", j.ID, err)
 	}
 	return j, nil

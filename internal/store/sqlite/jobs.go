@@ -22,7 +22,7 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 	if err := storesql.CheckNewJob(job, tasks); err != nil {
 		return err
 	}
-	labels, env, tiers, err := storesql.JobColumns(job)
+	labels, env, tiers, worker, err := storesql.JobColumns(job)
 	if err != nil {
 		return err
 	}
@@ -38,7 +38,7 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 		job.ID, job.Name, job.Namespace, string(labels), string(env), string(tiers), job.MaxWorkers,
 		string(store.JobPending), n, false,
 		n, 0, 0, 0, 0, 0, 0,
-		storesql.Nanos(job.CreatedAt), nil, nil, job.Spec)
+		storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, string(worker))
 	if err != nil {
 		var one int
 		if tx.QueryRowContext(ctx, qJobExists, job.ID).Scan(&one) == nil {
@@ -104,13 +104,13 @@ type rowScanner interface{ Scan(dest ...any) error }
 func scanJob(r rowScanner) (store.Job, error) {
 	var (
 		j                          store.Job
-		labels, env, tiers         []byte
+		labels, env, tiers, worker []byte
 		state                      string
 		created, started, finished *int64
 	)
 	err := r.Scan(&j.ID, &j.Name, &j.Namespace, &labels, &env, &tiers, &j.MaxWorkers, &state, &j.TaskCount, &j.CancelRequested,
 		&j.Counts.Blocked, &j.Counts.Queued, &j.Counts.Running, &j.Counts.Succeeded, &j.Counts.Failed, &j.Counts.UpstreamFailed, &j.Counts.Cancelled,
-		&created, &started, &finished, &j.Spec, &j.WorkerSeconds, &j.CostUSD,
+		&created, &started, &finished, &j.Spec, &worker, &j.WorkerSeconds, &j.CostUSD,
 		&j.Usage.MemoryRequestedByteSeconds, &j.Usage.MemoryUsedByteSeconds, &j.Usage.CPURequestedSeconds, &j.Usage.CPUUsedSeconds,
 		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts)
 	if err != nil {
@@ -128,6 +128,9 @@ func scanJob(r rowScanner) (store.Job, error) {
 		return j, fmt.Errorf("job %s: %w", j.ID, err)
 	}
 	if j.Tiers, err = storesql.DecodeTiers(tiers); err != nil {
+		return j, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	if j.Worker, err = storesql.DecodeWorker(worker); err != nil {
 		return j, fmt.Errorf("job %s: %w", j.ID, err)
 	}
 	return j, nil

@@ -20,7 +20,7 @@ const (
 // jobInsertColumns are the columns CreateJob writes; jobColumns are read.
 const jobInsertColumns = `id, name, namespace, labels, env, tiers, max_workers, state, task_count, cancel_requested,
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
-	created_at, started_at, finished_at, spec`
+	created_at, started_at, finished_at, spec, worker`
 
 // jobUsageColumns hold a job's store.JobUsage, in field order.
 const jobUsageColumns = `memory_requested_byte_seconds, memory_used_byte_seconds, cpu_requested_seconds, cpu_used_seconds,
@@ -31,7 +31,7 @@ const jobColumns = jobInsertColumns + `, worker_seconds, cost_usd, ` + jobUsageC
 // Jobs.
 const (
 	qInsertJob = `INSERT INTO jobs (` + jobInsertColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qJobExists = `SELECT 1 FROM jobs WHERE id = ?`
 	qGetJob    = `SELECT ` + jobColumns + ` FROM jobs WHERE id = ?`
 	// ?1 namespace or '', ?2 JSON array of states or NULL, ?3 ID to page

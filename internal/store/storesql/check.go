@@ -212,6 +212,9 @@ func CheckNewJob(job *store.Job, tasks []store.Task) error {
 				return err
 			}
 		}
+		if err := checkWorker(&job.Worker); err != nil {
+			return err
+		}
 		if err := checkTime("created_at", job.CreatedAt); err != nil {
 			return err
 		}
@@ -405,18 +408,22 @@ func DecodeTiers(b []byte) ([]store.Tier, error) {
 	return l, nil
 }
 
-// JobColumns encodes a job's JSON columns: labels, env and tiers.
-func JobColumns(job *store.Job) (labels, env, tiers []byte, err error) {
+// JobColumns encodes a job's JSON columns: labels, env, tiers and worker
+// (its pod template).
+func JobColumns(job *store.Job) (labels, env, tiers, worker []byte, err error) {
 	if labels, err = json.Marshal(job.Labels); err != nil {
-		return nil, nil, nil, fmt.Errorf("create job %s: encode labels: %w", job.ID, err)
+		return nil, nil, nil, nil, fmt.Errorf("create job %s: encode labels: %w", job.ID, err)
 	}
 	if env, err = json.Marshal(job.Env); err != nil {
-		return nil, nil, nil, fmt.Errorf("create job %s: encode env: %w", job.ID, err)
+		return nil, nil, nil, nil, fmt.Errorf("create job %s: encode env: %w", job.ID, err)
 	}
 	if tiers, err = json.Marshal(job.Tiers); err != nil {
-		return nil, nil, nil, fmt.Errorf("create job %s: encode tiers: %w", job.ID, err)
+		return nil, nil, nil, nil, fmt.Errorf("create job %s: encode tiers: %w", job.ID, err)
 	}
-	return labels, env, tiers, nil
+	if worker, err = json.Marshal(job.Worker); err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("create job %s: encode worker template: %w", job.ID, err)
+	}
+	return labels, env, tiers, worker, nil
 }
 
 // FinishTask fills in a scanned task's decoded columns: its state, times,
@@ -433,6 +440,41 @@ func FinishTask(t *store.Task, state string, started, finished *int64, argv, env
 	}
 	if t.After, err = DecodeList("after", after); err != nil {
 		return fmt.Errorf("task %d: %w", t.Index, err)
+	}
+	return nil
+}
+
+// DecodeWorker decodes a job's worker column (its pod template); an empty
+// column is the empty template.
+func DecodeWorker(b []byte) (store.WorkerTemplate, error) {
+	var w store.WorkerTemplate
+	if len(b) == 0 {
+		return w, nil
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return w, fmt.Errorf("decode worker template: %w", err)
+	}
+	return w, nil
+}
+
+// checkWorker checks a job's worker template: texts without NUL bytes, and
+// volumes and mounts that are JSON objects.
+func checkWorker(w *store.WorkerTemplate) error {
+	for _, c := range []struct{ field, s string }{{"worker.image", w.Image}, {"worker.service_account", w.ServiceAccount}} {
+		if err := checkText(c.field, c.s); err != nil {
+			return err
+		}
+	}
+	if err := checkMap("worker.env", w.Env); err != nil {
+		return err
+	}
+	for field, list := range map[string][]json.RawMessage{"worker.volumes": w.Volumes, "worker.volume_mounts": w.VolumeMounts} {
+		for i, raw := range list {
+			var obj map[string]any
+			if err := json.Unmarshal(raw, &obj); err != nil {
+				return fmt.Errorf("%s[%d]: not a JSON object: %w", field, i, err)
+			}
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -81,12 +82,19 @@ func newID(created time.Time, seed uint64) string {
 // newJob returns a job with every field set.
 func newJob(id string) *store.Job {
 	return &store.Job{
-		ID:         id,
-		Name:       "resim",
-		Namespace:  "perception",
-		Labels:     map[string]string{"team": "perception", "run": "nightly"},
-		Env:        map[string]string{"HOME": "/home/sim", "EMPTY": ""},
-		Tiers:      []store.Tier{{Name: "small", CPU: 0.5, MemoryBytes: 1 << 30}, {Name: "big", CPU: 4, MemoryBytes: 1 << 40, GPU: 1}},
+		ID:        id,
+		Name:      "resim",
+		Namespace: "perception",
+		Labels:    map[string]string{"team": "perception", "run": "nightly"},
+		Env:       map[string]string{"HOME": "/home/sim", "EMPTY": ""},
+		Tiers: []store.Tier{{Name: "small", CPU: 0.5, MemoryBytes: 1 << 30}, {Name: "big", CPU: 4, MemoryBytes: 1 << 40, GPU: 1,
+			NodeSelector: map[string]string{"gpu-type": "a100"},
+			Tolerations:  []store.Toleration{{Key: "spot", Operator: "Exists", Effect: "NoSchedule"}}}},
+		Worker: store.WorkerTemplate{
+			Image: "registry.example/sim:1.2", ServiceAccount: "sim", Env: map[string]string{"A": "1"},
+			Volumes:      []json.RawMessage{json.RawMessage(`{"name":"data","persistentVolumeClaim":{"claimName":"scenes"}}`)},
+			VolumeMounts: []json.RawMessage{json.RawMessage(`{"name":"data","mountPath":"/data"}`)},
+		},
 		MaxWorkers: 7,
 		CreatedAt:  base,
 		Spec:       []byte("name: resim\ntasks: []\n"),
