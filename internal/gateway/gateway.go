@@ -7,6 +7,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -88,7 +89,20 @@ func (g *Gateway) SubmitJob(ctx context.Context, req *connect.Request[apiv1.Subm
 		Spec:       req.Msg.Spec,
 	}
 	for _, t := range js.Workers {
-		job.Tiers = append(job.Tiers, store.Tier{Name: t.Name, CPU: t.CPU, MemoryBytes: t.MemoryBytes, GPU: t.GPU})
+		tier := store.Tier{Name: t.Name, CPU: t.CPU, MemoryBytes: t.MemoryBytes, GPU: t.GPU, NodeSelector: t.NodeSelector}
+		for _, tol := range t.Tolerations {
+			tier.Tolerations = append(tier.Tolerations, store.Toleration{Key: tol.Key, Operator: tol.Operator, Value: tol.Value, Effect: tol.Effect})
+		}
+		job.Tiers = append(job.Tiers, tier)
+	}
+	if k := js.Kubernetes; k != nil {
+		job.Worker = store.WorkerTemplate{Image: k.Image, ServiceAccount: k.ServiceAccount, Env: k.Env}
+		for _, v := range k.Volumes {
+			job.Worker.Volumes = append(job.Worker.Volumes, json.RawMessage(v))
+		}
+		for _, v := range k.VolumeMounts {
+			job.Worker.VolumeMounts = append(job.Worker.VolumeMounts, json.RawMessage(v))
+		}
 	}
 	tasks := make([]store.Task, len(js.Tasks))
 	for i, t := range js.Tasks {

@@ -13,8 +13,8 @@ import (
 )
 
 var (
-	jobFields     = []string{"name", "namespace", "labels", "env", "workers", "retries", "timeout", "max_workers", "tasks"}
-	tierFields    = []string{"name", "cpu", "memory", "gpu"}
+	jobFields     = []string{"name", "namespace", "labels", "env", "workers", "retries", "timeout", "max_workers", "kubernetes", "tasks"}
+	tierFields    = []string{"name", "cpu", "memory", "gpu", "node_selector", "tolerations"}
 	taskFields    = []string{"key", "command", "env", "cwd", "after", "retries", "timeout", "worker", "foreach"}
 	foreachFields = []string{"range", "values", "lines"}
 
@@ -256,6 +256,9 @@ func (c *compiler) parseJob(root *yaml.Node) []*entry {
 			j.MaxWorkers = int32(v)
 		}
 	}
+	if p, ok := f["kubernetes"]; ok {
+		j.Kubernetes = c.kubernetes(p.v)
+	}
 	if p, ok := f["workers"]; ok {
 		j.Workers = c.tiers(p.v)
 	} else {
@@ -431,6 +434,10 @@ func (c *compiler) tiers(n *yaml.Node) []Tier {
 				if v, ok := c.intField(jobLoc, f, p.v, 0, 1024); ok {
 					t.GPU = int32(v)
 				}
+			case "node_selector":
+				t.NodeSelector = c.labelMap(f, p.v)
+			case "tolerations":
+				t.Tolerations = c.tolerations(f, p.v)
 			default:
 				c.unknownField(jobLoc, prefix+".", p, tierFields)
 			}

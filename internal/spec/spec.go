@@ -18,6 +18,10 @@ type Tier struct {
 	CPU         float64 // cores
 	MemoryBytes int64
 	GPU         int32
+	// NodeSelector and Tolerations steer the tier's worker pods on
+	// Kubernetes (spot capacity, a GPU type).
+	NodeSelector map[string]string
+	Tolerations  []Toleration
 }
 
 // Task is one task of a compiled job: one unix process.
@@ -50,6 +54,9 @@ type Job struct {
 	Retries    int32
 	TimeoutMS  int64 // the job's default task timeout; 0 means none
 	MaxWorkers int32 // 0 means no job-level cap
+	// Kubernetes overrides the job's worker pods (nil: the deployment's
+	// defaults).
+	Kubernetes *Kubernetes
 	Tasks      []Task
 }
 

@@ -201,7 +201,7 @@ tasks:
 `,
 			want: []string{
 				`job.yaml:2: field tsks: unknown field (did you mean "tasks"?)`,
-				`job.yaml:3: field workers[0].mem: unknown field (known fields: name, cpu, memory, gpu)`,
+				`job.yaml:3: field workers[0].mem: unknown field (known fields: name, cpu, memory, gpu, node_selector, tolerations)`,
 				`job.yaml:6: task "a" (tasks[0]) field comand: unknown field (did you mean "command"?)`,
 				`job.yaml:9: task "a" (tasks[0]) field bogus_field: unknown field (known fields: key, command, env, cwd, after, retries, timeout, worker, foreach)`,
 				`job.yaml:8: task "a" (tasks[0]) field foreach.rnage: unknown field (did you mean "range"?)`,
