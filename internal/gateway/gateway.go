@@ -7,9 +7,9 @@
 package gateway
 
 import (
-	"encoding/json"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
