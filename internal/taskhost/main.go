@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +28,7 @@ import (
 //	--reconnect-timeout D                  (default 2m)
 //	--kill-grace D                         (default 10s)
 //	--log-level L                          debug, info, warn, error (default info)
+//	--install PATH                         copy this binary to PATH and exit (a worker pod's init container)
 //	--memory-limit BYTES  HAUL_MEMORY_LIMIT the worker tier's memory: 1073741824, 512Mi, 1Gi, 1G (0: none)
 //	--cpu-limit CORES     HAUL_CPU_LIMIT    the worker tier's CPU (0: none; enforced by a cgroup only)
 //	--cgroup DIR[,DIR...] HAUL_CGROUP       cgroup directories to join before the first poll
@@ -114,6 +117,15 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 // ctx ended (a signal), 1 on failure, 2 on bad usage. Both haul-taskhost
 // and `haul taskhost` call it; the caller turns signals into ctx's end.
 func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	if len(args) == 2 && (args[0] == "--install" || args[0] == "-install") {
+		// The init container of a Kubernetes worker pod: copy this static
+		// binary into the volume the user's image will run it from.
+		if err := Install(args[1]); err != nil {
+			fmt.Fprintf(stderr, "haul-taskhost: install: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	cfg, level, err := ParseFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -134,4 +146,40 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		cfg.Logger.Error("taskhost failed", "err", err)
 		return 1
 	}
+}
+
+// Install copies the running executable to dest (mode 0755), through a
+// temporary file renamed into place, so that a reader never sees half a
+// binary. A worker pod's init container runs `haul-taskhost --install
+// /haul/bin/haul-taskhost` to put the taskhost into the user's image.
+func Install(dest string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	in, err := os.Open(self)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dest), ".haul-taskhost-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, in); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dest)
 }

@@ -1,7 +1,9 @@
 package taskhost
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"fmt"
 	"os"
 	"os/exec"
@@ -284,5 +286,25 @@ func TestParseResourceFlags(t *testing.T) {
 	sb.Reset()
 	if code := Main(context.Background(), []string{"-h"}, getenv, &sb); code != 0 || !strings.Contains(sb.String(), "-memory-limit") {
 		t.Fatalf("-h: %d %q", code, sb.String())
+	}
+}
+
+func TestInstallCopiesTheBinary(t *testing.T) {
+	t.Parallel()
+	dest := filepath.Join(t.TempDir(), "bin", "haul-taskhost")
+	if code := Main(context.Background(), []string{"--install", dest}, func(string) string { return "" }, io.Discard); code != 0 {
+		t.Fatalf("--install exited %d", code)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(self)
+	got, err := os.ReadFile(dest)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("installed copy differs from the executable (err %v)", err)
+	}
+	if st, _ := os.Stat(dest); st.Mode().Perm() != 0o755 {
+		t.Errorf("mode %v, want 0755", st.Mode().Perm())
 	}
 }
