@@ -3,8 +3,8 @@ package taskhost
 import (
 	"bytes"
 	"context"
-	"io"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
