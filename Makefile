@@ -8,7 +8,7 @@ export PATH := $(TOOLS):$(PATH)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 
-.PHONY: all build test generate check-generate tools fuzz bench
+.PHONY: all build test test-kube generate check-generate tools fuzz bench
 
 all: build
 
@@ -32,6 +32,13 @@ check-generate: generate
 test: tools check-generate
 	go vet ./...
 	go test -race -count=1 -timeout 25m ./...
+
+# The Kubernetes integration tests, verbosely: real etcd and kube-apiserver
+# (built from the module proxy on first use, cached under ~/.cache/haul/kube),
+# the test node agent, the kube backend, and haul end to end on two clusters.
+# `make test` runs them too.
+test-kube: tools
+	go test -race -count=1 -timeout 20m -v ./internal/kubetest/... ./internal/kube/... ./internal/kubee2e/...
 
 fuzz:
 	go test -run '^$$' -fuzz FuzzCompile -fuzztime 30s ./internal/spec
