@@ -62,7 +62,7 @@ type FileSimN struct {
 type FileKubernetes struct {
 	Kubeconfig string `yaml:"kubeconfig"`
 	Context    string `yaml:"context"`
-	// WorkerSelector selects worker pods (default "haul.dev/worker=true").
+	// WorkerSelector selects worker pods (default "haul.dev/worker": every pod with the label, whatever the worker ID).
 	WorkerSelector string `yaml:"worker_selector"`
 	// ConfigLabel is the node label naming its launch config (default
 	// "haul.dev/launch-config").

@@ -28,7 +28,7 @@ import (
 
 // Defaults for the labels that tie the cluster to the autoscaler.
 const (
-	DefaultWorkerSelector = "haul.dev/worker=true"
+	DefaultWorkerSelector = "haul.dev/worker"
 	DefaultConfigLabel    = "haul.dev/launch-config"
 	// GPUTypeLabel is the node label (and node-selector key) naming a GPU model.
 	GPUTypeLabel = "haul.dev/gpu-type"
