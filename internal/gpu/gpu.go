@@ -329,8 +329,8 @@ func (sp *Sampler) sample(ctx context.Context, pids []int) {
 	if err == nil {
 		utils, err = sp.smi.ProcessUtilization(ctx)
 	}
-	if ctx.Err() != nil {
-		return // stopped in the middle: not a sample
+	if err != nil && ctx.Err() != nil {
+		return // stopped in the middle: not a sample (one that completed still counts)
 	}
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
