@@ -274,6 +274,7 @@ type Sampler struct {
 	pids     func() []int
 	interval time.Duration
 	cancel   context.CancelFunc
+	stop     chan struct{} // closed by Stop: take no new sample
 	done     chan struct{}
 	once     sync.Once
 
@@ -299,7 +300,7 @@ func (s *SMI) Start(ctx context.Context, pids func() []int, interval time.Durati
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	sp := &Sampler{
-		smi: s, pids: pids, interval: interval, cancel: cancel, done: make(chan struct{}),
+		smi: s, pids: pids, interval: interval, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{}),
 		peak: map[int]int64{}, smSum: map[int]float64{}, used: map[int]bool{},
 	}
 	go sp.loop(ctx)
@@ -313,6 +314,8 @@ func (sp *Sampler) loop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-sp.stop:
 			return
 		case <-t.C:
 		}
@@ -375,14 +378,25 @@ func (sp *Sampler) sample(ctx context.Context, pids []int) {
 	}
 }
 
+// stopGrace is how long Stop waits for a sample under way.
+const stopGrace = 2 * time.Second
+
 // Stop ends sampling and returns the use of each GPU the processes
 // appeared on, by index, or none and a note that says why: no sample
 // taken, sampling failed, or no GPU used. Calling it again returns the
 // same.
 func (sp *Sampler) Stop() ([]Usage, string) {
 	sp.once.Do(func() {
+		// A sample under way finishes (it may be the only one of a short
+		// attempt); one that hangs is cut off after stopGrace.
+		close(sp.stop)
+		select {
+		case <-sp.done:
+		case <-time.After(stopGrace):
+			sp.cancel()
+			<-sp.done
+		}
 		sp.cancel()
-		<-sp.done
 		sp.mu.Lock()
 		defer sp.mu.Unlock()
 		switch {
