@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
+	"github.com/haul-dev/haul/internal/kube"
 	"github.com/haul-dev/haul/internal/runner"
 	"github.com/haul-dev/haul/internal/server"
 	"github.com/haul-dev/haul/internal/taskhost"
@@ -28,6 +29,14 @@ type serverFlags struct {
 	nodePrice   float64
 	halfLife    time.Duration
 	nsHalfLife  map[string]string
+
+	backend       string
+	kubeClusters  string
+	runnerURL     string
+	taskhostImage string
+	workerImage   string
+	podQPS        float64
+	podBurst      int
 }
 
 // options turns the flags into server options.
@@ -37,6 +46,25 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 		return o, fmt.Errorf("--reuse-half-life %v: want a positive duration such as 10m", f.halfLife)
 	}
 	o.Runner.HalfLife = f.halfLife
+	switch f.backend {
+	case "local":
+		if f.kubeClusters != "" {
+			return o, fmt.Errorf("--kube-clusters needs --backend kube")
+		}
+	case "kube":
+		if f.kubeClusters == "" {
+			return o, fmt.Errorf("--backend kube needs --kube-clusters FILE (the clusters to run workers on; see docs/kubernetes.md)")
+		}
+		clusters, err := kube.LoadClusters(f.kubeClusters)
+		if err != nil {
+			return o, err
+		}
+		o.Kube = &kube.Config{Clusters: clusters, TaskhostImage: f.taskhostImage, DefaultImage: f.workerImage,
+			PodCreateQPS: f.podQPS, PodCreateBurst: f.podBurst, WatchNodes: true}
+	default:
+		return o, fmt.Errorf("--backend %q: want local or kube", f.backend)
+	}
+	o.WorkerRunnerURL = f.runnerURL
 	for ns, v := range f.nsHalfLife {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -57,6 +85,13 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().Float64Var(&f.nodePrice, "node-price", 0, "what this machine costs in $/hour, for job cost estimates")
 	cmd.Flags().DurationVar(&f.halfLife, "reuse-half-life", runner.DefaultHalfLife, "how fast worker reuse targeting forgets observed task run times and worker startups")
 	cmd.Flags().StringToStringVar(&f.nsHalfLife, "namespace-half-life", nil, "the half-life for one namespace, NAMESPACE=DURATION (repeatable, e.g. team-a=5m)")
+	cmd.Flags().StringVar(&f.backend, "backend", "local", "where workers run: local (processes on this machine) or kube (pods on the clusters of --kube-clusters)")
+	cmd.Flags().StringVar(&f.kubeClusters, "kube-clusters", "", "clusters file for --backend kube: kubeconfig and context (or in_cluster), namespace, enabled; SIGHUP re-reads enabled")
+	cmd.Flags().StringVar(&f.runnerURL, "runner-url", "", "the address workers reach this server at (default: the listen address; on Kubernetes a Service such as http://haul-runner.haul.svc:7070)")
+	cmd.Flags().StringVar(&f.taskhostImage, "taskhost-image", "ghcr.io/haul-dev/taskhost:latest", "image holding the static taskhost, installed into worker pods at start (--backend kube)")
+	cmd.Flags().StringVar(&f.workerImage, "worker-image", kube.DefaultImage, "image tasks run in when the job names none (--backend kube)")
+	cmd.Flags().Float64Var(&f.podQPS, "pod-create-qps", 20, "most worker pods created per second, per cluster (--backend kube)")
+	cmd.Flags().IntVar(&f.podBurst, "pod-create-burst", 10, "pods that may be created at once above the rate (--backend kube)")
 }
 
 func (a *app) upCmd() *cobra.Command {
@@ -92,11 +127,20 @@ running are retried.`,
 				return err
 			}
 			fmt.Fprintf(a.stdout, "haul is up at %s (data in %s)\n", s.URL(), f.data)
-			select {
-			case <-ctx.Done():
-				log.Info("shutting down")
-			case err := <-s.Done():
-				log.Error("server stopped", "err", err)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			for {
+				select {
+				case <-ctx.Done():
+					log.Info("shutting down")
+				case err := <-s.Done():
+					log.Error("server stopped", "err", err)
+				case <-hup:
+					reloadClusters(log, s.Kube(), f.kubeClusters)
+					continue
+				}
+				break
 			}
 			s.Stop()
 			return nil
@@ -234,5 +278,27 @@ same program also ships as the small static binary haul-taskhost.`,
 			}
 			return nil
 		},
+	}
+}
+
+// reloadClusters re-reads the clusters file and enables or disables each
+// cluster the backend knows: a disabled cluster gets no new workers, its
+// running ones finish. Adding or removing clusters needs a restart.
+func reloadClusters(log *slog.Logger, kb *kube.Backend, path string) {
+	if kb == nil {
+		log.Info("SIGHUP ignored: workers run locally")
+		return
+	}
+	clusters, err := kube.LoadClusters(path)
+	if err != nil {
+		log.Error("reload clusters file; nothing changed", "file", path, "err", err)
+		return
+	}
+	for _, c := range clusters {
+		if err := kb.SetEnabled(c.Name, c.Enabled); err != nil {
+			log.Warn("reload clusters file: a new cluster needs a restart", "cluster", c.Name, "err", err)
+			continue
+		}
+		log.Info("cluster", "name", c.Name, "enabled", c.Enabled)
 	}
 }

@@ -1,5 +1,6 @@
 // Package server wires a single-process haul deployment together: store,
-// object store, gateway, runner and the local worker backend behind one HTTP
+// object store, gateway, runner and a worker backend (local processes, or
+// pods on Kubernetes clusters) behind one HTTP
 // listener. It is the only package that constructs the others; `haul up` and
 // the embedded server of `haul run` both use it.
 package server
@@ -21,6 +22,7 @@ import (
 	"github.com/haul-dev/haul/internal/gateway"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
+	"github.com/haul-dev/haul/internal/kube"
 	"github.com/haul-dev/haul/internal/local"
 	"github.com/haul-dev/haul/internal/runner"
 	"github.com/haul-dev/haul/internal/store"
@@ -46,6 +48,19 @@ type Options struct {
 	Logger           *slog.Logger
 	// Runner tunes the runner; its store, backend and URLs are set here.
 	Runner runner.Config
+	// Kube, when it lists clusters, runs workers as pods on them (the kube
+	// backend) instead of local processes; its callbacks are set here.
+	Kube *kube.Config
+	// WorkerRunnerURL is the address workers reach the runner at (default:
+	// the server's own URL); pods need a Service's address.
+	WorkerRunnerURL string
+}
+
+// backend is what the server needs of a worker backend besides the
+// runner's contract.
+type backend interface {
+	runner.Backend
+	Stop()
 }
 
 // Server is a running single-process deployment.
@@ -53,7 +68,8 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	st      store.Store
-	backend *local.Backend
+	backend backend
+	kube    *kube.Backend // nil with the local backend
 	run     *runner.Runner
 	http    *http.Server
 	ln      net.Listener
@@ -132,28 +148,47 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	s := &Server{opts: o, log: o.Logger, st: st, ln: ln, url: "http://" + ln.Addr().String(), serveCh: make(chan error, 1)}
 
 	var run *runner.Runner
-	backend, err := local.New(local.Config{
-		Command: o.TaskhostCommand,
-		Dir:     filepath.Join(o.DataDir, "workers"),
-		Logger:  o.Logger,
-		Exited:  func(id, why string) { run.WorkerGone(id, why) },
+	var be backend
+	if o.Kube != nil {
+		kc := *o.Kube
+		kc.Logger = o.Logger
+		kc.Gone = func(id, why string) { run.WorkerGone(id, why) }
+		kc.OOMKilled = func(id, why string) { run.WorkerOOMKilled(id, why) }
+		kb, err := kube.New(ctx, kc)
+		if err != nil {
+			ln.Close()
+			st.Close()
+			return nil, fmt.Errorf("kube backend: %w", err)
+		}
+		be, s.kube = kb, kb
+	} else {
+		lb, err := local.New(local.Config{
+			Command: o.TaskhostCommand,
+			Dir:     filepath.Join(o.DataDir, "workers"),
+			Logger:  o.Logger,
+			Exited:  func(id, why string) { run.WorkerGone(id, why) },
 
-		NodePricePerHour: o.NodePricePerHour,
-	})
-	if err != nil {
-		ln.Close()
-		st.Close()
-		return nil, err
+			NodePricePerHour: o.NodePricePerHour,
+		})
+		if err != nil {
+			ln.Close()
+			st.Close()
+			return nil, err
+		}
+		be = lb
 	}
 	rc := o.Runner
-	rc.Store, rc.Backend, rc.Logger = st, backend, o.Logger
+	rc.Store, rc.Backend, rc.Logger = st, be, o.Logger
 	rc.RunnerURL = s.url
+	if o.WorkerRunnerURL != "" {
+		rc.RunnerURL = o.WorkerRunnerURL
+	}
 	rc.BlobURL = "file://" + blobDir
 	if o.MaxWorkers > 0 {
 		rc.MaxWorkers = o.MaxWorkers
 	}
 	run = runner.New(rc)
-	s.run, s.backend = run, backend
+	s.run, s.backend = run, be
 
 	gw := gateway.New(gateway.Config{Store: st, Blob: bs, Logger: o.Logger, Notify: run.Wake})
 	mux := http.NewServeMux()
@@ -169,6 +204,9 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 
 // URL is the address clients and workers use, such as http://127.0.0.1:7070.
 func (s *Server) URL() string { return s.url }
+
+// Kube returns the Kubernetes backend, or nil when workers run locally.
+func (s *Server) Kube() *kube.Backend { return s.kube }
 
 // Start starts the runner and serves requests. If another server's runner
 // holds the store's lease and answers at its address, Start returns a
