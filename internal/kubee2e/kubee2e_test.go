@@ -9,10 +9,10 @@ package kubee2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"net/http"
 	"slices"
 	"testing"
 	"time"
