@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds the etcd and kube-apiserver binaries that internal/kubetest runs, from
-# the wrapper modules under tools/kube/ (each with its resolved go.sum, so
-# nothing new is resolved), into $HOME/.cache/haul/kube/<kubernetes version>/.
-# Does nothing when both binaries are already there. Non-interactive: safe
+# Builds the etcd, kube-apiserver and kubectl binaries that internal/kubetest
+# runs, from the wrapper modules under tools/kube/ (each with its resolved
+# go.sum, so nothing new is resolved), into
+# $HOME/.cache/haul/kube/<kubernetes version>/. Builds only the ones missing,
+# and does nothing when all three are already there. Non-interactive: safe
 # with CI=true and no stdin. A cold build takes about 10 minutes on 2 cores
-# (kube-apiserver is ~590 CPU-seconds); see docs/testing-kubernetes.md.
+# (kube-apiserver is ~590 CPU-seconds), kubectl a few more minutes; see
+# docs/testing-kubernetes.md.
 #
 #   scripts/build-kube.sh            build if missing
 #   scripts/build-kube.sh --print-dir  print the binary directory and exit
@@ -13,6 +15,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 apiserver_mod="$root/tools/kube/apiserver"
 etcd_mod="$root/tools/kube/etcd"
+kubectl_mod="$root/tools/kube/kubectl"
 
 # The versions come from the wrapper modules, so the cache key cannot drift
 # from what is built.
@@ -27,6 +30,13 @@ if [ -z "$etcd_version" ]; then
   echo "build-kube: cannot read the etcd version from $etcd_mod/go.mod" >&2
   exit 1
 fi
+# kubectl's module is k8s.io/kubectl v0.X.Y for Kubernetes v1.X.Y: it must
+# match, since it is cached under the Kubernetes version.
+kubectl_version="$(awk '$1 == "require" && $2 == "k8s.io/kubectl" {print $3} $1 == "k8s.io/kubectl" {print $2}' "$kubectl_mod/go.mod" | head -n1)"
+if [ "$kubectl_version" != "v0.${kube_version#v1.}" ]; then
+  echo "build-kube: $kubectl_mod/go.mod requires k8s.io/kubectl '$kubectl_version', want v0.${kube_version#v1.} (Kubernetes $kube_version)" >&2
+  exit 1
+fi
 
 dest="$HOME/.cache/haul/kube/$kube_version"
 if [ "${1:-}" = "--print-dir" ]; then
@@ -38,8 +48,8 @@ if [ $# -gt 0 ]; then
   exit 2
 fi
 
-have_both() { [ -x "$dest/etcd" ] && [ -x "$dest/kube-apiserver" ]; }
-if have_both; then
+have_all() { [ -x "$dest/etcd" ] && [ -x "$dest/kube-apiserver" ] && [ -x "$dest/kubectl" ]; }
+if have_all; then
   exit 0
 fi
 
@@ -49,7 +59,7 @@ exec 9>"$dest/.lock"
 if command -v flock >/dev/null 2>&1; then
   flock 9
 fi
-if have_both; then
+if have_all; then
   exit 0
 fi
 
@@ -91,5 +101,13 @@ if [ ! -x "$dest/kube-apiserver" ]; then
     "-s -w -X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$kube_minor -X k8s.io/client-go/pkg/version.gitVersion=$kube_version" \
     k8s.io/kubernetes/cmd/kube-apiserver
   log "kube-apiserver built in $((SECONDS - t))s"
+fi
+if [ ! -x "$dest/kubectl" ]; then
+  log "building kubectl $kubectl_version into $dest (a few minutes on 2 cores)"
+  t=$SECONDS
+  go_build "$kubectl_mod" "$dest/kubectl" \
+    "-s -w -X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$kube_minor -X k8s.io/client-go/pkg/version.gitVersion=$kube_version" \
+    .
+  log "kubectl built in $((SECONDS - t))s"
 fi
 log "done in $((SECONDS - start))s: $dest"

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,8 @@ type serverFlags struct {
 	workerImage   string
 	podQPS        float64
 	podBurst      int
+	kubeInstance  string
+	sharedClaim   string
 }
 
 // options turns the flags into server options.
@@ -60,7 +63,8 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 			return o, err
 		}
 		o.Kube = &kube.Config{Clusters: clusters, TaskhostImage: f.taskhostImage, DefaultImage: f.workerImage,
-			PodCreateQPS: f.podQPS, PodCreateBurst: f.podBurst, WatchNodes: true}
+			PodCreateQPS: f.podQPS, PodCreateBurst: f.podBurst, WatchNodes: true,
+			Instance: f.kubeInstance, SharedClaim: f.sharedClaim}
 	default:
 		return o, fmt.Errorf("--backend %q: want local or kube", f.backend)
 	}
@@ -92,6 +96,8 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.workerImage, "worker-image", kube.DefaultImage, "image tasks run in when the job names none (--backend kube)")
 	cmd.Flags().Float64Var(&f.podQPS, "pod-create-qps", 20, "most worker pods created per second, per cluster (--backend kube)")
 	cmd.Flags().IntVar(&f.podBurst, "pod-create-burst", 10, "pods that may be created at once above the rate (--backend kube)")
+	cmd.Flags().StringVar(&f.kubeInstance, "kube-instance", "haul", "this deployment's name on its clusters (label haul.dev/backend): unique per haul deployment sharing a cluster; a restarted server deletes the worker pods its predecessor left")
+	cmd.Flags().StringVar(&f.sharedClaim, "worker-shared-claim", "", "a ReadWriteMany PersistentVolumeClaim every worker pod mounts at the data directory's blobs/ (the filesystem log store; --backend kube)")
 }
 
 func (a *app) upCmd() *cobra.Command {
@@ -130,6 +136,10 @@ running are retried.`,
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
+			if s.Kube() != nil {
+				// A mounted ConfigMap changes under us: apply it when it does.
+				go watchClusters(ctx, log, s.Kube(), f.kubeClusters, 5*time.Second)
+			}
 			for {
 				select {
 				case <-ctx.Done():
@@ -300,5 +310,28 @@ func reloadClusters(log *slog.Logger, kb *kube.Backend, path string) {
 			continue
 		}
 		log.Info("cluster", "name", c.Name, "enabled", c.Enabled)
+	}
+}
+
+// watchClusters re-reads the clusters file every interval and applies it
+// when its content changed (a ConfigMap edit reaches a pod's mounted file
+// within about a minute).
+func watchClusters(ctx context.Context, log *slog.Logger, kb *kube.Backend, path string, every time.Duration) {
+	last, _ := os.ReadFile(path)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		data, err := os.ReadFile(path)
+		if err != nil || bytes.Equal(data, last) {
+			continue
+		}
+		last = data
+		log.Info("clusters file changed", "file", path)
+		reloadClusters(log, kb, path)
 	}
 }

@@ -67,6 +67,10 @@ type Config struct {
 	// Default: random. It must be unique among running backends; a stable
 	// value (one per runner) lets a restarted runner clean up after itself.
 	Instance string
+	// SharedClaim names a PersistentVolumeClaim (ReadWriteMany, in the
+	// workers' namespace) that every worker pod mounts at SharedPath: the
+	// filesystem log store the server also mounts.
+	SharedClaim, SharedPath string
 	// WatchNodes also watches Nodes (cluster-wide get/list/watch): a worker
 	// whose node is deleted ends at once, and WorkerNode reports nodes.
 	WatchNodes bool
@@ -224,6 +228,9 @@ func (cfg *Config) normalize() error {
 		return err
 	}
 	cfg.Clusters = cs
+	if cfg.SharedClaim != "" && !strings.HasPrefix(cfg.SharedPath, "/") {
+		return fmt.Errorf("shared claim %q: mount path %q is not absolute", cfg.SharedClaim, cfg.SharedPath)
+	}
 	if cfg.TaskhostImage == "" {
 		return errors.New("no taskhost image (the image holding /haul-taskhost)")
 	}
@@ -281,6 +288,7 @@ func (b *Backend) Instance() string { return b.cfg.Instance }
 func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	pod, err := buildPod(s, podParams{
 		instance: b.cfg.Instance, taskhostImage: b.cfg.TaskhostImage, defaultImage: b.cfg.DefaultImage,
+		sharedClaim: b.cfg.SharedClaim, sharedPath: b.cfg.SharedPath,
 	})
 	if err != nil {
 		return err

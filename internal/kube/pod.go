@@ -74,7 +74,13 @@ type podParams struct {
 	instance      string
 	taskhostImage string
 	defaultImage  string
+	// sharedClaim, when set, is a PersistentVolumeClaim mounted at
+	// sharedPath in every worker (the log store's shared volume).
+	sharedClaim, sharedPath string
 }
+
+// SharedVolume is the name of the volume of Config.SharedClaim.
+const SharedVolume = "haul-shared"
 
 // reservedEnv are the variables the backend sets; a template may not.
 var reservedEnv = []string{"HAUL_RUNNER", "HAUL_WORKER_ID", "HAUL_JOB", "HAUL_BLOB", "HAUL_MEMORY_LIMIT", "HAUL_CPU_LIMIT", "HAUL_SPOOL"}
@@ -100,6 +106,11 @@ func buildPod(s runner.WorkerSpec, p podParams) (*corev1.Pod, error) {
 	vols, mounts, err := templateVolumes(s.Template)
 	if err != nil {
 		return nil, fmt.Errorf("worker %s: %w", s.ID, err)
+	}
+	if p.sharedClaim != "" {
+		vols = append(vols, corev1.Volume{Name: SharedVolume, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: p.sharedClaim}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: SharedVolume, MountPath: p.sharedPath})
 	}
 	tolerations, err := podTolerations(s.Tier.Tolerations)
 	if err != nil {

@@ -221,3 +221,28 @@ func TestRetryable(t *testing.T) {
 		}
 	}
 }
+
+func TestSharedClaimMountedInEveryWorker(t *testing.T) {
+	t.Parallel()
+	p := testParams
+	p.sharedClaim, p.sharedPath = "haul-blobs", "/var/lib/haul/blobs"
+	pod, err := buildPod(runner.WorkerSpec{ID: "j-0-1", JobID: "j", Namespace: "team", Tier: store.Tier{Name: "small", CPU: 1, MemoryBytes: 1 << 30}}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claim string
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == SharedVolume && v.PersistentVolumeClaim != nil {
+			claim = v.PersistentVolumeClaim.ClaimName
+		}
+	}
+	var path string
+	for _, m := range pod.Spec.Containers[0].VolumeMounts {
+		if m.Name == SharedVolume {
+			path = m.MountPath
+		}
+	}
+	if claim != "haul-blobs" || path != "/var/lib/haul/blobs" {
+		t.Fatalf("shared volume: claim %q at %q, want haul-blobs at /var/lib/haul/blobs", claim, path)
+	}
+}

@@ -152,6 +152,9 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	if o.Kube != nil {
 		kc := *o.Kube
 		kc.Logger = o.Logger
+		if kc.SharedClaim != "" && kc.SharedPath == "" {
+			kc.SharedPath = blobDir // where workers write logs: HAUL_BLOB
+		}
 		kc.Gone = func(id, why string) { run.WorkerGone(id, why) }
 		kc.OOMKilled = func(id, why string) { run.WorkerOOMKilled(id, why) }
 		kb, err := kube.New(ctx, kc)
