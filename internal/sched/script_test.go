@@ -2,12 +2,14 @@ package sched
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/haul-dev/haul/internal/scripttest"
 	"time"
+
+	"github.com/haul-dev/haul/internal/dag"
+	"github.com/haul-dev/haul/internal/scripttest"
 )
 
 // TestScripts runs the scenario scripts in testdata. A script is a sequence
@@ -28,6 +30,7 @@ import (
 //	advance +D    (advance the clock only)
 //	cancel
 //	cancel-task NAME
+//	extend       (input lines as for job: the tasks to add)
 //	state        (every task, its tier when it moved up, the counts and the tiers)
 //	counts
 func TestScripts(t *testing.T) {
@@ -44,6 +47,7 @@ type harness struct {
 	t0    time.Time
 	now   time.Time
 	names []string
+	after [][]string
 	index map[string]int32
 	job   *Job
 }
@@ -178,6 +182,24 @@ func (h *harness) exec(cmd string, kv map[string]string, pos, words, input []str
 	case "cancel":
 		h.job.Cancel(h.now)
 		return h.drain(), nil
+	case "extend":
+		names, after, tasks, err := parseTasks(input, 0, 0)
+		if err != nil {
+			return nil, err
+		}
+		g, err := buildNamed(append(slices.Clone(h.names), names...), append(slices.Clone(h.after), after...))
+		if err != nil {
+			return nil, err
+		}
+		if err := h.job.Extend(g, tasks, h.now); err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			h.index[n] = int32(len(h.names))
+			h.names = append(h.names, n)
+		}
+		h.after = append(h.after, after...)
+		return append(h.describe(g), h.drain()...), nil
 	case "cancel-task":
 		if len(pos) != 1 {
 			return nil, fmt.Errorf("cancel-task wants one task name")
@@ -235,38 +257,9 @@ func (h *harness) buildJob(kv map[string]string, input []string) ([]string, erro
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	var after [][]string
-	var tasks []TaskConfig
-	for _, l := range input {
-		words := strings.Fields(l)
-		if len(words) == 0 {
-			continue
-		}
-		tkv, pos := args(words[1:])
-		if len(pos) > 0 {
-			return nil, fmt.Errorf("task %s: unexpected %q", words[0], pos[0])
-		}
-		tc := TaskConfig{}
-		tier, err := intArg(tkv, "tier", 0)
-		if err != nil {
-			return nil, err
-		}
-		r, err := intArg(tkv, "retries", retries)
-		if err != nil {
-			return nil, err
-		}
-		tc.Tier, tc.Retries = int32(tier), int32(r)
-		if tc.Timeout, err = durArg(tkv, "timeout", timeout); err != nil {
-			return nil, err
-		}
-		var deps []string
-		if v := tkv["after"]; v != "" {
-			deps = strings.Split(v, ",")
-		}
-		names = append(names, words[0])
-		after = append(after, deps)
-		tasks = append(tasks, tc)
+	names, after, tasks, err := parseTasks(input, retries, timeout)
+	if err != nil {
+		return nil, err
 	}
 	g, err := buildNamed(names, after)
 	if err != nil {
@@ -279,11 +272,56 @@ func (h *harness) buildJob(kv map[string]string, input []string) ([]string, erro
 	h.t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	h.now = h.t0
 	h.names = names
+	h.after = after
 	h.index = map[string]int32{}
 	for i, n := range names {
 		h.index[n] = int32(i)
 	}
 	h.job = j
+	return h.describe(g), nil
+}
+
+// parseTasks reads task input lines: NAME [after=A,B] [tier=N] [retries=N] [timeout=D].
+func parseTasks(input []string, retries int, timeout time.Duration) ([]string, [][]string, []TaskConfig, error) {
+	var names []string
+	var after [][]string
+	var tasks []TaskConfig
+	for _, l := range input {
+		words := strings.Fields(l)
+		if len(words) == 0 {
+			continue
+		}
+		tkv, pos := args(words[1:])
+		if len(pos) > 0 {
+			return nil, nil, nil, fmt.Errorf("task %s: unexpected %q", words[0], pos[0])
+		}
+		tc := TaskConfig{}
+		tier, err := intArg(tkv, "tier", 0)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		r, err := intArg(tkv, "retries", retries)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		tc.Tier, tc.Retries = int32(tier), int32(r)
+		if tc.Timeout, err = durArg(tkv, "timeout", timeout); err != nil {
+			return nil, nil, nil, err
+		}
+		var deps []string
+		if v := tkv["after"]; v != "" {
+			deps = strings.Split(v, ",")
+		}
+		names = append(names, words[0])
+		after = append(after, deps)
+		tasks = append(tasks, tc)
+	}
+	return names, after, tasks, nil
+}
+
+// describe prints a graph's size and groups.
+func (h *harness) describe(g *dag.Graph) []string {
+	names := h.names
 	out := []string{fmt.Sprintf("%d tasks, %d groups, %d edges", g.N, len(g.Groups), len(g.Child))}
 	for i, glob := range g.Groups {
 		v := int32(g.N + i)
@@ -300,7 +338,7 @@ func (h *harness) buildJob(kv map[string]string, input []string) ([]string, erro
 		}
 		out = append(out, fmt.Sprintf("group %s: [%s] -> [%s]", glob, strings.Join(members, " "), strings.Join(children, " ")))
 	}
-	return out, nil
+	return out
 }
 
 func (h *harness) task(name string) (int32, error) {
