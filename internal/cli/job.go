@@ -50,6 +50,9 @@ func (a *app) readSpec(file string) ([]byte, string, error) {
 		return nil, "", err
 	}
 	name := filepath.Base(file)
+	if file == "-" {
+		name = "stdin"
+	}
 	if !bytes.Equal(resolved, data) {
 		// Line numbers in the server's errors refer to what was sent.
 		name += " (as sent, with its lines: files inlined as JSON)"

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +26,7 @@ func (a *app) taskCmd() *cobra.Command {
 		Use:   "task",
 		Short: "Find, inspect, read the logs of and reproduce tasks",
 	}
-	cmd.AddCommand(a.taskListCmd(), a.taskGetCmd(), a.taskLogsCmd(), a.taskReproCmd(), a.taskCancelCmd())
+	cmd.AddCommand(a.taskListCmd(), a.taskGetCmd(), a.taskLogsCmd(), a.taskReproCmd(), a.taskCancelCmd(), a.taskAddCmd())
 	return cmd
 }
 
@@ -366,4 +368,64 @@ keep running, and the job ends failed unless every task succeeded.`,
 			return nil
 		},
 	}
+}
+
+func (a *app) taskAddCmd() *cobra.Command {
+	var file, job, task, tok string
+	cmd := &cobra.Command{
+		Use:   "add -f FILE",
+		Short: "Add tasks to the running job from inside one of its tasks (a dynamic DAG)",
+		Long: `Add tasks to a running job, from one of its running tasks: a task that
+discovers its inputs at run time fans out over them. FILE (- for stdin) holds
+the tasks to add, exactly as in a job spec:
+
+  tasks:
+    - key: "part-{item}"
+      foreach: {lines: inputs.txt}
+      command: [process, "{item}"]
+    - key: merge
+      command: [merge]
+      after: ["part-*"]
+
+'after' may name the job's existing tasks and the added ones. A task added
+after one that already succeeded is ready at once; one after the adding task
+starts when it succeeds. The job's tiers, default retries and timeout apply.
+
+A task's environment has everything this needs: HAUL_SERVER, HAUL_JOB,
+HAUL_TASK and HAUL_TOKEN, a token valid only for its own job. The job does
+not end while the adding task runs, so add before exiting.`,
+		Example: "  haul task add -f more-tasks.yaml\n  generate-tasks | haul task add -f -",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return usageError{errors.New("-f FILE is required (- for stdin)")}
+			}
+			job, task, tok = cmp.Or(job, os.Getenv("HAUL_JOB")), cmp.Or(task, os.Getenv("HAUL_TASK")), cmp.Or(tok, os.Getenv("HAUL_TOKEN"))
+			for _, v := range []struct{ flag, env, val string }{{"--job", "HAUL_JOB", job}, {"--task", "HAUL_TASK", task}, {"--token", "HAUL_TOKEN", tok}} {
+				if v.val == "" {
+					return usageError{fmt.Errorf("%s is empty: run this from a haul task (which has %s), or pass %s", v.env, v.env, v.flag)}
+				}
+			}
+			data, name, err := a.readSpec(file)
+			if err != nil {
+				return err
+			}
+			resp, err := a.client().AddTasks(cmd.Context(), connect.NewRequest(&apiv1.AddTasksRequest{
+				JobId: job, Spec: data, Filename: name, Token: tok, Task: task,
+			}))
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(resp.Msg)
+			}
+			fmt.Fprintf(a.stdout, "added %d tasks to job %s (%d tasks now)\n", len(resp.Msg.Keys), job, resp.Msg.TaskCount)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "the tasks to add: a spec with a tasks: list (- for stdin)")
+	cmd.Flags().StringVar(&job, "job", "", "the job (default: env HAUL_JOB)")
+	cmd.Flags().StringVar(&task, "task", "", "the running task that adds them (default: env HAUL_TASK)")
+	cmd.Flags().StringVar(&tok, "token", "", "the job's token (default: env HAUL_TOKEN)")
+	return cmd
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/spec"
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/token"
 )
 
 // Config configures a Gateway.
@@ -38,6 +39,16 @@ type Config struct {
 	// Notify is called after a job is stored or a cancel requested, so an
 	// in-process runner can act at once instead of at its next scan.
 	Notify func()
+	// Appender adds tasks to running jobs (the runner); nil: AddTasks is
+	// refused. Tokens checks the job-scoped tokens tasks present.
+	Appender Appender
+	Tokens   token.Secret
+}
+
+// Appender adds compiled tasks to a running job on behalf of one of its
+// running tasks; *runner.Runner implements it.
+type Appender interface {
+	AddTasks(ctx context.Context, jobID, adder string, tasks []store.Task) (int64, error)
 }
 
 // Gateway implements apiv1connect.JobServiceHandler.
@@ -366,4 +377,63 @@ func (g *Gateway) CancelTask(ctx context.Context, req *connect.Request[apiv1.Can
 	}
 	g.cfg.Notify()
 	return connect.NewResponse(&apiv1.CancelTaskResponse{Task: TaskProto(j, t)}), nil
+}
+
+// AddTasks appends tasks to a running job: the caller is one of the job's
+// running tasks, proving it with the job-scoped token from its environment.
+// The fragment is compiled like a submitted spec (the job's tiers, default
+// retries and timeout apply); the runner checks dependencies against the
+// whole job, stores the tasks and schedules them.
+func (g *Gateway) AddTasks(ctx context.Context, req *connect.Request[apiv1.AddTasksRequest]) (*connect.Response[apiv1.AddTasksResponse], error) {
+	m := req.Msg
+	if g.cfg.Appender == nil || len(g.cfg.Tokens) == 0 {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this server does not accept added tasks"))
+	}
+	if m.JobId == "" || m.Task == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("job and task are required (HAUL_JOB and HAUL_TASK in a task's environment)"))
+	}
+	if err := g.cfg.Tokens.Check(m.JobId, m.Token); err != nil {
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("job %s: %w (a task's HAUL_TOKEN is valid for its own job only)", m.JobId, err))
+	}
+	j, err := g.cfg.Store.GetJob(ctx, m.JobId)
+	if err != nil {
+		return nil, storeError(err, "job", m.JobId)
+	}
+	if j.State.Terminal() {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("job %s has ended (%s): no task can be added", j.ID, j.State))
+	}
+	retries, timeoutMS, err := spec.BaseOf(j.Spec)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("job %s: read its stored spec: %w", j.ID, err))
+	}
+	base := spec.Base{Retries: retries, TimeoutMS: timeoutMS, Env: j.Env, Limits: g.cfg.Limits}
+	for _, t := range j.Tiers {
+		base.Workers = append(base.Workers, spec.Tier{Name: t.Name, CPU: t.CPU, MemoryBytes: t.MemoryBytes, GPU: t.GPU})
+	}
+	name := m.Filename
+	if name == "" {
+		name = "tasks.yaml"
+	}
+	compiled, err := spec.CompileFragment(m.Spec, name, base)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	tasks := make([]store.Task, len(compiled))
+	keys := make([]string, len(compiled))
+	for i, t := range compiled {
+		tasks[i] = store.Task{Key: t.Key, Argv: t.Command, Env: t.Env, Cwd: t.Cwd, After: t.After,
+			Tier: t.Tier, RunTier: t.Tier, Retries: t.Retries, TimeoutMS: t.TimeoutMS}
+		keys[i] = t.Key
+	}
+	n, err := g.cfg.Appender.AddTasks(ctx, j.ID, m.Task, tasks)
+	if err != nil {
+		code := connect.CodeInternal
+		var rej interface{ Rejected() bool }
+		if errors.As(err, &rej) && rej.Rejected() {
+			code = connect.CodeFailedPrecondition
+		}
+		return nil, connect.NewError(code, err)
+	}
+	g.cfg.Logger.Info("tasks added", "job", j.ID, "by", m.Task, "tasks", len(tasks))
+	return connect.NewResponse(&apiv1.AddTasksResponse{Keys: keys, TaskCount: n}), nil
 }

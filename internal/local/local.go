@@ -151,6 +151,8 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 		args = append(args, "--cgroup", strings.Join(g.Dirs(), ","))
 	}
 	cmd := exec.Command(b.cfg.Command[0], args...)
+	// Tasks find haul itself first on PATH (a task may run `haul task add`).
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(b.cfg.Command[0])+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Dir, _ = os.Getwd()

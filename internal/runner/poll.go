@@ -169,6 +169,12 @@ func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignm
 	t := &jr.tasks[task]
 	env := TaskEnv(jr.job, t)
 	env["HAUL_ATTEMPT"] = strconv.Itoa(int(attempt))
+	if r.cfg.ServerURL != "" {
+		env["HAUL_SERVER"] = r.cfg.ServerURL
+	}
+	if len(r.cfg.Tokens) > 0 {
+		env["HAUL_TOKEN"] = r.cfg.Tokens.ForJob(jr.job.ID)
+	}
 	return &taskhostv1.Assignment{
 		TaskIndex: task,
 		Attempt:   attempt,
@@ -181,8 +187,9 @@ func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignm
 	}
 }
 
-// TaskEnv is the environment a task runs with, except HAUL_ATTEMPT: the job's
-// env, overridden by the task's, plus HAUL_JOB and HAUL_TASK.
+// TaskEnv is the environment a task runs with, except HAUL_ATTEMPT,
+// HAUL_SERVER and HAUL_TOKEN (which the runner adds): the job's env,
+// overridden by the task's, plus HAUL_JOB and HAUL_TASK.
 func TaskEnv(j *store.Job, t *store.Task) map[string]string {
 	env := make(map[string]string, len(j.Env)+len(t.Env)+3)
 	maps.Copy(env, j.Env)

@@ -24,6 +24,7 @@ import (
 	"github.com/haul-dev/haul/internal/dag"
 	"github.com/haul-dev/haul/internal/sched"
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/token"
 )
 
 // Backend starts and stops workers. The runner calls it outside its lock.
@@ -102,6 +103,12 @@ type Config struct {
 	// NamespaceHalfLife overrides it per namespace.
 	HalfLife          time.Duration
 	NamespaceHalfLife map[string]time.Duration
+	// ServerURL is the API's address, given to tasks as HAUL_SERVER (so
+	// they can add tasks to their job); empty: not given.
+	ServerURL string
+	// Tokens signs the job-scoped token each task gets as HAUL_TOKEN;
+	// nil: no token (tasks cannot add tasks).
+	Tokens token.Secret
 }
 
 // Runner is the job-running service. Create it with New, then Start it.

@@ -30,17 +30,36 @@ var ErrJobDone = errors.New("the job has ended or is being cancelled")
 // The cost is a pass over the whole job (O(tasks + edges)), so tasks are
 // best added in batches.
 func (j *Job) Extend(g *dag.Graph, tasks []TaskConfig, now time.Time) error {
+	state, remaining, err := j.prepareExtend(g, tasks)
+	if err != nil || len(tasks) == 0 {
+		return err
+	}
+	j.commitExtend(g, tasks, state, remaining)
+	return nil
+}
+
+// CheckExtend reports whether Extend(g, tasks) would succeed, changing
+// nothing: a caller that must store the tasks first checks, stores, then
+// extends.
+func (j *Job) CheckExtend(g *dag.Graph, tasks []TaskConfig) error {
+	_, _, err := j.prepareExtend(g, tasks)
+	return err
+}
+
+// prepareExtend validates an extension and computes the new node states and
+// remaining-parent counts, changing nothing.
+func (j *Job) prepareExtend(g *dag.Graph, tasks []TaskConfig) ([]uint8, []int32, error) {
 	switch {
 	case j.err != nil:
-		return j.err
+		return nil, nil, j.err
 	case !j.started:
-		return errors.New("extend: the job has not started")
+		return nil, nil, errors.New("extend: the job has not started")
 	case j.cancelled || j.Done():
-		return ErrJobDone
+		return nil, nil, ErrJobDone
 	case g == nil || g.N != int(j.n)+len(tasks):
-		return fmt.Errorf("extend: a graph of %d tasks for %d existing and %d new", graphN(g), j.n, len(tasks))
+		return nil, nil, fmt.Errorf("extend: a graph of %d tasks for %d existing and %d new", graphN(g), j.n, len(tasks))
 	case len(tasks) == 0:
-		return nil
+		return nil, nil, nil
 	}
 	all := make([]TaskConfig, g.N)
 	for t := int32(0); t < j.n; t++ {
@@ -51,14 +70,14 @@ func (j *Job) Extend(g *dag.Graph, tasks []TaskConfig, now time.Time) error {
 	nodes := g.Nodes()
 	remaining := make([]int32, nodes)
 	if err := validate(g, all, j.cfg, remaining); err != nil {
-		return fmt.Errorf("extend: %w", err)
+		return nil, nil, fmt.Errorf("extend: %w", err)
 	}
 	// The old tasks' own dependencies must not have changed: their
 	// parents may only gain new group members.
 	old := j.g
 	for t := int32(0); t < j.n; t++ {
 		if g.NParents[t] != old.NParents[t] {
-			return fmt.Errorf("extend: task %d has %d parents in the new graph, %d before", t, g.NParents[t], old.NParents[t])
+			return nil, nil, fmt.Errorf("extend: task %d has %d parents in the new graph, %d before", t, g.NParents[t], old.NParents[t])
 		}
 	}
 
@@ -114,12 +133,17 @@ func (j *Job) Extend(g *dag.Graph, tasks []TaskConfig, now time.Time) error {
 		}
 		for _, p := range parentsOf(g, t) {
 			if g.IsGroup(p) && State(state[p]) != Succeeded {
-				return fmt.Errorf("extend: a new task matches the dependency %q of task %d, which already started: give it a key that does not match", g.Groups[int(p)-g.N], t)
+				return nil, nil, fmt.Errorf("extend: a new task matches the dependency %q of task %d, which already started: give it a key that does not match", g.Groups[int(p)-g.N], t)
 			}
 		}
-		return fmt.Errorf("extend: task %d (%v) would gain an unfinished parent", t, s)
+		return nil, nil, fmt.Errorf("extend: task %d (%v) would gain an unfinished parent", t, s)
 	}
 
+	return state, remaining, nil
+}
+
+// commitExtend applies a prepared extension.
+func (j *Job) commitExtend(g *dag.Graph, tasks []TaskConfig, state []uint8, remaining []int32) {
 	// Commit: grow the per-task arrays, intern the new kinds.
 	j.g = g
 	j.state = state
@@ -162,7 +186,6 @@ func (j *Job) Extend(g *dag.Graph, tasks []TaskConfig, now time.Time) error {
 			j.enqueue(t)
 		}
 	}
-	return nil
 }
 
 // upstream returns UpstreamFailed if one of the parents failed (or is

@@ -28,6 +28,7 @@ import (
 	"github.com/haul-dev/haul/internal/store"
 	"github.com/haul-dev/haul/internal/store/postgres"
 	"github.com/haul-dev/haul/internal/store/sqlite"
+	"github.com/haul-dev/haul/internal/token"
 )
 
 // Options configures a server.
@@ -54,6 +55,20 @@ type Options struct {
 	// WorkerRunnerURL is the address workers reach the runner at (default:
 	// the server's own URL); pods need a Service's address.
 	WorkerRunnerURL string
+	// Backend, when set, makes the worker backend, in place of Kube and
+	// of local processes: Open calls it once, with the function the
+	// backend must call whenever one of its workers has ended (the
+	// runner's WorkerGone). haul bench runs workers in its own process
+	// this way.
+	Backend func(workerGone func(id, why string)) (WorkerBackend, error)
+}
+
+// WorkerBackend is a worker backend brought by the caller (Options.Backend):
+// the runner's contract, and Stop, which stops every worker and waits for
+// them.
+type WorkerBackend interface {
+	runner.Backend
+	Stop()
 }
 
 // backend is what the server needs of a worker backend besides the
@@ -149,7 +164,15 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 
 	var run *runner.Runner
 	var be backend
-	if o.Kube != nil {
+	if o.Backend != nil {
+		b, err := o.Backend(func(id, why string) { run.WorkerGone(id, why) })
+		if err != nil {
+			ln.Close()
+			st.Close()
+			return nil, fmt.Errorf("worker backend: %w", err)
+		}
+		be = b
+	} else if o.Kube != nil {
 		kc := *o.Kube
 		kc.Logger = o.Logger
 		if kc.SharedClaim != "" && kc.SharedPath == "" {
@@ -186,6 +209,16 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	if o.WorkerRunnerURL != "" {
 		rc.RunnerURL = o.WorkerRunnerURL
 	}
+	// Tasks reach the API where workers reach the runner (one port), with
+	// a token that lets them add tasks to their own job.
+	secret, err := token.LoadOrCreate(filepath.Join(o.DataDir, "token-secret"))
+	if err != nil {
+		be.Stop()
+		ln.Close()
+		st.Close()
+		return nil, err
+	}
+	rc.ServerURL, rc.Tokens = rc.RunnerURL, secret
 	rc.BlobURL = "file://" + blobDir
 	if o.MaxWorkers > 0 {
 		rc.MaxWorkers = o.MaxWorkers
@@ -193,7 +226,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	run = runner.New(rc)
 	s.run, s.backend = run, be
 
-	gw := gateway.New(gateway.Config{Store: st, Blob: bs, Logger: o.Logger, Notify: run.Wake})
+	gw := gateway.New(gateway.Config{Store: st, Blob: bs, Logger: o.Logger, Notify: run.Wake, Appender: run, Tokens: secret})
 	mux := http.NewServeMux()
 	mux.Handle(apiv1connect.NewJobServiceHandler(gw))
 	mux.Handle(taskhostv1connect.NewTaskHostServiceHandler(run))

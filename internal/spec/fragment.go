@@ -99,3 +99,34 @@ func CompileFragment(data []byte, filename string, base Base) ([]Task, error) {
 	}
 	return c.job.Tasks, nil
 }
+
+// BaseOf returns what tasks added to a job inherit from its spec as
+// submitted: the job's default retries and timeout (its tiers and env are
+// stored with the job). It reads only the top-level fields.
+func BaseOf(data []byte) (retries int32, timeoutMS int64, err error) {
+	c := newCompiler("spec", Limits{}, len(data))
+	root, err := decodeYAML(data)
+	if err != nil {
+		return 0, 0, err
+	}
+	ps, ok := c.mapping(jobLoc, "", root)
+	if !ok {
+		return 0, 0, c.e.result()
+	}
+	for _, p := range ps {
+		switch p.key {
+		case "retries":
+			if v, ok := c.intField(jobLoc, "retries", p.v, 0, maxRetries); ok {
+				retries = int32(v)
+			}
+		case "timeout":
+			if v, ok := c.durationField(jobLoc, "timeout", p.v); ok {
+				timeoutMS = v
+			}
+		}
+	}
+	if c.e.failed() {
+		return 0, 0, c.e.result()
+	}
+	return retries, timeoutMS, nil
+}

@@ -343,6 +343,16 @@ type Store interface {
 	// ListActiveJobs returns the jobs that are pending or running, oldest first.
 	ListActiveJobs(ctx context.Context) ([]Job, error)
 
+	// AppendTasks adds tasks to an active (pending or running) job, in
+	// one transaction, in bulk: a dynamic DAG, where a running task adds
+	// work. Tasks must have Index TaskCount..TaskCount+n-1 (the job's task
+	// count as stored) and keys not yet used in the job; they are stored
+	// Blocked, and the job's TaskCount and blocked count grow by n. It
+	// returns ErrNotFound for an unknown job, and an error (changing
+	// nothing) for a terminal job, a wrong index, a duplicate key or bad
+	// input as CreateJob checks it.
+	AppendTasks(ctx context.Context, jobID string, tasks []Task) error
+
 	// LoadTasks returns every task of a job in index order.
 	LoadTasks(ctx context.Context, jobID string) ([]Task, error)
 	ListTasks(ctx context.Context, f TaskFilter) ([]Task, error)

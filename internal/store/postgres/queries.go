@@ -77,8 +77,9 @@ const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, run_tie
 
 // Tasks.
 const (
-	// tasksTable and taskCopyColumns are what CreateJob copies (COPY FROM
-	// STDIN, binary); the other columns start at their defaults.
+	// tasksTable and taskCopyColumns are what CreateJob and AppendTasks
+	// copy (COPY FROM STDIN, binary); the other columns start at their
+	// defaults.
 	tasksTable = "tasks"
 
 	qLoadTasks = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = $1 ORDER BY idx`
@@ -92,6 +93,19 @@ ORDER BY idx
 LIMIT $5`
 	qGetTask    = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = $1 AND key = $2`
 	qTaskExists = `SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = $1 AND idx = $2)`
+	// AppendTasks: the job as it checks the tasks against, locked until
+	// the append commits (appenders to one job take turns, and each reads
+	// the task count the one before left), and the counts it grows.
+	qAppendTarget    = `SELECT state, task_count, tiers FROM jobs WHERE id = $1 FOR UPDATE`
+	qAppendJobCounts = `UPDATE jobs SET task_count = task_count + $2, count_blocked = count_blocked + $2 WHERE id = $1`
+	// After a refused append: the first of the keys $2 that a task of job
+	// $1 stored before it (index below $3) has, with its position in $2
+	// (from 0) and that task's index.
+	qAppendDuplicate = `SELECT u.n - 1, t.idx FROM unnest($2::text[]) WITH ORDINALITY AS u(key, n)
+JOIN tasks t ON t.job_id = $1 AND t.key = u.key
+WHERE t.idx < $3
+ORDER BY u.n
+LIMIT 1`
 	// Columns: job_id, idx, state, attempts, exit_code, reason,
 	// started_at, finished_at, run_tier.
 	qUpdateTasks = `UPDATE tasks AS t SET state = u.state, attempts = u.attempts, exit_code = u.exit_code,

@@ -92,7 +92,7 @@ func insertTasks(ctx context.Context, tx *sql.Tx, jobID string, tasks []store.Ta
 			_, err = tx.ExecContext(ctx, insertTasksSQL(len(chunk)), args...)
 		}
 		if err != nil {
-			return fmt.Errorf("insert tasks %d..%d: %w", start, start+len(chunk)-1, err)
+			return fmt.Errorf("insert tasks %d..%d: %w", chunk[0].Index, chunk[len(chunk)-1].Index, err)
 		}
 	}
 	return nil

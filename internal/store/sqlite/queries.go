@@ -61,12 +61,12 @@ const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, run_tie
 
 // Tasks.
 const (
-	// taskInsertColumns are the columns CreateJob writes; the others start
-	// at their defaults.
+	// taskInsertColumns are the columns CreateJob and AppendTasks write;
+	// the others start at their defaults.
 	taskInsertColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, run_tier, retries, timeout_ms, state`
 	taskInsertParams  = 12
 	// taskInsertRows is the number of rows per INSERT statement of
-	// CreateJob (6,000 parameters; SQLite allows 32,766).
+	// CreateJob and AppendTasks (6,000 parameters; SQLite allows 32,766).
 	taskInsertRows = 500
 
 	qLoadTasks = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = ? ORDER BY idx`
@@ -82,6 +82,17 @@ ORDER BY idx
 LIMIT ?6`
 	qGetTask    = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = ? AND key = ?`
 	qTaskExists = `SELECT 1 FROM tasks WHERE job_id = ? AND idx = ?`
+	// AppendTasks: the job as it checks the tasks against, the counts it
+	// grows, and (after a failed insert) ?1 job, ?2 JSON array of the
+	// appended keys, ?3 the job's task count before: the first appended
+	// key that a stored task has, with its position and the task's index.
+	qAppendTarget    = `SELECT state, task_count, tiers FROM jobs WHERE id = ?`
+	qAppendJobCounts = `UPDATE jobs SET task_count = task_count + ?2, count_blocked = count_blocked + ?2 WHERE id = ?1`
+	qAppendDuplicate = `SELECT k.key, t.idx FROM json_each(?2) AS k
+JOIN tasks AS t ON t.job_id = ?1 AND t.key = k.value
+WHERE t.idx < ?3
+ORDER BY k.key
+LIMIT 1`
 	qUpdateTask = `UPDATE tasks SET run_tier = ?, state = ?, attempts = ?, exit_code = ?, reason = ?, started_at = ?, finished_at = ?
 WHERE job_id = ? AND idx = ?`
 )

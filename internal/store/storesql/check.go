@@ -1,9 +1,9 @@
 // Package storesql holds what haul's two SQL store drivers share: checks of
-// the values a job and a batch carry (both drivers accept exactly the same
-// input), the column codecs (times as Unix nanoseconds, JSON maps and
-// lists, an attempt's GPU figures as JSON), the run tier a new task starts
-// on, and the parser of task-key globs, which each driver renders in its
-// own dialect. It imports only the store package.
+// the values a job, appended tasks and a batch carry (both drivers accept
+// exactly the same input), the column codecs (times as Unix nanoseconds,
+// JSON maps and lists, an attempt's GPU figures as JSON), the run tier a
+// new task starts on, and the parser of task-key globs, which each driver
+// renders in its own dialect. It imports only the store package.
 package storesql
 
 import (
@@ -218,50 +218,94 @@ func CheckNewJob(job *store.Job, tasks []store.Task) error {
 		if err := checkTime("created_at", job.CreatedAt); err != nil {
 			return err
 		}
-		keys := make(map[string]int32, len(tasks))
-		for i := range tasks {
-			t := &tasks[i]
-			if t.Index != int32(i) {
-				return fmt.Errorf("tasks[%d]: index %d, want %d (tasks must have indexes 0..n-1 in order)", i, t.Index, i)
-			}
-			if t.JobID != "" && t.JobID != job.ID {
-				return fmt.Errorf("task %d: job ID %q, want %q or empty", i, t.JobID, job.ID)
-			}
-			if t.Key == "" {
-				return fmt.Errorf("task %d: key is empty", i)
-			}
-			if err := checkText(fmt.Sprintf("task %d: key", i), t.Key); err != nil {
-				return err
-			}
-			if j, dup := keys[t.Key]; dup {
-				return fmt.Errorf("task %d: key %q already used by task %d", i, t.Key, j)
-			}
-			keys[t.Key] = int32(i)
-			if err := checkList(fmt.Sprintf("task %q: argv", t.Key), t.Argv); err != nil {
-				return err
-			}
-			if err := checkMap(fmt.Sprintf("task %q: env", t.Key), t.Env); err != nil {
-				return err
-			}
-			if err := checkText(fmt.Sprintf("task %q: cwd", t.Key), t.Cwd); err != nil {
-				return err
-			}
-			if err := checkList(fmt.Sprintf("task %q: after", t.Key), t.After); err != nil {
-				return err
-			}
-			if err := checkTier(fmt.Sprintf("task %q: tier", t.Key), t.Tier, len(job.Tiers)); err != nil {
-				return err
-			}
-			if err := checkTier(fmt.Sprintf("task %q: run tier", t.Key), t.RunTier, len(job.Tiers)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return checkTasks(job.ID, 0, tasks, len(job.Tiers), "tasks must have indexes 0..n-1 in order")
 	}()
 	if err != nil {
 		return fmt.Errorf("create job %s: %w", job.ID, err)
 	}
 	return nil
+}
+
+// checkTasks checks tasks to be stored as tasks first, first+1, ... of job
+// jobID, whose tiers number tiers: indexes in order from first (rule says
+// what the caller requires, for the error), the job ID if set, keys present
+// and unique among tasks, texts storable and tiers within the job's. It is
+// what CreateJob and AppendTasks check of each task.
+func checkTasks(jobID string, first int64, tasks []store.Task, tiers int, rule string) error {
+	keys := make(map[string]int32, len(tasks))
+	for i := range tasks {
+		t := &tasks[i]
+		if want := first + int64(i); int64(t.Index) != want {
+			return fmt.Errorf("tasks[%d]: index %d, want %d (%s)", i, t.Index, want, rule)
+		}
+		if t.JobID != "" && t.JobID != jobID {
+			return fmt.Errorf("task %d: job ID %q, want %q or empty", t.Index, t.JobID, jobID)
+		}
+		if t.Key == "" {
+			return fmt.Errorf("task %d: key is empty", t.Index)
+		}
+		if err := checkText(fmt.Sprintf("task %d: key", t.Index), t.Key); err != nil {
+			return err
+		}
+		if j, dup := keys[t.Key]; dup {
+			return fmt.Errorf("task %d: key %q already used by task %d", t.Index, t.Key, j)
+		}
+		keys[t.Key] = t.Index
+		if err := checkList(fmt.Sprintf("task %q: argv", t.Key), t.Argv); err != nil {
+			return err
+		}
+		if err := checkMap(fmt.Sprintf("task %q: env", t.Key), t.Env); err != nil {
+			return err
+		}
+		if err := checkText(fmt.Sprintf("task %q: cwd", t.Key), t.Cwd); err != nil {
+			return err
+		}
+		if err := checkList(fmt.Sprintf("task %q: after", t.Key), t.After); err != nil {
+			return err
+		}
+		if err := checkTier(fmt.Sprintf("task %q: tier", t.Key), t.Tier, tiers); err != nil {
+			return err
+		}
+		if err := checkTier(fmt.Sprintf("task %q: run tier", t.Key), t.RunTier, tiers); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckAppendJobID returns an error wrapping store.ErrNotFound for a job ID
+// that no stored job can have (empty, invalid UTF-8, a NUL byte), so that
+// AppendTasks need not ask the database about it; nil otherwise. Like the
+// other append checks, its error does not name the job: the driver wraps it
+// with "append tasks to job ID".
+func CheckAppendJobID(jobID string) error {
+	if jobID == "" || checkText("job ID", jobID) != nil {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// CheckAppend validates tasks for AppendTasks against job jobID as stored,
+// read in the transaction that appends: its state (pending or running), its
+// task count (the first task's index) and its number of tiers. A key
+// that a stored task of the job already has is left to the database's
+// unique index (see DuplicateKey).
+func CheckAppend(jobID string, state store.JobState, taskCount int64, tiers int, tasks []store.Task) error {
+	if state.Terminal() {
+		return fmt.Errorf("the job has ended (state %s): no task can be added", state)
+	}
+	if err := CheckJobState("stored state", state); err != nil {
+		return err
+	}
+	rule := fmt.Sprintf("the job has %d tasks: appended tasks must have indexes %d..%d in order",
+		taskCount, taskCount, taskCount+int64(len(tasks))-1)
+	return checkTasks(jobID, taskCount, tasks, tiers, rule)
+}
+
+// DuplicateKey is the error of AppendTasks for task t, whose key the job's
+// stored task stored already has.
+func DuplicateKey(t *store.Task, stored int32) error {
+	return fmt.Errorf("task %d: key %q already used by task %d", t.Index, t.Key, stored)
 }
 
 // CheckBatch validates a batch for Apply.

@@ -38,6 +38,16 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CreateJob/NoTasks", testNoTasks},
 		{"CreateJob/LargeJob", testLargeJob},
 		{"CreateJob/RunTier", testCreateRunTier},
+		{"AppendTasks/RoundTrip", testAppendRoundTrip},
+		{"AppendTasks/Twice", testAppendTwice},
+		{"AppendTasks/WrongIndex", testAppendWrongIndex},
+		{"AppendTasks/DuplicateKey", testAppendDuplicateKey},
+		{"AppendTasks/Refused", testAppendRefused},
+		{"AppendTasks/Ended", testAppendEnded},
+		{"AppendTasks/NotFound", testAppendNotFound},
+		{"AppendTasks/Empty", testAppendEmpty},
+		{"AppendTasks/Large", testAppendLarge},
+		{"AppendTasks/Concurrent", testAppendConcurrent},
 		{"GetJob/NotFound", testGetJobNotFound},
 		{"ListJobs", testListJobs},
 		{"ListJobs/DefaultLimit", testListJobsDefaultLimit},
@@ -1103,6 +1113,13 @@ func testContext(t *testing.T, s store.Store) {
 	if err := s.Apply(ctx, &store.Batch{Jobs: []store.JobUpdate{{ID: "x", State: store.JobRunning}}}); err == nil {
 		t.Errorf("Apply with a cancelled context succeeded")
 	}
+	create(t, s, newJob("growing"), newTasks(1))
+	if err := s.AppendTasks(ctx, "growing", moreTasks("x", 1, 2)); err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Errorf("AppendTasks with a cancelled context: %v, want the context's error", err)
+	}
+	if j := getJob(t, s, "growing"); j.TaskCount != 1 {
+		t.Errorf("after AppendTasks with a cancelled context: task count %d, want 1", j.TaskCount)
+	}
 }
 
 func testClose(t *testing.T, s store.Store) {
@@ -1118,6 +1135,9 @@ func testClose(t *testing.T, s store.Store) {
 	}
 	if err := s.Apply(t.Context(), &store.Batch{Jobs: []store.JobUpdate{{ID: "closing", State: store.JobRunning}}}); err == nil {
 		t.Errorf("Apply after Close succeeded")
+	}
+	if err := s.AppendTasks(t.Context(), "closing", moreTasks("x", 1, 1)); err == nil {
+		t.Errorf("AppendTasks after Close succeeded")
 	}
 }
 

@@ -129,6 +129,142 @@ func (x *SubmitJobRequest) GetFilename() string {
 	return ""
 }
 
+type AddTasksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// A spec fragment: `tasks:` entries exactly as in a job spec (foreach,
+	// after, worker, retries, timeout...), YAML or JSON. `after` may name the
+	// job's existing tasks and the fragment's own.
+	Spec []byte `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Name of the file the fragment came from, for error messages.
+	Filename string `protobuf:"bytes,3,opt,name=filename,proto3" json:"filename,omitempty"`
+	// The job-scoped token a task finds in HAUL_TOKEN.
+	Token string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	// The key of the running task that adds them (HAUL_TASK).
+	Task          string `protobuf:"bytes,5,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddTasksRequest) Reset() {
+	*x = AddTasksRequest{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddTasksRequest) ProtoMessage() {}
+
+func (x *AddTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddTasksRequest.ProtoReflect.Descriptor instead.
+func (*AddTasksRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AddTasksRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *AddTasksRequest) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *AddTasksRequest) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
+func (x *AddTasksRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *AddTasksRequest) GetTask() string {
+	if x != nil {
+		return x.Task
+	}
+	return ""
+}
+
+type AddTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The keys of the added tasks, in order.
+	Keys []string `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// The job's task count after the append.
+	TaskCount     int64 `protobuf:"varint,2,opt,name=task_count,json=taskCount,proto3" json:"task_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddTasksResponse) Reset() {
+	*x = AddTasksResponse{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddTasksResponse) ProtoMessage() {}
+
+func (x *AddTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddTasksResponse.ProtoReflect.Descriptor instead.
+func (*AddTasksResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AddTasksResponse) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *AddTasksResponse) GetTaskCount() int64 {
+	if x != nil {
+		return x.TaskCount
+	}
+	return 0
+}
+
 type SubmitJobResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -139,7 +275,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	mi := &file_haul_api_v1_api_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -151,7 +287,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	mi := &file_haul_api_v1_api_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -164,7 +300,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{1}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SubmitJobResponse) GetJobId() string {
@@ -193,7 +329,7 @@ type Tier struct {
 
 func (x *Tier) Reset() {
 	*x = Tier{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	mi := &file_haul_api_v1_api_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -205,7 +341,7 @@ func (x *Tier) String() string {
 func (*Tier) ProtoMessage() {}
 
 func (x *Tier) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	mi := &file_haul_api_v1_api_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -218,7 +354,7 @@ func (x *Tier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tier.ProtoReflect.Descriptor instead.
 func (*Tier) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{2}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Tier) GetName() string {
@@ -264,7 +400,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[3]
+	mi := &file_haul_api_v1_api_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +412,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[3]
+	mi := &file_haul_api_v1_api_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +425,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TaskCounts) GetBlocked() int64 {
@@ -371,7 +507,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[4]
+	mi := &file_haul_api_v1_api_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +519,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[4]
+	mi := &file_haul_api_v1_api_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +532,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Job) GetId() string {
@@ -520,7 +656,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[5]
+	mi := &file_haul_api_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +668,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[5]
+	mi := &file_haul_api_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +681,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -564,7 +700,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[6]
+	mi := &file_haul_api_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +712,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[6]
+	mi := &file_haul_api_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +725,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -611,7 +747,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[7]
+	mi := &file_haul_api_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +759,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[7]
+	mi := &file_haul_api_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +772,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListJobsRequest) GetNamespace() string {
@@ -677,7 +813,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[8]
+	mi := &file_haul_api_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +825,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[8]
+	mi := &file_haul_api_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +838,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -728,7 +864,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[9]
+	mi := &file_haul_api_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +876,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[9]
+	mi := &file_haul_api_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +889,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -772,7 +908,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[10]
+	mi := &file_haul_api_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +920,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[10]
+	mi := &file_haul_api_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +933,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -843,7 +979,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[11]
+	mi := &file_haul_api_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +991,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[11]
+	mi := &file_haul_api_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +1004,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Attempt) GetNumber() int32 {
@@ -1023,7 +1159,7 @@ type GPUUsage struct {
 
 func (x *GPUUsage) Reset() {
 	*x = GPUUsage{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[12]
+	mi := &file_haul_api_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1171,7 @@ func (x *GPUUsage) String() string {
 func (*GPUUsage) ProtoMessage() {}
 
 func (x *GPUUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[12]
+	mi := &file_haul_api_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1184,7 @@ func (x *GPUUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPUUsage.ProtoReflect.Descriptor instead.
 func (*GPUUsage) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GPUUsage) GetIndex() int32 {
@@ -1098,7 +1234,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[13]
+	mi := &file_haul_api_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1246,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[13]
+	mi := &file_haul_api_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1259,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Usage) GetMemoryRequestedByteSeconds() float64 {
@@ -1195,7 +1331,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[14]
+	mi := &file_haul_api_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1343,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[14]
+	mi := &file_haul_api_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1356,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Task) GetJobId() string {
@@ -1349,7 +1485,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[15]
+	mi := &file_haul_api_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1497,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[15]
+	mi := &file_haul_api_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1510,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -1422,7 +1558,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[16]
+	mi := &file_haul_api_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1570,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[16]
+	mi := &file_haul_api_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1583,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1474,7 +1610,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	mi := &file_haul_api_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1622,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	mi := &file_haul_api_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1635,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetTaskRequest) GetJobId() string {
@@ -1528,7 +1664,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	mi := &file_haul_api_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1676,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	mi := &file_haul_api_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1689,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetTaskResponse) GetTask() *Task {
@@ -1587,7 +1723,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[19]
+	mi := &file_haul_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1735,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[19]
+	mi := &file_haul_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1748,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelTaskRequest) GetJobId() string {
@@ -1638,7 +1774,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[20]
+	mi := &file_haul_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1786,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[20]
+	mi := &file_haul_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1799,7 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelTaskResponse) GetTask() *Task {
@@ -1688,7 +1824,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[21]
+	mi := &file_haul_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1836,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[21]
+	mi := &file_haul_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1849,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetLogsRequest) GetJobId() string {
@@ -1763,7 +1899,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[22]
+	mi := &file_haul_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +1911,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[22]
+	mi := &file_haul_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +1924,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetLogsResponse) GetChunks() []*LogChunk {
@@ -1816,7 +1952,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[23]
+	mi := &file_haul_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1964,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[23]
+	mi := &file_haul_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1977,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LogChunk) GetStream() LogStream {
@@ -1872,7 +2008,17 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\x15haul/api/v1/api.proto\x12\vhaul.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n" +
 	"\x10SubmitJobRequest\x12\x12\n" +
 	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x1a\n" +
-	"\bfilename\x18\x02 \x01(\tR\bfilename\"I\n" +
+	"\bfilename\x18\x02 \x01(\tR\bfilename\"\x82\x01\n" +
+	"\x0fAddTasksRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
+	"\x04spec\x18\x02 \x01(\fR\x04spec\x12\x1a\n" +
+	"\bfilename\x18\x03 \x01(\tR\bfilename\x12\x14\n" +
+	"\x05token\x18\x04 \x01(\tR\x05token\x12\x12\n" +
+	"\x04task\x18\x05 \x01(\tR\x04task\"E\n" +
+	"\x10AddTasksResponse\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\x12\x1d\n" +
+	"\n" +
+	"task_count\x18\x02 \x01(\x03R\ttaskCount\"I\n" +
 	"\x11SubmitJobResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
@@ -2037,7 +2183,7 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\xd9\x04\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xa2\x05\n" +
 	"\n" +
 	"JobService\x12J\n" +
 	"\tSubmitJob\x12\x1d.haul.api.v1.SubmitJobRequest\x1a\x1e.haul.api.v1.SubmitJobResponse\x12A\n" +
@@ -2047,7 +2193,8 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\tListTasks\x12\x1d.haul.api.v1.ListTasksRequest\x1a\x1e.haul.api.v1.ListTasksResponse\x12D\n" +
 	"\aGetTask\x12\x1b.haul.api.v1.GetTaskRequest\x1a\x1c.haul.api.v1.GetTaskResponse\x12M\n" +
 	"\n" +
-	"CancelTask\x12\x1e.haul.api.v1.CancelTaskRequest\x1a\x1f.haul.api.v1.CancelTaskResponse\x12F\n" +
+	"CancelTask\x12\x1e.haul.api.v1.CancelTaskRequest\x1a\x1f.haul.api.v1.CancelTaskResponse\x12G\n" +
+	"\bAddTasks\x12\x1c.haul.api.v1.AddTasksRequest\x1a\x1d.haul.api.v1.AddTasksResponse\x12F\n" +
 	"\aGetLogs\x12\x1b.haul.api.v1.GetLogsRequest\x1a\x1c.haul.api.v1.GetLogsResponse0\x01B9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
 
 var (
@@ -2063,81 +2210,85 @@ func file_haul_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_haul_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_haul_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_haul_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_haul_api_v1_api_proto_goTypes = []any{
 	(LogStream)(0),                // 0: haul.api.v1.LogStream
 	(*SubmitJobRequest)(nil),      // 1: haul.api.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),     // 2: haul.api.v1.SubmitJobResponse
-	(*Tier)(nil),                  // 3: haul.api.v1.Tier
-	(*TaskCounts)(nil),            // 4: haul.api.v1.TaskCounts
-	(*Job)(nil),                   // 5: haul.api.v1.Job
-	(*GetJobRequest)(nil),         // 6: haul.api.v1.GetJobRequest
-	(*GetJobResponse)(nil),        // 7: haul.api.v1.GetJobResponse
-	(*ListJobsRequest)(nil),       // 8: haul.api.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 9: haul.api.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 10: haul.api.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),     // 11: haul.api.v1.CancelJobResponse
-	(*Attempt)(nil),               // 12: haul.api.v1.Attempt
-	(*GPUUsage)(nil),              // 13: haul.api.v1.GPUUsage
-	(*Usage)(nil),                 // 14: haul.api.v1.Usage
-	(*Task)(nil),                  // 15: haul.api.v1.Task
-	(*ListTasksRequest)(nil),      // 16: haul.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 17: haul.api.v1.ListTasksResponse
-	(*GetTaskRequest)(nil),        // 18: haul.api.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),       // 19: haul.api.v1.GetTaskResponse
-	(*CancelTaskRequest)(nil),     // 20: haul.api.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),    // 21: haul.api.v1.CancelTaskResponse
-	(*GetLogsRequest)(nil),        // 22: haul.api.v1.GetLogsRequest
-	(*GetLogsResponse)(nil),       // 23: haul.api.v1.GetLogsResponse
-	(*LogChunk)(nil),              // 24: haul.api.v1.LogChunk
-	nil,                           // 25: haul.api.v1.Job.LabelsEntry
-	nil,                           // 26: haul.api.v1.Task.EnvEntry
-	nil,                           // 27: haul.api.v1.GetTaskResponse.JobEnvEntry
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*AddTasksRequest)(nil),       // 2: haul.api.v1.AddTasksRequest
+	(*AddTasksResponse)(nil),      // 3: haul.api.v1.AddTasksResponse
+	(*SubmitJobResponse)(nil),     // 4: haul.api.v1.SubmitJobResponse
+	(*Tier)(nil),                  // 5: haul.api.v1.Tier
+	(*TaskCounts)(nil),            // 6: haul.api.v1.TaskCounts
+	(*Job)(nil),                   // 7: haul.api.v1.Job
+	(*GetJobRequest)(nil),         // 8: haul.api.v1.GetJobRequest
+	(*GetJobResponse)(nil),        // 9: haul.api.v1.GetJobResponse
+	(*ListJobsRequest)(nil),       // 10: haul.api.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 11: haul.api.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 12: haul.api.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),     // 13: haul.api.v1.CancelJobResponse
+	(*Attempt)(nil),               // 14: haul.api.v1.Attempt
+	(*GPUUsage)(nil),              // 15: haul.api.v1.GPUUsage
+	(*Usage)(nil),                 // 16: haul.api.v1.Usage
+	(*Task)(nil),                  // 17: haul.api.v1.Task
+	(*ListTasksRequest)(nil),      // 18: haul.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 19: haul.api.v1.ListTasksResponse
+	(*GetTaskRequest)(nil),        // 20: haul.api.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),       // 21: haul.api.v1.GetTaskResponse
+	(*CancelTaskRequest)(nil),     // 22: haul.api.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),    // 23: haul.api.v1.CancelTaskResponse
+	(*GetLogsRequest)(nil),        // 24: haul.api.v1.GetLogsRequest
+	(*GetLogsResponse)(nil),       // 25: haul.api.v1.GetLogsResponse
+	(*LogChunk)(nil),              // 26: haul.api.v1.LogChunk
+	nil,                           // 27: haul.api.v1.Job.LabelsEntry
+	nil,                           // 28: haul.api.v1.Task.EnvEntry
+	nil,                           // 29: haul.api.v1.GetTaskResponse.JobEnvEntry
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
 }
 var file_haul_api_v1_api_proto_depIdxs = []int32{
-	25, // 0: haul.api.v1.Job.labels:type_name -> haul.api.v1.Job.LabelsEntry
-	3,  // 1: haul.api.v1.Job.workers:type_name -> haul.api.v1.Tier
-	4,  // 2: haul.api.v1.Job.counts:type_name -> haul.api.v1.TaskCounts
-	28, // 3: haul.api.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	28, // 4: haul.api.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	28, // 5: haul.api.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	14, // 6: haul.api.v1.Job.usage:type_name -> haul.api.v1.Usage
-	5,  // 7: haul.api.v1.GetJobResponse.job:type_name -> haul.api.v1.Job
-	5,  // 8: haul.api.v1.ListJobsResponse.jobs:type_name -> haul.api.v1.Job
-	5,  // 9: haul.api.v1.CancelJobResponse.job:type_name -> haul.api.v1.Job
-	28, // 10: haul.api.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	28, // 11: haul.api.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
-	13, // 12: haul.api.v1.Attempt.gpus:type_name -> haul.api.v1.GPUUsage
-	26, // 13: haul.api.v1.Task.env:type_name -> haul.api.v1.Task.EnvEntry
-	28, // 14: haul.api.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	28, // 15: haul.api.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	15, // 16: haul.api.v1.ListTasksResponse.tasks:type_name -> haul.api.v1.Task
-	15, // 17: haul.api.v1.GetTaskResponse.task:type_name -> haul.api.v1.Task
-	27, // 18: haul.api.v1.GetTaskResponse.job_env:type_name -> haul.api.v1.GetTaskResponse.JobEnvEntry
-	12, // 19: haul.api.v1.GetTaskResponse.attempts:type_name -> haul.api.v1.Attempt
-	15, // 20: haul.api.v1.CancelTaskResponse.task:type_name -> haul.api.v1.Task
+	27, // 0: haul.api.v1.Job.labels:type_name -> haul.api.v1.Job.LabelsEntry
+	5,  // 1: haul.api.v1.Job.workers:type_name -> haul.api.v1.Tier
+	6,  // 2: haul.api.v1.Job.counts:type_name -> haul.api.v1.TaskCounts
+	30, // 3: haul.api.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	30, // 4: haul.api.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	30, // 5: haul.api.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	16, // 6: haul.api.v1.Job.usage:type_name -> haul.api.v1.Usage
+	7,  // 7: haul.api.v1.GetJobResponse.job:type_name -> haul.api.v1.Job
+	7,  // 8: haul.api.v1.ListJobsResponse.jobs:type_name -> haul.api.v1.Job
+	7,  // 9: haul.api.v1.CancelJobResponse.job:type_name -> haul.api.v1.Job
+	30, // 10: haul.api.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	30, // 11: haul.api.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	15, // 12: haul.api.v1.Attempt.gpus:type_name -> haul.api.v1.GPUUsage
+	28, // 13: haul.api.v1.Task.env:type_name -> haul.api.v1.Task.EnvEntry
+	30, // 14: haul.api.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	30, // 15: haul.api.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	17, // 16: haul.api.v1.ListTasksResponse.tasks:type_name -> haul.api.v1.Task
+	17, // 17: haul.api.v1.GetTaskResponse.task:type_name -> haul.api.v1.Task
+	29, // 18: haul.api.v1.GetTaskResponse.job_env:type_name -> haul.api.v1.GetTaskResponse.JobEnvEntry
+	14, // 19: haul.api.v1.GetTaskResponse.attempts:type_name -> haul.api.v1.Attempt
+	17, // 20: haul.api.v1.CancelTaskResponse.task:type_name -> haul.api.v1.Task
 	0,  // 21: haul.api.v1.GetLogsRequest.streams:type_name -> haul.api.v1.LogStream
-	24, // 22: haul.api.v1.GetLogsResponse.chunks:type_name -> haul.api.v1.LogChunk
+	26, // 22: haul.api.v1.GetLogsResponse.chunks:type_name -> haul.api.v1.LogChunk
 	0,  // 23: haul.api.v1.LogChunk.stream:type_name -> haul.api.v1.LogStream
 	1,  // 24: haul.api.v1.JobService.SubmitJob:input_type -> haul.api.v1.SubmitJobRequest
-	6,  // 25: haul.api.v1.JobService.GetJob:input_type -> haul.api.v1.GetJobRequest
-	8,  // 26: haul.api.v1.JobService.ListJobs:input_type -> haul.api.v1.ListJobsRequest
-	10, // 27: haul.api.v1.JobService.CancelJob:input_type -> haul.api.v1.CancelJobRequest
-	16, // 28: haul.api.v1.JobService.ListTasks:input_type -> haul.api.v1.ListTasksRequest
-	18, // 29: haul.api.v1.JobService.GetTask:input_type -> haul.api.v1.GetTaskRequest
-	20, // 30: haul.api.v1.JobService.CancelTask:input_type -> haul.api.v1.CancelTaskRequest
-	22, // 31: haul.api.v1.JobService.GetLogs:input_type -> haul.api.v1.GetLogsRequest
-	2,  // 32: haul.api.v1.JobService.SubmitJob:output_type -> haul.api.v1.SubmitJobResponse
-	7,  // 33: haul.api.v1.JobService.GetJob:output_type -> haul.api.v1.GetJobResponse
-	9,  // 34: haul.api.v1.JobService.ListJobs:output_type -> haul.api.v1.ListJobsResponse
-	11, // 35: haul.api.v1.JobService.CancelJob:output_type -> haul.api.v1.CancelJobResponse
-	17, // 36: haul.api.v1.JobService.ListTasks:output_type -> haul.api.v1.ListTasksResponse
-	19, // 37: haul.api.v1.JobService.GetTask:output_type -> haul.api.v1.GetTaskResponse
-	21, // 38: haul.api.v1.JobService.CancelTask:output_type -> haul.api.v1.CancelTaskResponse
-	23, // 39: haul.api.v1.JobService.GetLogs:output_type -> haul.api.v1.GetLogsResponse
-	32, // [32:40] is the sub-list for method output_type
-	24, // [24:32] is the sub-list for method input_type
+	8,  // 25: haul.api.v1.JobService.GetJob:input_type -> haul.api.v1.GetJobRequest
+	10, // 26: haul.api.v1.JobService.ListJobs:input_type -> haul.api.v1.ListJobsRequest
+	12, // 27: haul.api.v1.JobService.CancelJob:input_type -> haul.api.v1.CancelJobRequest
+	18, // 28: haul.api.v1.JobService.ListTasks:input_type -> haul.api.v1.ListTasksRequest
+	20, // 29: haul.api.v1.JobService.GetTask:input_type -> haul.api.v1.GetTaskRequest
+	22, // 30: haul.api.v1.JobService.CancelTask:input_type -> haul.api.v1.CancelTaskRequest
+	2,  // 31: haul.api.v1.JobService.AddTasks:input_type -> haul.api.v1.AddTasksRequest
+	24, // 32: haul.api.v1.JobService.GetLogs:input_type -> haul.api.v1.GetLogsRequest
+	4,  // 33: haul.api.v1.JobService.SubmitJob:output_type -> haul.api.v1.SubmitJobResponse
+	9,  // 34: haul.api.v1.JobService.GetJob:output_type -> haul.api.v1.GetJobResponse
+	11, // 35: haul.api.v1.JobService.ListJobs:output_type -> haul.api.v1.ListJobsResponse
+	13, // 36: haul.api.v1.JobService.CancelJob:output_type -> haul.api.v1.CancelJobResponse
+	19, // 37: haul.api.v1.JobService.ListTasks:output_type -> haul.api.v1.ListTasksResponse
+	21, // 38: haul.api.v1.JobService.GetTask:output_type -> haul.api.v1.GetTaskResponse
+	23, // 39: haul.api.v1.JobService.CancelTask:output_type -> haul.api.v1.CancelTaskResponse
+	3,  // 40: haul.api.v1.JobService.AddTasks:output_type -> haul.api.v1.AddTasksResponse
+	25, // 41: haul.api.v1.JobService.GetLogs:output_type -> haul.api.v1.GetLogsResponse
+	33, // [33:42] is the sub-list for method output_type
+	24, // [24:33] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
 	24, // [24:24] is the sub-list for extension extendee
 	0,  // [0:24] is the sub-list for field type_name
@@ -2154,7 +2305,7 @@ func file_haul_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_api_v1_api_proto_rawDesc), len(file_haul_api_v1_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -49,6 +49,8 @@ const (
 	JobServiceGetTaskProcedure = "/haul.api.v1.JobService/GetTask"
 	// JobServiceCancelTaskProcedure is the fully-qualified name of the JobService's CancelTask RPC.
 	JobServiceCancelTaskProcedure = "/haul.api.v1.JobService/CancelTask"
+	// JobServiceAddTasksProcedure is the fully-qualified name of the JobService's AddTasks RPC.
+	JobServiceAddTasksProcedure = "/haul.api.v1.JobService/AddTasks"
 	// JobServiceGetLogsProcedure is the fully-qualified name of the JobService's GetLogs RPC.
 	JobServiceGetLogsProcedure = "/haul.api.v1.JobService/GetLogs"
 )
@@ -66,6 +68,9 @@ type JobServiceClient interface {
 	// CancelTask cancels one task: killed if running, never started
 	// otherwise; tasks that depend on it are cancelled too.
 	CancelTask(context.Context, *connect.Request[v1.CancelTaskRequest]) (*connect.Response[v1.CancelTaskResponse], error)
+	// Appends tasks to a running job (a dynamic DAG): called by one of the
+	// job's running tasks, with the job-scoped token from its environment.
+	AddTasks(context.Context, *connect.Request[v1.AddTasksRequest]) (*connect.Response[v1.AddTasksResponse], error)
 	// GetLogs streams one attempt's output; with follow, until the attempt ends.
 	GetLogs(context.Context, *connect.Request[v1.GetLogsRequest]) (*connect.ServerStreamForClient[v1.GetLogsResponse], error)
 }
@@ -123,6 +128,12 @@ func NewJobServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(jobServiceMethods.ByName("CancelTask")),
 			connect.WithClientOptions(opts...),
 		),
+		addTasks: connect.NewClient[v1.AddTasksRequest, v1.AddTasksResponse](
+			httpClient,
+			baseURL+JobServiceAddTasksProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("AddTasks")),
+			connect.WithClientOptions(opts...),
+		),
 		getLogs: connect.NewClient[v1.GetLogsRequest, v1.GetLogsResponse](
 			httpClient,
 			baseURL+JobServiceGetLogsProcedure,
@@ -141,6 +152,7 @@ type jobServiceClient struct {
 	listTasks  *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
 	getTask    *connect.Client[v1.GetTaskRequest, v1.GetTaskResponse]
 	cancelTask *connect.Client[v1.CancelTaskRequest, v1.CancelTaskResponse]
+	addTasks   *connect.Client[v1.AddTasksRequest, v1.AddTasksResponse]
 	getLogs    *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
 }
 
@@ -179,6 +191,11 @@ func (c *jobServiceClient) CancelTask(ctx context.Context, req *connect.Request[
 	return c.cancelTask.CallUnary(ctx, req)
 }
 
+// AddTasks calls haul.api.v1.JobService.AddTasks.
+func (c *jobServiceClient) AddTasks(ctx context.Context, req *connect.Request[v1.AddTasksRequest]) (*connect.Response[v1.AddTasksResponse], error) {
+	return c.addTasks.CallUnary(ctx, req)
+}
+
 // GetLogs calls haul.api.v1.JobService.GetLogs.
 func (c *jobServiceClient) GetLogs(ctx context.Context, req *connect.Request[v1.GetLogsRequest]) (*connect.ServerStreamForClient[v1.GetLogsResponse], error) {
 	return c.getLogs.CallServerStream(ctx, req)
@@ -197,6 +214,9 @@ type JobServiceHandler interface {
 	// CancelTask cancels one task: killed if running, never started
 	// otherwise; tasks that depend on it are cancelled too.
 	CancelTask(context.Context, *connect.Request[v1.CancelTaskRequest]) (*connect.Response[v1.CancelTaskResponse], error)
+	// Appends tasks to a running job (a dynamic DAG): called by one of the
+	// job's running tasks, with the job-scoped token from its environment.
+	AddTasks(context.Context, *connect.Request[v1.AddTasksRequest]) (*connect.Response[v1.AddTasksResponse], error)
 	// GetLogs streams one attempt's output; with follow, until the attempt ends.
 	GetLogs(context.Context, *connect.Request[v1.GetLogsRequest], *connect.ServerStream[v1.GetLogsResponse]) error
 }
@@ -250,6 +270,12 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(jobServiceMethods.ByName("CancelTask")),
 		connect.WithHandlerOptions(opts...),
 	)
+	jobServiceAddTasksHandler := connect.NewUnaryHandler(
+		JobServiceAddTasksProcedure,
+		svc.AddTasks,
+		connect.WithSchema(jobServiceMethods.ByName("AddTasks")),
+		connect.WithHandlerOptions(opts...),
+	)
 	jobServiceGetLogsHandler := connect.NewServerStreamHandler(
 		JobServiceGetLogsProcedure,
 		svc.GetLogs,
@@ -272,6 +298,8 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 			jobServiceGetTaskHandler.ServeHTTP(w, r)
 		case JobServiceCancelTaskProcedure:
 			jobServiceCancelTaskHandler.ServeHTTP(w, r)
+		case JobServiceAddTasksProcedure:
+			jobServiceAddTasksHandler.ServeHTTP(w, r)
 		case JobServiceGetLogsProcedure:
 			jobServiceGetLogsHandler.ServeHTTP(w, r)
 		default:
@@ -309,6 +337,10 @@ func (UnimplementedJobServiceHandler) GetTask(context.Context, *connect.Request[
 
 func (UnimplementedJobServiceHandler) CancelTask(context.Context, *connect.Request[v1.CancelTaskRequest]) (*connect.Response[v1.CancelTaskResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.CancelTask is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) AddTasks(context.Context, *connect.Request[v1.AddTasksRequest]) (*connect.Response[v1.AddTasksResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.AddTasks is not implemented"))
 }
 
 func (UnimplementedJobServiceHandler) GetLogs(context.Context, *connect.Request[v1.GetLogsRequest], *connect.ServerStream[v1.GetLogsResponse]) error {
