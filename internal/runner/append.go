@@ -40,14 +40,15 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []stor
 	if jr == nil || jr.done {
 		return 0, fmt.Errorf("%w: job %s is not running", ErrAppend, jobID)
 	}
-	n := len(jr.tasks)
+	n := jr.tasks.len()
 	index := make(map[string]int32, n+len(tasks))
 	keys := make([]string, 0, n+len(tasks))
 	after := make([][]string, 0, n+len(tasks))
-	for i := range jr.tasks {
-		index[jr.tasks[i].Key] = int32(i)
-		keys = append(keys, jr.tasks[i].Key)
-		after = append(after, jr.tasks[i].After)
+	for i := range int32(n) {
+		k := jr.tasks.key(i)
+		index[k] = i
+		keys = append(keys, k)
+		after = append(after, jr.tasks.afterOf(i))
 	}
 	a, ok := index[adder]
 	if !ok {
@@ -89,10 +90,12 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []stor
 		r.log.Error("extend after a successful check", "job", jobID, "err", err)
 		return 0, fmt.Errorf("extend job %s: %w", jobID, err)
 	}
-	jr.tasks = append(jr.tasks, added...)
-	jr.job.TaskCount = int64(len(jr.tasks))
+	for i := range added {
+		jr.tasks.add(&added[i])
+	}
+	jr.job.TaskCount = int64(jr.tasks.len())
 	jr.dirty = true
-	r.log.Info("tasks added", "job", jobID, "by", adder, "tasks", len(added), "total", len(jr.tasks))
+	r.log.Info("tasks added", "job", jobID, "by", adder, "tasks", len(added), "total", jr.tasks.len())
 	done := r.afterEvents(jr, nil)
 	r.mu.Unlock()
 	select {
@@ -100,5 +103,5 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []stor
 	case <-ctx.Done():
 	}
 	r.mu.Lock()
-	return int64(len(jr.tasks)), nil
+	return int64(jr.tasks.len()), nil
 }

@@ -166,7 +166,8 @@ func (r *Runner) shouldRetire(jr *jobRun, w *worker, now time.Time) bool {
 // assignment builds what a worker needs to run one attempt. The environment
 // is complete: the job's env, then the task's, then haul's own variables.
 func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignment {
-	t := &jr.tasks[task]
+	key, cwd, argv, taskEnv := jr.tasks.spec(task)
+	t := &store.Task{Key: key, Env: taskEnv}
 	env := TaskEnv(jr.job, t)
 	env["HAUL_ATTEMPT"] = strconv.Itoa(int(attempt))
 	if r.cfg.ServerURL != "" {
@@ -178,11 +179,11 @@ func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignm
 	return &taskhostv1.Assignment{
 		TaskIndex: task,
 		Attempt:   attempt,
-		Key:       t.Key,
-		Argv:      t.Argv,
+		Key:       key,
+		Argv:      argv,
 		Env:       env,
-		Cwd:       t.Cwd,
-		TimeoutMs: t.TimeoutMS,
+		Cwd:       cwd,
+		TimeoutMs: jr.core.Timeout(task).Milliseconds(),
 		LogPrefix: logs.Prefix(jr.job.ID, task, attempt),
 	}
 }
@@ -232,7 +233,7 @@ func attemptFromResult(jr *jobRun, w *worker, res *taskhostv1.AttemptResult, now
 		}
 	}
 	if res.StartedUnixNanos == 0 {
-		a.StartedAt = jr.tasks[res.TaskIndex].StartedAt
+		a.StartedAt = jr.tasks.startedAt(res.TaskIndex)
 	}
 	if res.FinishedUnixNanos == 0 {
 		a.FinishedAt = now

@@ -137,7 +137,7 @@ type Runner struct {
 type jobRun struct {
 	job   *store.Job
 	core  *sched.Job
-	tasks []store.Task
+	tasks *taskTable
 	// ready is closed (and replaced) whenever tasks may have become ready, to
 	// wake workers waiting in a long poll.
 	ready chan struct{}
@@ -340,7 +340,7 @@ func (r *Runner) scan(ctx context.Context) error {
 	defer r.mu.Unlock()
 	for _, c := range cancels {
 		jr := r.jobs[c.JobID]
-		if jr == nil || jr.done || int(c.Index) >= len(jr.tasks) || jr.core.State(c.Index).Terminal() {
+		if jr == nil || jr.done || int(c.Index) >= jr.tasks.len() || jr.core.State(c.Index).Terminal() {
 			continue
 		}
 		jr.core.CancelTask(c.Index, r.now())
@@ -359,13 +359,16 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 	keys := make([]string, len(tasks))
 	after := make([][]string, len(tasks))
 	cfgs := make([]sched.TaskConfig, len(tasks))
-	for i, t := range tasks {
+	table := newTaskTable(len(tasks))
+	for i := range tasks {
+		t := &tasks[i]
 		if t.Index != int32(i) {
 			return fmt.Errorf("job %s: task %d stored at position %d", j.ID, t.Index, i)
 		}
 		keys[i] = t.Key
 		after[i] = t.After
 		cfgs[i] = sched.TaskConfig{Tier: t.Tier, Retries: t.Retries, Timeout: time.Duration(t.TimeoutMS) * time.Millisecond}
+		table.add(t)
 	}
 	g, err := dag.Build(keys, after)
 	if err != nil {
@@ -409,7 +412,7 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 		}
 	}
 	now := r.now()
-	jr := &jobRun{job: j, core: core, tasks: tasks, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
+	jr := &jobRun{job: j, core: core, tasks: table, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
 		startFails: make([]int, sc.Tiers), startAfter: make([]time.Time, sc.Tiers), taskEst: make([]sched.Estimate, sc.Tiers)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -451,39 +454,34 @@ func (r *Runner) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int3
 	var tasks []store.TaskUpdate
 	wakeWorkers := false
 	for _, tr := range out.Transitions {
-		t := &jr.tasks[tr.Task]
-		t.State = storeState(tr.To)
-		t.Attempts = jr.core.Attempts(tr.Task)
-		t.RunTier = jr.core.Tier(tr.Task)
-		switch tr.To {
-		case sched.Running:
-			t.StartedAt = now
-			t.FinishedAt = time.Time{}
-			t.Reason = ""
-		case sched.Queued:
-			wakeWorkers = true
-			if tr.Reason != "" {
-				t.Reason = tr.Reason
-			}
-		default:
-			if tr.To.Terminal() {
-				t.FinishedAt = now
-				t.Reason = tr.Reason
-			}
+		tt := jr.tasks
+		u := store.TaskUpdate{
+			JobID: jr.job.ID, Index: tr.Task, RunTier: jr.core.Tier(tr.Task), State: storeState(tr.To),
+			Attempts: jr.core.Attempts(tr.Task), Reason: tr.Reason,
 		}
-		if in, ok := info[tr.Task]; ok && tr.From == sched.Running {
-			t.ExitCode = in.exit
+		in, reported := info[tr.Task]
+		reported = reported && tr.From == sched.Running
+		if reported {
+			tt.exit[tr.Task] = in.exit
 			if in.reason != "" && tr.To != sched.Succeeded {
-				t.Reason = in.reason
-			}
-			if !in.finished.IsZero() && tr.To.Terminal() {
-				t.FinishedAt = in.finished
+				u.Reason = in.reason
 			}
 		}
-		tasks = append(tasks, store.TaskUpdate{
-			JobID: jr.job.ID, Index: t.Index, RunTier: t.RunTier, State: t.State, Attempts: t.Attempts,
-			ExitCode: t.ExitCode, Reason: t.Reason, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
-		})
+		u.ExitCode = tt.exit[tr.Task]
+		switch {
+		case tr.To == sched.Running:
+			tt.started[tr.Task] = now.UnixNano()
+			u.Reason = ""
+		case tr.To == sched.Queued:
+			wakeWorkers = true
+		case tr.To.Terminal():
+			u.FinishedAt = now
+			if reported && !in.finished.IsZero() {
+				u.FinishedAt = in.finished
+			}
+		}
+		u.StartedAt = tt.startedAt(tr.Task)
+		tasks = append(tasks, u)
 	}
 	for _, k := range out.Kills {
 		r.killAttempt(jr, k.Task, k.Attempt)
@@ -621,7 +619,7 @@ func (r *Runner) workerEnded(id, why string, oom bool) {
 			a := store.Attempt{
 				JobID: jr.job.ID, TaskIndex: task, Number: attempt, Tier: w.tier, WorkerID: id,
 				State: store.AttemptLost, Reason: "lost", Message: "worker " + why,
-				StartedAt: jr.tasks[task].StartedAt, FinishedAt: now,
+				StartedAt: jr.tasks.startedAt(task), FinishedAt: now,
 			}
 			if oom {
 				a.State, a.Reason, a.Enforcement = store.AttemptFailed, store.ReasonOOM, "container"

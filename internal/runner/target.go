@@ -82,7 +82,7 @@ func (r *Runner) target(jr *jobRun, tier int32, now time.Time) int {
 	for _, id := range jr.workers[tier] {
 		if w := r.workers[id]; w != nil {
 			for task := range w.running {
-				in.RunningElapsed += max(0, now.Sub(jr.tasks[task].StartedAt).Seconds())
+				in.RunningElapsed += max(0, now.Sub(jr.tasks.startedAt(task)).Seconds())
 			}
 		}
 	}

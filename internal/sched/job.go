@@ -538,6 +538,15 @@ func (j *Job) Tier(task int32) int32 {
 	return int32(j.tier[task])
 }
 
+// Timeout returns a task's per-attempt timeout (0: none, or an unknown
+// index).
+func (j *Job) Timeout(task int32) time.Duration {
+	if task < 0 || task >= j.n {
+		return 0
+	}
+	return time.Duration(j.kinds[j.kindOf[task]].timeout)
+}
+
 // FirstTier returns the tier a task's first attempt runs on (0 for an
 // unknown index).
 func (j *Job) FirstTier(task int32) int32 {
