@@ -137,6 +137,7 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "server log level: debug, info, warn or error")
 	root.AddCommand(a.upCmd(), a.runCmd(), a.jobCmd(), a.taskCmd(), a.taskhostCmd(), a.autoscalerCmd(), a.clusterCmd(), a.simCmd())
+	root.AddCommand(a.benchCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	// Every command's argument check reports a usage error.
 	var walk func(*cobra.Command)

@@ -79,6 +79,9 @@ func (t *task) dropped() bool { return t.reason() == killDrop }
 // execute runs one attempt to its end and returns its result. The log is
 // closed (its final object written) before it returns.
 func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
+	if h.cfg.Exec != nil {
+		return h.executeFunc(ctx, t)
+	}
 	a := t.a
 	log := h.log.With("task_index", a.GetTaskIndex(), "attempt", a.GetAttempt(), "key", a.GetKey())
 	res := &taskhostv1.AttemptResult{
@@ -210,6 +213,59 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 	setExit(res, waitErr)
 	watch.finish(res, cmd.ProcessState)
 	return finish()
+}
+
+// executeFunc runs one attempt through Config.Exec, in this process: no
+// log, no usage, the same reasons as a process (timeout, cancelled, exit,
+// start_error).
+func (h *host) executeFunc(ctx context.Context, t *task) *taskhostv1.AttemptResult {
+	a := t.a
+	res := &taskhostv1.AttemptResult{
+		TaskIndex:        a.GetTaskIndex(),
+		Attempt:          a.GetAttempt(),
+		StartedUnixNanos: h.cfg.Clock().UnixNano(),
+		Enforcement:      h.lim.enforcement,
+	}
+	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if ms := a.GetTimeoutMs(); ms > 0 {
+		var cancelT context.CancelFunc
+		ectx, cancelT = context.WithTimeout(ectx, time.Duration(ms)*time.Millisecond)
+		defer cancelT()
+	}
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-t.stop:
+			cancel()
+		case <-ectx.Done():
+		}
+		close(stopped)
+	}()
+	code, err := h.cfg.Exec(ectx, a)
+	cancel()
+	<-stopped
+	select {
+	case <-t.stop:
+		res.Reason, res.Message = ReasonCancelled, "cancelled by the runner"
+		if t.dropped() {
+			res.Message = "killed: the worker is stopping"
+		}
+		res.ExitCode = -1
+	default:
+		switch {
+		case errors.Is(ectx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+			res.Reason = ReasonTimeout
+			res.Message = fmt.Sprintf("timed out after %v", time.Duration(a.GetTimeoutMs())*time.Millisecond)
+			res.ExitCode = -1
+		case err != nil:
+			startError(res, ExitCannotExecute, err.Error())
+		default:
+			res.Reason, res.ExitCode = ReasonExit, code
+		}
+	}
+	res.FinishedUnixNanos = h.cfg.Clock().UnixNano()
+	return res
 }
 
 // terminate sends SIGTERM to the process group and SIGKILL after KillGrace

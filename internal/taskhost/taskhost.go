@@ -102,6 +102,21 @@ type Config struct {
 	// NvidiaSMI is the nvidia-smi to run for GPU figures: "" finds it in
 	// PATH, "-" turns GPU accounting off.
 	NvidiaSMI string
+
+	// Exec, when set, runs each attempt inside this process instead of
+	// starting one: haul bench uses it to measure the system's own
+	// overhead (the protocol and every state change) without fork/exec.
+	// It is called on the attempt's own goroutine, up to Capacity at
+	// once, with a context that ends when the attempt is cancelled, times
+	// out or the worker stops. Its result is reported exactly like a
+	// process that exited with that code (reason "exit"); an error is
+	// reported as a start error with exit code 126; one cancelled or
+	// timed out (whatever it returns once its context ended) with exit
+	// code -1. No log is written and usage is left empty. With Exec set,
+	// the taskhost joins no cgroup, enforces no memory limit
+	// (enforcement "none") and looks for no GPU: there is no process to
+	// limit or watch.
+	Exec func(ctx context.Context, a *taskhostv1.Assignment) (exitCode int32, err error)
 }
 
 func (c *Config) setDefaults() {
@@ -237,7 +252,9 @@ func Run(ctx context.Context, cfg Config) error {
 		tasks:  make(map[ref]*task),
 		wake:   make(chan struct{}, 1),
 	}
-	if err := h.setupLimits(ctx); err != nil {
+	if cfg.Exec != nil {
+		h.lim.enforcement = EnforcementNone
+	} else if err := h.setupLimits(ctx); err != nil {
 		return err
 	}
 	return h.run(ctx)
