@@ -352,23 +352,42 @@ func (r *Runner) scan(ctx context.Context) error {
 // load builds the in-memory state of a job from the store, recovering from a
 // previous runner's crash: attempts that were running are lost and retried.
 func (r *Runner) load(ctx context.Context, j *store.Job) error {
-	tasks, err := r.cfg.Store.LoadTasks(ctx, j.ID)
-	if err != nil {
-		return err
-	}
-	keys := make([]string, len(tasks))
-	after := make([][]string, len(tasks))
-	cfgs := make([]sched.TaskConfig, len(tasks))
-	table := newTaskTable(len(tasks))
-	for i := range tasks {
-		t := &tasks[i]
-		if t.Index != int32(i) {
-			return fmt.Errorf("job %s: task %d stored at position %d", j.ID, t.Index, i)
+	// Read the tasks a page at a time into the packed table, so that a
+	// million store rows (about 300 bytes each) are never all in memory.
+	n := int(j.TaskCount)
+	keys := make([]string, 0, n)
+	after := make([][]string, 0, n)
+	cfgs := make([]sched.TaskConfig, 0, n)
+	table := newTaskTable(n)
+	states := make([]sched.State, 0, n)
+	attempts := make([]int32, 0, n)
+	// Tasks that ran and did not end (their attempts are read below), and
+	// tasks that moved up a tier.
+	var special []store.Task
+	for last := int32(-1); ; {
+		page, err := r.cfg.Store.ListTasks(ctx, store.TaskFilter{JobID: j.ID, After: last, Limit: loadPage})
+		if err != nil {
+			return err
 		}
-		keys[i] = t.Key
-		after[i] = t.After
-		cfgs[i] = sched.TaskConfig{Tier: t.Tier, Retries: t.Retries, Timeout: time.Duration(t.TimeoutMS) * time.Millisecond}
-		table.add(t)
+		for i := range page {
+			t := &page[i]
+			if int(t.Index) != len(keys) {
+				return fmt.Errorf("job %s: task %d stored at position %d", j.ID, t.Index, len(keys))
+			}
+			keys = append(keys, t.Key)
+			after = append(after, t.After)
+			cfgs = append(cfgs, sched.TaskConfig{Tier: t.Tier, Retries: t.Retries, Timeout: time.Duration(t.TimeoutMS) * time.Millisecond})
+			table.add(t)
+			states = append(states, stateOf(t.State))
+			attempts = append(attempts, t.Attempts)
+			if !t.State.Terminal() && t.Attempts > 0 || t.RunTier != t.Tier {
+				special = append(special, store.Task{Index: t.Index, Key: t.Key, State: t.State, Attempts: t.Attempts, Tier: t.Tier, RunTier: t.RunTier})
+			}
+		}
+		if len(page) < loadPage {
+			break
+		}
+		last = page[len(page)-1].Index
 	}
 	g, err := dag.Build(keys, after)
 	if err != nil {
@@ -378,15 +397,21 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 	sc.Tiers = max(1, len(j.Tiers))
 	core := sched.NewJob(g, cfgs, sc)
 
+	for i, st := range states {
+		if st != sched.Blocked || attempts[i] > 0 {
+			core.Restore(int32(i), st, attempts[i], 0)
+		}
+	}
 	// Attempts that were running when the previous runner stopped are lost.
 	var lost []store.Attempt
-	for i := range tasks {
-		t := &tasks[i]
-		if t.State.Terminal() || t.Attempts == 0 {
-			core.Restore(int32(i), stateOf(t.State), t.Attempts, 0)
-			if t.RunTier != t.Tier {
-				_ = core.RestoreTier(int32(i), t.RunTier)
+	for i := range special {
+		t := &special[i]
+		if t.RunTier != t.Tier {
+			if err := core.RestoreTier(t.Index, t.RunTier); err != nil {
+				r.log.Warn("restore task tier", "job", j.ID, "task", t.Key, "err", err)
 			}
+		}
+		if t.State.Terminal() || t.Attempts == 0 {
 			continue
 		}
 		atts, err := r.cfg.Store.ListAttempts(ctx, j.ID, t.Index)
@@ -406,10 +431,7 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 				lost = append(lost, a)
 			}
 		}
-		core.Restore(int32(i), stateOf(t.State), t.Attempts, failed)
-		if err := core.RestoreTier(int32(i), t.RunTier); err != nil {
-			r.log.Warn("restore task tier", "job", j.ID, "task", t.Key, "err", err)
-		}
+		core.Restore(t.Index, stateOf(t.State), t.Attempts, failed)
 	}
 	now := r.now()
 	jr := &jobRun{job: j, core: core, tasks: table, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
@@ -428,7 +450,7 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 	if j.CancelRequested {
 		core.Cancel(now)
 	}
-	r.log.Info("job loaded", "job", j.ID, "tasks", len(tasks), "lost_attempts", len(lost))
+	r.log.Info("job loaded", "job", j.ID, "tasks", table.len(), "lost_attempts", len(lost))
 	r.afterEvents(jr, lost)
 	return nil
 }
@@ -720,6 +742,9 @@ func (r *Runner) reconcile(ctx context.Context) {
 		}
 	}
 }
+
+// loadPage is how many task rows load reads at a time.
+const loadPage = 20_000
 
 // ErrUnknownWorker is returned to a worker this runner did not start (for
 // example after a restart): it must exit.
