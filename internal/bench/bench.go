@@ -171,7 +171,22 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Executor == Baseline {
 		return runBaseline(ctx, cfg)
 	}
-	return runHaul(ctx, cfg)
+	res, err := runHaul(ctx, cfg)
+	if err != nil || cfg.Executor != Process || cfg.Scenario != Wide {
+		return res, err
+	}
+	// The ratio the issue asks for, measured in the same command: the bare
+	// loop with the same number of tasks and parallelism, right after.
+	progressf(&cfg, "baseline: %d × /bin/true, %d at once, no haul", cfg.Tasks, cfg.Workers*cfg.Capacity)
+	base, err := runBaseline(ctx, cfg)
+	if err != nil {
+		return res, fmt.Errorf("bench: baseline: %w", err)
+	}
+	res.BaselineTasksPerS = base.TasksPerS
+	if base.TasksPerS > 0 {
+		res.BaselineRatio = res.TasksPerS / base.TasksPerS
+	}
+	return res, nil
 }
 
 func progressf(cfg *Config, format string, args ...any) {

@@ -43,6 +43,13 @@ type Result struct {
 	// Durability says how the store was set up, such as
 	// sqlite:wal,synchronous=full.
 	Durability string `json:"durability"`
+	// BaselineTasksPerS is, for the process executor on the wide scenario,
+	// the tasks/s of the bare fork/exec loop run right after in the same
+	// command with the same parallelism, and BaselineRatio is
+	// TasksPerS/BaselineTasksPerS (the issue's target: at least 0.8); 0
+	// otherwise.
+	BaselineTasksPerS float64 `json:"baseline_tasks_per_s"`
+	BaselineRatio     float64 `json:"baseline_ratio"`
 }
 
 // field is one key of the line with the address of its value.
@@ -59,13 +66,14 @@ func (r *Result) fields() []field {
 		{"peak_rss_mb", &r.PeakRSSMB}, {"dispatch_slot_p50_ms", &r.DispatchSlotP50Ms}, {"dispatch_slot_p99_ms", &r.DispatchSlotP99Ms},
 		{"submit_s", &r.SubmitS}, {"heap_per_task_b", &r.HeapPerTaskB}, {"heap_mid_per_task_b", &r.HeapMidPerTaskB},
 		{"workers", &r.Workers}, {"capacity", &r.Capacity}, {"durability", &r.Durability},
+		{"baseline_tasks_per_s", &r.BaselineTasksPerS}, {"baseline_ratio", &r.BaselineRatio},
 	}
 }
 
 // Line formats the result as one line (without a newline), the issue's
 // fields first:
 //
-//	scenario=wide store=sqlite executor=noop tasks=1000 wall_s=0.500 tasks_per_s=2000.0 dispatch_p50_ms=1.250 dispatch_p99_ms=9.500 peak_rss_mb=61.2 dispatch_slot_p50_ms=0.750 dispatch_slot_p99_ms=4.000 submit_s=0.031 heap_per_task_b=412 heap_mid_per_task_b=96 workers=8 capacity=128 durability=sqlite:wal,synchronous=full
+//	scenario=wide store=sqlite executor=noop tasks=1000 wall_s=0.500 tasks_per_s=2000.0 dispatch_p50_ms=1.250 dispatch_p99_ms=9.500 peak_rss_mb=61.2 dispatch_slot_p50_ms=0.750 dispatch_slot_p99_ms=4.000 submit_s=0.031 heap_per_task_b=412 heap_mid_per_task_b=96 workers=8 capacity=128 durability=sqlite:wal,synchronous=full baseline_tasks_per_s=0.0 baseline_ratio=0.000
 func (r Result) Line() string {
 	var b strings.Builder
 	for i, f := range r.fields() {
@@ -93,8 +101,10 @@ func precision(key string) int {
 	switch key {
 	case "wall_s", "submit_s", "dispatch_p50_ms", "dispatch_p99_ms", "dispatch_slot_p50_ms", "dispatch_slot_p99_ms":
 		return 3
-	case "tasks_per_s", "peak_rss_mb":
+	case "tasks_per_s", "peak_rss_mb", "baseline_tasks_per_s":
 		return 1
+	case "baseline_ratio":
+		return 3
 	}
 	return 0
 }
