@@ -45,14 +45,28 @@ func EnsureBinaries(ctx context.Context, out io.Writer) (string, error) {
 	if haveBinaries(dir) {
 		return dir, nil
 	}
+	if err := runBuildScript(ctx, out, "the Kubernetes binaries", func() bool { return haveBinaries(dir) }); err != nil {
+		return "", err
+	}
+	if !haveBinaries(dir) {
+		return "", fmt.Errorf("%s succeeded but %s lacks etcd or kube-apiserver", buildScript, dir)
+	}
+	return dir, nil
+}
+
+// runBuildScript runs scripts/build-kube.sh, once at a time in this
+// process, unless done already says the binaries are there. The build's
+// output goes to out (nil discards it) and its end is quoted in the error
+// if it fails.
+func runBuildScript(ctx context.Context, out io.Writer, what string, done func() bool) error {
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if haveBinaries(dir) {
-		return dir, nil
+	if done() {
+		return nil
 	}
 	root, err := repoRoot()
 	if err != nil {
-		return "", err
+		return err
 	}
 	var buf bytes.Buffer
 	var w io.Writer = &buf
@@ -68,12 +82,9 @@ func EnsureBinaries(ctx context.Context, out io.Writer) (string, error) {
 		if len(tail) > buildTailBytes {
 			tail = tail[len(tail)-buildTailBytes:]
 		}
-		return "", fmt.Errorf("build the Kubernetes binaries with %s: %w\n%s", buildScript, err, tail)
+		return fmt.Errorf("build %s with %s: %w\n%s", what, buildScript, err, tail)
 	}
-	if !haveBinaries(dir) {
-		return "", fmt.Errorf("%s succeeded but %s lacks etcd or kube-apiserver\n%s", buildScript, dir, buf.Bytes())
-	}
-	return dir, nil
+	return nil
 }
 
 func haveBinaries(dir string) bool {

@@ -1,12 +1,10 @@
 package kubetest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -36,33 +34,11 @@ func EnsureKubectl(ctx context.Context, out io.Writer) (string, error) {
 	if isExecutable(path) {
 		return path, nil
 	}
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if isExecutable(path) {
-		return path, nil
-	}
-	root, err := repoRoot()
-	if err != nil {
+	if err := runBuildScript(ctx, out, "kubectl", func() bool { return isExecutable(path) }); err != nil {
 		return "", err
 	}
-	var buf bytes.Buffer
-	var w io.Writer = &buf
-	if out != nil {
-		w = io.MultiWriter(&buf, out)
-	}
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, buildScript))
-	cmd.Dir = root
-	cmd.Stdout = w
-	cmd.Stderr = w
-	if err := cmd.Run(); err != nil {
-		tail := buf.Bytes()
-		if len(tail) > buildTailBytes {
-			tail = tail[len(tail)-buildTailBytes:]
-		}
-		return "", fmt.Errorf("build kubectl with %s: %w\n%s", buildScript, err, tail)
-	}
 	if !isExecutable(path) {
-		return "", fmt.Errorf("%s succeeded but left no kubectl at %s\n%s", buildScript, path, buf.Bytes())
+		return "", fmt.Errorf("%s succeeded but left no kubectl at %s", buildScript, path)
 	}
 	return path, nil
 }

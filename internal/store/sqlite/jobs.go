@@ -116,24 +116,8 @@ func scanJob(r rowScanner) (store.Job, error) {
 	if err != nil {
 		return j, err
 	}
-	j.State = store.JobState(state)
-	if len(j.Spec) == 0 {
-		j.Spec = nil // SQLite does not tell a zero-length blob from NULL
-	}
-	j.CreatedAt, j.StartedAt, j.FinishedAt = storesql.FromNanos(created), storesql.FromNanos(started), storesql.FromNanos(finished)
-	if j.Labels, err = storesql.DecodeMap("labels", labels); err != nil {
-		return j, fmt.Errorf("job %s: %w", j.ID, err)
-	}
-	if j.Env, err = storesql.DecodeMap("env", env); err != nil {
-		return j, fmt.Errorf("job %s: %w", j.ID, err)
-	}
-	if j.Tiers, err = storesql.DecodeTiers(tiers); err != nil {
-		return j, fmt.Errorf("job %s: %w", j.ID, err)
-	}
-	if j.Worker, err = storesql.DecodeWorker(worker); err != nil {
-		return j, fmt.Errorf("job %s: %w", j.ID, err)
-	}
-	return j, nil
+	err = storesql.FinishJob(&j, state, created, started, finished, labels, env, tiers, worker)
+	return j, err
 }
 
 // GetJob returns a job; store.ErrNotFound if there is none with that ID.

@@ -522,3 +522,28 @@ func checkWorker(w *store.WorkerTemplate) error {
 	}
 	return nil
 }
+
+// FinishJob fills in a scanned job's decoded columns: its state, times and
+// JSON columns. An empty spec reads back as nil in both drivers (SQLite
+// cannot tell a zero-length blob from NULL).
+func FinishJob(j *store.Job, state string, created, started, finished *int64, labels, env, tiers, worker []byte) error {
+	j.State = store.JobState(state)
+	if len(j.Spec) == 0 {
+		j.Spec = nil
+	}
+	j.CreatedAt, j.StartedAt, j.FinishedAt = FromNanos(created), FromNanos(started), FromNanos(finished)
+	var err error
+	if j.Labels, err = DecodeMap("labels", labels); err != nil {
+		return fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	if j.Env, err = DecodeMap("env", env); err != nil {
+		return fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	if j.Tiers, err = DecodeTiers(tiers); err != nil {
+		return fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	if j.Worker, err = DecodeWorker(worker); err != nil {
+		return fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	return nil
+}
