@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -79,6 +80,10 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []stor
 		return 0, fmt.Errorf("%w: %w", ErrAppend, err)
 	}
 	if err := jr.core.CheckExtend(g, cfgs); err != nil {
+		var sg *sched.StartedGlobError
+		if errors.As(err, &sg) {
+			return 0, fmt.Errorf("%w: a new task matches the dependency %q of task %q, which already started: give it a key that does not match", ErrAppend, sg.Glob, keys[sg.Task])
+		}
 		return 0, fmt.Errorf("%w: %w", ErrAppend, err)
 	}
 	// Durable first: the tasks exist in the store before anything runs.

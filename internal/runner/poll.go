@@ -40,8 +40,6 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 	now := r.now()
 	if w.lastSeen.IsZero() && jr != nil {
 		jr.startFails[w.tier] = 0 // this tier's workers can start
-	}
-	if w.lastSeen.IsZero() && jr != nil {
 		r.observeStartup(jr, now.Sub(w.started), now)
 	}
 	w.lastSeen = now
@@ -164,17 +162,22 @@ func (r *Runner) shouldRetire(jr *jobRun, w *worker, now time.Time) bool {
 }
 
 // assignment builds what a worker needs to run one attempt. The environment
-// is complete: the job's env, then the task's, then haul's own variables.
+// is complete: the job's env, overridden by the task's, then haul's own
+// variables: HAUL_JOB, HAUL_TASK, HAUL_ATTEMPT, and HAUL_SERVER and
+// HAUL_TOKEN so that the task can add tasks to its job.
 func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignment {
 	key, cwd, argv, taskEnv := jr.tasks.spec(task)
-	t := &store.Task{Key: key, Env: taskEnv}
-	env := TaskEnv(jr.job, t)
+	env := make(map[string]string, len(jr.job.Env)+len(taskEnv)+5)
+	maps.Copy(env, jr.job.Env)
+	maps.Copy(env, taskEnv)
+	env["HAUL_JOB"] = jr.job.ID
+	env["HAUL_TASK"] = key
 	env["HAUL_ATTEMPT"] = strconv.Itoa(int(attempt))
 	if r.cfg.ServerURL != "" {
 		env["HAUL_SERVER"] = r.cfg.ServerURL
 	}
-	if len(r.cfg.Tokens) > 0 {
-		env["HAUL_TOKEN"] = r.cfg.Tokens.ForJob(jr.job.ID)
+	if jr.token != "" {
+		env["HAUL_TOKEN"] = jr.token
 	}
 	return &taskhostv1.Assignment{
 		TaskIndex: task,
@@ -188,17 +191,6 @@ func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignm
 	}
 }
 
-// TaskEnv is the environment a task runs with, except HAUL_ATTEMPT,
-// HAUL_SERVER and HAUL_TOKEN (which the runner adds): the job's env,
-// overridden by the task's, plus HAUL_JOB and HAUL_TASK.
-func TaskEnv(j *store.Job, t *store.Task) map[string]string {
-	env := make(map[string]string, len(j.Env)+len(t.Env)+3)
-	maps.Copy(env, j.Env)
-	maps.Copy(env, t.Env)
-	env["HAUL_JOB"] = j.ID
-	env["HAUL_TASK"] = t.Key
-	return env
-}
 
 func outcomeOf(res *taskhostv1.AttemptResult) sched.Outcome {
 	switch {

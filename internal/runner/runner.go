@@ -138,6 +138,9 @@ type jobRun struct {
 	job   *store.Job
 	core  *sched.Job
 	tasks *taskTable
+	// token is the job-scoped token its tasks get as HAUL_TOKEN ("" when
+	// the runner has no token secret).
+	token string
 	// ready is closed (and replaced) whenever tasks may have become ready, to
 	// wake workers waiting in a long poll.
 	ready chan struct{}
@@ -434,7 +437,7 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 		core.Restore(t.Index, stateOf(t.State), t.Attempts, failed)
 	}
 	now := r.now()
-	jr := &jobRun{job: j, core: core, tasks: table, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
+	jr := &jobRun{job: j, core: core, tasks: table, token: r.jobToken(j.ID), ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
 		startFails: make([]int, sc.Tiers), startAfter: make([]time.Time, sc.Tiers), taskEst: make([]sched.Estimate, sc.Tiers)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -741,6 +744,14 @@ func (r *Runner) reconcile(ctx context.Context) {
 			r.WorkerGone(s.ID, "failed to start: "+err.Error())
 		}
 	}
+}
+
+// jobToken returns the token tasks of a job get, or "" without a secret.
+func (r *Runner) jobToken(jobID string) string {
+	if len(r.cfg.Tokens) == 0 {
+		return ""
+	}
+	return r.cfg.Tokens.ForJob(jobID)
 }
 
 // loadPage is how many task rows load reads at a time.

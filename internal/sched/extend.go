@@ -133,7 +133,7 @@ func (j *Job) prepareExtend(g *dag.Graph, tasks []TaskConfig) ([]uint8, []int32,
 		}
 		for _, p := range parentsOf(g, t) {
 			if g.IsGroup(p) && State(state[p]) != Succeeded {
-				return nil, nil, fmt.Errorf("extend: a new task matches the dependency %q of task %d, which already started: give it a key that does not match", g.Groups[int(p)-g.N], t)
+				return nil, nil, &StartedGlobError{Task: t, Glob: g.Groups[int(p)-g.N]}
 			}
 		}
 		return nil, nil, fmt.Errorf("extend: task %d (%v) would gain an unfinished parent", t, s)
@@ -186,6 +186,17 @@ func (j *Job) commitExtend(g *dag.Graph, tasks []TaskConfig, state []uint8, rema
 			j.enqueue(t)
 		}
 	}
+}
+
+// StartedGlobError is Extend's error for a new task that would join the
+// glob dependency of a task that already started (and so no longer waits).
+type StartedGlobError struct {
+	Task int32  // the task that named the glob
+	Glob string // the glob the new task matches
+}
+
+func (e *StartedGlobError) Error() string {
+	return fmt.Sprintf("extend: a new task matches the dependency %q of task %d, which already started: give it a key that does not match", e.Glob, e.Task)
 }
 
 // upstream returns UpstreamFailed if one of the parents failed (or is

@@ -121,9 +121,10 @@ func (c *compiler) object(field string, i int, n *yaml.Node, required []string) 
 	return raw, true
 }
 
-// labelMap reads a mapping of Kubernetes label keys to values (a node
-// selector).
-func (c *compiler) labelMap(field string, n *yaml.Node) map[string]string {
+// labelMap reads a mapping of label keys to values of at most maxVal
+// bytes: the job's labels, or a tier's node selector (Kubernetes label
+// values, at most 63 bytes).
+func (c *compiler) labelMap(field string, n *yaml.Node, maxVal int) map[string]string {
 	ps, ok := c.mapping(jobLoc, field, n)
 	if !ok || len(ps) == 0 {
 		return nil
@@ -138,8 +139,8 @@ func (c *compiler) labelMap(field string, n *yaml.Node) map[string]string {
 		switch bad := text(v); {
 		case !labelKey.MatchString(p.key):
 			c.e.add(jobLoc, p.k.Line, f, nil, "bad label name %q: use at most 63 letters, digits, '-', '_', '.' and '/', starting and ending with a letter or digit", p.key)
-		case len(v) > 63:
-			c.e.add(jobLoc, p.v.Line, f, nil, "value is %d bytes, more than 63", len(v))
+		case len(v) > maxVal:
+			c.e.add(jobLoc, p.v.Line, f, nil, "value is %d bytes, more than %d", len(v), maxVal)
 		case bad != "":
 			c.e.add(jobLoc, p.v.Line, f, nil, "value %s", bad)
 		default:

@@ -301,29 +301,7 @@ func (c *compiler) parseJob(root *yaml.Node) []*entry {
 }
 
 func (c *compiler) labels(n *yaml.Node) map[string]string {
-	ps, ok := c.mapping(jobLoc, "labels", n)
-	if !ok || len(ps) == 0 {
-		return nil
-	}
-	m := make(map[string]string, len(ps))
-	for _, p := range ps {
-		field := "labels." + p.key
-		v, ok := c.scalar(jobLoc, field, p.v)
-		if !ok {
-			continue
-		}
-		switch bad := text(v); {
-		case !labelKey.MatchString(p.key):
-			c.e.add(jobLoc, p.k.Line, field, nil, "bad label name %q: use at most 63 letters, digits, '-', '_', '.' and '/', starting and ending with a letter or digit", p.key)
-		case len(v) > maxLabelValLen:
-			c.e.add(jobLoc, p.v.Line, field, nil, "value is %d bytes, more than %d", len(v), maxLabelValLen)
-		case bad != "":
-			c.e.add(jobLoc, p.v.Line, field, nil, "value %s", bad)
-		default:
-			m[p.key] = v
-		}
-	}
-	return m
+	return c.labelMap("labels", n, maxLabelValLen)
 }
 
 // env reads an env mapping: names, and values as templates.
@@ -435,7 +413,7 @@ func (c *compiler) tiers(n *yaml.Node) []Tier {
 					t.GPU = int32(v)
 				}
 			case "node_selector":
-				t.NodeSelector = c.labelMap(f, p.v)
+				t.NodeSelector = c.labelMap(f, p.v, 63)
 			case "tolerations":
 				t.Tolerations = c.tolerations(f, p.v)
 			default:

@@ -49,11 +49,7 @@ func (s *Store) appendTasks(ctx context.Context, jobID string, tasks []store.Tas
 	if err != nil {
 		return err
 	}
-	jobTiers, err := storesql.DecodeTiers(tiers)
-	if err != nil {
-		return err
-	}
-	if err := storesql.CheckAppend(jobID, store.JobState(state), count, len(jobTiers), tasks); err != nil {
+	if err := storesql.CheckAppendRow(jobID, state, count, tiers, tasks); err != nil {
 		return err
 	}
 	if len(tasks) == 0 {

@@ -285,6 +285,16 @@ func CheckAppendJobID(jobID string) error {
 	return nil
 }
 
+// CheckAppendRow is CheckAppend with the job's tiers as read from its row
+// (the JSON tiers column).
+func CheckAppendRow(jobID, state string, taskCount int64, tiers []byte, tasks []store.Task) error {
+	jobTiers, err := DecodeTiers(tiers)
+	if err != nil {
+		return err
+	}
+	return CheckAppend(jobID, store.JobState(state), taskCount, len(jobTiers), tasks)
+}
+
 // CheckAppend validates tasks for AppendTasks against job jobID as stored,
 // read in the transaction that appends: its state (pending or running), its
 // task count (the first task's index) and its number of tiers. A key
