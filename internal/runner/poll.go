@@ -191,7 +191,6 @@ func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignm
 	}
 }
 
-
 func outcomeOf(res *taskhostv1.AttemptResult) sched.Outcome {
 	switch {
 	case res.Reason == "timeout":
