@@ -7,7 +7,11 @@ tools="$HOME/.cache/haul/bin"
 mkdir -p "$tools"
 
 need_pkgs=()
+# protoc and the well-known types it imports (google/protobuf/*.proto): the
+# latter are in libprotobuf-dev, which protobuf-compiler only recommends, and
+# this script installs without recommends.
 command -v protoc >/dev/null 2>&1 || need_pkgs+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/timestamp.proto ] || need_pkgs+=(libprotobuf-dev)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_pkgs+=(postgresql)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
