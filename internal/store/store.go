@@ -16,6 +16,25 @@ import (
 // ErrNotFound is returned when a job or task does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrFenced is returned (wrapped) by a write whose Fence no longer holds: the
+// lease it names is held by another writer, so the write changed nothing.
+var ErrFenced = errors.New("lease not held by this writer")
+
+// ErrRejected is wrapped by a write that the store refused because of what
+// it holds (a value out of range, text it cannot store, a broken
+// constraint), as opposed to the store being unreachable: retrying the same
+// write cannot succeed.
+var ErrRejected = errors.New("store refused the data")
+
+// Fence makes a write conditional on a lease: when Lease is set, the write
+// transaction checks that Holder still holds the lease named Lease and
+// changes nothing (ErrFenced) otherwise, so that a runner that lost its
+// lease can never overwrite what its successor wrote.
+type Fence struct {
+	Lease  string
+	Holder string
+}
+
 // JobState is the lifecycle state of a job.
 type JobState string
 
@@ -286,6 +305,8 @@ type JobUpdate struct {
 // Batch is a group of state changes written in one transaction (group
 // commit). Attempts are upserted by (JobID, TaskIndex, Number).
 type Batch struct {
+	// Fence, when set, is checked in the same transaction.
+	Fence    Fence
 	Tasks    []TaskUpdate
 	Attempts []Attempt
 	Jobs     []JobUpdate
