@@ -7,6 +7,14 @@
 // The protocol between a worker's taskhost and its runner. A taskhost calls
 // Poll in a loop: each call reports finished attempts and the attempts still
 // running (a heartbeat) and long-polls for new work.
+//
+// Any one message may be lost or repeated. A worker sends one Poll at a
+// time (besides report-only calls) and lists on each what it is running; an
+// attempt the runner handed out in an earlier Poll that the worker neither
+// runs nor reports never reached it, and the runner declares it lost (it is
+// retried without using a retry). An attempt the worker runs that the
+// runner no longer counts as the worker's is cancelled in the reply. Results
+// are sent again until a reply arrives and applied once.
 
 package taskhostv1
 
@@ -36,7 +44,11 @@ type PollRequest struct {
 	// How many new tasks the worker can take now (0: heartbeat only).
 	Capacity int32 `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	// How long the runner may hold the call open waiting for work.
-	WaitMs        int64 `protobuf:"varint,6,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	WaitMs int64 `protobuf:"varint,6,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	// Only report results (and heartbeat): sent while the worker's Poll is
+	// held open, so that a result is not kept waiting for it. The runner hands
+	// out nothing and reconciles nothing on such a call and answers at once.
+	ReportOnly    bool `protobuf:"varint,7,opt,name=report_only,json=reportOnly,proto3" json:"report_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -111,6 +123,13 @@ func (x *PollRequest) GetWaitMs() int64 {
 		return x.WaitMs
 	}
 	return 0
+}
+
+func (x *PollRequest) GetReportOnly() bool {
+	if x != nil {
+		return x.ReportOnly
+	}
+	return false
 }
 
 type AttemptRef struct {
@@ -640,14 +659,16 @@ var File_haul_taskhost_v1_taskhost_proto protoreflect.FileDescriptor
 
 const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhaul/taskhost/v1/taskhost.proto\x12\x10haul.taskhost.v1\"\xe9\x01\n" +
+	"\x1fhaul/taskhost/v1/taskhost.proto\x12\x10haul.taskhost.v1\"\x8a\x02\n" +
 	"\vPollRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x129\n" +
 	"\aresults\x18\x03 \x03(\v2\x1f.haul.taskhost.v1.AttemptResultR\aresults\x126\n" +
 	"\arunning\x18\x04 \x03(\v2\x1c.haul.taskhost.v1.AttemptRefR\arunning\x12\x1a\n" +
 	"\bcapacity\x18\x05 \x01(\x05R\bcapacity\x12\x17\n" +
-	"\await_ms\x18\x06 \x01(\x03R\x06waitMs\"E\n" +
+	"\await_ms\x18\x06 \x01(\x03R\x06waitMs\x12\x1f\n" +
+	"\vreport_only\x18\a \x01(\bR\n" +
+	"reportOnly\"E\n" +
 	"\n" +
 	"AttemptRef\x12\x1d\n" +
 	"\n" +

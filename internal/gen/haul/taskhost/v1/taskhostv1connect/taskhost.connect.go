@@ -5,6 +5,14 @@
 // The protocol between a worker's taskhost and its runner. A taskhost calls
 // Poll in a loop: each call reports finished attempts and the attempts still
 // running (a heartbeat) and long-polls for new work.
+//
+// Any one message may be lost or repeated. A worker sends one Poll at a
+// time (besides report-only calls) and lists on each what it is running; an
+// attempt the runner handed out in an earlier Poll that the worker neither
+// runs nor reports never reached it, and the runner declares it lost (it is
+// retried without using a retry). An attempt the worker runs that the
+// runner no longer counts as the worker's is cancelled in the reply. Results
+// are sent again until a reply arrives and applied once.
 package taskhostv1connect
 
 import (
