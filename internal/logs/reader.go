@@ -224,3 +224,31 @@ func (r *reader) frames(rc io.Reader) (int64, error) {
 		}
 	}
 }
+
+// maxMarker bounds what Incomplete reads of a marker object.
+const maxMarker = 4 << 10
+
+// Incomplete returns the notice of the marker object at prefix (see
+// IncompleteKey), or "" when there is none: the log, once its attempt has
+// ended, is whole. The Writer writes the marker before the final object, so
+// a reader that read the final object and then finds no marker had it all.
+func Incomplete(ctx context.Context, store blob.Store, prefix string) (string, error) {
+	prefix = strings.TrimSuffix(prefix, "/")
+	rc, err := store.Get(ctx, IncompleteKey(prefix))
+	if errors.Is(err, blob.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("logs: read incomplete-log marker of %s: %w", prefix, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxMarker))
+	if err != nil {
+		return "", fmt.Errorf("logs: read incomplete-log marker of %s: %w", prefix, err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		s = IncompletePrefix + "the log was not stored whole (the marker gives no reason)"
+	}
+	return s, nil
+}
