@@ -192,6 +192,10 @@ func (a *app) taskGetCmd() *cobra.Command {
 	}
 }
 
+// ExitLogIncomplete is the exit status of `haul task logs` when the log was
+// not stored whole.
+const ExitLogIncomplete = 3
+
 func (a *app) taskLogsCmd() *cobra.Command {
 	var follow, stdout, stderr, timestamps bool
 	var attempt int32
@@ -201,7 +205,12 @@ func (a *app) taskLogsCmd() *cobra.Command {
 		Long: `Print one attempt's output (the latest unless --attempt): stdout and stderr
 interleaved in the order they were written, byte for byte. Logs are shipped
 while the task runs, so -f follows a running task live, and they outlive the
-worker.`,
+worker.
+
+A log that could not be stored whole (its disk filled up, the object store
+was away for longer than the worker retries) prints what was stored, then a
+notice on stderr that starts with "log incomplete:" and says how many bytes
+of output were stored and why; the exit status is then 3.`,
 		Example: "  haul task logs J sim-417\n  haul task logs J sim-417 -f --stderr\n  haul task logs J sim-417 --attempt 1 --timestamps",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -250,7 +259,17 @@ worker.`,
 					}
 				}
 			}
-			if err := stream.Err(); err != nil && !errors.Is(err, cmd.Context().Err()) {
+			err = stream.Err()
+			if ce := (*connect.Error)(nil); errors.As(err, &ce) && ce.Code() == connect.CodeDataLoss {
+				// The log was not stored whole: what was stored is
+				// printed above; the notice says what is missing and why.
+				if err := out.Flush(); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stderr, "haul: %s\n", ce.Message())
+				return exitError{ExitLogIncomplete}
+			}
+			if err != nil && !errors.Is(err, cmd.Context().Err()) {
 				return err
 			}
 			return nil

@@ -95,16 +95,43 @@ func (g *Gateway) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLog
 		}
 		return nil
 	})
-	if errors.Is(err, logs.ErrNoLog) {
-		if msg.Attempt != 0 {
-			return flush()
-		}
-		return nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, logs.ErrNoLog) {
 		return connect.NewError(connect.CodeInternal, fmt.Errorf("read log of %s attempt %d: %w", t.Key, attempt, err))
 	}
-	return flush()
+	if err := flush(); err != nil {
+		return err
+	}
+	// A log that could not be stored whole says so: the stream ends with
+	// DataLoss and the notice, after everything that was stored.
+	notice, err := g.logNotice(ctx, j.ID, t.Index, attempt)
+	if err != nil {
+		return connect.NewError(connect.CodeInternal, fmt.Errorf("log of %s attempt %d: %w", t.Key, attempt, err))
+	}
+	if notice != "" {
+		return connect.NewError(connect.CodeDataLoss, fmt.Errorf("task %s attempt %d: %s", t.Key, attempt, notice))
+	}
+	return nil
+}
+
+// logNotice says whether an attempt's log is incomplete, and why: from the
+// marker object the taskhost wrote, or, when the store was too broken for
+// that, from the attempt's message. A running attempt's log is not judged.
+func (g *Gateway) logNotice(ctx context.Context, job string, task, number int32) (string, error) {
+	notice, err := logs.Incomplete(ctx, g.cfg.Blob, logs.Prefix(job, task, number))
+	if err != nil || notice != "" {
+		return notice, err
+	}
+	atts, err := g.cfg.Store.ListAttempts(ctx, job, task)
+	if err != nil {
+		return "", fmt.Errorf("list attempts: %w", err)
+	}
+	for _, a := range atts {
+		if a.Number == number && a.State != store.AttemptRunning {
+			notice, _ := logs.IncompleteNotice(a.Message)
+			return notice, nil
+		}
+	}
+	return "", nil
 }
 
 func (g *Gateway) attemptState(ctx context.Context, job string, task, number int32) (store.AttemptState, error) {

@@ -34,6 +34,7 @@ import (
 //	--cgroup DIR[,DIR...] HAUL_CGROUP       cgroup directories to join before the first poll
 //	--sample-interval D                     period of the usage samples (default 250ms)
 //	--nvidia-smi PATH     HAUL_NVIDIA_SMI   nvidia-smi for GPU figures (default: from PATH; "-": off)
+//	--log-retry D         HAUL_LOG_RETRY    how long a failed log upload is retried after the attempt (default 1m)
 //
 // The memory limit is enforced by the cgroup the taskhost is in when that
 // has a limit no larger (cgroup-v1, cgroup-v2: the kernel's OOM killer,
@@ -77,6 +78,15 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	cgroups := getenv("HAUL_CGROUP")
 	fs.StringVar(&cgroups, "cgroup", cgroups, "comma-separated cgroup directories to join before the first poll (env HAUL_CGROUP)")
 	fs.DurationVar(&cfg.SampleInterval, "sample-interval", 250*time.Millisecond, "period of the CPU, memory and GPU samples of each attempt")
+	logRetry := time.Duration(0)
+	if v := getenv("HAUL_LOG_RETRY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return cfg, nil, fmt.Errorf("HAUL_LOG_RETRY=%q: want a duration such as 1m or 30s", v)
+		}
+		logRetry = d
+	}
+	fs.DurationVar(&cfg.LogRetry, "log-retry", logRetry, "how long a failed log upload is retried after the attempt ends, before its result is reported with the log marked incomplete (env HAUL_LOG_RETRY; default 1m)")
 	fs.StringVar(&cfg.NvidiaSMI, "nvidia-smi", getenv("HAUL_NVIDIA_SMI"), `nvidia-smi to run for GPU figures (env HAUL_NVIDIA_SMI; default: from PATH; "-": off)`)
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err

@@ -1,6 +1,7 @@
 package taskhost
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -106,8 +107,15 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 		n, err := closeLog(ctx)
 		res.LogBytes = n
 		if err != nil {
-			log.Error("log upload failed", "err", err)
-			addMessage(res, "log upload failed: "+err.Error())
+			// The log was not stored whole even after retrying: the
+			// attempt's message says so plainly ("log incomplete: N of M
+			// bytes of output stored: why"), and `haul task logs` shows it.
+			msg := err.Error()
+			if _, ok := logs.IncompleteNotice(msg); !ok {
+				msg = logs.IncompletePrefix + msg
+			}
+			log.Error("attempt's log is incomplete", "err", err)
+			addMessage(res, msg)
 		}
 		log.Info("attempt ended", "reason", res.Reason, "exit_code", res.ExitCode, "signal", res.Signal)
 		return res
@@ -349,6 +357,7 @@ func (h *host) openLog(ctx context.Context, a *taskhostv1.Assignment) (out, errO
 	}
 	w, err := logs.NewWriter(ctx, h.store, a.GetLogPrefix(), h.cfg.SpoolDir, logs.WriterOptions{
 		FlushInterval: h.cfg.LogFlushInterval,
+		RetryFor:      h.cfg.LogRetry,
 		Clock:         h.cfg.Clock,
 		Logger:        h.log,
 	})
@@ -356,8 +365,10 @@ func (h *host) openLog(ctx context.Context, a *taskhostv1.Assignment) (out, errO
 		return nil, nil, nil, err
 	}
 	closeLog = func(ctx context.Context) (int64, error) {
-		// The final upload must happen even while the worker stops.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		// The final upload must happen even while the worker stops; the
+		// writer retries failed uploads for LogRetry, holding the result
+		// that long at most.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmp.Or(h.cfg.LogRetry, logs.DefaultRetryFor)+time.Minute)
 		defer cancel()
 		return w.Close(cctx)
 	}

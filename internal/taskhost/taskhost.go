@@ -75,6 +75,10 @@ type Config struct {
 	// LogFlushInterval is how often running attempts' logs are uploaded
 	// (default 1s).
 	LogFlushInterval time.Duration
+	// LogRetry is how long an ended attempt's log upload is retried (a
+	// full disk, an object store that is away) before the result is
+	// reported with the log marked incomplete (default 1m).
+	LogRetry time.Duration
 	// Clock stamps results and log frames and times the reconnect deadline
 	// (default time.Now).
 	Clock func() time.Time
