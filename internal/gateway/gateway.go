@@ -83,7 +83,7 @@ func (g *Gateway) SubmitJob(ctx context.Context, req *connect.Request[apiv1.Subm
 	}
 	js, _, err := spec.Compile(req.Msg.Spec, name, g.cfg.Limits)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+		return nil, specError(err)
 	}
 	now := g.cfg.Clock()
 	job := &store.Job{
@@ -123,7 +123,7 @@ func (g *Gateway) SubmitJob(ctx context.Context, req *connect.Request[apiv1.Subm
 		}
 	}
 	if err := g.cfg.Store.CreateJob(ctx, job, tasks); err != nil {
-		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("store job: %w", err))
+		return nil, storeErrorCode(err, "job", job.Name, connect.CodeInvalidArgument)
 	}
 	g.cfg.Logger.Info("job submitted", "job", job.ID, "name", job.Name, "namespace", job.Namespace, "tasks", len(tasks))
 	g.cfg.Notify()
@@ -154,7 +154,7 @@ func (g *Gateway) ListJobs(ctx context.Context, req *connect.Request[apiv1.ListJ
 	}
 	jobs, err := g.cfg.Store.ListJobs(ctx, f)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInternal, err)
+		return nil, storeError(err, "jobs of namespace", req.Msg.Namespace)
 	}
 	resp := &apiv1.ListJobsResponse{}
 	if len(jobs) > size {
@@ -213,7 +213,7 @@ func (g *Gateway) ListTasks(ctx context.Context, req *connect.Request[apiv1.List
 	}
 	tasks, err := g.cfg.Store.ListTasks(ctx, f)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInternal, err)
+		return nil, storeError(err, "tasks of job", j.ID)
 	}
 	resp := &apiv1.ListTasksResponse{}
 	if len(tasks) > size {
@@ -234,7 +234,7 @@ func (g *Gateway) GetTask(ctx context.Context, req *connect.Request[apiv1.GetTas
 	}
 	atts, err := g.cfg.Store.ListAttempts(ctx, j.ID, t.Index)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInternal, err)
+		return nil, storeError(err, "attempts of task", fmt.Sprintf("%s in job %s", t.Key, j.ID))
 	}
 	resp := &apiv1.GetTaskResponse{Task: TaskProto(j, t), JobEnv: j.Env}
 	for _, a := range atts {
@@ -267,13 +267,6 @@ func (g *Gateway) task(ctx context.Context, jobID, key string) (*store.Job, *sto
 		return nil, nil, storeError(err, "task", fmt.Sprintf("%s in job %s", key, jobID))
 	}
 	return j, t, nil
-}
-
-func storeError(err error, what, id string) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s %s not found", what, id))
-	}
-	return connect.NewError(connect.CodeInternal, err)
 }
 
 func pageSize(asked int32, def, maxSize int) int {
@@ -416,7 +409,7 @@ func (g *Gateway) AddTasks(ctx context.Context, req *connect.Request[apiv1.AddTa
 	}
 	compiled, err := spec.CompileFragment(m.Spec, name, base)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+		return nil, specError(err)
 	}
 	tasks := make([]store.Task, len(compiled))
 	keys := make([]string, len(compiled))
@@ -427,12 +420,11 @@ func (g *Gateway) AddTasks(ctx context.Context, req *connect.Request[apiv1.AddTa
 	}
 	n, err := g.cfg.Appender.AddTasks(ctx, j.ID, m.Task, tasks)
 	if err != nil {
-		code := connect.CodeInternal
 		var rej interface{ Rejected() bool }
 		if errors.As(err, &rej) && rej.Rejected() {
-			code = connect.CodeFailedPrecondition
+			return nil, connect.NewError(connect.CodeFailedPrecondition, err)
 		}
-		return nil, connect.NewError(code, err)
+		return nil, storeErrorCode(err, "job", j.ID, connect.CodeInvalidArgument)
 	}
 	g.cfg.Logger.Info("tasks added", "job", j.ID, "by", m.Task, "tasks", len(tasks))
 	return connect.NewResponse(&apiv1.AddTasksResponse{Keys: keys, TaskCount: n}), nil

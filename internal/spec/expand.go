@@ -54,6 +54,10 @@ func (c *compiler) expand(entries []*entry) ([]string, [][]string) {
 	keys := make([]string, 0, total)
 	after := make([][]string, 0, total)
 	var b strings.Builder
+	// stored counts what the store will hold for the tasks so far (see
+	// Limits.MaxJobBytes); expansion stops at the first task past the limit,
+	// so that a small spec cannot fill the server's memory.
+	stored := 0
 	for _, e := range entries {
 		ee := elementErrs{c: c, e: e}
 		// What does not change from one element to the next is built once
@@ -84,8 +88,17 @@ func (c *compiler) expand(entries []*entry) ([]string, [][]string) {
 		}
 		constAfter := allConstant(e.after)
 		var deps []string
+		afterBytes := 0
 		if constAfter {
 			deps = texts(e.after)
+			afterBytes = bytesOf(deps)
+		}
+		// The task's own environment, as the store holds it.
+		taskEnvBytes := 0
+		if constEnv {
+			for i, n := range e.envNames {
+				taskEnvBytes += len(n) + len(e.envVals[i].text) + 2
+			}
 		}
 		var iBuf []byte
 		for el := range e.fe.count {
@@ -124,6 +137,7 @@ func (c *compiler) expand(entries []*entry) ([]string, [][]string) {
 					ee.add(elem, t.Key, "command[0]", e.commandLine, nil, "is empty: it names the program to run")
 				}
 			}
+			st := n + len(t.Key) + taskEnvBytes // n is argv's bytes so far
 			n += envBytes
 			if !constEnv {
 				t.Env = make(map[string]string, len(e.envNames))
@@ -131,21 +145,31 @@ func (c *compiler) expand(entries []*entry) ([]string, [][]string) {
 					v := e.envVals[i].expand(is, item, &b)
 					t.Env[name] = v
 					n += len(name) + len(v) + 2
+					st += len(name) + len(v) + 2
 				}
 			}
 			if n > c.lim.MaxArgBytes {
 				ee.add(elem, t.Key, "command", e.commandLine, ErrTooLarge, "too large: argv and environment take %d bytes, more than the limit of %d", n, c.lim.MaxArgBytes)
 			}
 			t.Cwd = e.cwd.expand(is, item, &b)
+			st += len(t.Cwd) + afterBytes
 			if !constAfter {
 				t.After = make([]string, len(e.after))
 				for i := range e.after {
 					d := e.after[i].expand(is, item, &b)
 					t.After[i] = d
+					st += len(d) + 1
 					if d == "" {
 						ee.add(elem, t.Key, fmt.Sprintf("after[%d]", i), e.afterLine, nil, "is empty")
 					}
 				}
+			}
+			if stored += st; stored > c.lim.MaxJobBytes {
+				ee.flush()
+				c.e.add(loc{task: t.Key, entry: e.index, element: elem}, e.keyLine, "", ErrTooLarge,
+					"too large: the %d tasks expand to more than the limit of %d bytes (keys, argv, task env, cwd and after, summed over the tasks); the first %d tasks alone take %d",
+					total, c.lim.MaxJobBytes, len(tasks)+1, stored)
+				return nil, nil
 			}
 			tasks = append(tasks, t)
 			keys = append(keys, t.Key)

@@ -27,8 +27,7 @@ var fragmentFields = []string{"tasks"}
 // unknown keys and cycles. Its error is an Errors naming every problem.
 func CompileFragment(data []byte, filename string, base Base) ([]Task, error) {
 	c := newCompiler(filename, base.Limits, len(data))
-	if len(data) > c.lim.MaxSpecBytes {
-		c.e.add(jobLoc, 0, "", ErrTooLarge, "too large: the fragment is %d bytes, more than the limit of %d", len(data), c.lim.MaxSpecBytes)
+	if !c.checkSize(data, "fragment") {
 		return nil, c.e.result()
 	}
 	root, err := decodeYAML(data)

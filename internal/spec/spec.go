@@ -60,18 +60,32 @@ type Job struct {
 	Tasks      []Task
 }
 
-// Limits bound what one spec may ask for. A zero field means its default.
+// Limits bound what one spec may ask for, and so the memory a server spends
+// on it. A zero field means its default. MaxSpecBytes and MaxSpecValues are
+// checked before the spec is decoded, MaxTasks before anything is expanded,
+// and MaxJobBytes while expanding, which stops at the first task past it.
 type Limits struct {
 	MaxTasks     int // tasks after foreach expansion; default 2,000,000
-	MaxSpecBytes int // size of the spec text; default 64 MiB
-	MaxArgBytes  int // per task, argv plus environment (job's and task's); default 128 KiB
-	MaxKeyLen    int // bytes of a task key; default 256
+	MaxSpecBytes int // size of the spec text; default 16 MiB
+	// MaxSpecValues bounds the YAML values (scalars, lists, mappings) of
+	// the spec text, counted before decoding by CountValues; default
+	// 1,000,000. Decoding costs about 200 bytes of memory per value, so
+	// this, not the byte size, bounds the memory of a spec of many short
+	// values.
+	MaxSpecValues int
+	MaxArgBytes   int // per task, argv plus environment (job's and task's); default 128 KiB
+	MaxKeyLen     int // bytes of a task key; default 256
+	// MaxJobBytes bounds the expanded job: the bytes of every task's key,
+	// argv, own environment, cwd and dependencies, summed over its tasks
+	// (what the store holds per task); default 128 MiB.
+	MaxJobBytes int
 }
 
 // DefaultLimits returns the limits a server applies unless configured
 // otherwise.
 func DefaultLimits() Limits {
-	return Limits{MaxTasks: 2_000_000, MaxSpecBytes: 64 << 20, MaxArgBytes: 128 << 10, MaxKeyLen: 256}
+	return Limits{MaxTasks: 2_000_000, MaxSpecBytes: 16 << 20, MaxSpecValues: 1_000_000,
+		MaxArgBytes: 128 << 10, MaxKeyLen: 256, MaxJobBytes: 128 << 20}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -88,7 +102,53 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxKeyLen <= 0 {
 		l.MaxKeyLen = d.MaxKeyLen
 	}
+	if l.MaxSpecValues <= 0 {
+		l.MaxSpecValues = d.MaxSpecValues
+	}
+	if l.MaxJobBytes <= 0 {
+		l.MaxJobBytes = d.MaxJobBytes
+	}
 	return l
+}
+
+// checkSize reports a text over MaxSpecBytes or MaxSpecValues, before
+// anything decodes it.
+func (c *compiler) checkSize(data []byte, what string) bool {
+	if len(data) > c.lim.MaxSpecBytes {
+		c.e.add(jobLoc, 0, "", ErrTooLarge, "too large: the %s is %d bytes, more than the limit of %d (checked before decoding)", what, len(data), c.lim.MaxSpecBytes)
+		return false
+	}
+	if n := CountValues(data, c.lim.MaxSpecValues); n > c.lim.MaxSpecValues {
+		c.e.add(jobLoc, 0, "", ErrTooLarge, "too large: the %s holds more than %d YAML values (the limit, checked before decoding); use foreach: {range: …} rather than long lists", what, c.lim.MaxSpecValues)
+		return false
+	}
+	return true
+}
+
+// CountValues returns an upper estimate of the YAML values (scalars, lists
+// and mappings) in a spec text, without decoding it: the places where a
+// value can start, which are line breaks, commas, `[`, `{`, and `:` or `-`
+// followed by a blank, plus one for the document. It is within a factor of
+// two of what the decoder builds (a flow mapping's keys without values,
+// `{a, b}`, are the worst case). It stops counting past stop (when stop > 0).
+func CountValues(data []byte, stop int) int {
+	n := 1
+	for i, b := range data {
+		switch b {
+		case '\n', ',', '[', '{':
+			n++
+		case ':', '-':
+			if i+1 == len(data) || data[i+1] == ' ' || data[i+1] == '\t' || data[i+1] == '\n' || data[i+1] == '\r' {
+				n++
+			}
+		default:
+			continue
+		}
+		if stop > 0 && n > stop {
+			return n
+		}
+	}
+	return n
 }
 
 // defaultTier is the job's only tier when the spec names none.
@@ -101,12 +161,12 @@ var defaultTier = Tier{Name: "default", CPU: 1, MemoryBytes: 1 << 30}
 // naming the task and field at fault. Structural problems are reported
 // first; dependency problems (unknown keys, cycles, duplicate keys) only
 // once the spec is otherwise valid, and those wrap a dag.Errors. Problems
-// with limits wrap ErrTooLarge. Compile never panics on bad input, and
-// checks the number of tasks before it expands anything.
+// with limits wrap ErrTooLarge. Compile never panics on bad input, checks
+// the size of the text before it decodes it and the number of tasks before
+// it expands anything.
 func Compile(data []byte, filename string, lim Limits) (*Job, *dag.Graph, error) {
 	c := newCompiler(filename, lim, len(data))
-	if len(data) > c.lim.MaxSpecBytes {
-		c.e.add(jobLoc, 0, "", ErrTooLarge, "too large: the spec is %d bytes, more than the limit of %d", len(data), c.lim.MaxSpecBytes)
+	if !c.checkSize(data, "spec") {
 		return nil, nil, c.e.result()
 	}
 	root, err := decodeYAML(data)

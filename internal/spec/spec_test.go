@@ -237,7 +237,27 @@ tasks:
 			name: "spec too large",
 			lim:  Limits{MaxSpecBytes: 10},
 			src:  "name: j\ntasks: []\n",
-			want: []string{`job.yaml: too large: the spec is 18 bytes, more than the limit of 10`},
+			want: []string{`job.yaml: too large: the spec is 18 bytes, more than the limit of 10 (checked before decoding)`},
+		},
+		{
+			name: "too many values, refused before decoding",
+			lim:  Limits{MaxSpecValues: 5},
+			// Not even valid YAML: the limit is checked first.
+			src:  "name: j\ntasks: [[[[[\n",
+			want: []string{`job.yaml: too large: the spec holds more than 5 YAML values (the limit, checked before decoding); use foreach: {range: …} rather than long lists`},
+		},
+		{
+			name: "expanded job too large, stops at the first task past the limit",
+			lim:  Limits{MaxJobBytes: 1000},
+			src: `name: j
+tasks:
+  - key: "s-{i}"
+    foreach: {range: [0, 1000000]}
+    command: [echo, "{i}", "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"]
+`,
+			// Each of the first ten tasks takes 3 (key) + 5 (echo) + 2
+			// ({i}) + 101 = 111 bytes: the tenth is past the limit.
+			want: []string{`job.yaml:3: task "s-9" (tasks[0] element 9) too large: the 1000000 tasks expand to more than the limit of 1000 bytes (keys, argv, task env, cwd and after, summed over the tasks); the first 10 tasks alone take 1110`},
 		},
 		{
 			name: "argv too large, counted once per entry",
