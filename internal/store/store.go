@@ -30,10 +30,19 @@ var ErrRejected = errors.New("store refused the data")
 // transaction checks that Holder still holds the lease named Lease and
 // changes nothing (ErrFenced) otherwise, so that a runner that lost its
 // lease can never overwrite what its successor wrote.
+//
+// The check is of the holder only, not of the expiry: a lease that expired
+// and that nobody else took is still the holder's to write under (no
+// successor can have written), and the moment another holder takes it
+// every fenced write of the old holder fails. A zero Fence (Lease empty)
+// checks nothing.
 type Fence struct {
 	Lease  string
 	Holder string
 }
+
+// Set reports whether the fence names a lease (a zero Fence checks nothing).
+func (f Fence) Set() bool { return f.Lease != "" }
 
 // JobState is the lifecycle state of a job.
 type JobState string
@@ -353,7 +362,10 @@ type TaskRef struct {
 // concurrent use.
 type Store interface {
 	// CreateJob stores a job and all its tasks in one transaction, in bulk
-	// (not one round trip per task). Tasks must have Index 0..n-1.
+	// (not one round trip per task). Tasks must have Index 0..n-1. Input
+	// the store refuses (a value it cannot store, a duplicate key or job
+	// ID) fails with an error wrapping ErrRejected; so do AppendTasks's
+	// refusals (a wrong index, a used key, an ended job).
 	CreateJob(ctx context.Context, job *Job, tasks []Task) error
 	GetJob(ctx context.Context, id string) (*Job, error)
 	ListJobs(ctx context.Context, f JobFilter) ([]Job, error)
@@ -373,6 +385,12 @@ type Store interface {
 	// nothing) for a terminal job, a wrong index, a duplicate key or bad
 	// input as CreateJob checks it.
 	AppendTasks(ctx context.Context, jobID string, tasks []Task) error
+	// AppendTasksFenced is AppendTasks conditional on fence: with fence
+	// set, the same transaction checks that fence.Holder holds the lease
+	// fence.Lease and, if not, changes nothing and returns an error
+	// wrapping ErrFenced. AppendTasks is AppendTasksFenced with a zero
+	// Fence.
+	AppendTasksFenced(ctx context.Context, fence Fence, jobID string, tasks []Task) error
 
 	// LoadTasks returns every task of a job in index order.
 	LoadTasks(ctx context.Context, jobID string) ([]Task, error)
@@ -380,7 +398,14 @@ type Store interface {
 	GetTask(ctx context.Context, jobID, key string) (*Task, error)
 	ListAttempts(ctx context.Context, jobID string, taskIndex int32) ([]Attempt, error)
 
-	// Apply writes a batch of state changes in one transaction.
+	// Apply writes a batch of state changes in one transaction. With
+	// b.Fence set, the transaction first checks that b.Fence.Holder holds
+	// the lease b.Fence.Lease and, if not, changes nothing and returns an
+	// error wrapping ErrFenced. A batch that the store refuses for what it
+	// holds (a value it cannot store, a row that does not exist) fails with
+	// an error wrapping ErrRejected that names the job, task or attempt
+	// and the field; retrying it cannot succeed. Any other error (the
+	// database unreachable, a timeout) is transient.
 	Apply(ctx context.Context, b *Batch) error
 
 	// RequestTaskCancel records a request to cancel one task (and with it

@@ -22,18 +22,30 @@ import (
 // writes nothing but still checks the job: store.ErrNotFound for an
 // unknown job, an error for an ended one.
 func (s *Store) AppendTasks(ctx context.Context, jobID string, tasks []store.Task) error {
-	if err := s.appendTasks(ctx, jobID, tasks); err != nil {
+	return s.AppendTasksFenced(ctx, store.Fence{}, jobID, tasks)
+}
+
+// AppendTasksFenced is AppendTasks that first reads the lease fence names
+// in the same transaction, locking its row until the transaction ends, and,
+// unless fence.Holder holds it, writes nothing and fails with an error
+// wrapping store.ErrFenced.
+func (s *Store) AppendTasksFenced(ctx context.Context, fence store.Fence, jobID string, tasks []store.Task) error {
+	if err := s.appendTasks(ctx, fence, jobID, tasks); err != nil {
 		return fmt.Errorf("append tasks to job %s: %w", jobID, err)
 	}
 	return nil
 }
 
-func (s *Store) appendTasks(ctx context.Context, jobID string, tasks []store.Task) error {
+func (s *Store) appendTasks(ctx context.Context, fence store.Fence, jobID string, tasks []store.Task) error {
 	if err := storesql.CheckAppendJobID(jobID); err != nil {
 		return err
 	}
 	var count int64 // the job's task count before the append
 	err := s.pool.withTx(ctx, func(tx pgx.Tx) error {
+		// The lease before the job's row: Apply takes them in this order too.
+		if err := checkFence(ctx, tx, fence); err != nil {
+			return err
+		}
 		var (
 			state string
 			tiers []byte
@@ -65,7 +77,7 @@ func (s *Store) appendTasks(ctx context.Context, jobID string, tasks []store.Tas
 			return dup
 		}
 	}
-	return err
+	return classify(err)
 }
 
 // duplicateKey returns the error for the first of tasks whose key a task

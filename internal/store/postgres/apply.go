@@ -19,8 +19,13 @@ var errMissingRows = errors.New("a row of the batch does not exist")
 // for the tasks, one INSERT ... SELECT FROM unnest(...) ON CONFLICT for the
 // attempts and one UPDATE for the jobs, sent together in a pipeline. A
 // task, attempt's task or job that does not exist fails the whole batch
-// with an error wrapping store.ErrNotFound; nothing of a failed batch is
-// written. When a batch holds two changes of one row, the later one wins.
+// with an error wrapping store.ErrNotFound and store.ErrRejected; so does a
+// value PostgreSQL refuses (SQLSTATE classes 22 and 23: store.ErrRejected);
+// nothing of a failed batch is written. With b.Fence set, the pipeline
+// starts with a read of the lease (locking its row until the transaction
+// ends): a batch of a writer that no longer holds it is rolled back and
+// fails with an error wrapping store.ErrFenced. When a batch holds two
+// changes of one row, the later one wins.
 func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	if b == nil || b.Empty() {
 		return nil
@@ -36,6 +41,9 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 
 	err = s.pool.withTx(ctx, func(tx pgx.Tx) error {
 		var batch pgx.Batch
+		if b.Fence.Set() {
+			batch.Queue(qLeaseHolder, b.Fence.Lease)
+		}
 		if len(tasks) > 0 {
 			batch.Queue(qUpdateTasks, taskUpdateColumns(tasks)...)
 		}
@@ -46,6 +54,18 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 			batch.Queue(qUpdateJobs, jobUpdateColumns(jobs)...)
 		}
 		br := tx.SendBatch(ctx, &batch)
+		if b.Fence.Set() {
+			var holder string
+			err := br.QueryRow().Scan(&holder)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				br.Close()
+				return err
+			}
+			if err := storesql.CheckFence(b.Fence, err == nil, holder); err != nil {
+				br.Close()
+				return err
+			}
+		}
 		missing := false
 		if len(tasks) > 0 {
 			tag, err := br.Exec()
@@ -84,10 +104,10 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 		// Rolled back; name the first missing row, checking in the order
 		// the sqlite driver writes (tasks, attempts, jobs).
 		if nf := s.findMissing(ctx, tasks, attempts, jobs); nf != nil {
-			return nf
+			return storesql.Reject(nf)
 		}
 	}
-	return fmt.Errorf("apply batch: %w", err)
+	return fmt.Errorf("apply batch: %w", classify(err))
 }
 
 // findMissing returns an error wrapping store.ErrNotFound for the first row

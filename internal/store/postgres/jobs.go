@@ -49,7 +49,7 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 			n, 0, 0, 0, 0, 0, 0,
 			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, worker)
 		if pgCode(err) == uniqueViolation {
-			return errors.New("a job with this ID already exists")
+			return storesql.Reject(errors.New("a job with this ID already exists"))
 		}
 		if err != nil {
 			return err
@@ -64,7 +64,7 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("create job %s: %w", job.ID, err)
+		return fmt.Errorf("create job %s: %w", job.ID, classify(err))
 	}
 	return nil
 }

@@ -160,4 +160,11 @@ ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, address = excluded.ad
 WHERE leases.holder = excluded.holder OR leases.expires_at <= $5`
 	qGetLease     = `SELECT name, holder, address, expires_at FROM leases WHERE name = $1`
 	qReleaseLease = `DELETE FROM leases WHERE name = $1 AND holder = $2`
+	// The holder of lease $1, read inside a fenced write's transaction. FOR
+	// SHARE locks the row until the write commits: a successor's
+	// AcquireLease (an UPDATE of the row) waits for the write, and a write
+	// that starts after the successor committed reads the new holder.
+	// Fenced writes of one holder share the lock and do not wait on each
+	// other.
+	qLeaseHolder = `SELECT holder FROM leases WHERE name = $1 FOR SHARE`
 )

@@ -21,13 +21,20 @@ import (
 // empty) writes nothing but still checks the job: store.ErrNotFound for an
 // unknown job, an error for an ended one.
 func (s *Store) AppendTasks(ctx context.Context, jobID string, tasks []store.Task) error {
-	if err := s.appendTasks(ctx, jobID, tasks); err != nil {
+	return s.AppendTasksFenced(ctx, store.Fence{}, jobID, tasks)
+}
+
+// AppendTasksFenced is AppendTasks that first reads the lease fence names
+// in the same transaction and, unless fence.Holder holds it, writes nothing
+// and fails with an error wrapping store.ErrFenced.
+func (s *Store) AppendTasksFenced(ctx context.Context, fence store.Fence, jobID string, tasks []store.Task) error {
+	if err := s.appendTasks(ctx, fence, jobID, tasks); err != nil {
 		return fmt.Errorf("append tasks to job %s: %w", jobID, err)
 	}
 	return nil
 }
 
-func (s *Store) appendTasks(ctx context.Context, jobID string, tasks []store.Task) error {
+func (s *Store) appendTasks(ctx context.Context, fence store.Fence, jobID string, tasks []store.Task) error {
 	if err := storesql.CheckAppendJobID(jobID); err != nil {
 		return err
 	}
@@ -36,6 +43,9 @@ func (s *Store) appendTasks(ctx context.Context, jobID string, tasks []store.Tas
 		return err
 	}
 	defer tx.Rollback()
+	if err := checkFence(ctx, tx, fence); err != nil {
+		return err
+	}
 
 	var (
 		state string
@@ -62,7 +72,7 @@ func (s *Store) appendTasks(ctx context.Context, jobID string, tasks []store.Tas
 		if dup := duplicateKey(ctx, tx, jobID, tasks, count); dup != nil {
 			return dup
 		}
-		return err
+		return classify(err)
 	}
 	if _, err := tx.ExecContext(ctx, qAppendJobCounts, jobID, int64(len(tasks))); err != nil {
 		return fmt.Errorf("update job: %w", err)

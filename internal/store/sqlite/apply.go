@@ -13,8 +13,11 @@ import (
 // Apply writes a batch in one transaction with prepared statements: task
 // updates, then attempt upserts, then job updates. A task, attempt's task
 // or job that does not exist fails the whole batch with an error wrapping
-// store.ErrNotFound; nothing of a failed batch is written. When a batch
-// holds two changes of one row, the later one wins.
+// store.ErrNotFound and store.ErrRejected; so does a value SQLite refuses
+// (store.ErrRejected); nothing of a failed batch is written. With b.Fence
+// set, the lease is read first in the same transaction: a batch of a writer
+// that no longer holds it fails (store.ErrFenced) and writes nothing. When a
+// batch holds two changes of one row, the later one wins.
 func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	if b == nil || b.Empty() {
 		return nil
@@ -27,6 +30,9 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 		return fmt.Errorf("apply batch: %w", err)
 	}
 	defer tx.Rollback()
+	if err := checkFence(ctx, tx, b.Fence); err != nil {
+		return fmt.Errorf("apply batch: %w", err)
+	}
 	if err := applyTasks(ctx, tx, b.Tasks); err != nil {
 		return err
 	}
@@ -56,14 +62,14 @@ func applyTasks(ctx context.Context, tx *sql.Tx, updates []store.TaskUpdate) err
 		res, err := stmt.ExecContext(ctx, u.RunTier, string(u.State), u.Attempts, u.ExitCode, u.Reason,
 			storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), u.JobID, u.Index)
 		if err != nil {
-			return fmt.Errorf("apply batch: task %d of job %s: %w", u.Index, u.JobID, err)
+			return fmt.Errorf("apply batch: task %d of job %s: %w", u.Index, u.JobID, classify(err))
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
 			return fmt.Errorf("apply batch: task %d of job %s: %w", u.Index, u.JobID, err)
 		}
 		if n == 0 {
-			return fmt.Errorf("apply batch: task %d of job %s: %w", u.Index, u.JobID, store.ErrNotFound)
+			return storesql.Reject(fmt.Errorf("apply batch: task %d of job %s: %w", u.Index, u.JobID, store.ErrNotFound))
 		}
 	}
 	return nil
@@ -93,9 +99,9 @@ func applyAttempts(ctx context.Context, tx *sql.Tx, attempts []store.Attempt) er
 			// tell a missing task (the foreign key) from other failures.
 			var one int
 			if e := tx.QueryRowContext(ctx, qTaskExists, a.JobID, a.TaskIndex).Scan(&one); errors.Is(e, sql.ErrNoRows) {
-				err = store.ErrNotFound
+				err = storesql.Reject(store.ErrNotFound)
 			}
-			return fmt.Errorf("apply batch: attempt %d of task %d of job %s: %w", a.Number, a.TaskIndex, a.JobID, err)
+			return fmt.Errorf("apply batch: attempt %d of task %d of job %s: %w", a.Number, a.TaskIndex, a.JobID, classify(err))
 		}
 	}
 	return nil
@@ -119,14 +125,14 @@ func applyJobs(ctx context.Context, tx *sql.Tx, updates []store.JobUpdate) error
 			us.MemoryRequestedByteSeconds, us.MemoryUsedByteSeconds, us.CPURequestedSeconds, us.CPUUsedSeconds,
 			us.PeakRSSBytes, us.OOMAttempts, u.ID)
 		if err != nil {
-			return fmt.Errorf("apply batch: job %s: %w", u.ID, err)
+			return fmt.Errorf("apply batch: job %s: %w", u.ID, classify(err))
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
 			return fmt.Errorf("apply batch: job %s: %w", u.ID, err)
 		}
 		if n == 0 {
-			return fmt.Errorf("apply batch: job %s: %w", u.ID, store.ErrNotFound)
+			return storesql.Reject(fmt.Errorf("apply batch: job %s: %w", u.ID, store.ErrNotFound))
 		}
 	}
 	return nil

@@ -42,12 +42,12 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 	if err != nil {
 		var one int
 		if tx.QueryRowContext(ctx, qJobExists, job.ID).Scan(&one) == nil {
-			return fmt.Errorf("create job %s: a job with this ID already exists", job.ID)
+			return storesql.Reject(fmt.Errorf("create job %s: a job with this ID already exists", job.ID))
 		}
-		return fmt.Errorf("create job %s: %w", job.ID, err)
+		return fmt.Errorf("create job %s: %w", job.ID, classify(err))
 	}
 	if err := insertTasks(ctx, tx, job.ID, tasks); err != nil {
-		return fmt.Errorf("create job %s: %w", job.ID, err)
+		return fmt.Errorf("create job %s: %w", job.ID, classify(err))
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("create job %s: commit: %w", job.ID, err)

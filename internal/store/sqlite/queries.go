@@ -143,4 +143,7 @@ ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, address = excluded.ad
 WHERE leases.holder = excluded.holder OR leases.expires_at <= ?5`
 	qGetLease     = `SELECT name, holder, address, expires_at FROM leases WHERE name = ?`
 	qReleaseLease = `DELETE FROM leases WHERE name = ? AND holder = ?`
+	// The holder of lease ?, read inside a fenced write's transaction (which
+	// SQLite's write lock serialises with AcquireLease).
+	qLeaseHolder = `SELECT holder FROM leases WHERE name = ?`
 )

@@ -181,8 +181,13 @@ func checkAttemptState(field string, s store.AttemptState) error {
 	return fmt.Errorf("%s %q: not an attempt state", field, s)
 }
 
-// CheckNewJob validates a job and its tasks for CreateJob.
+// CheckNewJob validates a job and its tasks for CreateJob. Its errors wrap
+// store.ErrRejected.
 func CheckNewJob(job *store.Job, tasks []store.Task) error {
+	return Reject(checkNewJob(job, tasks))
+}
+
+func checkNewJob(job *store.Job, tasks []store.Task) error {
 	if job == nil {
 		return fmt.Errorf("create job: job is nil")
 	}
@@ -300,7 +305,13 @@ func CheckAppendRow(jobID, state string, taskCount int64, tiers []byte, tasks []
 // task count (the first task's index) and its number of tiers. A key
 // that a stored task of the job already has is left to the database's
 // unique index (see DuplicateKey).
+//
+// Its errors wrap store.ErrRejected.
 func CheckAppend(jobID string, state store.JobState, taskCount int64, tiers int, tasks []store.Task) error {
+	return Reject(checkAppend(jobID, state, taskCount, tiers, tasks))
+}
+
+func checkAppend(jobID string, state store.JobState, taskCount int64, tiers int, tasks []store.Task) error {
 	if state.Terminal() {
 		return fmt.Errorf("the job has ended (state %s): no task can be added", state)
 	}
@@ -313,13 +324,18 @@ func CheckAppend(jobID string, state store.JobState, taskCount int64, tiers int,
 }
 
 // DuplicateKey is the error of AppendTasks for task t, whose key the job's
-// stored task stored already has.
+// stored task stored already has; it wraps store.ErrRejected.
 func DuplicateKey(t *store.Task, stored int32) error {
-	return fmt.Errorf("task %d: key %q already used by task %d", t.Index, t.Key, stored)
+	return Reject(fmt.Errorf("task %d: key %q already used by task %d", t.Index, t.Key, stored))
 }
 
-// CheckBatch validates a batch for Apply.
+// CheckBatch validates a batch for Apply. Its errors wrap
+// store.ErrRejected.
 func CheckBatch(b *store.Batch) error {
+	return Reject(checkBatch(b))
+}
+
+func checkBatch(b *store.Batch) error {
 	for i := range b.Tasks {
 		u := &b.Tasks[i]
 		err := func() error {

@@ -69,6 +69,9 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Apply/RunTier", testApplyRunTier},
 		{"Apply/AttemptUsage", testApplyAttemptUsage},
 		{"Apply/JobUsage", testApplyJobUsage},
+		{"Fence", testFence},
+		{"Fence/Handover", testFenceHandover},
+		{"Rejected", testRejected},
 		{"Concurrent", testConcurrent},
 		{"Context", testContext},
 		{"Close", testClose},
@@ -1020,6 +1023,9 @@ func testApplyAtomic(t *testing.T, s store.Store) {
 			t.Errorf("%s: Apply succeeded", tc.name)
 			continue
 		}
+		if !errors.Is(err, store.ErrRejected) {
+			t.Errorf("%s: error %v does not wrap ErrRejected", tc.name, err)
+		}
 		if errors.Is(err, store.ErrNotFound) != tc.notFound {
 			t.Errorf("%s: error %v; wraps ErrNotFound: %v, want %v", tc.name, err, !tc.notFound, tc.notFound)
 		}
@@ -1110,11 +1116,11 @@ func testContext(t *testing.T, s store.Store) {
 	if _, err := s.GetJob(ctx, "cancelled"); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetJob with a cancelled context: %v, want the context's error", err)
 	}
-	if err := s.Apply(ctx, &store.Batch{Jobs: []store.JobUpdate{{ID: "x", State: store.JobRunning}}}); err == nil {
-		t.Errorf("Apply with a cancelled context succeeded")
+	if err := s.Apply(ctx, &store.Batch{Jobs: []store.JobUpdate{{ID: "x", State: store.JobRunning}}}); err == nil || errors.Is(err, store.ErrRejected) {
+		t.Errorf("Apply with a cancelled context: %v, want the context's error (transient, not ErrRejected)", err)
 	}
 	create(t, s, newJob("growing"), newTasks(1))
-	if err := s.AppendTasks(ctx, "growing", moreTasks("x", 1, 2)); err == nil || errors.Is(err, store.ErrNotFound) {
+	if err := s.AppendTasks(ctx, "growing", moreTasks("x", 1, 2)); err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRejected) {
 		t.Errorf("AppendTasks with a cancelled context: %v, want the context's error", err)
 	}
 	if j := getJob(t, s, "growing"); j.TaskCount != 1 {
@@ -1133,8 +1139,8 @@ func testClose(t *testing.T, s store.Store) {
 	if _, err := s.GetJob(t.Context(), "closing"); err == nil {
 		t.Errorf("GetJob after Close succeeded")
 	}
-	if err := s.Apply(t.Context(), &store.Batch{Jobs: []store.JobUpdate{{ID: "closing", State: store.JobRunning}}}); err == nil {
-		t.Errorf("Apply after Close succeeded")
+	if err := s.Apply(t.Context(), &store.Batch{Jobs: []store.JobUpdate{{ID: "closing", State: store.JobRunning}}}); err == nil || errors.Is(err, store.ErrRejected) {
+		t.Errorf("Apply after Close: %v, want an error that is not ErrRejected", err)
 	}
 	if err := s.AppendTasks(t.Context(), "closing", moreTasks("x", 1, 1)); err == nil {
 		t.Errorf("AppendTasks after Close succeeded")
