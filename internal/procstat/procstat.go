@@ -7,8 +7,15 @@
 //
 // The tree is the processes whose process group is the attempt's (the
 // taskhost starts every attempt as a group leader) plus every descendant
-// of those that left the group (setsid, setpgid). One sample reads /proc
-// once: the directory and each process's stat file.
+// of those that left the group (setsid, setpgid), plus the orphans that
+// were reparented to the taskhost (a child subreaper) and carry the
+// attempt's environment marker. One sample reads /proc once: the
+// directory and each process's stat file (and the environment of the
+// taskhost's own children).
+//
+// Find, Kill and Signal pick the processes of an attempt or a worker by
+// environment marker, process group and known PIDs, for killing them all
+// when the attempt or the worker ends.
 //
 // Resident sets are summed over the tree's processes, so pages shared
 // between them (libraries, copy-on-write after fork) are counted once per
@@ -121,6 +128,9 @@ type Scanner struct {
 	pageSize int64
 	buf      []byte
 	procs    []proc
+	// marker and reaper: see Options.Marker.
+	marker string
+	reaper int
 }
 
 // NewScanner returns a Scanner of procRoot ("" means /proc).
@@ -169,7 +179,13 @@ func (s *Scanner) Scan(pgid int, now time.Time) (Sample, error) {
 	children := make(map[int][]int)
 	var queue []int
 	for _, p := range s.procs {
-		if p.pgrp == pgid {
+		switch {
+		case p.pgrp == pgid:
+			in[p.pid] = true
+			queue = append(queue, p.pid)
+		case s.marker != "" && p.ppid == s.reaper && p.pid != s.reaper && !p.zombie &&
+			hasMarker(s.root, p.pid, []string{s.marker}, nil):
+			// An orphan of the tree, reparented to the subreaper.
 			in[p.pid] = true
 			queue = append(queue, p.pid)
 		}
@@ -247,6 +263,13 @@ type Options struct {
 	OnLimit func(Sample)
 	// Clock times the samples (default time.Now).
 	Clock func() time.Time
+	// Marker and Reaper, when set, add to the tree the children of
+	// process Reaper (a child subreaper, the taskhost) whose environment
+	// holds the entry Marker, and their descendants: the orphans of the
+	// tree that left its process group (setsid, a double fork) and lost
+	// their parent.
+	Marker string
+	Reaper int
 }
 
 // Summary is what a Sampler saw.
@@ -302,6 +325,7 @@ func Start(pgid int, opts Options) *Sampler {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
+	s.scan.marker, s.scan.reaper = opts.Marker, opts.Reaper
 	s.start = opts.Clock()
 	go s.loop()
 	return s

@@ -57,6 +57,9 @@ type limits struct {
 // It also looks for GPUs, once.
 func (h *host) setupLimits(ctx context.Context) error {
 	cfg, l := h.cfg, &h.lim
+	if err := ensureSubreaper(); err != nil {
+		h.log.Warn("not a child subreaper: an attempt's orphaned descendants are found by their environment marker anywhere on the machine", "err", err)
+	}
 	if len(cfg.Cgroup) > 0 {
 		if err := cgroup.Join(cfg.Cgroup, os.Getpid()); err != nil {
 			return fmt.Errorf("taskhost: %w", err)
@@ -185,10 +188,14 @@ func (h *host) startWatch() *watch {
 	return w
 }
 
-// sample starts the samplers for the attempt's process group.
-func (w *watch) sample(ctx context.Context, pgid int) {
+// sample starts the samplers for the attempt's process group and the
+// orphans that carry its marker.
+func (w *watch) sample(ctx context.Context, pgid int, marker string) {
 	h := w.h
 	opts := procstat.Options{Interval: h.cfg.SampleInterval, Clock: h.cfg.Clock}
+	if subreaper.ok {
+		opts.Marker, opts.Reaper = marker, os.Getpid()
+	}
 	if h.lim.rssLimit > 0 {
 		opts.MemoryLimit = h.lim.rssLimit
 		opts.OnLimit = func(s procstat.Sample) {

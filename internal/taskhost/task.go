@@ -121,7 +121,9 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 		return res
 	}
 
-	cmd, code, err := h.command(a)
+	marker := acquireMarker(h.cfg.WorkerID, a)
+	defer releaseMarker(marker)
+	cmd, code, err := h.command(a, marker)
 	if err != nil {
 		fmt.Fprintf(errOut, "haul: cannot start %q: %v\n", a.GetArgv(), err)
 		startError(res, code, err.Error())
@@ -141,7 +143,7 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
 	watch := h.startWatch()
-	startErr := cmd.Start()
+	startErr := startLeader(cmd)
 	// The child has its own copies of the write ends now.
 	outW.Close()
 	errW.Close()
@@ -158,7 +160,7 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 	}
 	pgid := cmd.Process.Pid
 	h.restoreOOMAdj(pgid)
-	watch.sample(ctx, pgid)
+	watch.sample(ctx, pgid, marker)
 	log.Info("attempt started", "pid", pgid, "argv", a.GetArgv())
 
 	var pipes sync.WaitGroup
@@ -167,7 +169,7 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 	pipesDone := make(chan struct{})
 	go func() { pipes.Wait(); close(pipesDone) }()
 	leader := make(chan error, 1)
-	go func() { leader <- cmd.Wait() }()
+	go func() { leader <- waitLeader(cmd) }()
 
 	var timeout <-chan time.Time
 	if ms := a.GetTimeoutMs(); ms > 0 {
@@ -181,45 +183,55 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 	case <-timeout:
 		res.Reason = ReasonTimeout
 		res.Message = fmt.Sprintf("timed out after %v", time.Duration(a.GetTimeoutMs())*time.Millisecond)
-		log.Info("attempt timed out; terminating its process group")
-		waitErr = h.terminate(pgid, leader)
+		log.Info("attempt timed out; terminating its processes")
+		waitErr = h.terminate(cmd, marker, leader)
 	case <-t.stop:
 		res.Reason = ReasonCancelled
 		res.Message = "cancelled by the runner"
 		if t.dropped() {
 			res.Message = "killed: the worker is stopping"
 		}
-		waitErr = h.terminate(pgid, leader)
+		waitErr = h.terminate(cmd, marker, leader)
 	}
 
 	// The main process has ended; its output pipes close when the last
 	// process holding them does. Background children get PipeGrace, then
-	// the group is killed; pipes held from outside the group are closed.
+	// the attempt's processes are killed; pipes held from outside the
+	// attempt are closed.
 	grace := time.NewTimer(h.cfg.PipeGrace)
 	defer grace.Stop()
 	select {
 	case <-pipesDone:
 	case <-grace.C:
-		log.Warn("output still open after the main process exited; killing the process group")
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		log.Warn("output still open after the main process exited; killing the attempt's processes")
+		if err := h.killAttempt(cmd, marker); err != nil {
+			log.Error("the attempt's processes survived SIGKILL", "err", err)
+		}
 		grace.Reset(h.cfg.PipeGrace)
 		select {
 		case <-pipesDone:
 		case <-grace.C:
-			log.Warn("output held open by a process outside the group; closing it")
+			log.Warn("output held open by a process outside the attempt; closing it")
 			outR.Close()
 			errR.Close()
 			<-pipesDone
 		}
 	}
-	// Whatever is left of the group (background jobs with their output
-	// redirected) goes with the attempt.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	// Whatever is left of the attempt (background jobs with their output
+	// redirected, daemons that called setsid, double forks, stopped
+	// processes) goes with it: nothing it started outlives it.
+	killErr := h.killAttempt(cmd, marker)
 	outR.Close()
 	errR.Close()
+	if killErr != nil {
+		log.Error("the attempt's processes survived SIGKILL", "err", killErr)
+	}
 
 	setExit(res, waitErr)
 	watch.finish(res, cmd.ProcessState)
+	if killErr != nil {
+		addMessage(res, "some of the attempt's processes could not be killed: "+killErr.Error())
+	}
 	return finish()
 }
 
@@ -276,18 +288,21 @@ func (h *host) executeFunc(ctx context.Context, t *task) *taskhostv1.AttemptResu
 	return res
 }
 
-// terminate sends SIGTERM to the process group and SIGKILL after KillGrace
-// if the main process has not exited; it returns the main process's Wait
-// error.
-func (h *host) terminate(pgid int, leader <-chan error) error {
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+// terminate sends SIGTERM to the attempt's processes (its process group
+// and every process carrying its marker) and, if the main process has not
+// exited after KillGrace, kills them all; it returns the main process's
+// Wait error.
+func (h *host) terminate(cmd *exec.Cmd, marker string, leader <-chan error) error {
+	signalAttempt(h.log, cmd, marker, syscall.SIGTERM)
 	t := time.NewTimer(h.cfg.KillGrace)
 	defer t.Stop()
 	select {
 	case err := <-leader:
 		return err
 	case <-t.C:
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		if err := h.killAttempt(cmd, marker); err != nil {
+			h.log.Error("the attempt's processes survived SIGKILL", "err", err)
+		}
 		return <-leader
 	}
 }
@@ -379,12 +394,13 @@ func (h *host) openLog(ctx context.Context, a *taskhostv1.Assignment) (out, errO
 // cwd and its own process group. It returns a start-error exit code with
 // its error.
 //
-// The assignment's env is the process's whole environment: nothing of the
-// taskhost's own environment leaks in, except PATH when the assignment sets
-// none (so that plain command names resolve as they would in a shell). argv[0]
-// is looked up in that PATH (relative PATH entries are taken from the
+// The assignment's env is the process's whole environment, plus the
+// attempt's marker (HAUL_ATTEMPT_ID): nothing of the taskhost's own
+// environment leaks in, except PATH when the assignment sets none (so
+// that plain command names resolve as they would in a shell). argv[0] is
+// looked up in that PATH (relative PATH entries are taken from the
 // attempt's cwd); a name with a '/' is used as is, relative to cwd.
-func (h *host) command(a *taskhostv1.Assignment) (*exec.Cmd, int, error) {
+func (h *host) command(a *taskhostv1.Assignment, marker string) (*exec.Cmd, int, error) {
 	argv := a.GetArgv()
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, ExitNotFound, errors.New("empty argv: no command to run")
@@ -398,6 +414,10 @@ func (h *host) command(a *taskhostv1.Assignment) (*exec.Cmd, int, error) {
 	if err != nil {
 		return nil, ExitCannotExecute, err
 	}
+	// The attempt's marker, which the taskhost alone sets.
+	env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, AttemptIDEnv+"=") })
+	env = append(env, marker)
+	slices.Sort(env)
 	dir := a.GetCwd()
 	if dir != "" {
 		st, err := os.Stat(dir)

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -403,9 +404,12 @@ func TestRunsArgvEnvCwd(t *testing.T) {
 		t.Fatalf("env task times: %v", r)
 	}
 	out, _ := b.output(t, 1)
-	want := fmt.Sprintf("FOO=bar baz\nHAUL_TASK=t1\nPATH=%s\n", os.Getenv("PATH"))
+	// The marker has a "#n" suffix while a parallel test runs an attempt
+	// of the same worker ID, task and number.
+	out = regexp.MustCompile(`(?m)^(HAUL_ATTEMPT_ID=w1/1/1)#[0-9]+$`).ReplaceAllString(out, "$1")
+	want := fmt.Sprintf("FOO=bar baz\nHAUL_ATTEMPT_ID=w1/1/1\nHAUL_TASK=t1\nPATH=%s\n", os.Getenv("PATH"))
 	if out != want {
-		t.Fatalf("env output %q, want %q (the assignment's env, plus PATH)", out, want)
+		t.Fatalf("env output %q, want %q (the assignment's env, plus the attempt marker and PATH)", out, want)
 	}
 
 	r = got[2]
