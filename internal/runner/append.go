@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/haul-dev/haul/internal/dag"
@@ -31,6 +35,14 @@ func (rejected) Rejected() bool { return true }
 // succeeded is ready at once. It returns the job's task count after the
 // append. Because only a running task may add, and the job cannot end while
 // a task runs, no job ends with an append on the way.
+//
+// Adding is idempotent, as a retried task (execution is at least once)
+// needs: a task whose key the job already has and whose content is the
+// same (command, env, cwd, dependencies, tier, retries, timeout) is left as
+// it is, while the other tasks of the call are added; if nothing is new,
+// nothing is stored. A key the job has with different content is refused,
+// naming the key and what differs. The store write is fenced by the
+// runner's lease: a runner that lost it stores nothing.
 func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []store.Task) (int64, error) {
 	if len(tasks) == 0 {
 		return 0, fmt.Errorf("%w: no tasks", ErrAppend)
@@ -58,22 +70,32 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []stor
 	if s := jr.core.State(a); s != sched.Running {
 		return 0, fmt.Errorf("%w: task %q is %s: only a running task can add tasks to its job", ErrAppend, adder, s)
 	}
-	cfgs := make([]sched.TaskConfig, len(tasks))
-	added := make([]store.Task, len(tasks))
-	for i, t := range tasks {
+	cfgs := make([]sched.TaskConfig, 0, len(tasks))
+	added := make([]store.Task, 0, len(tasks))
+	existing := 0 // tasks of the call the job already has, as they are
+	for _, t := range tasks {
 		if j, dup := index[t.Key]; dup {
-			if int(j) < n {
-				return 0, fmt.Errorf("%w: task %q already exists in job %s", ErrAppend, t.Key, jobID)
+			if j < 0 || int(j) >= n {
+				return 0, fmt.Errorf("%w: task %q is added twice", ErrAppend, t.Key)
 			}
-			return 0, fmt.Errorf("%w: task %q is added twice", ErrAppend, t.Key)
+			if diff := differs(jr, j, &t); diff != "" {
+				return 0, fmt.Errorf("%w: task %q already exists in job %s with a different %s", ErrAppend, t.Key, jobID, diff)
+			}
+			existing++
+			index[t.Key] = -1 // a second mention in this call is "added twice"
+			continue
 		}
-		t.JobID, t.Index, t.State = jobID, int32(n+i), store.TaskBlocked
+		t.JobID, t.Index, t.State = jobID, int32(n+len(added)), store.TaskBlocked
 		t.RunTier = t.Tier
 		index[t.Key] = t.Index
 		keys = append(keys, t.Key)
 		after = append(after, t.After)
-		added[i] = t
-		cfgs[i] = sched.TaskConfig{Tier: t.Tier, Retries: t.Retries, Timeout: time.Duration(t.TimeoutMS) * time.Millisecond}
+		added = append(added, t)
+		cfgs = append(cfgs, sched.TaskConfig{Tier: t.Tier, Retries: t.Retries, Timeout: time.Duration(t.TimeoutMS) * time.Millisecond})
+	}
+	if len(added) == 0 {
+		r.log.Info("tasks added again: the job has them all already", "job", jobID, "by", adder, "tasks", existing)
+		return int64(n), nil
 	}
 	g, err := dag.Build(keys, after)
 	if err != nil {
@@ -87,7 +109,13 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []stor
 		return 0, fmt.Errorf("%w: %w", ErrAppend, err)
 	}
 	// Durable first: the tasks exist in the store before anything runs.
-	if err := r.cfg.Store.AppendTasks(ctx, jobID, added); err != nil {
+	if err := r.cfg.Store.AppendTasksFenced(ctx, r.fence(), jobID, added); err != nil {
+		switch {
+		case errors.Is(err, store.ErrFenced):
+			r.lostLease()
+		case errors.Is(err, store.ErrRejected):
+			return 0, fmt.Errorf("%w: store refused the tasks: %w", ErrAppend, err)
+		}
 		return 0, fmt.Errorf("store the added tasks: %w", err)
 	}
 	if err := jr.core.Extend(g, cfgs, r.now()); err != nil {
@@ -100,7 +128,7 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []stor
 	}
 	jr.job.TaskCount = int64(jr.tasks.len())
 	jr.dirty = true
-	r.log.Info("tasks added", "job", jobID, "by", adder, "tasks", len(added), "total", jr.tasks.len())
+	r.log.Info("tasks added", "job", jobID, "by", adder, "tasks", len(added), "existing", existing, "total", jr.tasks.len())
 	done := r.afterEvents(jr, nil)
 	r.mu.Unlock()
 	select {
@@ -109,4 +137,74 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []stor
 	}
 	r.mu.Lock()
 	return int64(jr.tasks.len()), nil
+}
+
+// differs compares task j of the job, as the runner holds it, with t, a
+// task of the same key being added again, and returns what differs ("" if
+// nothing): the field and both values, the stored one first. Env values
+// are not shown (they may be secrets), only the names that differ.
+func differs(jr *jobRun, j int32, t *store.Task) string {
+	_, cwd, argv, env := jr.tasks.spec(j)
+	switch {
+	case !slices.Equal(argv, t.Argv):
+		return fmt.Sprintf("command: %s in the job, %s added", quoteList(argv), quoteList(t.Argv))
+	case !maps.Equal(env, t.Env):
+		return fmt.Sprintf("env: %s differ", strings.Join(envDiff(env, t.Env), ", "))
+	case cwd != t.Cwd:
+		return fmt.Sprintf("cwd: %s in the job, %s added", quote(cwd), quote(t.Cwd))
+	case !slices.Equal(jr.tasks.afterOf(j), t.After):
+		return fmt.Sprintf("after: %s in the job, %s added", quoteList(jr.tasks.afterOf(j)), quoteList(t.After))
+	case jr.core.FirstTier(j) != t.Tier:
+		return fmt.Sprintf("tier: %d in the job, %d added", jr.core.FirstTier(j), t.Tier)
+	case jr.core.Retries(j) != t.Retries:
+		return fmt.Sprintf("retries: %d in the job, %d added", jr.core.Retries(j), t.Retries)
+	case jr.core.Timeout(j) != time.Duration(t.TimeoutMS)*time.Millisecond:
+		return fmt.Sprintf("timeout: %v in the job, %v added", jr.core.Timeout(j), time.Duration(t.TimeoutMS)*time.Millisecond)
+	}
+	return ""
+}
+
+// envDiff returns the sorted names of the variables that a and b do not
+// both have with the same value.
+func envDiff(a, b map[string]string) []string {
+	var names []string
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			names = append(names, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// maxQuoted bounds each value quoted in an error.
+const maxQuoted = 200
+
+func quote(s string) string {
+	if len(s) > maxQuoted {
+		return strconv.Quote(s[:maxQuoted]) + "..."
+	}
+	return strconv.Quote(s)
+}
+
+func quoteList(l []string) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, s := range l {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if b.Len() > maxQuoted {
+			fmt.Fprintf(&b, "... %d more", len(l)-i)
+			break
+		}
+		b.WriteString(quote(s))
+	}
+	b.WriteByte(']')
+	return b.String()
 }
