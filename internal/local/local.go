@@ -3,7 +3,18 @@
 // with its own log file, and in its own cgroup with its tier's memory and
 // CPU limits (the taskhost joins the group before it runs anything; where
 // no cgroup can be made it is given the memory limit to enforce itself). It
-// imports the runner's Backend contract and internal/cgroup.
+// imports the runner's Backend contract, internal/cgroup and
+// internal/procstat.
+//
+// A worker's processes end with it. Every process of a worker is in its
+// cgroup, carries HAUL_WORKER_ID=<id> (the taskhost and its helpers) or
+// HAUL_ATTEMPT_ID=<id>/... (its tasks, through setsid and double forks;
+// the taskhost sets it), or descends from one of those. When the taskhost
+// exits for whatever reason (kill -9 included), the backend kills all of
+// them, looping until none is left, before it calls Exited, so that the
+// runner retries the lost attempts only once their old copies are dead;
+// StopWorker returns only when they are gone. The cgroups that dead
+// servers left behind are swept at start and every SweepInterval.
 package local
 
 import (
@@ -23,6 +34,7 @@ import (
 	"time"
 
 	"github.com/haul-dev/haul/internal/cgroup"
+	"github.com/haul-dev/haul/internal/procstat"
 	"github.com/haul-dev/haul/internal/runner"
 )
 
@@ -44,6 +56,27 @@ type Config struct {
 	// their memory limit by sampling).
 	CgroupRoot string
 	NoCgroups  bool
+	// StopGrace is how long StopWorker waits for a worker's taskhost to
+	// exit on SIGTERM (it kills its tasks first) before it kills the
+	// worker's processes (default 5s). A stopped (SIGSTOP) taskhost is
+	// killed at once.
+	StopGrace time.Duration
+	// SweepInterval is how often the cgroups of dead servers are swept
+	// (default 1m).
+	SweepInterval time.Duration
+}
+
+// killTimeout bounds how long the backend keeps killing a worker's
+// processes (one in uninterruptible sleep dies only when it wakes).
+const killTimeout = 30 * time.Second
+
+// proc is one running worker.
+type proc struct {
+	cmd   *exec.Cmd
+	group *cgroup.Group
+	// exited is closed when the taskhost process has exited; gone when
+	// every process of the worker is dead too (before Exited is called).
+	exited, gone chan struct{}
 }
 
 // Backend starts workers as local processes.
@@ -53,10 +86,13 @@ type Backend struct {
 	// cg makes the workers' cgroups; nil when none can be made.
 	cg *cgroup.Manager
 
-	mu     sync.Mutex
-	procs  map[string]*exec.Cmd
-	groups map[string]*cgroup.Group
-	wg     sync.WaitGroup
+	mu    sync.Mutex
+	procs map[string]*proc
+	wg    sync.WaitGroup
+
+	stopSweep chan struct{}
+	sweepDone chan struct{}
+	stopOnce  sync.Once
 }
 
 var (
@@ -98,7 +134,13 @@ func New(cfg Config) (*Backend, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("local backend: %w", err)
 	}
-	b := &Backend{cfg: cfg, procs: map[string]*exec.Cmd{}, groups: map[string]*cgroup.Group{}}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 5 * time.Second
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = time.Minute
+	}
+	b := &Backend{cfg: cfg, procs: map[string]*proc{}, stopSweep: make(chan struct{}), sweepDone: make(chan struct{})}
 	if !cfg.NoCgroups {
 		root := cmp.Or(cfg.CgroupRoot, "/")
 		m, err := cgroup.Detect(root, cgroup.Owner(os.Getpid()))
@@ -113,7 +155,34 @@ func New(cfg Config) (*Backend, error) {
 			cfg.Logger.Info("workers run in cgroups", "version", m.Version().String(), "parent", m.Parent(), "stale_groups_removed", n)
 		}
 	}
+	go b.sweepLoop()
 	return b, nil
+}
+
+// sweepLoop removes the cgroups of dead servers every SweepInterval (a
+// server killed with kill -9 leaves its workers' groups, and whatever
+// still runs in them, behind).
+func (b *Backend) sweepLoop() {
+	defer close(b.sweepDone)
+	if b.cg == nil {
+		return
+	}
+	t := time.NewTicker(b.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stopSweep:
+			return
+		case <-t.C:
+		}
+		n, err := b.cg.Sweep()
+		if err != nil {
+			b.cfg.Logger.Warn("sweep cgroups of dead servers", "err", err)
+		}
+		if n > 0 {
+			b.cfg.Logger.Info("swept the cgroups of dead servers", "groups_removed", n)
+		}
+	}
 }
 
 // Cgroups reports the cgroup version workers run in, or "" when they run
@@ -152,7 +221,9 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	}
 	cmd := exec.Command(b.cfg.Command[0], args...)
 	// Tasks find haul itself first on PATH (a task may run `haul task add`).
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(b.cfg.Command[0])+string(os.PathListSeparator)+os.Getenv("PATH"))
+	// HAUL_WORKER_ID marks the taskhost and its helpers as this worker's.
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(b.cfg.Command[0])+string(os.PathListSeparator)+os.Getenv("PATH"),
+		WorkerIDEnv+"="+s.ID)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Dir, _ = os.Getwd()
@@ -164,24 +235,26 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 		b.removeGroup(s.ID, group)
 		return fmt.Errorf("worker %s: start %s: %w", s.ID, b.cfg.Command[0], err)
 	}
+	p := &proc{cmd: cmd, group: group, exited: make(chan struct{}), gone: make(chan struct{})}
 	b.mu.Lock()
-	b.procs[s.ID] = cmd
-	if group != nil {
-		b.groups[s.ID] = group
-	}
+	b.procs[s.ID] = p
 	b.mu.Unlock()
 	b.cfg.Logger.Debug("worker started", "worker", s.ID, "pid", cmd.Process.Pid)
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		err := cmd.Wait()
+		close(p.exited)
 		logf.Close()
+		// Whatever the worker left (its tasks, their orphans, stopped or
+		// not) dies before the runner hears that the worker is gone and
+		// retries its tasks.
+		b.killWorker(s.ID, 0, group)
+		b.removeGroup(s.ID, group)
 		b.mu.Lock()
 		delete(b.procs, s.ID)
-		delete(b.groups, s.ID)
 		b.mu.Unlock()
-		// Whatever the worker left in its group (a task's orphans) goes too.
-		b.removeGroup(s.ID, group)
+		close(p.gone)
 		why := "exited"
 		if err != nil {
 			why = "exited: " + err.Error()
@@ -194,6 +267,46 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	return nil
 }
 
+// WorkerIDEnv is the environment variable that marks a local worker's
+// taskhost process (and its helpers) with the worker's ID.
+const WorkerIDEnv = "HAUL_WORKER_ID"
+
+// attemptIDEnv is the taskhost's marker of its attempts' processes
+// (taskhost.AttemptIDEnv: "<worker>/<task>/<attempt>").
+const attemptIDEnv = "HAUL_ATTEMPT_ID"
+
+// killWorker kills every process of the worker: its taskhost's process
+// group (pgid, while the taskhost is not yet reaped; 0 after), everything
+// in its cgroup, everything carrying its markers, and their descendants,
+// looping until none is left.
+func (b *Backend) killWorker(id string, pgid int, group *cgroup.Group) {
+	sel := procstat.Selector{
+		Env:       []string{WorkerIDEnv + "=" + id},
+		EnvPrefix: []string{attemptIDEnv + "=" + id + "/"},
+		Pgid:      pgid,
+		Skip:      []int{os.Getpid()},
+	}
+	if group != nil {
+		sel.PIDs = func() []int {
+			var pids []int
+			for _, d := range group.Dirs() {
+				p, _ := cgroup.Procs(d)
+				pids = append(pids, p...)
+			}
+			return pids
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+	defer cancel()
+	n, err := procstat.Kill(ctx, sel)
+	if err != nil {
+		b.cfg.Logger.Error("a worker's processes survived SIGKILL", "worker", id, "err", err)
+	}
+	if n > 0 {
+		b.cfg.Logger.Info("killed the worker's remaining processes", "worker", id, "killed", n)
+	}
+}
+
 func (b *Backend) removeGroup(id string, g *cgroup.Group) {
 	if g == nil {
 		return
@@ -203,27 +316,47 @@ func (b *Backend) removeGroup(id string, g *cgroup.Group) {
 	}
 }
 
-// StopWorker asks a worker to stop (SIGTERM to its process group) and kills
-// it if it has not exited within a few seconds.
-func (b *Backend) StopWorker(_ context.Context, id string) error {
+// StopWorker stops a worker and returns when every process of it is gone:
+// SIGTERM to its taskhost (which kills its tasks and exits), and after
+// StopGrace, or at once when the taskhost is stopped (SIGSTOP: frozen, it
+// would never act on SIGTERM), SIGKILL to the taskhost and to every
+// process of the worker (see killWorker). It returns early only when ctx
+// ends.
+func (b *Backend) StopWorker(ctx context.Context, id string) error {
 	b.mu.Lock()
-	cmd := b.procs[id]
+	p := b.procs[id]
 	b.mu.Unlock()
-	if cmd == nil {
+	if p == nil {
 		return nil
 	}
-	pgid := cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	go func() {
-		time.Sleep(5 * time.Second)
-		b.mu.Lock()
-		_, alive := b.procs[id]
-		b.mu.Unlock()
-		if alive {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	pgid := p.cmd.Process.Pid
+	frozen := false
+	if st, err := procstat.State("", pgid); err == nil && (st == 'T' || st == 't') {
+		frozen = true
+	}
+	if !frozen {
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		t := time.NewTimer(b.cfg.StopGrace)
+		select {
+		case <-p.exited:
+		case <-t.C:
+		case <-ctx.Done():
 		}
-	}()
-	return nil
+		t.Stop()
+	}
+	select {
+	case <-p.exited:
+	default:
+		b.cfg.Logger.Info("killing worker", "worker", id, "pid", pgid, "frozen", frozen)
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	}
+	// The goroutine that waits for the taskhost kills the rest.
+	select {
+	case <-p.gone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("local backend: stop worker %s: %w", id, context.Cause(ctx))
+	}
 }
 
 // Stop stops every worker still running and waits for them to exit: SIGTERM
@@ -239,6 +372,8 @@ func (b *Backend) Stop() {
 		b.signalAll(syscall.SIGKILL)
 		<-done
 	}
+	b.stopOnce.Do(func() { close(b.stopSweep) })
+	<-b.sweepDone
 	if b.cg != nil {
 		if err := b.cg.Close(); err != nil {
 			b.cfg.Logger.Warn("remove the server's cgroup parent", "err", err)
@@ -249,7 +384,11 @@ func (b *Backend) Stop() {
 func (b *Backend) signalAll(sig syscall.Signal) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, cmd := range b.procs {
-		_ = syscall.Kill(-cmd.Process.Pid, sig)
+	for _, p := range b.procs {
+		select {
+		case <-p.exited:
+		default:
+			_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+		}
 	}
 }

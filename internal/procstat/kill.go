@@ -285,3 +285,18 @@ func Children(procRoot string, pid int) ([]Proc, error) {
 	slices.SortFunc(out, func(a, b Proc) int { return cmp.Compare(a.PID, b.PID) })
 	return out, nil
 }
+
+// State returns the state letter of process pid from its stat file ('R',
+// 'S', 'D', 'T' stopped, 't' traced, 'Z' zombie, ...).
+func State(procRoot string, pid int) (byte, error) {
+	root := cmp.Or(procRoot, "/proc")
+	b, err := NewScanner(root).readStat(strconv.Itoa(pid))
+	if err != nil {
+		return 0, fmt.Errorf("procstat: %w", err)
+	}
+	end := bytes.LastIndexByte(b, ')')
+	if end < 0 || end+2 >= len(b) {
+		return 0, fmt.Errorf("procstat: stat of %d: no state in %q", pid, b)
+	}
+	return b[end+2], nil
+}
