@@ -144,16 +144,18 @@ running are retried.`,
 				select {
 				case <-ctx.Done():
 					log.Info("shutting down")
+					s.Stop()
+					return nil
 				case err := <-s.Done():
+					// It cannot go on by itself: exit non-zero, naming why, so
+					// that a supervisor restarts it.
 					log.Error("server stopped", "err", err)
+					s.Stop()
+					return fmt.Errorf("server stopped: %w", err)
 				case <-hup:
 					reloadClusters(log, s.Kube(), f.kubeClusters)
-					continue
 				}
-				break
 			}
-			s.Stop()
-			return nil
 		},
 	}
 	f.register(cmd)

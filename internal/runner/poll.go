@@ -2,9 +2,11 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,9 +28,23 @@ const maxWait = 30 * time.Second
 // Poll is the taskhost protocol: a worker reports finished attempts and asks
 // for work in one call. Everything the reply tells the worker (results
 // accepted, attempts started) is durable in the store before it is sent.
+//
+// Any one message may be lost or repeated. Results are applied once (a
+// result counts only while its attempt is the worker's). A worker sends
+// one full poll at a time and lists what it runs on each; an attempt handed
+// out by an earlier poll that the worker neither runs nor reports never
+// reached it (the reply was lost) and is declared lost, to be retried
+// without using a retry. An attempt the worker runs that the runner does
+// not count as its own is cancelled in the reply. Cancels are sent on every
+// reply until the attempt's result arrives. A poll with nothing to hand out
+// is held until its wait ends or something changes: a worker never spins.
 func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollRequest]) (*connect.Response[taskhostv1.PollResponse], error) {
 	m := req.Msg
-	deadline := r.now().Add(min(time.Duration(m.WaitMs)*time.Millisecond, maxWait))
+	if !r.leased.Load() {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("this runner does not hold its lease now (the store is unreachable or another runner took over); retry"))
+	}
+	deadline := r.now().Add(min(time.Duration(max(0, m.WaitMs))*time.Millisecond, maxWait))
+	epoch := r.epoch.Load()
 
 	r.mu.Lock()
 	w := r.workers[m.WorkerId]
@@ -45,14 +61,13 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 	w.lastSeen = now
 	var attempts []store.Attempt
 	info := map[int32]resultInfo{}
+	reported := make(map[int32]int32, len(m.Results))
 	for _, res := range m.Results {
-		if w.running[res.TaskIndex] != res.Attempt {
+		reported[res.TaskIndex] = res.Attempt
+		if a, ok := w.running[res.TaskIndex]; !ok || a != res.Attempt {
 			continue // already reported, or not this worker's
 		}
-		delete(w.running, res.TaskIndex)
-		if len(w.running) == 0 {
-			w.idleFrom = now
-		}
+		r.release(w, res.TaskIndex, now)
 		if jr == nil || !jr.core.Finished(res.TaskIndex, res.Attempt, outcomeOf(res), now) {
 			continue
 		}
@@ -64,14 +79,25 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 		attempts = append(attempts, a)
 		info[res.TaskIndex] = resultInfo{exit: res.ExitCode, reason: a.Reason, started: a.StartedAt, finished: a.FinishedAt}
 	}
+	resp := &taskhostv1.PollResponse{}
+	var strangers []*taskhostv1.AttemptRef
+	if !m.ReportOnly {
+		w.gen++
+		w.slots = max(0, int(m.Capacity)) + len(m.Running)
+		var lost []store.Attempt
+		lost, strangers = r.reconcileWorker(jr, w, m.Running, reported, now)
+		attempts = append(attempts, lost...)
+	}
 	var done <-chan struct{}
 	if jr != nil {
 		done = r.afterEventsCtx(jr, attempts, info)
 	}
+	if len(m.Results) > 0 {
+		w.notify() // a held poll of this worker has free slots now
+	}
 	r.mu.Unlock()
 
-	resp := &taskhostv1.PollResponse{}
-	for {
+	for !m.ReportOnly {
 		r.mu.Lock()
 		w = r.workers[m.WorkerId]
 		if w == nil {
@@ -80,15 +106,15 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 		}
 		jr = r.jobs[w.job]
 		now = r.now()
-		free := int(m.Capacity) - len(w.running)
 		var started []store.Attempt
 		if jr != nil && !w.exiting {
-			for ; free > 0; free-- {
+			for free := w.slots - len(w.running); free > 0; free-- {
 				task, attempt, ok := jr.core.Next(w.tier, now)
 				if !ok {
 					break
 				}
 				w.running[task] = attempt
+				w.handed[task] = w.gen
 				started = append(started, store.Attempt{
 					JobID: jr.job.ID, TaskIndex: task, Number: attempt, Tier: w.tier, WorkerID: w.id,
 					State: store.AttemptRunning, StartedAt: now,
@@ -100,31 +126,43 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 			done = r.afterEvents(jr, started)
 			jr.lastUsed = now
 		}
-		for _, k := range w.cancels {
+		// Cancels ride on every reply until the attempt's result arrives;
+		// only ones not sent before end the wait.
+		fresh := len(strangers) > 0
+		resp.Cancel = append(resp.Cancel[:0], strangers...)
+		for i := range w.cancels {
+			k := &w.cancels[i]
 			resp.Cancel = append(resp.Cancel, &taskhostv1.AttemptRef{TaskIndex: k.task, Attempt: k.attempt})
+			fresh = fresh || !k.sent
+			k.sent = true
 		}
-		w.cancels = nil
-		if len(resp.Assignments) > 0 || len(w.running) > 0 || len(resp.Cancel) > 0 {
+		if len(resp.Assignments) > 0 || fresh {
 			w.idleFrom = now
 			r.mu.Unlock()
 			break
 		}
-		// Idle. Exit when nothing more can come for this worker, else wait.
-		if jr == nil || jr.done || w.exiting || r.shouldRetire(jr, w, now) {
-			w.exiting = true
-			resp.Exit = true
-			r.mu.Unlock()
-			break
+		wait := deadline.Sub(now)
+		if len(w.running) == 0 {
+			// Idle. Exit when nothing more can come for this worker, else wait.
+			if jr == nil || jr.done || w.exiting || r.shouldRetire(jr, w, now) {
+				w.exiting = true
+				resp.Exit = true
+				r.mu.Unlock()
+				break
+			}
+			wait = min(wait, w.idleFrom.Add(r.cfg.IdleTimeout).Sub(now))
+		} else {
+			w.idleFrom = now
 		}
-		ready := jr.ready
-		wait := min(deadline.Sub(now), w.idleFrom.Add(r.cfg.IdleTimeout).Sub(now))
+		ready, wake := jr.ready, w.wakeCh()
 		r.mu.Unlock()
-		if wait <= 0 || m.Capacity <= 0 {
+		if wait <= 0 {
 			break
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ready:
+		case <-wake:
 		case <-t.C:
 		case <-ctx.Done():
 		}
@@ -140,6 +178,11 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("state not yet durable: %w", ctx.Err()))
 		}
 	}
+	if r.epoch.Load() != epoch {
+		// The runner lost its lease meanwhile: what this reply would say
+		// may not be durable, and the worker is not the runner's any more.
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker %q: the runner lost its lease: %w", m.WorkerId, ErrUnknownWorker))
+	}
 	if resp.Exit {
 		r.mu.Lock()
 		if w := r.workers[m.WorkerId]; w != nil {
@@ -148,6 +191,57 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 		r.mu.Unlock()
 	}
 	return connect.NewResponse(resp), nil
+}
+
+// reconcileWorker compares what a worker says it runs with what the runner
+// handed it. An attempt handed out by an earlier poll (lower generation)
+// that the worker neither runs nor reported never reached it: it is lost.
+// An attempt the worker runs that is not its own any more is cancelled.
+// Call with r.mu held; it returns the attempts to record as lost and the
+// ones to cancel.
+func (r *Runner) reconcileWorker(jr *jobRun, w *worker, running []*taskhostv1.AttemptRef, reported map[int32]int32, now time.Time) (lost []store.Attempt, strangers []*taskhostv1.AttemptRef) {
+	runs := make(map[int32]int32, len(running))
+	for _, ref := range running {
+		runs[ref.TaskIndex] = ref.Attempt
+		if a, ok := w.running[ref.TaskIndex]; !ok || a != ref.Attempt {
+			strangers = append(strangers, &taskhostv1.AttemptRef{TaskIndex: ref.TaskIndex, Attempt: ref.Attempt})
+		}
+	}
+	for task, attempt := range w.running {
+		if w.handed[task] >= w.gen {
+			continue
+		}
+		if a, ok := runs[task]; ok && a == attempt {
+			continue
+		}
+		if a, ok := reported[task]; ok && a == attempt {
+			continue
+		}
+		r.release(w, task, now)
+		if jr == nil || !jr.core.Finished(task, attempt, sched.Lost, now) {
+			continue
+		}
+		lost = append(lost, store.Attempt{
+			JobID: jr.job.ID, TaskIndex: task, Number: attempt, Tier: w.tier, WorkerID: w.id,
+			State: store.AttemptLost, Reason: "lost", Message: "the worker never received this assignment (a reply was lost); retried",
+			StartedAt: jr.tasks.startedAt(task), FinishedAt: now,
+		})
+	}
+	if len(lost) > 0 {
+		r.log.Warn("assignments lost on the way to a worker", "worker", w.id, "attempts", len(lost))
+	}
+	return lost, strangers
+}
+
+// release forgets that a worker runs a task's attempt, with any cancel
+// pending for it. Call with r.mu held.
+func (r *Runner) release(w *worker, task int32, now time.Time) {
+	delete(w.running, task)
+	delete(w.handed, task)
+	w.cancels = slices.DeleteFunc(w.cancels, func(k attemptKill) bool { return k.task == task })
+	if len(w.running) == 0 {
+		w.idleFrom = now
+	}
 }
 
 // shouldRetire reports whether an idle worker should exit: it has been idle
@@ -205,29 +299,46 @@ func outcomeOf(res *taskhostv1.AttemptResult) sched.Outcome {
 	return sched.Failure
 }
 
+// Bounds on what a worker reports, checked where it enters the runner:
+// nothing a worker sends can make a row the store refuses or a sum that
+// overflows. Text over its bound is cut with a note saying so.
+const (
+	maxMessageBytes = 4 << 10
+	maxShortText    = 256
+	maxBytesFigure  = 1 << 50 // 1 PiB of memory
+	maxCores        = 1 << 12 // CPU seconds per wall second
+	maxGPUs         = 64
+	clockSlack      = time.Minute
+)
+
 func attemptFromResult(jr *jobRun, w *worker, res *taskhostv1.AttemptResult, now time.Time) store.Attempt {
 	a := store.Attempt{
 		JobID: jr.job.ID, TaskIndex: res.TaskIndex, Number: res.Attempt, Tier: w.tier, WorkerID: w.id,
-		ExitCode: res.ExitCode, Signal: res.Signal, Reason: clean(res.Reason), Message: clean(res.Message),
+		ExitCode: res.ExitCode, Signal: min(max(0, res.Signal), 128), Reason: cut(res.Reason, maxShortText), Message: cut(res.Message, maxMessageBytes),
 		StartedAt:   time.Unix(0, res.StartedUnixNanos),
 		FinishedAt:  time.Unix(0, res.FinishedUnixNanos),
-		Enforcement: clean(res.Enforcement),
+		Enforcement: cut(res.Enforcement, maxShortText),
 	}
+	// Times: the worker's clock, unless it is implausible next to the
+	// runner's own record of the attempt.
+	handed := jr.tasks.startedAt(res.TaskIndex)
+	if res.StartedUnixNanos == 0 || a.StartedAt.Before(handed.Add(-clockSlack)) || a.StartedAt.After(now.Add(clockSlack)) {
+		a.StartedAt = handed
+	}
+	if res.FinishedUnixNanos == 0 || a.FinishedAt.Before(a.StartedAt) || a.FinishedAt.After(now.Add(clockSlack)) {
+		a.FinishedAt = now
+	}
+	wall := max(a.FinishedAt.Sub(a.StartedAt).Seconds(), 1)
 	if u := res.GetUsage(); u != nil {
 		a.Usage = store.Usage{
-			CPUUserSeconds: finite(u.CpuUserSeconds), CPUSystemSeconds: finite(u.CpuSystemSeconds),
-			PeakRSSBytes: max(0, u.PeakRssBytes), AvgRSSBytes: max(0, u.AvgRssBytes), GPUNote: clean(u.GpuNote),
+			CPUUserSeconds: bounded(u.CpuUserSeconds, wall*maxCores), CPUSystemSeconds: bounded(u.CpuSystemSeconds, wall*maxCores),
+			PeakRSSBytes: min(max(0, u.PeakRssBytes), maxBytesFigure), AvgRSSBytes: min(max(0, u.AvgRssBytes), maxBytesFigure),
+			GPUNote: cut(u.GpuNote, maxShortText),
 		}
-		for _, g := range u.Gpus {
-			a.Usage.GPUs = append(a.Usage.GPUs, store.GPUUsage{Index: g.Index, Name: clean(g.Name),
-				PeakMemoryBytes: max(0, g.PeakMemoryBytes), AvgUtilizationPercent: finite(g.AvgUtilizationPercent)})
+		for _, g := range u.Gpus[:min(len(u.Gpus), maxGPUs)] {
+			a.Usage.GPUs = append(a.Usage.GPUs, store.GPUUsage{Index: min(max(0, g.Index), maxGPUs*16), Name: cut(g.Name, maxShortText),
+				PeakMemoryBytes: min(max(0, g.PeakMemoryBytes), maxBytesFigure), AvgUtilizationPercent: bounded(g.AvgUtilizationPercent, 100)})
 		}
-	}
-	if res.StartedUnixNanos == 0 {
-		a.StartedAt = jr.tasks.startedAt(res.TaskIndex)
-	}
-	if res.FinishedUnixNanos == 0 {
-		a.FinishedAt = now
 	}
 	if a.Reason == store.ReasonOOM {
 		// Name the tier, and what happens next, for whoever reads the
@@ -261,6 +372,21 @@ func finite(f float64) float64 {
 		return 0
 	}
 	return f
+}
+
+// bounded is finite, capped at hi: a figure no process can reach is
+// recorded as the most it could be, so that sums never overflow.
+func bounded(f, hi float64) float64 { return min(finite(f), hi) }
+
+// cut is clean, limited to n bytes: longer text is cut at a character
+// boundary and says how much was cut.
+func cut(s string, n int) string {
+	s = clean(s)
+	if len(s) <= n {
+		return s
+	}
+	note := fmt.Sprintf(" … (%d more bytes cut)", len(s)-n)
+	return strings.ToValidUTF8(s[:n], "") + note
 }
 
 // clean makes text a worker reported storable: valid UTF-8 without NUL

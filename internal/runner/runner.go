@@ -127,10 +127,23 @@ type Runner struct {
 	seq     int64
 	stopped bool
 
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	done      chan struct{}
-	lostLease atomic.Bool
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	done   chan struct{}
+
+	// leased is true while the runner holds its lease and may dispatch;
+	// epoch counts the times it dropped its state (a waiter whose changes
+	// were abandoned sees it change); fenced wakes the lease keeper when
+	// the store refused a fenced write.
+	leased atomic.Bool
+	epoch  atomic.Uint64
+	fenced chan struct{}
+	// incarnation tells this runner's worker IDs from those of earlier
+	// runners on the same store (leftover pods, processes).
+	incarnation string
+
+	healthMu sync.Mutex
+	leaseErr error
 }
 
 // jobRun is the in-memory state of one active job.
@@ -168,12 +181,40 @@ type worker struct {
 	lastSeen time.Time // zero until the first poll
 	idleFrom time.Time
 	running  map[int32]int32 // task → attempt
-	cancels  []attemptKill
-	exiting  bool
+	// handed is the poll generation that handed out each running attempt;
+	// gen counts the worker's full polls (see reconcileWorker).
+	handed map[int32]uint64
+	gen    uint64
+	// slots is how many attempts the worker runs at once, as its last
+	// full poll said (its free capacity plus what it runs).
+	slots   int
+	cancels []attemptKill
+	exiting bool
+	// wake is closed (and replaced) when a held poll of this worker must
+	// look again: a cancel to send, or slots freed by a report.
+	wake chan struct{}
 }
 
 type attemptKill struct {
 	task, attempt int32
+	sent          bool
+}
+
+// wakeCh returns the channel closed at the worker's next notify. Call with
+// r.mu held.
+func (w *worker) wakeCh() <-chan struct{} {
+	if w.wake == nil {
+		w.wake = make(chan struct{})
+	}
+	return w.wake
+}
+
+// notify wakes a held poll of the worker. Call with r.mu held.
+func (w *worker) notify() {
+	if w.wake != nil {
+		close(w.wake)
+		w.wake = nil
+	}
 }
 
 // New returns a runner; call Start to run it.
@@ -208,26 +249,31 @@ func New(cfg Config) *Runner {
 	if cfg.HalfLife <= 0 {
 		cfg.HalfLife = DefaultHalfLife
 	}
-	return &Runner{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		now:     cfg.Clock,
-		com:     newCommitter(cfg.Store, cfg.Logger),
-		wakeCh:  make(chan struct{}, 1),
-		jobs:    map[string]*jobRun{},
-		workers: map[string]*worker{},
-		est:     map[string]*nsEstimates{},
-		done:    make(chan struct{}),
+	r := &Runner{
+		cfg:         cfg,
+		log:         cfg.Logger,
+		now:         cfg.Clock,
+		com:         newCommitter(cfg.Store, cfg.Logger),
+		wakeCh:      make(chan struct{}, 1),
+		jobs:        map[string]*jobRun{},
+		workers:     map[string]*worker{},
+		est:         map[string]*nsEstimates{},
+		done:        make(chan struct{}),
+		fenced:      make(chan struct{}, 1),
+		incarnation: newHolderID()[:6],
 	}
+	r.com.fence, r.com.fenced, r.com.poisoned = r.fence, r.lostLease, r.poisonJob
+	return r
 }
 
 // Start takes the store's runner lease (a *LeaseHeldError if another
-// runner holds it), loads active jobs and runs the service until Stop, ctx
-// ends, or the lease is lost.
+// runner holds it), loads active jobs and runs the service until Stop or
+// ctx ends. Losing the lease later does not stop it (see keepLease).
 func (r *Runner) Start(ctx context.Context) error {
 	if err := r.acquireLease(ctx); err != nil {
 		return err
 	}
+	r.leased.Store(true)
 	ctx, r.cancel = context.WithCancel(ctx)
 	if err := r.scan(ctx); err != nil {
 		r.cancel()
@@ -236,13 +282,12 @@ func (r *Runner) Start(ctx context.Context) error {
 	r.wg.Add(3)
 	go func() { defer r.wg.Done(); r.com.run(ctx) }()
 	go func() { defer r.wg.Done(); r.loop(ctx) }()
-	go func() { defer r.wg.Done(); r.keepLease(ctx, r.cancel) }()
+	go func() { defer r.wg.Done(); r.keepLease(ctx) }()
 	go func() { r.wg.Wait(); close(r.done) }()
 	return nil
 }
 
-// Done is closed when the runner has stopped, by Stop or by itself (a lost
-// lease: see LostLease).
+// Done is closed when the runner has stopped.
 func (r *Runner) Done() <-chan struct{} { return r.done }
 
 // Stop stops the service and every worker it started. It is idempotent.
@@ -259,7 +304,7 @@ func (r *Runner) Stop() {
 		r.cancel()
 	}
 	r.wg.Wait()
-	if r.cancel != nil && !r.lostLease.Load() {
+	if r.cancel != nil && r.leased.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := r.cfg.Store.ReleaseLease(ctx, LeaseName, r.cfg.Holder); err != nil {
 			r.log.Warn("release runner lease", "err", err)
@@ -297,12 +342,18 @@ func (r *Runner) loop(ctx context.Context) {
 			r.scanLogged(ctx)
 		case <-tick.C:
 		}
+		if !r.leased.Load() {
+			continue // no dispatching without the lease
+		}
 		r.tick(ctx)
 		r.reconcile(ctx)
 	}
 }
 
 func (r *Runner) scanLogged(ctx context.Context) {
+	if !r.leased.Load() {
+		return
+	}
 	if err := r.scan(ctx); err != nil && ctx.Err() == nil {
 		r.log.Error("scan store for jobs", "err", err)
 	}
@@ -548,8 +599,12 @@ func (r *Runner) killAttempt(jr *jobRun, task, attempt int32) {
 	for _, ids := range jr.workers {
 		for _, id := range ids {
 			w := r.workers[id]
-			if w != nil && w.running[task] == attempt {
-				w.cancels = append(w.cancels, attemptKill{task, attempt})
+			if w == nil {
+				continue
+			}
+			if a, ok := w.running[task]; ok && a == attempt {
+				w.cancels = append(w.cancels, attemptKill{task: task, attempt: attempt})
+				w.notify()
 				return
 			}
 		}
@@ -577,11 +632,13 @@ func (r *Runner) tick(ctx context.Context) {
 		}
 	}
 	r.mu.Unlock()
+	// Stop a silent worker before its attempts are declared lost and
+	// retried: a frozen worker's tasks must be gone before they run again.
 	for _, id := range gone {
-		r.WorkerGone(id, "stopped polling")
 		if err := r.cfg.Backend.StopWorker(ctx, id); err != nil {
 			r.log.Warn("stop silent worker", "worker", id, "err", err)
 		}
+		r.WorkerGone(id, "stopped polling")
 	}
 	r.mu.Lock()
 	for id, jr := range r.jobs {
@@ -721,9 +778,9 @@ func (r *Runner) reconcile(ctx context.Context) {
 			have := len(jr.workers[tier])
 			for have < want && total < r.cfg.MaxWorkers && (jr.job.MaxWorkers <= 0 || jobTotal < int(jr.job.MaxWorkers)) {
 				r.seq++
-				id := fmt.Sprintf("%s-%d-%d", jr.job.ID, tier, r.seq)
+				id := fmt.Sprintf("%s-%d-%s%d", jr.job.ID, tier, r.incarnation, r.seq)
 				now := r.now()
-				r.workers[id] = &worker{id: id, job: jr.job.ID, tier: t, started: now, idleFrom: now, running: map[int32]int32{}}
+				r.workers[id] = &worker{id: id, job: jr.job.ID, tier: t, started: now, idleFrom: now, running: map[int32]int32{}, handed: map[int32]uint64{}}
 				jr.workers[tier] = append(jr.workers[tier], id)
 				spec := WorkerSpec{ID: id, JobID: jr.job.ID, JobName: jr.job.Name, Namespace: jr.job.Namespace, Labels: jr.job.Labels,
 					TierIndex: t, Template: jr.job.Worker, RunnerURL: r.cfg.RunnerURL, BlobURL: r.cfg.BlobURL}
@@ -780,3 +837,44 @@ func stateOf(s store.TaskState) sched.State {
 }
 
 func storeState(s sched.State) store.TaskState { return store.TaskState(s.String()) }
+
+// poisonJob fails a job whose changes the store refuses even without what
+// its workers reported (the committer gave up on them): every other job
+// goes on. The job is dropped from memory and its workers stopped; its row
+// is marked failed if the store takes that much.
+func (r *Runner) poisonJob(jobID string, why error) {
+	r.mu.Lock()
+	jr := r.jobs[jobID]
+	if jr == nil {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.jobs, jobID)
+	var ids []string
+	for _, tier := range jr.workers {
+		for _, id := range tier {
+			if w := r.workers[id]; w != nil {
+				delete(r.workers, id)
+				w.notify()
+			}
+			ids = append(ids, id)
+		}
+	}
+	jr.done = true
+	close(jr.ready)
+	jr.ready = make(chan struct{})
+	now := r.now()
+	u := store.JobUpdate{ID: jobID, State: store.JobFailed, Counts: jr.job.Counts, StartedAt: jr.job.StartedAt, FinishedAt: now}
+	r.mu.Unlock()
+	r.log.Error("job failed: the store refuses its state changes", "job", jobID, "err", why)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.cfg.Store.Apply(ctx, &store.Batch{Fence: r.fence(), Jobs: []store.JobUpdate{u}}); err != nil {
+		r.log.Error("mark the poisoned job failed", "job", jobID, "err", err)
+	}
+	for _, id := range ids {
+		if err := r.cfg.Backend.StopWorker(ctx, id); err != nil {
+			r.log.Warn("stop worker of a failed job", "worker", id, "err", err)
+		}
+	}
+}

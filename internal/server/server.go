@@ -233,7 +233,15 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	// Poll replies are small and frequent: compressing them cost 3-8% of
 	// the server's CPU in every haul bench profile for nothing on a LAN.
 	mux.Handle(gateway.Bounded(gateway.PollReadMaxBytes, taskhostv1connect.NewTaskHostServiceHandler)(run, connect.WithCompressMinBytes(64<<10)))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	// Health says whether this server makes progress: 503, with the reason,
+	// while its runner does not hold its lease or cannot write to the store.
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := run.Health(); err != nil {
+			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -279,12 +287,6 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	go func() { s.serveCh <- s.http.Serve(s.ln) }()
 	s.log.Info("haul serving", "url", s.url, "data", s.opts.DataDir)
-	go func() {
-		<-s.run.Done()
-		if s.run.LostLease() {
-			s.serveCh <- errors.New("runner lease lost to another runner")
-		}
-	}()
 	return nil
 }
 
@@ -304,7 +306,8 @@ func Alive(ctx context.Context, url string) bool {
 		return false
 	}
 	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	// An unhealthy server (503: it cannot reach the store now) is alive.
+	return resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusServiceUnavailable
 }
 
 // Done returns a channel that receives an error if the server stops on its

@@ -306,7 +306,7 @@ func (h *host) run(ctx context.Context) error {
 			Capacity: int32(free),
 			WaitMs:   wait.Milliseconds(),
 		}
-		resp, err := h.poll(ctx, req, wait)
+		resp, err := h.pollReporting(ctx, req, wait)
 		if err != nil {
 			if ctx.Err() != nil {
 				return h.shutdown(ctx)
@@ -337,7 +337,7 @@ func (h *host) run(ctx context.Context) error {
 			h.log.Info("runner reachable again", "after_failures", failures)
 		}
 		failingSince, failures = time.Time{}, 0
-		h.ack(len(results))
+		h.ack(results)
 
 		for _, c := range resp.GetCancel() {
 			h.cancel(refOf(c.GetTaskIndex(), c.GetAttempt()))
@@ -370,6 +370,41 @@ func (h *host) run(ctx context.Context) error {
 			return h.shutdown(ctx)
 		}
 	}
+}
+
+// pollReporting makes one poll; while the runner holds it open with
+// attempts running, each attempt that ends is reported at once by a
+// report-only call beside it, so a held poll never delays a result.
+func (h *host) pollReporting(ctx context.Context, req *taskhostv1.PollRequest, wait time.Duration) (*taskhostv1.PollResponse, error) {
+	if wait <= 0 || len(req.Running) == 0 {
+		return h.poll(ctx, req, wait)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-h.wake:
+			}
+			results, _, free := h.snapshot()
+			if len(results) == 0 {
+				continue
+			}
+			r := &taskhostv1.PollRequest{WorkerId: h.cfg.WorkerID, JobId: h.cfg.JobID, Results: results, Capacity: int32(free), ReportOnly: true}
+			if _, err := h.poll(rctx, r, 0); err != nil {
+				// The main loop sends them again after the poll.
+				h.log.Debug("report failed", "err", err)
+				continue
+			}
+			h.ack(results)
+		}
+	})
+	resp, err := h.poll(ctx, req, wait)
+	stop()
+	wg.Wait()
+	return resp, err
 }
 
 // poll makes one call, bounding it by the wait it asked for plus a margin.
@@ -426,11 +461,14 @@ func (h *host) snapshot() ([]*taskhostv1.AttemptResult, []*taskhostv1.AttemptRef
 	return results, running, max(0, h.cfg.Capacity-len(h.tasks))
 }
 
-// ack forgets the first n results, which a successful poll delivered.
-func (h *host) ack(n int) {
+// ack forgets results that a successful poll delivered.
+func (h *host) ack(sent []*taskhostv1.AttemptResult) {
+	if len(sent) == 0 {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.results = slices.Delete(h.results, 0, n)
+	h.results = slices.DeleteFunc(h.results, func(r *taskhostv1.AttemptResult) bool { return slices.Contains(sent, r) })
 }
 
 // start runs an assignment in the background.

@@ -38,6 +38,7 @@ type fakeRunner struct {
 	queue   []*taskhostv1.Assignment
 	cancels []*taskhostv1.AttemptRef
 	exit    bool
+	seen    map[[2]int32]bool // results received
 	// fail, when set, may fail a call (after it was seen on reqs).
 	fail func(*taskhostv1.PollRequest) error
 
@@ -70,8 +71,26 @@ func (f *fakeRunner) Poll(ctx context.Context, req *connect.Request[taskhostv1.P
 			return nil, err
 		}
 	}
+	f.mu.Lock()
+	if f.seen == nil {
+		f.seen = map[[2]int32]bool{}
+	}
+	var fresh []*taskhostv1.AttemptResult
 	for _, r := range m.GetResults() {
+		// Results are sent again until a reply arrives; like the runner,
+		// count each once.
+		k := [2]int32{r.TaskIndex, r.Attempt}
+		if !f.seen[k] {
+			f.seen[k] = true
+			fresh = append(fresh, r)
+		}
+	}
+	f.mu.Unlock()
+	for _, r := range fresh {
 		f.results <- r
+	}
+	if m.GetReportOnly() {
+		return connect.NewResponse(&taskhostv1.PollResponse{}), nil
 	}
 	timer := time.NewTimer(time.Duration(m.GetWaitMs()) * time.Millisecond)
 	defer timer.Stop()
