@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,25 @@ func (o *outage) waitTries(t *testing.T, key string, n int) {
 			t.Fatalf("%s failed %d times, waited for %d", key, o.count(key), n)
 		}
 	}
+}
+
+// slowPut takes 100ms per Put of a final object, as a struggling disk does, and gives up
+// when its context ends, as the filesystem store does: a try cut short by
+// Close's retry deadline fails with the context's error.
+type slowPut struct{ *hookStore }
+
+func (c slowPut) Put(ctx context.Context, key string, r io.Reader) error {
+	if !strings.HasSuffix(key, "/"+FinalName) {
+		return c.hookStore.Put(ctx, key, r)
+	}
+	t := time.NewTimer(100 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("blob: put %s: %w", key, ctx.Err())
+	case <-t.C:
+	}
+	return c.hookStore.Put(ctx, key, r)
 }
 
 func readText(t *testing.T, b bundle, prefix string) string {
@@ -136,7 +156,10 @@ func TestCloseRetriesUntilStoreRecovers(t *testing.T) {
 func TestCloseGivesUpAndSaysSo(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	w, err := NewWriter(context.Background(), b.store, "gone", b.spool, WriterOptions{FlushInterval: time.Hour, SegmentBytes: 1 << 40, RetryFor: 300 * time.Millisecond, Clock: b.clock})
+	// Tries of the final object take 100ms: [0,100ms], [200,300],
+	// [500,600]; RetryFor ends in the middle of the third. The reason is
+	// still the store's error, not the deadline.
+	w, err := NewWriter(context.Background(), slowPut{b.store}, "gone", b.spool, WriterOptions{FlushInterval: time.Hour, SegmentBytes: 1 << 40, RetryFor: 550 * time.Millisecond, Clock: b.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +182,9 @@ func TestCloseGivesUpAndSaysSo(t *testing.T) {
 		t.Fatalf("stored %d of %d, want %d of %d", ie.Stored, ie.Total, len(first), total)
 	}
 	msg := err.Error()
+	if strings.Contains(msg, "deadline") {
+		t.Errorf("message %q gives the retry deadline as the reason", msg)
+	}
 	for _, s := range []string{"log incomplete: ", fmt.Sprintf("%d of %d bytes", len(first), total), "no space left on device"} {
 		if !strings.Contains(msg, s) {
 			t.Errorf("message %q lacks %q", msg, s)

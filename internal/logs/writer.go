@@ -455,8 +455,8 @@ func (w *Writer) Close(ctx context.Context) (int64, error) {
 	markerDone := incomplete == nil
 	var lastErr error
 	for backoff, try := 100*time.Millisecond, 1; ; try++ {
-		lastErr = w.storeFinal(rctx, uploadedAny, total, incomplete, &markerDone)
-		if lastErr == nil {
+		err := w.storeFinal(rctx, uploadedAny, total, incomplete, &markerDone)
+		if err == nil {
 			if try > 1 {
 				w.opt.Logger.Info("log stored after retrying", "prefix", w.prefix, "tries", try)
 			}
@@ -465,6 +465,11 @@ func (w *Writer) Close(ctx context.Context) (int64, error) {
 				return total, incomplete
 			}
 			return total, nil
+		}
+		// A try cut short by the deadline says less than the one before
+		// it ("no space left on device"): keep that one as the reason.
+		if lastErr == nil || rctx.Err() == nil {
+			lastErr = err
 		}
 		if rctx.Err() != nil || time.Until(deadline) <= 0 {
 			break
@@ -487,7 +492,7 @@ func (w *Writer) Close(ctx context.Context) (int64, error) {
 		w.opt.Logger.Warn("final log object not written; its segments hold the whole log", "prefix", w.prefix, "err", lastErr)
 		return stored, nil
 	}
-	reason := fmt.Sprintf("upload failed for %v (%v)", w.opt.RetryFor, lastErr)
+	reason := fmt.Sprintf("upload failed for %v (%s)", w.opt.RetryFor, strings.ReplaceAll(lastErr.Error(), "\n", "; "))
 	if incomplete != nil {
 		reason = incomplete.Reason + "; " + reason
 	}
