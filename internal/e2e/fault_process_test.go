@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -91,17 +94,69 @@ tasks:
 	})
 }
 
+// startUpWithEnv is startUp with more environment for the server.
+func startUpWithEnv(t *testing.T, env []string, addr, data, dbURL string) *upServer {
+	t.Helper()
+	s := &upServer{t: t, addr: addr, data: data, dbURL: dbURL, log: &bytes.Buffer{}, exited: make(chan struct{})}
+	args := []string{"up", "--listen", addr, "--data", data, "--log-level", "warn"}
+	if dbURL != "" {
+		args = append(args, "--database-url", dbURL)
+	}
+	s.cmd = exec.Command(haulBin, args...)
+	s.cmd.Dir = repoRoot(t)
+	s.cmd.Env = append(os.Environ(), env...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.cmd.Wait(); close(s.exited) }()
+	t.Cleanup(s.stop)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.url() + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		select {
+		case <-s.exited:
+			t.Fatalf("haul up exited: %s", s.log)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("haul up not ready after 30s: %s", s.log)
+		}
+	}
+}
+
 // TestFaultWorkerKill9: the worker (taskhost) running a task is killed
 // with kill -9. The task has a setsid'd child writing heartbeats; the
 // task's retry starts only once the old copy's processes are all dead
 // (each start checks the previous attempt's PIDs), the job succeeds and
 // the task is recorded once, with one lost attempt. It logs the overlap
 // (the last heartbeat of the old copy after the retry started: 0) and how
-// long the retry took to start after the kill.
+// long the retry took to start after the kill. It runs with the workers
+// in cgroups and without (HAUL_NO_CGROUPS: markers only).
 func TestFaultWorkerKill9(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, dbURL string) {
-		s := startUp(t, freePort(t), t.TempDir(), dbURL)
+		for _, cg := range []string{"cgroups", "nocgroups"} {
+			t.Run(cg, func(t *testing.T) {
+				t.Parallel()
+				var env []string
+				if cg == "nocgroups" {
+					env = []string{"HAUL_NO_CGROUPS=1"}
+				}
+				kill9(t, startUpWithEnv(t, env, freePort(t), t.TempDir(), dbURL))
+			})
+		}
+	})
+}
+
+func kill9(t *testing.T, s *upServer) {
+	{
 		dir := t.TempDir()
 		log := filepath.Join(dir, "log")
 		// The first attempt records its PIDs and its worker's, starts the
@@ -189,7 +244,7 @@ tasks:
 		if overlap > 0 {
 			t.Errorf("the old copy's heartbeat ran %.3fs after the retry started", overlap)
 		}
-		t.Logf("kill -9 of the worker: retry started %.3fs after the kill; old copy's last heartbeat %.3fs before the retry started; overlap %.3fs",
-			startAt[retry]-float64(killed.UnixNano())/1e9, startAt[retry]-lastBeat[old], overlap)
-	})
+		t.Logf("%s: kill -9 of the worker: retry started %.3fs after the kill; old copy's last heartbeat %.3fs before the retry started; overlap %.3fs",
+			t.Name(), startAt[retry]-float64(killed.UnixNano())/1e9, startAt[retry]-lastBeat[old], overlap)
+	}
 }
