@@ -3,6 +3,7 @@ package storetest
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/haul-dev/haul/internal/store"
 )
@@ -36,26 +37,45 @@ func Benchmark(b *testing.B, open func(b *testing.B) store.Store) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/task")
 	})
-	b.Run("Apply1000", func(b *testing.B) {
-		s := open(b)
-		if err := s.CreateJob(b.Context(), newJob("bench"), tasks); err != nil {
+	// A group commit of per task updates and attempts, unfenced and fenced
+	// (the fence adds a read of the lease row to the transaction).
+	for _, per := range []int{1, 1000} {
+		for _, fenced := range []bool{false, true} {
+			name := fmt.Sprintf("Apply%d", per)
+			if fenced {
+				name += "Fenced"
+			}
+			b.Run(name, func(b *testing.B) { benchApply(b, open(b), tasks, per, fenced) })
+		}
+	}
+}
+
+func benchApply(b *testing.B, s store.Store, tasks []store.Task, per int, fenced bool) {
+	n := len(tasks)
+	if err := s.CreateJob(b.Context(), newJob("bench"), tasks); err != nil {
+		b.Fatal(err)
+	}
+	var fence store.Fence
+	if fenced {
+		fence = store.Fence{Lease: "runner", Holder: "bench"}
+		l := store.Lease{Name: fence.Lease, Holder: fence.Holder, ExpiresAt: base.Add(time.Hour)}
+		if _, ok, err := s.AcquireLease(b.Context(), l, base); err != nil || !ok {
+			b.Fatalf("acquire lease: %v %v", ok, err)
+		}
+	}
+	i := 0
+	for b.Loop() {
+		batch := store.Batch{Fence: fence}
+		for range per {
+			idx := int32(i % n)
+			i++
+			batch.Tasks = append(batch.Tasks, store.TaskUpdate{JobID: "bench", Index: idx, State: store.TaskSucceeded, Attempts: 1, StartedAt: base, FinishedAt: base})
+			batch.Attempts = append(batch.Attempts, store.Attempt{JobID: "bench", TaskIndex: idx, Number: 1, State: store.AttemptSucceeded, WorkerID: "w", StartedAt: base, FinishedAt: base})
+		}
+		batch.Jobs = []store.JobUpdate{{ID: "bench", State: store.JobRunning, Counts: store.TaskCounts{Succeeded: int64(i)}}}
+		if err := s.Apply(b.Context(), &batch); err != nil {
 			b.Fatal(err)
 		}
-		const per = 1000
-		i := 0
-		for b.Loop() {
-			var batch store.Batch
-			for range per {
-				idx := int32(i % n)
-				i++
-				batch.Tasks = append(batch.Tasks, store.TaskUpdate{JobID: "bench", Index: idx, State: store.TaskSucceeded, Attempts: 1, StartedAt: base, FinishedAt: base})
-				batch.Attempts = append(batch.Attempts, store.Attempt{JobID: "bench", TaskIndex: idx, Number: 1, State: store.AttemptSucceeded, WorkerID: "w", StartedAt: base, FinishedAt: base})
-			}
-			batch.Jobs = []store.JobUpdate{{ID: "bench", State: store.JobRunning, Counts: store.TaskCounts{Succeeded: int64(i)}}}
-			if err := s.Apply(b.Context(), &batch); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*per), "ns/update")
-	})
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*per), "ns/update")
 }
