@@ -73,7 +73,9 @@ func (s *FS) Put(ctx context.Context, key string, r io.Reader) (err error) {
 		}
 	}()
 	if _, err := io.Copy(f, ctxReader{ctx: ctx, r: r}); err != nil {
-		return fmt.Errorf("blob: put %s: write: %w", key, err)
+		// The error names the file and what failed ("write /x/.tmp-1: no
+		// space left on device"); the temporary file is removed.
+		return fmt.Errorf("blob: put %s: %w", key, err)
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("blob: put %s: sync: %w", key, err)
