@@ -93,6 +93,10 @@ func describe(err error) string {
 	if errors.As(err, &ce) {
 		switch ce.Code() {
 		case connect.CodeUnavailable:
+			if strings.HasPrefix(ce.Message(), "store unavailable") {
+				// The server answered: its database did not.
+				return "the haul server answered: " + ce.Message()
+			}
 			return fmt.Sprintf("cannot reach the haul server: %s (is `haul up` running? set --server or HAUL_SERVER)", ce.Message())
 		case connect.CodeNotFound, connect.CodeInvalidArgument:
 			return ce.Message()

@@ -122,6 +122,9 @@ func (g *Gateway) SubmitJob(ctx context.Context, req *connect.Request[apiv1.Subm
 			After: t.After, Tier: t.Tier, RunTier: t.Tier, Retries: t.Retries, TimeoutMS: t.TimeoutMS, State: store.TaskBlocked,
 		}
 	}
+	// The compiled tasks are copied into tasks: let the collector have
+	// them while the store writes (about 100 bytes a task).
+	js.Tasks = nil
 	if err := g.cfg.Store.CreateJob(ctx, job, tasks); err != nil {
 		return nil, storeErrorCode(err, "job", job.Name, connect.CodeInvalidArgument)
 	}
