@@ -21,9 +21,9 @@ var errMissingRows = errors.New("a row of the batch does not exist")
 // task, attempt's task or job that does not exist fails the whole batch
 // with an error wrapping store.ErrNotFound and store.ErrRejected; so does a
 // value PostgreSQL refuses (SQLSTATE classes 22 and 23: store.ErrRejected);
-// nothing of a failed batch is written. With b.Fence set, the pipeline
+// nothing of a failed batch is written. With b.Fence set, the transaction
 // starts with a read of the lease (locking its row until the transaction
-// ends): a batch of a writer that no longer holds it is rolled back and
+// ends): a batch of a writer that no longer holds it writes nothing and
 // fails with an error wrapping store.ErrFenced. When a batch holds two
 // changes of one row, the later one wins.
 func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
@@ -40,10 +40,12 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	}
 
 	err = s.pool.withTx(ctx, func(tx pgx.Tx) error {
-		var batch pgx.Batch
-		if b.Fence.Set() {
-			batch.Queue(qLeaseHolder, b.Fence.Lease)
+		// The lease first, in a round trip of its own: a writer that lost it
+		// touches no row (nor waits on the locks of its successor's writes).
+		if err := checkFence(ctx, tx, b.Fence); err != nil {
+			return err
 		}
+		var batch pgx.Batch
 		if len(tasks) > 0 {
 			batch.Queue(qUpdateTasks, taskUpdateColumns(tasks)...)
 		}
@@ -54,18 +56,6 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 			batch.Queue(qUpdateJobs, jobUpdateColumns(jobs)...)
 		}
 		br := tx.SendBatch(ctx, &batch)
-		if b.Fence.Set() {
-			var holder string
-			err := br.QueryRow().Scan(&holder)
-			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-				br.Close()
-				return err
-			}
-			if err := storesql.CheckFence(b.Fence, err == nil, holder); err != nil {
-				br.Close()
-				return err
-			}
-		}
 		missing := false
 		if len(tasks) > 0 {
 			tag, err := br.Exec()
