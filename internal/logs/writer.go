@@ -428,7 +428,9 @@ func (w *Writer) Close(ctx context.Context) (int64, error) {
 		return 0, ErrClosed
 	}
 	w.closed = true
-	w.spoolLocked()
+	// What is still in memory stays there: the final object reads it from
+	// there, and copying it to the spool first would take more of a disk
+	// that may be the log store's too, and nearly full.
 	total, data, outBytes, dropped, dropWhy := w.written, w.data, w.outBytes, w.dropped, w.dropWhy
 	w.mu.Unlock()
 
