@@ -194,6 +194,18 @@ touch "$2/$1"
 `), 0o755); err != nil {
 				t.Fatal(err)
 			}
+			// big prints 5 MiB, more than a worker keeps in memory while
+			// its spool's disk is full, then waits for gate2.
+			gate2, bigPrinted := filepath.Join(outside, "gate2"), filepath.Join(outside, "big-printed")
+			big := filepath.Join(outside, "big.sh")
+			const bigSize = 5 << 20
+			if err := os.WriteFile(big, fmt.Appendf(nil, `#!/bin/sh
+head -c %d /dev/zero | tr '\0' z
+touch %s
+while [ ! -e %s ]; do sleep 0.05; done
+`, bigSize, bigPrinted, gate2), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			done := filepath.Join(outside, "done")
 			if err := os.Mkdir(done, 0o755); err != nil {
 				t.Fatal(err)
@@ -236,11 +248,14 @@ name: full-disk
 tasks:
   - key: gate
     command: [sh, -c, "while [ ! -e %s ]; do sleep 0.05; done"]
+  - key: big
+    command: [%s]
+    after: [gate]
   - key: "t-{i}"
     foreach: {range: [0, %d]}
     command: [%s, "{i}", %s]
     after: [gate]
-`, gate, n, script, done))
+`, gate, big, n, script, done))
 			r := haul(t, env, "job", "submit", spec)
 			if r.code != 0 {
 				t.Fatalf("submit: %s", r.stderr)
@@ -257,13 +272,18 @@ tasks:
 			}
 
 			// Keep the disk full until tasks have printed while it was full
-			// and their workers have given up on storing some logs: a task
-			// that ended with its log incomplete shows in the API, or, where
-			// the store itself cannot record it, time passes well beyond the
+			// and their workers have given up on storing some logs (a task
+			// that ended with its log incomplete shows in the API) and big
+			// has printed; or, where nothing runs because the store itself
+			// cannot record anything, until time passes well beyond the
 			// retry window.
-			sawIncomplete := ""
-			for sawIncomplete == "" && time.Since(fullAt) < 10*logRetry {
-				sawIncomplete = diskFirstIncomplete(c, id)
+			sawIncomplete, bigWhileFull := "", false
+			for (sawIncomplete == "" || !bigWhileFull) && time.Since(fullAt) < 10*logRetry {
+				if sawIncomplete == "" {
+					sawIncomplete = diskFirstIncomplete(c, id)
+				}
+				_, err := os.Stat(bigPrinted)
+				bigWhileFull = err == nil
 				time.Sleep(200 * time.Millisecond)
 			}
 			entries, _ := os.ReadDir(done)
@@ -280,6 +300,9 @@ tasks:
 				t.Fatal(err)
 			}
 			freedAt := time.Now()
+			if err := os.WriteFile(gate2, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
 			var healthyAfter time.Duration
 			for {
 				if code, _ := diskHealthz(s); code == http.StatusOK {
@@ -323,6 +346,22 @@ tasks:
 					t.Errorf("task %s: haul task logs exited %d, stdout %d bytes (a prefix of the output: %v), stderr %q",
 						key, r.code, len(r.stdout), strings.HasPrefix(want, r.stdout), r.stderr)
 				}
+			}
+			r = haul(t, env, "task", "logs", id, "big")
+			allZ := strings.Count(r.stdout, "z") == len(r.stdout)
+			switch {
+			case r.code == 0 && len(r.stdout) == bigSize && allZ:
+				if bigWhileFull && tc.mount == "." {
+					t.Errorf("big printed %d bytes while its spool's disk was full, more than the memory buffer, yet its log is complete", bigSize)
+				}
+				t.Logf("%s: big's log is complete (%d bytes)", st, len(r.stdout))
+			case r.code == 3 && allZ && strings.Contains(r.stderr, fmt.Sprintf("%d of %d bytes of output stored", len(r.stdout), bigSize)):
+				if bigWhileFull && tc.mount == "." && !strings.Contains(r.stderr, "dropped") {
+					t.Errorf("big's notice does not say output was dropped: %q", r.stderr)
+				}
+				t.Logf("%s: big's log: %d bytes, notice %q", st, len(r.stdout), strings.TrimSpace(r.stderr))
+			default:
+				t.Errorf("big: haul task logs exited %d with %d bytes (all z: %v), stderr %q", r.code, len(r.stdout), allZ, r.stderr)
 			}
 			t.Logf("%s: healthy %v and job %s %v ended %v after the space returned; logs: %d complete, %d marked incomplete; e.g. %q",
 				st, healthyAfter.Round(time.Millisecond), j.State, j.Counts, jobEnded.Round(time.Millisecond), complete, incomplete, reasons)
