@@ -383,7 +383,9 @@ func (w *Writer) cut() (int64, int64, error) {
 	if w.gone {
 		return 0, 0, ErrClosed
 	}
-	w.spoolLocked()
+	if !w.closed { // see Close
+		w.spoolLocked()
+	}
 	return w.written, w.data, nil
 }
 
