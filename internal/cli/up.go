@@ -30,6 +30,9 @@ type serverFlags struct {
 	nodePrice   float64
 	halfLife    time.Duration
 	nsHalfLife  map[string]string
+	// workerTimeout and leaseTTL tune failure detection (0: the runner's defaults).
+	workerTimeout time.Duration
+	leaseTTL      time.Duration
 
 	backend       string
 	kubeClusters  string
@@ -49,6 +52,13 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 		return o, fmt.Errorf("--reuse-half-life %v: want a positive duration such as 10m", f.halfLife)
 	}
 	o.Runner.HalfLife = f.halfLife
+	if f.workerTimeout < 0 || f.leaseTTL < 0 {
+		return o, fmt.Errorf("--worker-timeout %v, --lease-ttl %v: want positive durations such as 45s", f.workerTimeout, f.leaseTTL)
+	}
+	if f.leaseTTL > 0 && f.leaseTTL < time.Second {
+		return o, fmt.Errorf("--lease-ttl %v: want at least 1s (the lease is renewed every fifth of it)", f.leaseTTL)
+	}
+	o.Runner.WorkerTimeout, o.Runner.LeaseTTL = f.workerTimeout, f.leaseTTL
 	switch f.backend {
 	case "local":
 		if f.kubeClusters != "" {
@@ -89,6 +99,8 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().Float64Var(&f.nodePrice, "node-price", 0, "what this machine costs in $/hour, for job cost estimates")
 	cmd.Flags().DurationVar(&f.halfLife, "reuse-half-life", runner.DefaultHalfLife, "how fast worker reuse targeting forgets observed task run times and worker startups")
 	cmd.Flags().StringToStringVar(&f.nsHalfLife, "namespace-half-life", nil, "the half-life for one namespace, NAMESPACE=DURATION (repeatable, e.g. team-a=5m)")
+	cmd.Flags().DurationVar(&f.workerTimeout, "worker-timeout", 0, "how long a worker may go without polling before it is stopped and its attempts retried (default 45s)")
+	cmd.Flags().DurationVar(&f.leaseTTL, "lease-ttl", 0, "how long the runner's lease in the store lasts unless renewed: a standby takes over a dead runner after this, and a store outage shorter than 5/6 of it keeps running work (default 10s)")
 	cmd.Flags().StringVar(&f.backend, "backend", "local", "where workers run: local (processes on this machine) or kube (pods on the clusters of --kube-clusters)")
 	cmd.Flags().StringVar(&f.kubeClusters, "kube-clusters", "", "clusters file for --backend kube: kubeconfig and context (or in_cluster), namespace, enabled; SIGHUP re-reads enabled")
 	cmd.Flags().StringVar(&f.runnerURL, "runner-url", "", "the address workers reach this server at (default: the listen address; on Kubernetes a Service such as http://haul-runner.haul.svc:7070)")

@@ -101,6 +101,12 @@ type upServer struct {
 
 func startUp(t testing.TB, addr, data, dbURL string, extra ...string) *upServer {
 	t.Helper()
+	return startUpEnv(t, nil, addr, data, dbURL, extra...)
+}
+
+// startUpEnv is startUp with more environment for the server.
+func startUpEnv(t testing.TB, env []string, addr, data, dbURL string, extra ...string) *upServer {
+	t.Helper()
 	s := &upServer{t: t, addr: addr, data: data, dbURL: dbURL, log: &bytes.Buffer{}, exited: make(chan struct{})}
 	args := append([]string{"up", "--listen", addr, "--data", data, "--log-level", "warn"}, extra...)
 	if dbURL != "" {
@@ -108,6 +114,7 @@ func startUp(t testing.TB, addr, data, dbURL string, extra ...string) *upServer 
 	}
 	s.cmd = exec.Command(haulBin, args...)
 	s.cmd.Dir = repoRoot(t)
+	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -340,47 +347,63 @@ tasks:
 			if j.State != "succeeded" || j.Counts.GetSucceeded() != n+2 {
 				t.Fatalf("after restart: job %s with counts %v, want succeeded with %d tasks", j.State, j.Counts, n+2)
 			}
-			lost := 0
-			var token string
-			for {
-				resp, err := c.ListTasks(context.Background(), connect.NewRequest(&apiv1.ListTasksRequest{JobId: id, PageToken: token}))
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, task := range resp.Msg.Tasks {
-					if task.State != "succeeded" {
-						t.Errorf("task %s ended %s", task.Key, task.State)
-					}
-					if task.Attempts == 1 {
-						continue
-					}
-					g, err := c.GetTask(context.Background(), connect.NewRequest(&apiv1.GetTaskRequest{JobId: id, Key: task.Key}))
-					if err != nil {
-						t.Fatal(err)
-					}
-					succ := 0
-					for _, a := range g.Msg.Attempts {
-						switch a.State {
-						case "succeeded":
-							succ++
-						case "lost":
-							lost++
-						case "running":
-							t.Errorf("task %s: attempt %d still running after the job ended", task.Key, a.Number)
-						}
-					}
-					if succ != 1 {
-						t.Errorf("task %s: %d succeeded attempts, want exactly 1", task.Key, succ)
-					}
-				}
-				if token = resp.Msg.NextPageToken; token == "" {
-					break
-				}
-			}
+			lost := checkOnce(t, c, id)
 			if lost == 0 {
 				t.Errorf("no attempt was recorded lost: the kill did not interrupt running tasks")
 			}
 			t.Logf("%s: %d attempts lost by the crash and retried", st, lost)
 		})
+	}
+}
+
+// checkOnce checks that every task of a finished job succeeded with exactly
+// one succeeded attempt and nothing left running, and that an attempt
+// retried after a runner restart ran on a worker of another ID than the
+// earlier runner's (worker IDs are never reused across restarts). It returns how many attempts
+// were lost.
+func checkOnce(t testing.TB, c apiv1connect.JobServiceClient, id string) (lost int) {
+	t.Helper()
+	var token string
+	for {
+		resp, err := c.ListTasks(context.Background(), connect.NewRequest(&apiv1.ListTasksRequest{JobId: id, PageToken: token}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range resp.Msg.Tasks {
+			if task.State != "succeeded" {
+				t.Errorf("task %s ended %s", task.Key, task.State)
+			}
+			if task.Attempts == 1 {
+				continue
+			}
+			g, err := c.GetTask(context.Background(), connect.NewRequest(&apiv1.GetTaskRequest{JobId: id, Key: task.Key}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			succ := 0
+			lostOn := map[string]bool{}
+			for _, a := range g.Msg.Attempts {
+				if lostOn[a.WorkerId] && a.State == "succeeded" {
+					t.Errorf("task %s: attempt %d ran on worker %s, which lost an earlier attempt: a worker ID was reused", task.Key, a.Number, a.WorkerId)
+				}
+				switch a.State {
+				case "succeeded":
+					succ++
+				case "lost":
+					lost++
+					if strings.Contains(a.Message, "runner restarted") {
+						lostOn[a.WorkerId] = true // a worker of the runner before
+					}
+				case "running":
+					t.Errorf("task %s: attempt %d still running after the job ended", task.Key, a.Number)
+				}
+			}
+			if succ != 1 {
+				t.Errorf("task %s: %d succeeded attempts, want exactly 1", task.Key, succ)
+			}
+		}
+		if token = resp.Msg.NextPageToken; token == "" {
+			return lost
+		}
 	}
 }

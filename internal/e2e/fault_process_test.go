@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -94,43 +91,6 @@ tasks:
 	})
 }
 
-// startUpWithEnv is startUp with more environment for the server.
-func startUpWithEnv(t *testing.T, env []string, addr, data, dbURL string) *upServer {
-	t.Helper()
-	s := &upServer{t: t, addr: addr, data: data, dbURL: dbURL, log: &bytes.Buffer{}, exited: make(chan struct{})}
-	args := []string{"up", "--listen", addr, "--data", data, "--log-level", "warn"}
-	if dbURL != "" {
-		args = append(args, "--database-url", dbURL)
-	}
-	s.cmd = exec.Command(haulBin, args...)
-	s.cmd.Dir = repoRoot(t)
-	s.cmd.Env = append(os.Environ(), env...)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.cmd.Wait(); close(s.exited) }()
-	t.Cleanup(s.stop)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(s.url() + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s
-			}
-		}
-		select {
-		case <-s.exited:
-			t.Fatalf("haul up exited: %s", s.log)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("haul up not ready after 30s: %s", s.log)
-		}
-	}
-}
-
 // TestFaultWorkerKill9: the worker (taskhost) running a task is killed
 // with kill -9. The task has a setsid'd child writing heartbeats; the
 // task's retry starts only once the old copy's processes are all dead
@@ -149,13 +109,26 @@ func TestFaultWorkerKill9(t *testing.T) {
 				if cg == "nocgroups" {
 					env = []string{"HAUL_NO_CGROUPS=1"}
 				}
-				kill9(t, startUpWithEnv(t, env, freePort(t), t.TempDir(), dbURL))
+				killWorker(t, startUpEnv(t, env, freePort(t), t.TempDir(), dbURL), syscall.SIGKILL)
 			})
 		}
 	})
 }
 
-func kill9(t *testing.T, s *upServer) {
+// TestFaultWorkerFrozen: the worker running a task is frozen (SIGSTOP)
+// while the task's own processes go on. After --worker-timeout the runner
+// stops the worker, and its processes are dead before the retry starts.
+func TestFaultWorkerFrozen(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, dbURL string) {
+		killWorker(t, startUp(t, freePort(t), t.TempDir(), dbURL, "--worker-timeout", "3s"), syscall.SIGSTOP)
+	})
+}
+
+// killWorker sends sig to the worker running a task whose processes go on
+// (a setsid'd heartbeat) and checks that the task's retry starts only
+// after the old copy is dead.
+func killWorker(t *testing.T, s *upServer, sig syscall.Signal) {
 	{
 		dir := t.TempDir()
 		log := filepath.Join(dir, "log")
@@ -196,8 +169,8 @@ tasks:
 			t.Fatalf("worker PID %q", b)
 		}
 		killed := time.Now()
-		if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill -9 the worker %d: %v", worker, err)
+		if err := syscall.Kill(worker, sig); err != nil {
+			t.Fatalf("signal %v to the worker %d: %v", sig, worker, err)
 		}
 		c := s.client()
 		j := waitJob(t, c, id, 3*time.Minute, func(j *apiv1.Job) bool { return j.State != "running" && j.State != "pending" })
@@ -244,7 +217,7 @@ tasks:
 		if overlap > 0 {
 			t.Errorf("the old copy's heartbeat ran %.3fs after the retry started", overlap)
 		}
-		t.Logf("%s: kill -9 of the worker: retry started %.3fs after the kill; old copy's last heartbeat %.3fs before the retry started; overlap %.3fs",
-			t.Name(), startAt[retry]-float64(killed.UnixNano())/1e9, startAt[retry]-lastBeat[old], overlap)
+		t.Logf("%s: %v to the worker: retry started %.3fs after it; old copy's last heartbeat %.3fs before the retry started; overlap %.3fs",
+			t.Name(), sig, startAt[retry]-float64(killed.UnixNano())/1e9, startAt[retry]-lastBeat[old], overlap)
 	}
 }

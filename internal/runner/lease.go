@@ -47,16 +47,18 @@ func (r *Runner) acquireLease(ctx context.Context) error {
 	return nil
 }
 
-// keepLease renews the lease every third of its TTL. While the store cannot
+// keepLease renews the lease every fifth of its TTL. While the store cannot
 // be reached the runner keeps its state and goes on once a renewal succeeds;
 // when the lease can no longer be trusted (another runner holds it, a
-// fenced write was refused, or it went unrenewed for two thirds of its TTL)
+// fenced write was refused, or it went unrenewed for five sixths of its TTL:
+// a successor may take it at the TTL, and by then this runner's workers
+// are being stopped)
 // the runner drops its in-memory state and stops its workers, so that two
 // runners never dispatch the same jobs, then takes the lease again as soon
 // as it can and reloads the jobs from the store. The process never exits
 // for this.
 func (r *Runner) keepLease(ctx context.Context) {
-	t := time.NewTicker(r.cfg.LeaseTTL / 3)
+	t := time.NewTicker(r.cfg.LeaseTTL / 5)
 	defer t.Stop()
 	renewed := r.now()
 	for {
@@ -66,7 +68,7 @@ func (r *Runner) keepLease(ctx context.Context) {
 		case <-t.C:
 		case <-r.fenced:
 		}
-		actx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTTL/3)
+		actx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTTL/5)
 		err := r.acquireLease(actx)
 		cancel()
 		if ctx.Err() != nil {
@@ -87,7 +89,7 @@ func (r *Runner) keepLease(ctx context.Context) {
 			continue
 		}
 		_, held := err.(*LeaseHeldError)
-		if held || r.now().Sub(renewed) >= r.cfg.LeaseTTL*2/3 {
+		if held || r.now().Sub(renewed) >= r.cfg.LeaseTTL*5/6 {
 			r.log.Error("runner lease lost: dropping in-memory state and stopping workers until it is taken again", "err", err)
 			r.setLeaseErr(fmt.Errorf("runner lease lost: %w", err))
 			r.dropState(ctx)
