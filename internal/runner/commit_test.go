@@ -1,0 +1,91 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/sqlite"
+)
+
+// A batch holding one job's row that the real store refuses (a NaN figure,
+// which only a runner bug could put there: worker reports are bounded
+// before) is not retried for ever: the other job's changes are written,
+// the bad job's are written once more without the workers' figures and
+// with a note naming the refusal, and health is good again.
+func TestCommitterIsolatesARefusedJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "haul.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().Truncate(time.Millisecond)
+	for _, id := range []string{"good", "bad"} {
+		job := &store.Job{ID: id, Name: id, Namespace: "ns", CreatedAt: now, Tiers: []store.Tier{{Name: "t", CPU: 1, MemoryBytes: 1 << 30}}, Spec: []byte("x")}
+		if err := st.CreateJob(ctx, job, []store.Task{{Index: 0, Key: "k", Argv: []string{"true"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCommitter(st, slog.New(slog.DiscardHandler))
+	var mu sync.Mutex
+	var poisoned []string
+	c.poisoned = func(id string, err error) { mu.Lock(); poisoned = append(poisoned, id); mu.Unlock() }
+	attempt := func(job string, cpu float64) store.Attempt {
+		return store.Attempt{JobID: job, TaskIndex: 0, Number: 1, WorkerID: "w", State: store.AttemptSucceeded,
+			StartedAt: now, FinishedAt: now.Add(time.Second), Message: "fine", Usage: store.Usage{CPUUserSeconds: cpu}}
+	}
+	task := func(job string) store.TaskUpdate {
+		return store.TaskUpdate{JobID: job, Index: 0, State: store.TaskSucceeded, Attempts: 1, StartedAt: now, FinishedAt: now.Add(time.Second)}
+	}
+	done := c.add([]store.TaskUpdate{task("good"), task("bad")}, []store.Attempt{attempt("good", 1), attempt("bad", math.NaN())}, nil)
+	flushed := make(chan struct{})
+	go func() { c.flush(ctx, 0); close(flushed) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the batch was retried for ever")
+	}
+	<-flushed
+	good, err := st.ListAttempts(ctx, "good", 0)
+	if err != nil || len(good) != 1 || good[0].Usage.CPUUserSeconds != 1 || good[0].Message != "fine" {
+		t.Fatalf("good job's attempt %+v (%v): want it written as sent", good, err)
+	}
+	bad, err := st.ListAttempts(ctx, "bad", 0)
+	if err != nil || len(bad) != 1 || !strings.Contains(bad[0].Message, "refused") || bad[0].Usage.CPUUserSeconds != 0 {
+		t.Fatalf("bad job's attempt %+v (%v): want it written without the figure, with a note", bad, err)
+	}
+	if task, err := st.GetTask(ctx, "bad", "k"); err != nil || task.State != store.TaskSucceeded {
+		t.Fatalf("bad job's task %+v (%v): want its state written", task, err)
+	}
+	if len(poisoned) != 0 {
+		t.Fatalf("poisoned %v: the scrubbed write should have been taken", poisoned)
+	}
+	if err := c.health(time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("health after the isolated refusal: %v", err)
+	}
+}
+
+// Health reports a store that cannot be written for over a second, naming
+// the error, and recovers with the next write.
+func TestCommitterHealth(t *testing.T) {
+	t.Parallel()
+	c := newCommitter(nil, slog.New(slog.DiscardHandler))
+	now := time.Now()
+	c.failed(errors.New("disk full"))
+	if err := c.health(now.Add(2 * time.Second)); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("health %v, want the failure named", err)
+	}
+	c.ok()
+	if err := c.health(now.Add(3 * time.Second)); err != nil {
+		t.Fatalf("health %v after a write", err)
+	}
+}
