@@ -436,3 +436,67 @@ func diskFirstIncomplete(c interface {
 	}
 	return ""
 }
+
+// TestLostAttemptLogMarked kills a worker (SIGKILL) while its task runs:
+// the attempt is lost before its log was finished, so `haul task logs` of
+// that attempt prints what was uploaded and then says the log is
+// incomplete (exit 3); the retried attempt's log is whole.
+func TestLostAttemptLogMarked(t *testing.T) {
+	t.Parallel()
+	for _, st := range []string{"sqlite", "postgres"} {
+		t.Run(st, func(t *testing.T) {
+			t.Parallel()
+			dbURL := ""
+			if st == "postgres" {
+				dbURL = pgtest.Start(t)
+			}
+			s := startUp(t, freePort(t), t.TempDir(), dbURL)
+			env := []string{"HAUL_SERVER=" + s.url()}
+			dir := t.TempDir()
+			script := fmt.Sprintf(`if [ -e %[1]s/first ]; then echo second; exit 0; fi
+touch %[1]s/first; echo before the kill; echo $PPID > %[1]s/worker; exec sleep 300`, dir)
+			spec := writeSpec(t, fmt.Sprintf("name: lost-log\nretries: 1\ntasks:\n  - key: victim\n    command: [sh, -c, %q]\n", script))
+			r := haul(t, env, "job", "submit", spec)
+			if r.code != 0 {
+				t.Fatalf("submit: %s", r.stderr)
+			}
+			id := strings.TrimSpace(r.stdout)
+			// Wait until the first attempt's output is uploaded (a segment).
+			deadline := time.Now().Add(2 * time.Minute)
+			for {
+				r := haul(t, env, "task", "logs", id, "victim", "--attempt", "1")
+				if r.code == 0 && r.stdout == "before the kill\n" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the first attempt's output never showed: exit %d %q %q", r.code, r.stdout, r.stderr)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "worker"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var worker int
+			if _, err := fmt.Sscan(string(b), &worker); err != nil || worker <= 1 {
+				t.Fatalf("worker PID %q: %v", b, err)
+			}
+			if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
+				t.Fatalf("kill the worker %d: %v", worker, err)
+			}
+			j := waitJob(t, s.client(), id, 3*time.Minute, func(j *apiv1.Job) bool { return j.State != "running" && j.State != "pending" })
+			if j.State != "succeeded" {
+				t.Fatalf("job %s %v, want succeeded on the retry", j.State, j.Counts)
+			}
+			r = haul(t, env, "task", "logs", id, "victim", "--attempt", "1")
+			if r.code != 3 || r.stdout != "before the kill\n" || !strings.Contains(r.stderr, "log incomplete: ") || !strings.Contains(r.stderr, "lost") {
+				t.Fatalf("lost attempt's log: exit %d, stdout %q, stderr %q; want what was uploaded, then a notice that the attempt was lost, exit 3", r.code, r.stdout, r.stderr)
+			}
+			t.Logf("%s: lost attempt: %q", st, strings.TrimSpace(r.stderr))
+			r = haul(t, env, "task", "logs", id, "victim")
+			if r.code != 0 || r.stdout != "second\n" || r.stderr != "" {
+				t.Fatalf("retried attempt's log: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+}

@@ -115,7 +115,8 @@ func (g *Gateway) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLog
 
 // logNotice says whether an attempt's log is incomplete, and why: from the
 // marker object the taskhost wrote, or, when the store was too broken for
-// that, from the attempt's message. A running attempt's log is not judged.
+// that, from the attempt's message; a lost attempt without a final object
+// is incomplete too. A running attempt's log is not judged.
 func (g *Gateway) logNotice(ctx context.Context, job string, task, number int32) (string, error) {
 	notice, err := logs.Incomplete(ctx, g.cfg.Blob, logs.Prefix(job, task, number))
 	if err != nil || notice != "" {
@@ -126,10 +127,24 @@ func (g *Gateway) logNotice(ctx context.Context, job string, task, number int32)
 		return "", fmt.Errorf("list attempts: %w", err)
 	}
 	for _, a := range atts {
-		if a.Number == number && a.State != store.AttemptRunning {
-			notice, _ := logs.IncompleteNotice(a.Message)
+		if a.Number != number || a.State == store.AttemptRunning {
+			continue
+		}
+		if notice, ok := logs.IncompleteNotice(a.Message); ok {
 			return notice, nil
 		}
+		if a.State == store.AttemptLost {
+			// Its worker never finished the log: what it uploaded
+			// before it went away is all there is.
+			final, err := logs.HasFinal(ctx, g.cfg.Blob, logs.Prefix(job, task, number))
+			if err != nil {
+				return "", err
+			}
+			if !final {
+				return logs.IncompletePrefix + "the attempt was lost (its worker or the runner went away) before its log was finished; this is what was uploaded until then", nil
+			}
+		}
+		return "", nil
 	}
 	return "", nil
 }

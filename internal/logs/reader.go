@@ -252,3 +252,17 @@ func Incomplete(ctx context.Context, store blob.Store, prefix string) (string, e
 	}
 	return s, nil
 }
+
+// HasFinal reports whether the log at prefix has its final object: the
+// writer finished it (possibly with a marker saying it is incomplete).
+func HasFinal(ctx context.Context, store blob.Store, prefix string) (bool, error) {
+	rc, err := store.Get(ctx, FinalKey(strings.TrimSuffix(prefix, "/")))
+	if errors.Is(err, blob.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("logs: look for the final object of %s: %w", prefix, err)
+	}
+	rc.Close()
+	return true, nil
+}
