@@ -208,7 +208,8 @@ while the task runs, so -f follows a running task live, and they outlive the
 worker.
 
 A log that could not be stored whole (its disk filled up, the object store
-was away for longer than the worker retries) prints what was stored, then a
+was away for longer than the worker retries, its worker died) prints what
+was stored, then a
 notice on stderr that starts with "log incomplete:" and says how many bytes
 of output were stored and why; the exit status is then 3.`,
 		Example: "  haul task logs J sim-417\n  haul task logs J sim-417 -f --stderr\n  haul task logs J sim-417 --attempt 1 --timestamps",
