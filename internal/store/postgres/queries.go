@@ -161,10 +161,12 @@ WHERE leases.holder = excluded.holder OR leases.expires_at <= $5`
 	qGetLease     = `SELECT name, holder, address, expires_at FROM leases WHERE name = $1`
 	qReleaseLease = `DELETE FROM leases WHERE name = $1 AND holder = $2`
 	// The holder of lease $1, read inside a fenced write's transaction. FOR
-	// SHARE locks the row until the write commits: a successor's
+	// UPDATE locks the row until the write commits: a successor's
 	// AcquireLease (an UPDATE of the row) waits for the write, and a write
 	// that starts after the successor committed reads the new holder.
-	// Fenced writes of one holder share the lock and do not wait on each
-	// other.
-	qLeaseHolder = `SELECT holder FROM leases WHERE name = $1 FOR SHARE`
+	// Fenced writes of one holder take turns on the row (the runner's
+	// committer has one batch in flight, so only an append can wait for a
+	// batch); a shared lock would let overlapping writes keep a successor
+	// waiting for as long as they overlap.
+	qLeaseHolder = `SELECT holder FROM leases WHERE name = $1 FOR UPDATE`
 )
