@@ -500,7 +500,10 @@ type Job struct {
 	// memory). Counted as each worker ends.
 	EstimatedCostUsd float64 `protobuf:"fixed64,15,opt,name=estimated_cost_usd,json=estimatedCostUsd,proto3" json:"estimated_cost_usd,omitempty"`
 	// Requested versus used memory and CPU over the job's finished attempts.
-	Usage         *Usage `protobuf:"bytes,16,opt,name=usage,proto3" json:"usage,omitempty"`
+	Usage *Usage `protobuf:"bytes,16,opt,name=usage,proto3" json:"usage,omitempty"`
+	// Who submitted the job: the subject of the identity that called
+	// SubmitJob ("alice@example.com", "ci-nightly", "local-admin").
+	SubmittedBy   string `protobuf:"bytes,17,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -645,6 +648,13 @@ func (x *Job) GetUsage() *Usage {
 		return x.Usage
 	}
 	return nil
+}
+
+func (x *Job) GetSubmittedBy() string {
+	if x != nil {
+		return x.SubmittedBy
+	}
+	return ""
 }
 
 type GetJobRequest struct {
@@ -2036,7 +2046,7 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\tsucceeded\x18\x04 \x01(\x03R\tsucceeded\x12\x16\n" +
 	"\x06failed\x18\x05 \x01(\x03R\x06failed\x12'\n" +
 	"\x0fupstream_failed\x18\x06 \x01(\x03R\x0eupstreamFailed\x12\x1c\n" +
-	"\tcancelled\x18\a \x01(\x03R\tcancelled\"\xc9\x05\n" +
+	"\tcancelled\x18\a \x01(\x03R\tcancelled\"\xec\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -2059,7 +2069,8 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"maxWorkers\x12%\n" +
 	"\x0eworker_seconds\x18\x0e \x01(\x01R\rworkerSeconds\x12,\n" +
 	"\x12estimated_cost_usd\x18\x0f \x01(\x01R\x10estimatedCostUsd\x12(\n" +
-	"\x05usage\x18\x10 \x01(\v2\x12.haul.api.v1.UsageR\x05usage\x1a9\n" +
+	"\x05usage\x18\x10 \x01(\v2\x12.haul.api.v1.UsageR\x05usage\x12!\n" +
+	"\fsubmitted_by\x18\x11 \x01(\tR\vsubmittedBy\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"&\n" +
