@@ -32,5 +32,8 @@
 // error it returns wraps ErrDenied and names what was missing; callers map
 // it to permission_denied. Listing filters by Visible(id, team).
 //
-// This package imports only the standard library.
+// The decision core (auth.go, context.go) imports only the standard
+// library. Around it: tokens.go makes and parses issued tokens, oidc.go
+// verifies OIDC ID tokens (github.com/coreos/go-oidc), and authn.go is the
+// server's Authenticator over the store's token records.
 package auth
