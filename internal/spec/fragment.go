@@ -7,12 +7,17 @@ import (
 
 // Base is what a spec fragment inherits from the job it is added to: the
 // tiers its tasks may name in `worker`, the job's default retries and
-// timeout, and its environment (counted against the argument limit).
+// timeout, and its environments (counted against the argument limit).
 type Base struct {
 	Workers   []Tier
 	Retries   int32
 	TimeoutMS int64
 	Env       map[string]string
+	// SecretEnv is the job's secret environment; a server that does not
+	// hold the values passes the names with empty values. An added task's
+	// env may not use its names, and its values count against
+	// Limits.MaxArgBytes.
+	SecretEnv map[string]string
 	Limits    Limits
 }
 
@@ -40,6 +45,10 @@ func CompileFragment(data []byte, filename string, base Base) ([]Task, error) {
 		c.job.Workers = []Tier{defaultTier}
 	}
 	for n, v := range base.Env {
+		c.jobEnvBytes += len(n) + len(v) + 2
+	}
+	c.job.SecretEnv = base.SecretEnv
+	for n, v := range base.SecretEnv {
 		c.jobEnvBytes += len(n) + len(v) + 2
 	}
 	ps, ok := c.mapping(jobLoc, "", root)

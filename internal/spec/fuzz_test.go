@@ -20,6 +20,7 @@ var compileSeeds = []string{
 	"name: j\ntasks: [{key: \"s{i}\", command: [\"${{HOME}\"], foreach: {range: [9, 0, -3]}}]\n",
 	"a: &a [x, x]\nb: &b [*a, *a]\n",
 	"name: j\ntasks: [{key: a, command: [x], foreach: {lines: f.txt}}]\n",
+	"x-p: &p pw\nname: j\nenv: {A: a}\nsecret_env: {S: *p, T: \"t\"}\ntasks: [{key: a, command: [x]}]\n",
 }
 
 func FuzzCompile(f *testing.F) {
@@ -46,6 +47,30 @@ func FuzzCompile(f *testing.F) {
 			}
 			if int(task.Tier) >= len(j.Workers) || task.Tier < 0 {
 				t.Fatalf("task %q on tier %d of %d", task.Key, task.Tier, len(j.Workers))
+			}
+		}
+		// What a server stores compiles to the same job, its secret
+		// values replaced.
+		red, err := RedactSecrets(data)
+		if err != nil {
+			t.Fatalf("Compile accepted what RedactSecrets refused: %v", err)
+		}
+		if len(j.SecretEnv) > 0 {
+			jr, _, err := Compile(red, "redacted.yaml", Limits{MaxTasks: fuzzLimits.MaxTasks, MaxKeyLen: fuzzLimits.MaxKeyLen})
+			if err != nil {
+				t.Fatalf("the redacted spec does not compile: %v\n%s", err, red)
+			}
+			for n, v := range jr.SecretEnv {
+				if v != SecretPlaceholder || j.SecretEnv[n] == "" && v == "" {
+					t.Fatalf("redacted %s = %q", n, v)
+				}
+			}
+			if len(jr.SecretEnv) != len(j.SecretEnv) || len(SecretNames(red)) != len(j.SecretEnv) {
+				t.Fatalf("redacted secret_env %v, names %v, want the names of %v", jr.SecretEnv, SecretNames(red), j.SecretEnv)
+			}
+			jr.SecretEnv = j.SecretEnv
+			if !reflect.DeepEqual(j, jr) {
+				t.Fatalf("the redacted spec compiles differently:\n%+v\n%+v\n%s", j, jr, red)
 			}
 		}
 		// The JSON the CLI sends must compile to the same job.

@@ -13,7 +13,7 @@ import (
 )
 
 var (
-	jobFields     = []string{"name", "namespace", "labels", "env", "workers", "retries", "timeout", "max_workers", "kubernetes", "tasks"}
+	jobFields     = []string{"name", "namespace", "labels", "env", "secret_env", "workers", "retries", "timeout", "max_workers", "kubernetes", "tasks"}
 	tierFields    = []string{"name", "cpu", "memory", "gpu", "node_selector", "tolerations"}
 	taskFields    = []string{"key", "command", "env", "cwd", "after", "retries", "timeout", "worker", "foreach"}
 	foreachFields = []string{"range", "values", "lines"}
@@ -241,6 +241,9 @@ func (c *compiler) parseJob(root *yaml.Node) []*entry {
 			}
 		}
 	}
+	if p, ok := f["secret_env"]; ok {
+		c.secretEnv(p.v)
+	}
 	if p, ok := f["retries"]; ok {
 		if v, ok := c.intField(jobLoc, "retries", p.v, 0, maxRetries); ok {
 			j.Retries = int32(v)
@@ -341,6 +344,25 @@ func (c *compiler) env(l loc, field string, n *yaml.Node, fe feKind) ([]string, 
 		good = false
 	}
 	return names, vals, good
+}
+
+// secretEnv reads the job's secret_env into c.job.SecretEnv: values under
+// the same rules as env, names that env does not also use. Its errors name
+// the variable, never its value.
+func (c *compiler) secretEnv(n *yaml.Node) {
+	names, vals, _ := c.env(jobLoc, "secret_env", n, feNone)
+	if len(names) == 0 {
+		return
+	}
+	c.job.SecretEnv = make(map[string]string, len(names))
+	for i, name := range names {
+		if _, ok := c.job.Env[name]; ok {
+			c.e.add(jobLoc, c.w.visit(n).Line, "secret_env."+name, nil, "%s is also in the job's env: a variable is either plain (env) or secret (secret_env), not both", name)
+			continue
+		}
+		c.job.SecretEnv[name] = vals[i].text
+		c.jobEnvBytes += len(name) + len(vals[i].text) + 2
+	}
 }
 
 func (c *compiler) tiers(n *yaml.Node) []Tier {

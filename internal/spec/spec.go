@@ -46,10 +46,15 @@ type Task struct {
 
 // Job is a compiled job spec.
 type Job struct {
-	Name       string
-	Namespace  string
-	Labels     map[string]string
-	Env        map[string]string
+	Name      string
+	Namespace string
+	Labels    map[string]string
+	Env       map[string]string
+	// SecretEnv is the job's secret environment (`secret_env:`): it
+	// reaches every task's process, after the task's own env, and nothing
+	// else; its names appear in no Env. What a server stores as the spec
+	// text has these values replaced (RedactSecrets).
+	SecretEnv  map[string]string
 	Workers    []Tier
 	Retries    int32
 	TimeoutMS  int64 // the job's default task timeout; 0 means none

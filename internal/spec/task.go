@@ -146,6 +146,11 @@ func (c *compiler) task(index int, n *yaml.Node) *entry {
 	if p, ok := f["env"]; ok {
 		e.envLine = p.v.Line
 		e.envNames, e.envVals, _ = c.env(l, "env", p.v, fe)
+		for _, name := range e.envNames {
+			if _, ok := c.job.SecretEnv[name]; ok {
+				c.e.add(l, p.v.Line, "env."+name, nil, "%s is also in the job's secret_env: a variable is either plain (env) or secret (secret_env), not both", name)
+			}
+		}
 	}
 	if p, ok := f["cwd"]; ok {
 		if s, ok := c.scalar(l, "cwd", p.v); ok {
