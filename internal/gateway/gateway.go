@@ -21,6 +21,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/haul-dev/haul/internal/auth"
 	"github.com/haul-dev/haul/internal/blob"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
@@ -40,20 +41,63 @@ type Config struct {
 	// in-process runner can act at once instead of at its next scan.
 	Notify func()
 	// Appender adds tasks to running jobs (the runner); nil: AddTasks is
-	// refused. Tokens checks the job-scoped tokens tasks present.
+	// refused. Tokens checks the attempt-scoped tokens tasks present
+	// (token.Identifier, with Store, proves a task's identity).
 	Appender Appender
 	Tokens   token.Secret
+	// Auth proves who makes each call (see Interceptor); nil refuses
+	// every call with unauthenticated: there is no open mode.
+	Auth auth.Authenticator
+	// Audit records every mutating call; nil: the Store's, if it keeps
+	// an audit log (store.AuthStore).
+	Audit store.AuthStore
+	// MutationsPerSecond and MutationBurst bound each identity's
+	// mutating calls (submit, cancel, add tasks): a token bucket per
+	// subject (defaults: DefaultMutationsPerSecond, DefaultMutationBurst).
+	MutationsPerSecond float64
+	MutationBurst      int
+}
+
+// adder returns the task identity that adds tasks to m's job: the call's
+// own identity when it is a task's token, else the task token in the
+// request's token field (older clients send it there), checked the same
+// way. A token of another job is refused, and so is a caller that is not a
+// running task: only a running attempt can add to its job.
+func (g *Gateway) adder(ctx context.Context, m *apiv1.AddTasksRequest) (*auth.Identity, error) {
+	id := auth.FromContext(ctx)
+	if (id == nil || id.Kind != auth.KindTask) && m.Token != "" {
+		var err error
+		id, err = token.Identifier{Secret: g.cfg.Tokens, Store: g.cfg.Store}.Identify(ctx, m.Token)
+		if errors.Is(err, auth.ErrUnauthenticated) {
+			return nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("job %s: the task token: %w", m.JobId, err))
+		}
+		if err != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, err)
+		}
+	}
+	if id == nil || id.Kind != auth.KindTask {
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("job %s: only a running task adds tasks to its job, with the token in its HAUL_TOKEN; %s is not a task", m.JobId, id))
+	}
+	if id.Job != m.JobId {
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("job %s: the token of %s is valid for its own job %s only", m.JobId, id.Subject, id.Job))
+	}
+	if m.Task != "" && m.Task != id.Task {
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("job %s: the request names task %q but its token is task %q's", m.JobId, m.Task, id.Task))
+	}
+	return id, nil
 }
 
 // Appender adds compiled tasks to a running job on behalf of one of its
 // running tasks; *runner.Runner implements it.
 type Appender interface {
-	AddTasks(ctx context.Context, jobID, adder string, tasks []store.Task) (int64, error)
+	AddTasks(ctx context.Context, jobID, adder string, attempt int32, tasks []store.Task) (int64, error)
 }
 
 // Gateway implements apiv1connect.JobServiceHandler.
 type Gateway struct {
-	cfg Config
+	cfg    Config
+	audit  store.AuthStore
+	limits *limiters
 }
 
 var _ apiv1connect.JobServiceHandler = (*Gateway)(nil)
@@ -72,32 +116,55 @@ func New(cfg Config) *Gateway {
 	if cfg.Limits == (spec.Limits{}) {
 		cfg.Limits = spec.DefaultLimits()
 	}
-	return &Gateway{cfg: cfg}
+	g := &Gateway{cfg: cfg, audit: cfg.Audit, limits: newLimiters(cfg.MutationsPerSecond, cfg.MutationBurst)}
+	if g.audit == nil {
+		g.audit, _ = cfg.Store.(store.AuthStore)
+	}
+	return g
 }
 
 // SubmitJob validates the spec and stores the job with all its tasks.
 func (g *Gateway) SubmitJob(ctx context.Context, req *connect.Request[apiv1.SubmitJobRequest]) (*connect.Response[apiv1.SubmitJobResponse], error) {
+	m, err := g.mutate(ctx, "SubmitJob", req.Peer().Addr)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := g.submitJob(ctx, m, req)
+	return resp, m.end(ctx, err)
+}
+
+func (g *Gateway) submitJob(ctx context.Context, m *mutation, req *connect.Request[apiv1.SubmitJobRequest]) (*connect.Response[apiv1.SubmitJobResponse], error) {
 	name := req.Msg.Filename
 	if name == "" {
 		name = "spec"
 	}
 	js, _, err := spec.Compile(req.Msg.Spec, name, g.cfg.Limits)
 	if err != nil {
+		m.detail = "spec " + name + " does not compile"
 		return nil, specError(err)
+	}
+	if js.Namespace == "" {
+		js.Namespace = DefaultTeam
+	}
+	m.team, m.object = js.Namespace, "job "+js.Name
+	if err := auth.Allow(m.id, auth.SubmitJob, auth.Object{Team: js.Namespace}); err != nil {
+		m.denied, m.detail = true, err.Error()
+		return nil, connect.NewError(connect.CodePermissionDenied, err)
 	}
 	now := g.cfg.Clock()
 	job := &store.Job{
-		ID:         store.NewJobID(now, rand.Reader),
-		Name:       js.Name,
-		Namespace:  js.Namespace,
-		Labels:     js.Labels,
-		Env:        js.Env,
-		MaxWorkers: js.MaxWorkers,
-		State:      store.JobPending,
-		TaskCount:  int64(len(js.Tasks)),
-		Counts:     store.TaskCounts{Blocked: int64(len(js.Tasks))},
-		CreatedAt:  now,
-		Spec:       req.Msg.Spec,
+		ID:          store.NewJobID(now, rand.Reader),
+		Name:        js.Name,
+		Namespace:   js.Namespace,
+		Labels:      js.Labels,
+		Env:         js.Env,
+		MaxWorkers:  js.MaxWorkers,
+		State:       store.JobPending,
+		TaskCount:   int64(len(js.Tasks)),
+		Counts:      store.TaskCounts{Blocked: int64(len(js.Tasks))},
+		CreatedAt:   now,
+		Spec:        req.Msg.Spec,
+		SubmittedBy: m.id.Subject,
 	}
 	for _, t := range js.Workers {
 		tier := store.Tier{Name: t.Name, CPU: t.CPU, MemoryBytes: t.MemoryBytes, GPU: t.GPU, NodeSelector: t.NodeSelector}
@@ -128,7 +195,8 @@ func (g *Gateway) SubmitJob(ctx context.Context, req *connect.Request[apiv1.Subm
 	if err := g.cfg.Store.CreateJob(ctx, job, tasks); err != nil {
 		return nil, storeErrorCode(err, "job", job.Name, connect.CodeInvalidArgument)
 	}
-	g.cfg.Logger.Info("job submitted", "job", job.ID, "name", job.Name, "namespace", job.Namespace, "tasks", len(tasks))
+	m.object = job.ID
+	g.cfg.Logger.Info("job submitted", "job", job.ID, "name", job.Name, "namespace", job.Namespace, "tasks", len(tasks), "by", job.SubmittedBy)
 	g.cfg.Notify()
 	return connect.NewResponse(&apiv1.SubmitJobResponse{JobId: job.ID, TaskCount: int64(len(tasks))}), nil
 }
@@ -139,13 +207,33 @@ func (g *Gateway) GetJob(ctx context.Context, req *connect.Request[apiv1.GetJobR
 	if err != nil {
 		return nil, err
 	}
+	if err := g.authorizeJob(ctx, auth.ReadJob, j); err != nil {
+		return nil, err
+	}
 	return connect.NewResponse(&apiv1.GetJobResponse{Job: JobProto(j)}), nil
 }
 
-// ListJobs lists jobs newest first, a page at a time.
+// ListJobs lists jobs newest first, a page at a time: only jobs of the
+// teams the caller may see (all, for a platform admin). Asking for a team
+// the caller may not see is refused.
 func (g *Gateway) ListJobs(ctx context.Context, req *connect.Request[apiv1.ListJobsRequest]) (*connect.Response[apiv1.ListJobsResponse], error) {
+	id := auth.FromContext(ctx)
+	if id == nil {
+		return nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("no identity: %s", howToAuthenticate))
+	}
+	if ns := req.Msg.Namespace; ns != "" && !auth.Visible(id, ns) {
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%w: %s may not see the jobs of team %q (a viewer role there is needed)", auth.ErrDenied, id, ns))
+	}
 	size := pageSize(req.Msg.PageSize, 100, 1000)
 	f := store.JobFilter{Namespace: req.Msg.Namespace, Limit: size + 1, Before: req.Msg.PageToken}
+	if !id.PlatformAdmin {
+		f.Namespaces = []string{}
+		for _, team := range id.TeamNames() {
+			if auth.Visible(id, team) {
+				f.Namespaces = append(f.Namespaces, team)
+			}
+		}
+	}
 	for _, s := range req.Msg.States {
 		st := store.JobState(s)
 		switch st {
@@ -165,7 +253,11 @@ func (g *Gateway) ListJobs(ctx context.Context, req *connect.Request[apiv1.ListJ
 		resp.NextPageToken = jobs[size-1].ID
 	}
 	for i := range jobs {
-		resp.Jobs = append(resp.Jobs, JobProto(&jobs[i]))
+		// The store filtered by team already; this check keeps a job
+		// of another team out even if a driver did not.
+		if auth.Visible(id, teamOf(&jobs[i])) {
+			resp.Jobs = append(resp.Jobs, JobProto(&jobs[i]))
+		}
 	}
 	return connect.NewResponse(resp), nil
 }
@@ -173,14 +265,28 @@ func (g *Gateway) ListJobs(ctx context.Context, req *connect.Request[apiv1.ListJ
 // CancelJob records a cancel request; the runner kills running attempts and
 // cancels the rest.
 func (g *Gateway) CancelJob(ctx context.Context, req *connect.Request[apiv1.CancelJobRequest]) (*connect.Response[apiv1.CancelJobResponse], error) {
-	if _, err := g.job(ctx, req.Msg.JobId); err != nil {
+	m, err := g.mutate(ctx, "CancelJob", req.Peer().Addr)
+	if err != nil {
+		return nil, err
+	}
+	m.object = req.Msg.JobId
+	resp, err := g.cancelJob(ctx, m, req)
+	return resp, m.end(ctx, err)
+}
+
+func (g *Gateway) cancelJob(ctx context.Context, m *mutation, req *connect.Request[apiv1.CancelJobRequest]) (*connect.Response[apiv1.CancelJobResponse], error) {
+	j, err := g.job(ctx, req.Msg.JobId)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.authorizeJob(ctx, auth.CancelJob, j); err != nil {
 		return nil, err
 	}
 	if err := g.cfg.Store.RequestCancel(ctx, req.Msg.JobId); err != nil {
 		return nil, storeError(err, "job", req.Msg.JobId)
 	}
 	g.cfg.Notify()
-	j, err := g.job(ctx, req.Msg.JobId)
+	j, err = g.job(ctx, req.Msg.JobId)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +297,9 @@ func (g *Gateway) CancelJob(ctx context.Context, req *connect.Request[apiv1.Canc
 func (g *Gateway) ListTasks(ctx context.Context, req *connect.Request[apiv1.ListTasksRequest]) (*connect.Response[apiv1.ListTasksResponse], error) {
 	j, err := g.job(ctx, req.Msg.JobId)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.authorizeJob(ctx, auth.ReadJob, j); err != nil {
 		return nil, err
 	}
 	size := pageSize(req.Msg.PageSize, 1000, 10000)
@@ -231,7 +340,7 @@ func (g *Gateway) ListTasks(ctx context.Context, req *connect.Request[apiv1.List
 
 // GetTask returns one task by key with its attempts.
 func (g *Gateway) GetTask(ctx context.Context, req *connect.Request[apiv1.GetTaskRequest]) (*connect.Response[apiv1.GetTaskResponse], error) {
-	j, t, err := g.task(ctx, req.Msg.JobId, req.Msg.Key)
+	j, t, err := g.task(ctx, req.Msg.JobId, req.Msg.Key, auth.ReadJob, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -257,8 +366,19 @@ func (g *Gateway) job(ctx context.Context, id string) (*store.Job, error) {
 	return j, nil
 }
 
-func (g *Gateway) task(ctx context.Context, jobID, key string) (*store.Job, *store.Task, error) {
+// task loads a job and one of its tasks, authorizing action on the job
+// before it looks for the task (through m for a mutating call), so that a
+// caller who may not see the job learns nothing of its tasks.
+func (g *Gateway) task(ctx context.Context, jobID, key string, action auth.Action, m *mutation) (*store.Job, *store.Task, error) {
 	j, err := g.job(ctx, jobID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m != nil {
+		err = m.authorizeJob(ctx, action, j)
+	} else {
+		err = g.authorizeJob(ctx, action, j)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -304,7 +424,8 @@ func JobProto(j *store.Job) *apiv1.Job {
 			CpuRequestedSeconds: j.Usage.CPURequestedSeconds, CpuUsedSeconds: j.Usage.CPUUsedSeconds,
 			PeakRssBytes: j.Usage.PeakRSSBytes, OomAttempts: j.Usage.OOMAttempts,
 		},
-		CreatedAt: ts(j.CreatedAt), StartedAt: ts(j.StartedAt), FinishedAt: ts(j.FinishedAt),
+		SubmittedBy: j.SubmittedBy,
+		CreatedAt:   ts(j.CreatedAt), StartedAt: ts(j.StartedAt), FinishedAt: ts(j.FinishedAt),
 		Counts: &apiv1.TaskCounts{
 			Blocked: j.Counts.Blocked, Queued: j.Counts.Queued, Running: j.Counts.Running,
 			Succeeded: j.Counts.Succeeded, Failed: j.Counts.Failed,
@@ -364,10 +485,21 @@ func ts(t time.Time) *timestamppb.Timestamp {
 // CancelTask records a cancel request for one task; the runner kills it if
 // it runs and cancels its dependents.
 func (g *Gateway) CancelTask(ctx context.Context, req *connect.Request[apiv1.CancelTaskRequest]) (*connect.Response[apiv1.CancelTaskResponse], error) {
-	j, t, err := g.task(ctx, req.Msg.JobId, req.Msg.Key)
+	m, err := g.mutate(ctx, "CancelTask", req.Peer().Addr)
 	if err != nil {
 		return nil, err
 	}
+	m.object = req.Msg.JobId + "/" + req.Msg.Key
+	resp, err := g.cancelTask(ctx, m, req)
+	return resp, m.end(ctx, err)
+}
+
+func (g *Gateway) cancelTask(ctx context.Context, m *mutation, req *connect.Request[apiv1.CancelTaskRequest]) (*connect.Response[apiv1.CancelTaskResponse], error) {
+	j, t, err := g.task(ctx, req.Msg.JobId, req.Msg.Key, auth.CancelJob, m)
+	if err != nil {
+		return nil, err
+	}
+	m.object = j.ID + "/" + t.Key
 	if err := g.cfg.Store.RequestTaskCancel(ctx, j.ID, t.Index); err != nil {
 		return nil, storeError(err, "task", fmt.Sprintf("%s in job %s", t.Key, j.ID))
 	}
@@ -376,24 +508,40 @@ func (g *Gateway) CancelTask(ctx context.Context, req *connect.Request[apiv1.Can
 }
 
 // AddTasks appends tasks to a running job: the caller is one of the job's
-// running tasks, proving it with the job-scoped token from its environment.
+// running tasks, proving it with the attempt-scoped token from its
+// environment (HAUL_TOKEN, as its bearer). The adding task and attempt are
+// the token's, never a field of the request.
 // The fragment is compiled like a submitted spec (the job's tiers, default
 // retries and timeout apply); the runner checks dependencies against the
 // whole job, stores the tasks and schedules them.
 func (g *Gateway) AddTasks(ctx context.Context, req *connect.Request[apiv1.AddTasksRequest]) (*connect.Response[apiv1.AddTasksResponse], error) {
+	mu, err := g.mutate(ctx, "AddTasks", req.Peer().Addr)
+	if err != nil {
+		return nil, err
+	}
+	mu.object = req.Msg.JobId
+	resp, err := g.addTasks(ctx, mu, req)
+	return resp, mu.end(ctx, err)
+}
+
+func (g *Gateway) addTasks(ctx context.Context, mu *mutation, req *connect.Request[apiv1.AddTasksRequest]) (*connect.Response[apiv1.AddTasksResponse], error) {
 	m := req.Msg
 	if g.cfg.Appender == nil || len(g.cfg.Tokens) == 0 {
 		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this server does not accept added tasks"))
 	}
-	if m.JobId == "" || m.Task == "" {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("job and task are required (HAUL_JOB and HAUL_TASK in a task's environment)"))
+	if m.JobId == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("job is required (HAUL_JOB in a task's environment)"))
 	}
-	if err := g.cfg.Tokens.Check(m.JobId, m.Token); err != nil {
-		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("job %s: %w (a task's HAUL_TOKEN is valid for its own job only)", m.JobId, err))
+	adder, err := g.adder(ctx, m)
+	if err != nil {
+		return nil, err
 	}
 	j, err := g.cfg.Store.GetJob(ctx, m.JobId)
 	if err != nil {
 		return nil, storeError(err, "job", m.JobId)
+	}
+	if err := mu.authorizeJob(ctx, auth.AddTasks, j); err != nil {
+		return nil, err
 	}
 	if j.State.Terminal() {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("job %s has ended (%s): no task can be added", j.ID, j.State))
@@ -421,7 +569,7 @@ func (g *Gateway) AddTasks(ctx context.Context, req *connect.Request[apiv1.AddTa
 			Tier: t.Tier, RunTier: t.Tier, Retries: t.Retries, TimeoutMS: t.TimeoutMS}
 		keys[i] = t.Key
 	}
-	n, err := g.cfg.Appender.AddTasks(ctx, j.ID, m.Task, tasks)
+	n, err := g.cfg.Appender.AddTasks(ctx, j.ID, adder.Task, adder.Attempt, tasks)
 	if err != nil {
 		var rej interface{ Rejected() bool }
 		if errors.As(err, &rej) && rej.Rejected() {
@@ -429,6 +577,6 @@ func (g *Gateway) AddTasks(ctx context.Context, req *connect.Request[apiv1.AddTa
 		}
 		return nil, storeErrorCode(err, "job", j.ID, connect.CodeInvalidArgument)
 	}
-	g.cfg.Logger.Info("tasks added", "job", j.ID, "by", m.Task, "tasks", len(tasks))
+	g.cfg.Logger.Info("tasks added", "job", j.ID, "by", adder.Subject, "tasks", len(tasks))
 	return connect.NewResponse(&apiv1.AddTasksResponse{Keys: keys, TaskCount: n}), nil
 }

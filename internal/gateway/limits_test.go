@@ -15,9 +15,11 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/haul-dev/haul/internal/auth"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/pgtest"
@@ -127,12 +129,36 @@ func testGateway(t *testing.T, lim spec.Limits) (*httptest.Server, store.Store) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	gw := New(Config{Store: st, Limits: lim})
+	gw := New(Config{Store: st, Limits: lim, Auth: auth.NewAuthenticator(auth.AuthnConfig{Tokens: st})})
 	mux := http.NewServeMux()
-	mux.Handle(Bounded(gw.ReadMaxBytes(), apiv1connect.NewJobServiceHandler)(gw))
+	mux.Handle(Bounded(gw.ReadMaxBytes(), apiv1connect.NewJobServiceHandler)(gw, connect.WithInterceptors(gw.Interceptor())))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv, st
+}
+
+// adminClient issues a platform admin's token into st and returns an HTTP
+// client that sends it.
+func adminClient(t *testing.T, st store.Store) *http.Client {
+	t.Helper()
+	tok, id, hash, err := auth.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := st.CreateToken(context.Background(), &store.Token{ID: id, Hash: hash, Subject: "test-admin", Kind: "user",
+		PlatformAdmin: true, CreatedBy: "test", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Transport: withBearer{tok}}
+}
+
+type withBearer struct{ token string }
+
+func (b withBearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 // allocated runs f and returns the bytes the process allocated meanwhile.
@@ -213,8 +239,8 @@ func TestGzipBombRefused(t *testing.T) {
 func TestOversizedBodyRefused(t *testing.T) {
 	t.Parallel()
 	lim := spec.Limits{MaxSpecBytes: 1 << 20}
-	srv, _ := testGateway(t, lim)
-	c := apiv1connect.NewJobServiceClient(http.DefaultClient, srv.URL)
+	srv, st := testGateway(t, lim)
+	c := apiv1connect.NewJobServiceClient(adminClient(t, st), srv.URL)
 	big := bytes.Repeat([]byte("a"), 4<<20)
 	_, err := c.SubmitJob(context.Background(), connect.NewRequest(&apiv1.SubmitJobRequest{Spec: big}))
 	if connect.CodeOf(err) != connect.CodeResourceExhausted {
@@ -233,7 +259,7 @@ func TestOversizedBodyRefused(t *testing.T) {
 func TestExpandedJobRefused(t *testing.T) {
 	t.Parallel()
 	srv, st := testGateway(t, spec.Limits{MaxJobBytes: 1 << 20})
-	c := apiv1connect.NewJobServiceClient(http.DefaultClient, srv.URL)
+	c := apiv1connect.NewJobServiceClient(adminClient(t, st), srv.URL)
 	src := fmt.Sprintf("name: big\ntasks:\n  - key: \"t-{i}\"\n    foreach: {range: [0, 2000]}\n    command: [echo, %s]\n", strings.Repeat("x", 10000))
 	_, err := c.SubmitJob(context.Background(), connect.NewRequest(&apiv1.SubmitJobRequest{Spec: []byte(src)}))
 	if connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "more than the limit of 1048576 bytes") {
@@ -292,12 +318,12 @@ func TestStoreDownUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	gw := New(Config{Store: st})
+	gw := New(Config{Store: st, Auth: auth.NewAuthenticator(auth.AuthnConfig{Tokens: st})})
 	mux := http.NewServeMux()
-	mux.Handle(Bounded(gw.ReadMaxBytes(), apiv1connect.NewJobServiceHandler)(gw))
+	mux.Handle(Bounded(gw.ReadMaxBytes(), apiv1connect.NewJobServiceHandler)(gw, connect.WithInterceptors(gw.Interceptor())))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	c := apiv1connect.NewJobServiceClient(http.DefaultClient, srv.URL)
+	c := apiv1connect.NewJobServiceClient(adminClient(t, st), srv.URL)
 	ctx := t.Context()
 	job := []byte("name: ok\ntasks: [{key: a, command: [x]}]\n")
 	sub, err := c.SubmitJob(ctx, connect.NewRequest(&apiv1.SubmitJobRequest{Spec: job}))

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/haul-dev/haul/internal/auth"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/logs"
 	"github.com/haul-dev/haul/internal/store"
@@ -21,7 +22,7 @@ const maxChunkBytes = 256 << 10
 // GetLogs streams one attempt's output in arrival order, from the segments
 // the taskhost flushed while the task runs, then from the final object.
 func (g *Gateway) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLogsRequest], stream *connect.ServerStream[apiv1.GetLogsResponse]) error {
-	j, t, err := g.task(ctx, req.Msg.JobId, req.Msg.Key)
+	j, t, err := g.task(ctx, req.Msg.JobId, req.Msg.Key, auth.ReadJob, nil)
 	if err != nil {
 		return err
 	}
