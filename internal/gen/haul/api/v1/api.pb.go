@@ -503,9 +503,13 @@ type Job struct {
 	Usage *Usage `protobuf:"bytes,16,opt,name=usage,proto3" json:"usage,omitempty"`
 	// Who submitted the job: the subject of the identity that called
 	// SubmitJob ("alice@example.com", "ci-nightly", "local-admin").
-	SubmittedBy   string `protobuf:"bytes,17,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SubmittedBy string `protobuf:"bytes,17,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
+	// The names of the job's secret environment variables (secret_env in the
+	// spec), sorted. Their values reach the tasks' processes and nothing
+	// else: no read of the API returns them.
+	SecretEnvNames []string `protobuf:"bytes,18,rep,name=secret_env_names,json=secretEnvNames,proto3" json:"secret_env_names,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -655,6 +659,13 @@ func (x *Job) GetSubmittedBy() string {
 		return x.SubmittedBy
 	}
 	return ""
+}
+
+func (x *Job) GetSecretEnvNames() []string {
+	if x != nil {
+		return x.SecretEnvNames
+	}
+	return nil
 }
 
 type GetJobRequest struct {
@@ -1327,16 +1338,19 @@ type Task struct {
 	After   []string          `protobuf:"bytes,8,rep,name=after,proto3" json:"after,omitempty"`
 	// The tier the task runs on now: the one it started on, or a later one
 	// after out-of-memory kills.
-	Tier          string                 `protobuf:"bytes,9,opt,name=tier,proto3" json:"tier,omitempty"`
-	Retries       int32                  `protobuf:"varint,10,opt,name=retries,proto3" json:"retries,omitempty"`
-	TimeoutMs     int64                  `protobuf:"varint,11,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	Attempts      int32                  `protobuf:"varint,12,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Reason        string                 `protobuf:"bytes,14,opt,name=reason,proto3" json:"reason,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Tier       string                 `protobuf:"bytes,9,opt,name=tier,proto3" json:"tier,omitempty"`
+	Retries    int32                  `protobuf:"varint,10,opt,name=retries,proto3" json:"retries,omitempty"`
+	TimeoutMs  int64                  `protobuf:"varint,11,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	Attempts   int32                  `protobuf:"varint,12,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	ExitCode   int32                  `protobuf:"varint,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Reason     string                 `protobuf:"bytes,14,opt,name=reason,proto3" json:"reason,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// The names of the job's secret environment variables, which the task's
+	// process gets after env (values never returned).
+	SecretEnvNames []string `protobuf:"bytes,17,rep,name=secret_env_names,json=secretEnvNames,proto3" json:"secret_env_names,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -1477,6 +1491,13 @@ func (x *Task) GetStartedAt() *timestamppb.Timestamp {
 func (x *Task) GetFinishedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *Task) GetSecretEnvNames() []string {
+	if x != nil {
+		return x.SecretEnvNames
 	}
 	return nil
 }
@@ -2046,7 +2067,7 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\tsucceeded\x18\x04 \x01(\x03R\tsucceeded\x12\x16\n" +
 	"\x06failed\x18\x05 \x01(\x03R\x06failed\x12'\n" +
 	"\x0fupstream_failed\x18\x06 \x01(\x03R\x0eupstreamFailed\x12\x1c\n" +
-	"\tcancelled\x18\a \x01(\x03R\tcancelled\"\xec\x05\n" +
+	"\tcancelled\x18\a \x01(\x03R\tcancelled\"\x96\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -2070,7 +2091,8 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\x0eworker_seconds\x18\x0e \x01(\x01R\rworkerSeconds\x12,\n" +
 	"\x12estimated_cost_usd\x18\x0f \x01(\x01R\x10estimatedCostUsd\x12(\n" +
 	"\x05usage\x18\x10 \x01(\v2\x12.haul.api.v1.UsageR\x05usage\x12!\n" +
-	"\fsubmitted_by\x18\x11 \x01(\tR\vsubmittedBy\x1a9\n" +
+	"\fsubmitted_by\x18\x11 \x01(\tR\vsubmittedBy\x12(\n" +
+	"\x10secret_env_names\x18\x12 \x03(\tR\x0esecretEnvNames\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"&\n" +
@@ -2127,7 +2149,7 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\x15cpu_requested_seconds\x18\x03 \x01(\x01R\x13cpuRequestedSeconds\x12(\n" +
 	"\x10cpu_used_seconds\x18\x04 \x01(\x01R\x0ecpuUsedSeconds\x12$\n" +
 	"\x0epeak_rss_bytes\x18\x05 \x01(\x03R\fpeakRssBytes\x12!\n" +
-	"\foom_attempts\x18\x06 \x01(\x03R\voomAttempts\"\x99\x04\n" +
+	"\foom_attempts\x18\x06 \x01(\x03R\voomAttempts\"\xc3\x04\n" +
 	"\x04Task\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12\x10\n" +
@@ -2148,7 +2170,8 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\x1a6\n" +
+	"finishedAt\x12(\n" +
+	"\x10secret_env_names\x18\x11 \x03(\tR\x0esecretEnvNames\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x98\x01\n" +
