@@ -66,8 +66,14 @@ type AuditFilter struct {
 	Before  int64 // pages: only entries with Seq below this (0: from the newest)
 }
 
-// AuthStore keeps issued tokens and the audit log. Both drivers implement
-// it; it will join Store once they do.
+// AuthStore keeps issued tokens and the audit log; Store embeds it.
+//
+// Texts must be valid UTF-8 without NUL bytes, times within the storable
+// range (as for jobs); a token's Hash must be 64 lowercase hexadecimal
+// digits (so that no secret is ever stored by mistake in its place), its
+// ID, Subject and Kind set, and its roles viewer, member or admin; an audit
+// entry's At and Action must be set. Refused input fails with an error
+// wrapping ErrRejected that names the field, and never quotes a hash.
 type AuthStore interface {
 	// CreateToken stores a token; its ID must be new.
 	CreateToken(ctx context.Context, t *Token) error

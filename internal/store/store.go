@@ -144,6 +144,17 @@ type Job struct {
 	FinishedAt time.Time // zero until terminal
 	// Spec is the submitted spec as received (for reference and export).
 	Spec []byte
+	// SubmittedBy is who submitted the job: the subject of the caller's
+	// identity ("alice@example.com", "ci-nightly", "task:<job>/<key>#<n>");
+	// empty for jobs stored before haul recorded it.
+	SubmittedBy string
+	// SecretEnv holds the job's secret environment values: stored by
+	// CreateJob in a column of their own and returned only by
+	// ListActiveJobs (which the runner loads jobs with, to build the
+	// tasks' environment). GetJob and ListJobs leave it nil, so that no
+	// read path of the API can leak it; the store's errors name a secret's
+	// key, never its value.
+	SecretEnv map[string]string
 }
 
 // Task is a stored task. Index is its position in the job (0-based, spec
@@ -326,9 +337,15 @@ func (b *Batch) Empty() bool { return len(b.Tasks) == 0 && len(b.Attempts) == 0 
 
 // JobFilter selects jobs for ListJobs. Jobs are returned newest first.
 type JobFilter struct {
-	Namespace string     // empty: all
-	States    []JobState // empty: all
-	Limit     int        // <= 0: a default of 100
+	Namespace string // empty: all
+	// Namespaces, when non-nil, selects only jobs of these namespaces (the
+	// gateway passes the teams the caller may see); an empty, non-nil
+	// slice selects no job. It narrows Namespace further when both are set.
+	Namespaces []string
+	// SubmittedBy, when set, selects the jobs one subject submitted.
+	SubmittedBy string
+	States      []JobState // empty: all
+	Limit       int        // <= 0: a default of 100
 	// Before pages: only jobs whose ID sorts before this (IDs sort by creation time).
 	Before string
 }
@@ -422,6 +439,9 @@ type Store interface {
 	AcquireLease(ctx context.Context, l Lease, now time.Time) (Lease, bool, error)
 	// ReleaseLease gives up a lease if holder holds it.
 	ReleaseLease(ctx context.Context, name, holder string) error
+
+	// AuthStore keeps issued tokens and the audit log.
+	AuthStore
 
 	Close() error
 }

@@ -41,13 +41,17 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 	if err != nil {
 		return err
 	}
+	secretEnv, err := storesql.SecretEnvColumn(job)
+	if err != nil {
+		return err
+	}
 	n := int64(len(tasks))
 	err = s.pool.withTx(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, qInsertJob,
 			job.ID, job.Name, job.Namespace, labels, env, tiers, job.MaxWorkers,
 			string(store.JobPending), n, false,
 			n, 0, 0, 0, 0, 0, 0,
-			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, worker)
+			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, worker, job.SubmittedBy, secretEnv)
 		if pgCode(err) == uniqueViolation {
 			return storesql.Reject(errors.New("a job with this ID already exists"))
 		}
@@ -104,23 +108,32 @@ func (ts *taskSource) Values() ([]any, error) {
 
 func (ts *taskSource) Err() error { return ts.err }
 
-func scanJob(r pgx.Row) (store.Job, error) {
+// scanJob scans a row of jobColumns, or with secret of activeJobColumns.
+func scanJob(r pgx.Row, secret bool) (store.Job, error) {
 	var (
-		j                          store.Job
-		labels, env, tiers, worker []byte
-		state                      string
-		created, started, finished *int64
+		j                                     store.Job
+		labels, env, tiers, worker, secretEnv []byte
+		state                                 string
+		created, started, finished            *int64
 	)
-	err := r.Scan(&j.ID, &j.Name, &j.Namespace, &labels, &env, &tiers, &j.MaxWorkers, &state, &j.TaskCount, &j.CancelRequested,
+	dest := []any{&j.ID, &j.Name, &j.Namespace, &labels, &env, &tiers, &j.MaxWorkers, &state, &j.TaskCount, &j.CancelRequested,
 		&j.Counts.Blocked, &j.Counts.Queued, &j.Counts.Running, &j.Counts.Succeeded, &j.Counts.Failed, &j.Counts.UpstreamFailed, &j.Counts.Cancelled,
 		&created, &started, &finished, &j.Spec, &worker, &j.WorkerSeconds, &j.CostUSD,
 		&j.Usage.MemoryRequestedByteSeconds, &j.Usage.MemoryUsedByteSeconds, &j.Usage.CPURequestedSeconds, &j.Usage.CPUUsedSeconds,
-		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts)
-	if err != nil {
+		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts, &j.SubmittedBy}
+	if secret {
+		dest = append(dest, &secretEnv)
+	}
+	if err := r.Scan(dest...); err != nil {
 		return j, err
 	}
-	err = storesql.FinishJob(&j, state, created, started, finished, labels, env, tiers, worker)
-	return j, err
+	if err := storesql.FinishJob(&j, state, created, started, finished, labels, env, tiers, worker); err != nil {
+		return j, err
+	}
+	if secret {
+		return j, storesql.DecodeSecretEnv(&j, secretEnv)
+	}
+	return j, nil
 }
 
 // GetJob returns a job; store.ErrNotFound if there is none with that ID.
@@ -128,7 +141,7 @@ func (s *Store) GetJob(ctx context.Context, id string) (*store.Job, error) {
 	var j store.Job
 	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
 		var err error
-		j, err = scanJob(c.QueryRow(ctx, qGetJob, id))
+		j, err = scanJob(c.QueryRow(ctx, qGetJob, id), false)
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -153,16 +166,21 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, e
 		}
 		states = append(states, string(st))
 	}
-	return s.queryJobs(ctx, "list jobs", qListJobs, f.Namespace, states, f.Before, limit)
+	if err := storesql.CheckJobFilter(f); err != nil {
+		return nil, err
+	}
+	// A nil slice is NULL (any namespace), an empty one an empty array.
+	return s.queryJobs(ctx, "list jobs", false, qListJobs, f.Namespace, states, f.Before, limit, f.Namespaces, f.SubmittedBy)
 }
 
 // ListActiveJobs returns the pending and running jobs, oldest (least ID)
-// first.
+// first, with their secret env.
 func (s *Store) ListActiveJobs(ctx context.Context) ([]store.Job, error) {
-	return s.queryJobs(ctx, "list active jobs", qListActiveJobs)
+	return s.queryJobs(ctx, "list active jobs", true, qListActiveJobs)
 }
 
-func (s *Store) queryJobs(ctx context.Context, what, query string, args ...any) ([]store.Job, error) {
+// queryJobs runs a query of jobs; secret says it reads activeJobColumns.
+func (s *Store) queryJobs(ctx context.Context, what string, secret bool, query string, args ...any) ([]store.Job, error) {
 	var jobs []store.Job
 	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, query, args...)
@@ -171,7 +189,7 @@ func (s *Store) queryJobs(ctx context.Context, what, query string, args ...any) 
 		}
 		defer rows.Close()
 		for rows.Next() {
-			j, err := scanJob(rows)
+			j, err := scanJob(rows, secret)
 			if err != nil {
 				return err
 			}

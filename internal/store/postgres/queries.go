@@ -21,32 +21,42 @@ const (
 	qRecordMigration = `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`
 )
 
-// jobInsertColumns are the columns CreateJob writes; jobColumns are read.
-const jobInsertColumns = `id, name, namespace, labels, env, tiers, max_workers, state, task_count, cancel_requested,
+// jobBaseColumns are written by CreateJob and read by every job query;
+// jobInsertColumns are what CreateJob writes; jobColumns are read by GetJob
+// and ListJobs, activeJobColumns (with the secret env) by ListActiveJobs
+// only.
+const jobBaseColumns = `id, name, namespace, labels, env, tiers, max_workers, state, task_count, cancel_requested,
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
 	created_at, started_at, finished_at, spec, worker`
+
+const jobInsertColumns = jobBaseColumns + `, submitted_by, secret_env`
 
 // jobUsageColumns hold a job's store.JobUsage, in field order.
 const jobUsageColumns = `memory_requested_byte_seconds, memory_used_byte_seconds, cpu_requested_seconds, cpu_used_seconds,
 	peak_rss_bytes, oom_attempts`
 
-const jobColumns = jobInsertColumns + `, worker_seconds, cost_usd, ` + jobUsageColumns
+const (
+	jobColumns       = jobBaseColumns + `, worker_seconds, cost_usd, ` + jobUsageColumns + `, submitted_by`
+	activeJobColumns = jobColumns + `, secret_env`
+)
 
 // Jobs.
 const (
 	qInsertJob = `INSERT INTO jobs (` + jobInsertColumns + `)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)`
 	qJobExists = `SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)`
 	qGetJob    = `SELECT ` + jobColumns + ` FROM jobs WHERE id = $1`
 	// $1 namespace or '', $2 states or NULL, $3 ID to page before or '',
-	// $4 limit.
+	// $4 limit, $5 namespaces or NULL (any), $6 submitter or ''.
 	qListJobs = `SELECT ` + jobColumns + ` FROM jobs
 WHERE ($1::text = '' OR namespace = $1)
   AND ($2::text[] IS NULL OR state = ANY ($2))
   AND ($3::text = '' OR id < $3)
+  AND ($5::text[] IS NULL OR namespace = ANY ($5))
+  AND ($6::text = '' OR submitted_by = $6)
 ORDER BY id DESC
 LIMIT $4`
-	qListActiveJobs = `SELECT ` + jobColumns + ` FROM jobs
+	qListActiveJobs = `SELECT ` + activeJobColumns + ` FROM jobs
 WHERE state IN ('pending', 'running')
 ORDER BY id`
 	qRequestCancel = `UPDATE jobs SET cancel_requested = true
@@ -169,4 +179,37 @@ WHERE leases.holder = excluded.holder OR leases.expires_at <= $5`
 	// batch); a shared lock would let overlapping writes keep a successor
 	// waiting for as long as they overlap.
 	qLeaseHolder = `SELECT holder FROM leases WHERE name = $1 FOR UPDATE`
+)
+
+const tokenColumns = `id, hash, subject, kind, teams, platform_admin, description, created_by, created_at, expires_at, revoked_at`
+
+// Tokens and the audit log.
+const (
+	qInsertToken = `INSERT INTO tokens (` + tokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+	qGetToken    = `SELECT ` + tokenColumns + ` FROM tokens WHERE id = $1`
+	// $1 team or '', $2 subject or '', $3 include revoked, $4 ID to page
+	// before or '', $5 limit.
+	qListTokens = `SELECT ` + tokenColumns + ` FROM tokens
+WHERE ($1::text = '' OR teams ? $1)
+  AND ($2::text = '' OR subject = $2)
+  AND ($3::boolean OR revoked_at IS NULL)
+  AND ($4::text = '' OR id < $4)
+ORDER BY id DESC
+LIMIT $5`
+	// The first revocation wins: a second keeps its time.
+	qRevokeToken = `UPDATE tokens SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2`
+
+	// AppendAudit sends each column as an array: one statement whatever
+	// the number of entries.
+	qInsertAudit = `INSERT INTO audit (at, subject, token_id, action, team, object, remote, outcome, detail)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+	WITH ORDINALITY AS u(at, subject, token_id, action, team, object, remote, outcome, detail, n)
+ORDER BY n`
+	// $1 subject or '', $2 team or '', $3 seq to page before or 0, $4 limit.
+	qListAudit = `SELECT seq, at, subject, token_id, action, team, object, remote, outcome, detail FROM audit
+WHERE ($1::text = '' OR subject = $1)
+  AND ($2::text = '' OR team = $2)
+  AND ($3::bigint = 0 OR seq < $3)
+ORDER BY seq DESC
+LIMIT $4`
 )

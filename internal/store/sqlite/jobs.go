@@ -26,6 +26,10 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 	if err != nil {
 		return err
 	}
+	secretEnv, err := storesql.SecretEnvColumn(job)
+	if err != nil {
+		return err
+	}
 
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -38,7 +42,7 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 		job.ID, job.Name, job.Namespace, string(labels), string(env), string(tiers), job.MaxWorkers,
 		string(store.JobPending), n, false,
 		n, 0, 0, 0, 0, 0, 0,
-		storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, string(worker))
+		storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, string(worker), job.SubmittedBy, string(secretEnv))
 	if err != nil {
 		var one int
 		if tx.QueryRowContext(ctx, qJobExists, job.ID).Scan(&one) == nil {
@@ -101,28 +105,37 @@ func insertTasks(ctx context.Context, tx *sql.Tx, jobID string, tasks []store.Ta
 // rowScanner is *sql.Row or *sql.Rows.
 type rowScanner interface{ Scan(dest ...any) error }
 
-func scanJob(r rowScanner) (store.Job, error) {
+// scanJob scans a row of jobColumns, or with secret of activeJobColumns.
+func scanJob(r rowScanner, secret bool) (store.Job, error) {
 	var (
-		j                          store.Job
-		labels, env, tiers, worker []byte
-		state                      string
-		created, started, finished *int64
+		j                                     store.Job
+		labels, env, tiers, worker, secretEnv []byte
+		state                                 string
+		created, started, finished            *int64
 	)
-	err := r.Scan(&j.ID, &j.Name, &j.Namespace, &labels, &env, &tiers, &j.MaxWorkers, &state, &j.TaskCount, &j.CancelRequested,
+	dest := []any{&j.ID, &j.Name, &j.Namespace, &labels, &env, &tiers, &j.MaxWorkers, &state, &j.TaskCount, &j.CancelRequested,
 		&j.Counts.Blocked, &j.Counts.Queued, &j.Counts.Running, &j.Counts.Succeeded, &j.Counts.Failed, &j.Counts.UpstreamFailed, &j.Counts.Cancelled,
 		&created, &started, &finished, &j.Spec, &worker, &j.WorkerSeconds, &j.CostUSD,
 		&j.Usage.MemoryRequestedByteSeconds, &j.Usage.MemoryUsedByteSeconds, &j.Usage.CPURequestedSeconds, &j.Usage.CPUUsedSeconds,
-		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts)
-	if err != nil {
+		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts, &j.SubmittedBy}
+	if secret {
+		dest = append(dest, &secretEnv)
+	}
+	if err := r.Scan(dest...); err != nil {
 		return j, err
 	}
-	err = storesql.FinishJob(&j, state, created, started, finished, labels, env, tiers, worker)
-	return j, err
+	if err := storesql.FinishJob(&j, state, created, started, finished, labels, env, tiers, worker); err != nil {
+		return j, err
+	}
+	if secret {
+		return j, storesql.DecodeSecretEnv(&j, secretEnv)
+	}
+	return j, nil
 }
 
 // GetJob returns a job; store.ErrNotFound if there is none with that ID.
 func (s *Store) GetJob(ctx context.Context, id string) (*store.Job, error) {
-	j, err := scanJob(s.read.QueryRowContext(ctx, qGetJob, id))
+	j, err := scanJob(s.read.QueryRowContext(ctx, qGetJob, id), false)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("get job %s: %w", id, store.ErrNotFound)
 	}
@@ -151,16 +164,28 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, e
 		}
 		states = string(b)
 	}
-	return s.queryJobs(ctx, "list jobs", qListJobs, f.Namespace, states, f.Before, limit)
+	if err := storesql.CheckJobFilter(f); err != nil {
+		return nil, err
+	}
+	var namespaces any // NULL: any namespace
+	if f.Namespaces != nil {
+		b, err := json.Marshal(f.Namespaces)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: %w", err)
+		}
+		namespaces = string(b)
+	}
+	return s.queryJobs(ctx, "list jobs", false, qListJobs, f.Namespace, states, f.Before, limit, namespaces, f.SubmittedBy)
 }
 
 // ListActiveJobs returns the pending and running jobs, oldest (least ID)
-// first.
+// first, with their secret env.
 func (s *Store) ListActiveJobs(ctx context.Context) ([]store.Job, error) {
-	return s.queryJobs(ctx, "list active jobs", qListActiveJobs)
+	return s.queryJobs(ctx, "list active jobs", true, qListActiveJobs)
 }
 
-func (s *Store) queryJobs(ctx context.Context, what, query string, args ...any) ([]store.Job, error) {
+// queryJobs runs a query of jobs; secret says it reads activeJobColumns.
+func (s *Store) queryJobs(ctx context.Context, what string, secret bool, query string, args ...any) ([]store.Job, error) {
 	rows, err := s.read.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -168,7 +193,7 @@ func (s *Store) queryJobs(ctx context.Context, what, query string, args ...any) 
 	defer rows.Close()
 	var jobs []store.Job
 	for rows.Next() {
-		j, err := scanJob(rows)
+		j, err := scanJob(rows, secret)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}

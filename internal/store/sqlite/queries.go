@@ -17,32 +17,43 @@ const (
 	qRecordMigration = `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`
 )
 
-// jobInsertColumns are the columns CreateJob writes; jobColumns are read.
-const jobInsertColumns = `id, name, namespace, labels, env, tiers, max_workers, state, task_count, cancel_requested,
+// jobBaseColumns are written by CreateJob and read by every job query;
+// jobInsertColumns are what CreateJob writes; jobColumns are read by GetJob
+// and ListJobs, activeJobColumns (with the secret env) by ListActiveJobs
+// only.
+const jobBaseColumns = `id, name, namespace, labels, env, tiers, max_workers, state, task_count, cancel_requested,
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
 	created_at, started_at, finished_at, spec, worker`
+
+const jobInsertColumns = jobBaseColumns + `, submitted_by, secret_env`
 
 // jobUsageColumns hold a job's store.JobUsage, in field order.
 const jobUsageColumns = `memory_requested_byte_seconds, memory_used_byte_seconds, cpu_requested_seconds, cpu_used_seconds,
 	peak_rss_bytes, oom_attempts`
 
-const jobColumns = jobInsertColumns + `, worker_seconds, cost_usd, ` + jobUsageColumns
+const (
+	jobColumns       = jobBaseColumns + `, worker_seconds, cost_usd, ` + jobUsageColumns + `, submitted_by`
+	activeJobColumns = jobColumns + `, secret_env`
+)
 
 // Jobs.
 const (
 	qInsertJob = `INSERT INTO jobs (` + jobInsertColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qJobExists = `SELECT 1 FROM jobs WHERE id = ?`
 	qGetJob    = `SELECT ` + jobColumns + ` FROM jobs WHERE id = ?`
 	// ?1 namespace or '', ?2 JSON array of states or NULL, ?3 ID to page
-	// before or '', ?4 limit.
+	// before or '', ?4 limit, ?5 JSON array of namespaces or NULL (any),
+	// ?6 submitter or ''.
 	qListJobs = `SELECT ` + jobColumns + ` FROM jobs
 WHERE (?1 = '' OR namespace = ?1)
   AND (?2 IS NULL OR state IN (SELECT value FROM json_each(?2)))
   AND (?3 = '' OR id < ?3)
+  AND (?5 IS NULL OR namespace IN (SELECT value FROM json_each(?5)))
+  AND (?6 = '' OR submitted_by = ?6)
 ORDER BY id DESC
 LIMIT ?4`
-	qListActiveJobs = `SELECT ` + jobColumns + ` FROM jobs
+	qListActiveJobs = `SELECT ` + activeJobColumns + ` FROM jobs
 WHERE state IN ('pending', 'running')
 ORDER BY id`
 	qRequestCancel = `UPDATE jobs SET cancel_requested = 1
@@ -147,3 +158,50 @@ WHERE leases.holder = excluded.holder OR leases.expires_at <= ?5`
 	// SQLite's write lock serialises with AcquireLease).
 	qLeaseHolder = `SELECT holder FROM leases WHERE name = ?`
 )
+
+const tokenColumns = `id, hash, subject, kind, teams, platform_admin, description, created_by, created_at, expires_at, revoked_at`
+
+// Tokens and the audit log.
+const (
+	qInsertToken = `INSERT INTO tokens (` + tokenColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qGetToken    = `SELECT ` + tokenColumns + ` FROM tokens WHERE id = ?`
+	qTokenExists = `SELECT 1 FROM tokens WHERE id = ?`
+	// ?1 team or '', ?2 subject or '', ?3 include revoked, ?4 ID to page
+	// before or '', ?5 limit.
+	qListTokens = `SELECT ` + tokenColumns + ` FROM tokens
+WHERE (?1 = '' OR EXISTS (SELECT 1 FROM json_each(teams) WHERE key = ?1))
+  AND (?2 = '' OR subject = ?2)
+  AND (?3 OR revoked_at IS NULL)
+  AND (?4 = '' OR id < ?4)
+ORDER BY id DESC
+LIMIT ?5`
+	// The first revocation wins: a second keeps its time.
+	qRevokeToken = `UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`
+
+	auditInsertColumns = `at, subject, token_id, action, team, object, remote, outcome, detail`
+	auditInsertParams  = 9
+	// auditInsertRows is the number of rows per INSERT of AppendAudit.
+	auditInsertRows = 500
+	auditColumns    = `seq, ` + auditInsertColumns
+	// ?1 subject or '', ?2 team or '', ?3 seq to page before or 0, ?4 limit.
+	qListAudit = `SELECT ` + auditColumns + ` FROM audit
+WHERE (?1 = '' OR subject = ?1)
+  AND (?2 = '' OR team = ?2)
+  AND (?3 = 0 OR seq < ?3)
+ORDER BY seq DESC
+LIMIT ?4`
+)
+
+// insertAuditSQL returns a statement inserting rows audit entries.
+func insertAuditSQL(rows int) string {
+	row := "(" + strings.Repeat("?, ", auditInsertParams-1) + "?)"
+	var b strings.Builder
+	b.WriteString("INSERT INTO audit (" + auditInsertColumns + ") VALUES ")
+	for i := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(row)
+	}
+	return b.String()
+}

@@ -198,7 +198,7 @@ func checkNewJob(job *store.Job, tasks []store.Task) error {
 		return fmt.Errorf("create job: %w", err)
 	}
 	err := func() error {
-		for _, c := range []struct{ field, s string }{{"name", job.Name}, {"namespace", job.Namespace}} {
+		for _, c := range []struct{ field, s string }{{"name", job.Name}, {"namespace", job.Namespace}, {"submitted_by", job.SubmittedBy}} {
 			if err := checkText(c.field, c.s); err != nil {
 				return err
 			}
@@ -207,6 +207,9 @@ func checkNewJob(job *store.Job, tasks []store.Task) error {
 			return err
 		}
 		if err := checkMap("env", job.Env); err != nil {
+			return err
+		}
+		if err := checkSecretMap("secret env", job.SecretEnv); err != nil {
 			return err
 		}
 		for i, tier := range job.Tiers {
