@@ -64,7 +64,15 @@ type Config struct {
 	// SweepInterval is how often the cgroups of dead servers are swept
 	// (default 1m).
 	SweepInterval time.Duration
+	// CAFile, when set, is a PEM file of the certificates the taskhosts
+	// (and the tasks' `haul` commands) trust for the server's TLS
+	// certificate: given to them as HAUL_CA.
+	CAFile string
 }
+
+// CAEnv names the PEM file of certificates a taskhost or the CLI trusts
+// for the server's TLS certificate.
+const CAEnv = "HAUL_CA"
 
 // NoCgroupsEnv, set to 1 or true in the server's environment, turns the
 // workers' cgroups off as Config.NoCgroups does (a machine where they
@@ -136,7 +144,7 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.Exited == nil {
 		cfg.Exited = func(string, string) {}
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("local backend: %w", err)
 	}
 	if cfg.StopGrace <= 0 {
@@ -206,10 +214,10 @@ func (b *Backend) Cgroups() string {
 // StartWorker starts a taskhost process for the worker.
 func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	dir := filepath.Join(b.cfg.Dir, s.ID)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("worker %s: %w", s.ID, err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "taskhost.log"))
+	logf, err := os.OpenFile(filepath.Join(dir, "taskhost.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("worker %s: %w", s.ID, err)
 	}
@@ -233,6 +241,9 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	// HAUL_WORKER_ID marks the taskhost and its helpers as this worker's.
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(b.cfg.Command[0])+string(os.PathListSeparator)+os.Getenv("PATH"),
 		WorkerIDEnv+"="+s.ID)
+	if b.cfg.CAFile != "" {
+		cmd.Env = append(cmd.Env, CAEnv+"="+b.cfg.CAFile)
+	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Dir, _ = os.Getwd()
