@@ -151,6 +151,13 @@ func (g *Gateway) submitJob(ctx context.Context, m *mutation, req *connect.Reque
 		m.denied, m.detail = true, err.Error()
 		return nil, connect.NewError(connect.CodePermissionDenied, err)
 	}
+	// The stored spec text, which reads may show, holds no secret value.
+	stored := req.Msg.Spec
+	if len(js.SecretEnv) > 0 {
+		if stored, err = spec.RedactSecrets(req.Msg.Spec); err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: secret_env: %w", name, err))
+		}
+	}
 	now := g.cfg.Clock()
 	job := &store.Job{
 		ID:          store.NewJobID(now, rand.Reader),
@@ -163,7 +170,8 @@ func (g *Gateway) submitJob(ctx context.Context, m *mutation, req *connect.Reque
 		TaskCount:   int64(len(js.Tasks)),
 		Counts:      store.TaskCounts{Blocked: int64(len(js.Tasks))},
 		CreatedAt:   now,
-		Spec:        req.Msg.Spec,
+		Spec:        stored,
+		SecretEnv:   js.SecretEnv,
 		SubmittedBy: m.id.Subject,
 	}
 	for _, t := range js.Workers {
@@ -424,8 +432,8 @@ func JobProto(j *store.Job) *apiv1.Job {
 			CpuRequestedSeconds: j.Usage.CPURequestedSeconds, CpuUsedSeconds: j.Usage.CPUUsedSeconds,
 			PeakRssBytes: j.Usage.PeakRSSBytes, OomAttempts: j.Usage.OOMAttempts,
 		},
-		SubmittedBy: j.SubmittedBy,
-		CreatedAt:   ts(j.CreatedAt), StartedAt: ts(j.StartedAt), FinishedAt: ts(j.FinishedAt),
+		SubmittedBy: j.SubmittedBy, SecretEnvNames: spec.SecretNames(j.Spec),
+		CreatedAt: ts(j.CreatedAt), StartedAt: ts(j.StartedAt), FinishedAt: ts(j.FinishedAt),
 		Counts: &apiv1.TaskCounts{
 			Blocked: j.Counts.Blocked, Queued: j.Counts.Queued, Running: j.Counts.Running,
 			Succeeded: j.Counts.Succeeded, Failed: j.Counts.Failed,
@@ -445,6 +453,7 @@ func TaskProto(j *store.Job, t *store.Task) *apiv1.Task {
 		Cwd: t.Cwd, After: t.After, Tier: tierName(j, max(t.Tier, t.RunTier)), Retries: t.Retries, TimeoutMs: t.TimeoutMS,
 		Attempts: t.Attempts, ExitCode: t.ExitCode, Reason: t.Reason,
 		StartedAt: ts(t.StartedAt), FinishedAt: ts(t.FinishedAt),
+		SecretEnvNames: spec.SecretNames(j.Spec),
 	}
 }
 
@@ -551,6 +560,12 @@ func (g *Gateway) addTasks(ctx context.Context, mu *mutation, req *connect.Reque
 		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("job %s: read its stored spec: %w", j.ID, err))
 	}
 	base := spec.Base{Retries: retries, TimeoutMS: timeoutMS, Env: j.Env, Limits: g.cfg.Limits}
+	for _, n := range spec.SecretNames(j.Spec) {
+		if base.SecretEnv == nil {
+			base.SecretEnv = map[string]string{}
+		}
+		base.SecretEnv[n] = "" // the names only: reads never get the values
+	}
 	for _, t := range j.Tiers {
 		base.Workers = append(base.Workers, spec.Tier{Name: t.Name, CPU: t.CPU, MemoryBytes: t.MemoryBytes, GPU: t.GPU})
 	}
