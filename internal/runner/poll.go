@@ -261,9 +261,12 @@ func (r *Runner) shouldRetire(jr *jobRun, w *worker, now time.Time) bool {
 // HAUL_TOKEN so that the task can add tasks to its job.
 func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignment {
 	key, cwd, argv, taskEnv := jr.tasks.spec(task)
-	env := make(map[string]string, len(jr.job.Env)+len(taskEnv)+5)
+	env := make(map[string]string, len(jr.job.Env)+len(taskEnv)+len(jr.job.SecretEnv)+5)
 	maps.Copy(env, jr.job.Env)
 	maps.Copy(env, taskEnv)
+	// The job's secret_env (loaded by ListActiveJobs only) travels in the
+	// assignment alone: never logged, never in a read of the API.
+	maps.Copy(env, jr.job.SecretEnv)
 	env["HAUL_JOB"] = jr.job.ID
 	env["HAUL_TASK"] = key
 	env["HAUL_ATTEMPT"] = strconv.Itoa(int(attempt))
