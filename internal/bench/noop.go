@@ -66,6 +66,7 @@ func (b *noopBackend) StartWorker(_ context.Context, s runner.WorkerSpec) error 
 		WorkerID:   s.ID,
 		JobID:      s.JobID,
 		BlobURL:    s.BlobURL,
+		Secret:     s.Secret,
 		Capacity:   b.capacity,
 		HTTPClient: b.client,
 		Logger:     b.log,
@@ -138,9 +139,12 @@ func addTasks(ctx context.Context, client *http.Client, server string, env map[s
 	c := apiv1connect.NewJobServiceClient(client, strings.TrimRight(server, "/"))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	_, err = c.AddTasks(ctx, connect.NewRequest(&apiv1.AddTasksRequest{
+	req := connect.NewRequest(&apiv1.AddTasksRequest{
 		JobId: env["HAUL_JOB"], Spec: data, Filename: file, Token: env["HAUL_TOKEN"], Task: env["HAUL_TASK"],
-	}))
+	})
+	// The task's attempt-scoped token proves who adds, as a bearer.
+	req.Header().Set("Authorization", "Bearer "+env["HAUL_TOKEN"])
+	_, err = c.AddTasks(ctx, req)
 	if err != nil {
 		return fmt.Errorf("%s: add the tasks of %s to job %s: %w", AdderProgram, file, env["HAUL_JOB"], err)
 	}

@@ -27,7 +27,9 @@ func (rejected) Error() string  { return "cannot add tasks" }
 func (rejected) Rejected() bool { return true }
 
 // AddTasks appends tasks to a running job on behalf of adder, one of its
-// running tasks (a dynamic DAG). The tasks come compiled from a spec
+// running tasks, at attempt (a dynamic DAG): the attempt must be the task's
+// current one and still running, so that an ended attempt's token adds
+// nothing. The tasks come compiled from a spec
 // fragment (their After lists may name the job's tasks and each other);
 // AddTasks gives them indices after the job's, checks their dependencies
 // against the whole job (unknown keys, cycles, a glob of a task that already
@@ -43,7 +45,7 @@ func (rejected) Rejected() bool { return true }
 // nothing is stored. A key the job has with different content is refused,
 // naming the key and what differs. The store write is fenced by the
 // runner's lease: a runner that lost it stores nothing.
-func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []store.Task) (int64, error) {
+func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, attempt int32, tasks []store.Task) (int64, error) {
 	if len(tasks) == 0 {
 		return 0, fmt.Errorf("%w: no tasks", ErrAppend)
 	}
@@ -70,6 +72,9 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []stor
 	if s := jr.core.State(a); s != sched.Running {
 		return 0, fmt.Errorf("%w: task %q is %s: only a running task can add tasks to its job", ErrAppend, adder, s)
 	}
+	if cur := jr.core.Attempts(a); cur != attempt {
+		return 0, fmt.Errorf("%w: attempt %d of task %q has ended (the task runs attempt %d): only the running attempt can add tasks", ErrAppend, attempt, adder, cur)
+	}
 	cfgs := make([]sched.TaskConfig, 0, len(tasks))
 	added := make([]store.Task, 0, len(tasks))
 	existing := 0 // tasks of the call the job already has, as they are
@@ -94,7 +99,7 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []stor
 		cfgs = append(cfgs, sched.TaskConfig{Tier: t.Tier, Retries: t.Retries, Timeout: time.Duration(t.TimeoutMS) * time.Millisecond})
 	}
 	if len(added) == 0 {
-		r.log.Info("tasks added again: the job has them all already", "job", jobID, "by", adder, "tasks", existing)
+		r.log.Info("tasks added again: the job has them all already", "job", jobID, "by", adder, "attempt", attempt, "tasks", existing)
 		return int64(n), nil
 	}
 	g, err := dag.Build(keys, after)
@@ -128,7 +133,7 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, tasks []stor
 	}
 	jr.job.TaskCount = int64(jr.tasks.len())
 	jr.dirty = true
-	r.log.Info("tasks added", "job", jobID, "by", adder, "tasks", len(added), "existing", existing, "total", jr.tasks.len())
+	r.log.Info("tasks added", "job", jobID, "by", adder, "attempt", attempt, "tasks", len(added), "existing", existing, "total", jr.tasks.len())
 	done := r.afterEvents(jr, nil)
 	r.mu.Unlock()
 	select {

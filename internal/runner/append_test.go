@@ -50,7 +50,18 @@ func TestAddTasksIdempotent(t *testing.T) {
 	id := b.submit(t, gatedAdder(gate))
 	b.wait(t, id, func(j *store.Job) bool { return j.Counts.Running == 1 })
 	ctx := context.Background()
-	add := func(tasks ...store.Task) (int64, error) { return b.run.AddTasks(ctx, id, "adder", tasks) }
+	add := func(tasks ...store.Task) (int64, error) { return b.run.AddTasks(ctx, id, "adder", 1, tasks) }
+
+	// Only the adder's running attempt may add: another attempt number
+	// (an ended attempt's token) adds nothing.
+	for _, attempt := range []int32{0, 2} {
+		if n, err := b.run.AddTasks(ctx, id, "adder", attempt, []store.Task{child("c1")}); !errors.Is(err, runner.ErrAppend) || !strings.Contains(err.Error(), "attempt") {
+			t.Fatalf("add as attempt %d of the adder (which runs attempt 1): %d, %v; want refused naming the attempt", attempt, n, err)
+		}
+	}
+	if got := storedCount(t, b, id); got != 1 {
+		t.Fatalf("after adds by attempts that are not running: %d tasks stored, want 1", got)
+	}
 
 	if n, err := add(child("c1"), child("c2")); err != nil || n != 3 {
 		t.Fatalf("first add: %d tasks, %v; want 3", n, err)
@@ -134,7 +145,7 @@ func TestAddTasksFenced(t *testing.T) {
 	if l, ok, err := b.st.AcquireLease(ctx, store.Lease{Name: runner.LeaseName, Holder: "runner-b", ExpiresAt: now.Add(time.Hour)}, now); err != nil || !ok {
 		t.Fatalf("runner-b takes the lease: %+v %v %v", l, ok, err)
 	}
-	_, err := b.run.AddTasks(ctx, id, "adder", []store.Task{child("c1")})
+	_, err := b.run.AddTasks(ctx, id, "adder", 1, []store.Task{child("c1")})
 	if !errors.Is(err, store.ErrFenced) {
 		t.Fatalf("AddTasks by the runner that lost its lease: %v, want an error wrapping store.ErrFenced", err)
 	}

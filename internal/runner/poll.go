@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"maps"
@@ -48,9 +49,9 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 
 	r.mu.Lock()
 	w := r.workers[m.WorkerId]
-	if w == nil || w.job != m.JobId {
+	if !w.proves(m.JobId, req.Header().Get("Authorization")) {
 		r.mu.Unlock()
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker %q of job %q: %w", m.WorkerId, m.JobId, ErrUnknownWorker))
+		return nil, connect.NewError(connect.CodeUnauthenticated, errWorkerCredential)
 	}
 	jr := r.jobs[w.job]
 	now := r.now()
@@ -193,6 +194,29 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 	return connect.NewResponse(resp), nil
 }
 
+// errWorkerCredential answers a poll whose credential is not its worker's:
+// the same words whether the worker exists or not, so that a caller learns
+// nothing from it.
+var errWorkerCredential = errors.New("this worker's credential was not accepted (send the worker's own secret as Authorization: Bearer; a worker the runner does not know must exit)")
+
+// proves reports whether a poll that names worker w (nil: unknown) of job
+// and carries the Authorization header auth comes from w: the bearer is
+// w's secret, compared in constant time. Call with r.mu held.
+func (w *worker) proves(job, auth string) bool {
+	got, ok := strings.CutPrefix(auth, "Bearer ")
+	if w == nil || len(w.secret) == 0 {
+		// Compare anyway, so that an unknown worker takes as long to
+		// refuse as a wrong secret.
+		subtle.ConstantTimeCompare([]byte(got), unknownWorkerSecret)
+		return false
+	}
+	match := subtle.ConstantTimeCompare([]byte(got), w.secret) == 1
+	return ok && match && w.job == job
+}
+
+// unknownWorkerSecret is compared against when a poll names no known worker.
+var unknownWorkerSecret = []byte("00000000000000000000000000")
+
 // reconcileWorker compares what a worker says it runs with what the runner
 // handed it. An attempt handed out by an earlier poll (lower generation)
 // that the worker neither runs nor reported never reached it: it is lost.
@@ -258,7 +282,8 @@ func (r *Runner) shouldRetire(jr *jobRun, w *worker, now time.Time) bool {
 // assignment builds what a worker needs to run one attempt. The environment
 // is complete: the job's env, overridden by the task's, then haul's own
 // variables: HAUL_JOB, HAUL_TASK, HAUL_ATTEMPT, and HAUL_SERVER and
-// HAUL_TOKEN so that the task can add tasks to its job.
+// HAUL_TOKEN (scoped to this attempt) so that the task can read its job and
+// add tasks to it.
 func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignment {
 	key, cwd, argv, taskEnv := jr.tasks.spec(task)
 	env := make(map[string]string, len(jr.job.Env)+len(taskEnv)+len(jr.job.SecretEnv)+5)
@@ -273,8 +298,9 @@ func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignm
 	if r.cfg.ServerURL != "" {
 		env["HAUL_SERVER"] = r.cfg.ServerURL
 	}
-	if jr.token != "" {
-		env["HAUL_TOKEN"] = jr.token
+	if len(r.cfg.Tokens) > 0 {
+		// Scoped to this attempt: it stops working when the attempt ends.
+		env["HAUL_TOKEN"] = r.cfg.Tokens.ForAttempt(jr.job.ID, key, attempt)
 	}
 	return &taskhostv1.Assignment{
 		TaskIndex: task,

@@ -11,6 +11,7 @@ package runner
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,6 +65,11 @@ type WorkerSpec struct {
 	Template  store.WorkerTemplate
 	RunnerURL string
 	BlobURL   string
+	// Secret is the worker's own credential: the taskhost sends it as
+	// "Authorization: Bearer <secret>" on every Poll, and the runner
+	// accepts that worker's polls only with it. Backends hand it to the
+	// worker without putting it where tasks or logs can see it.
+	Secret string
 }
 
 // Config configures a Runner.
@@ -106,7 +112,7 @@ type Config struct {
 	// ServerURL is the API's address, given to tasks as HAUL_SERVER (so
 	// they can add tasks to their job); empty: not given.
 	ServerURL string
-	// Tokens signs the job-scoped token each task gets as HAUL_TOKEN;
+	// Tokens signs the attempt-scoped token each task gets as HAUL_TOKEN;
 	// nil: no token (tasks cannot add tasks).
 	Tokens token.Secret
 }
@@ -151,9 +157,6 @@ type jobRun struct {
 	job   *store.Job
 	core  *sched.Job
 	tasks *taskTable
-	// token is the job-scoped token its tasks get as HAUL_TOKEN ("" when
-	// the runner has no token secret).
-	token string
 	// ready is closed (and replaced) whenever tasks may have become ready, to
 	// wake workers waiting in a long poll.
 	ready chan struct{}
@@ -175,6 +178,7 @@ type jobRun struct {
 
 type worker struct {
 	id       string
+	secret   []byte // its credential (WorkerSpec.Secret)
 	job      string
 	tier     int32
 	started  time.Time
@@ -488,7 +492,7 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 		core.Restore(t.Index, stateOf(t.State), t.Attempts, failed)
 	}
 	now := r.now()
-	jr := &jobRun{job: j, core: core, tasks: table, token: r.jobToken(j.ID), ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
+	jr := &jobRun{job: j, core: core, tasks: table, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
 		startFails: make([]int, sc.Tiers), startAfter: make([]time.Time, sc.Tiers), taskEst: make([]sched.Estimate, sc.Tiers)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -780,10 +784,11 @@ func (r *Runner) reconcile(ctx context.Context) {
 				r.seq++
 				id := fmt.Sprintf("%s-%d-%s%d", jr.job.ID, tier, r.incarnation, r.seq)
 				now := r.now()
-				r.workers[id] = &worker{id: id, job: jr.job.ID, tier: t, started: now, idleFrom: now, running: map[int32]int32{}, handed: map[int32]uint64{}}
+				secret := rand.Text() // 26 base32 characters: 130 random bits
+				r.workers[id] = &worker{id: id, secret: []byte(secret), job: jr.job.ID, tier: t, started: now, idleFrom: now, running: map[int32]int32{}, handed: map[int32]uint64{}}
 				jr.workers[tier] = append(jr.workers[tier], id)
 				spec := WorkerSpec{ID: id, JobID: jr.job.ID, JobName: jr.job.Name, Namespace: jr.job.Namespace, Labels: jr.job.Labels,
-					TierIndex: t, Template: jr.job.Worker, RunnerURL: r.cfg.RunnerURL, BlobURL: r.cfg.BlobURL}
+					TierIndex: t, Template: jr.job.Worker, RunnerURL: r.cfg.RunnerURL, BlobURL: r.cfg.BlobURL, Secret: secret}
 				if tier < len(jr.job.Tiers) {
 					spec.Tier = jr.job.Tiers[tier]
 				}
@@ -801,14 +806,6 @@ func (r *Runner) reconcile(ctx context.Context) {
 			r.WorkerGone(s.ID, "failed to start: "+err.Error())
 		}
 	}
-}
-
-// jobToken returns the token tasks of a job get, or "" without a secret.
-func (r *Runner) jobToken(jobID string) string {
-	if len(r.cfg.Tokens) == 0 {
-		return ""
-	}
-	return r.cfg.Tokens.ForJob(jobID)
 }
 
 // loadPage is how many task rows load reads at a time.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -35,6 +36,8 @@ import (
 //	--sample-interval D                     period of the usage samples (default 250ms)
 //	--nvidia-smi PATH     HAUL_NVIDIA_SMI   nvidia-smi for GPU figures (default: from PATH; "-": off)
 //	--log-retry D         HAUL_LOG_RETRY    how long a failed log upload is retried after the attempt (default 1m)
+//	                      HAUL_WORKER_SECRET the worker's credential (environment only: a flag would show it to ps)
+//	                      HAUL_CA           PEM certificates to trust for the runner's TLS certificate, besides the system's
 //
 // The memory limit is enforced by the cgroup the taskhost is in when that
 // has a limit no larger (cgroup-v1, cgroup-v2: the kernel's OOM killer,
@@ -87,6 +90,14 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 		logRetry = d
 	}
 	fs.DurationVar(&cfg.LogRetry, "log-retry", logRetry, "how long a failed log upload is retried after the attempt ends, before its result is reported with the log marked incomplete (env HAUL_LOG_RETRY; default 1m)")
+	cfg.Secret = getenv(WorkerSecretEnv)
+	if ca := getenv(CAEnv); ca != "" {
+		c, err := CAClient(ca)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("%s: %w", CAEnv, err)
+		}
+		cfg.HTTPClient = c
+	}
 	fs.StringVar(&cfg.NvidiaSMI, "nvidia-smi", getenv("HAUL_NVIDIA_SMI"), `nvidia-smi to run for GPU figures (env HAUL_NVIDIA_SMI; default: from PATH; "-": off)`)
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
@@ -145,6 +156,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		return 2
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	hideSecret(cfg.Logger)
 	err = Run(ctx, cfg)
 	switch {
 	case err == nil:
@@ -155,6 +167,26 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	default:
 		cfg.Logger.Error("taskhost failed", "err", err)
 		return 1
+	}
+}
+
+// WorkerSecretEnv carries the worker's credential to the taskhost
+// (Config.Secret).
+const WorkerSecretEnv = "HAUL_WORKER_SECRET"
+
+// prSetDumpable is prctl's PR_SET_DUMPABLE (linux/prctl.h).
+const prSetDumpable = 4
+
+// hideSecret keeps the worker's credential from the attempts, which run as
+// the same user: it leaves the process environment (so nothing the
+// taskhost starts inherits it), and the process becomes non-dumpable, so
+// that its /proc files (environ, mem) belong to root and no process of the
+// same user can read them or ptrace it. The attempts' own processes, being
+// exec'd, are dumpable as usual.
+func hideSecret(log *slog.Logger) {
+	_ = os.Unsetenv(WorkerSecretEnv)
+	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetDumpable, 0, 0); e != 0 {
+		log.Warn("cannot make the taskhost non-dumpable: tasks of the same user may read its environment", "err", e)
 	}
 }
 

@@ -395,7 +395,8 @@ func (h *host) openLog(ctx context.Context, a *taskhostv1.Assignment) (out, errO
 // its error.
 //
 // The assignment's env is the process's whole environment, plus the
-// attempt's marker (HAUL_ATTEMPT_ID): nothing of the taskhost's own
+// attempt's marker (HAUL_ATTEMPT_ID), less any HAUL_WORKER_SECRET: nothing
+// of the taskhost's own
 // environment leaks in, except PATH when the assignment sets none (so
 // that plain command names resolve as they would in a shell). argv[0] is
 // looked up in that PATH (relative PATH entries are taken from the
@@ -414,8 +415,11 @@ func (h *host) command(a *taskhostv1.Assignment, marker string) (*exec.Cmd, int,
 	if err != nil {
 		return nil, ExitCannotExecute, err
 	}
-	// The attempt's marker, which the taskhost alone sets.
-	env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, AttemptIDEnv+"=") })
+	// The attempt's marker, which the taskhost alone sets; never the
+	// worker's own credential.
+	env = slices.DeleteFunc(env, func(kv string) bool {
+		return strings.HasPrefix(kv, AttemptIDEnv+"=") || strings.HasPrefix(kv, WorkerSecretEnv+"=")
+	})
 	env = append(env, marker)
 	slices.Sort(env)
 	dir := a.GetCwd()

@@ -38,8 +38,9 @@ import (
 )
 
 // ErrRejected is wrapped by Run's error when the runner answers that it does
-// not know this worker (Connect codes NotFound or FailedPrecondition), as a
-// freshly started runner that never heard of it does.
+// not know this worker or does not accept its credential (Connect codes
+// NotFound, FailedPrecondition or Unauthenticated), as a freshly started
+// runner that never heard of it does.
 var ErrRejected = errors.New("taskhost: the runner rejected this worker")
 
 // Config says which runner to serve and how. Zero values take the defaults.
@@ -48,6 +49,11 @@ type Config struct {
 	RunnerURL string
 	WorkerID  string
 	JobID     string
+	// Secret is the worker's credential, which the runner made when it
+	// asked for the worker (HAUL_WORKER_SECRET): every poll carries it as
+	// "Authorization: Bearer <secret>". It is never logged and never in
+	// an attempt's environment.
+	Secret string
 	// BlobURL names the object store for logs (see blob.Open); Store, when
 	// set, is used instead.
 	BlobURL string
@@ -199,6 +205,19 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// bearer returns an interceptor that sends the worker's secret on every
+// call (none when it is empty: the runner will refuse the worker).
+func bearer(secret string) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if secret != "" {
+				req.Header().Set("Authorization", "Bearer "+secret)
+			}
+			return next(ctx, req)
+		}
+	}
+}
+
 // ref names one attempt.
 type ref struct{ index, attempt int32 }
 
@@ -250,7 +269,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	h := &host{
 		cfg:    cfg,
-		client: taskhostv1connect.NewTaskHostServiceClient(cfg.HTTPClient, cfg.RunnerURL),
+		client: taskhostv1connect.NewTaskHostServiceClient(cfg.HTTPClient, cfg.RunnerURL, connect.WithInterceptors(bearer(cfg.Secret))),
 		store:  store,
 		log:    cfg.Logger.With("worker", cfg.WorkerID, "job", cfg.JobID),
 		tasks:  make(map[ref]*task),
@@ -311,7 +330,7 @@ func (h *host) run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return h.shutdown(ctx)
 			}
-			if code := connect.CodeOf(err); code == connect.CodeNotFound || code == connect.CodeFailedPrecondition {
+			if code := connect.CodeOf(err); code == connect.CodeNotFound || code == connect.CodeFailedPrecondition || code == connect.CodeUnauthenticated {
 				h.log.Error("runner rejected this worker; killing attempts", "err", err)
 				h.killAll()
 				return fmt.Errorf("%w: %w", ErrRejected, err)

@@ -1,0 +1,58 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/haul-dev/haul/internal/auth"
+	"github.com/haul-dev/haul/internal/store"
+)
+
+// Identifier proves task identities: it checks a task token's signature,
+// then asks the store whether the attempt it names still runs, so that a
+// token stops working when its attempt ends (succeeded, failed, lost,
+// cancelled, or superseded by a later attempt). It implements the
+// authenticator's task-token seam (Identify).
+type Identifier struct {
+	Secret Secret
+	Store  store.Store
+}
+
+// ErrExpired is wrapped by Identify's error for a well-signed token whose
+// attempt is not running any more.
+var ErrExpired = errors.New("this task's token expired with its attempt")
+
+// Identify returns the identity tok proves: a task, scoped to its attempt.
+// An error wrapping auth.ErrUnauthenticated means it proves none (bad
+// signature, an attempt that is not running); another error means the
+// store could not tell now.
+func (id Identifier) Identify(ctx context.Context, tok string) (*auth.Identity, error) {
+	c, err := id.Secret.Verify(tok)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", auth.ErrUnauthenticated, err)
+	}
+	if id.Store == nil {
+		return nil, errors.New("task token: no store to check the attempt in")
+	}
+	t, err := id.Store.GetTask(ctx, c.Job, c.Task)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w (task %q of job %s is gone)", auth.ErrUnauthenticated, ErrExpired, c.Task, c.Job)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("task token: look up task %q of job %s: %w", c.Task, c.Job, err)
+	}
+	if t.State != store.TaskRunning || t.Attempts != c.Attempt {
+		return nil, fmt.Errorf("%w: %w (attempt %d of task %q in job %s; the task is %s at attempt %d)",
+			auth.ErrUnauthenticated, ErrExpired, c.Attempt, c.Task, c.Job, t.State, t.Attempts)
+	}
+	return &auth.Identity{
+		Kind:    auth.KindTask,
+		Subject: "task:" + c.Job + "/" + c.Task + "#" + strconv.Itoa(int(c.Attempt)),
+		Job:     c.Job,
+		Task:    c.Task,
+		Attempt: c.Attempt,
+		Via:     "task",
+	}, nil
+}
