@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
+	"github.com/haul-dev/haul/internal/spec"
 	"github.com/haul-dev/haul/internal/store"
 )
 
@@ -135,6 +137,9 @@ func (a *app) taskGetCmd() *cobra.Command {
 			}
 			for _, k := range slices.Sorted(maps.Keys(t.Env)) {
 				fmt.Fprintf(tw, "env:\t%s=%s\n", k, t.Env[k])
+			}
+			for _, k := range t.SecretEnvNames {
+				fmt.Fprintf(tw, "env:\t%s=%s\n", k, spec.SecretPlaceholder)
 			}
 			if len(t.After) > 0 {
 				fmt.Fprintf(tw, "after:\t%s\n", strings.Join(t.After, ", "))
@@ -291,7 +296,10 @@ func (a *app) taskReproCmd() *cobra.Command {
 		Long: `Print a copy-pasteable shell command that reruns the task on this machine with
 the exact argv, environment and working directory it ran with (the
 environment is replaced, as on a worker, except PATH). Paste it into a shell,
-or change the program to run it under a debugger.`,
+or change the program to run it under a debugger.
+
+The job's secret variables (secret_env) are never shown: the command reads
+each from your own shell as NAME="${NAME}", so export them before you run it.`,
 		Example: "  haul task repro J sim-417\n  sh -c \"$(haul task repro J sim-417)\"",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -307,11 +315,19 @@ or change the program to run it under a debugger.`,
 			if n := len(r.Attempts); n > 0 {
 				env["HAUL_ATTEMPT"] = strconv.Itoa(int(r.Attempts[n-1].Number))
 			}
+			secrets := r.Task.SecretEnvNames
+			for _, k := range secrets {
+				delete(env, k)
+			}
+			if len(secrets) > 0 {
+				fmt.Fprintf(a.stderr, "haul: the task's secret variables are not shown; the command reads them from your shell: export %s first\n", strings.Join(secrets, ", "))
+			}
+			shell := reproCommand(r.Task.Command, env, r.Task.Cwd, secrets...)
 			if a.output == "json" {
-				return a.printJSON(map[string]any{"argv": r.Task.Command, "env": env, "cwd": r.Task.Cwd, "shell": reproCommand(r.Task.Command, env, r.Task.Cwd)})
+				return a.printJSON(map[string]any{"argv": r.Task.Command, "env": env, "secret_env_names": secrets, "cwd": r.Task.Cwd, "shell": shell})
 			}
 			fmt.Fprintf(a.stdout, "# task %s of job %s (%s, %d attempt(s))\n", r.Task.Key, r.Task.JobId, r.Task.State, r.Task.Attempts)
-			fmt.Fprintln(a.stdout, reproCommand(r.Task.Command, env, r.Task.Cwd))
+			fmt.Fprintln(a.stdout, shell)
 			return nil
 		},
 	}
@@ -319,7 +335,9 @@ or change the program to run it under a debugger.`,
 
 // reproCommand renders argv, env and cwd as one shell command line that runs
 // in a subshell, so pasting it does not change the user's own directory.
-func reproCommand(argv []string, env map[string]string, cwd string) string {
+// Each of secrets, whose values haul never shows, is passed on from the
+// user's shell as NAME="${NAME}".
+func reproCommand(argv []string, env map[string]string, cwd string, secrets ...string) string {
 	var b strings.Builder
 	b.WriteString("(")
 	if cwd != "" {
@@ -329,12 +347,25 @@ func reproCommand(argv []string, env map[string]string, cwd string) string {
 	if _, ok := env["PATH"]; !ok {
 		b.WriteString(` PATH="$PATH"`)
 	}
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		b.WriteString(" " + shellQuote(k+"="+env[k]))
+	vars := make(map[string]string, len(env)+len(secrets))
+	for k, v := range env {
+		vars[k] = shellQuote(k + "=" + v)
+	}
+	for _, k := range secrets {
+		if envNameRE.MatchString(k) {
+			vars[k] = k + `="${` + k + `}"`
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		b.WriteString(" " + vars[k])
 	}
 	b.WriteString(" " + shellJoin(argv) + ")")
 	return b.String()
 }
+
+// envNameRE is a variable name the shell can expand: a secret's name is
+// written unquoted into the repro command only when it is one.
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func shellJoin(argv []string) string {
 	q := make([]string, len(argv))
