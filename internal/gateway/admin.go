@@ -31,6 +31,10 @@ const (
 	MaxTokenTTL     = 366 * 24 * time.Hour
 )
 
+// AdminReadMaxBytes bounds one AdminService request: its strings are
+// short, its team map at most maxTokenTeams entries.
+const AdminReadMaxBytes = 1 << 20
+
 // Bounds on what a token request may carry.
 const (
 	maxSubjectLen     = 256

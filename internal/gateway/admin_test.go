@@ -42,7 +42,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	authn := auth.NewAuthenticator(auth.AuthnConfig{Tokens: st})
 	admin := gateway.NewAdmin(st, nil).WithForget(authn.Forget)
 	mux := http.NewServeMux()
-	mux.Handle(gateway.Bounded(1<<20, apiv1connect.NewAdminServiceHandler)(admin, connect.WithInterceptors(gateway.NewInterceptor(authn, nil))))
+	mux.Handle(gateway.Bounded(gateway.AdminReadMaxBytes, apiv1connect.NewAdminServiceHandler)(admin, connect.WithInterceptors(gateway.NewInterceptor(authn, nil))))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
