@@ -202,7 +202,7 @@ LIMIT $5`
 	// AppendAudit sends each column as an array: one statement whatever
 	// the number of entries.
 	qInsertAudit = `INSERT INTO audit (at, subject, token_id, action, team, object, remote, outcome, detail)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+SELECT at, subject, token_id, action, team, object, remote, outcome, detail FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
 	WITH ORDINALITY AS u(at, subject, token_id, action, team, object, remote, outcome, detail, n)
 ORDER BY n`
 	// $1 subject or '', $2 team or '', $3 seq to page before or 0, $4 limit.

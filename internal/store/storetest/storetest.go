@@ -75,6 +75,17 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Concurrent", testConcurrent},
 		{"Context", testContext},
 		{"Close", testClose},
+		{"Token/RoundTrip", testTokenRoundTrip},
+		{"Token/NoSecret", testTokenNoSecret},
+		{"Token/Refused", testTokenRefused},
+		{"Token/List", testListTokens},
+		{"Token/ListDefaultLimit", testListTokensDefaultLimit},
+		{"Token/Revoke", testRevokeToken},
+		{"Audit", testAudit},
+		{"Audit/Large", testAuditLarge},
+		{"Audit/Refused", testAuditRefused},
+		{"Job/SubmittedBy", testSubmittedBy},
+		{"Job/SecretEnv", testSecretEnv},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
