@@ -141,6 +141,12 @@ func testGateway(t *testing.T, lim spec.Limits) (*httptest.Server, store.Store) 
 // client that sends it.
 func adminClient(t *testing.T, st store.Store) *http.Client {
 	t.Helper()
+	return &http.Client{Transport: withBearer{adminToken(t, st)}}
+}
+
+// adminToken issues a platform admin's token into st.
+func adminToken(t *testing.T, st store.Store) string {
+	t.Helper()
 	tok, id, hash, err := auth.NewToken()
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +156,7 @@ func adminClient(t *testing.T, st store.Store) *http.Client {
 		PlatformAdmin: true, CreatedBy: "test", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	return &http.Client{Transport: withBearer{tok}}
+	return tok
 }
 
 type withBearer struct{ token string }
@@ -179,7 +185,7 @@ func allocated(f func()) uint64 {
 func TestGzipBombRefused(t *testing.T) {
 	t.Parallel()
 	lim := spec.Limits{MaxSpecBytes: 1 << 20}
-	srv, _ := testGateway(t, lim)
+	srv, st := testGateway(t, lim)
 	max := ReadMaxBytes(lim)
 	const inflated = 512 << 20
 	unary := gzipBomb(t, `{"spec":"`, 'A', inflated, `"}`)
@@ -213,10 +219,14 @@ func TestGzipBombRefused(t *testing.T) {
 	env[0] = 1
 	binary.BigEndian.PutUint32(env[1:], uint32(len(stream)))
 	env = append(env, stream...)
+	tok := adminToken(t, st)
 	alloc = allocated(func() {
 		req, _ := http.NewRequest("POST", srv.URL+apiv1connect.JobServiceGetLogsProcedure, bytes.NewReader(env))
 		req.Header.Set("Content-Type", "application/connect+json")
 		req.Header.Set("Connect-Content-Encoding", "gzip")
+		// Authenticated: a stream without a credential is refused before
+		// its first message is read.
+		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
