@@ -6,8 +6,9 @@
 package server
 
 import (
-	"connectrpc.com/connect"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,10 +16,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
+
+	"github.com/haul-dev/haul/internal/auth"
 	"github.com/haul-dev/haul/internal/blob"
 	"github.com/haul-dev/haul/internal/gateway"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
@@ -62,6 +67,16 @@ type Options struct {
 	// runner's WorkerGone). haul bench runs workers in its own process
 	// this way.
 	Backend func(workerGone func(id, why string)) (WorkerBackend, error)
+	// TLSCert and TLSKey, when both are set, serve HTTPS (HTTP/2 and
+	// HTTP/1.1) with this certificate chain and key; local workers are
+	// given TLSCert to verify it. Listening beyond loopback needs them.
+	TLSCert, TLSKey string
+	// OIDC, when set, also accepts ID tokens of this issuer.
+	OIDC *auth.OIDC
+	// MutationsPerSecond and MutationBurst bound each identity's
+	// mutating calls (0: the gateway's defaults).
+	MutationsPerSecond float64
+	MutationBurst      int
 }
 
 // WorkerBackend is a worker backend brought by the caller (Options.Backend):
@@ -90,6 +105,7 @@ type Server struct {
 	http    *http.Server
 	ln      net.Listener
 	url     string
+	admin   string
 	serveCh chan error
 	stop    sync.Once
 }
@@ -118,10 +134,14 @@ func OpenStore(ctx context.Context, url, dataDir string, log *slog.Logger) (stor
 		}
 		return postgres.Open(ctx, url, log)
 	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if err := privateDir(dataDir); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	return sqlite.Open(ctx, filepath.Join(dataDir, "haul.db"), log)
+	db := filepath.Join(dataDir, "haul.db")
+	if err := privateFile(db); err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	return sqlite.Open(ctx, db, log)
 }
 
 // Open opens the stores and binds the listener; Start begins serving.
@@ -142,12 +162,30 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		}
 		o.TaskhostCommand = []string{exe, "taskhost"}
 	}
+	var tlsConf *tls.Config
+	if o.TLSCert != "" || o.TLSKey != "" {
+		c, err := loadTLS(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, err
+		}
+		tlsConf = c
+	} else if !IsLoopback(o.Listen) {
+		return nil, insecureListen(o.Listen)
+	}
+	if err := privateDir(o.DataDir); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
 	st, err := OpenStore(ctx, o.DatabaseURL, o.DataDir, o.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	admin, err := EnsureAdminToken(ctx, st, o.DataDir, time.Now())
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	blobDir := filepath.Join(o.DataDir, "blobs")
-	if err := os.MkdirAll(blobDir, 0o755); err != nil {
+	if err := privateDir(blobDir); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("object store: %w", err)
 	}
@@ -161,7 +199,11 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("listen on %s: %w", o.Listen, err)
 	}
-	s := &Server{opts: o, log: o.Logger, st: st, ln: ln, url: "http://" + ln.Addr().String(), serveCh: make(chan error, 1)}
+	scheme := "http://"
+	if tlsConf != nil {
+		scheme = "https://"
+	}
+	s := &Server{opts: o, log: o.Logger, st: st, ln: ln, url: scheme + clientAddr(ln.Addr()), admin: admin, serveCh: make(chan error, 1)}
 
 	var run *runner.Runner
 	var be backend
@@ -194,6 +236,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 			Dir:     filepath.Join(o.DataDir, "workers"),
 			Logger:  o.Logger,
 			Exited:  func(id, why string) { run.WorkerGone(id, why) },
+			CAFile:  o.TLSCert,
 
 			NodePricePerHour: o.NodePricePerHour,
 		})
@@ -227,9 +270,15 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	run = runner.New(rc)
 	s.run, s.backend = run, be
 
-	gw := gateway.New(gateway.Config{Store: st, Blob: bs, Logger: o.Logger, Notify: run.Wake, Appender: run, Tokens: secret})
+	// Every call proves who makes it: issued tokens (the admin token
+	// above among them), OIDC ID tokens when configured, and the tokens
+	// of running tasks.
+	authn := auth.NewAuthenticator(auth.AuthnConfig{Tokens: st, OIDC: o.OIDC, TaskTokens: token.Identifier{Secret: secret, Store: st}, Logger: o.Logger})
+	gw := gateway.New(gateway.Config{Store: st, Blob: bs, Logger: o.Logger, Notify: run.Wake, Appender: run, Tokens: secret,
+		Auth: authn, MutationsPerSecond: o.MutationsPerSecond, MutationBurst: o.MutationBurst})
 	mux := http.NewServeMux()
-	mux.Handle(gateway.Bounded(gw.ReadMaxBytes(), apiv1connect.NewJobServiceHandler)(gw))
+	mux.Handle(gateway.Bounded(gw.ReadMaxBytes(), apiv1connect.NewJobServiceHandler)(gw, connect.WithInterceptors(gw.Interceptor())))
+	mux.Handle(gateway.Bounded(gateway.AdminReadMaxBytes, apiv1connect.NewAdminServiceHandler)(gateway.NewAdmin(st, nil).WithLogger(o.Logger).WithForget(authn.Forget), connect.WithInterceptors(gw.Interceptor())))
 	// Poll replies are small and frequent: compressing them cost 3-8% of
 	// the server's CPU in every haul bench profile for nothing on a LAN.
 	mux.Handle(gateway.Bounded(gateway.PollReadMaxBytes, taskhostv1connect.NewTaskHostServiceHandler)(run, connect.WithCompressMinBytes(64<<10)))
@@ -244,10 +293,30 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	})
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	s.http = &http.Server{Handler: mux, Protocols: protocols, ReadHeaderTimeout: 10 * time.Second}
+	if tlsConf != nil {
+		protocols.SetHTTP2(true)
+		s.ln = tls.NewListener(ln, tlsConf)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
+	s.http = &http.Server{Handler: mux, Protocols: protocols, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }
+
+// clientAddr is where a client on this machine reaches a listener: its
+// address, with a loopback IP in place of an unspecified one (0.0.0.0,
+// ::), which is no address to connect to or to match a certificate with.
+func clientAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
+}
+
+// AdminToken returns the local platform admin's token (also in
+// <data dir>/admin-token), for in-process clients.
+func (s *Server) AdminToken() string { return s.admin }
 
 // URL is the address clients and workers use, such as http://127.0.0.1:7070.
 func (s *Server) URL() string { return s.url }
@@ -302,6 +371,12 @@ func Alive(ctx context.Context, url string) bool {
 		return false
 	}
 	resp, err := http.DefaultClient.Do(req)
+	var unknownCA x509.UnknownAuthorityError
+	if errors.As(err, &unknownCA) {
+		// A TLS server whose certificate this process does not trust:
+		// something answers there.
+		return true
+	}
 	if err != nil {
 		return false
 	}
