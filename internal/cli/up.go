@@ -114,7 +114,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 
 func (a *app) upCmd() *cobra.Command {
 	var f serverFlags
-	var listen string
+	var listen, tlsCert, tlsKey string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run a persistent haul on this machine: gateway, runner and local workers",
@@ -122,8 +122,18 @@ func (a *app) upCmd() *cobra.Command {
 over HTTP on one port), the runner and local worker processes, on SQLite in
 the data directory, or on PostgreSQL with --database-url. Jobs that were
 running when a previous server stopped are resumed; attempts that were
-running are retried.`,
-		Example: "  haul up\n  haul up --listen 0.0.0.0:7070 --database-url postgres://haul@db/haul",
+running are retried.
+
+Every call needs a token. At its first start the server makes a platform
+admin token and writes it to <data dir>/admin-token, readable by this unix
+user only; this user's haul commands find it by themselves. Others need a
+token from 'haul token create' (or an OIDC ID token).
+
+By default the server listens on 127.0.0.1 only. Listening beyond loopback
+needs TLS: --tls-cert and --tls-key (clients then trust the certificate
+with --ca or HAUL_CA unless a public CA signed it); without them the
+server refuses to start.`,
+		Example: "  haul up\n  haul up --listen 0.0.0.0:7070 --tls-cert server.pem --tls-key server-key.pem --database-url postgres://haul@db/haul",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -132,6 +142,10 @@ running are retried.`,
 			if err != nil {
 				return usageError{err}
 			}
+			if (tlsCert == "") != (tlsKey == "") {
+				return usageError{fmt.Errorf("--tls-cert and --tls-key go together (got --tls-cert %q, --tls-key %q)", tlsCert, tlsKey)}
+			}
+			o.TLSCert, o.TLSKey = tlsCert, tlsKey
 			s, err := server.Open(ctx, o)
 			if err != nil {
 				return err
@@ -144,7 +158,7 @@ running are retried.`,
 				}
 				return err
 			}
-			fmt.Fprintf(a.stdout, "haul is up at %s (data in %s)\n", s.URL(), f.data)
+			fmt.Fprintf(a.stdout, "haul is up at %s (data in %s; admin token in %s)\n", s.URL(), f.data, filepath.Join(f.data, server.AdminTokenFile))
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
@@ -171,7 +185,9 @@ running are retried.`,
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7070", "address to serve on")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7070", "address to serve on; beyond loopback (such as 0.0.0.0:7070) only with TLS: --tls-cert and --tls-key")
+	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS (HTTP/2) with this PEM certificate chain; local workers trust it")
+	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
 	return cmd
 }
 
@@ -196,6 +212,7 @@ server it cancels the job (press again to quit at once).`,
 				return err
 			}
 			ctx := cmd.Context()
+			a.dataDir = f.data // where a local server keeps its admin token
 			if serverFlagSet(cmd) || server.Alive(ctx, a.server) {
 				return a.runRemote(ctx, data, name, detach)
 			}
@@ -230,15 +247,18 @@ func (a *app) runRemote(ctx context.Context, data []byte, name string, detach bo
 
 func (a *app) runEmbedded(ctx context.Context, data []byte, name string, f serverFlags) error {
 	// The embedded server logs to a file: the terminal shows progress.
-	if err := os.MkdirAll(f.data, 0o755); err != nil {
+	if err := os.MkdirAll(f.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	logPath := filepath.Join(f.data, "server.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("server log: %w", err)
 	}
 	defer logf.Close()
+	if err := logf.Chmod(0o600); err != nil {
+		return fmt.Errorf("server log: %w", err)
+	}
 	log := slog.New(slog.NewTextHandler(logf, nil))
 	o, err := f.options("127.0.0.1:0", log)
 	if err != nil {
@@ -256,12 +276,15 @@ func (a *app) runEmbedded(ctx context.Context, data []byte, name string, f serve
 			// another address: use it rather than a second runner.
 			s.Stop()
 			fmt.Fprintf(a.stderr, "using the haul server at %s, which runs jobs from %s\n", held.Lease.Address, f.data)
-			a.server = held.Lease.Address
+			a.server, a.dataDir = held.Lease.Address, f.data
 			return a.runRemote(ctx, data, name, false)
 		}
 		return fmt.Errorf("start embedded haul: %w", err)
 	}
 	a.server = s.URL()
+	// This process made the server: its admin token is the credential
+	// (also when a token from the environment names another server's).
+	a.dataDir, a.token = f.data, s.AdminToken()
 	c := a.client()
 	resp, err := submit(ctx, c, data, name)
 	if err != nil {
