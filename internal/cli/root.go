@@ -54,9 +54,13 @@ type app struct {
 	server   string
 	output   string
 	logLevel string
-	stdout   io.Writer
-	stderr   io.Writer
-	stdin    io.Reader
+	// token is --token (default $HAUL_API_TOKEN); dataDir, when a command
+	// set it (haul run --data), is where the admin token is looked for.
+	token   string
+	dataDir string
+	stdout  io.Writer
+	stderr  io.Writer
+	stdin   io.Reader
 }
 
 // Main runs the haul command line with args (without the program name) and
@@ -139,9 +143,11 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 	}
 	root.PersistentFlags().StringVar(&a.server, "server", server, "haul server URL (env HAUL_SERVER)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
+	root.PersistentFlags().StringVar(&a.token, "token", os.Getenv("HAUL_API_TOKEN"), "API token (env HAUL_API_TOKEN; else HAUL_TOKEN, else a local server's <data dir>/admin-token)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "server log level: debug, info, warn or error")
 	root.AddCommand(a.upCmd(), a.runCmd(), a.jobCmd(), a.taskCmd(), a.taskhostCmd(), a.autoscalerCmd(), a.clusterCmd(), a.simCmd())
 	root.AddCommand(a.benchCmd())
+	root.AddCommand(a.tokenCmd(), a.auditCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	// Every command's argument check reports a usage error.
 	var walk func(*cobra.Command)
@@ -163,8 +169,11 @@ func serverFlagSet(cmd *cobra.Command) bool {
 }
 
 func (a *app) client() apiv1connect.JobServiceClient {
-	return apiv1connect.NewJobServiceClient(http.DefaultClient, strings.TrimRight(a.server, "/"))
+	return apiv1connect.NewJobServiceClient(a.httpClient(), strings.TrimRight(a.server, "/"), a.clientOptions()...)
 }
+
+// httpClient is the HTTP client of every API client.
+func (a *app) httpClient() *http.Client { return http.DefaultClient }
 
 func (a *app) logger() *slog.Logger {
 	var lvl slog.Level
