@@ -23,10 +23,6 @@ import (
 	"github.com/haul-dev/haul/internal/server"
 )
 
-// AdminTokenFile is the file in a data directory where a server listening
-// on loopback keeps its admin token (mode 0600).
-const AdminTokenFile = "admin-token"
-
 // credential is the bearer token client commands send, and where it came
 // from (for messages; never the token).
 type credential struct {
@@ -54,7 +50,7 @@ func findCredential(flagToken string, getenv func(string) string, dataDir, serve
 		return credential{t, "HAUL_TOKEN"}
 	}
 	if dataDir != "" && isLoopbackURL(serverURL) {
-		p := filepath.Join(dataDir, AdminTokenFile)
+		p := filepath.Join(dataDir, server.AdminTokenFile)
 		if b, err := os.ReadFile(p); err == nil {
 			if t := strings.TrimSpace(string(b)); t != "" {
 				return credential{t, p}

@@ -17,6 +17,7 @@ import (
 	"github.com/haul-dev/haul/internal/auth"
 	"github.com/haul-dev/haul/internal/gateway"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
+	"github.com/haul-dev/haul/internal/server"
 	"github.com/haul-dev/haul/internal/store"
 	"github.com/haul-dev/haul/internal/store/sqlite"
 )
@@ -24,7 +25,7 @@ import (
 func TestFindCredentialOrder(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, AdminTokenFile), []byte("haul_file\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, server.AdminTokenFile), []byte("haul_file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	empty := t.TempDir()
@@ -39,9 +40,9 @@ func TestFindCredentialOrder(t *testing.T) {
 	}{
 		{"flag first", "haul_flag", task, dir, "http://127.0.0.1:7070", "haul_flag", "--token"},
 		{"then a task's token", "", task, dir, "http://127.0.0.1:7070", "hjt1.task", "HAUL_TOKEN"},
-		{"then the admin token file", "", nil, dir, "http://127.0.0.1:7070", "haul_file", AdminTokenFile},
-		{"localhost is loopback", "", nil, dir, "https://localhost:7070", "haul_file", AdminTokenFile},
-		{"IPv6 loopback", "", nil, dir, "http://[::1]:7070", "haul_file", AdminTokenFile},
+		{"then the admin token file", "", nil, dir, "http://127.0.0.1:7070", "haul_file", server.AdminTokenFile},
+		{"localhost is loopback", "", nil, dir, "https://localhost:7070", "haul_file", server.AdminTokenFile},
+		{"IPv6 loopback", "", nil, dir, "http://[::1]:7070", "haul_file", server.AdminTokenFile},
 		{"never the file to another machine", "", nil, dir, "https://haul.example.com", "", ""},
 		{"nor to a routable address", "", nil, dir, "http://10.1.2.3:7070", "", ""},
 		{"no file", "", nil, empty, "http://127.0.0.1:7070", "", ""},
@@ -80,7 +81,7 @@ func TestTokenCommands(t *testing.T) {
 	if err := st.CreateToken(ctx, &store.Token{ID: id, Hash: hash, Subject: "root", Kind: "user", PlatformAdmin: true, CreatedBy: "test", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(data, AdminTokenFile), []byte(root+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(data, server.AdminTokenFile), []byte(root+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("HAUL_DATA", data)
