@@ -150,11 +150,14 @@ const (
 
 // worker is a live worker. Guarded by Backend.mu.
 type worker struct {
-	id    string
-	pod   string
-	cl    *cluster
-	spec  *corev1.Pod // the pod to create; nil once created
-	state workerState
+	id   string
+	pod  string
+	cl   *cluster
+	spec *corev1.Pod // the pod to create; nil once created
+	// secret is the worker's credential, put in a Secret of its own
+	// once the pod exists (see workerSecret).
+	secret string
+	state  workerState
 	// attempts counts creation requests sent.
 	attempts int
 	// seen: the informer has had the pod (it no longer counts as queued).
@@ -302,7 +305,7 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 		b.mu.Unlock()
 		return fmt.Errorf("worker %s: already started", s.ID)
 	}
-	w := &worker{id: s.ID, pod: pod.Name, spec: pod}
+	w := &worker{id: s.ID, pod: pod.Name, spec: pod, secret: s.Secret}
 	c := b.place(w, nil)
 	if c == nil {
 		names := b.clusterNames()

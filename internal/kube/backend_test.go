@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -265,6 +266,7 @@ func TestPodShape(t *testing.T) {
 	s := testSpec("01JOB-1-7")
 	s.JobID = "01JOB"
 	s.Labels = map[string]string{"cost-center": "cc-42", "other": "x"}
+	s.Secret = "the-worker-credential"
 	s.TierIndex = 1
 	s.Tier = store.Tier{
 		Name: "big", CPU: 1.5, MemoryBytes: 3 << 30, GPU: 1,
@@ -337,9 +339,44 @@ func TestPodShape(t *testing.T) {
 	wantEnv := map[string]string{
 		"HAUL_RUNNER": s.RunnerURL, "HAUL_WORKER_ID": "01JOB-1-7", "HAUL_JOB": "01JOB", "HAUL_BLOB": s.BlobURL,
 		"HAUL_MEMORY_LIMIT": "3221225472", "HAUL_CPU_LIMIT": "1.5", "HAUL_SPOOL": "/haul/spool", "A": "1", "B": "2",
+		"HAUL_WORKER_SECRET": "", // from the worker's Secret
 	}
 	if !mapsEqual(env, wantEnv) || len(main.Env) != len(wantEnv) {
 		t.Errorf("env\n got %v\nwant %v", main.Env, wantEnv)
+	}
+	// The credential is in a Secret of the worker's own, owned by its pod,
+	// and nowhere in the pod.
+	for _, e := range main.Env {
+		if e.Name != "HAUL_WORKER_SECRET" {
+			continue
+		}
+		if ref := e.ValueFrom; ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != pod.Name || ref.SecretKeyRef.Key != "worker-secret" {
+			t.Errorf("HAUL_WORKER_SECRET comes from %+v, want the secretKeyRef %s/worker-secret", e.ValueFrom, pod.Name)
+		}
+	}
+	if raw, _ := json.Marshal(pod); strings.Contains(string(raw), s.Secret) {
+		t.Error("the pod object holds the worker's credential")
+	}
+	var sec *corev1.Secret
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		got, err := bn.client.CoreV1().Secrets(bn.ns).Get(t.Context(), pod.Name, metav1.GetOptions{})
+		if err == nil {
+			sec = got
+			break
+		}
+		if !apierrors.IsNotFound(err) || time.Now().After(deadline) {
+			t.Fatalf("the worker's secret %s: %v", pod.Name, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := string(sec.Data["worker-secret"]); got != s.Secret {
+		t.Errorf("secret holds %q, want the worker's credential", got)
+	}
+	if len(sec.OwnerReferences) != 1 || sec.OwnerReferences[0].Kind != "Pod" || sec.OwnerReferences[0].UID != pod.UID {
+		t.Errorf("secret owners %+v, want the pod %s (%s)", sec.OwnerReferences, pod.Name, pod.UID)
+	}
+	if sec.Labels[LabelWorker] != "01JOB-1-7" || sec.Labels[LabelBackend] != bn.b.Instance() {
+		t.Errorf("secret labels %v, want the pod's", sec.Labels)
 	}
 	for name, want := range map[corev1.ResourceName]string{"cpu": "1500m", "memory": "3Gi", "nvidia.com/gpu": "1"} {
 		for what, list := range map[string]corev1.ResourceList{"requests": main.Resources.Requests, "limits": main.Resources.Limits} {
@@ -720,7 +757,12 @@ func TestCreateRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPod(t, bn.client, bn.ns, PodName("retried"), exists)
+	// The watch may show the pod before the creating request's reply has
+	// been counted.
 	st := bn.b.Stats()["test"]
+	for deadline := time.Now().Add(30 * time.Second); st.PodsCreated == 0 && time.Now().Before(deadline); st = bn.b.Stats()["test"] {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if st.PodsCreated != 1 || st.CreateRetries != 2 || len(st.CreateTimes) != 3 {
 		t.Errorf("stats %+v: want 1 pod created after 2 retries (3 requests)", withoutTimes(st))
 	}

@@ -245,11 +245,25 @@ func (b *Backend) create(c *cluster, w *worker, pod *corev1.Pod) {
 	cancel()
 
 	b.mu.Lock()
-	if err != nil && w.seen && b.ctx.Err() == nil {
+	seen := w.seen
+	b.mu.Unlock()
+	if err != nil && seen && b.ctx.Err() == nil {
 		// The response was an error (a timeout, say), yet the informer has
 		// the pod: it was created.
-		err = nil
+		ctx, cancel := context.WithTimeout(b.ctx, requestTimeout)
+		created, err = b.adopt(ctx, c, pod)
+		cancel()
 	}
+	if err == nil && w.secret != "" {
+		if serr := b.createSecret(c, created, w.secret); serr != nil {
+			// The worker cannot start without its credential: its pod
+			// goes, and the worker fails (not retried: %v, not %w).
+			c.deletes.Add(deleteReq{name: created.Name, uid: created.UID})
+			err = fmt.Errorf("pod %s was created but its credential's Secret could not be: %v", created.Name, serr)
+		}
+	}
+
+	b.mu.Lock()
 	if err == nil {
 		c.stats.PodsCreated++
 	}
@@ -309,6 +323,32 @@ func (b *Backend) adopt(ctx context.Context, c *cluster, pod *corev1.Pod) (*core
 			pod.Namespace, pod.Name, got.Annotations[AnnotationWorkerID], got.Labels[LabelBackend])
 	}
 	return got, nil
+}
+
+// createSecret creates the Secret holding a worker's credential, owned by
+// its pod, retrying what may succeed if tried again. A Secret of that name
+// already there is an earlier try's that went through.
+func (b *Backend) createSecret(c *cluster, pod *corev1.Pod, secret string) error {
+	s := workerSecret(pod, secret)
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(b.ctx, requestTimeout)
+		_, err := c.client.CoreV1().Secrets(pod.Namespace).Create(ctx, s, metav1.CreateOptions{})
+		cancel()
+		if err == nil || apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		if !retryable(err) || attempt >= b.cfg.CreateAttempts || b.ctx.Err() != nil {
+			return fmt.Errorf("create secret %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		b.log.Warn("create worker secret: retrying", "pod", pod.Name, "cluster", c.cfg.Name, "attempt", attempt, "err", err)
+		t := time.NewTimer(backoff(attempt))
+		select {
+		case <-t.C:
+		case <-b.ctx.Done():
+			t.Stop()
+			return fmt.Errorf("create secret %s/%s: %w", s.Namespace, s.Name, b.ctx.Err())
+		}
+	}
 }
 
 // requeue puts a worker back at the head of its cluster's queue after a

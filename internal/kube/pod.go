@@ -83,7 +83,36 @@ type podParams struct {
 const SharedVolume = "haul-shared"
 
 // reservedEnv are the variables the backend sets; a template may not.
-var reservedEnv = []string{"HAUL_RUNNER", "HAUL_WORKER_ID", "HAUL_JOB", "HAUL_BLOB", "HAUL_MEMORY_LIMIT", "HAUL_CPU_LIMIT", "HAUL_SPOOL"}
+var reservedEnv = []string{"HAUL_RUNNER", "HAUL_WORKER_ID", "HAUL_JOB", "HAUL_BLOB", "HAUL_MEMORY_LIMIT", "HAUL_CPU_LIMIT", "HAUL_SPOOL", WorkerSecretEnv}
+
+// The worker's credential (runner.WorkerSpec.Secret) lives in a Secret of
+// its own, named like the pod and owned by it (deleted with it), under
+// WorkerSecretKey; the worker container reads it into WorkerSecretEnv
+// through a secretKeyRef, so that it is in no pod spec, no annotation and
+// no log.
+const (
+	WorkerSecretKey = "worker-secret"
+	WorkerSecretEnv = "HAUL_WORKER_SECRET"
+)
+
+// workerSecret returns the Secret holding a worker's credential, owned by
+// its pod (which must have been created: it needs the pod's UID), with the
+// pod's labels so that it is found like the pod.
+func workerSecret(pod *corev1.Pod, secret string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      pod.Name,
+			Namespace: pod.Namespace,
+			Labels:    copyMap(pod.Labels),
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID,
+			}},
+		},
+		Type:      corev1.SecretTypeOpaque,
+		Immutable: new(true),
+		Data:      map[string][]byte{WorkerSecretKey: []byte(secret)},
+	}
+}
 
 // buildPod returns the pod that runs the worker. Its errors name what in the
 // spec is wrong.
@@ -231,6 +260,11 @@ func podEnv(s runner.WorkerSpec) ([]corev1.EnvVar, error) {
 		{Name: "HAUL_MEMORY_LIMIT", Value: strconv.FormatInt(s.Tier.MemoryBytes, 10)},
 		{Name: "HAUL_CPU_LIMIT", Value: strconv.FormatFloat(s.Tier.CPU, 'g', -1, 64)},
 		{Name: "HAUL_SPOOL", Value: SpoolDir},
+	}
+	if s.Secret != "" {
+		env = append(env, corev1.EnvVar{Name: WorkerSecretEnv, ValueFrom: &corev1.EnvVarSource{
+			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: PodName(s.ID)}, Key: WorkerSecretKey},
+		}})
 	}
 	keys := make([]string, 0, len(s.Template.Env))
 	for k := range s.Template.Env {

@@ -138,6 +138,9 @@ type AgentOptions struct {
 //     agent's PATH, unless the container sets PATH itself.
 //   - Pods are never restarted, whatever their restartPolicy: exit code 0
 //     makes the pod Succeeded, anything else Failed.
+//   - A container whose environment names a config map or secret that
+//     does not exist waits for it, as a kubelet does, for 30 seconds after
+//     the pod's creation.
 //   - A container that cannot start (no command, unknown executable,
 //     unresolvable environment) makes the pod Failed, with the container
 //     terminated with reason StartError and exit code 128, and the error in
@@ -634,6 +637,12 @@ func (a *Agent) finalize(key string, pod *corev1.Pod) error {
 	return nil
 }
 
+// configWait is how long after its creation a pod whose environment names
+// a config map or secret that does not exist yet waits for it (its
+// creator may make it just after the pod, as the kube backend does with a
+// worker's credential) before it fails.
+const configWait = 30 * time.Second
+
 // start starts the pod's first container (or, with Run false, pretends to)
 // and writes the Running status.
 func (a *Agent) start(key string, pod *corev1.Pod) error {
@@ -669,6 +678,12 @@ func (a *Agent) start(key string, pod *corev1.Pod) error {
 	defer logFile.Close() // the child has its own descriptor
 
 	argv, env, err := a.commandLine(a.ctx, pod, ctr)
+	if apierrors.IsNotFound(err) && time.Since(pod.CreationTimestamp.Time) < configWait {
+		// A config map or secret the environment names is not there yet:
+		// a kubelet keeps the container waiting (CreateContainerConfigError)
+		// and tries again; so does the agent, for configWait.
+		return fmt.Errorf("pod %s: %w (waiting for it to be created)", key, err)
+	}
 	if err == nil {
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = env

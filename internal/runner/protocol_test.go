@@ -18,7 +18,6 @@ import (
 	"github.com/haul-dev/haul/internal/blob"
 	"github.com/haul-dev/haul/internal/gateway"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
-	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
 	"github.com/haul-dev/haul/internal/runner"
@@ -49,6 +48,18 @@ func (b *scriptedBackend) StopWorker(_ context.Context, id string) error {
 	return nil
 }
 
+// secret returns the credential the runner gave worker id ("" if none).
+func (b *scriptedBackend) secret(id string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range b.started {
+		if s.ID == id {
+			return s.Secret
+		}
+	}
+	return ""
+}
+
 // worker waits for the runner to start a worker for job and returns its ID.
 func (b *scriptedBackend) worker(t *testing.T, job string) string {
 	t.Helper()
@@ -77,6 +88,13 @@ type protoBundle struct {
 
 func setupScripted(t *testing.T) *protoBundle {
 	t.Helper()
+	return setupScriptedWith(t, func(*runner.Config) {})
+}
+
+// setupScriptedWith is setupScripted with tune applied to the runner's
+// config.
+func setupScriptedWith(t *testing.T, tune func(*runner.Config)) *protoBundle {
+	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "haul.db"), slog.New(slog.DiscardHandler))
@@ -93,13 +111,14 @@ func setupScripted(t *testing.T) *protoBundle {
 	polls := &atomic.Int64{}
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
-	r := runner.New(runner.Config{
+	cfg := runner.Config{
 		Store: st, Backend: backend, RunnerURL: srv.URL, BlobURL: "file://" + blobDir,
 		MaxWorkers: 1, ScanInterval: 50 * time.Millisecond, IdleTimeout: time.Minute,
 		Sched: sched.Config{BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
-	})
-	gw := gateway.New(gateway.Config{Store: st, Blob: bs, Notify: r.Wake})
-	mux.Handle(apiv1connect.NewJobServiceHandler(gw))
+	}
+	tune(&cfg)
+	r := runner.New(cfg)
+	mux.Handle(jobService(gateway.Config{Store: st, Blob: bs, Notify: r.Wake}))
 	path, h := taskhostv1connect.NewTaskHostServiceHandler(r)
 	mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		polls.Add(1)
@@ -114,20 +133,34 @@ func setupScripted(t *testing.T) *protoBundle {
 		st.Close()
 	})
 	return &protoBundle{
-		bundle:   &bundle{st: st, run: r, api: apiv1connect.NewJobServiceClient(srv.Client(), srv.URL), dir: dir},
+		bundle:   &bundle{st: st, run: r, api: apiClient(srv), dir: dir},
 		scripted: backend,
 		th:       taskhostv1connect.NewTaskHostServiceClient(srv.Client(), srv.URL),
 		polls:    polls,
 	}
 }
 
+// poll polls as the worker req names, with its credential.
 func (b *protoBundle) poll(t *testing.T, req *taskhostv1.PollRequest) *taskhostv1.PollResponse {
 	t.Helper()
-	resp, err := b.th.Poll(context.Background(), connect.NewRequest(req))
+	resp, err := b.pollAs(b.scripted.secret(req.WorkerId), req)
 	if err != nil {
 		t.Fatalf("poll: %v", err)
 	}
-	return resp.Msg
+	return resp
+}
+
+// pollAs polls with the bearer secret ("": no Authorization header).
+func (b *protoBundle) pollAs(secret string, req *taskhostv1.PollRequest) (*taskhostv1.PollResponse, error) {
+	r := connect.NewRequest(req)
+	if secret != "" {
+		r.Header().Set("Authorization", "Bearer "+secret)
+	}
+	resp, err := b.th.Poll(context.Background(), r)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
 }
 
 func exited(a *taskhostv1.Assignment, code int32) *taskhostv1.AttemptResult {

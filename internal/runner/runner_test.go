@@ -15,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/haul-dev/haul/internal/auth"
 	"github.com/haul-dev/haul/internal/blob"
 	"github.com/haul-dev/haul/internal/gateway"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
@@ -141,8 +142,7 @@ func setupWith(t *testing.T, tune func(*runner.Config)) *bundle {
 	tune(&cfg)
 	r := runner.New(cfg)
 	backend.r = r
-	gw := gateway.New(gateway.Config{Store: st, Blob: bs, Notify: r.Wake})
-	mux.Handle(apiv1connect.NewJobServiceHandler(gw))
+	mux.Handle(jobService(gateway.Config{Store: st, Blob: bs, Notify: r.Wake}))
 	mux.Handle(taskhostv1connect.NewTaskHostServiceHandler(r))
 	if err := r.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -154,7 +154,40 @@ func setupWith(t *testing.T, tune func(*runner.Config)) *bundle {
 		srv.Close()
 		st.Close()
 	})
-	return &bundle{st: st, run: r, backend: backend, api: apiv1connect.NewJobServiceClient(srv.Client(), srv.URL), dir: dir}
+	return &bundle{st: st, run: r, backend: backend, api: apiClient(srv), dir: dir}
+}
+
+// testAdmin is these tests' authenticator: any bearer is a platform
+// admin. The runner's tests are about the runner; the gateway's own tests
+// check authentication and authorization.
+type testAdmin struct{}
+
+func (testAdmin) Authenticate(context.Context, string) (*auth.Identity, error) {
+	return &auth.Identity{Subject: "test-admin", Kind: auth.KindUser, PlatformAdmin: true, Via: "token"}, nil
+}
+
+// jobService returns the gateway's handler, authenticating with testAdmin.
+func jobService(cfg gateway.Config) (string, http.Handler) {
+	cfg.Auth = testAdmin{}
+	gw := gateway.New(cfg)
+	return apiv1connect.NewJobServiceHandler(gw, connect.WithInterceptors(gw.Interceptor()))
+}
+
+// apiClient returns a JobService client of srv that sends a bearer.
+func apiClient(srv *httptest.Server) apiv1connect.JobServiceClient {
+	return apiv1connect.NewJobServiceClient(&http.Client{Transport: bearerTransport{tok: "test", next: srv.Client().Transport}}, srv.URL)
+}
+
+// bearerTransport sends "Authorization: Bearer <tok>" on every request.
+type bearerTransport struct {
+	tok  string
+	next http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.tok)
+	return b.next.RoundTrip(r)
 }
 
 func (b *bundle) submit(t *testing.T, spec string) string {

@@ -56,3 +56,5 @@ func (id Identifier) Identify(ctx context.Context, tok string) (*auth.Identity, 
 		Via:     "task",
 	}, nil
 }
+
+var _ auth.TaskTokens = Identifier{}
