@@ -239,8 +239,11 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	cmd := exec.Command(b.cfg.Command[0], args...)
 	// Tasks find haul itself first on PATH (a task may run `haul task add`).
 	// HAUL_WORKER_ID marks the taskhost and its helpers as this worker's.
+	// The worker's credential goes in the environment, never in argv
+	// (which ps shows to every user); the taskhost takes it out of its
+	// environment before it starts anything, and tasks never see it.
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(b.cfg.Command[0])+string(os.PathListSeparator)+os.Getenv("PATH"),
-		WorkerIDEnv+"="+s.ID)
+		WorkerIDEnv+"="+s.ID, workerSecretEnv+"="+s.Secret)
 	if b.cfg.CAFile != "" {
 		cmd.Env = append(cmd.Env, CAEnv+"="+b.cfg.CAFile)
 	}
@@ -290,6 +293,10 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 // WorkerIDEnv is the environment variable that marks a local worker's
 // taskhost process (and its helpers) with the worker's ID.
 const WorkerIDEnv = "HAUL_WORKER_ID"
+
+// workerSecretEnv carries the worker's credential to its taskhost
+// (taskhost.WorkerSecretEnv).
+const workerSecretEnv = "HAUL_WORKER_SECRET"
 
 // attemptIDEnv is the taskhost's marker of its attempts' processes
 // (taskhost.AttemptIDEnv: "<worker>/<task>/<attempt>").
