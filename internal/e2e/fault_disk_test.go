@@ -469,7 +469,7 @@ touch %[1]s/first; echo before the kill; echo $PPID > %[1]s/worker; exec sleep 3
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("the first attempt's output never showed: exit %d %q %q", r.code, r.stdout, r.stderr)
+					t.Fatalf("the first attempt's output never showed: exit %d %q %q; server log:\n%s", r.code, r.stdout, r.stderr, s.log)
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
