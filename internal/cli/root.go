@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
+	"github.com/haul-dev/haul/internal/taskhost"
 )
 
 // DefaultServer is the address client commands use when neither --server
@@ -58,6 +59,10 @@ type app struct {
 	// set it (haul run --data), is where the admin token is looked for.
 	token   string
 	dataDir string
+	// ca is --ca (default $HAUL_CA): certificates to trust for the
+	// server's TLS certificate; hc is the HTTP client that trusts them.
+	ca string
+	hc *http.Client
 	stdout  io.Writer
 	stderr  io.Writer
 	stdin   io.Reader
@@ -134,6 +139,13 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 			default:
 				return usageError{fmt.Errorf("--output %q: want text or json", a.output)}
 			}
+			if a.ca != "" {
+				c, err := taskhost.CAClient(a.ca)
+				if err != nil {
+					return usageError{fmt.Errorf("--ca %s (or HAUL_CA): %w", a.ca, err)}
+				}
+				a.hc = c
+			}
 			return nil
 		},
 	}
@@ -143,6 +155,7 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 	}
 	root.PersistentFlags().StringVar(&a.server, "server", server, "haul server URL (env HAUL_SERVER)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
+	root.PersistentFlags().StringVar(&a.ca, "ca", os.Getenv(taskhost.CAEnv), "PEM file of certificates to trust for the server's TLS certificate, besides the system's (env HAUL_CA)")
 	root.PersistentFlags().StringVar(&a.token, "token", os.Getenv("HAUL_API_TOKEN"), "API token (env HAUL_API_TOKEN; else HAUL_TOKEN, else a local server's <data dir>/admin-token)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "server log level: debug, info, warn or error")
 	root.AddCommand(a.upCmd(), a.runCmd(), a.jobCmd(), a.taskCmd(), a.taskhostCmd(), a.autoscalerCmd(), a.clusterCmd(), a.simCmd())
@@ -172,8 +185,14 @@ func (a *app) client() apiv1connect.JobServiceClient {
 	return apiv1connect.NewJobServiceClient(a.httpClient(), strings.TrimRight(a.server, "/"), a.clientOptions()...)
 }
 
-// httpClient is the HTTP client of every API client.
-func (a *app) httpClient() *http.Client { return http.DefaultClient }
+// httpClient is the HTTP client of every API client: with --ca, one that
+// trusts those certificates.
+func (a *app) httpClient() *http.Client {
+	if a.hc != nil {
+		return a.hc
+	}
+	return http.DefaultClient
+}
 
 func (a *app) logger() *slog.Logger {
 	var lvl slog.Level
