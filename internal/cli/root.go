@@ -61,11 +61,11 @@ type app struct {
 	dataDir string
 	// ca is --ca (default $HAUL_CA): certificates to trust for the
 	// server's TLS certificate; hc is the HTTP client that trusts them.
-	ca string
-	hc *http.Client
-	stdout  io.Writer
-	stderr  io.Writer
-	stdin   io.Reader
+	ca     string
+	hc     *http.Client
+	stdout io.Writer
+	stderr io.Writer
+	stdin  io.Reader
 }
 
 // Main runs the haul command line with args (without the program name) and
