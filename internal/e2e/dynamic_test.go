@@ -32,7 +32,7 @@ tasks:
         try duplicate    sh -c 'printf "tasks: [{key: first, command: [true]}]" | haul task add -f -'
         try bad-field    sh -c 'printf "name: other\ntasks: [{key: n, command: [true]}]" | haul task add -f -'
         try bad-token    sh -c 'printf "tasks: [{key: t, command: [true]}]" | HAUL_TOKEN=hjt1.forged haul task add -f -'
-        try not-running  sh -c 'printf "tasks: [{key: t, command: [true]}]" | haul task add -f - --task first'
+        try other-task   sh -c 'printf "tasks: [{key: t, command: [true]}]" | haul task add -f - --task first'
         try after-done   sh -c 'printf "tasks: [{key: after-first, command: [true], after: [first]}]" | haul task add -f -'
         try after-me     sh -c 'printf "tasks: [{key: after-probe, command: [sh, -c, \"echo ran after probe\"], after: [probe]}]" | haul task add -f -'
         # after-first is ready at once: wait until it has run, while this task runs.
@@ -76,8 +76,9 @@ func TestDynamicDAG(t *testing.T) {
 				{"cycle", "exit=1 haul: failed_precondition: cannot add tasks: task \"x\" field after: dependency cycle: x -> y -> x"},
 				{"duplicate", `exit=1 haul: failed_precondition: cannot add tasks: task "first" already exists`},
 				{"bad-field", "exit=1 haul: stdin:1: field name: cannot be changed by adding tasks"},
-				{"bad-token", "exit=1 haul: permission_denied: "},
-				{"not-running", `exit=1 haul: failed_precondition: cannot add tasks: task "first" is succeeded`},
+				{"bad-token", "exit=1 haul: unauthenticated: not a valid task token"},
+				// The adder is the token's task, whatever the request names.
+				{"other-task", `exit=1 haul: permission_denied: job ` + id + `: the request names task "first" but its token is task "probe"'s`},
 				{"after-done", "exit=0 added 1 tasks"},
 				{"after-me", "exit=0 added 1 tasks"},
 				{"after-first-while-probe-runs", `"succeeded"`},

@@ -119,11 +119,31 @@ func TestFaultForgedWorker(t *testing.T) {
 	if _, err := asTask.GetJob(ctx, connect.NewRequest(&apiv1.GetJobRequest{JobId: job})); err != nil {
 		t.Errorf("hold reads its own job with its token: %v", err)
 	}
+	add := func(job, task string) error {
+		_, err := asTask.AddTasks(ctx, connect.NewRequest(&apiv1.AddTasksRequest{JobId: job, Task: task,
+			Spec: []byte("tasks:\n  - key: added\n    command: [\"true\"]\n")}))
+		return err
+	}
+	other, err := c.SubmitJob(ctx, connect.NewRequest(&apiv1.SubmitJobRequest{Spec: []byte("name: other\ntasks:\n  - key: t\n    command: [\"true\"]\n"), Filename: "other.yaml"}))
+	if err != nil {
+		t.Fatalf("submit another job: %v", err)
+	}
+	if err := add(other.Msg.JobId, ""); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("AddTasks to another job with hold's token: %v; want permission denied", err)
+	}
+	if err := add(job, "q-1"); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("AddTasks naming task q-1 with hold's token: %v; want permission denied (the adder is the token's)", err)
+	}
+	if err := add(job, ""); err != nil {
+		t.Errorf("AddTasks to its own job with hold's token while it runs: %v", err)
+	}
 
 	// The real result: exit code 3.
 	if err := os.WriteFile(filepath.Join(dir, "gate1"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// (The worker then runs q-1 or the added task; a q task holds the job
+	// open until gate2.)
 	waitJob(t, c, job, time.Minute, func(j *apiv1.Job) bool { return j.Counts.GetFailed() == 1 && j.Counts.GetRunning() == 1 })
 	if tk := getTask(t, s, job, "hold"); tk.State != "failed" || tk.ExitCode != 3 || tk.Attempts != 1 {
 		t.Errorf("hold: %s, exit %d, %d attempts; want its real result: failed with exit code 3, once", tk.State, tk.ExitCode, tk.Attempts)
@@ -132,8 +152,7 @@ func TestFaultForgedWorker(t *testing.T) {
 	if _, err := asTask.GetJob(ctx, connect.NewRequest(&apiv1.GetJobRequest{JobId: job})); connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), "expired with its attempt") {
 		t.Errorf("GetJob with hold's token after its attempt ended: %v; want unauthenticated, saying the token expired with its attempt", err)
 	}
-	_, err = asTask.AddTasks(ctx, connect.NewRequest(&apiv1.AddTasksRequest{JobId: job, Spec: []byte("tasks:\n  - key: late\n    command: [\"true\"]\n")}))
-	if connect.CodeOf(err) != connect.CodeUnauthenticated {
+	if err := add(job, ""); connect.CodeOf(err) != connect.CodeUnauthenticated {
 		t.Errorf("AddTasks with hold's token after its attempt ended: %v; want unauthenticated", err)
 	}
 
@@ -141,8 +160,8 @@ func TestFaultForgedWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	j := waitJob(t, c, job, time.Minute, func(j *apiv1.Job) bool { return j.State == "failed" })
-	if j.TaskCount != 4 || j.Counts.GetSucceeded() != 3 || j.Counts.GetFailed() != 1 {
-		t.Errorf("job ended with %d tasks, counts %v; want hold failed and the three others succeeded", j.TaskCount, j.Counts)
+	if j.TaskCount != 5 || j.Counts.GetSucceeded() != 4 || j.Counts.GetFailed() != 1 {
+		t.Errorf("job ended with %d tasks, counts %v; want hold failed and the three others and the added one succeeded", j.TaskCount, j.Counts)
 	}
 	if strings.Contains(s.log.String(), tok) {
 		t.Error("the server's log holds a task token")

@@ -31,21 +31,21 @@ var ErrExpired = errors.New("this task's token expired with its attempt")
 func (id Identifier) Identify(ctx context.Context, tok string) (*auth.Identity, error) {
 	c, err := id.Secret.Verify(tok)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", auth.ErrUnauthenticated, err)
+		return nil, refused{err}
 	}
 	if id.Store == nil {
 		return nil, errors.New("task token: no store to check the attempt in")
 	}
 	t, err := id.Store.GetTask(ctx, c.Job, c.Task)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %w (task %q of job %s is gone)", auth.ErrUnauthenticated, ErrExpired, c.Task, c.Job)
+		return nil, refused{fmt.Errorf("%w (task %q of job %s is gone)", ErrExpired, c.Task, c.Job)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("task token: look up task %q of job %s: %w", c.Task, c.Job, err)
 	}
 	if t.State != store.TaskRunning || t.Attempts != c.Attempt {
-		return nil, fmt.Errorf("%w: %w (attempt %d of task %q in job %s; the task is %s at attempt %d)",
-			auth.ErrUnauthenticated, ErrExpired, c.Attempt, c.Task, c.Job, t.State, t.Attempts)
+		return nil, refused{fmt.Errorf("%w (attempt %d of task %q in job %s; the task is %s at attempt %d)",
+			ErrExpired, c.Attempt, c.Task, c.Job, t.State, t.Attempts)}
 	}
 	return &auth.Identity{
 		Kind:    auth.KindTask,
@@ -58,3 +58,11 @@ func (id Identifier) Identify(ctx context.Context, tok string) (*auth.Identity, 
 }
 
 var _ auth.TaskTokens = Identifier{}
+
+// refused is a token that proves no identity: it is auth.ErrUnauthenticated
+// (errors.Is) and reads as its cause alone, so that a message the caller
+// prefixes with its code does not say "unauthenticated" twice.
+type refused struct{ err error }
+
+func (r refused) Error() string   { return r.err.Error() }
+func (r refused) Unwrap() []error { return []error{r.err, auth.ErrUnauthenticated} }
