@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,6 +60,10 @@ type result struct {
 	code           int
 }
 
+// haul runs the haul CLI with env added to the test's environment. A
+// command aimed at a server startUp started (HAUL_SERVER or --server) gets
+// that server's admin token as HAUL_API_TOKEN, unless env sets
+// HAUL_API_TOKEN itself (to "" to test the CLI's own discovery).
 func haul(t testing.TB, env []string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -66,6 +71,9 @@ func haul(t testing.TB, env []string, args ...string) result {
 	cmd := exec.CommandContext(ctx, haulBin, args...)
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append(os.Environ(), env...)
+	if tok := adminTokenFor(env, args); tok != "" {
+		cmd.Env = append(cmd.Env, "HAUL_API_TOKEN="+tok)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -88,6 +96,35 @@ func freePort(t testing.TB) string {
 	return addr
 }
 
+// adminTokens maps the URL of each server startUp started to its admin
+// token.
+var adminTokens sync.Map
+
+// adminTokenFor returns the admin token of the server a command is aimed
+// at, if startUp started it and env does not choose a token.
+func adminTokenFor(env, args []string) string {
+	url := ""
+	for _, e := range env {
+		if strings.HasPrefix(e, "HAUL_API_TOKEN=") {
+			return ""
+		}
+		if v, ok := strings.CutPrefix(e, "HAUL_SERVER="); ok {
+			url = v
+		}
+	}
+	for i, a := range args {
+		if a == "--server" && i+1 < len(args) {
+			url = args[i+1]
+		} else if v, ok := strings.CutPrefix(a, "--server="); ok {
+			url = v
+		}
+	}
+	if tok, ok := adminTokens.Load(strings.TrimRight(url, "/")); ok {
+		return tok.(string)
+	}
+	return ""
+}
+
 // upServer is a `haul up` process.
 type upServer struct {
 	t      testing.TB
@@ -97,6 +134,10 @@ type upServer struct {
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
 	exited chan struct{}
+	// token is the admin token the server wrote to <data>/admin-token.
+	token string
+	// https: the server serves TLS (--tls-cert).
+	https bool
 }
 
 func startUp(t testing.TB, addr, data, dbURL string, extra ...string) *upServer {
@@ -127,6 +168,7 @@ func startUpEnv(t testing.TB, env []string, addr, data, dbURL string, extra ...s
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
+				s.readAdminToken()
 				return s
 			}
 		}
@@ -141,7 +183,41 @@ func startUpEnv(t testing.TB, env []string, addr, data, dbURL string, extra ...s
 	}
 }
 
-func (s *upServer) url() string { return "http://" + s.addr }
+func (s *upServer) url() string {
+	if s.https {
+		return "https://" + s.addr
+	}
+	return "http://" + s.addr
+}
+
+// readAdminToken reads the token the server wrote (it is written before
+// the server answers) and lets haul commands aimed at it use it.
+func (s *upServer) readAdminToken() {
+	s.t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.data, "admin-token"))
+	if err != nil {
+		s.t.Fatalf("haul up wrote no admin token: %v", err)
+	}
+	s.token = strings.TrimSpace(string(b))
+	adminTokens.Store(s.url(), s.token)
+}
+
+// bearer sends a token with every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
+// httpClient is an HTTP client that authenticates as the server's admin.
+func (s *upServer) httpClient() *http.Client {
+	return &http.Client{Transport: bearer{token: s.token, next: http.DefaultTransport}}
+}
 
 func (s *upServer) stop() {
 	select {
@@ -164,7 +240,7 @@ func (s *upServer) kill9() {
 }
 
 func (s *upServer) client() apiv1connect.JobServiceClient {
-	return apiv1connect.NewJobServiceClient(http.DefaultClient, s.url())
+	return apiv1connect.NewJobServiceClient(s.httpClient(), s.url())
 }
 
 // waitJob polls a job until cond holds or the timeout passes.

@@ -98,6 +98,7 @@ func diskStartUp(t *testing.T, env []string, addr, data, dbURL string) *upServer
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if code, _ := diskHealthz(s); code == http.StatusOK {
+			s.readAdminToken()
 			return s
 		}
 		select {

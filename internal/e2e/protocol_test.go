@@ -24,13 +24,13 @@ func TestOnePortThreeProtocols(t *testing.T) {
 	spec := []byte("name: proto\ntasks:\n  - {key: a, command: [\"true\"]}\n")
 	ctx := context.Background()
 
-	h2c := &http.Client{Transport: &http.Transport{
+	h2c := &http.Client{Transport: bearer{token: s.token, next: &http.Transport{
 		Protocols: func() *http.Protocols { p := new(http.Protocols); p.SetUnencryptedHTTP2(true); return p }(),
-	}}
+	}}}
 	clients := map[string]apiv1connect.JobServiceClient{
 		"grpc":     apiv1connect.NewJobServiceClient(h2c, s.url(), connect.WithGRPC()),
-		"grpc-web": apiv1connect.NewJobServiceClient(http.DefaultClient, s.url(), connect.WithGRPCWeb()),
-		"connect":  apiv1connect.NewJobServiceClient(http.DefaultClient, s.url()),
+		"grpc-web": apiv1connect.NewJobServiceClient(s.httpClient(), s.url(), connect.WithGRPCWeb()),
+		"connect":  apiv1connect.NewJobServiceClient(s.httpClient(), s.url()),
 	}
 	var id string
 	for name, c := range clients {
@@ -49,7 +49,7 @@ func TestOnePortThreeProtocols(t *testing.T) {
 	}
 
 	// Plain JSON over HTTP/1.1, as curl would send it.
-	resp, err := http.Post(s.url()+"/haul.api.v1.JobService/GetJob", "application/json", strings.NewReader(`{"job_id":"`+id+`"}`))
+	resp, err := s.httpClient().Post(s.url()+"/haul.api.v1.JobService/GetJob", "application/json", strings.NewReader(`{"job_id":"`+id+`"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestOnePortThreeProtocols(t *testing.T) {
 		t.Fatalf("JSON GetJob: %d %s", resp.StatusCode, body)
 	}
 	// A bad spec is a clear InvalidArgument naming the problem.
-	resp2, err := http.Post(s.url()+"/haul.api.v1.JobService/SubmitJob", "application/json",
+	resp2, err := s.httpClient().Post(s.url()+"/haul.api.v1.JobService/SubmitJob", "application/json",
 		strings.NewReader(`{"spec":"`+b64("name: x\ntasks:\n  - {key: a, command: []}\n")+`"}`))
 	if err != nil {
 		t.Fatal(err)
