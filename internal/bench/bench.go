@@ -292,7 +292,7 @@ func runHaul(ctx context.Context, cfg Config) (res Result, err error) {
 	}
 	defer stopProfile()
 
-	api := apiv1connect.NewJobServiceClient(client, s.URL())
+	api := apiv1connect.NewJobServiceClient(server.WithBearer(client, s.AdminToken()), s.URL())
 	t0 := time.Now()
 	sub, err := api.SubmitJob(ctx, connect.NewRequest(&apiv1.SubmitJobRequest{Spec: plan.Spec, Filename: "bench-" + cfg.Scenario + ".json"}))
 	if err != nil {

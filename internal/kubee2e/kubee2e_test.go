@@ -110,7 +110,7 @@ func deploy(t *testing.T, sites ...*site) *deployment {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
-	return &deployment{srv: srv, api: apiv1connect.NewJobServiceClient(httpClient, srv.URL()), sites: sites}
+	return &deployment{srv: srv, api: apiv1connect.NewJobServiceClient(server.WithBearer(httpClient, srv.AdminToken()), srv.URL()), sites: sites}
 }
 
 func (d *deployment) submit(t *testing.T, spec string) string {
