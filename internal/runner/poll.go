@@ -39,6 +39,12 @@ const maxWait = 30 * time.Second
 // not count as its own is cancelled in the reply. Cancels are sent on every
 // reply until the attempt's result arrives. A poll with nothing to hand out
 // is held until its wait ends or something changes: a worker never spins.
+//
+// A poll counts only with its worker's credential: the secret the runner
+// made when it asked for the worker (WorkerSpec.Secret), as "Authorization:
+// Bearer". Without it, or with another's, the answer is unauthenticated,
+// in the same words whether the worker exists or not, before anything of
+// the poll (results, running attempts, capacity) is looked at.
 func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollRequest]) (*connect.Response[taskhostv1.PollResponse], error) {
 	m := req.Msg
 	if !r.leased.Load() {
