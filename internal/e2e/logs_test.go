@@ -66,7 +66,7 @@ func TestHundredMegabyteLog(t *testing.T) {
 	// and the client's peak RSS.
 	readLog := func(key string) (int64, []byte, int64) {
 		cmd := exec.Command(haulBin, "task", "logs", id, key)
-		cmd.Env = append(os.Environ(), env...)
+		cmd.Env = append(os.Environ(), append(env, "HAUL_API_TOKEN="+s.token)...)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -125,7 +125,7 @@ tasks:
 	waitJob(t, s.client(), id, time.Minute, func(j *apiv1.Job) bool { return j.Counts.GetRunning() == 1 })
 
 	cmd := exec.Command(haulBin, "task", "logs", id, "talker", "-f")
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), append(env, "HAUL_API_TOKEN="+s.token)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
