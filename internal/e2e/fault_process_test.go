@@ -109,7 +109,11 @@ func TestFaultWorkerKill9(t *testing.T) {
 				if cg == "nocgroups" {
 					env = []string{"HAUL_NO_CGROUPS=1"}
 				}
-				killWorker(t, startUpEnv(t, env, freePort(t), t.TempDir(), dbURL), syscall.SIGKILL)
+				db := dbURL
+				if db != "" {
+					db = pgtest.NewDatabase(t, dbURL) // one server per store
+				}
+				killWorker(t, startUpEnv(t, env, freePort(t), t.TempDir(), db), syscall.SIGKILL)
 			})
 		}
 	})
