@@ -2,8 +2,10 @@
 // validates and stores submitted jobs, answers status queries from the store,
 // asks the runner to cancel through the store, and streams logs from the
 // object store. It holds no state of its own, so several gateways can serve
-// one deployment. It imports the store, the object store, the log reader and
-// the spec compiler, never the runner.
+// one deployment. Every call is authenticated (Interceptor) and authorized
+// against the team of the job it touches; every mutating call is audited
+// and rate-limited per caller (authz.go). It imports the store, the object
+// store, the log reader, the spec compiler and auth, never the runner.
 package gateway
 
 import (
