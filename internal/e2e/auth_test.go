@@ -154,7 +154,7 @@ func TestTLS(t *testing.T) {
 	pool := selfSigned(t, certFile, keyFile)
 	addr := freePort(t)
 	data := t.TempDir()
-	s := &upServer{t: t, addr: addr, data: data, https: true, log: &bytes.Buffer{}, exited: make(chan struct{})}
+	s := &upServer{t: t, addr: addr, data: data, https: true, log: &syncBuffer{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(haulBin, "up", "--listen", addr, "--data", data, "--log-level", "warn", "--tls-cert", certFile, "--tls-key", keyFile)
 	s.cmd.Dir = repoRoot(t)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log

@@ -132,7 +132,7 @@ type upServer struct {
 	data   string
 	dbURL  string
 	cmd    *exec.Cmd
-	log    *bytes.Buffer
+	log    *syncBuffer
 	exited chan struct{}
 	// token is the admin token the server wrote to <data>/admin-token.
 	token string
@@ -148,7 +148,7 @@ func startUp(t testing.TB, addr, data, dbURL string, extra ...string) *upServer 
 // startUpEnv is startUp with more environment for the server.
 func startUpEnv(t testing.TB, env []string, addr, data, dbURL string, extra ...string) *upServer {
 	t.Helper()
-	s := &upServer{t: t, addr: addr, data: data, dbURL: dbURL, log: &bytes.Buffer{}, exited: make(chan struct{})}
+	s := &upServer{t: t, addr: addr, data: data, dbURL: dbURL, log: &syncBuffer{}, exited: make(chan struct{})}
 	args := append([]string{"up", "--listen", addr, "--data", data, "--log-level", "warn"}, extra...)
 	if dbURL != "" {
 		args = append(args, "--database-url", dbURL)
@@ -482,4 +482,23 @@ func checkOnce(t testing.TB, c apiv1connect.JobServiceClient, id string) (lost i
 			return lost
 		}
 	}
+}
+
+// syncBuffer is a bytes.Buffer that a server process writes while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -81,7 +81,7 @@ func diskFill(t *testing.T, path string) int64 {
 // its local workers).
 func diskStartUp(t *testing.T, env []string, addr, data, dbURL string) *upServer {
 	t.Helper()
-	s := &upServer{t: t, addr: addr, data: data, dbURL: dbURL, log: &bytes.Buffer{}, exited: make(chan struct{})}
+	s := &upServer{t: t, addr: addr, data: data, dbURL: dbURL, log: &syncBuffer{}, exited: make(chan struct{})}
 	args := []string{"up", "--listen", addr, "--data", data, "--log-level", "warn"}
 	if dbURL != "" {
 		args = append(args, "--database-url", dbURL)

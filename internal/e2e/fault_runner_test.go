@@ -11,7 +11,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -26,7 +25,6 @@ import (
 
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
-	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
 	"github.com/haul-dev/haul/internal/pgtest"
 )
 
@@ -125,55 +123,6 @@ func TestFaultLostPollReply(t *testing.T) {
 			t.Errorf("%d polls for %d tasks: workers spin", polls, n)
 		}
 		t.Logf("%s: reply with %d assignments lost; job succeeded in %v with %d polls", t.Name(), p.dropped.Load(), took.Round(time.Millisecond), p.polls.Load())
-	})
-}
-
-// A worker that reports 1.7e308 CPU seconds (twice, so a sum would
-// overflow), infinities and NUL bytes: the figures are bounded where they
-// enter, the job ends, the server stays healthy and runs the next job.
-func TestFaultPoisonedReport(t *testing.T) {
-	t.Parallel()
-	eachStore(t, func(t *testing.T, dbURL string) {
-		s := startUp(t, freePort(t), t.TempDir(), dbURL)
-		c := s.client()
-		id := submit(t, s, "name: poison\ntasks:\n  - key: \"p-{i}\"\n    foreach: {range: [0, 2]}\n    command: [sleep, \"30\"]\n")
-		waitJob(t, c, id, time.Minute, func(j *apiv1.Job) bool { return j.Counts.GetRunning() == 2 })
-		th := taskhostv1connect.NewTaskHostServiceClient(http.DefaultClient, s.url())
-		for _, key := range []string{"p-0", "p-1"} {
-			g, err := c.GetTask(context.Background(), connect.NewRequest(&apiv1.GetTaskRequest{JobId: id, Key: key}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			a := g.Msg.Attempts[len(g.Msg.Attempts)-1]
-			now := time.Now().UnixNano()
-			res := &taskhostv1.AttemptResult{TaskIndex: g.Msg.Task.Index, Attempt: a.Number, Reason: "exit",
-				StartedUnixNanos: now - 1e9, FinishedUnixNanos: now, Message: "bad\x00text",
-				Usage: &taskhostv1.Usage{CpuUserSeconds: 1.7e308, CpuSystemSeconds: math.Inf(1), PeakRssBytes: math.MaxInt64, AvgRssBytes: math.MaxInt64,
-					Gpus: []*taskhostv1.GPUUsage{{Name: "x\x00", AvgUtilizationPercent: math.NaN(), PeakMemoryBytes: -5}}}}
-			if _, err := th.Poll(context.Background(), connect.NewRequest(&taskhostv1.PollRequest{
-				WorkerId: a.WorkerId, JobId: id, Results: []*taskhostv1.AttemptResult{res}, ReportOnly: true})); err != nil {
-				t.Fatalf("report: %v", err)
-			}
-		}
-		j := waitJob(t, c, id, time.Minute, jobEnded)
-		if j.State != "succeeded" {
-			t.Fatalf("job %s, want succeeded (the reports said exit 0)", j.State)
-		}
-		if u := j.Usage.GetCpuUsedSeconds(); math.IsInf(u, 0) || math.IsNaN(u) || u > 1e12 {
-			t.Errorf("job CPU used %v: want it bounded", u)
-		}
-		resp, err := http.Get(s.url() + "/healthz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("healthz %d after the poisoned reports", resp.StatusCode)
-		}
-		next := submit(t, s, "name: after\ntasks:\n  - key: a\n    command: [\"true\"]\n")
-		if j := waitJob(t, c, next, time.Minute, jobEnded); j.State != "succeeded" {
-			t.Errorf("the next job %s", j.State)
-		}
 	})
 }
 
