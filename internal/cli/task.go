@@ -443,8 +443,10 @@ after one that already succeeded is ready at once; one after the adding task
 starts when it succeeds. The job's tiers, default retries and timeout apply.
 
 A task's environment has everything this needs: HAUL_SERVER, HAUL_JOB,
-HAUL_TASK and HAUL_TOKEN, a token valid only for its own job. The job does
-not end while the adding task runs, so add before exiting.`,
+HAUL_TASK and HAUL_TOKEN, a token valid only for its own attempt. The job
+does not end while the adding task runs, so add before exiting. A member of
+the job's team may add tasks to a running job from outside it with --job and
+their own credential.`,
 		Example: "  haul task add -f more-tasks.yaml\n  generate-tasks | haul task add -f -",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -452,10 +454,8 @@ not end while the adding task runs, so add before exiting.`,
 				return usageError{errors.New("-f FILE is required (- for stdin)")}
 			}
 			job, task, tok = cmp.Or(job, os.Getenv("HAUL_JOB")), cmp.Or(task, os.Getenv("HAUL_TASK")), cmp.Or(tok, os.Getenv("HAUL_TOKEN"))
-			for _, v := range []struct{ flag, env, val string }{{"--job", "HAUL_JOB", job}, {"--task", "HAUL_TASK", task}, {"--token", "HAUL_TOKEN", tok}} {
-				if v.val == "" {
-					return usageError{fmt.Errorf("%s is empty: run this from a haul task (which has %s), or pass %s", v.env, v.env, v.flag)}
-				}
+			if job == "" {
+				return usageError{errors.New("HAUL_JOB is empty: run this from a haul task (which has HAUL_JOB), or pass --job")}
 			}
 			data, name, err := a.readSpec(file)
 			if err != nil {

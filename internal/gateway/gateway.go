@@ -77,8 +77,16 @@ func (g *Gateway) adder(ctx context.Context, m *apiv1.AddTasksRequest) (*auth.Id
 			return nil, connect.NewError(connect.CodeUnavailable, err)
 		}
 	}
-	if id == nil || id.Kind != auth.KindTask {
-		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("job %s: only a running task adds tasks to its job, with the token in its HAUL_TOKEN; %s is not a task", m.JobId, id))
+	if id == nil {
+		return nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("job %s: no credential", m.JobId))
+	}
+	if id.Kind != auth.KindTask {
+		// A person or service account: a member of the job's team adds
+		// for no task (authorized with the job below).
+		if m.Task != "" {
+			return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("job %s: only task %q itself (with its HAUL_TOKEN) adds tasks as that task; %s may add tasks to the job without naming one", m.JobId, m.Task, id))
+		}
+		return id, nil
 	}
 	if id.Job != m.JobId {
 		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("job %s: the token of %s is valid for its own job %s only", m.JobId, id.Subject, id.Job))
@@ -586,7 +594,12 @@ func (g *Gateway) addTasks(ctx context.Context, mu *mutation, req *connect.Reque
 			Tier: t.Tier, RunTier: t.Tier, Retries: t.Retries, TimeoutMS: t.TimeoutMS}
 		keys[i] = t.Key
 	}
-	n, err := g.cfg.Appender.AddTasks(ctx, j.ID, adder.Task, adder.Attempt, tasks)
+	var task string
+	var attempt int32
+	if adder.Kind == auth.KindTask {
+		task, attempt = adder.Task, adder.Attempt
+	}
+	n, err := g.cfg.Appender.AddTasks(ctx, j.ID, task, attempt, tasks)
 	if err != nil {
 		var rej interface{ Rejected() bool }
 		if errors.As(err, &rej) && rej.Rejected() {

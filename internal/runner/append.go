@@ -65,15 +65,20 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, attempt int3
 		keys = append(keys, k)
 		after = append(after, jr.tasks.afterOf(i))
 	}
-	a, ok := index[adder]
-	if !ok {
-		return 0, fmt.Errorf("%w: job %s has no task %q", ErrAppend, jobID, adder)
-	}
-	if s := jr.core.State(a); s != sched.Running {
-		return 0, fmt.Errorf("%w: task %q is %s: only a running task can add tasks to its job", ErrAppend, adder, s)
-	}
-	if cur := jr.core.Attempts(a); cur != attempt {
-		return 0, fmt.Errorf("%w: attempt %d of task %q has ended (the task runs attempt %d): only the running attempt can add tasks", ErrAppend, attempt, adder, cur)
+	// A task adds for itself, and only while that attempt runs; a person
+	// (adder "", a member of the job's team) adds while the job runs: the
+	// lock held here keeps it from ending meanwhile.
+	if adder != "" {
+		a, ok := index[adder]
+		if !ok {
+			return 0, fmt.Errorf("%w: job %s has no task %q", ErrAppend, jobID, adder)
+		}
+		if s := jr.core.State(a); s != sched.Running {
+			return 0, fmt.Errorf("%w: task %q is %s: only a running task can add tasks to its job", ErrAppend, adder, s)
+		}
+		if cur := jr.core.Attempts(a); cur != attempt {
+			return 0, fmt.Errorf("%w: attempt %d of task %q has ended (the task runs attempt %d): only the running attempt can add tasks", ErrAppend, attempt, adder, cur)
+		}
 	}
 	cfgs := make([]sched.TaskConfig, 0, len(tasks))
 	added := make([]store.Task, 0, len(tasks))

@@ -159,3 +159,27 @@ func TestAddTasksFenced(t *testing.T) {
 		t.Errorf("after the fenced add: %d tasks stored, want 1", got)
 	}
 }
+
+// TestAddTasksByAPerson: a member of the job's team adds for no task (adder
+// ""), while the job runs; once it has ended, adding is refused.
+func TestAddTasksByAPerson(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	gate := filepath.Join(b.dir, "gate")
+	id := b.submit(t, gatedAdder(gate))
+	b.wait(t, id, func(j *store.Job) bool { return j.Counts.Running == 1 })
+	ctx := context.Background()
+	if _, err := b.run.AddTasks(ctx, id, "", 0, []store.Task{child("by-hand")}); err != nil {
+		t.Fatalf("a person's add to a running job: %v", err)
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j := b.waitDone(t, id)
+	if j.State != store.JobSucceeded || j.TaskCount != 2 {
+		t.Fatalf("job %s with %d tasks, want succeeded with the added one", j.State, j.TaskCount)
+	}
+	if _, err := b.run.AddTasks(ctx, id, "", 0, []store.Task{child("late")}); !errors.Is(err, runner.ErrAppend) {
+		t.Fatalf("adding to an ended job: %v, want refused", err)
+	}
+}
