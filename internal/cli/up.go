@@ -18,6 +18,7 @@ import (
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/kube"
 	"github.com/haul-dev/haul/internal/runner"
+	"github.com/haul-dev/haul/internal/auth"
 	"github.com/haul-dev/haul/internal/server"
 	"github.com/haul-dev/haul/internal/taskhost"
 )
@@ -33,6 +34,10 @@ type serverFlags struct {
 	// workerTimeout and leaseTTL tune failure detection (0: the runner's defaults).
 	workerTimeout time.Duration
 	leaseTTL      time.Duration
+	// Who may call: OIDC, and each identity's mutation rate.
+	oidc          auth.OIDCConfig
+	mutationRate  float64
+	mutationBurst int
 
 	backend       string
 	kubeClusters  string
@@ -59,6 +64,20 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 		return o, fmt.Errorf("--lease-ttl %v: want at least 1s (the lease is renewed every fifth of it)", f.leaseTTL)
 	}
 	o.Runner.WorkerTimeout, o.Runner.LeaseTTL = f.workerTimeout, f.leaseTTL
+	if f.mutationRate < 0 || f.mutationBurst < 0 {
+		return o, fmt.Errorf("--mutation-rate %v, --mutation-burst %d: want positive numbers", f.mutationRate, f.mutationBurst)
+	}
+	o.MutationsPerSecond, o.MutationBurst = f.mutationRate, f.mutationBurst
+	if f.oidc.Issuer != "" || f.oidc.Audience != "" {
+		if f.oidc.Issuer == "" || f.oidc.Audience == "" {
+			return o, fmt.Errorf("--oidc-issuer %q and --oidc-client-id %q go together", f.oidc.Issuer, f.oidc.Audience)
+		}
+		v, err := auth.NewOIDC(f.oidc, log)
+		if err != nil {
+			return o, fmt.Errorf("OIDC: %w", err)
+		}
+		o.OIDC = v
+	}
 	switch f.backend {
 	case "local":
 		if f.kubeClusters != "" {
@@ -99,6 +118,13 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().Float64Var(&f.nodePrice, "node-price", 0, "what this machine costs in $/hour, for job cost estimates")
 	cmd.Flags().DurationVar(&f.halfLife, "reuse-half-life", runner.DefaultHalfLife, "how fast worker reuse targeting forgets observed task run times and worker startups")
 	cmd.Flags().StringToStringVar(&f.nsHalfLife, "namespace-half-life", nil, "the half-life for one namespace, NAMESPACE=DURATION (repeatable, e.g. team-a=5m)")
+	cmd.Flags().StringVar(&f.oidc.Issuer, "oidc-issuer", "", "accept ID tokens of this OpenID Connect issuer (URL) as well as issued tokens")
+	cmd.Flags().StringVar(&f.oidc.Audience, "oidc-client-id", "", "the client ID the issuer's ID tokens must be for (their aud; with --oidc-issuer)")
+	cmd.Flags().StringVar(&f.oidc.UserClaim, "oidc-user-claim", "email", "the ID token claim that names the user (sub when it is missing or the email is unverified)")
+	cmd.Flags().StringVar(&f.oidc.TeamsClaim, "oidc-teams-claim", "groups", "the ID token claim listing the user's teams: TEAM (member) or TEAM:viewer|member|admin")
+	cmd.Flags().StringVar(&f.oidc.AdminGroup, "oidc-admin-group", "", "a value of the teams claim that makes the user a platform admin")
+	cmd.Flags().Float64Var(&f.mutationRate, "mutation-rate", 0, "each identity's submits, cancels and adds per second, beyond its burst (default 20)")
+	cmd.Flags().IntVar(&f.mutationBurst, "mutation-burst", 0, "each identity's mutating calls allowed at once above the rate (default 100)")
 	cmd.Flags().DurationVar(&f.workerTimeout, "worker-timeout", 0, "how long a worker may go without polling before it is stopped and its attempts retried (default 45s)")
 	cmd.Flags().DurationVar(&f.leaseTTL, "lease-ttl", 0, "how long the runner's lease in the store lasts unless renewed: a standby takes over a dead runner after this, and a store outage shorter than 5/6 of it keeps running work (default 10s)")
 	cmd.Flags().StringVar(&f.backend, "backend", "local", "where workers run: local (processes on this machine) or kube (pods on the clusters of --kube-clusters)")
