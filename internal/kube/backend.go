@@ -44,6 +44,9 @@ var (
 type Config struct {
 	// Clusters are where workers may run (at least one).
 	Clusters []ClusterConfig
+	// RunnerCA is the PEM certificate worker pods trust for the runner's
+	// TLS certificate besides their image's CAs ("" : the image's only).
+	RunnerCA string
 	// TaskhostImage is the small image that holds the static taskhost at
 	// /haul-taskhost, e.g. "ghcr.io/haul-dev/taskhost:dev" (required).
 	TaskhostImage string
@@ -291,7 +294,7 @@ func (b *Backend) Instance() string { return b.cfg.Instance }
 func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	pod, err := buildPod(s, podParams{
 		instance: b.cfg.Instance, taskhostImage: b.cfg.TaskhostImage, defaultImage: b.cfg.DefaultImage,
-		sharedClaim: b.cfg.SharedClaim, sharedPath: b.cfg.SharedPath,
+		sharedClaim: b.cfg.SharedClaim, sharedPath: b.cfg.SharedPath, runnerCA: b.cfg.RunnerCA,
 	})
 	if err != nil {
 		return err

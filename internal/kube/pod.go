@@ -77,13 +77,16 @@ type podParams struct {
 	// sharedClaim, when set, is a PersistentVolumeClaim mounted at
 	// sharedPath in every worker (the log store's shared volume).
 	sharedClaim, sharedPath string
+	// runnerCA is the PEM certificate workers trust for the runner's TLS
+	// (public: it goes in the pod spec as HAUL_CA_PEM).
+	runnerCA string
 }
 
 // SharedVolume is the name of the volume of Config.SharedClaim.
 const SharedVolume = "haul-shared"
 
 // reservedEnv are the variables the backend sets; a template may not.
-var reservedEnv = []string{"HAUL_RUNNER", "HAUL_WORKER_ID", "HAUL_JOB", "HAUL_BLOB", "HAUL_MEMORY_LIMIT", "HAUL_CPU_LIMIT", "HAUL_SPOOL", WorkerSecretEnv}
+var reservedEnv = []string{"HAUL_RUNNER", "HAUL_WORKER_ID", "HAUL_JOB", "HAUL_BLOB", "HAUL_MEMORY_LIMIT", "HAUL_CPU_LIMIT", "HAUL_SPOOL", WorkerSecretEnv, "HAUL_CA", "HAUL_CA_PEM"}
 
 // The worker's credential (runner.WorkerSpec.Secret) lives in a Secret of
 // its own, named like the pod and owned by it (deleted with it), under
@@ -145,7 +148,7 @@ func buildPod(s runner.WorkerSpec, p podParams) (*corev1.Pod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker %s: tier %q: %w", s.ID, s.Tier.Name, err)
 	}
-	env, err := podEnv(s)
+	env, err := podEnv(s, p)
 	if err != nil {
 		return nil, fmt.Errorf("worker %s: %w", s.ID, err)
 	}
@@ -251,7 +254,7 @@ func tierResources(t store.Tier, withGPU bool) corev1.ResourceRequirements {
 	return corev1.ResourceRequirements{Requests: list, Limits: list.DeepCopy()}
 }
 
-func podEnv(s runner.WorkerSpec) ([]corev1.EnvVar, error) {
+func podEnv(s runner.WorkerSpec, p podParams) ([]corev1.EnvVar, error) {
 	env := []corev1.EnvVar{
 		{Name: "HAUL_RUNNER", Value: s.RunnerURL},
 		{Name: "HAUL_WORKER_ID", Value: s.ID},
@@ -260,6 +263,9 @@ func podEnv(s runner.WorkerSpec) ([]corev1.EnvVar, error) {
 		{Name: "HAUL_MEMORY_LIMIT", Value: strconv.FormatInt(s.Tier.MemoryBytes, 10)},
 		{Name: "HAUL_CPU_LIMIT", Value: strconv.FormatFloat(s.Tier.CPU, 'g', -1, 64)},
 		{Name: "HAUL_SPOOL", Value: SpoolDir},
+	}
+	if p.runnerCA != "" {
+		env = append(env, corev1.EnvVar{Name: "HAUL_CA_PEM", Value: p.runnerCA})
 	}
 	if s.Secret != "" {
 		env = append(env, corev1.EnvVar{Name: WorkerSecretEnv, ValueFrom: &corev1.EnvVarSource{

@@ -246,3 +246,26 @@ func TestSharedClaimMountedInEveryWorker(t *testing.T) {
 		t.Fatalf("shared volume: claim %q at %q, want haul-blobs at /var/lib/haul/blobs", claim, path)
 	}
 }
+
+// A server with TLS hands worker pods its certificate to trust, in the
+// clear (it is public), and a template may not override it.
+func TestPodTrustsTheRunnerCA(t *testing.T) {
+	t.Parallel()
+	p := testParams
+	p.runnerCA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	pod, err := buildPod(runner.WorkerSpec{ID: "j-0-1", JobID: "j", Namespace: "team"}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range pod.Spec.Containers[0].Env {
+		found = found || e.Name == "HAUL_CA_PEM" && e.Value == p.runnerCA
+	}
+	if !found {
+		t.Fatalf("worker env %v: want HAUL_CA_PEM with the certificate", pod.Spec.Containers[0].Env)
+	}
+	s := runner.WorkerSpec{ID: "j-0-2", JobID: "j", Namespace: "team", Template: store.WorkerTemplate{Env: map[string]string{"HAUL_CA_PEM": "x"}}}
+	if _, err := buildPod(s, p); err == nil || !strings.Contains(err.Error(), "HAUL_CA_PEM") {
+		t.Fatalf("a template setting HAUL_CA_PEM: %v, want refused", err)
+	}
+}

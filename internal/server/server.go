@@ -221,6 +221,15 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		if kc.SharedClaim != "" && kc.SharedPath == "" {
 			kc.SharedPath = blobDir // where workers write logs: HAUL_BLOB
 		}
+		if o.TLSCert != "" && kc.RunnerCA == "" {
+			pem, err := os.ReadFile(o.TLSCert)
+			if err != nil {
+				ln.Close()
+				st.Close()
+				return nil, fmt.Errorf("TLS certificate for worker pods: %w", err)
+			}
+			kc.RunnerCA = string(pem) // worker pods trust the server's certificate
+		}
 		kc.Gone = func(id, why string) { run.WorkerGone(id, why) }
 		kc.OOMKilled = func(id, why string) { run.WorkerOOMKilled(id, why) }
 		kb, err := kube.New(ctx, kc)

@@ -38,6 +38,7 @@ import (
 //	--log-retry D         HAUL_LOG_RETRY    how long a failed log upload is retried after the attempt (default 1m)
 //	                      HAUL_WORKER_SECRET the worker's credential (environment only: a flag would show it to ps)
 //	                      HAUL_CA           PEM certificates to trust for the runner's TLS certificate, besides the system's
+//	                      HAUL_CA_PEM       the same certificates themselves (worker pods)
 //
 // The memory limit is enforced by the cgroup the taskhost is in when that
 // has a limit no larger (cgroup-v1, cgroup-v2: the kernel's OOM killer,
@@ -95,6 +96,12 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 		c, err := CAClient(ca)
 		if err != nil {
 			return cfg, nil, fmt.Errorf("%s: %w", CAEnv, err)
+		}
+		cfg.HTTPClient = c
+	} else if pem := getenv(CAPEMEnv); pem != "" {
+		c, err := CAClientPEM(pem)
+		if err != nil {
+			return cfg, nil, err
 		}
 		cfg.HTTPClient = c
 	}
