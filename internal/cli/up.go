@@ -15,10 +15,10 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
+	"github.com/haul-dev/haul/internal/auth"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/kube"
 	"github.com/haul-dev/haul/internal/runner"
-	"github.com/haul-dev/haul/internal/auth"
 	"github.com/haul-dev/haul/internal/server"
 	"github.com/haul-dev/haul/internal/taskhost"
 )
