@@ -8,7 +8,7 @@ export PATH := $(TOOLS):$(PATH)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 
-.PHONY: all build test test-kube generate check-generate tools fuzz bench
+.PHONY: all build test test-short test-kube generate check-generate tools fuzz bench
 
 all: build
 
@@ -32,6 +32,11 @@ check-generate: generate
 test: tools check-generate
 	go vet ./...
 	go test -race -count=1 -timeout 25m ./...
+
+# The fast tier for iteration: every package but the end-to-end ones
+# (internal/e2e, internal/kubee2e), with -race. CI runs `make test`.
+test-short:
+	go test -race -count=1 $$(go list ./... | grep -v -e /internal/e2e -e /internal/kubee2e)
 
 # The Kubernetes integration tests, verbosely: real etcd and kube-apiserver
 # (built from the module proxy on first use, cached under ~/.cache/haul/kube),
