@@ -77,52 +77,6 @@ func diskFill(t *testing.T, path string) int64 {
 	}
 }
 
-// diskStartUp is startUp with extra environment for the server (and so for
-// its local workers).
-func diskStartUp(t *testing.T, env []string, addr, data, dbURL string) *upServer {
-	t.Helper()
-	s := &upServer{t: t, addr: addr, data: data, dbURL: dbURL, log: &syncBuffer{}, exited: make(chan struct{})}
-	args := []string{"up", "--listen", addr, "--data", data, "--log-level", "warn"}
-	if dbURL != "" {
-		args = append(args, "--database-url", dbURL)
-	}
-	s.cmd = exec.Command(haulBin, args...)
-	s.cmd.Dir = repoRoot(t)
-	s.cmd.Env = append(os.Environ(), env...)
-	s.cmd.Stdout, s.cmd.Stderr = &diskLockedWriter{w: s.log}, &diskLockedWriter{w: s.log}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.cmd.Wait(); close(s.exited) }()
-	t.Cleanup(s.stop)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if code, _ := diskHealthz(s); code == http.StatusOK {
-			s.readAdminToken()
-			return s
-		}
-		select {
-		case <-s.exited:
-			t.Fatalf("haul up exited: %s", s.log)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("haul up not ready after 30s: %s", s.log)
-		}
-	}
-}
-
-type diskLockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *diskLockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
 // diskHealthz returns the server's /healthz status code and body; 0 when it
 // did not answer.
 func diskHealthz(s *upServer) (int, string) {
@@ -215,7 +169,7 @@ while [ ! -e %s ]; do sleep 0.05; done
 				t.Fatalf("diskTaskOutput does not match the script: %q...", got[:60])
 			}
 			const logRetry = 3 * time.Second
-			s := diskStartUp(t, []string{"HAUL_LOG_RETRY=" + logRetry.String()}, freePort(t), data, dbURL)
+			s := startUpEnv(t, []string{"HAUL_LOG_RETRY=" + logRetry.String()}, freePort(t), data, dbURL)
 			env := []string{"HAUL_SERVER=" + s.url()}
 			c := s.client()
 

@@ -2,12 +2,7 @@ package runner_test
 
 import (
 	"context"
-	"log/slog"
 	"math"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,15 +10,12 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/haul-dev/haul/internal/blob"
-	"github.com/haul-dev/haul/internal/gateway"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
 	"github.com/haul-dev/haul/internal/runner"
 	"github.com/haul-dev/haul/internal/sched"
 	"github.com/haul-dev/haul/internal/store"
-	"github.com/haul-dev/haul/internal/store/sqlite"
 )
 
 // scriptedBackend starts no process: the test plays the worker, calling
@@ -95,45 +87,14 @@ func setupScripted(t *testing.T) *protoBundle {
 // config.
 func setupScriptedWith(t *testing.T, tune func(*runner.Config)) *protoBundle {
 	t.Helper()
-	dir := t.TempDir()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "haul.db"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blobDir := filepath.Join(dir, "blobs")
-	os.MkdirAll(blobDir, 0o755)
-	bs, err := blob.Open("file://" + blobDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	backend := &scriptedBackend{stopped: map[string]bool{}}
 	polls := &atomic.Int64{}
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
-	cfg := runner.Config{
-		Store: st, Backend: backend, RunnerURL: srv.URL, BlobURL: "file://" + blobDir,
+	b, srv := serve(t, t.TempDir(), backend, runner.Config{
 		MaxWorkers: 1, ScanInterval: 50 * time.Millisecond, IdleTimeout: time.Minute,
 		Sched: sched.Config{BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
-	}
-	tune(&cfg)
-	r := runner.New(cfg)
-	mux.Handle(jobService(gateway.Config{Store: st, Blob: bs, Notify: r.Wake}))
-	path, h := taskhostv1connect.NewTaskHostServiceHandler(r)
-	mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		polls.Add(1)
-		h.ServeHTTP(w, req)
-	}))
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r.Stop()
-		srv.Close()
-		st.Close()
-	})
+	}, tune, nil, polls)
 	return &protoBundle{
-		bundle:   &bundle{st: st, run: r, api: apiClient(srv), dir: dir},
+		bundle:   b,
 		scripted: backend,
 		th:       taskhostv1connect.NewTaskHostServiceClient(srv.Client(), srv.URL),
 		polls:    polls,

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,6 +120,25 @@ func setup(t *testing.T) *bundle { return setupWith(t, func(*runner.Config) {}) 
 func setupWith(t *testing.T, tune func(*runner.Config)) *bundle {
 	t.Helper()
 	dir := t.TempDir()
+	backend := &inProcBackend{t: t, dir: dir, cancels: map[string]context.CancelFunc{}}
+	b, _ := serve(t, dir, backend, runner.Config{
+		MaxWorkers: 4, ScanInterval: 50 * time.Millisecond, IdleTimeout: 200 * time.Millisecond,
+		Sched: sched.Config{BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
+	}, tune, func(r *runner.Runner) { backend.r = r }, nil)
+	b.backend = backend
+	t.Cleanup(func() {
+		backend.killAll()
+		backend.wg.Wait()
+	})
+	return b
+}
+
+// serve starts a runner with backend on a fresh SQLite store in dir, with
+// the gateway and the taskhost protocol on one test server: cfg, adjusted
+// by tune, gets the store, backend and URLs; made sees the runner before it
+// starts; polls, when set, counts the calls of the taskhost protocol.
+func serve(t *testing.T, dir string, backend runner.Backend, cfg runner.Config, tune func(*runner.Config), made func(*runner.Runner), polls *atomic.Int64) (*bundle, *httptest.Server) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "haul.db"), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -130,31 +150,31 @@ func setupWith(t *testing.T, tune func(*runner.Config)) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backend := &inProcBackend{t: t, dir: dir, cancels: map[string]context.CancelFunc{}}
 	mux := http.NewServeMux()
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Start()
-	cfg := runner.Config{
-		Store: st, Backend: backend, RunnerURL: srv.URL, BlobURL: "file://" + blobDir,
-		MaxWorkers: 4, ScanInterval: 50 * time.Millisecond, IdleTimeout: 200 * time.Millisecond,
-		Sched: sched.Config{BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
-	}
+	srv := httptest.NewServer(mux)
+	cfg.Store, cfg.Backend, cfg.RunnerURL, cfg.BlobURL = st, backend, srv.URL, "file://"+blobDir
 	tune(&cfg)
 	r := runner.New(cfg)
-	backend.r = r
+	if made != nil {
+		made(r)
+	}
 	mux.Handle(jobService(gateway.Config{Store: st, Blob: bs, Notify: r.Wake}))
-	mux.Handle(taskhostv1connect.NewTaskHostServiceHandler(r))
+	path, h := taskhostv1connect.NewTaskHostServiceHandler(r)
+	mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if polls != nil {
+			polls.Add(1)
+		}
+		h.ServeHTTP(w, req)
+	}))
 	if err := r.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		r.Stop()
-		backend.killAll()
-		backend.wg.Wait()
 		srv.Close()
 		st.Close()
 	})
-	return &bundle{st: st, run: r, backend: backend, api: apiClient(srv), dir: dir}
+	return &bundle{st: st, run: r, api: apiClient(srv), dir: dir}, srv
 }
 
 // testAdmin is these tests' authenticator: any bearer is a platform
