@@ -2,11 +2,13 @@ package taskhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -182,6 +184,9 @@ func selector(cmd *exec.Cmd, marker string) procstat.Selector {
 // reaps the orphans among them. It returns an error naming the survivors
 // when some are still alive after killTimeout.
 func (h *host) killAttempt(cmd *exec.Cmd, marker string) error {
+	if nothingLeft(cmd) {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
 	defer cancel()
 	n, err := procstat.Kill(ctx, selector(cmd, marker))
@@ -197,4 +202,47 @@ func signalAttempt(log *slog.Logger, cmd *exec.Cmd, marker string, sig syscall.S
 	if _, err := procstat.Signal(selector(cmd, marker), sig); err != nil {
 		log.Warn("signal the attempt's processes", "signal", sig, "err", err)
 	}
+}
+
+// nothingLeft reports, cheaply, that an ended attempt can have no process
+// left, so that the common case (a task whose processes all exited) costs
+// two system calls and a few small reads, not a scan of every process: its
+// process group is empty, and the taskhost, a subreaper, has no child but
+// the main processes of attempts still running (with the attempt's main
+// process gone, everything it left behind was reparented to the taskhost).
+// In doubt it says false and the caller scans.
+func nothingLeft(cmd *exec.Cmd) bool {
+	if !subreaper.ok {
+		return false
+	}
+	if pgid := groupOf(cmd); pgid > 0 {
+		if err := syscall.Kill(-pgid, 0); !errors.Is(err, syscall.ESRCH) {
+			return false
+		}
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return false
+	}
+	leaders.Lock()
+	defer leaders.Unlock()
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // the thread ended
+			}
+			return false // no children files (CONFIG_PROC_CHILDREN): scan
+		}
+		for f := range strings.FieldsSeq(string(b)) {
+			pid, err := strconv.Atoi(f)
+			if err != nil {
+				return false
+			}
+			if c := leaders.pids[pid]; c == nil || c == cmd {
+				return false // an orphan, or the attempt's own unreaped process
+			}
+		}
+	}
+	return true
 }
