@@ -28,6 +28,13 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(crashChildEnv); path != "" {
 		os.Exit(crashChild(path))
 	}
+	// Register the SQL function with the driver before any test runs: tests
+	// that open the driver directly (sql.Open) would otherwise race with
+	// the registration an Open in a parallel test makes.
+	if err := registerOnce(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	os.Exit(m.Run())
 }
 
