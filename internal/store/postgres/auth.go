@@ -35,20 +35,6 @@ func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
 	return nil
 }
 
-func scanToken(r pgx.Row) (store.Token, error) {
-	var (
-		t                         store.Token
-		teams                     []byte
-		created, expires, revoked *int64
-	)
-	err := r.Scan(&t.ID, &t.Hash, &t.Subject, &t.Kind, &teams, &t.PlatformAdmin, &t.Description, &t.CreatedBy,
-		&created, &expires, &revoked)
-	if err != nil {
-		return t, err
-	}
-	return t, storesql.FinishToken(&t, created, expires, revoked, teams)
-}
-
 // GetToken returns a token, revoked or not; store.ErrNotFound if there is
 // none with that ID.
 func (s *Store) GetToken(ctx context.Context, id string) (*store.Token, error) {
@@ -58,7 +44,7 @@ func (s *Store) GetToken(ctx context.Context, id string) (*store.Token, error) {
 	var t store.Token
 	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
 		var err error
-		t, err = scanToken(c.QueryRow(ctx, qGetToken, id))
+		t, err = storesql.ScanToken(c.QueryRow(ctx, qGetToken, id))
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -83,7 +69,7 @@ func (s *Store) ListTokens(ctx context.Context, f store.TokenFilter) ([]store.To
 		}
 		defer rows.Close()
 		for rows.Next() {
-			t, err := scanToken(rows)
+			t, err := storesql.ScanToken(rows)
 			if err != nil {
 				return err
 			}

@@ -32,27 +32,13 @@ func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
 	return nil
 }
 
-func scanToken(r rowScanner) (store.Token, error) {
-	var (
-		t                         store.Token
-		teams                     []byte
-		created, expires, revoked *int64
-	)
-	err := r.Scan(&t.ID, &t.Hash, &t.Subject, &t.Kind, &teams, &t.PlatformAdmin, &t.Description, &t.CreatedBy,
-		&created, &expires, &revoked)
-	if err != nil {
-		return t, err
-	}
-	return t, storesql.FinishToken(&t, created, expires, revoked, teams)
-}
-
 // GetToken returns a token, revoked or not; store.ErrNotFound if there is
 // none with that ID.
 func (s *Store) GetToken(ctx context.Context, id string) (*store.Token, error) {
 	if err := storesql.CheckTokenID("get token", id); err != nil {
 		return nil, err
 	}
-	t, err := scanToken(s.read.QueryRowContext(ctx, qGetToken, id))
+	t, err := storesql.ScanToken(s.read.QueryRowContext(ctx, qGetToken, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("get token %s: %w", id, store.ErrNotFound)
 	}
@@ -74,7 +60,7 @@ func (s *Store) ListTokens(ctx context.Context, f store.TokenFilter) ([]store.To
 	defer rows.Close()
 	var out []store.Token
 	for rows.Next() {
-		t, err := scanToken(rows)
+		t, err := storesql.ScanToken(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list tokens: %w", err)
 		}

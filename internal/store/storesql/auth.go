@@ -174,9 +174,29 @@ func EncodeTeams(t *store.Token) ([]byte, error) {
 	return b, nil
 }
 
-// FinishToken fills in a scanned token's decoded columns: its times and
+// Row is one result row of either driver (*sql.Row, *sql.Rows, pgx.Row,
+// pgx.Rows).
+type Row interface{ Scan(dest ...any) error }
+
+// ScanToken reads a token row, in the column order of both drivers'
+// token queries.
+func ScanToken(r Row) (store.Token, error) {
+	var (
+		t                         store.Token
+		teams                     []byte
+		created, expires, revoked *int64
+	)
+	err := r.Scan(&t.ID, &t.Hash, &t.Subject, &t.Kind, &teams, &t.PlatformAdmin, &t.Description, &t.CreatedBy,
+		&created, &expires, &revoked)
+	if err != nil {
+		return t, err
+	}
+	return t, finishToken(&t, created, expires, revoked, teams)
+}
+
+// finishToken fills in a scanned token's decoded columns: its times and
 // teams.
-func FinishToken(t *store.Token, created, expires, revoked *int64, teams []byte) error {
+func finishToken(t *store.Token, created, expires, revoked *int64, teams []byte) error {
 	t.CreatedAt, t.ExpiresAt, t.RevokedAt = FromNanos(created), FromNanos(expires), FromNanos(revoked)
 	var err error
 	if t.Teams, err = DecodeMap("teams", teams); err != nil {
