@@ -3,8 +3,8 @@
 // with its own log file, and in its own cgroup with its tier's memory and
 // CPU limits (the taskhost joins the group before it runs anything; where
 // no cgroup can be made it is given the memory limit to enforce itself). It
-// imports the runner's Backend contract, internal/cgroup and
-// internal/procstat.
+// imports the runner's Backend contract, internal/cgroup, internal/procstat
+// and the taskhost's environment names (internal/taskhost).
 //
 // A worker's processes end with it. Every process of a worker is in its
 // cgroup, carries HAUL_WORKER_ID=<id> (the taskhost and its helpers) or
@@ -36,6 +36,7 @@ import (
 	"github.com/haul-dev/haul/internal/cgroup"
 	"github.com/haul-dev/haul/internal/procstat"
 	"github.com/haul-dev/haul/internal/runner"
+	"github.com/haul-dev/haul/internal/taskhost"
 )
 
 // Config configures the local backend.
@@ -69,10 +70,6 @@ type Config struct {
 	// certificate: given to them as HAUL_CA.
 	CAFile string
 }
-
-// CAEnv names the PEM file of certificates a taskhost or the CLI trusts
-// for the server's TLS certificate.
-const CAEnv = "HAUL_CA"
 
 // NoCgroupsEnv, set to 1 or true in the server's environment, turns the
 // workers' cgroups off as Config.NoCgroups does (a machine where they
@@ -243,9 +240,9 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	// (which ps shows to every user); the taskhost takes it out of its
 	// environment before it starts anything, and tasks never see it.
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(b.cfg.Command[0])+string(os.PathListSeparator)+os.Getenv("PATH"),
-		WorkerIDEnv+"="+s.ID, workerSecretEnv+"="+s.Secret)
+		WorkerIDEnv+"="+s.ID, taskhost.WorkerSecretEnv+"="+s.Secret)
 	if b.cfg.CAFile != "" {
-		cmd.Env = append(cmd.Env, CAEnv+"="+b.cfg.CAFile)
+		cmd.Env = append(cmd.Env, taskhost.CAEnv+"="+b.cfg.CAFile)
 	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
@@ -294,14 +291,6 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 // taskhost process (and its helpers) with the worker's ID.
 const WorkerIDEnv = "HAUL_WORKER_ID"
 
-// workerSecretEnv carries the worker's credential to its taskhost
-// (taskhost.WorkerSecretEnv).
-const workerSecretEnv = "HAUL_WORKER_SECRET"
-
-// attemptIDEnv is the taskhost's marker of its attempts' processes
-// (taskhost.AttemptIDEnv: "<worker>/<task>/<attempt>").
-const attemptIDEnv = "HAUL_ATTEMPT_ID"
-
 // killWorker kills every process of the worker: its taskhost's process
 // group (pgid, while the taskhost is not yet reaped; 0 after), everything
 // in its cgroup, everything carrying its markers, and their descendants,
@@ -309,7 +298,7 @@ const attemptIDEnv = "HAUL_ATTEMPT_ID"
 func (b *Backend) killWorker(id string, pgid int, group *cgroup.Group) {
 	sel := procstat.Selector{
 		Env:       []string{WorkerIDEnv + "=" + id},
-		EnvPrefix: []string{attemptIDEnv + "=" + id + "/"},
+		EnvPrefix: []string{taskhost.AttemptIDEnv + "=" + id + "/"},
 		Pgid:      pgid,
 		Skip:      []int{os.Getpid()},
 	}
