@@ -31,6 +31,7 @@ import (
 type committer struct {
 	st    store.Store
 	log   *slog.Logger
+	now   func() time.Time // the runner's clock, for health
 	fence func() store.Fence
 	// fenced is called when the store refused a write because the lease
 	// is held by another runner; poisoned when one job's changes cannot be
@@ -61,7 +62,7 @@ type taskRef struct {
 }
 
 func newCommitter(st store.Store, log *slog.Logger) *committer {
-	return &committer{st: st, log: log, kick: make(chan struct{}, 1),
+	return &committer{st: st, log: log, now: time.Now, kick: make(chan struct{}, 1),
 		fence: func() store.Fence { return store.Fence{} }, fenced: func() {}, poisoned: func(string, error) {}}
 }
 
@@ -246,7 +247,7 @@ func (c *committer) ok() {
 func (c *committer) failed(err error) {
 	c.hmu.Lock()
 	if c.failingSince.IsZero() {
-		c.failingSince = time.Now()
+		c.failingSince = c.now()
 	}
 	c.lastErr = err
 	c.hmu.Unlock()

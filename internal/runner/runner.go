@@ -266,7 +266,7 @@ func New(cfg Config) *Runner {
 		fenced:      make(chan struct{}, 1),
 		incarnation: newHolderID()[:6],
 	}
-	r.com.fence, r.com.fenced, r.com.poisoned = r.fence, r.lostLease, r.poisonJob
+	r.com.now, r.com.fence, r.com.fenced, r.com.poisoned = cfg.Clock, r.fence, r.lostLease, r.poisonJob
 	return r
 }
 
