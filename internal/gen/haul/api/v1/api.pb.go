@@ -138,9 +138,11 @@ type AddTasksRequest struct {
 	Spec []byte `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	// Name of the file the fragment came from, for error messages.
 	Filename string `protobuf:"bytes,3,opt,name=filename,proto3" json:"filename,omitempty"`
-	// The job-scoped token a task finds in HAUL_TOKEN.
+	// The attempt-scoped token a task finds in HAUL_TOKEN, for clients that
+	// do not send it as the bearer.
 	Token string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
-	// The key of the running task that adds them (HAUL_TASK).
+	// The key of the running task that adds them (HAUL_TASK): when set, it
+	// must be the token's task; a person leaves it empty.
 	Task          string `protobuf:"bytes,5,opt,name=task,proto3" json:"task,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -69,7 +69,9 @@ type JobServiceClient interface {
 	// otherwise; tasks that depend on it are cancelled too.
 	CancelTask(context.Context, *connect.Request[v1.CancelTaskRequest]) (*connect.Response[v1.CancelTaskResponse], error)
 	// Appends tasks to a running job (a dynamic DAG): called by one of the
-	// job's running tasks, with the job-scoped token from its environment.
+	// job's running tasks, with the attempt-scoped token from its
+	// environment (HAUL_TOKEN) as the bearer, or by a member of the job's
+	// team.
 	AddTasks(context.Context, *connect.Request[v1.AddTasksRequest]) (*connect.Response[v1.AddTasksResponse], error)
 	// GetLogs streams one attempt's output; with follow, until the attempt ends.
 	GetLogs(context.Context, *connect.Request[v1.GetLogsRequest]) (*connect.ServerStreamForClient[v1.GetLogsResponse], error)
@@ -215,7 +217,9 @@ type JobServiceHandler interface {
 	// otherwise; tasks that depend on it are cancelled too.
 	CancelTask(context.Context, *connect.Request[v1.CancelTaskRequest]) (*connect.Response[v1.CancelTaskResponse], error)
 	// Appends tasks to a running job (a dynamic DAG): called by one of the
-	// job's running tasks, with the job-scoped token from its environment.
+	// job's running tasks, with the attempt-scoped token from its
+	// environment (HAUL_TOKEN) as the bearer, or by a member of the job's
+	// team.
 	AddTasks(context.Context, *connect.Request[v1.AddTasksRequest]) (*connect.Response[v1.AddTasksResponse], error)
 	// GetLogs streams one attempt's output; with follow, until the attempt ends.
 	GetLogs(context.Context, *connect.Request[v1.GetLogsRequest], *connect.ServerStream[v1.GetLogsResponse]) error
