@@ -419,7 +419,7 @@ tasks:
 
 			s2 := startUp(t, addr, data, dbURL)
 			c = s2.client()
-			j := waitJob(t, c, id, 5*time.Minute, func(j *apiv1.Job) bool { return j.State != "running" && j.State != "pending" })
+			j := waitJob(t, c, id, 5*time.Minute, jobEnded)
 			if j.State != "succeeded" || j.Counts.GetSucceeded() != n+2 {
 				t.Fatalf("after restart: job %s with counts %v, want succeeded with %d tasks", j.State, j.Counts, n+2)
 			}

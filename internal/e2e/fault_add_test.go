@@ -76,7 +76,7 @@ func TestFaultAddRetried(t *testing.T) {
 					t.Fatalf("submit: exit %d: %s", r.code, r.stderr)
 				}
 				id = strings.TrimSpace(r.stdout)
-				waitJob(t, s.client(), id, 2*time.Minute, func(j *apiv1.Job) bool { return j.State != "running" && j.State != "pending" })
+				waitJob(t, s.client(), id, 2*time.Minute, jobEnded)
 				return id, dir
 			}
 			ran := func(t *testing.T, dir string) string {

@@ -270,8 +270,8 @@ tasks:
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			j := waitJob(t, c, id, 5*time.Minute, func(j *apiv1.Job) bool { return j.State != "running" && j.State != "pending" })
-			jobEnded := time.Since(freedAt)
+			j := waitJob(t, c, id, 5*time.Minute, jobEnded)
+			endedAfter := time.Since(freedAt)
 			select {
 			case <-s.exited:
 				t.Fatalf("haul up exited: %s", s.log)
@@ -319,7 +319,7 @@ tasks:
 				t.Errorf("big: haul task logs exited %d with %d bytes (all z: %v), stderr %q", r.code, len(r.stdout), allZ, r.stderr)
 			}
 			t.Logf("%s: healthy %v and job %s %v ended %v after the space returned; logs: %d complete, %d marked incomplete; e.g. %q",
-				st, healthyAfter.Round(time.Millisecond), j.State, j.Counts, jobEnded.Round(time.Millisecond), complete, incomplete, reasons)
+				st, healthyAfter.Round(time.Millisecond), j.State, j.Counts, endedAfter.Round(time.Millisecond), complete, incomplete, reasons)
 			if j.State != "succeeded" {
 				t.Errorf("job ended %s %v; its tasks all exit 0", j.State, j.Counts)
 			}
@@ -338,7 +338,7 @@ tasks:
 				t.Fatalf("submit after the space returned: %s", r.stderr)
 			}
 			id2 := strings.TrimSpace(r.stdout)
-			j2 := waitJob(t, c, id2, 2*time.Minute, func(j *apiv1.Job) bool { return j.State != "running" && j.State != "pending" })
+			j2 := waitJob(t, c, id2, 2*time.Minute, jobEnded)
 			if j2.State != "succeeded" {
 				t.Fatalf("job after the space returned: %s %v", j2.State, j2.Counts)
 			}
@@ -439,7 +439,7 @@ touch %[1]s/first; echo before the kill; echo $PPID > %[1]s/worker; exec sleep 3
 			if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
 				t.Fatalf("kill the worker %d: %v", worker, err)
 			}
-			j := waitJob(t, s.client(), id, 3*time.Minute, func(j *apiv1.Job) bool { return j.State != "running" && j.State != "pending" })
+			j := waitJob(t, s.client(), id, 3*time.Minute, jobEnded)
 			if j.State != "succeeded" {
 				t.Fatalf("job %s %v, want succeeded on the retry", j.State, j.Counts)
 			}

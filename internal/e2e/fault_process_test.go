@@ -72,7 +72,7 @@ tasks:
     command: [sh, -c, "echo next"]
     after: [daemon]
 `, f))
-		j := waitJob(t, s.client(), id, 2*time.Minute, func(j *apiv1.Job) bool { return j.State != "running" && j.State != "pending" })
+		j := waitJob(t, s.client(), id, 2*time.Minute, jobEnded)
 		if j.State != "succeeded" {
 			t.Fatalf("job %s: %v", j.State, j.Counts)
 		}
@@ -177,7 +177,7 @@ tasks:
 			t.Fatalf("signal %v to the worker %d: %v", sig, worker, err)
 		}
 		c := s.client()
-		j := waitJob(t, c, id, 3*time.Minute, func(j *apiv1.Job) bool { return j.State != "running" && j.State != "pending" })
+		j := waitJob(t, c, id, 3*time.Minute, jobEnded)
 		if j.State != "succeeded" || j.Counts.GetSucceeded() != 1 {
 			t.Fatalf("job %s with counts %v, want succeeded with 1 task", j.State, j.Counts)
 		}
