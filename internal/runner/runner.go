@@ -64,7 +64,12 @@ type WorkerSpec struct {
 	// Template is the job's worker pod override (Kubernetes).
 	Template  store.WorkerTemplate
 	RunnerURL string
-	BlobURL   string
+	// LocatorURL is where the worker asks which runner owns its job
+	// when RunnerURL stops answering for it (a failover, a shard moved):
+	// TaskHostService.Locate, served by gateways and runners. Empty: the
+	// worker only ever talks to RunnerURL.
+	LocatorURL string
+	BlobURL    string
 	// Secret is the worker's own credential: the taskhost sends it as
 	// "Authorization: Bearer <secret>" on every Poll, and the runner
 	// accepts that worker's polls only with it. Backends hand it to the
