@@ -82,7 +82,10 @@
 // groups), UpstreamFailed and Cancelled for descendants of terminal tasks,
 // and the ready queues. A task restored as Running lost its attempt with the
 // old runner: it is re-queued as for a Lost outcome, keeping its attempt
-// count and its retries.
+// count and its retries — unless the caller called Keep for it (after a
+// failover its worker may still run the attempt, and the new runner adopts
+// it): then it stays Running with its attempt and a fresh timeout, and the
+// caller later reports its end, or Lost if no worker claims it.
 //
 // # Output
 //

@@ -51,6 +51,7 @@ const (
 	flagKillTimeout   = 0x10 // Running, a timeout Kill was emitted for the current attempt
 	flagKillCancel    = 0x20 // Running, a cancel Kill was emitted for the current attempt
 	flagCancelPending = 0x40 // Running, the task was cancelled: it ends Cancelled unless it succeeds
+	flagKeep          = 0x80 // restored Running, before Start: its attempt may still run (Keep)
 )
 
 // kind is one distinct (tier, retries, timeout) combination; tasks point at
@@ -364,6 +365,29 @@ func (j *Job) Restore(task int32, s State, attempts int32, failedAttempts int32)
 	return nil
 }
 
+// Keep marks a task restored as Running whose attempt may still be running
+// on a worker that the runner will adopt (a failover moved the job to
+// another runner): Start leaves it Running with its attempt instead of
+// treating the attempt as lost, and its timeout, if any, counts from
+// Start. The caller reports the attempt's end as usual, or Finished with
+// Lost when no worker claims it. Call it after Restore and before Start;
+// it returns an error, and changes nothing, for an unknown task, a task
+// not restored as Running, or a call after Start.
+func (j *Job) Keep(task int32) error {
+	switch {
+	case j.err != nil:
+		return j.err
+	case j.started:
+		return fmt.Errorf("keep task %d: job already started", task)
+	case task < 0 || task >= j.n:
+		return fmt.Errorf("keep task %d: no such task (the job has %d)", task, j.n)
+	case State(j.state[task]&stateMask) != Running:
+		return fmt.Errorf("keep task %d: it is %s, not restored as running", task, State(j.state[task]&stateMask))
+	}
+	j.state[task] |= flagKeep
+	return nil
+}
+
 // RestoreTier sets the tier a task runs on, as loaded from the store after a
 // restart (a task moves up a tier after each out-of-memory kill); call it
 // before Start. It returns an error, and changes nothing, for an unknown task
@@ -409,8 +433,19 @@ func (j *Job) Start(now time.Time) {
 	j.quiet = true
 
 	// Restored Queued and Running tasks restart from Blocked; a Running one
-	// lost its attempt.
+	// lost its attempt, unless it is kept (Keep): then it stays Running,
+	// with a fresh deadline.
+	at := now.UnixNano()
 	for t := int32(0); t < j.n; t++ {
+		if j.state[t]&flagKeep != 0 {
+			j.state[t] &^= flagKeep
+			orig[t] = j.state[t]
+			j.tierOf(t).running++
+			if d := j.kinds[j.kindOf[t]].timeout; d > 0 {
+				j.deadlines.push(timed{at: at + d, task: t, attempt: j.attempts[t]})
+			}
+			continue
+		}
 		s := State(j.state[t])
 		if s != Queued && s != Running {
 			continue

@@ -121,6 +121,17 @@ func (h *harness) exec(cmd string, kv map[string]string, pos, words, input []str
 			}
 		}
 		return h.drain(), nil
+	case "keep":
+		for _, w := range words {
+			task, err := h.task(w)
+			if err != nil {
+				return nil, err
+			}
+			if err := h.job.Keep(task); err != nil {
+				return nil, err
+			}
+		}
+		return h.drain(), nil
 	case "start":
 		h.job.Start(h.now)
 		return h.drain(), nil
