@@ -15,6 +15,12 @@
 // retried without using a retry). An attempt the worker runs that the
 // runner no longer counts as the worker's is cancelled in the reply. Results
 // are sent again until a reply arrives and applied once.
+//
+// A job's runner can change (a runner failed, or its shard moved to another
+// runner): the old runner then answers Poll with Unavailable, and the
+// worker asks Locate where its job's runner is now and polls that one,
+// without restarting. It sends the results that no reply acknowledged to
+// the new runner, which adopts the worker.
 
 package taskhostv1
 
@@ -33,6 +39,186 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// AttemptOutcome is how an attempt ended, as the worker saw it. The runner
+// maps it to the scheduling core's outcome and the attempt's stored state
+// (internal/outcome); AttemptResult.reason says more in words.
+type AttemptOutcome int32
+
+const (
+	// Not set: a taskhost older than this field. The runner then derives the
+	// outcome from reason, exit_code and signal.
+	AttemptOutcome_ATTEMPT_OUTCOME_UNSPECIFIED AttemptOutcome = 0
+	// The command exited with status 0.
+	AttemptOutcome_ATTEMPT_OUTCOME_SUCCEEDED AttemptOutcome = 1
+	// The command exited with a non-zero status, was killed by a signal the
+	// taskhost did not send, or could not start (reason start_error). Uses a
+	// retry.
+	AttemptOutcome_ATTEMPT_OUTCOME_FAILED AttemptOutcome = 2
+	// The taskhost killed the command because it ran past the assignment's
+	// timeout.
+	AttemptOutcome_ATTEMPT_OUTCOME_TIMED_OUT AttemptOutcome = 3
+	// The taskhost killed the command because the runner cancelled the
+	// attempt (PollResponse.cancel).
+	AttemptOutcome_ATTEMPT_OUTCOME_CANCELLED AttemptOutcome = 4
+	// The command was killed for using more memory than the worker's limit,
+	// by the kernel (a cgroup) or by the taskhost (see enforcement); the
+	// task may move to a larger tier.
+	AttemptOutcome_ATTEMPT_OUTCOME_OOM AttemptOutcome = 5
+)
+
+// Enum value maps for AttemptOutcome.
+var (
+	AttemptOutcome_name = map[int32]string{
+		0: "ATTEMPT_OUTCOME_UNSPECIFIED",
+		1: "ATTEMPT_OUTCOME_SUCCEEDED",
+		2: "ATTEMPT_OUTCOME_FAILED",
+		3: "ATTEMPT_OUTCOME_TIMED_OUT",
+		4: "ATTEMPT_OUTCOME_CANCELLED",
+		5: "ATTEMPT_OUTCOME_OOM",
+	}
+	AttemptOutcome_value = map[string]int32{
+		"ATTEMPT_OUTCOME_UNSPECIFIED": 0,
+		"ATTEMPT_OUTCOME_SUCCEEDED":   1,
+		"ATTEMPT_OUTCOME_FAILED":      2,
+		"ATTEMPT_OUTCOME_TIMED_OUT":   3,
+		"ATTEMPT_OUTCOME_CANCELLED":   4,
+		"ATTEMPT_OUTCOME_OOM":         5,
+	}
+)
+
+func (x AttemptOutcome) Enum() *AttemptOutcome {
+	p := new(AttemptOutcome)
+	*p = x
+	return p
+}
+
+func (x AttemptOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AttemptOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_haul_taskhost_v1_taskhost_proto_enumTypes[0].Descriptor()
+}
+
+func (AttemptOutcome) Type() protoreflect.EnumType {
+	return &file_haul_taskhost_v1_taskhost_proto_enumTypes[0]
+}
+
+func (x AttemptOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AttemptOutcome.Descriptor instead.
+func (AttemptOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{0}
+}
+
+type LocateRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	JobId    string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// The worker's tier index, bound into its credential as in PollRequest.
+	Tier          int32 `protobuf:"varint,3,opt,name=tier,proto3" json:"tier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocateRequest) Reset() {
+	*x = LocateRequest{}
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocateRequest) ProtoMessage() {}
+
+func (x *LocateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocateRequest.ProtoReflect.Descriptor instead.
+func (*LocateRequest) Descriptor() ([]byte, []int) {
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *LocateRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *LocateRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *LocateRequest) GetTier() int32 {
+	if x != nil {
+		return x.Tier
+	}
+	return 0
+}
+
+type LocateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Base URL of the runner that owns the job's shard now, to send Poll to.
+	RunnerUrl     string `protobuf:"bytes,1,opt,name=runner_url,json=runnerUrl,proto3" json:"runner_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocateResponse) Reset() {
+	*x = LocateResponse{}
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocateResponse) ProtoMessage() {}
+
+func (x *LocateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocateResponse.ProtoReflect.Descriptor instead.
+func (*LocateResponse) Descriptor() ([]byte, []int) {
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LocateResponse) GetRunnerUrl() string {
+	if x != nil {
+		return x.RunnerUrl
+	}
+	return ""
+}
+
 type PollRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -48,14 +234,19 @@ type PollRequest struct {
 	// Only report results (and heartbeat): sent while the worker's Poll is
 	// held open, so that a result is not kept waiting for it. The runner hands
 	// out nothing and reconciles nothing on such a call and answers at once.
-	ReportOnly    bool `protobuf:"varint,7,opt,name=report_only,json=reportOnly,proto3" json:"report_only,omitempty"`
+	ReportOnly bool `protobuf:"varint,7,opt,name=report_only,json=reportOnly,proto3" json:"report_only,omitempty"`
+	// The worker's tier index (into the job's tiers). A runner that did not
+	// start the worker (it took the job's shard over after a failover)
+	// learns the worker's tier from it to adopt it; the tier is bound into
+	// the worker's credential, so a worker cannot claim another.
+	Tier          int32 `protobuf:"varint,8,opt,name=tier,proto3" json:"tier,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PollRequest) Reset() {
 	*x = PollRequest{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[0]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -67,7 +258,7 @@ func (x *PollRequest) String() string {
 func (*PollRequest) ProtoMessage() {}
 
 func (x *PollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[0]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -80,7 +271,7 @@ func (x *PollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollRequest.ProtoReflect.Descriptor instead.
 func (*PollRequest) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{0}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PollRequest) GetWorkerId() string {
@@ -132,6 +323,13 @@ func (x *PollRequest) GetReportOnly() bool {
 	return false
 }
 
+func (x *PollRequest) GetTier() int32 {
+	if x != nil {
+		return x.Tier
+	}
+	return 0
+}
+
 type AttemptRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskIndex     int32                  `protobuf:"varint,1,opt,name=task_index,json=taskIndex,proto3" json:"task_index,omitempty"`
@@ -142,7 +340,7 @@ type AttemptRef struct {
 
 func (x *AttemptRef) Reset() {
 	*x = AttemptRef{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[1]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -154,7 +352,7 @@ func (x *AttemptRef) String() string {
 func (*AttemptRef) ProtoMessage() {}
 
 func (x *AttemptRef) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[1]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -167,7 +365,7 @@ func (x *AttemptRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptRef.ProtoReflect.Descriptor instead.
 func (*AttemptRef) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{1}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AttemptRef) GetTaskIndex() int32 {
@@ -199,7 +397,7 @@ type PollResponse struct {
 
 func (x *PollResponse) Reset() {
 	*x = PollResponse{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[2]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -211,7 +409,7 @@ func (x *PollResponse) String() string {
 func (*PollResponse) ProtoMessage() {}
 
 func (x *PollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[2]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -224,7 +422,7 @@ func (x *PollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollResponse.ProtoReflect.Descriptor instead.
 func (*PollResponse) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{2}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PollResponse) GetAssignments() []*Assignment {
@@ -272,7 +470,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[3]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +482,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[3]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +495,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{3}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Assignment) GetTaskIndex() int32 {
@@ -376,14 +574,16 @@ type AttemptResult struct {
 	// "cgroup-v1", "cgroup-v2" (the kernel's OOM killer, read from the
 	// worker's cgroup), "rss-poll" (the taskhost sampled the process tree's
 	// RSS and killed it over the limit) or "none" (no limit).
-	Enforcement   string `protobuf:"bytes,11,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
+	Enforcement string `protobuf:"bytes,11,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
+	// How the attempt ended; reason and message are the detail.
+	Outcome       AttemptOutcome `protobuf:"varint,12,opt,name=outcome,proto3,enum=haul.taskhost.v1.AttemptOutcome" json:"outcome,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AttemptResult) Reset() {
 	*x = AttemptResult{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[4]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +595,7 @@ func (x *AttemptResult) String() string {
 func (*AttemptResult) ProtoMessage() {}
 
 func (x *AttemptResult) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[4]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +608,7 @@ func (x *AttemptResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptResult.ProtoReflect.Descriptor instead.
 func (*AttemptResult) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{4}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AttemptResult) GetTaskIndex() int32 {
@@ -488,6 +688,13 @@ func (x *AttemptResult) GetEnforcement() string {
 	return ""
 }
 
+func (x *AttemptResult) GetOutcome() AttemptOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return AttemptOutcome_ATTEMPT_OUTCOME_UNSPECIFIED
+}
+
 // Usage is what one attempt's process tree used.
 type Usage struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -509,7 +716,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[5]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +728,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[5]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +741,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{5}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Usage) GetCpuUserSeconds() float64 {
@@ -599,7 +806,7 @@ type GPUUsage struct {
 
 func (x *GPUUsage) Reset() {
 	*x = GPUUsage{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[6]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +818,7 @@ func (x *GPUUsage) String() string {
 func (*GPUUsage) ProtoMessage() {}
 
 func (x *GPUUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[6]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +831,7 @@ func (x *GPUUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPUUsage.ProtoReflect.Descriptor instead.
 func (*GPUUsage) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{6}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GPUUsage) GetIndex() int32 {
@@ -659,7 +866,14 @@ var File_haul_taskhost_v1_taskhost_proto protoreflect.FileDescriptor
 
 const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhaul/taskhost/v1/taskhost.proto\x12\x10haul.taskhost.v1\"\x8a\x02\n" +
+	"\x1fhaul/taskhost/v1/taskhost.proto\x12\x10haul.taskhost.v1\"W\n" +
+	"\rLocateRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x12\n" +
+	"\x04tier\x18\x03 \x01(\x05R\x04tier\"/\n" +
+	"\x0eLocateResponse\x12\x1d\n" +
+	"\n" +
+	"runner_url\x18\x01 \x01(\tR\trunnerUrl\"\x9e\x02\n" +
 	"\vPollRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x129\n" +
@@ -668,7 +882,8 @@ const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
 	"\bcapacity\x18\x05 \x01(\x05R\bcapacity\x12\x17\n" +
 	"\await_ms\x18\x06 \x01(\x03R\x06waitMs\x12\x1f\n" +
 	"\vreport_only\x18\a \x01(\bR\n" +
-	"reportOnly\"E\n" +
+	"reportOnly\x12\x12\n" +
+	"\x04tier\x18\b \x01(\x05R\x04tier\"E\n" +
 	"\n" +
 	"AttemptRef\x12\x1d\n" +
 	"\n" +
@@ -694,7 +909,7 @@ const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
 	"log_prefix\x18\b \x01(\tR\tlogPrefix\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfb\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x03\n" +
 	"\rAttemptResult\x12\x1d\n" +
 	"\n" +
 	"task_index\x18\x01 \x01(\x05R\ttaskIndex\x12\x18\n" +
@@ -708,7 +923,8 @@ const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
 	"\tlog_bytes\x18\t \x01(\x03R\blogBytes\x12-\n" +
 	"\x05usage\x18\n" +
 	" \x01(\v2\x17.haul.taskhost.v1.UsageR\x05usage\x12 \n" +
-	"\venforcement\x18\v \x01(\tR\venforcement\"\x97\x02\n" +
+	"\venforcement\x18\v \x01(\tR\venforcement\x12:\n" +
+	"\aoutcome\x18\f \x01(\x0e2 .haul.taskhost.v1.AttemptOutcomeR\aoutcome\"\x97\x02\n" +
 	"\x05Usage\x12(\n" +
 	"\x10cpu_user_seconds\x18\x01 \x01(\x01R\x0ecpuUserSeconds\x12,\n" +
 	"\x12cpu_system_seconds\x18\x02 \x01(\x01R\x10cpuSystemSeconds\x12$\n" +
@@ -721,9 +937,17 @@ const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
 	"\x11peak_memory_bytes\x18\x03 \x01(\x03R\x0fpeakMemoryBytes\x126\n" +
-	"\x17avg_utilization_percent\x18\x04 \x01(\x01R\x15avgUtilizationPercent2X\n" +
+	"\x17avg_utilization_percent\x18\x04 \x01(\x01R\x15avgUtilizationPercent*\xc3\x01\n" +
+	"\x0eAttemptOutcome\x12\x1f\n" +
+	"\x1bATTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19ATTEMPT_OUTCOME_SUCCEEDED\x10\x01\x12\x1a\n" +
+	"\x16ATTEMPT_OUTCOME_FAILED\x10\x02\x12\x1d\n" +
+	"\x19ATTEMPT_OUTCOME_TIMED_OUT\x10\x03\x12\x1d\n" +
+	"\x19ATTEMPT_OUTCOME_CANCELLED\x10\x04\x12\x17\n" +
+	"\x13ATTEMPT_OUTCOME_OOM\x10\x052\xa5\x01\n" +
 	"\x0fTaskHostService\x12E\n" +
-	"\x04Poll\x12\x1d.haul.taskhost.v1.PollRequest\x1a\x1e.haul.taskhost.v1.PollResponseBCZAgithub.com/haul-dev/haul/internal/gen/haul/taskhost/v1;taskhostv1b\x06proto3"
+	"\x04Poll\x12\x1d.haul.taskhost.v1.PollRequest\x1a\x1e.haul.taskhost.v1.PollResponse\x12K\n" +
+	"\x06Locate\x12\x1f.haul.taskhost.v1.LocateRequest\x1a .haul.taskhost.v1.LocateResponseBCZAgithub.com/haul-dev/haul/internal/gen/haul/taskhost/v1;taskhostv1b\x06proto3"
 
 var (
 	file_haul_taskhost_v1_taskhost_proto_rawDescOnce sync.Once
@@ -737,32 +961,39 @@ func file_haul_taskhost_v1_taskhost_proto_rawDescGZIP() []byte {
 	return file_haul_taskhost_v1_taskhost_proto_rawDescData
 }
 
-var file_haul_taskhost_v1_taskhost_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_haul_taskhost_v1_taskhost_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_haul_taskhost_v1_taskhost_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_haul_taskhost_v1_taskhost_proto_goTypes = []any{
-	(*PollRequest)(nil),   // 0: haul.taskhost.v1.PollRequest
-	(*AttemptRef)(nil),    // 1: haul.taskhost.v1.AttemptRef
-	(*PollResponse)(nil),  // 2: haul.taskhost.v1.PollResponse
-	(*Assignment)(nil),    // 3: haul.taskhost.v1.Assignment
-	(*AttemptResult)(nil), // 4: haul.taskhost.v1.AttemptResult
-	(*Usage)(nil),         // 5: haul.taskhost.v1.Usage
-	(*GPUUsage)(nil),      // 6: haul.taskhost.v1.GPUUsage
-	nil,                   // 7: haul.taskhost.v1.Assignment.EnvEntry
+	(AttemptOutcome)(0),    // 0: haul.taskhost.v1.AttemptOutcome
+	(*LocateRequest)(nil),  // 1: haul.taskhost.v1.LocateRequest
+	(*LocateResponse)(nil), // 2: haul.taskhost.v1.LocateResponse
+	(*PollRequest)(nil),    // 3: haul.taskhost.v1.PollRequest
+	(*AttemptRef)(nil),     // 4: haul.taskhost.v1.AttemptRef
+	(*PollResponse)(nil),   // 5: haul.taskhost.v1.PollResponse
+	(*Assignment)(nil),     // 6: haul.taskhost.v1.Assignment
+	(*AttemptResult)(nil),  // 7: haul.taskhost.v1.AttemptResult
+	(*Usage)(nil),          // 8: haul.taskhost.v1.Usage
+	(*GPUUsage)(nil),       // 9: haul.taskhost.v1.GPUUsage
+	nil,                    // 10: haul.taskhost.v1.Assignment.EnvEntry
 }
 var file_haul_taskhost_v1_taskhost_proto_depIdxs = []int32{
-	4, // 0: haul.taskhost.v1.PollRequest.results:type_name -> haul.taskhost.v1.AttemptResult
-	1, // 1: haul.taskhost.v1.PollRequest.running:type_name -> haul.taskhost.v1.AttemptRef
-	3, // 2: haul.taskhost.v1.PollResponse.assignments:type_name -> haul.taskhost.v1.Assignment
-	1, // 3: haul.taskhost.v1.PollResponse.cancel:type_name -> haul.taskhost.v1.AttemptRef
-	7, // 4: haul.taskhost.v1.Assignment.env:type_name -> haul.taskhost.v1.Assignment.EnvEntry
-	5, // 5: haul.taskhost.v1.AttemptResult.usage:type_name -> haul.taskhost.v1.Usage
-	6, // 6: haul.taskhost.v1.Usage.gpus:type_name -> haul.taskhost.v1.GPUUsage
-	0, // 7: haul.taskhost.v1.TaskHostService.Poll:input_type -> haul.taskhost.v1.PollRequest
-	2, // 8: haul.taskhost.v1.TaskHostService.Poll:output_type -> haul.taskhost.v1.PollResponse
-	8, // [8:9] is the sub-list for method output_type
-	7, // [7:8] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	7,  // 0: haul.taskhost.v1.PollRequest.results:type_name -> haul.taskhost.v1.AttemptResult
+	4,  // 1: haul.taskhost.v1.PollRequest.running:type_name -> haul.taskhost.v1.AttemptRef
+	6,  // 2: haul.taskhost.v1.PollResponse.assignments:type_name -> haul.taskhost.v1.Assignment
+	4,  // 3: haul.taskhost.v1.PollResponse.cancel:type_name -> haul.taskhost.v1.AttemptRef
+	10, // 4: haul.taskhost.v1.Assignment.env:type_name -> haul.taskhost.v1.Assignment.EnvEntry
+	8,  // 5: haul.taskhost.v1.AttemptResult.usage:type_name -> haul.taskhost.v1.Usage
+	0,  // 6: haul.taskhost.v1.AttemptResult.outcome:type_name -> haul.taskhost.v1.AttemptOutcome
+	9,  // 7: haul.taskhost.v1.Usage.gpus:type_name -> haul.taskhost.v1.GPUUsage
+	3,  // 8: haul.taskhost.v1.TaskHostService.Poll:input_type -> haul.taskhost.v1.PollRequest
+	1,  // 9: haul.taskhost.v1.TaskHostService.Locate:input_type -> haul.taskhost.v1.LocateRequest
+	5,  // 10: haul.taskhost.v1.TaskHostService.Poll:output_type -> haul.taskhost.v1.PollResponse
+	2,  // 11: haul.taskhost.v1.TaskHostService.Locate:output_type -> haul.taskhost.v1.LocateResponse
+	10, // [10:12] is the sub-list for method output_type
+	8,  // [8:10] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_haul_taskhost_v1_taskhost_proto_init() }
@@ -775,13 +1006,14 @@ func file_haul_taskhost_v1_taskhost_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_taskhost_v1_taskhost_proto_rawDesc), len(file_haul_taskhost_v1_taskhost_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   8,
+			NumEnums:      1,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_haul_taskhost_v1_taskhost_proto_goTypes,
 		DependencyIndexes: file_haul_taskhost_v1_taskhost_proto_depIdxs,
+		EnumInfos:         file_haul_taskhost_v1_taskhost_proto_enumTypes,
 		MessageInfos:      file_haul_taskhost_v1_taskhost_proto_msgTypes,
 	}.Build()
 	File_haul_taskhost_v1_taskhost_proto = out.File

@@ -13,6 +13,12 @@
 // retried without using a retry). An attempt the worker runs that the
 // runner no longer counts as the worker's is cancelled in the reply. Results
 // are sent again until a reply arrives and applied once.
+//
+// A job's runner can change (a runner failed, or its shard moved to another
+// runner): the old runner then answers Poll with Unavailable, and the
+// worker asks Locate where its job's runner is now and polls that one,
+// without restarting. It sends the results that no reply acknowledged to
+// the new runner, which adopts the worker.
 package taskhostv1connect
 
 import (
@@ -46,11 +52,20 @@ const (
 const (
 	// TaskHostServicePollProcedure is the fully-qualified name of the TaskHostService's Poll RPC.
 	TaskHostServicePollProcedure = "/haul.taskhost.v1.TaskHostService/Poll"
+	// TaskHostServiceLocateProcedure is the fully-qualified name of the TaskHostService's Locate RPC.
+	TaskHostServiceLocateProcedure = "/haul.taskhost.v1.TaskHostService/Locate"
 )
 
 // TaskHostServiceClient is a client for the haul.taskhost.v1.TaskHostService service.
 type TaskHostServiceClient interface {
 	Poll(context.Context, *connect.Request[v1.PollRequest]) (*connect.Response[v1.PollResponse], error)
+	// Locate answers the address of the runner that owns the job's shard
+	// now. Gateways and runners serve it; a worker calls it when its runner
+	// stops answering for its job. It is authenticated with the worker's own
+	// credential ("Authorization: Bearer <secret>"), like Poll, and answers
+	// Unauthenticated for a worker whose credential does not match, and
+	// Unavailable while no runner owns the shard (the worker asks again).
+	Locate(context.Context, *connect.Request[v1.LocateRequest]) (*connect.Response[v1.LocateResponse], error)
 }
 
 // NewTaskHostServiceClient constructs a client for the haul.taskhost.v1.TaskHostService service. By
@@ -70,12 +85,19 @@ func NewTaskHostServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(taskHostServiceMethods.ByName("Poll")),
 			connect.WithClientOptions(opts...),
 		),
+		locate: connect.NewClient[v1.LocateRequest, v1.LocateResponse](
+			httpClient,
+			baseURL+TaskHostServiceLocateProcedure,
+			connect.WithSchema(taskHostServiceMethods.ByName("Locate")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // taskHostServiceClient implements TaskHostServiceClient.
 type taskHostServiceClient struct {
-	poll *connect.Client[v1.PollRequest, v1.PollResponse]
+	poll   *connect.Client[v1.PollRequest, v1.PollResponse]
+	locate *connect.Client[v1.LocateRequest, v1.LocateResponse]
 }
 
 // Poll calls haul.taskhost.v1.TaskHostService.Poll.
@@ -83,9 +105,21 @@ func (c *taskHostServiceClient) Poll(ctx context.Context, req *connect.Request[v
 	return c.poll.CallUnary(ctx, req)
 }
 
+// Locate calls haul.taskhost.v1.TaskHostService.Locate.
+func (c *taskHostServiceClient) Locate(ctx context.Context, req *connect.Request[v1.LocateRequest]) (*connect.Response[v1.LocateResponse], error) {
+	return c.locate.CallUnary(ctx, req)
+}
+
 // TaskHostServiceHandler is an implementation of the haul.taskhost.v1.TaskHostService service.
 type TaskHostServiceHandler interface {
 	Poll(context.Context, *connect.Request[v1.PollRequest]) (*connect.Response[v1.PollResponse], error)
+	// Locate answers the address of the runner that owns the job's shard
+	// now. Gateways and runners serve it; a worker calls it when its runner
+	// stops answering for its job. It is authenticated with the worker's own
+	// credential ("Authorization: Bearer <secret>"), like Poll, and answers
+	// Unauthenticated for a worker whose credential does not match, and
+	// Unavailable while no runner owns the shard (the worker asks again).
+	Locate(context.Context, *connect.Request[v1.LocateRequest]) (*connect.Response[v1.LocateResponse], error)
 }
 
 // NewTaskHostServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -101,10 +135,18 @@ func NewTaskHostServiceHandler(svc TaskHostServiceHandler, opts ...connect.Handl
 		connect.WithSchema(taskHostServiceMethods.ByName("Poll")),
 		connect.WithHandlerOptions(opts...),
 	)
+	taskHostServiceLocateHandler := connect.NewUnaryHandler(
+		TaskHostServiceLocateProcedure,
+		svc.Locate,
+		connect.WithSchema(taskHostServiceMethods.ByName("Locate")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/haul.taskhost.v1.TaskHostService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case TaskHostServicePollProcedure:
 			taskHostServicePollHandler.ServeHTTP(w, r)
+		case TaskHostServiceLocateProcedure:
+			taskHostServiceLocateHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -116,4 +158,8 @@ type UnimplementedTaskHostServiceHandler struct{}
 
 func (UnimplementedTaskHostServiceHandler) Poll(context.Context, *connect.Request[v1.PollRequest]) (*connect.Response[v1.PollResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.taskhost.v1.TaskHostService.Poll is not implemented"))
+}
+
+func (UnimplementedTaskHostServiceHandler) Locate(context.Context, *connect.Request[v1.LocateRequest]) (*connect.Response[v1.LocateResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.taskhost.v1.TaskHostService.Locate is not implemented"))
 }
