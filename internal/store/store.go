@@ -36,9 +36,16 @@ var ErrRejected = errors.New("store refused the data")
 // successor can have written), and the moment another holder takes it
 // every fenced write of the old holder fails. A zero Fence (Lease empty)
 // checks nothing.
+//
+// With Epoch set (not 0), the transaction also checks that the lease is at
+// that epoch (see Lease.Epoch): a holder that lost the lease and took it
+// back since holds it at a later epoch, so writes it prepared under the
+// earlier one (for state it has since reloaded) fail too. Epoch 0 checks
+// the holder only.
 type Fence struct {
 	Lease  string
 	Holder string
+	Epoch  int64
 }
 
 // Set reports whether the fence names a lease (a zero Fence checks nothing).
@@ -361,13 +368,27 @@ type TaskFilter struct {
 
 // Lease is a named, expiring claim of one process over work in the store:
 // the runner holds the lease "runner" so that no two runners dispatch the
-// same jobs. Address is where the holder serves (for clients to find it).
+// same jobs, a runner of a sharded deployment holds one lease per shard it
+// owns (ShardLease) and one for its membership (MemberLease). Address is
+// where the holder serves (for clients to find it).
+//
+// Epoch counts the lease's tenures: the store sets it to 1 when the lease
+// is first taken and adds one whenever the lease passes to another holder
+// or is taken again after a release, and keeps it when the holder renews
+// (even past the expiry, if nobody took the lease meanwhile). A writer
+// that fences its writes with the epoch it acquired (Fence.Epoch) can
+// never write over a later tenure, its own included. AcquireLease ignores
+// the Epoch it is given.
 type Lease struct {
 	Name      string
 	Holder    string
 	Address   string
 	ExpiresAt time.Time
+	Epoch     int64
 }
+
+// MaxSecretBytes is the largest value EnsureSecret stores.
+const MaxSecretBytes = 1024
 
 // TaskRef names one task of a job.
 type TaskRef struct {
@@ -434,11 +455,30 @@ type Store interface {
 	ListTaskCancels(ctx context.Context) ([]TaskRef, error)
 
 	// AcquireLease takes or renews l (by l.Name) until l.ExpiresAt if it is
-	// free, expired at now, or already held by l.Holder. It returns the
-	// lease as stored and whether l.Holder holds it.
+	// free (never taken or released), expired at now, or already held by
+	// l.Holder. It returns the lease as stored, with its epoch (see
+	// Lease.Epoch), and whether l.Holder holds it. An empty name or holder,
+	// or text the store cannot hold, fails with an error wrapping
+	// ErrRejected.
 	AcquireLease(ctx context.Context, l Lease, now time.Time) (Lease, bool, error)
-	// ReleaseLease gives up a lease if holder holds it.
+	// ReleaseLease gives up a lease if holder holds it: the lease is free
+	// to anyone at once, and its epoch is kept, so that whoever takes it
+	// next (holder included) starts a new tenure. It does nothing to a
+	// lease holder does not hold.
 	ReleaseLease(ctx context.Context, name, holder string) error
+	// ListLeases returns the held leases whose name starts with prefix
+	// (taken literally: no character is a wildcard; "" lists all), in
+	// byte order of their names. Expired leases are listed (the caller
+	// judges expiry by its own clock); released ones are not.
+	ListLeases(ctx context.Context, prefix string) ([]Lease, error)
+
+	// EnsureSecret stores value under name unless a value is stored there
+	// already, and returns the stored value: processes starting together
+	// each offer a value of their own and all get the one that was stored
+	// first. An empty name or value, a name the store cannot hold, or a
+	// value over MaxSecretBytes fails with an error wrapping ErrRejected
+	// (naming the secret, never showing a value).
+	EnsureSecret(ctx context.Context, name string, value []byte) ([]byte, error)
 
 	// AuthStore keeps issued tokens and the audit log.
 	AuthStore

@@ -31,9 +31,10 @@ func checkFence(ctx context.Context, tx pgx.Tx, f store.Fence) error {
 		return nil
 	}
 	var holder string
-	err := tx.QueryRow(ctx, qLeaseHolder, f.Lease).Scan(&holder)
+	var epoch int64
+	err := tx.QueryRow(ctx, qLeaseHolder, f.Lease).Scan(&holder, &epoch)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return err
 	}
-	return storesql.CheckFence(f, err == nil, holder)
+	return storesql.CheckFence(f, err == nil, holder, epoch)
 }

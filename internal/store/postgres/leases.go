@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 )
 
 // RequestTaskCancel records a cancel request for a task that is not terminal.
@@ -57,22 +58,25 @@ func (s *Store) ListTaskCancels(ctx context.Context) ([]store.TaskRef, error) {
 
 // AcquireLease takes or renews a lease in one transaction.
 func (s *Store) AcquireLease(ctx context.Context, l store.Lease, now time.Time) (store.Lease, bool, error) {
+	if err := storesql.CheckLease(l); err != nil {
+		return store.Lease{}, false, fmt.Errorf("acquire lease: %w", err)
+	}
 	var got store.Lease
-	var exp int64
 	err := s.pool.withTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, qAcquireLease, l.Name, l.Holder, l.Address, l.ExpiresAt.UnixNano(), now.UnixNano()); err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, qGetLease, l.Name).Scan(&got.Name, &got.Holder, &got.Address, &exp)
+		var err error
+		got, err = scanLease(tx.QueryRow(ctx, qGetLease, l.Name))
+		return err
 	})
 	if err != nil {
 		return store.Lease{}, false, fmt.Errorf("acquire lease %s: %w", l.Name, err)
 	}
-	got.ExpiresAt = time.Unix(0, exp)
 	return got, got.Holder == l.Holder, nil
 }
 
-// ReleaseLease deletes a lease held by holder.
+// ReleaseLease frees a lease held by holder, keeping its row and epoch.
 func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
 		_, err := c.Exec(ctx, qReleaseLease, name, holder)
@@ -82,4 +86,61 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 		return fmt.Errorf("release lease %s: %w", name, err)
 	}
 	return nil
+}
+
+// ListLeases returns the held leases whose name starts with prefix, by name.
+func (s *Store) ListLeases(ctx context.Context, prefix string) ([]store.Lease, error) {
+	if err := storesql.CheckLeasePrefix(prefix); err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	var ls []store.Lease
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, qListLeases, prefix)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			l, err := scanLease(rows)
+			if err != nil {
+				return err
+			}
+			ls = append(ls, l)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list leases %q: %w", prefix, err)
+	}
+	return ls, nil
+}
+
+// scanLease reads a lease row as qGetLease and qListLeases select it.
+func scanLease(row pgx.Row) (store.Lease, error) {
+	var l store.Lease
+	var exp int64
+	if err := row.Scan(&l.Name, &l.Holder, &l.Address, &exp, &l.Epoch); err != nil {
+		return store.Lease{}, err
+	}
+	l.ExpiresAt = time.Unix(0, exp)
+	return l, nil
+}
+
+// EnsureSecret stores value under name unless something is stored there,
+// and returns what is.
+func (s *Store) EnsureSecret(ctx context.Context, name string, value []byte) ([]byte, error) {
+	if err := storesql.CheckSecret(name, value); err != nil {
+		return nil, fmt.Errorf("ensure secret: %w", err)
+	}
+	var got []byte
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		if _, err := c.Exec(ctx, qInsertSecret, name, value); err != nil {
+			return err
+		}
+		return c.QueryRow(ctx, qGetSecret, name).Scan(&got)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure secret %q: %w", name, err)
+	}
+	return got, nil
 }

@@ -164,21 +164,38 @@ WHERE job_id = $1 AND idx = $2 AND state NOT IN ('succeeded', 'failed', 'upstrea
 ON CONFLICT DO NOTHING`
 	qListTaskCancels = `SELECT c.job_id, c.idx FROM task_cancels c JOIN jobs j ON j.id = c.job_id
 WHERE j.state IN ('pending', 'running') ORDER BY c.job_id, c.idx`
-	// $1 name, $2 holder, $3 address, $4 expires_at, $5 now.
-	qAcquireLease = `INSERT INTO leases (name, holder, address, expires_at) VALUES ($1, $2, $3, $4)
-ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, address = excluded.address, expires_at = excluded.expires_at
-WHERE leases.holder = excluded.holder OR leases.expires_at <= $5`
-	qGetLease     = `SELECT name, holder, address, expires_at FROM leases WHERE name = $1`
-	qReleaseLease = `DELETE FROM leases WHERE name = $1 AND holder = $2`
-	// The holder of lease $1, read inside a fenced write's transaction. FOR
-	// UPDATE locks the row until the write commits: a successor's
-	// AcquireLease (an UPDATE of the row) waits for the write, and a write
-	// that starts after the successor committed reads the new holder.
-	// Fenced writes of one holder take turns on the row (the runner's
-	// committer has one batch in flight, so only an append can wait for a
-	// batch); a shared lock would let overlapping writes keep a successor
-	// waiting for as long as they overlap.
-	qLeaseHolder = `SELECT holder FROM leases WHERE name = $1 FOR UPDATE`
+	// $1 name, $2 holder, $3 address, $4 expires_at, $5 now. A free row
+	// (released: holder '') or an expired one is taken; a different holder
+	// starts a new epoch, the same holder keeps its own.
+	qAcquireLease = `INSERT INTO leases (name, holder, address, expires_at, epoch) VALUES ($1, $2, $3, $4, 1)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, address = excluded.address, expires_at = excluded.expires_at,
+	epoch = CASE WHEN leases.holder = excluded.holder THEN leases.epoch ELSE leases.epoch + 1 END
+WHERE leases.holder = excluded.holder OR leases.holder = '' OR leases.expires_at <= $5`
+	qGetLease = `SELECT name, holder, address, expires_at, epoch FROM leases WHERE name = $1`
+	// A release keeps the row (and its epoch) with no holder.
+	qReleaseLease = `UPDATE leases SET holder = '', address = '', expires_at = 0 WHERE name = $1 AND holder = $2 AND holder <> ''`
+	// Held leases whose name starts with $1, compared as bytes (the column
+	// is COLLATE "C"): no LIKE, so that '%' and '_' in $1 are literal.
+	qListLeases = `SELECT name, holder, address, expires_at, epoch FROM leases
+WHERE holder <> '' AND left(name, length($1::text)) = $1::text ORDER BY name`
+	// The holder and epoch of lease $1, read inside a fenced write's
+	// transaction. FOR UPDATE locks the row until the write commits: a
+	// successor's AcquireLease (an UPDATE of the row) waits for the write,
+	// and a write that starts after the successor committed reads the new
+	// holder. Fenced writes of one holder take turns on the row (the
+	// runner's committer has one batch in flight, so only an append can
+	// wait for a batch); a shared lock would let overlapping writes keep a
+	// successor waiting for as long as they overlap.
+	qLeaseHolder = `SELECT holder, epoch FROM leases WHERE name = $1 FOR UPDATE`
+
+	// $1 name, $2 value. The first value stored under a name stays; the
+	// read after it sees whichever insert committed first (READ COMMITTED
+	// reads with a new snapshot per statement, and a conflicting insert
+	// waits for the other to commit).
+	qInsertSecret = `INSERT INTO secrets (name, value, created_at)
+VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint)
+ON CONFLICT (name) DO NOTHING`
+	qGetSecret = `SELECT value FROM secrets WHERE name = $1`
 )
 
 const tokenColumns = `id, hash, subject, kind, teams, platform_admin, description, created_by, created_at, expires_at, revoked_at`

@@ -37,9 +37,10 @@ func checkFence(ctx context.Context, tx *sql.Tx, f store.Fence) error {
 		return nil
 	}
 	var holder string
-	err := tx.QueryRowContext(ctx, qLeaseHolder, f.Lease).Scan(&holder)
+	var epoch int64
+	err := tx.QueryRowContext(ctx, qLeaseHolder, f.Lease).Scan(&holder, &epoch)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	return storesql.CheckFence(f, err == nil, holder)
+	return storesql.CheckFence(f, err == nil, holder, epoch)
 }

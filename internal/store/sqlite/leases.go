@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 )
 
 // RequestTaskCancel records a cancel request for a task that is not terminal.
@@ -45,32 +46,102 @@ func (s *Store) ListTaskCancels(ctx context.Context) ([]store.TaskRef, error) {
 
 // AcquireLease takes or renews a lease in one transaction.
 func (s *Store) AcquireLease(ctx context.Context, l store.Lease, now time.Time) (store.Lease, bool, error) {
-	tx, err := s.write.BeginTx(ctx, nil)
+	if err := storesql.CheckLease(l); err != nil {
+		return store.Lease{}, false, fmt.Errorf("acquire lease: %w", err)
+	}
+	got, err := s.acquireLease(ctx, l, now)
 	if err != nil {
 		return store.Lease{}, false, fmt.Errorf("acquire lease %s: %w", l.Name, err)
 	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, qAcquireLease, l.Name, l.Holder, l.Address, l.ExpiresAt.UnixNano(), now.UnixNano()); err != nil {
-		return store.Lease{}, false, fmt.Errorf("acquire lease %s: %w", l.Name, err)
-	}
-	var got store.Lease
-	var exp int64
-	if err := tx.QueryRowContext(ctx, qGetLease, l.Name).Scan(&got.Name, &got.Holder, &got.Address, &exp); err != nil {
-		return store.Lease{}, false, fmt.Errorf("acquire lease %s: %w", l.Name, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return store.Lease{}, false, fmt.Errorf("acquire lease %s: %w", l.Name, err)
-	}
-	got.ExpiresAt = time.Unix(0, exp)
 	return got, got.Holder == l.Holder, nil
 }
 
-// ReleaseLease deletes a lease held by holder.
+func (s *Store) acquireLease(ctx context.Context, l store.Lease, now time.Time) (store.Lease, error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return store.Lease{}, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, qAcquireLease, l.Name, l.Holder, l.Address, l.ExpiresAt.UnixNano(), now.UnixNano()); err != nil {
+		return store.Lease{}, err
+	}
+	got, err := scanLease(tx.QueryRowContext(ctx, qGetLease, l.Name))
+	if err != nil {
+		return store.Lease{}, err
+	}
+	return got, tx.Commit()
+}
+
+// ReleaseLease frees a lease held by holder, keeping its row and epoch.
 func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	if _, err := s.write.ExecContext(ctx, qReleaseLease, name, holder); err != nil {
 		return fmt.Errorf("release lease %s: %w", name, err)
 	}
 	return nil
+}
+
+// ListLeases returns the held leases whose name starts with prefix, by name.
+func (s *Store) ListLeases(ctx context.Context, prefix string) ([]store.Lease, error) {
+	if err := storesql.CheckLeasePrefix(prefix); err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	rows, err := s.read.QueryContext(ctx, qListLeases, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list leases %q: %w", prefix, err)
+	}
+	defer rows.Close()
+	var ls []store.Lease
+	for rows.Next() {
+		l, err := scanLease(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list leases %q: %w", prefix, err)
+		}
+		ls = append(ls, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list leases %q: %w", prefix, err)
+	}
+	return ls, nil
+}
+
+// scanLease reads a lease row as qGetLease and qListLeases select it.
+func scanLease(row interface{ Scan(dest ...any) error }) (store.Lease, error) {
+	var l store.Lease
+	var exp int64
+	if err := row.Scan(&l.Name, &l.Holder, &l.Address, &exp, &l.Epoch); err != nil {
+		return store.Lease{}, err
+	}
+	l.ExpiresAt = time.Unix(0, exp)
+	return l, nil
+}
+
+// EnsureSecret stores value under name unless something is stored there,
+// and returns what is, in one transaction.
+func (s *Store) EnsureSecret(ctx context.Context, name string, value []byte) ([]byte, error) {
+	if err := storesql.CheckSecret(name, value); err != nil {
+		return nil, fmt.Errorf("ensure secret: %w", err)
+	}
+	got, err := s.ensureSecret(ctx, name, value)
+	if err != nil {
+		return nil, fmt.Errorf("ensure secret %q: %w", name, err)
+	}
+	return got, nil
+}
+
+func (s *Store) ensureSecret(ctx context.Context, name string, value []byte) ([]byte, error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, qInsertSecret, name, value); err != nil {
+		return nil, err
+	}
+	var got []byte
+	if err := tx.QueryRowContext(ctx, qGetSecret, name).Scan(&got); err != nil {
+		return nil, err
+	}
+	return got, tx.Commit()
 }
 
 // notFound maps sql.ErrNoRows to store.ErrNotFound.

@@ -148,15 +148,30 @@ WHERE job_id = ? AND idx = ? AND state NOT IN ('succeeded', 'failed', 'upstream_
 ON CONFLICT DO NOTHING`
 	qListTaskCancels = `SELECT c.job_id, c.idx FROM task_cancels c JOIN jobs j ON j.id = c.job_id
 WHERE j.state IN ('pending', 'running') ORDER BY c.job_id, c.idx`
-	// ?1 name, ?2 holder, ?3 address, ?4 expires_at, ?5 now.
-	qAcquireLease = `INSERT INTO leases (name, holder, address, expires_at) VALUES (?1, ?2, ?3, ?4)
-ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, address = excluded.address, expires_at = excluded.expires_at
-WHERE leases.holder = excluded.holder OR leases.expires_at <= ?5`
-	qGetLease     = `SELECT name, holder, address, expires_at FROM leases WHERE name = ?`
-	qReleaseLease = `DELETE FROM leases WHERE name = ? AND holder = ?`
-	// The holder of lease ?, read inside a fenced write's transaction (which
-	// SQLite's write lock serialises with AcquireLease).
-	qLeaseHolder = `SELECT holder FROM leases WHERE name = ?`
+	// ?1 name, ?2 holder, ?3 address, ?4 expires_at, ?5 now. A free row
+	// (released: holder '') or an expired one is taken; a different holder
+	// starts a new epoch, the same holder keeps its own.
+	qAcquireLease = `INSERT INTO leases (name, holder, address, expires_at, epoch) VALUES (?1, ?2, ?3, ?4, 1)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, address = excluded.address, expires_at = excluded.expires_at,
+	epoch = CASE WHEN leases.holder = excluded.holder THEN leases.epoch ELSE leases.epoch + 1 END
+WHERE leases.holder = excluded.holder OR leases.holder = '' OR leases.expires_at <= ?5`
+	qGetLease = `SELECT name, holder, address, expires_at, epoch FROM leases WHERE name = ?`
+	// A release keeps the row (and its epoch) with no holder.
+	qReleaseLease = `UPDATE leases SET holder = '', address = '', expires_at = 0 WHERE name = ?1 AND holder = ?2 AND holder <> ''`
+	// Held leases whose name starts with ?1, compared as bytes (the
+	// column's BINARY collation): no LIKE, so that '%' and '_' in ?1 are
+	// literal.
+	qListLeases = `SELECT name, holder, address, expires_at, epoch FROM leases
+WHERE holder <> '' AND substr(name, 1, length(?1)) = ?1 ORDER BY name`
+	// The holder and epoch of lease ?, read inside a fenced write's
+	// transaction (which SQLite's write lock serialises with AcquireLease).
+	qLeaseHolder = `SELECT holder, epoch FROM leases WHERE name = ?`
+
+	// ?1 name, ?2 value: the first value stored under a name stays.
+	qInsertSecret = `INSERT INTO secrets (name, value, created_at)
+VALUES (?1, ?2, CAST(unixepoch('subsec') * 1000000000 AS INTEGER))
+ON CONFLICT (name) DO NOTHING`
+	qGetSecret = `SELECT value FROM secrets WHERE name = ?`
 )
 
 const tokenColumns = `id, hash, subject, kind, teams, platform_admin, description, created_by, created_at, expires_at, revoked_at`

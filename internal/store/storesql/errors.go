@@ -25,27 +25,32 @@ func Reject(err error) error {
 }
 
 // Fenced is the error of a fenced write whose lease is held by holder (""
-// when nobody holds it) instead of f.Holder; it wraps store.ErrFenced.
-func Fenced(f store.Fence, holder string) error {
-	if holder == "" {
+// when nobody holds it) at epoch instead of by f.Holder (at f.Epoch, when
+// set); it wraps store.ErrFenced.
+func Fenced(f store.Fence, holder string, epoch int64) error {
+	switch {
+	case holder == "":
 		return fmt.Errorf("lease %q is not held (%s expected to hold it): %w", f.Lease, f.Holder, store.ErrFenced)
+	case holder != f.Holder:
+		return fmt.Errorf("lease %q is held by %s, not %s: %w", f.Lease, holder, f.Holder, store.ErrFenced)
 	}
-	return fmt.Errorf("lease %q is held by %s, not %s: %w", f.Lease, holder, f.Holder, store.ErrFenced)
+	return fmt.Errorf("lease %q is held by %s at epoch %d, not at epoch %d: %w", f.Lease, holder, epoch, f.Epoch, store.ErrFenced)
 }
 
 // CheckFence returns nil if the lease row read in the write's transaction
-// (found: whether the lease has a row, holder: its holder) shows f.Holder
-// holding f.Lease, and the error of Fenced otherwise. An unset fence
-// passes.
-func CheckFence(f store.Fence, found bool, holder string) error {
+// (found: whether the lease has a row; holder and epoch: its holder, ""
+// when released, and its epoch) shows f.Holder holding f.Lease, at
+// f.Epoch when that is set, and the error of Fenced otherwise. An unset
+// fence passes.
+func CheckFence(f store.Fence, found bool, holder string, epoch int64) error {
 	if !f.Set() {
 		return nil
 	}
 	if !found {
 		holder = ""
 	}
-	if holder != f.Holder || holder == "" {
-		return Fenced(f, holder)
+	if holder != f.Holder || holder == "" || (f.Epoch != 0 && epoch != f.Epoch) {
+		return Fenced(f, holder, epoch)
 	}
 	return nil
 }

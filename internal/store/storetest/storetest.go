@@ -55,6 +55,9 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RequestCancel", testRequestCancel},
 		{"RequestTaskCancel", testRequestTaskCancel},
 		{"Lease", testLease},
+		{"Lease/Epoch", testLeaseEpoch},
+		{"Lease/List", testListLeases},
+		{"Secret", testEnsureSecret},
 		{"LoadTasks/NotFound", testLoadTasksNotFound},
 		{"ListTasks/Glob", testListTasksGlob},
 		{"ListTasks/PagingByState", testListTasksPaging},
@@ -71,6 +74,7 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Apply/JobUsage", testApplyJobUsage},
 		{"Fence", testFence},
 		{"Fence/Handover", testFenceHandover},
+		{"Fence/Epoch", testFenceEpoch},
 		{"Rejected", testRejected},
 		{"Concurrent", testConcurrent},
 		{"Context", testContext},
@@ -1397,7 +1401,8 @@ func testApplyJobUsage(t *testing.T, s store.Store) {
 
 // SchemaV3Rows fill a database with the schema of migrations 1 to 3 (before
 // run tiers and usage) with a running job of two tasks, one of them on tier
-// 1 and running an attempt, in SQL that both drivers accept. A driver's
+// 1 and running an attempt, and a held lease (before lease epochs), in SQL
+// that both drivers accept. A driver's
 // upgrade test runs them on such a database, opens a store on it (which
 // migrates it) and calls CheckSchemaV3Rows.
 var SchemaV3Rows = []string{
@@ -1411,11 +1416,12 @@ VALUES ('v3-job', 0, 'a', '["true"]', '{}', '/', '[]', 0, 1, 0, 'queued', 0, NUL
 	('v3-job', 1, 'b', '["false"]', 'null', '', '["a"]', 1, 2, 5000, 'running', 1, 2000)`,
 	`INSERT INTO attempts (job_id, task_idx, number, tier, worker_id, state, exit_code, signal, reason, message, started_at)
 VALUES ('v3-job', 1, 1, 1, 'w1', 'running', 0, 0, '', '', 2000)`,
+	`INSERT INTO leases (name, holder, address, expires_at) VALUES ('runner', 'old', 'http://old', 5000)`,
 }
 
 // CheckSchemaV3Rows checks what a migrated store reads of SchemaV3Rows: the
 // old fields as they were, each task's run tier its first tier, no usage,
-// and new fields writable.
+// the lease in its first epoch, and new fields writable.
 func CheckSchemaV3Rows(t *testing.T, s store.Store) {
 	t.Helper()
 	job := getJob(t, s, "v3-job")
@@ -1447,4 +1453,13 @@ func CheckSchemaV3Rows(t *testing.T, s store.Store) {
 	if got := getJob(t, s, "v3-job").Usage; got != (store.JobUsage{PeakRSSBytes: 1 << 30, OOMAttempts: 1}) {
 		t.Errorf("job usage after an update of the migrated job: %+v", got)
 	}
+
+	old := store.Lease{Name: "runner", Holder: "old", Address: "http://old", ExpiresAt: time.Unix(0, 5000), Epoch: 1}
+	if ls := listLeases(t, s, ""); len(ls) != 1 {
+		t.Errorf("leases of the migrated store: %+v, want %+v", ls, old)
+	} else {
+		checkLease(t, "the migrated lease", ls[0], old)
+	}
+	take(t, s, "runner", "old", time.Unix(0, 6000), time.Second, 1)
+	take(t, s, "runner", "new", time.Unix(0, 6000).Add(time.Hour), time.Second, 2)
 }

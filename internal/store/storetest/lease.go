@@ -1,0 +1,277 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haul-dev/haul/internal/store"
+)
+
+// take acquires lease name for holder at now until now+ttl and checks that
+// it was taken at epoch want.
+func take(t *testing.T, s store.Store, name, holder string, now time.Time, ttl time.Duration, want int64) store.Lease {
+	t.Helper()
+	l := store.Lease{Name: name, Holder: holder, Address: "http://" + holder, ExpiresAt: now.Add(ttl), Epoch: 99}
+	got, ok, err := s.AcquireLease(t.Context(), l, now)
+	if err != nil || !ok {
+		t.Fatalf("AcquireLease(%s by %s) at %v: %+v %v %v, want it taken", name, holder, now, got, ok, err)
+	}
+	l.Epoch = want
+	checkLease(t, fmt.Sprintf("AcquireLease(%s by %s)", name, holder), got, l)
+	return got
+}
+
+func checkLease(t *testing.T, what string, got, want store.Lease) {
+	t.Helper()
+	if got.Name != want.Name || got.Holder != want.Holder || got.Address != want.Address || !got.ExpiresAt.Equal(want.ExpiresAt) || got.Epoch != want.Epoch {
+		t.Errorf("%s: %+v, want %+v", what, got, want)
+	}
+}
+
+func release(t *testing.T, s store.Store, name, holder string) {
+	t.Helper()
+	if err := s.ReleaseLease(t.Context(), name, holder); err != nil {
+		t.Fatalf("ReleaseLease(%s, %s): %v", name, holder, err)
+	}
+}
+
+func listLeases(t *testing.T, s store.Store, prefix string) []store.Lease {
+	t.Helper()
+	ls, err := s.ListLeases(t.Context(), prefix)
+	if err != nil {
+		t.Fatalf("ListLeases(%q): %v", prefix, err)
+	}
+	return ls
+}
+
+// testLeaseEpoch: a lease's epoch starts at 1, stays while its holder
+// renews (even after an expiry nobody used), and grows by one whenever the
+// lease passes to another holder or is taken after a release, its last
+// holder's own taking included.
+func testLeaseEpoch(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const name = "shard/07"
+	ttl := 10 * time.Second
+	at := func(sec int) time.Time { return base.Add(time.Duration(sec) * time.Second) }
+
+	take(t, s, name, "a", at(0), ttl, 1)
+	take(t, s, name, "a", at(5), ttl, 1) // renewed before the expiry
+	// Renewed long after the expiry: nobody took it, so the tenure goes on.
+	take(t, s, name, "a", at(60), ttl, 1)
+
+	// Refused while held: the answer is the holder's lease and epoch.
+	got, ok, err := s.AcquireLease(ctx, store.Lease{Name: name, Holder: "b", Address: "http://b", ExpiresAt: at(100)}, at(65))
+	if err != nil || ok {
+		t.Fatalf("AcquireLease by b of a's lease: %+v %v %v, want refused", got, ok, err)
+	}
+	checkLease(t, "refused AcquireLease", got, store.Lease{Name: name, Holder: "a", Address: "http://a", ExpiresAt: at(70), Epoch: 1})
+
+	// Taken over after the expiry, then back: every change of holder is a
+	// new epoch, a's return included.
+	take(t, s, name, "b", at(70), ttl, 2)
+	take(t, s, name, "b", at(75), ttl, 2)
+	take(t, s, name, "a", at(90), ttl, 3)
+
+	// A release by someone who does not hold it does nothing.
+	release(t, s, name, "b")
+	if _, ok, _ := s.AcquireLease(ctx, store.Lease{Name: name, Holder: "b", ExpiresAt: at(200)}, at(91)); ok {
+		t.Fatal("b took a's lease after releasing it while not holding it")
+	}
+	// Released and taken again by its last holder: a new tenure.
+	release(t, s, name, "a")
+	take(t, s, name, "a", at(92), ttl, 4)
+	// Released and taken by another before the old expiry.
+	release(t, s, name, "a")
+	release(t, s, name, "a") // twice is once
+	take(t, s, name, "b", at(93), ttl, 5)
+
+	// Other leases count their own epochs.
+	take(t, s, "shard/08", "b", at(93), ttl, 1)
+	take(t, s, store.MemberLease("b"), "b", at(93), ttl, 1)
+
+	// Bad leases are refused and change nothing.
+	for what, l := range map[string]store.Lease{
+		"an empty name":         {Holder: "a", ExpiresAt: at(300)},
+		"an empty holder":       {Name: name, ExpiresAt: at(300)},
+		"a NUL in the holder":   {Name: name, Holder: "a\x00", ExpiresAt: at(300)},
+		"invalid UTF-8 address": {Name: name, Holder: "c", Address: "\xff", ExpiresAt: at(300)},
+	} {
+		if got, ok, err := s.AcquireLease(ctx, l, at(200)); !errors.Is(err, store.ErrRejected) || ok {
+			t.Errorf("AcquireLease of %s: %+v %v %v, want an error wrapping ErrRejected", what, got, ok, err)
+		}
+	}
+	// A release with an empty holder does not touch a held lease.
+	release(t, s, name, "")
+	take(t, s, name, "b", at(94), ttl, 5)
+	if ls := listLeases(t, s, name); len(ls) != 1 || ls[0].Holder != "b" || ls[0].Epoch != 5 {
+		t.Errorf("ListLeases(%s) after the refused acquires: %+v, want b's at epoch 5", name, ls)
+	}
+}
+
+// checkEpochFenced checks that err is the refusal of a fenced write under
+// lease name.
+func checkEpochFenced(t *testing.T, what string, err error, name string) {
+	t.Helper()
+	switch {
+	case err == nil:
+		t.Errorf("%s: succeeded, want it fenced off", what)
+	case !errors.Is(err, store.ErrFenced):
+		t.Errorf("%s: error %v, want one wrapping store.ErrFenced", what, err)
+	case errors.Is(err, store.ErrRejected) || errors.Is(err, store.ErrNotFound):
+		t.Errorf("%s: error %v wraps ErrRejected or ErrNotFound as well as ErrFenced", what, err)
+	case !strings.Contains(err.Error(), name):
+		t.Errorf("%s: error %q does not name the lease %q", what, err, name)
+	}
+}
+
+// testFenceEpoch: a fence with an epoch lets a write through only while
+// its holder holds the lease at that epoch; a holder that lost the lease
+// and took it back is fenced off under its old epoch (Apply and
+// AppendTasksFenced alike, changing nothing) and writes under the new one.
+// Epoch 0 checks the holder only.
+func testFenceEpoch(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	lease := store.ShardLease(3)
+	ttl := 10 * time.Second
+	job := newJob(newID(base, 1))
+	create(t, s, job, newTasks(3))
+	fence := func(holder string, epoch int64) store.Fence {
+		return store.Fence{Lease: lease, Holder: holder, Epoch: epoch}
+	}
+
+	take(t, s, lease, "a", base, ttl, 1)
+	apply(t, s, &store.Batch{Fence: fence("a", 1),
+		Tasks:    []store.TaskUpdate{{JobID: job.ID, Index: 0, State: store.TaskRunning, Attempts: 1, StartedAt: base}},
+		Attempts: []store.Attempt{{JobID: job.ID, TaskIndex: 0, Number: 1, WorkerID: "w1", State: store.AttemptRunning, StartedAt: base}},
+		Jobs:     []store.JobUpdate{{ID: job.ID, State: store.JobRunning, Counts: store.TaskCounts{Blocked: 2, Running: 1}, StartedAt: base}},
+	})
+	if err := s.AppendTasksFenced(ctx, fence("a", 1), job.ID, moreTasks("a1", 3, 1)); err != nil {
+		t.Fatalf("AppendTasksFenced at the current epoch: %v", err)
+	}
+
+	// b takes the lease over, a takes it back: a holds it, at epoch 3.
+	take(t, s, lease, "b", base.Add(11*time.Second), ttl, 2)
+	take(t, s, lease, "a", base.Add(22*time.Second), ttl, 3)
+
+	before, beforeTasks := getJob(t, s, job.ID), loadTasks(t, s, job.ID)
+	stale := func(f store.Fence) *store.Batch {
+		return &store.Batch{Fence: f,
+			Tasks:    []store.TaskUpdate{{JobID: job.ID, Index: 0, State: store.TaskSucceeded, Attempts: 1, StartedAt: base, FinishedAt: base.Add(time.Second)}},
+			Attempts: []store.Attempt{{JobID: job.ID, TaskIndex: 0, Number: 1, WorkerID: "w1", State: store.AttemptSucceeded, StartedAt: base, FinishedAt: base.Add(time.Second)}},
+			Jobs:     []store.JobUpdate{{ID: job.ID, State: store.JobRunning, Counts: store.TaskCounts{Blocked: 3, Succeeded: 1}, StartedAt: base}},
+		}
+	}
+	for _, f := range []store.Fence{fence("a", 1), fence("a", 2), fence("a", 4), fence("b", 2), fence("b", 3)} {
+		what := fmt.Sprintf("%s at epoch %d while a holds the lease at epoch 3", f.Holder, f.Epoch)
+		err := s.Apply(ctx, stale(f))
+		checkEpochFenced(t, "Apply by "+what, err, lease)
+		if f.Holder == "a" && err != nil && !strings.Contains(err.Error(), fmt.Sprintf("epoch %d", f.Epoch)) {
+			t.Errorf("Apply by %s: error %q does not name epoch %d", what, err, f.Epoch)
+		}
+		checkEpochFenced(t, "AppendTasksFenced by "+what, s.AppendTasksFenced(ctx, f, job.ID, moreTasks("stale", 4, 2)), lease)
+		checkEpochFenced(t, "AppendTasksFenced of no tasks by "+what, s.AppendTasksFenced(ctx, f, job.ID, nil), lease)
+	}
+	checkUnchanged(t, s, "after the stale writes", before, beforeTasks)
+	checkAttempts(t, s, job.ID, 0, []store.Attempt{{JobID: job.ID, TaskIndex: 0, Number: 1, WorkerID: "w1", State: store.AttemptRunning, StartedAt: base}})
+
+	// At the current epoch, and with no epoch (the holder only), a writes.
+	apply(t, s, &store.Batch{Fence: fence("a", 3), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, State: store.TaskQueued}}})
+	if err := s.AppendTasksFenced(ctx, fence("a", 3), job.ID, moreTasks("a3", 4, 1)); err != nil {
+		t.Fatalf("AppendTasksFenced at epoch 3: %v", err)
+	}
+	apply(t, s, &store.Batch{Fence: fence("a", 0), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 2, State: store.TaskQueued}}})
+	if err := s.AppendTasksFenced(ctx, fence("a", 0), job.ID, moreTasks("a0", 5, 1)); err != nil {
+		t.Fatalf("AppendTasksFenced with no epoch: %v", err)
+	}
+	got := loadTasks(t, s, job.ID)
+	if len(got) != 6 || got[1].State != store.TaskQueued || got[2].State != store.TaskQueued || got[0].State != store.TaskRunning {
+		t.Fatalf("after a's writes at epoch 3: %d tasks, states %s %s %s; want 6, running queued queued", len(got), got[0].State, got[1].State, got[2].State)
+	}
+
+	// Released and taken again by a: epoch 4, and epoch 3 is stale.
+	release(t, s, lease, "a")
+	checkEpochFenced(t, "Apply by a at epoch 3 after releasing", s.Apply(ctx, &store.Batch{Fence: fence("a", 3), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, State: store.TaskRunning}}}), lease)
+	checkEpochFenced(t, "Apply by a with no epoch after releasing", s.Apply(ctx, &store.Batch{Fence: fence("a", 0), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, State: store.TaskRunning}}}), lease)
+	take(t, s, lease, "a", base.Add(23*time.Second), ttl, 4)
+	checkEpochFenced(t, "Apply by a at epoch 3 after taking the lease again", s.Apply(ctx, &store.Batch{Fence: fence("a", 3), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, State: store.TaskRunning}}}), lease)
+	checkEpochFenced(t, "AppendTasksFenced by a at epoch 3 after taking the lease again", s.AppendTasksFenced(ctx, fence("a", 3), job.ID, moreTasks("late", 6, 1)), lease)
+	apply(t, s, &store.Batch{Fence: fence("a", 4), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, State: store.TaskRunning}}})
+	if got := loadTasks(t, s, job.ID); len(got) != 6 || got[1].State != store.TaskRunning {
+		t.Errorf("after the writes around the release: %d tasks, task 1 %s; want 6, running", len(got), got[1].State)
+	}
+}
+
+// testListLeases: ListLeases lists the held leases under a prefix taken
+// literally (LIKE's '%' and '_' and its escape '\' included), in byte
+// order of their names, expired ones included and released ones not.
+func testListLeases(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	// Expiring in 2025: long expired by the database's clock too.
+	ttl := 10 * time.Second
+	names := []string{
+		"member/a", "member/B", "member/é", "member/z", "members", "member",
+		"shard/00", "shard/01", "shard/10", "shard/05",
+		"a%b/1", "a%bc", "axb/1", "a_b/1", `a\b`, "ab",
+	}
+	for i, n := range names {
+		take(t, s, n, fmt.Sprintf("h%d", i), base, ttl, 1)
+	}
+	// Released, and released then taken by another (epoch 2).
+	take(t, s, "member/gone", "gone", base, ttl, 1)
+	release(t, s, "member/gone", "gone")
+	release(t, s, "shard/05", "h9")
+	take(t, s, "shard/05", "h9b", base.Add(time.Second), ttl, 2)
+
+	holder := map[string]string{"shard/05": "h9b"}
+	for i, n := range names {
+		if _, ok := holder[n]; !ok {
+			holder[n] = fmt.Sprintf("h%d", i)
+		}
+	}
+	for _, tc := range []struct {
+		prefix string
+		want   []string
+	}{
+		{"member/", []string{"member/B", "member/a", "member/z", "member/é"}},
+		{"member", []string{"member", "member/B", "member/a", "member/z", "member/é", "members"}},
+		{"shard/", []string{"shard/00", "shard/01", "shard/05", "shard/10"}},
+		{"shard/0", []string{"shard/00", "shard/01", "shard/05"}},
+		{"a%", []string{"a%b/1", "a%bc"}},
+		{"a%b", []string{"a%b/1", "a%bc"}},
+		{"a%b/", []string{"a%b/1"}},
+		{"a_", []string{"a_b/1"}},
+		{"a_b", []string{"a_b/1"}},
+		{`a\`, []string{`a\b`}},
+		{"%", nil},
+		{"_", nil},
+		{"a", []string{"a%b/1", "a%bc", `a\b`, "a_b/1", "ab", "axb/1"}},
+		{"member/a", []string{"member/a"}},
+		{"member/gone", nil},
+		{"zzz", nil},
+		{"", []string{"a%b/1", "a%bc", `a\b`, "a_b/1", "ab", "axb/1", "member", "member/B", "member/a", "member/z", "member/é", "members", "shard/00", "shard/01", "shard/05", "shard/10"}},
+	} {
+		ls := listLeases(t, s, tc.prefix)
+		var got []string
+		for _, l := range ls {
+			got = append(got, l.Name)
+			epoch := int64(1)
+			if l.Name == "shard/05" {
+				epoch = 2
+			}
+			checkLease(t, fmt.Sprintf("ListLeases(%q): lease %s", tc.prefix, l.Name), l,
+				store.Lease{Name: l.Name, Holder: holder[l.Name], Address: "http://" + holder[l.Name], ExpiresAt: l.ExpiresAt, Epoch: epoch})
+			if l.Name != "shard/05" && !l.ExpiresAt.Equal(base.Add(ttl)) {
+				t.Errorf("ListLeases(%q): lease %s expires at %v, want %v", tc.prefix, l.Name, l.ExpiresAt, base.Add(ttl))
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("ListLeases(%q) = %q, want %q", tc.prefix, got, tc.want)
+		}
+	}
+	if ls, err := s.ListLeases(ctx, "member/\xff"); !errors.Is(err, store.ErrRejected) {
+		t.Errorf("ListLeases(invalid UTF-8) = %v, %v; want an error wrapping ErrRejected", ls, err)
+	}
+}
