@@ -78,7 +78,7 @@ func TestExecHook(t *testing.T) {
 	b.fake.assign(assignment(3, "wait"))
 	b.fake.waitPoll(t, "task 3 running", isRunning(3))
 	b.fake.cancel(3, 1)
-	if r := b.fake.result(t); r.GetTaskIndex() != 3 || r.GetReason() != ReasonCancelled {
+	if r := b.fake.result(t); r.GetTaskIndex() != 3 || r.GetReason() != ReasonCancelled || r.GetOutcome() != taskhostv1.AttemptOutcome_ATTEMPT_OUTCOME_CANCELLED {
 		t.Errorf("cancelled: got %v", r)
 	}
 
@@ -86,7 +86,7 @@ func TestExecHook(t *testing.T) {
 	a := assignment(4, "wait")
 	a.TimeoutMs = 10
 	b.fake.assign(a)
-	if r := b.fake.result(t); r.GetTaskIndex() != 4 || r.GetReason() != ReasonTimeout {
+	if r := b.fake.result(t); r.GetTaskIndex() != 4 || r.GetReason() != ReasonTimeout || r.GetOutcome() != taskhostv1.AttemptOutcome_ATTEMPT_OUTCOME_TIMED_OUT {
 		t.Errorf("timeout: got %v", r)
 	}
 

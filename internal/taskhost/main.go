@@ -26,6 +26,8 @@ import (
 //	--blob URL            HAUL_BLOB        object store for logs (file:///path)
 //	--spool DIR           HAUL_SPOOL       log spool folder (default: temp dir)
 //	--capacity N          HAUL_CAPACITY    attempts at once (default 1)
+//	--tier N              HAUL_TIER        the worker's tier index in its job (default 0)
+//	--locator URLS        HAUL_LOCATOR     comma-separated base URLs to ask where the job's runner went (the gateways)
 //	--reconnect-timeout D                  (default 2m)
 //	--kill-grace D                         (default 10s)
 //	--log-level L                          debug, info, warn, error (default info)
@@ -72,6 +74,10 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.BlobURL, "blob", getenv("HAUL_BLOB"), "object store URL for logs, e.g. file:///var/lib/haul/blobs (env HAUL_BLOB)")
 	fs.StringVar(&cfg.SpoolDir, "spool", getenv("HAUL_SPOOL"), "folder for log spool files (env HAUL_SPOOL; default: the temp dir)")
 	fs.IntVar(&cfg.Capacity, "capacity", capacity, "attempts run at once (env HAUL_CAPACITY)")
+	tier := getenv(TierEnv)
+	fs.StringVar(&tier, "tier", tier, "the worker's tier index in its job (env "+TierEnv+"; default 0)")
+	locators := getenv(LocatorEnv)
+	fs.StringVar(&locators, "locator", locators, "comma-separated base URLs that answer where the job's runner is after a failover, e.g. the gateways (env "+LocatorEnv+")")
 	fs.DurationVar(&cfg.ReconnectTimeout, "reconnect-timeout", 2*time.Minute, "how long to retry an unreachable runner before giving up")
 	fs.DurationVar(&cfg.KillGrace, "kill-grace", 10*time.Second, "time between SIGTERM and SIGKILL")
 	fs.TextVar(level, "log-level", level, "log level: debug, info, warn, error")
@@ -122,6 +128,18 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 			return cfg, nil, fmt.Errorf("--cpu-limit %q: want a non-negative number of cores", cpu)
 		}
 		cfg.CPULimit = v
+	}
+	if tier != "" {
+		n, err := strconv.ParseInt(tier, 10, 32)
+		if err != nil || n < 0 {
+			return cfg, nil, fmt.Errorf("--tier %q: want a tier index, a whole number from 0", tier)
+		}
+		cfg.Tier = int32(n)
+	}
+	for u := range strings.SplitSeq(locators, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.Locators = append(cfg.Locators, u)
+		}
 	}
 	for d := range strings.SplitSeq(cgroups, ",") {
 		if d = strings.TrimSpace(d); d != "" {
@@ -180,6 +198,14 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 // WorkerSecretEnv carries the worker's credential to the taskhost
 // (Config.Secret).
 const WorkerSecretEnv = "HAUL_WORKER_SECRET"
+
+// TierEnv carries the worker's tier index (Config.Tier, --tier), and
+// LocatorEnv the comma-separated URLs it asks where its job's runner is
+// after a failover (Config.Locators, --locator).
+const (
+	TierEnv    = "HAUL_TIER"
+	LocatorEnv = "HAUL_LOCATOR"
+)
 
 // prSetDumpable is prctl's PR_SET_DUMPABLE (linux/prctl.h).
 const prSetDumpable = 4

@@ -98,7 +98,8 @@ func TestRSSPollKillsOverLimit(t *testing.T) {
 	b.fake.assign(assignment(1, "python3", "-c", oomTask))
 	b.run(t)
 	r := b.fake.result(t)
-	if r.GetReason() != ReasonOOM || r.GetEnforcement() != EnforcementRSSPoll || r.GetSignal() != 9 || r.GetExitCode() != 137 {
+	if r.GetReason() != ReasonOOM || r.GetEnforcement() != EnforcementRSSPoll || r.GetSignal() != 9 || r.GetExitCode() != 137 ||
+		r.GetOutcome() != taskhostv1.AttemptOutcome_ATTEMPT_OUTCOME_OOM {
 		t.Fatalf("result %v", r)
 	}
 	if !strings.Contains(r.GetMessage(), "over the worker's 64.0 MiB limit; killed by the taskhost (rss-poll)") {

@@ -18,18 +18,20 @@ import (
 
 	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
 	"github.com/haul-dev/haul/internal/logs"
+	"github.com/haul-dev/haul/internal/outcome"
 )
 
-// Result reasons, as in AttemptResult.reason.
+// Result reasons, as in AttemptResult.reason; internal/outcome reads them
+// into the result's outcome.
 const (
-	ReasonExit       = "exit"
-	ReasonSignal     = "signal"
-	ReasonTimeout    = "timeout"
-	ReasonCancelled  = "cancelled"
-	ReasonStartError = "start_error"
+	ReasonExit       = outcome.ReasonExit
+	ReasonSignal     = outcome.ReasonSignal
+	ReasonTimeout    = outcome.ReasonTimeout
+	ReasonCancelled  = outcome.ReasonCancelled
+	ReasonStartError = outcome.ReasonStartError
 	// ReasonOOM: killed for using more memory than the worker's limit, by
 	// the kernel (a cgroup) or by the taskhost (rss-poll).
-	ReasonOOM = "oom"
+	ReasonOOM = outcome.ReasonOOM
 )
 
 // Exit codes reported with ReasonStartError, as a shell would give them.

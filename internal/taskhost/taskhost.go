@@ -3,13 +3,17 @@
 // its stdout and stderr to the object store through internal/logs, and
 // reports results on the next poll. It enforces the worker's memory limit
 // (through the worker's cgroup, or by polling each attempt's RSS) and
-// reports what each attempt used: CPU, memory, GPUs.
+// reports what each attempt used: CPU, memory, GPUs. When its runner stops
+// answering for its job (a failover moved the job's shard), it asks its
+// locators (TaskHostService.Locate) where the job's runner is now and
+// switches to it without restarting.
 //
 // It is linked into small worker binaries (cmd/haul-taskhost), so it imports
 // only the standard library, connect, the generated taskhost protocol,
-// internal/blob, internal/logs, internal/cgroup, internal/procstat and
-// internal/gpu: never the relational store drivers, and nothing that needs
-// cgo (the binary is static).
+// internal/blob, internal/logs, internal/cgroup, internal/procstat,
+// internal/gpu and internal/outcome (with the pure types of internal/sched
+// and internal/store it maps between): never the relational store
+// drivers, and nothing that needs cgo (the binary is static).
 package taskhost
 
 import (
@@ -35,6 +39,7 @@ import (
 	"github.com/haul-dev/haul/internal/blob"
 	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
+	"github.com/haul-dev/haul/internal/outcome"
 )
 
 // ErrRejected is wrapped by Run's error when the runner answers that it does
@@ -49,6 +54,17 @@ type Config struct {
 	RunnerURL string
 	WorkerID  string
 	JobID     string
+	// Tier is the worker's tier index in its job (HAUL_TIER), sent on
+	// every Poll and Locate: a runner that takes the job over after a
+	// failover learns from it which tier the worker serves, and the
+	// worker's credential is bound to it.
+	Tier int32
+	// Locators are base URLs that serve TaskHostService.Locate (the
+	// gateways; HAUL_LOCATOR, comma-separated). When a poll fails for a
+	// reason other than a rejection, the taskhost asks them in turn where
+	// its job's runner is now and switches to it. None: it only ever
+	// polls RunnerURL.
+	Locators []string
 	// Secret is the worker's credential, which the runner made when it
 	// asked for the worker (HAUL_WORKER_SECRET): every poll carries it as
 	// "Authorization: Bearer <secret>". It is never logged and never in
@@ -155,12 +171,29 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// checkURL reports whether s is a usable base URL for a Connect client:
+// http or https with a host.
+func checkURL(s string) error {
+	if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q: want http://host:port or https://host:port", s)
+	}
+	return nil
+}
+
 func (c *Config) validate() error {
 	var errs []error
 	if c.RunnerURL == "" {
 		errs = append(errs, errors.New("runner URL is empty (--runner, HAUL_RUNNER)"))
-	} else if u, err := url.Parse(c.RunnerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("runner URL %q: want http://host:port or https://host:port", c.RunnerURL))
+	} else if err := checkURL(c.RunnerURL); err != nil {
+		errs = append(errs, fmt.Errorf("runner URL %w", err))
+	}
+	for _, l := range c.Locators {
+		if err := checkURL(l); err != nil {
+			errs = append(errs, fmt.Errorf("locator URL %w (--locator, %s)", err, LocatorEnv))
+		}
+	}
+	if c.Tier < 0 {
+		errs = append(errs, fmt.Errorf("tier %d is negative (--tier, %s)", c.Tier, TierEnv))
 	}
 	if c.WorkerID == "" {
 		errs = append(errs, errors.New("worker ID is empty (--worker-id, HAUL_WORKER_ID)"))
@@ -225,10 +258,16 @@ func refOf(index, attempt int32) ref { return ref{index, attempt} }
 
 // host is one Run: the poll loop and the attempts it started.
 type host struct {
-	cfg    Config
-	client taskhostv1connect.TaskHostServiceClient
-	store  blob.Store
-	log    *slog.Logger
+	cfg      Config
+	store    blob.Store
+	log      *slog.Logger
+	locators []locator
+
+	// runnerMu guards the runner the taskhost polls, which a relocation
+	// changes while a report-only call may be using the old one.
+	runnerMu  sync.Mutex
+	client    taskhostv1connect.TaskHostServiceClient
+	runnerURL string
 
 	mu      sync.Mutex
 	tasks   map[ref]*task
@@ -268,12 +307,15 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	h := &host{
-		cfg:    cfg,
-		client: taskhostv1connect.NewTaskHostServiceClient(cfg.HTTPClient, cfg.RunnerURL, connect.WithInterceptors(bearer(cfg.Secret))),
-		store:  store,
-		log:    cfg.Logger.With("worker", cfg.WorkerID, "job", cfg.JobID),
-		tasks:  make(map[ref]*task),
-		wake:   make(chan struct{}, 1),
+		cfg:   cfg,
+		store: store,
+		log:   cfg.Logger.With("worker", cfg.WorkerID, "job", cfg.JobID),
+		tasks: make(map[ref]*task),
+		wake:  make(chan struct{}, 1),
+	}
+	h.setRunner(cfg.RunnerURL)
+	for _, u := range cfg.Locators {
+		h.locators = append(h.locators, locator{url: u, client: h.newClient(u)})
 	}
 	if cfg.Exec != nil {
 		h.lim.enforcement = EnforcementNone
@@ -284,11 +326,12 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 func (h *host) run(ctx context.Context) error {
-	h.log.Info("taskhost started", "runner", h.cfg.RunnerURL, "capacity", h.cfg.Capacity)
+	h.log.Info("taskhost started", "runner", h.cfg.RunnerURL, "capacity", h.cfg.Capacity, "tier", h.cfg.Tier, "locators", len(h.locators))
 	var (
 		exiting      bool
 		failingSince time.Time // first failure since the last successful poll
 		failures     int
+		hurried      bool // the last retry went out at once, after a relocation
 	)
 	for {
 		if ctx.Err() != nil {
@@ -317,14 +360,10 @@ func (h *host) run(ctx context.Context) error {
 		case free > 0:
 			wait = h.cfg.Heartbeat
 		}
-		req := &taskhostv1.PollRequest{
-			WorkerId: h.cfg.WorkerID,
-			JobId:    h.cfg.JobID,
-			Results:  results,
-			Running:  running,
-			Capacity: int32(free),
-			WaitMs:   wait.Milliseconds(),
-		}
+		req := h.request(results)
+		req.Running = running
+		req.Capacity = int32(free)
+		req.WaitMs = wait.Milliseconds()
 		resp, err := h.pollReporting(ctx, req, wait)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -345,6 +384,15 @@ func (h *host) run(ctx context.Context) error {
 				return fmt.Errorf("taskhost: runner unreachable for %v: %w", down.Round(time.Millisecond), err)
 			}
 			failures++
+			// The job may have moved to another runner: ask where it is
+			// and go there at once. Two relocations in a row without a
+			// successful poll (locators that disagree, runners passing
+			// the job on) back off in between.
+			if h.relocate(ctx, err) && !hurried {
+				hurried = true
+				continue
+			}
+			hurried = false
 			d := h.backoff(failures)
 			h.log.Warn("poll failed; retrying", "err", err, "in", d, "failures", failures)
 			if !h.pause(ctx, d, nil) {
@@ -355,7 +403,7 @@ func (h *host) run(ctx context.Context) error {
 		if failures > 0 {
 			h.log.Info("runner reachable again", "after_failures", failures)
 		}
-		failingSince, failures = time.Time{}, 0
+		failingSince, failures, hurried = time.Time{}, 0, false
 		h.ack(results)
 
 		for _, c := range resp.GetCancel() {
@@ -411,7 +459,8 @@ func (h *host) pollReporting(ctx context.Context, req *taskhostv1.PollRequest, w
 			if len(results) == 0 {
 				continue
 			}
-			r := &taskhostv1.PollRequest{WorkerId: h.cfg.WorkerID, JobId: h.cfg.JobID, Results: results, Capacity: int32(free), ReportOnly: true}
+			r := h.request(results)
+			r.Capacity, r.ReportOnly = int32(free), true
 			if _, err := h.poll(rctx, r, 0); err != nil {
 				// The main loop sends them again after the poll.
 				h.log.Debug("report failed", "err", err)
@@ -430,11 +479,85 @@ func (h *host) pollReporting(ctx context.Context, req *taskhostv1.PollRequest, w
 func (h *host) poll(ctx context.Context, req *taskhostv1.PollRequest, wait time.Duration) (*taskhostv1.PollResponse, error) {
 	cctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
 	defer cancel()
-	resp, err := h.client.Poll(cctx, connect.NewRequest(req))
+	client, _ := h.runner()
+	resp, err := client.Poll(cctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, err
 	}
 	return resp.Msg, nil
+}
+
+// request returns a PollRequest naming this worker, carrying results.
+func (h *host) request(results []*taskhostv1.AttemptResult) *taskhostv1.PollRequest {
+	return &taskhostv1.PollRequest{WorkerId: h.cfg.WorkerID, JobId: h.cfg.JobID, Tier: h.cfg.Tier, Results: results}
+}
+
+// newClient returns a TaskHostService client for baseURL that sends the
+// worker's credential on every call.
+func (h *host) newClient(baseURL string) taskhostv1connect.TaskHostServiceClient {
+	return taskhostv1connect.NewTaskHostServiceClient(h.cfg.HTTPClient, baseURL, connect.WithInterceptors(bearer(h.cfg.Secret)))
+}
+
+// runner returns the client of the runner to poll and its URL.
+func (h *host) runner() (taskhostv1connect.TaskHostServiceClient, string) {
+	h.runnerMu.Lock()
+	defer h.runnerMu.Unlock()
+	return h.client, h.runnerURL
+}
+
+// setRunner makes baseURL the runner to poll from the next call on.
+func (h *host) setRunner(baseURL string) {
+	c := h.newClient(baseURL)
+	h.runnerMu.Lock()
+	defer h.runnerMu.Unlock()
+	h.client, h.runnerURL = c, baseURL
+}
+
+// locator is one address that serves Locate.
+type locator struct {
+	url    string
+	client taskhostv1connect.TaskHostServiceClient
+}
+
+// locateTimeout bounds one Locate call: a locator that does not answer
+// quickly is skipped for the next one.
+const locateTimeout = 2 * time.Second
+
+// relocate asks the locators in turn where the job's runner is now, after
+// a poll failed with pollErr, and switches to the first answer if it names
+// another runner than the current one. It reports whether it switched;
+// without locators, when none answers, or when the answer is the current
+// runner, the caller backs off as usual.
+func (h *host) relocate(ctx context.Context, pollErr error) bool {
+	if len(h.locators) == 0 {
+		return false
+	}
+	_, current := h.runner()
+	req := &taskhostv1.LocateRequest{WorkerId: h.cfg.WorkerID, JobId: h.cfg.JobID, Tier: h.cfg.Tier}
+	for _, l := range h.locators {
+		cctx, cancel := context.WithTimeout(ctx, locateTimeout)
+		resp, err := l.client.Locate(cctx, connect.NewRequest(req))
+		cancel()
+		if ctx.Err() != nil {
+			return false
+		}
+		if err != nil {
+			h.log.Debug("locate failed", "locator", l.url, "err", err)
+			continue
+		}
+		u := resp.Msg.GetRunnerUrl()
+		if err := checkURL(u); err != nil {
+			h.log.Warn("locator answered a bad runner URL; ignored", "locator", l.url, "err", err)
+			continue
+		}
+		if strings.TrimSuffix(u, "/") == strings.TrimSuffix(current, "/") {
+			return false
+		}
+		h.log.Info("the job's runner moved; switching", "from", current, "to", u, "locator", l.url, "poll_err", pollErr)
+		h.setRunner(u)
+		return true
+	}
+	return false
 }
 
 // backoff returns the wait before retry number n (from 1): exponential from
@@ -506,6 +629,7 @@ func (h *host) start(ctx context.Context, a *taskhostv1.Assignment) {
 	h.tasks[r] = t
 	h.wg.Go(func() {
 		res := h.execute(ctx, t)
+		res.Outcome = outcome.Label(res)
 		h.mu.Lock()
 		delete(h.tasks, r)
 		if !t.dropped() {
@@ -551,9 +675,8 @@ func (h *host) shutdown(ctx context.Context) error {
 	if len(results) > 0 {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		_, err := h.client.Poll(cctx, connect.NewRequest(&taskhostv1.PollRequest{
-			WorkerId: h.cfg.WorkerID, JobId: h.cfg.JobID, Results: results,
-		}))
+		client, _ := h.runner()
+		_, err := client.Poll(cctx, connect.NewRequest(h.request(results)))
 		if err != nil {
 			h.log.Warn("could not report the last results", "n", len(results), "err", err)
 		}

@@ -41,6 +41,10 @@ type fakeRunner struct {
 	seen    map[[2]int32]bool // results received
 	// fail, when set, may fail a call (after it was seen on reqs).
 	fail func(*taskhostv1.PollRequest) error
+	// locate, when set, answers Locate (Unimplemented when nil); the
+	// calls are seen on locates.
+	locate  func(*connect.Request[taskhostv1.LocateRequest]) (*taskhostv1.LocateResponse, error)
+	locates chan *connect.Request[taskhostv1.LocateRequest]
 
 	kick    chan struct{}
 	reqs    chan *taskhostv1.PollRequest
@@ -54,7 +58,26 @@ func newFakeRunner() *fakeRunner {
 		kick:    make(chan struct{}, 1),
 		reqs:    make(chan *taskhostv1.PollRequest, 4096),
 		results: make(chan *taskhostv1.AttemptResult, 64),
+		locates: make(chan *connect.Request[taskhostv1.LocateRequest], 4096),
 	}
+}
+
+func (f *fakeRunner) Locate(_ context.Context, req *connect.Request[taskhostv1.LocateRequest]) (*connect.Response[taskhostv1.LocateResponse], error) {
+	select {
+	case f.locates <- req:
+	default:
+	}
+	f.mu.Lock()
+	locate := f.locate
+	f.mu.Unlock()
+	if locate == nil {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this fake does not locate"))
+	}
+	resp, err := locate(req)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(resp), nil
 }
 
 func (f *fakeRunner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollRequest]) (*connect.Response[taskhostv1.PollResponse], error) {
@@ -133,11 +156,14 @@ func (f *fakeRunner) cancel(index, attempt int32) {
 	})
 }
 
-// result waits for the next result.
+// result waits for the next result, which must say how the attempt ended.
 func (f *fakeRunner) result(t *testing.T) *taskhostv1.AttemptResult {
 	t.Helper()
 	select {
 	case r := <-f.results:
+		if r.GetOutcome() == taskhostv1.AttemptOutcome_ATTEMPT_OUTCOME_UNSPECIFIED {
+			t.Errorf("result without an outcome: %v", r)
+		}
 		return r
 	case <-time.After(waitLimit):
 		t.Fatalf("no result within %v", waitLimit)
@@ -416,7 +442,7 @@ func TestRunsArgvEnvCwd(t *testing.T) {
 	}
 
 	r := got[1]
-	if r.GetReason() != ReasonExit || r.GetExitCode() != 0 || r.GetLogBytes() == 0 {
+	if r.GetReason() != ReasonExit || r.GetExitCode() != 0 || r.GetLogBytes() == 0 || r.GetOutcome() != taskhostv1.AttemptOutcome_ATTEMPT_OUTCOME_SUCCEEDED {
 		t.Fatalf("env task: %v", r)
 	}
 	if r.GetStartedUnixNanos() == 0 || r.GetFinishedUnixNanos() < r.GetStartedUnixNanos() {
@@ -432,7 +458,7 @@ func TestRunsArgvEnvCwd(t *testing.T) {
 	}
 
 	r = got[2]
-	if r.GetReason() != ReasonExit || r.GetExitCode() != 3 || r.GetSignal() != 0 {
+	if r.GetReason() != ReasonExit || r.GetExitCode() != 3 || r.GetSignal() != 0 || r.GetOutcome() != taskhostv1.AttemptOutcome_ATTEMPT_OUTCOME_FAILED {
 		t.Fatalf("sh task: %v", r)
 	}
 	out, errOut := b.output(t, 2)
@@ -460,7 +486,7 @@ func TestKilledBySignal(t *testing.T) {
 	b.fake.assign(assignment(1, "sh", "-c", "echo before; kill -9 $$"))
 	b.run(t)
 	r := b.fake.result(t)
-	if r.GetReason() != ReasonSignal || r.GetSignal() != 9 || r.GetExitCode() != 128+9 {
+	if r.GetReason() != ReasonSignal || r.GetSignal() != 9 || r.GetExitCode() != 128+9 || r.GetOutcome() != taskhostv1.AttemptOutcome_ATTEMPT_OUTCOME_FAILED {
 		t.Fatalf("result %v", r)
 	}
 	if out, _ := b.output(t, 1); out != "before\n" {
@@ -481,7 +507,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	b.run(t)
 	grandchild := watchProcess(t, readPID(t, f))
 	r := b.fake.result(t)
-	if r.GetReason() != ReasonTimeout || r.GetSignal() != 15 {
+	if r.GetReason() != ReasonTimeout || r.GetSignal() != 15 || r.GetOutcome() != taskhostv1.AttemptOutcome_ATTEMPT_OUTCOME_TIMED_OUT {
 		t.Fatalf("result %v", r)
 	}
 	if !grandchild() {
@@ -523,7 +549,8 @@ func TestCancelFromRunner(t *testing.T) {
 	b.fake.waitPoll(t, "task 7 running", isRunning(7))
 	b.fake.cancel(7, 1)
 	r := b.fake.result(t)
-	if r.GetReason() != ReasonCancelled || r.GetSignal() != 15 || r.GetTaskIndex() != 7 || r.GetAttempt() != 1 {
+	if r.GetReason() != ReasonCancelled || r.GetSignal() != 15 || r.GetTaskIndex() != 7 || r.GetAttempt() != 1 ||
+		r.GetOutcome() != taskhostv1.AttemptOutcome_ATTEMPT_OUTCOME_CANCELLED {
 		t.Fatalf("result %v", r)
 	}
 	if !proc() {
@@ -566,7 +593,8 @@ func TestStartErrors(t *testing.T) {
 		4: {127, "empty argv"},
 	} {
 		r := got[i]
-		if r.GetReason() != ReasonStartError || r.GetExitCode() != want.code || !strings.Contains(r.GetMessage(), want.msg) {
+		if r.GetReason() != ReasonStartError || r.GetExitCode() != want.code || !strings.Contains(r.GetMessage(), want.msg) ||
+			r.GetOutcome() != taskhostv1.AttemptOutcome_ATTEMPT_OUTCOME_FAILED {
 			t.Errorf("task %d: %v, want start_error %d with %q", i, r, want.code, want.msg)
 		}
 	}
@@ -801,6 +829,7 @@ func TestParseFlags(t *testing.T) {
 	env := map[string]string{
 		"HAUL_RUNNER": "http://env:1", "HAUL_WORKER_ID": "w-env", "HAUL_JOB": "j-env",
 		"HAUL_BLOB": "file:///tmp/b", "HAUL_CAPACITY": "3",
+		TierEnv: "2", LocatorEnv: " http://gw1:8080, https://gw2:8443 ,",
 	}
 	getenv := func(k string) string { return env[k] }
 	var sb strings.Builder
@@ -809,14 +838,20 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.RunnerURL != "http://flag:2" || cfg.WorkerID != "w-env" || cfg.JobID != "j-env" || cfg.BlobURL != "file:///tmp/b" ||
-		cfg.Capacity != 4 || cfg.KillGrace != 3*time.Second {
+		cfg.Capacity != 4 || cfg.KillGrace != 3*time.Second || cfg.Tier != 2 ||
+		!slices.Equal(cfg.Locators, []string{"http://gw1:8080", "https://gw2:8443"}) {
 		t.Fatalf("config %+v", cfg)
 	}
 	cfg, _, err = ParseFlags(nil, getenv, &sb)
 	if err != nil || cfg.Capacity != 3 {
 		t.Fatalf("env capacity: %v %+v", err, cfg)
 	}
-	for _, args := range [][]string{{"--capacity", "0"}, {"--bogus"}, {"extra"}} {
+	cfg, _, err = ParseFlags([]string{"--tier", "0", "--locator", "http://only:1"}, getenv, &sb)
+	if err != nil || cfg.Tier != 0 || !slices.Equal(cfg.Locators, []string{"http://only:1"}) {
+		t.Fatalf("tier and locator flags over the environment: %v %+v", err, cfg)
+	}
+	for _, args := range [][]string{{"--capacity", "0"}, {"--bogus"}, {"extra"},
+		{"--tier", "-1"}, {"--tier", "one"}, {"--tier", "99999999999"}, {"--locator", "gw:8080"}, {"--locator", "http://gw:1,ftp://x"}} {
 		if _, _, err := ParseFlags(args, getenv, &sb); err == nil {
 			t.Errorf("%q: no error", args)
 		}
