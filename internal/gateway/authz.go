@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/haul-dev/haul/internal/auth"
+	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/store"
 )
 
@@ -41,8 +42,32 @@ const howToAuthenticate = "send `Authorization: Bearer <token>`: on the server's
 // one; when the authenticator cannot tell now (its store is away),
 // unavailable. With no Authenticator configured every call is refused.
 // Works for unary calls and server streams (GetLogs).
+//
+// With Config.Metrics set, the API metrics interceptor wraps it, so that
+// every call is counted under the code it was answered with, a refused
+// credential (unauthenticated) or a store away (unavailable) included.
 func (g *Gateway) Interceptor() connect.Interceptor {
-	return &authInterceptor{authn: g.cfg.Auth, log: g.cfg.Logger}
+	authn := &authInterceptor{authn: g.cfg.Auth, log: g.cfg.Logger}
+	if g.cfg.Metrics == nil {
+		return authn
+	}
+	return chain{outer: g.cfg.Metrics.Interceptor(apiv1.File_haul_api_v1_api_proto, apiv1.File_haul_api_v1_admin_proto), inner: authn}
+}
+
+// chain applies outer around inner: outer sees each call first and its
+// result last.
+type chain struct{ outer, inner connect.Interceptor }
+
+func (c chain) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return c.outer.WrapUnary(c.inner.WrapUnary(next))
+}
+
+func (c chain) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return c.outer.WrapStreamingClient(c.inner.WrapStreamingClient(next))
+}
+
+func (c chain) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return c.outer.WrapStreamingHandler(c.inner.WrapStreamingHandler(next))
 }
 
 // NewInterceptor is Interceptor for handlers built without a Gateway.

@@ -4,8 +4,10 @@
 // object store. It holds no state of its own, so several gateways can serve
 // one deployment. Every call is authenticated (Interceptor) and authorized
 // against the team of the job it touches; every mutating call is audited
-// and rate-limited per caller (authz.go). It imports the store, the object
-// store, the log reader, the spec compiler and auth, never the runner.
+// and rate-limited per caller (authz.go); with Config.Metrics, every call
+// is counted by method and status code. It imports the store, the object
+// store, the log reader, the spec compiler, auth and metrics, never the
+// runner.
 package gateway
 
 import (
@@ -27,6 +29,7 @@ import (
 	"github.com/haul-dev/haul/internal/blob"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
+	"github.com/haul-dev/haul/internal/metrics"
 	"github.com/haul-dev/haul/internal/spec"
 	"github.com/haul-dev/haul/internal/store"
 	"github.com/haul-dev/haul/internal/token"
@@ -58,6 +61,11 @@ type Config struct {
 	// subject (defaults: DefaultMutationsPerSecond, DefaultMutationBurst).
 	MutationsPerSecond float64
 	MutationBurst      int
+	// Metrics, when set, counts and times every call of the handlers
+	// Interceptor is installed on (by JobService and AdminService
+	// procedure and status code), refused calls included; nil records
+	// nothing.
+	Metrics *metrics.API
 }
 
 // adder returns the task identity that adds tasks to m's job: the call's
