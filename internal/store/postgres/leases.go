@@ -67,7 +67,7 @@ func (s *Store) AcquireLease(ctx context.Context, l store.Lease, now time.Time) 
 			return err
 		}
 		var err error
-		got, err = scanLease(tx.QueryRow(ctx, qGetLease, l.Name))
+		got, err = storesql.ScanLease(tx.QueryRow(ctx, qGetLease, l.Name))
 		return err
 	})
 	if err != nil {
@@ -101,7 +101,7 @@ func (s *Store) ListLeases(ctx context.Context, prefix string) ([]store.Lease, e
 		}
 		defer rows.Close()
 		for rows.Next() {
-			l, err := scanLease(rows)
+			l, err := storesql.ScanLease(rows)
 			if err != nil {
 				return err
 			}
@@ -113,17 +113,6 @@ func (s *Store) ListLeases(ctx context.Context, prefix string) ([]store.Lease, e
 		return nil, fmt.Errorf("list leases %q: %w", prefix, err)
 	}
 	return ls, nil
-}
-
-// scanLease reads a lease row as qGetLease and qListLeases select it.
-func scanLease(row pgx.Row) (store.Lease, error) {
-	var l store.Lease
-	var exp int64
-	if err := row.Scan(&l.Name, &l.Holder, &l.Address, &exp, &l.Epoch); err != nil {
-		return store.Lease{}, err
-	}
-	l.ExpiresAt = time.Unix(0, exp)
-	return l, nil
 }
 
 // EnsureSecret stores value under name unless something is stored there,

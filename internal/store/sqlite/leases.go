@@ -65,7 +65,7 @@ func (s *Store) acquireLease(ctx context.Context, l store.Lease, now time.Time) 
 	if _, err := tx.ExecContext(ctx, qAcquireLease, l.Name, l.Holder, l.Address, l.ExpiresAt.UnixNano(), now.UnixNano()); err != nil {
 		return store.Lease{}, err
 	}
-	got, err := scanLease(tx.QueryRowContext(ctx, qGetLease, l.Name))
+	got, err := storesql.ScanLease(tx.QueryRowContext(ctx, qGetLease, l.Name))
 	if err != nil {
 		return store.Lease{}, err
 	}
@@ -92,7 +92,7 @@ func (s *Store) ListLeases(ctx context.Context, prefix string) ([]store.Lease, e
 	defer rows.Close()
 	var ls []store.Lease
 	for rows.Next() {
-		l, err := scanLease(rows)
+		l, err := storesql.ScanLease(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list leases %q: %w", prefix, err)
 		}
@@ -102,17 +102,6 @@ func (s *Store) ListLeases(ctx context.Context, prefix string) ([]store.Lease, e
 		return nil, fmt.Errorf("list leases %q: %w", prefix, err)
 	}
 	return ls, nil
-}
-
-// scanLease reads a lease row as qGetLease and qListLeases select it.
-func scanLease(row interface{ Scan(dest ...any) error }) (store.Lease, error) {
-	var l store.Lease
-	var exp int64
-	if err := row.Scan(&l.Name, &l.Holder, &l.Address, &exp, &l.Epoch); err != nil {
-		return store.Lease{}, err
-	}
-	l.ExpiresAt = time.Unix(0, exp)
-	return l, nil
 }
 
 // EnsureSecret stores value under name unless something is stored there,

@@ -3,6 +3,7 @@ package storesql
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/haul-dev/haul/internal/store"
 )
@@ -50,4 +51,16 @@ func CheckSecret(name string, value []byte) error {
 // alike (invalid UTF-8, a NUL byte); the error wraps store.ErrRejected.
 func CheckLeasePrefix(prefix string) error {
 	return Reject(checkText("lease prefix", prefix))
+}
+
+// ScanLease reads a lease row in the column order of both drivers' lease
+// queries: name, holder, address, expires_at, epoch.
+func ScanLease(r Row) (store.Lease, error) {
+	var l store.Lease
+	var exp int64
+	if err := r.Scan(&l.Name, &l.Holder, &l.Address, &exp, &l.Epoch); err != nil {
+		return store.Lease{}, err
+	}
+	l.ExpiresAt = time.Unix(0, exp)
+	return l, nil
 }

@@ -26,8 +26,15 @@ func acquire(t *testing.T, s store.Store, holder string, now time.Time, ttl time
 }
 
 // checkFenced checks that err is the refusal of a fenced write of holder
-// "a" while holder (or nobody, "") holds the lease.
+// "a" while holder (or nobody, "") holds the lease leaseName.
 func checkFenced(t *testing.T, what string, err error, holder string) {
+	t.Helper()
+	checkFencedBy(t, what, err, leaseName, holder)
+}
+
+// checkFencedBy checks that err is the refusal of a fenced write under
+// lease while holder holds it; with holder "" the error need not name one.
+func checkFencedBy(t *testing.T, what string, err error, lease, holder string) {
 	t.Helper()
 	switch {
 	case err == nil:
@@ -36,8 +43,8 @@ func checkFenced(t *testing.T, what string, err error, holder string) {
 		t.Errorf("%s: error %v, want one wrapping store.ErrFenced", what, err)
 	case errors.Is(err, store.ErrRejected) || errors.Is(err, store.ErrNotFound):
 		t.Errorf("%s: error %v wraps ErrRejected or ErrNotFound as well as ErrFenced", what, err)
-	case !strings.Contains(err.Error(), leaseName) || (holder != "" && !strings.Contains(err.Error(), holder)):
-		t.Errorf("%s: error %q does not name the lease %q and its holder %q", what, err, leaseName, holder)
+	case !strings.Contains(err.Error(), lease) || (holder != "" && !strings.Contains(err.Error(), holder)):
+		t.Errorf("%s: error %q does not name the lease %q and its holder %q", what, err, lease, holder)
 	}
 }
 

@@ -111,22 +111,6 @@ func testLeaseEpoch(t *testing.T, s store.Store) {
 	}
 }
 
-// checkEpochFenced checks that err is the refusal of a fenced write under
-// lease name.
-func checkEpochFenced(t *testing.T, what string, err error, name string) {
-	t.Helper()
-	switch {
-	case err == nil:
-		t.Errorf("%s: succeeded, want it fenced off", what)
-	case !errors.Is(err, store.ErrFenced):
-		t.Errorf("%s: error %v, want one wrapping store.ErrFenced", what, err)
-	case errors.Is(err, store.ErrRejected) || errors.Is(err, store.ErrNotFound):
-		t.Errorf("%s: error %v wraps ErrRejected or ErrNotFound as well as ErrFenced", what, err)
-	case !strings.Contains(err.Error(), name):
-		t.Errorf("%s: error %q does not name the lease %q", what, err, name)
-	}
-}
-
 // testFenceEpoch: a fence with an epoch lets a write through only while
 // its holder holds the lease at that epoch; a holder that lost the lease
 // and took it back is fenced off under its old epoch (Apply and
@@ -167,12 +151,12 @@ func testFenceEpoch(t *testing.T, s store.Store) {
 	for _, f := range []store.Fence{fence("a", 1), fence("a", 2), fence("a", 4), fence("b", 2), fence("b", 3)} {
 		what := fmt.Sprintf("%s at epoch %d while a holds the lease at epoch 3", f.Holder, f.Epoch)
 		err := s.Apply(ctx, stale(f))
-		checkEpochFenced(t, "Apply by "+what, err, lease)
+		checkFencedBy(t, "Apply by "+what, err, lease, "a")
 		if f.Holder == "a" && err != nil && !strings.Contains(err.Error(), fmt.Sprintf("epoch %d", f.Epoch)) {
 			t.Errorf("Apply by %s: error %q does not name epoch %d", what, err, f.Epoch)
 		}
-		checkEpochFenced(t, "AppendTasksFenced by "+what, s.AppendTasksFenced(ctx, f, job.ID, moreTasks("stale", 4, 2)), lease)
-		checkEpochFenced(t, "AppendTasksFenced of no tasks by "+what, s.AppendTasksFenced(ctx, f, job.ID, nil), lease)
+		checkFencedBy(t, "AppendTasksFenced by "+what, s.AppendTasksFenced(ctx, f, job.ID, moreTasks("stale", 4, 2)), lease, "a")
+		checkFencedBy(t, "AppendTasksFenced of no tasks by "+what, s.AppendTasksFenced(ctx, f, job.ID, nil), lease, "a")
 	}
 	checkUnchanged(t, s, "after the stale writes", before, beforeTasks)
 	checkAttempts(t, s, job.ID, 0, []store.Attempt{{JobID: job.ID, TaskIndex: 0, Number: 1, WorkerID: "w1", State: store.AttemptRunning, StartedAt: base}})
@@ -193,11 +177,11 @@ func testFenceEpoch(t *testing.T, s store.Store) {
 
 	// Released and taken again by a: epoch 4, and epoch 3 is stale.
 	release(t, s, lease, "a")
-	checkEpochFenced(t, "Apply by a at epoch 3 after releasing", s.Apply(ctx, &store.Batch{Fence: fence("a", 3), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, State: store.TaskRunning}}}), lease)
-	checkEpochFenced(t, "Apply by a with no epoch after releasing", s.Apply(ctx, &store.Batch{Fence: fence("a", 0), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, State: store.TaskRunning}}}), lease)
+	checkFencedBy(t, "Apply by a at epoch 3 after releasing", s.Apply(ctx, &store.Batch{Fence: fence("a", 3), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, State: store.TaskRunning}}}), lease, "")
+	checkFencedBy(t, "Apply by a with no epoch after releasing", s.Apply(ctx, &store.Batch{Fence: fence("a", 0), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, State: store.TaskRunning}}}), lease, "")
 	take(t, s, lease, "a", base.Add(23*time.Second), ttl, 4)
-	checkEpochFenced(t, "Apply by a at epoch 3 after taking the lease again", s.Apply(ctx, &store.Batch{Fence: fence("a", 3), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, State: store.TaskRunning}}}), lease)
-	checkEpochFenced(t, "AppendTasksFenced by a at epoch 3 after taking the lease again", s.AppendTasksFenced(ctx, fence("a", 3), job.ID, moreTasks("late", 6, 1)), lease)
+	checkFencedBy(t, "Apply by a at epoch 3 after taking the lease again", s.Apply(ctx, &store.Batch{Fence: fence("a", 3), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, State: store.TaskRunning}}}), lease, "a")
+	checkFencedBy(t, "AppendTasksFenced by a at epoch 3 after taking the lease again", s.AppendTasksFenced(ctx, fence("a", 3), job.ID, moreTasks("late", 6, 1)), lease, "a")
 	apply(t, s, &store.Batch{Fence: fence("a", 4), Tasks: []store.TaskUpdate{{JobID: job.ID, Index: 1, State: store.TaskRunning}}})
 	if got := loadTasks(t, s, job.ID); len(got) != 6 || got[1].State != store.TaskRunning {
 		t.Errorf("after the writes around the release: %d tasks, task 1 %s; want 6, running", len(got), got[1].State)
