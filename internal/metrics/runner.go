@@ -12,9 +12,9 @@ import (
 	"github.com/haul-dev/haul/internal/store"
 )
 
-// shardCount is the number of logical shards jobs are spread over: the
-// modulus of a job's shard (design note 009), fixed for every deployment.
-const shardCount = 32
+// shardCount is the number of logical shards jobs are spread over, fixed
+// for every deployment.
+const shardCount = store.NumShards
 
 // Lease renewal results, for Runner.LeaseRenewal.
 const (
