@@ -268,6 +268,7 @@ func TestPodShape(t *testing.T) {
 	s.Labels = map[string]string{"cost-center": "cc-42", "other": "x"}
 	s.Secret = "the-worker-credential"
 	s.TierIndex = 1
+	s.LocatorURL = "http://gateway:7070"
 	s.Tier = store.Tier{
 		Name: "big", CPU: 1.5, MemoryBytes: 3 << 30, GPU: 1,
 		NodeSelector: map[string]string{"haul.dev/gpu-type": "a100", "haul.dev/purchase": "spot"},
@@ -338,6 +339,7 @@ func TestPodShape(t *testing.T) {
 	}
 	wantEnv := map[string]string{
 		"HAUL_RUNNER": s.RunnerURL, "HAUL_WORKER_ID": "01JOB-1-7", "HAUL_JOB": "01JOB", "HAUL_BLOB": s.BlobURL,
+		"HAUL_TIER": "1", "HAUL_LOCATOR": "http://gateway:7070",
 		"HAUL_MEMORY_LIMIT": "3221225472", "HAUL_CPU_LIMIT": "1.5", "HAUL_SPOOL": "/haul/spool", "A": "1", "B": "2",
 		"HAUL_WORKER_SECRET": "", // from the worker's Secret
 	}

@@ -86,7 +86,7 @@ type podParams struct {
 const SharedVolume = "haul-shared"
 
 // reservedEnv are the variables the backend sets; a template may not.
-var reservedEnv = []string{"HAUL_RUNNER", "HAUL_WORKER_ID", "HAUL_JOB", "HAUL_BLOB", "HAUL_MEMORY_LIMIT", "HAUL_CPU_LIMIT", "HAUL_SPOOL", WorkerSecretEnv, "HAUL_CA", "HAUL_CA_PEM"}
+var reservedEnv = []string{"HAUL_RUNNER", "HAUL_WORKER_ID", "HAUL_JOB", "HAUL_TIER", "HAUL_LOCATOR", "HAUL_BLOB", "HAUL_MEMORY_LIMIT", "HAUL_CPU_LIMIT", "HAUL_SPOOL", WorkerSecretEnv, "HAUL_CA", "HAUL_CA_PEM"}
 
 // The worker's credential (runner.WorkerSpec.Secret) lives in a Secret of
 // its own, named like the pod and owned by it (deleted with it), under
@@ -259,10 +259,14 @@ func podEnv(s runner.WorkerSpec, p podParams) ([]corev1.EnvVar, error) {
 		{Name: "HAUL_RUNNER", Value: s.RunnerURL},
 		{Name: "HAUL_WORKER_ID", Value: s.ID},
 		{Name: "HAUL_JOB", Value: s.JobID},
+		{Name: "HAUL_TIER", Value: strconv.Itoa(int(s.TierIndex))},
 		{Name: "HAUL_BLOB", Value: s.BlobURL},
 		{Name: "HAUL_MEMORY_LIMIT", Value: strconv.FormatInt(s.Tier.MemoryBytes, 10)},
 		{Name: "HAUL_CPU_LIMIT", Value: strconv.FormatFloat(s.Tier.CPU, 'g', -1, 64)},
 		{Name: "HAUL_SPOOL", Value: SpoolDir},
+	}
+	if s.LocatorURL != "" {
+		env = append(env, corev1.EnvVar{Name: "HAUL_LOCATOR", Value: s.LocatorURL})
 	}
 	if p.runnerCA != "" {
 		env = append(env, corev1.EnvVar{Name: "HAUL_CA_PEM", Value: p.runnerCA})

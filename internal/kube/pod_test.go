@@ -269,3 +269,44 @@ func TestPodTrustsTheRunnerCA(t *testing.T) {
 		t.Fatalf("a template setting HAUL_CA_PEM: %v, want refused", err)
 	}
 }
+
+// A worker pod tells the taskhost its tier and, when the runner has one,
+// where to ask for its job's runner after a failover; a template may set
+// neither.
+func TestPodTierAndLocator(t *testing.T) {
+	t.Parallel()
+	envOf := func(pod *corev1.Pod) map[string]string {
+		m := map[string]string{}
+		for _, e := range pod.Spec.Containers[0].Env {
+			m[e.Name] = e.Value
+		}
+		return m
+	}
+	s := testSpec("w1")
+	s.TierIndex = 3
+	s.LocatorURL = "http://gateway:7070"
+	pod, err := buildPod(s, testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env := envOf(pod); env["HAUL_TIER"] != "3" || env["HAUL_LOCATOR"] != "http://gateway:7070" {
+		t.Errorf("worker env %v: want HAUL_TIER=3 and HAUL_LOCATOR=http://gateway:7070", env)
+	}
+	s.LocatorURL = ""
+	s.TierIndex = 0
+	pod, err = buildPod(s, testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := envOf(pod)
+	if _, ok := env["HAUL_LOCATOR"]; ok || env["HAUL_TIER"] != "0" {
+		t.Errorf("worker env %v: want HAUL_TIER=0 and no HAUL_LOCATOR", env)
+	}
+	for _, name := range []string{"HAUL_TIER", "HAUL_LOCATOR"} {
+		s := testSpec("w2")
+		s.Template.Env = map[string]string{name: "x"}
+		if _, err := buildPod(s, testParams); err == nil || !strings.Contains(err.Error(), name+" is set by haul") {
+			t.Errorf("a template setting %s: %v, want refused", name, err)
+		}
+	}
+}

@@ -219,7 +219,7 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 		return fmt.Errorf("worker %s: %w", s.ID, err)
 	}
 	args := append(append([]string(nil), b.cfg.Command[1:]...),
-		"--runner", s.RunnerURL, "--worker-id", s.ID, "--job", s.JobID,
+		"--runner", s.RunnerURL, "--worker-id", s.ID, "--job", s.JobID, "--tier", strconv.Itoa(int(s.TierIndex)),
 		"--blob", s.BlobURL, "--spool", filepath.Join(dir, "spool"),
 		"--memory-limit", strconv.FormatInt(s.Tier.MemoryBytes, 10),
 		"--cpu-limit", strconv.FormatFloat(s.Tier.CPU, 'g', -1, 64))
@@ -239,8 +239,11 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	// The worker's credential goes in the environment, never in argv
 	// (which ps shows to every user); the taskhost takes it out of its
 	// environment before it starts anything, and tasks never see it.
+	// HAUL_LOCATOR is always set, empty when the spec names no locator,
+	// so that one in the server's own environment does not reach the
+	// worker.
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(b.cfg.Command[0])+string(os.PathListSeparator)+os.Getenv("PATH"),
-		WorkerIDEnv+"="+s.ID, taskhost.WorkerSecretEnv+"="+s.Secret)
+		WorkerIDEnv+"="+s.ID, taskhost.WorkerSecretEnv+"="+s.Secret, taskhost.LocatorEnv+"="+s.LocatorURL)
 	if b.cfg.CAFile != "" {
 		cmd.Env = append(cmd.Env, taskhost.CAEnv+"="+b.cfg.CAFile)
 	}
