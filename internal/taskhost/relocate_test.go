@@ -12,25 +12,13 @@ import (
 	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
 )
 
-// drainPolls returns the polls a fake has seen so far.
-func drainPolls(f *fakeRunner) []*taskhostv1.PollRequest {
-	var out []*taskhostv1.PollRequest
+// seen returns what ch holds now: the calls a fake has seen so far.
+func seen[T any](ch <-chan T) []T {
+	var out []T
 	for {
 		select {
-		case r := <-f.reqs:
-			out = append(out, r)
-		default:
-			return out
-		}
-	}
-}
-
-func drainLocates(f *fakeRunner) []*connect.Request[taskhostv1.LocateRequest] {
-	var out []*connect.Request[taskhostv1.LocateRequest]
-	for {
-		select {
-		case r := <-f.locates:
-			out = append(out, r)
+		case v := <-ch:
+			out = append(out, v)
 		default:
 			return out
 		}
@@ -120,13 +108,13 @@ func TestRelocatesToTheJobsNewRunner(t *testing.T) {
 	}
 
 	for _, f := range []*fakeRunner{b.fake, moved} {
-		for i, p := range drainPolls(f) {
+		for i, p := range seen(f.reqs) {
 			if p.GetTier() != 2 {
 				t.Errorf("poll %d: tier %d, want 2 on every poll", i, p.GetTier())
 			}
 		}
 	}
-	checkLocates(t, drainLocates(loc))
+	checkLocates(t, seen(loc.locates))
 }
 
 // TestLocateFailingBacksOffAndGivesUp: locators that fail, or name the
@@ -151,13 +139,7 @@ func TestLocateFailingBacksOffAndGivesUp(t *testing.T) {
 	})
 	b.cfg.Locators = []string{serve(t, down, "127.0.0.1:0").URL, serve(t, same, "127.0.0.1:0").URL}
 
-	path, f := fifo(t)
-	a := assignment(1, "sh", "-c", `echo $$ > "$F"; exec sleep 100`)
-	a.Env = map[string]string{"F": path}
-	b.fake.assign(a)
-	done := b.run(t)
-	proc := watchProcess(t, readPID(t, f))
-	b.fake.waitPoll(t, "task 1 running", isRunning(1))
+	done, proc := b.runSleeper(t)
 	b.fake.update(func(f *fakeRunner) {
 		f.fail = func(*taskhostv1.PollRequest) error {
 			return connect.NewError(connect.CodeUnavailable, errors.New("not mine"))
@@ -170,14 +152,14 @@ func TestLocateFailingBacksOffAndGivesUp(t *testing.T) {
 	if !proc() {
 		t.Fatal("task survived")
 	}
-	downCalls, sameCalls := drainLocates(down), drainLocates(same)
+	downCalls, sameCalls := seen(down.locates), seen(same.locates)
 	checkLocates(t, downCalls)
 	checkLocates(t, sameCalls)
 	// Each failed poll asked both, in order: the first never answers.
 	if len(sameCalls) != len(downCalls) {
 		t.Errorf("%d calls to the failing locator, %d to the one after it: want the same", len(downCalls), len(sameCalls))
 	}
-	polls := drainPolls(b.fake)
+	polls := seen(b.fake.reqs)
 	if len(polls) < len(sameCalls) {
 		t.Errorf("%d polls for %d relocations: every relocation follows a failed poll", len(polls), len(sameCalls))
 	}
@@ -204,7 +186,7 @@ func TestRejectionDoesNotRelocate(t *testing.T) {
 	if err := waitRun(t, b.run(t)); !errors.Is(err, ErrRejected) {
 		t.Fatalf("Run: %v, want ErrRejected", err)
 	}
-	if n := len(drainLocates(loc)); n != 0 {
+	if n := len(seen(loc.locates)); n != 0 {
 		t.Fatalf("%d Locate calls after a rejection, want none", n)
 	}
 }

@@ -301,6 +301,20 @@ func (b *bundle) run(t *testing.T) <-chan error {
 	return out
 }
 
+// runSleeper starts Run with task 1 sleeping and returns once the runner
+// has seen it running; proc reports whether the task's process ended.
+func (b *bundle) runSleeper(t *testing.T) (done <-chan error, proc func() bool) {
+	t.Helper()
+	path, f := fifo(t)
+	a := assignment(1, "sh", "-c", `echo $$ > "$F"; exec sleep 100`)
+	a.Env = map[string]string{"F": path}
+	b.fake.assign(a)
+	done = b.run(t)
+	proc = watchProcess(t, readPID(t, f))
+	b.fake.waitPoll(t, "task 1 running", isRunning(1))
+	return done, proc
+}
+
 func waitRun(t *testing.T, done <-chan error) error {
 	t.Helper()
 	select {
@@ -688,13 +702,7 @@ func TestGivesUpOnUnreachableRunner(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.cfg.ReconnectTimeout = 200 * time.Millisecond
-	path, f := fifo(t)
-	a := assignment(1, "sh", "-c", `echo $$ > "$F"; exec sleep 100`)
-	a.Env = map[string]string{"F": path}
-	b.fake.assign(a)
-	done := b.run(t)
-	proc := watchProcess(t, readPID(t, f))
-	b.fake.waitPoll(t, "task 1 running", isRunning(1))
+	done, proc := b.runSleeper(t)
 	stopServer(b.srv)
 	err := waitRun(t, done)
 	if err == nil || errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "unreachable") {
@@ -709,13 +717,7 @@ func TestGivesUpOnUnreachableRunner(t *testing.T) {
 func TestRejectedByRunner(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	path, f := fifo(t)
-	a := assignment(1, "sh", "-c", `echo $$ > "$F"; exec sleep 100`)
-	a.Env = map[string]string{"F": path}
-	b.fake.assign(a)
-	done := b.run(t)
-	proc := watchProcess(t, readPID(t, f))
-	b.fake.waitPoll(t, "task 1 running", isRunning(1))
+	done, proc := b.runSleeper(t)
 	b.fake.update(func(f *fakeRunner) {
 		f.fail = func(*taskhostv1.PollRequest) error {
 			return connect.NewError(connect.CodeNotFound, errors.New("unknown worker w1"))
