@@ -288,6 +288,13 @@ type host struct {
 // still running, and the free capacity. While idle, polls are long polls
 // (IdleWait); while attempts run, a poll goes out every Heartbeat or as soon
 // as an attempt ends.
+//
+// A poll that fails without a rejection (the runner is away, or answers
+// Unavailable for a job whose shard it no longer owns) is retried with a
+// jittered backoff; with Locators, the taskhost first asks them where the
+// job's runner is now and, when they name another one, polls that one at
+// once, sending it the results no runner acknowledged. ReconnectTimeout
+// counts from the first failure however many runners it tried.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
