@@ -48,14 +48,16 @@
 //
 // # Step
 //
-// Step(now, slots) walks the jobs oldest first (by Job.Created, then ID),
-// and for each job, in this order:
+// Step(now, slots) first applies liveness to every job, then walks the
+// jobs oldest first (by Job.Created, then ID) for the rest:
 //
 //  1. Liveness. A worker that has not polled is lost at started +
 //     StartTimeout (default 2m); one that has, at its last poll +
 //     WorkerTimeout (default 45s). Deadlines are inclusive: at the deadline
 //     itself the worker is lost. Decision: Stop, then Lost. A starting worker
-//     lost this way counts as a failed start (see Start backoff).
+//     lost this way counts as a failed start (see Start backoff). Each lost
+//     worker frees a slot for this Step's starts (the shell's count drops by
+//     one for each Lost).
 //  2. Job end. Every worker of an ended job that is not exiting gets Exit
 //     (why "job ended"), busy ones included: they get exit when they next
 //     run nothing.
@@ -68,11 +70,11 @@
 //     again whenever the running count drops to 0.
 //  4. Starts, per tier. While the tier's workers are fewer than its target,
 //     start one, unless its start backoff runs, the job has MaxWorkers
-//     workers (all states, exiting included), or the slots passed to Step
-//     are used up. Slots are shared by the jobs in order, so an older job's
-//     wants come first; several shards share the runner's cap, so the shell
-//     passes each Step what it reserved and gives back what the Starts did
-//     not use.
+//     workers (all states, exiting included), or the slots are used up.
+//     Slots are shared by the jobs in order, so an older job's wants come
+//     first. Several shards share the runner's cap: the shell passes each
+//     Step the slots it reserved (the cap less the workers of all shards)
+//     and gives back those the Starts did not use.
 //
 // "The tier's workers" for targets and retirement are those not exiting;
 // caps count every worker until it is gone.

@@ -3,32 +3,35 @@ package fleet
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/haul-dev/haul/internal/sched"
 )
 
 // Step decides, as of now, what the runner must do, given that it may
-// start at most slots more workers (its share of the runner's cap, which
-// its shards share). For each job in order (oldest first), it declares
-// lost the workers past their deadline (Stop, then Lost), tells the
-// workers of an ended job to exit, retires idle workers (Exit) and starts
-// workers (Start) where a tier has fewer than its target. The returned
-// slice is the Fleet's: it is valid until the next Step.
+// have slots more workers than it has (its share of the runner's cap,
+// which its shards share). First it declares lost every worker past its
+// deadline (Stop, then Lost); their slots count as free for this Step's
+// starts. Then, for each job in order (oldest first), it tells the workers
+// of an ended job to exit, retires idle workers (Exit) and starts workers
+// (Start) where a tier has fewer than its target. The returned slice is
+// the Fleet's: it is valid until the next Step.
 func (f *Fleet) Step(now time.Time, slots int) []Decision {
 	f.see(now)
 	f.stepped = now
-	f.due, f.dirty = false, true
+	f.dirty = true
 	f.out = f.out[:0]
 	slots = max(slots, 0)
 	// Losing its last worker forgets an ended job, which leaves the order.
 	for k := 0; k < len(f.order); k++ {
 		ji := f.order[k]
-		f.liveness(ji, now)
-		if f.jobs[ji].id == "" { // forgotten: its last worker was lost
+		slots += f.liveness(ji, now)
+		if f.jobs[ji].id == "" {
 			k--
-			continue
 		}
+	}
+	for _, ji := range f.order {
 		j := &f.jobs[ji]
 		for t := range j.tiers {
 			if j.ended {
@@ -39,44 +42,54 @@ func (f *Fleet) Step(now time.Time, slots int) []Decision {
 			slots = f.start(ji, int32(t), now, slots)
 		}
 	}
-	// Workers lost above freed caps only for their own job's starts,
-	// decided after them: nothing is left to decide at now.
+	// Every rule was applied at now: nothing is left to decide until time
+	// passes or an event comes.
 	f.due = false
 	return f.out
 }
 
 // liveness declares lost the workers of job ji that did not poll in time:
 // Stop then Lost, and the Fleet forgets them (and the job, when it ended
-// and they were its last).
-func (f *Fleet) liveness(ji int32, now time.Time) {
+// and they were its last). It returns how many it lost.
+func (f *Fleet) liveness(ji int32, now time.Time) (lost int) {
 	j := &f.jobs[ji] // the slab does not move while workers are removed
 	jobID := j.id
 	for t := 0; t < len(j.tiers); t++ {
 		for k := 0; k < len(j.tiers[t].workers); {
 			wi := j.tiers[t].workers[k]
 			w := &f.workers[wi]
-			dl, why := f.deadline(w)
-			if now.Before(dl) {
+			if now.Before(f.deadline(w)) {
 				k++
 				continue
 			}
+			why := f.lostWhy(w)
 			f.out = append(f.out,
 				Decision{Kind: Stop, ID: w.id, Job: jobID, Tier: int32(t), Why: why},
 				Decision{Kind: Lost, ID: w.id, Job: jobID, Tier: int32(t), Why: why})
 			f.remove(wi, now) // deletes it from the tier
+			lost++
 			if j.id == "" {
-				return // it was the last worker of an ended job: forgotten
+				return lost // it was the last worker of an ended job: forgotten
 			}
 		}
 	}
+	return lost
 }
 
-// deadline returns when worker w is lost unless it polls, and why.
-func (f *Fleet) deadline(w *worker) (time.Time, string) {
+// deadline returns when worker w is lost unless it polls.
+func (f *Fleet) deadline(w *worker) time.Time {
 	if !w.polled {
-		return w.started.Add(f.cfg.StartTimeout), fmt.Sprintf("no first poll within %v of its start", f.cfg.StartTimeout)
+		return w.started.Add(f.cfg.StartTimeout)
 	}
-	return w.lastPoll.Add(f.cfg.WorkerTimeout), fmt.Sprintf("no poll for %v", f.cfg.WorkerTimeout)
+	return w.lastPoll.Add(f.cfg.WorkerTimeout)
+}
+
+// lostWhy says why worker w is lost at its deadline.
+func (f *Fleet) lostWhy(w *worker) string {
+	if !w.polled {
+		return fmt.Sprintf("no first poll within %v of its start", f.cfg.StartTimeout)
+	}
+	return fmt.Sprintf("no poll for %v", f.cfg.WorkerTimeout)
 }
 
 // exitAll tells every worker of an ended job's tier to exit.
@@ -157,9 +170,15 @@ func (f *Fleet) start(ji int32, t int32, now time.Time, slots int) int {
 
 // newID returns the next free worker ID of the sequence.
 func (f *Fleet) newID(jobID string, t int32) string {
+	var buf [64]byte
 	for {
 		f.seq++
-		id := fmt.Sprintf("%s-%d-%s%d", jobID, t, f.cfg.IDPrefix, f.seq)
+		// "<job>-<tier>-<prefix><n>", without fmt: a Step may start
+		// thousands.
+		b := append(append(buf[:0], jobID...), '-')
+		b = append(strconv.AppendInt(b, int64(t), 10), '-')
+		b = strconv.AppendUint(append(b, f.cfg.IDPrefix...), f.seq, 10)
+		id := string(b)
 		if _, taken := f.workerIndex[id]; !taken {
 			return id
 		}

@@ -42,8 +42,7 @@ func (f *Fleet) NextWake() time.Time {
 			graced := false
 			for _, wi := range tr.workers {
 				w := &f.workers[wi]
-				dl, _ := f.deadline(w)
-				consider(dl)
+				consider(f.deadline(w))
 				if w.polled && !w.exiting && w.running == 0 {
 					if end := w.idleFrom.Add(f.cfg.IdleTimeout); end.After(lo) {
 						consider(end)
