@@ -421,11 +421,6 @@ func (f *Fleet) SetDemand(jobID string, t int32, d Demand, now time.Time) error 
 		return fmt.Errorf("set demand of job %q tier %d: %d ready but only %d waiting", jobID, t, d.Ready, d.Waiting)
 	}
 	f.see(now)
-	if tr.demand == d {
-		tr.demandAt = now
-		f.dirty = true // the same elapsed at a later time: a lower drift
-		return nil
-	}
 	tr.demand, tr.demandAt = d, now
 	f.changed()
 	return nil

@@ -130,7 +130,6 @@ func (f *Fleet) retire(j *job, t int32, now time.Time) {
 		if !f.graced(w, now) {
 			continue
 		}
-		why := fmt.Sprintf("idle past its %v grace, nothing waiting", f.cfg.IdleTimeout)
 		if tr.demand.Waiting > 0 {
 			if count < 0 {
 				count = f.active(tr)
@@ -139,6 +138,9 @@ func (f *Fleet) retire(j *job, t int32, now time.Time) {
 			if count <= max(1, target) {
 				continue
 			}
+		}
+		why := fmt.Sprintf("idle past its %v grace, nothing waiting", f.cfg.IdleTimeout)
+		if tr.demand.Waiting > 0 {
 			why = fmt.Sprintf("idle past its %v grace, %d workers for a target of %d", f.cfg.IdleTimeout, count, target)
 		}
 		w.exiting = true

@@ -91,6 +91,12 @@ func (f *Fleet) newDrift(j *job, t int32, lo time.Time) (drift, bool) {
 	if in.Queued == 0 || in.Running == 0 {
 		return drift{}, false
 	}
+	// Before the demand was recorded its elapsed time stands still: the
+	// drift starts then.
+	if tr.demandAt.After(lo) {
+		lo = tr.demandAt
+		in.RunningElapsed = elapsedAt(tr.demand, tr.demandAt, lo)
+	}
 	dr := drift{in: in, lo: lo, since: tr.demandAt, d: tr.demand}
 	dr.task = sanitise(in.TaskSeconds)
 	dr.cost = sanitise(in.StartupSeconds) + sanitise(in.IdleGrace)
@@ -161,7 +167,7 @@ func (f *Fleet) startDrift(j *job, t int32, lo time.Time) time.Time {
 		return time.Time{}
 	}
 	have := dr.in.Live
-	if have+1 > min(dr.in.Max, dr.in.Queued+dr.in.Running) || dr.at(lo) > have {
+	if have+1 > min(dr.in.Max, dr.in.Queued+dr.in.Running) || dr.at(dr.lo) > have {
 		return time.Time{}
 	}
 	need := max(dr.cost/2, dr.task, float64(have+1)*dr.cost/float64(dr.in.Queued))
@@ -193,7 +199,7 @@ func (f *Fleet) retireDrift(j *job, t int32, lo time.Time) time.Time {
 	}
 	count := dr.in.Live
 	pred := func(at time.Time) bool { return count > max(1, dr.at(at)) }
-	if count < 2 || pred(lo) {
+	if count < 2 || pred(dr.lo) {
 		return time.Time{}
 	}
 	// The end of the fall, rounded down so as not to pass it.
@@ -201,8 +207,8 @@ func (f *Fleet) retireDrift(j *job, t int32, lo time.Time) time.Time {
 	if end > horizon.Seconds() {
 		return time.Time{}
 	}
-	hi := lo.Add(time.Duration(math.Floor(end * 1e9)))
-	if !hi.After(lo) || !pred(hi) {
+	hi := dr.lo.Add(time.Duration(math.Floor(end * 1e9)))
+	if !hi.After(dr.lo) || !pred(hi) {
 		return time.Time{}
 	}
 	q, r := float64(dr.in.Queued), float64(dr.in.Running)
