@@ -65,6 +65,7 @@ func (b *noopBackend) StartWorker(_ context.Context, s runner.WorkerSpec) error 
 		RunnerURL:  s.RunnerURL,
 		WorkerID:   s.ID,
 		JobID:      s.JobID,
+		Tier:       s.TierIndex,
 		BlobURL:    s.BlobURL,
 		Secret:     s.Secret,
 		Capacity:   b.capacity,

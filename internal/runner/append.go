@@ -49,9 +49,24 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, attempt int3
 	if len(tasks) == 0 {
 		return 0, fmt.Errorf("%w: no tasks", ErrAppend)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	jr := r.jobs[jobID]
+	s := r.shards[store.ShardOf(jobID)]
+	if !s.leased.Load() {
+		return 0, fmt.Errorf("job %s: %w", jobID, ErrNotOwner)
+	}
+	return s.addTasks(ctx, jobID, adder, attempt, tasks)
+}
+
+// ErrNotOwner is returned for a job whose shard this runner does not own
+// now: the caller finds the owner (the shard's lease) and asks it.
+var ErrNotOwner = errors.New("its shard is not owned by this runner now")
+
+func (s *shard) addTasks(ctx context.Context, jobID, adder string, attempt int32, tasks []store.Task) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	jr := s.jobs[jobID]
+	if jr == nil && (s.loading[jobID] || !s.scanned) {
+		return 0, fmt.Errorf("job %s is being loaded: %w", jobID, ErrNotOwner)
+	}
 	if jr == nil || jr.done {
 		return 0, fmt.Errorf("%w: job %s is not running", ErrAppend, jobID)
 	}
@@ -104,7 +119,7 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, attempt int3
 		cfgs = append(cfgs, sched.TaskConfig{Tier: t.Tier, Retries: t.Retries, Timeout: time.Duration(t.TimeoutMS) * time.Millisecond})
 	}
 	if len(added) == 0 {
-		r.log.Info("tasks added again: the job has them all already", "job", jobID, "by", adder, "attempt", attempt, "tasks", existing)
+		s.log.Info("tasks added again: the job has them all already", "job", jobID, "by", adder, "attempt", attempt, "tasks", existing)
 		return int64(n), nil
 	}
 	g, err := dag.Build(keys, after)
@@ -119,18 +134,18 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, attempt int3
 		return 0, fmt.Errorf("%w: %w", ErrAppend, err)
 	}
 	// Durable first: the tasks exist in the store before anything runs.
-	if err := r.cfg.Store.AppendTasksFenced(ctx, r.fence(), jobID, added); err != nil {
+	if err := s.cfg.Store.AppendTasksFenced(ctx, s.fence(), jobID, added); err != nil {
 		switch {
 		case errors.Is(err, store.ErrFenced):
-			r.lostLease()
+			s.lostLease()
 		case errors.Is(err, store.ErrRejected):
 			return 0, fmt.Errorf("%w: store refused the tasks: %w", ErrAppend, err)
 		}
 		return 0, fmt.Errorf("store the added tasks: %w", err)
 	}
-	if err := jr.core.Extend(g, cfgs, r.now()); err != nil {
+	if err := jr.core.Extend(g, cfgs, s.now()); err != nil {
 		// CheckExtend passed under the same lock: this cannot happen.
-		r.log.Error("extend after a successful check", "job", jobID, "err", err)
+		s.log.Error("extend after a successful check", "job", jobID, "err", err)
 		return 0, fmt.Errorf("extend job %s: %w", jobID, err)
 	}
 	for i := range added {
@@ -138,14 +153,14 @@ func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, attempt int3
 	}
 	jr.job.TaskCount = int64(jr.tasks.len())
 	jr.dirty = true
-	r.log.Info("tasks added", "job", jobID, "by", adder, "attempt", attempt, "tasks", len(added), "existing", existing, "total", jr.tasks.len())
-	done := r.afterEvents(jr, nil)
-	r.mu.Unlock()
+	s.log.Info("tasks added", "job", jobID, "by", adder, "attempt", attempt, "tasks", len(added), "existing", existing, "total", jr.tasks.len())
+	done := s.afterEvents(jr, nil)
+	s.mu.Unlock()
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
-	r.mu.Lock()
+	s.mu.Lock()
 	return int64(jr.tasks.len()), nil
 }
 

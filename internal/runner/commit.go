@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/haul-dev/haul/internal/metrics"
 	"github.com/haul-dev/haul/internal/store"
 )
 
@@ -38,6 +39,7 @@ type committer struct {
 	// written (the runner fails that job).
 	fenced   func()
 	poisoned func(jobID string, err error)
+	metrics  *metrics.Runner
 
 	mu      sync.Mutex
 	pending *pendingBatch
@@ -150,7 +152,9 @@ func (c *committer) flush(ctx context.Context, tries int) {
 	delay := 50 * time.Millisecond
 	for n := 1; ; n++ {
 		p.b.Fence = c.fence()
+		began := time.Now()
 		err := c.st.Apply(ctx, &p.b)
+		c.metrics.ObserveCommit(time.Since(began), len(p.b.Tasks)+len(p.b.Attempts)+len(p.b.Jobs), err)
 		if err == nil {
 			c.ok()
 			close(p.done)

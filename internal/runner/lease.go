@@ -4,20 +4,29 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"maps"
 	"slices"
+	"sort"
 	"time"
 
+	"github.com/haul-dev/haul/internal/metrics"
 	"github.com/haul-dev/haul/internal/store"
 )
 
-// LeaseName is the lease a runner holds in its store. One runner per store
-// dispatches jobs (shards come later); a second one waits or goes elsewhere.
-// Every write of the runner's state is fenced by it (store.Fence).
-const LeaseName = "runner"
+// A runner is a member of its store's runner group: it holds the lease
+// store.MemberLease(holder), whose address is where its workers reach it,
+// and one lease per shard it owns (store.ShardLease). Every write of a
+// shard's state is fenced by that shard's lease and epoch.
+//
+// Shards spread over the live members without a coordinator: every runner
+// computes its quota (NumShards / members, one more for the first
+// NumShards % members members in holder order), takes free or expired
+// shards while below it and releases its highest-numbered shards while
+// above it. The lease settles races. See docs/design/009-topology.md.
 
-// LeaseHeldError is returned by Start when another runner holds the lease.
+// LeaseHeldError is returned by a single-process server's Start when
+// another haul server answers for the same store (see server.Start).
 type LeaseHeldError struct {
 	Lease store.Lease
 }
@@ -33,127 +42,264 @@ func newHolderID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// acquireLease takes or renews the runner lease.
-func (r *Runner) acquireLease(ctx context.Context) error {
-	now := r.now()
-	l := store.Lease{Name: LeaseName, Holder: r.cfg.Holder, Address: r.cfg.RunnerURL, ExpiresAt: now.Add(r.cfg.LeaseTTL)}
-	got, ok, err := r.cfg.Store.AcquireLease(ctx, l, now)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return &LeaseHeldError{Lease: got}
-	}
-	return nil
+// leaseTick is how often leases are renewed and shards balanced.
+func (r *Runner) leaseTick() time.Duration {
+	return min(r.cfg.LeaseTTL/5, time.Second)
 }
 
-// keepLease renews the lease every fifth of its TTL. While the store cannot
-// be reached the runner keeps its state and goes on once a renewal succeeds;
-// when the lease can no longer be trusted (another runner holds it, a
-// fenced write was refused, or it went unrenewed for five sixths of its TTL:
-// a successor may take it at the TTL, and by then this runner's workers
-// are being stopped)
-// the runner drops its in-memory state and stops its workers, so that two
-// runners never dispatch the same jobs, then takes the lease again as soon
-// as it can and reloads the jobs from the store. The process never exits
-// for this.
-func (r *Runner) keepLease(ctx context.Context) {
-	t := time.NewTicker(r.cfg.LeaseTTL / 5)
+// keepLeases renews the membership and shard leases and balances shards
+// until ctx ends. While the store cannot be reached a shard keeps its
+// state; a shard whose lease can no longer be trusted (another runner
+// holds it, a fenced write was refused, or it went unrenewed for five
+// sixths of its TTL) is dropped: its state forgotten, its workers left to
+// find the shard's next owner. The process never exits for this.
+func (r *Runner) keepLeases(ctx context.Context) {
+	t := time.NewTicker(r.leaseTick())
 	defer t.Stop()
-	renewed := r.now()
 	for {
+		r.leaseRound(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-r.fenced:
+		case <-r.leaseKick:
 		}
-		actx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTTL/5)
-		err := r.acquireLease(actx)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			renewed = r.now()
-			if !r.leased.Load() {
-				r.log.Warn("runner lease taken again: reloading the active jobs from the store")
-				r.leased.Store(true)
-				r.setLeaseErr(nil)
-				r.Wake()
-			}
-			continue
-		}
-		if !r.leased.Load() {
-			r.setLeaseErr(fmt.Errorf("runner lease not held: %w", err))
-			continue
-		}
-		_, held := err.(*LeaseHeldError)
-		if held || r.now().Sub(renewed) >= r.cfg.LeaseTTL*5/6 {
-			r.log.Error("runner lease lost: dropping in-memory state and stopping workers until it is taken again", "err", err)
-			r.setLeaseErr(fmt.Errorf("runner lease lost: %w", err))
-			r.dropState(ctx)
-			continue
-		}
-		r.log.Warn("renew runner lease", "err", err, "unrenewed_for", r.now().Sub(renewed).Round(time.Millisecond))
 	}
 }
 
-// lostLease is called by the committer when the store refused a fenced
-// write: another runner holds the lease. The lease keeper checks at once.
-func (r *Runner) lostLease() {
-	select {
-	case r.fenced <- struct{}{}:
+// leaseRound is one pass of keepLeases.
+func (r *Runner) leaseRound(ctx context.Context) {
+	now := r.now()
+	actx, cancel := context.WithTimeout(ctx, r.leaseTick()*2)
+	defer cancel()
+	member := store.Lease{Name: store.MemberLease(r.cfg.Holder), Holder: r.cfg.Holder, Address: r.cfg.RunnerURL, ExpiresAt: now.Add(r.cfg.LeaseTTL)}
+	_, ok, err := r.cfg.Store.AcquireLease(actx, member, now)
+	switch {
+	case err != nil:
+		r.setMemberErr(fmt.Errorf("renew membership lease: %w", err))
+		r.metrics.LeaseRenewal("error")
+	case !ok:
+		// Holder IDs are random per process: nobody else should hold it.
+		r.setMemberErr(errors.New("membership lease held by another process with this runner's holder ID"))
 	default:
+		r.setMemberErr(nil)
 	}
-}
-
-// dropState forgets every job and worker and stops the workers: the lease
-// is lost and another runner may own these jobs now. Attempts that ran are
-// found running in the store by whoever loads the jobs next, and retried.
-func (r *Runner) dropState(ctx context.Context) {
-	r.leased.Store(false)
-	r.epoch.Add(1)
-	r.mu.Lock()
-	ids := slices.Collect(maps.Keys(r.workers))
-	for _, jr := range r.jobs {
-		close(jr.ready)
-		jr.ready = make(chan struct{})
+	for _, s := range r.shards {
+		if s.leased.Load() {
+			s.renew(actx, now)
+		}
 	}
-	for _, w := range r.workers {
-		w.notify()
+	if err != nil || !ok || ctx.Err() != nil {
+		return
 	}
-	r.jobs = map[string]*jobRun{}
-	r.workers = map[string]*worker{}
-	r.mu.Unlock()
-	r.com.abandon()
-	for _, id := range ids {
-		if err := r.cfg.Backend.StopWorker(ctx, id); err != nil {
-			r.log.Warn("stop worker after losing the lease", "worker", id, "err", err)
+	members, err := r.liveMembers(actx, now)
+	if err != nil {
+		r.log.Warn("list runner members", "err", err)
+		return
+	}
+	quota := shardQuota(members, r.cfg.Holder)
+	owned := r.ownedShards()
+	for i := len(owned) - 1; i >= 0 && len(owned) > quota; i-- {
+		r.shards[owned[i]].release(ctx, "rebalance: "+fmt.Sprint(len(members))+" runners")
+		owned = owned[:i]
+	}
+	if len(owned) >= quota {
+		return
+	}
+	leases, err := r.cfg.Store.ListLeases(actx, "shard/")
+	if err != nil {
+		r.log.Warn("list shard leases", "err", err)
+		return
+	}
+	held := map[string]bool{}
+	for _, l := range leases {
+		if l.ExpiresAt.After(now) && l.Holder != r.cfg.Holder {
+			held[l.Name] = true
+		}
+	}
+	// Start looking at a place of our own, so that runners joining at once
+	// do not all race for shard 0.
+	start := int(hashString(r.cfg.Holder) % store.NumShards)
+	for k := 0; k < store.NumShards && len(owned) < quota; k++ {
+		s := r.shards[(start+k)%store.NumShards]
+		if s.leased.Load() || held[s.lease] {
+			continue
+		}
+		if s.take(ctx, actx, now) {
+			owned = append(owned, s.n)
 		}
 	}
 }
 
-func (r *Runner) setLeaseErr(err error) {
+// liveMembers returns the holders of unexpired membership leases, sorted.
+func (r *Runner) liveMembers(ctx context.Context, now time.Time) ([]string, error) {
+	ls, err := r.cfg.Store.ListLeases(ctx, store.MemberLeasePrefix)
+	if err != nil {
+		return nil, err
+	}
+	var hs []string
+	for _, l := range ls {
+		if l.ExpiresAt.After(now) {
+			hs = append(hs, l.Holder)
+		}
+	}
+	sort.Strings(hs)
+	return hs, nil
+}
+
+// shardQuota is how many shards holder should own among members (sorted):
+// NumShards spread evenly, the remainder to the first members. A holder
+// not among the members (its lease is not visible yet) gets none.
+func shardQuota(members []string, holder string) int {
+	i := slices.Index(members, holder)
+	if i < 0 {
+		return 0
+	}
+	q := store.NumShards / len(members)
+	if i < store.NumShards%len(members) {
+		q++
+	}
+	return q
+}
+
+// hashString is FNV-1a, for spreading where runners start looking.
+func hashString(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
+func (r *Runner) ownedShards() []int {
+	var out []int
+	for _, s := range r.shards {
+		if s.leased.Load() {
+			out = append(out, s.n)
+		}
+	}
+	return out
+}
+
+// take acquires the shard's lease and starts its tenure: the shard's jobs
+// are loaded by the next scan. It reports whether the lease was taken.
+func (s *shard) take(ctx, actx context.Context, now time.Time) bool {
+	l := store.Lease{Name: s.lease, Holder: s.cfg.Holder, Address: s.cfg.RunnerURL, ExpiresAt: now.Add(s.cfg.LeaseTTL)}
+	got, ok, err := s.cfg.Store.AcquireLease(actx, l, now)
+	if err != nil || !ok {
+		if err != nil {
+			s.log.Warn("take shard lease", "shard", s.n, "err", err)
+		}
+		return false
+	}
+	s.start(ctx, got.Epoch, now)
+	s.log.Info("shard taken", "shard", s.n, "epoch", got.Epoch)
+	s.metrics.SetShardOwned(s.n, true)
+	s.Wake()
+	return true
+}
+
+// renew renews the shard's lease and drops the shard when it cannot be
+// trusted any more.
+func (s *shard) renew(ctx context.Context, now time.Time) {
+	l := store.Lease{Name: s.lease, Holder: s.cfg.Holder, Address: s.cfg.RunnerURL, ExpiresAt: now.Add(s.cfg.LeaseTTL)}
+	got, ok, err := s.cfg.Store.AcquireLease(ctx, l, now)
+	switch {
+	case err == nil && ok && got.Epoch == s.epoch.Load():
+		s.renewed = now
+		s.fencedFlag.Store(false)
+		s.metrics.LeaseRenewal("ok")
+		return
+	case err == nil:
+		// Held by another runner, or taken again under a new epoch (it
+		// was someone else's in between): what this shard holds is stale.
+		s.metrics.LeaseRenewal("lost")
+		s.drop(fmt.Sprintf("lease taken by %s (epoch %d)", got.Holder, got.Epoch))
+		return
+	}
+	s.metrics.LeaseRenewal("error")
+	if now.Sub(s.renewed) >= s.cfg.LeaseTTL*5/6 {
+		s.drop(fmt.Sprintf("lease unrenewed for %v: %v", now.Sub(s.renewed).Round(time.Millisecond), err))
+		return
+	}
+	s.log.Warn("renew shard lease", "shard", s.n, "err", err, "unrenewed_for", now.Sub(s.renewed).Round(time.Millisecond))
+}
+
+// release gives the shard up on purpose (rebalancing, shutdown): no new
+// dispatch, what is pending is written, then the lease is released so
+// that the next owner need not wait for it to expire. Workers are left
+// running: they find the next owner and are adopted.
+func (s *shard) release(ctx context.Context, why string) {
+	s.leased.Store(false)
+	s.mu.Lock()
+	com, stop, done := s.com, s.comStop, s.comDone
+	s.mu.Unlock()
+	if stop != nil {
+		stop() // the committer writes what is pending, then returns
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+	_ = com
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if err := s.cfg.Store.ReleaseLease(rctx, s.lease, s.cfg.Holder); err != nil {
+		s.log.Warn("release shard lease", "shard", s.n, "err", err)
+	}
+	cancel()
+	s.drop("released: " + why)
+}
+
+// lostLease is called when the store refused a fenced write: another
+// runner owns the shard now. The tenure ends at once (no more dispatch,
+// and the write's waiters see it end and report nothing of it); the state
+// is cleared right after, outside the caller's lock (addTasks holds it).
+func (s *shard) lostLease() {
+	s.fencedFlag.Store(true)
+	s.metrics.LeaseRenewal(metrics.LeaseLost)
+	was := s.leased.Swap(false)
+	gen := s.gen.Add(1)
+	go s.clear(gen, was, "a fenced write was refused: another runner owns the shard")
+}
+
+func (r *Runner) setMemberErr(err error) {
 	r.healthMu.Lock()
-	r.leaseErr = err
+	r.memberErr = err
 	r.healthMu.Unlock()
 }
 
 // Health reports why the runner cannot make progress now, or nil: it does
-// not hold its lease, or its writes to the store have been failing.
+// not hold its membership lease, or one of its shards' writes to the store
+// have been failing.
 func (r *Runner) Health() error {
 	r.healthMu.Lock()
-	err := r.leaseErr
+	err := r.memberErr
 	r.healthMu.Unlock()
 	if err != nil {
 		return err
 	}
-	return r.com.health(r.now())
+	if !r.started.Load() {
+		return errors.New("runner not started")
+	}
+	for _, s := range r.shards {
+		if !s.leased.Load() {
+			continue
+		}
+		s.mu.Lock()
+		com := s.com
+		s.mu.Unlock()
+		if com != nil {
+			if err := com.health(r.now()); err != nil {
+				return fmt.Errorf("shard %d: %w", s.n, err)
+			}
+		}
+	}
+	return nil
 }
 
-// fence is the condition every runner write carries: this runner still
-// holds the runner lease.
-func (r *Runner) fence() store.Fence {
-	return store.Fence{Lease: LeaseName, Holder: r.cfg.Holder}
+// fence is the condition every write of the shard's state carries: this
+// runner still holds the shard's lease, in the same tenure.
+func (s *shard) fence() store.Fence {
+	return store.Fence{Lease: s.lease, Holder: s.cfg.Holder, Epoch: s.epoch.Load()}
 }

@@ -47,23 +47,46 @@ const maxWait = 30 * time.Second
 // the poll (results, running attempts, capacity) is looked at.
 func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollRequest]) (*connect.Response[taskhostv1.PollResponse], error) {
 	m := req.Msg
-	if !r.leased.Load() {
-		return nil, connect.NewError(connect.CodeUnavailable, errors.New("this runner does not hold its lease now (the store is unreachable or another runner took over); retry"))
-	}
-	deadline := r.now().Add(min(time.Duration(max(0, m.WaitMs))*time.Millisecond, maxWait))
-	epoch := r.epoch.Load()
-
-	r.mu.Lock()
-	w := r.workers[m.WorkerId]
-	if !w.proves(m.JobId, req.Header().Get("Authorization")) {
-		r.mu.Unlock()
+	if !r.proves(m.JobId, m.Tier, m.WorkerId, req.Header().Get("Authorization")) {
 		return nil, connect.NewError(connect.CodeUnauthenticated, errWorkerCredential)
 	}
-	jr := r.jobs[w.job]
-	now := r.now()
-	if w.lastSeen.IsZero() && jr != nil {
+	s := r.shards[store.ShardOf(m.JobId)]
+	if !s.leased.Load() {
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("job %s is in shard %d, which this runner does not own now (it moved, or a failover is under way): ask a locator for its runner", m.JobId, s.n))
+	}
+	return s.poll(ctx, m)
+}
+
+// poll is Poll for a job of this shard, from a worker whose credential
+// was checked.
+func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.Response[taskhostv1.PollResponse], error) {
+	deadline := s.now().Add(min(time.Duration(max(0, m.WaitMs))*time.Millisecond, maxWait))
+	gen := s.gen.Load()
+
+	s.mu.Lock()
+	w := s.workers[m.WorkerId]
+	jr := s.jobs[m.JobId]
+	now := s.now()
+	if w == nil {
+		// A worker this runner did not start, or no longer knows: the job
+		// moved here (a failover, a rebalance). Adopt it while its job runs.
+		if jr == nil {
+			loading := s.loading[m.JobId] || !s.scanned
+			s.mu.Unlock()
+			if loading {
+				return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("job %s is being loaded by this runner; retry", m.JobId))
+			}
+			return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker %q: job %s is not running: %w", m.WorkerId, m.JobId, ErrUnknownWorker))
+		}
+		if jr.done || m.Tier < 0 || int(m.Tier) >= len(jr.workers) {
+			s.mu.Unlock()
+			return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker %q: %w", m.WorkerId, ErrUnknownWorker))
+		}
+		w = s.adopt(jr, m.WorkerId, m.Tier, now)
+	}
+	if w.lastSeen.IsZero() && !w.adopted {
 		jr.startFails[w.tier] = 0 // this tier's workers can start
-		r.observeStartup(jr, now.Sub(w.started), now)
+		s.observeStartup(jr, now.Sub(w.started), now)
 	}
 	w.lastSeen = now
 	var attempts []store.Attempt
@@ -71,18 +94,20 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 	reported := make(map[int32]int32, len(m.Results))
 	for _, res := range m.Results {
 		reported[res.TaskIndex] = res.Attempt
+		s.claim(jr, w, res.TaskIndex, res.Attempt)
 		if a, ok := w.running[res.TaskIndex]; !ok || a != res.Attempt {
 			continue // already reported, or not this worker's
 		}
-		r.release(w, res.TaskIndex, now)
+		s.releaseAttempt(w, res.TaskIndex, now)
 		if jr == nil || !jr.core.Finished(res.TaskIndex, res.Attempt, outcomeOf(res), now) {
 			continue
 		}
 		a := attemptFromResult(jr, w, res, now)
-		r.account(jr, w, &a)
+		s.account(jr, w, &a)
 		if a.State == store.AttemptSucceeded || a.State == store.AttemptFailed && !a.OOM() {
-			r.observeTask(jr, w.tier, a.FinishedAt.Sub(a.StartedAt), now)
+			s.observeTask(jr, w.tier, a.FinishedAt.Sub(a.StartedAt), now)
 		}
+		s.metrics.AttemptEnded(outcomeOf(res).String())
 		attempts = append(attempts, a)
 		info[res.TaskIndex] = resultInfo{exit: res.ExitCode, reason: a.Reason, started: a.StartedAt, finished: a.FinishedAt}
 	}
@@ -92,27 +117,35 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 		w.gen++
 		w.slots = max(0, int(m.Capacity)) + len(m.Running)
 		var lost []store.Attempt
-		lost, strangers = r.reconcileWorker(jr, w, m.Running, reported, now)
+		lost, strangers = s.reconcileWorker(jr, w, m.Running, reported, now)
 		attempts = append(attempts, lost...)
+		if w.adopted && jr != nil {
+			// What the store says this worker ran and it neither runs nor
+			// reported never reached it, or ended unreported: lost now.
+			s.expireOrphans(jr, now, w.id)
+		}
 	}
 	var done <-chan struct{}
 	if jr != nil {
-		done = r.afterEventsCtx(jr, attempts, info)
+		done = s.afterEventsCtx(jr, attempts, info)
 	}
 	if len(m.Results) > 0 {
 		w.notify() // a held poll of this worker has free slots now
 	}
-	r.mu.Unlock()
+	s.mu.Unlock()
 
 	for !m.ReportOnly {
-		r.mu.Lock()
-		w = r.workers[m.WorkerId]
+		s.mu.Lock()
+		w = s.workers[m.WorkerId]
 		if w == nil {
-			r.mu.Unlock()
+			s.mu.Unlock()
+			if s.gen.Load() != gen {
+				break // the shard moved away meanwhile: answered below
+			}
 			return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker %q: %w", m.WorkerId, ErrUnknownWorker))
 		}
-		jr = r.jobs[w.job]
-		now = r.now()
+		jr = s.jobs[w.job]
+		now = s.now()
 		var started []store.Attempt
 		if jr != nil && !w.exiting {
 			for free := w.slots - len(w.running); free > 0; free-- {
@@ -126,11 +159,14 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 					JobID: jr.job.ID, TaskIndex: task, Number: attempt, Tier: w.tier, WorkerID: w.id,
 					State: store.AttemptRunning, StartedAt: now,
 				})
-				resp.Assignments = append(resp.Assignments, r.assignment(jr, task, attempt))
+				if q := jr.tasks.queuedAt(task); !q.IsZero() {
+					s.metrics.ObserveDispatch(now.Sub(q))
+				}
+				resp.Assignments = append(resp.Assignments, s.assignment(jr, task, attempt))
 			}
 		}
 		if len(started) > 0 {
-			done = r.afterEvents(jr, started)
+			done = s.afterEvents(jr, started)
 			jr.lastUsed = now
 		}
 		// Cancels ride on every reply until the attempt's result arrives;
@@ -145,24 +181,24 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 		}
 		if len(resp.Assignments) > 0 || fresh {
 			w.idleFrom = now
-			r.mu.Unlock()
+			s.mu.Unlock()
 			break
 		}
 		wait := deadline.Sub(now)
 		if len(w.running) == 0 {
 			// Idle. Exit when nothing more can come for this worker, else wait.
-			if jr == nil || jr.done || w.exiting || r.shouldRetire(jr, w, now) {
+			if jr == nil || jr.done || w.exiting || s.shouldRetire(jr, w, now) {
 				w.exiting = true
 				resp.Exit = true
-				r.mu.Unlock()
+				s.mu.Unlock()
 				break
 			}
-			wait = min(wait, w.idleFrom.Add(r.cfg.IdleTimeout).Sub(now))
+			wait = min(wait, w.idleFrom.Add(s.cfg.IdleTimeout).Sub(now))
 		} else {
 			w.idleFrom = now
 		}
 		ready, wake := jr.ready, w.wakeCh()
-		r.mu.Unlock()
+		s.mu.Unlock()
 		if wait <= 0 {
 			break
 		}
@@ -185,19 +221,52 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("state not yet durable: %w", ctx.Err()))
 		}
 	}
-	if r.epoch.Load() != epoch {
-		// The runner lost its lease meanwhile: what this reply would say
-		// may not be durable, and the worker is not the runner's any more.
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker %q: the runner lost its lease: %w", m.WorkerId, ErrUnknownWorker))
+	if s.gen.Load() != gen {
+		// The shard moved away meanwhile: what this reply would say may
+		// not be durable. The worker asks a locator for the next owner,
+		// which adopts it and its attempts.
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("job %s: its shard %d moved away from this runner; ask a locator for its runner", m.JobId, s.n))
 	}
 	if resp.Exit {
-		r.mu.Lock()
-		if w := r.workers[m.WorkerId]; w != nil {
-			r.removeWorker(w)
+		s.mu.Lock()
+		if w := s.workers[m.WorkerId]; w != nil {
+			s.removeWorker(w)
 		}
-		r.mu.Unlock()
+		s.mu.Unlock()
 	}
 	return connect.NewResponse(resp), nil
+}
+
+// adopt takes in a worker this runner did not start: its job moved here.
+// It counts as live from now; the attempts it runs that the shard kept
+// for it (orphans) become its own as it reports them. Call with s.mu held.
+func (s *shard) adopt(jr *jobRun, id string, tier int32, now time.Time) *worker {
+	w := &worker{id: id, job: jr.job.ID, tier: tier, started: now, idleFrom: now, adopted: true,
+		running: map[int32]int32{}, handed: map[int32]uint64{}}
+	s.workers[id] = w
+	jr.workers[tier] = append(jr.workers[tier], id)
+	s.nworkers.Add(1)
+	s.log.Info("worker adopted", "worker", id, "job", jr.job.ID, "tier", tier, "shard", s.n)
+	return w
+}
+
+// claim makes a kept attempt (an orphan: found running when the job was
+// loaded) the worker's own when that worker reports it: the one the store
+// says runs it. Call with s.mu held.
+func (s *shard) claim(jr *jobRun, w *worker, task, attempt int32) {
+	if jr == nil || len(jr.orphans) == 0 {
+		return
+	}
+	o, ok := jr.orphans[task]
+	if !ok || o.attempt != attempt || o.worker != w.id {
+		return
+	}
+	delete(jr.orphans, task)
+	w.running[task] = attempt
+	w.handed[task] = w.gen
+	if o.kill {
+		w.cancels = append(w.cancels, attemptKill{task: task, attempt: attempt})
+	}
 }
 
 // errWorkerCredential answers a poll whose credential is not its worker's:
@@ -205,34 +274,28 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 // nothing from it.
 var errWorkerCredential = errors.New("this worker's credential was not accepted (send the worker's own secret as Authorization: Bearer; a worker the runner does not know must exit)")
 
-// proves reports whether a poll that names worker w (nil: unknown) of job
-// and carries the Authorization header auth comes from w: the bearer is
-// w's secret, compared in constant time. Call with r.mu held.
-func (w *worker) proves(job, auth string) bool {
+// proves reports whether a poll or locate naming worker id of job and tier
+// carries that worker's credential as "Authorization: Bearer": the secret
+// derived from the runner group's key (workerSecret), compared in constant
+// time. Any runner can check any worker's credential, so a worker proves
+// itself to the runner its job moved to.
+func (r *Runner) proves(job string, tier int32, id, auth string) bool {
 	got, ok := strings.CutPrefix(auth, "Bearer ")
-	if w == nil || len(w.secret) == 0 {
-		// Compare anyway, so that an unknown worker takes as long to
-		// refuse as a wrong secret.
-		subtle.ConstantTimeCompare([]byte(got), unknownWorkerSecret)
-		return false
-	}
-	match := subtle.ConstantTimeCompare([]byte(got), w.secret) == 1
-	return ok && match && w.job == job
+	want := workerSecret(r.workerKey, job, tier, id)
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 && ok && id != ""
 }
-
-// unknownWorkerSecret is compared against when a poll names no known worker.
-var unknownWorkerSecret = []byte("00000000000000000000000000")
 
 // reconcileWorker compares what a worker says it runs with what the runner
 // handed it. An attempt handed out by an earlier poll (lower generation)
 // that the worker neither runs nor reported never reached it: it is lost.
 // An attempt the worker runs that is not its own any more is cancelled.
-// Call with r.mu held; it returns the attempts to record as lost and the
+// Call with s.mu held; it returns the attempts to record as lost and the
 // ones to cancel.
-func (r *Runner) reconcileWorker(jr *jobRun, w *worker, running []*taskhostv1.AttemptRef, reported map[int32]int32, now time.Time) (lost []store.Attempt, strangers []*taskhostv1.AttemptRef) {
+func (s *shard) reconcileWorker(jr *jobRun, w *worker, running []*taskhostv1.AttemptRef, reported map[int32]int32, now time.Time) (lost []store.Attempt, strangers []*taskhostv1.AttemptRef) {
 	runs := make(map[int32]int32, len(running))
 	for _, ref := range running {
 		runs[ref.TaskIndex] = ref.Attempt
+		s.claim(jr, w, ref.TaskIndex, ref.Attempt)
 		if a, ok := w.running[ref.TaskIndex]; !ok || a != ref.Attempt {
 			strangers = append(strangers, &taskhostv1.AttemptRef{TaskIndex: ref.TaskIndex, Attempt: ref.Attempt})
 		}
@@ -247,7 +310,7 @@ func (r *Runner) reconcileWorker(jr *jobRun, w *worker, running []*taskhostv1.At
 		if a, ok := reported[task]; ok && a == attempt {
 			continue
 		}
-		r.release(w, task, now)
+		s.releaseAttempt(w, task, now)
 		if jr == nil || !jr.core.Finished(task, attempt, sched.Lost, now) {
 			continue
 		}
@@ -258,14 +321,14 @@ func (r *Runner) reconcileWorker(jr *jobRun, w *worker, running []*taskhostv1.At
 		})
 	}
 	if len(lost) > 0 {
-		r.log.Warn("assignments lost on the way to a worker", "worker", w.id, "attempts", len(lost))
+		s.log.Warn("assignments lost on the way to a worker", "worker", w.id, "attempts", len(lost))
 	}
 	return lost, strangers
 }
 
 // release forgets that a worker runs a task's attempt, with any cancel
-// pending for it. Call with r.mu held.
-func (r *Runner) release(w *worker, task int32, now time.Time) {
+// pending for it. Call with s.mu held.
+func (s *shard) releaseAttempt(w *worker, task int32, now time.Time) {
 	delete(w.running, task)
 	delete(w.handed, task)
 	w.cancels = slices.DeleteFunc(w.cancels, func(k attemptKill) bool { return k.task == task })
@@ -277,12 +340,12 @@ func (r *Runner) release(w *worker, task int32, now time.Time) {
 // shouldRetire reports whether an idle worker should exit: it has been idle
 // for IdleTimeout (the grace period) and its tier has no work waiting (tasks
 // in backoff count as waiting), or more workers of its tier exist than
-// reuse targeting wants. Call with r.mu held.
-func (r *Runner) shouldRetire(jr *jobRun, w *worker, now time.Time) bool {
-	if now.Sub(w.idleFrom) < r.cfg.IdleTimeout {
+// reuse targeting wants. Call with s.mu held.
+func (s *shard) shouldRetire(jr *jobRun, w *worker, now time.Time) bool {
+	if now.Sub(w.idleFrom) < s.cfg.IdleTimeout {
 		return false
 	}
-	return jr.core.Waiting(w.tier) == 0 || len(jr.workers[w.tier]) > max(1, r.target(jr, w.tier, now))
+	return jr.core.Waiting(w.tier) == 0 || len(jr.workers[w.tier]) > max(1, s.target(jr, w.tier, now))
 }
 
 // assignment builds what a worker needs to run one attempt. The environment
@@ -290,7 +353,7 @@ func (r *Runner) shouldRetire(jr *jobRun, w *worker, now time.Time) bool {
 // variables: HAUL_JOB, HAUL_TASK, HAUL_ATTEMPT, and HAUL_SERVER and
 // HAUL_TOKEN (scoped to this attempt) so that the task can read its job and
 // add tasks to it.
-func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignment {
+func (s *shard) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignment {
 	key, cwd, argv, taskEnv := jr.tasks.spec(task)
 	env := make(map[string]string, len(jr.job.Env)+len(taskEnv)+len(jr.job.SecretEnv)+5)
 	maps.Copy(env, jr.job.Env)
@@ -301,12 +364,12 @@ func (r *Runner) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignm
 	env["HAUL_JOB"] = jr.job.ID
 	env["HAUL_TASK"] = key
 	env["HAUL_ATTEMPT"] = strconv.Itoa(int(attempt))
-	if r.cfg.ServerURL != "" {
-		env["HAUL_SERVER"] = r.cfg.ServerURL
+	if s.cfg.ServerURL != "" {
+		env["HAUL_SERVER"] = s.cfg.ServerURL
 	}
-	if len(r.cfg.Tokens) > 0 {
+	if len(s.cfg.Tokens) > 0 {
 		// Scoped to this attempt: it stops working when the attempt ends.
-		env["HAUL_TOKEN"] = r.cfg.Tokens.ForAttempt(jr.job.ID, key, attempt)
+		env["HAUL_TOKEN"] = s.cfg.Tokens.ForAttempt(jr.job.ID, key, attempt)
 	}
 	return &taskhostv1.Assignment{
 		TaskIndex: task,

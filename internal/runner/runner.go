@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/haul-dev/haul/internal/dag"
+	"github.com/haul-dev/haul/internal/metrics"
 	"github.com/haul-dev/haul/internal/sched"
 	"github.com/haul-dev/haul/internal/store"
 	"github.com/haul-dev/haul/internal/token"
@@ -120,41 +121,54 @@ type Config struct {
 	// Tokens signs the attempt-scoped token each task gets as HAUL_TOKEN;
 	// nil: no token (tasks cannot add tasks).
 	Tokens token.Secret
+	// WorkerKey derives each worker's credential (WorkerSecret); every
+	// runner of a store must have the same, so that a worker proves itself
+	// to whichever runner owns its job (default: random, which is right
+	// only for a runner alone on its store).
+	WorkerKey []byte
+	// LocatorURL is given to workers as where to ask for their job's
+	// runner after a failover (WorkerSpec.LocatorURL); empty: RunnerURL.
+	LocatorURL string
+	// AdoptGrace is how long attempts found running when a job is loaded
+	// are kept for their workers to be adopted (default DefaultAdoptGrace).
+	AdoptGrace time.Duration
+	// Metrics records the runner's metrics (nil: none).
+	Metrics *metrics.Runner
 }
 
 // Runner is the job-running service. Create it with New, then Start it.
+// It owns some of the store's shards (see lease.go); each shard keeps its
+// own jobs, workers, lock and committer.
 type Runner struct {
-	cfg Config
-	log *slog.Logger
-	now func() time.Time
-	com *committer
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics.Runner
 
-	wakeCh chan struct{}
-
-	mu      sync.Mutex
-	jobs    map[string]*jobRun
-	workers map[string]*worker
-	est     map[string]*nsEstimates // by namespace
-	seq     int64
-	stopped bool
+	wakeCh    chan struct{}
+	leaseKick chan struct{}
+	shards    [store.NumShards]*shard
+	// nworkers counts the workers of every shard, for MaxWorkers; seq
+	// numbers the workers this runner starts.
+	nworkers atomic.Int64
+	seq      atomic.Int64
+	stopped  atomic.Bool
+	started  atomic.Bool
+	// workerKey derives every worker's credential (workerSecret).
+	workerKey []byte
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	loads  sync.WaitGroup
 	done   chan struct{}
 
-	// leased is true while the runner holds its lease and may dispatch;
-	// epoch counts the times it dropped its state (a waiter whose changes
-	// were abandoned sees it change); fenced wakes the lease keeper when
-	// the store refused a fenced write.
-	leased atomic.Bool
-	epoch  atomic.Uint64
-	fenced chan struct{}
 	// incarnation tells this runner's worker IDs from those of earlier
 	// runners on the same store (leftover pods, processes).
 	incarnation string
 
-	healthMu sync.Mutex
-	leaseErr error
+	healthMu  sync.Mutex
+	memberErr error
+	published time.Time // the last publishMetrics (loop only)
 }
 
 // jobRun is the in-memory state of one active job.
@@ -179,11 +193,24 @@ type jobRun struct {
 	startAfter []time.Time
 	// taskEst estimates the run time of the job's tasks, per tier.
 	taskEst []sched.Estimate
+	// orphans are attempts found running when the job was loaded (a
+	// failover): kept Running in the core until the worker that runs them
+	// is adopted and reports them, or until orphansUntil, when those left
+	// are lost.
+	orphans      map[int32]orphan
+	orphansUntil time.Time
+}
+
+// orphan is an attempt kept for the worker the store says runs it.
+type orphan struct {
+	attempt int32
+	worker  string
+	kill    bool // a cancel is due when it is claimed
 }
 
 type worker struct {
 	id       string
-	secret   []byte // its credential (WorkerSpec.Secret)
+	adopted  bool // started by another runner; taken in after a failover
 	job      string
 	tier     int32
 	started  time.Time
@@ -218,7 +245,7 @@ func (w *worker) wakeCh() <-chan struct{} {
 	return w.wake
 }
 
-// notify wakes a held poll of the worker. Call with r.mu held.
+// notify wakes a held poll of the worker. Call with s.mu held.
 func (w *worker) notify() {
 	if w.wake != nil {
 		close(w.wake)
@@ -249,11 +276,14 @@ func New(cfg Config) *Runner {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 3 * time.Second
 	}
+	if cfg.AdoptGrace <= 0 {
+		cfg.AdoptGrace = DefaultAdoptGrace
+	}
 	if cfg.Holder == "" {
 		cfg.Holder = newHolderID()
 	}
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 10 * time.Second
+		cfg.LeaseTTL = DefaultLeaseTTL
 	}
 	if cfg.HalfLife <= 0 {
 		cfg.HalfLife = DefaultHalfLife
@@ -262,61 +292,89 @@ func New(cfg Config) *Runner {
 		cfg:         cfg,
 		log:         cfg.Logger,
 		now:         cfg.Clock,
-		com:         newCommitter(cfg.Store, cfg.Logger),
+		metrics:     cfg.Metrics,
 		wakeCh:      make(chan struct{}, 1),
-		jobs:        map[string]*jobRun{},
-		workers:     map[string]*worker{},
-		est:         map[string]*nsEstimates{},
+		leaseKick:   make(chan struct{}, 1),
 		done:        make(chan struct{}),
-		fenced:      make(chan struct{}, 1),
 		incarnation: newHolderID()[:6],
+		workerKey:   cfg.WorkerKey,
 	}
-	r.com.now, r.com.fence, r.com.fenced, r.com.poisoned = cfg.Clock, r.fence, r.lostLease, r.poisonJob
+	if len(r.workerKey) == 0 {
+		r.workerKey = []byte(rand.Text())
+	}
+	for i := range r.shards {
+		r.shards[i] = newShard(r, i)
+	}
 	return r
 }
 
-// Start takes the store's runner lease (a *LeaseHeldError if another
-// runner holds it), loads active jobs and runs the service until Stop or
-// ctx ends. Losing the lease later does not stop it (see keepLease).
+// DefaultLeaseTTL is how long a shard lease lasts unless renewed: after a
+// runner dies, its shards move within about this long.
+const DefaultLeaseTTL = 8 * time.Second
+
+// DefaultAdoptGrace is how long a runner that takes a shard keeps the
+// attempts it finds running for the workers that run them to come and be
+// adopted, before it declares them lost.
+const DefaultAdoptGrace = 15 * time.Second
+
+// Start joins the store's runner group, takes the shards its share allows
+// (see lease.go) and runs the service until Stop or ctx ends. Shards held
+// by a runner that died are taken when their leases expire; losing a
+// shard later does not stop the runner.
 func (r *Runner) Start(ctx context.Context) error {
-	if err := r.acquireLease(ctx); err != nil {
+	ctx, r.cancel = context.WithCancel(ctx)
+	r.leaseRound(ctx)
+	if err := r.memberError(); err != nil {
+		r.cancel()
 		return err
 	}
-	r.leased.Store(true)
-	ctx, r.cancel = context.WithCancel(ctx)
-	if err := r.scan(ctx); err != nil {
-		r.cancel()
-		return fmt.Errorf("load active jobs: %w", err)
-	}
-	r.wg.Add(3)
-	go func() { defer r.wg.Done(); r.com.run(ctx) }()
+	r.scanLogged(ctx)
+	r.started.Store(true)
+	r.wg.Add(2)
 	go func() { defer r.wg.Done(); r.loop(ctx) }()
-	go func() { defer r.wg.Done(); r.keepLease(ctx) }()
-	go func() { r.wg.Wait(); close(r.done) }()
+	go func() { defer r.wg.Done(); r.keepLeases(ctx) }()
+	go func() { r.wg.Wait(); r.loads.Wait(); close(r.done) }()
 	return nil
+}
+
+func (r *Runner) memberError() error {
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
+	return r.memberErr
 }
 
 // Done is closed when the runner has stopped.
 func (r *Runner) Done() <-chan struct{} { return r.done }
 
-// Stop stops the service and every worker it started. It is idempotent.
+// Stop stops the service: it writes what is pending, gives its shards and
+// its membership up so that other runners take them at once, and stops
+// every worker its backend started. It is idempotent.
 func (r *Runner) Stop() {
-	r.mu.Lock()
-	if r.stopped {
-		r.mu.Unlock()
+	if r.stopped.Swap(true) {
 		return
 	}
-	r.stopped = true
-	ids := slices.Collect(maps.Keys(r.workers))
-	r.mu.Unlock()
+	var ids []string
+	for _, s := range r.shards {
+		s.mu.Lock()
+		for id := range s.workers {
+			ids = append(ids, id)
+		}
+		s.mu.Unlock()
+	}
 	if r.cancel != nil {
 		r.cancel()
 	}
 	r.wg.Wait()
-	if r.cancel != nil && r.leased.Load() {
+	r.loads.Wait()
+	if r.started.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := r.cfg.Store.ReleaseLease(ctx, LeaseName, r.cfg.Holder); err != nil {
-			r.log.Warn("release runner lease", "err", err)
+		for _, s := range r.shards {
+			if s.leased.Load() {
+				s.release(ctx, "runner stopping")
+			}
+		}
+		if err := r.cfg.Store.ReleaseLease(ctx, store.MemberLease(r.cfg.Holder), r.cfg.Holder); err != nil {
+			r.log.Warn("release membership lease", "err", err)
 		}
 		cancel()
 	}
@@ -351,70 +409,101 @@ func (r *Runner) loop(ctx context.Context) {
 			r.scanLogged(ctx)
 		case <-tick.C:
 		}
-		if !r.leased.Load() {
-			continue // no dispatching without the lease
+		for _, s := range r.shards {
+			if s.leased.Load() {
+				s.tick(ctx)
+				s.reconcile(ctx)
+			}
 		}
-		r.tick(ctx)
-		r.reconcile(ctx)
+		r.publishMetrics()
 	}
 }
 
 func (r *Runner) scanLogged(ctx context.Context) {
-	if !r.leased.Load() {
-		return
-	}
 	if err := r.scan(ctx); err != nil && ctx.Err() == nil {
 		r.log.Error("scan store for jobs", "err", err)
 	}
 }
 
-// scan loads jobs that became active and applies cancel requests.
+// scan loads the jobs of owned shards that became active (each in its own
+// goroutine, so that loading a big job delays no other) and applies cancel
+// requests.
 func (r *Runner) scan(ctx context.Context) error {
+	var gens [store.NumShards]uint64
+	any := false
+	for i, s := range r.shards {
+		gens[i] = s.gen.Load()
+		any = any || s.leased.Load()
+	}
+	if !any {
+		return nil
+	}
 	active, err := r.cfg.Store.ListActiveJobs(ctx)
 	if err != nil {
 		return err
 	}
 	for i := range active {
 		j := &active[i]
-		r.mu.Lock()
-		jr, loaded := r.jobs[j.ID]
-		r.mu.Unlock()
-		if !loaded {
-			if err := r.load(ctx, j); err != nil {
-				r.log.Error("load job", "job", j.ID, "err", err)
-				continue
-			}
+		s := r.shards[store.ShardOf(j.ID)]
+		if !s.leased.Load() || s.gen.Load() != gens[s.n] {
 			continue
 		}
-		if j.CancelRequested {
-			r.mu.Lock()
-			if !jr.core.Done() {
-				jr.core.Cancel(r.now())
-				r.afterEvents(jr, nil)
-			}
-			r.mu.Unlock()
+		s.mu.Lock()
+		jr, loaded := s.jobs[j.ID]
+		start := !loaded && !s.loading[j.ID]
+		if start {
+			s.loading[j.ID] = true
 		}
+		if loaded && j.CancelRequested && !jr.core.Done() {
+			jr.core.Cancel(s.now())
+			s.afterEvents(jr, nil)
+		}
+		s.mu.Unlock()
+		if start {
+			r.loads.Add(1)
+			go func(j store.Job, gen uint64) {
+				defer r.loads.Done()
+				if err := s.load(ctx, &j, gen); err != nil && ctx.Err() == nil {
+					s.log.Error("load job", "job", j.ID, "shard", s.n, "err", err)
+				}
+			}(*j, gens[s.n])
+		}
+	}
+	for _, s := range r.shards {
+		s.mu.Lock()
+		if s.leased.Load() && s.gen.Load() == gens[s.n] {
+			s.scanned = true
+		}
+		s.mu.Unlock()
 	}
 	cancels, err := r.cfg.Store.ListTaskCancels(ctx)
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, c := range cancels {
-		jr := r.jobs[c.JobID]
-		if jr == nil || jr.done || int(c.Index) >= jr.tasks.len() || jr.core.State(c.Index).Terminal() {
+		s := r.shards[store.ShardOf(c.JobID)]
+		if !s.leased.Load() {
 			continue
 		}
-		jr.core.CancelTask(c.Index, r.now())
-		r.afterEvents(jr, nil)
+		s.mu.Lock()
+		jr := s.jobs[c.JobID]
+		if jr != nil && !jr.done && int(c.Index) < jr.tasks.len() && !jr.core.State(c.Index).Terminal() {
+			jr.core.CancelTask(c.Index, s.now())
+			s.afterEvents(jr, nil)
+		}
+		s.mu.Unlock()
 	}
 	return nil
 }
 
 // load builds the in-memory state of a job from the store, recovering from a
 // previous runner's crash: attempts that were running are lost and retried.
-func (r *Runner) load(ctx context.Context, j *store.Job) error {
+func (s *shard) load(ctx context.Context, j *store.Job, gen uint64) error {
+	defer func() {
+		s.mu.Lock()
+		delete(s.loading, j.ID)
+		s.mu.Unlock()
+	}()
 	// Read the tasks a page at a time into the packed table, so that a
 	// million store rows (about 300 bytes each) are never all in memory.
 	n := int(j.TaskCount)
@@ -428,7 +517,7 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 	// tasks that moved up a tier.
 	var special []store.Task
 	for last := int32(-1); ; {
-		page, err := r.cfg.Store.ListTasks(ctx, store.TaskFilter{JobID: j.ID, After: last, Limit: loadPage})
+		page, err := s.cfg.Store.ListTasks(ctx, store.TaskFilter{JobID: j.ID, After: last, Limit: loadPage})
 		if err != nil {
 			return err
 		}
@@ -456,7 +545,7 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 	if err != nil {
 		return fmt.Errorf("job %s: rebuild graph: %w", j.ID, err)
 	}
-	sc := r.cfg.Sched
+	sc := s.cfg.Sched
 	sc.Tiers = max(1, len(j.Tiers))
 	core := sched.NewJob(g, cfgs, sc)
 
@@ -465,19 +554,22 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 			core.Restore(int32(i), st, attempts[i], 0)
 		}
 	}
-	// Attempts that were running when the previous runner stopped are lost.
+	// Attempts that were running when the previous runner stopped are
+	// kept for their workers (orphans), or lost when no worker can claim
+	// them.
 	var lost []store.Attempt
+	orphans := map[int32]orphan{}
 	for i := range special {
 		t := &special[i]
 		if t.RunTier != t.Tier {
 			if err := core.RestoreTier(t.Index, t.RunTier); err != nil {
-				r.log.Warn("restore task tier", "job", j.ID, "task", t.Key, "err", err)
+				s.log.Warn("restore task tier", "job", j.ID, "task", t.Key, "err", err)
 			}
 		}
 		if t.State.Terminal() || t.Attempts == 0 {
 			continue
 		}
-		atts, err := r.cfg.Store.ListAttempts(ctx, j.ID, t.Index)
+		atts, err := s.cfg.Store.ListAttempts(ctx, j.ID, t.Index)
 		if err != nil {
 			return err
 		}
@@ -487,24 +579,35 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 			case store.AttemptFailed:
 				failed++
 			case store.AttemptRunning:
+				if a.Number == t.Attempts && t.State == store.TaskRunning && a.WorkerID != "" {
+					// Its worker may still run it: kept for adoption.
+					orphans[t.Index] = orphan{attempt: a.Number, worker: a.WorkerID}
+					continue
+				}
 				a.State = store.AttemptLost
 				a.Reason = "lost"
 				a.Message = "the runner restarted while this attempt ran"
-				a.FinishedAt = r.now()
+				a.FinishedAt = s.now()
 				lost = append(lost, a)
 			}
 		}
 		core.Restore(t.Index, stateOf(t.State), t.Attempts, failed)
+		if _, kept := orphans[t.Index]; kept {
+			if err := core.Keep(t.Index); err != nil {
+				return fmt.Errorf("job %s: keep task %d: %w", j.ID, t.Index, err)
+			}
+		}
 	}
-	now := r.now()
+	now := s.now()
 	jr := &jobRun{job: j, core: core, tasks: table, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
-		startFails: make([]int, sc.Tiers), startAfter: make([]time.Time, sc.Tiers), taskEst: make([]sched.Estimate, sc.Tiers)}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.jobs[j.ID]; ok {
-		return nil
+		startFails: make([]int, sc.Tiers), startAfter: make([]time.Time, sc.Tiers), taskEst: make([]sched.Estimate, sc.Tiers),
+		orphans: orphans, orphansUntil: now.Add(s.cfg.AdoptGrace)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.jobs[j.ID]; ok || s.gen.Load() != gen || !s.leased.Load() {
+		return nil // loaded already, or the shard moved meanwhile
 	}
-	r.jobs[j.ID] = jr
+	s.jobs[j.ID] = jr
 	if j.State == store.JobPending {
 		j.State = store.JobRunning
 		j.StartedAt = now
@@ -513,16 +616,16 @@ func (r *Runner) load(ctx context.Context, j *store.Job) error {
 	if j.CancelRequested {
 		core.Cancel(now)
 	}
-	r.log.Info("job loaded", "job", j.ID, "tasks", table.len(), "lost_attempts", len(lost))
-	r.afterEvents(jr, lost)
+	s.log.Info("job loaded", "job", j.ID, "shard", s.n, "tasks", table.len(), "lost_attempts", len(lost), "kept_attempts", len(orphans))
+	s.afterEvents(jr, lost)
 	return nil
 }
 
 // afterEvents drains the core's output for one job into the committer and
 // the workers. extra attempts are written with the same batch. Call with
 // r.mu held. It returns the channel closed when the changes are durable.
-func (r *Runner) afterEvents(jr *jobRun, extra []store.Attempt) <-chan struct{} {
-	return r.afterEventsCtx(jr, extra, nil)
+func (s *shard) afterEvents(jr *jobRun, extra []store.Attempt) <-chan struct{} {
+	return s.afterEventsCtx(jr, extra, nil)
 }
 
 // results carries what a taskhost reported, to fill exit codes and times.
@@ -533,8 +636,8 @@ type resultInfo struct {
 	finished time.Time
 }
 
-func (r *Runner) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32]resultInfo) <-chan struct{} {
-	now := r.now()
+func (s *shard) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32]resultInfo) <-chan struct{} {
+	now := s.now()
 	out := jr.core.Drain()
 	var tasks []store.TaskUpdate
 	wakeWorkers := false
@@ -558,6 +661,7 @@ func (r *Runner) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int3
 			tt.started[tr.Task] = now.UnixNano()
 			u.Reason = ""
 		case tr.To == sched.Queued:
+			tt.queued[tr.Task] = now.UnixNano()
 			wakeWorkers = true
 		case tr.To.Terminal():
 			u.FinishedAt = now
@@ -569,7 +673,7 @@ func (r *Runner) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int3
 		tasks = append(tasks, u)
 	}
 	for _, k := range out.Kills {
-		r.killAttempt(jr, k.Task, k.Attempt)
+		s.killAttempt(jr, k.Task, k.Attempt)
 	}
 	if wakeWorkers {
 		close(jr.ready)
@@ -582,7 +686,7 @@ func (r *Runner) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int3
 			jr.done = true
 			jr.job.State = store.JobState(jr.core.Outcome())
 			jr.job.FinishedAt = now
-			r.log.Info("job finished", "job", jr.job.ID, "state", jr.job.State)
+			s.log.Info("job finished", "job", jr.job.ID, "state", jr.job.State)
 			close(jr.ready)
 			jr.ready = make(chan struct{})
 		}
@@ -600,14 +704,14 @@ func (r *Runner) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int3
 		close(done)
 		return done
 	}
-	return r.com.add(tasks, extra, jobs)
+	return s.com.add(tasks, extra, jobs)
 }
 
-// killAttempt tells the worker running an attempt to kill it. Call with r.mu held.
-func (r *Runner) killAttempt(jr *jobRun, task, attempt int32) {
+// killAttempt tells the worker running an attempt to kill it. Call with s.mu held.
+func (s *shard) killAttempt(jr *jobRun, task, attempt int32) {
 	for _, ids := range jr.workers {
 		for _, id := range ids {
-			w := r.workers[id]
+			w := s.workers[id]
 			if w == nil {
 				continue
 			}
@@ -618,47 +722,78 @@ func (r *Runner) killAttempt(jr *jobRun, task, attempt int32) {
 			}
 		}
 	}
+	if o, ok := jr.orphans[task]; ok && o.attempt == attempt {
+		o.kill = true // sent when its worker is adopted
+		jr.orphans[task] = o
+	}
+}
+
+// expireOrphans declares lost the kept attempts that no adopted worker
+// claimed in time. Call with s.mu held.
+func (s *shard) expireOrphans(jr *jobRun, now time.Time, only string) {
+	var lost []store.Attempt
+	for task, o := range jr.orphans {
+		if only != "" && o.worker != only {
+			continue
+		}
+		delete(jr.orphans, task)
+		if !jr.core.Finished(task, o.attempt, sched.Lost, now) {
+			continue
+		}
+		lost = append(lost, store.Attempt{
+			JobID: jr.job.ID, TaskIndex: task, Number: o.attempt, Tier: jr.core.Tier(task), WorkerID: o.worker,
+			State: store.AttemptLost, Reason: "lost", Message: "the job moved to another runner and worker " + o.worker + " did not come back with this attempt",
+			StartedAt: jr.tasks.startedAt(task), FinishedAt: now,
+		})
+	}
+	if len(lost) > 0 {
+		s.log.Warn("kept attempts lost: their worker did not claim them", "job", jr.job.ID, "attempts", len(lost))
+		s.afterEvents(jr, lost)
+	}
 }
 
 // tick releases retries and enforces timeouts, declares silent workers lost
 // and forgets finished jobs.
-func (r *Runner) tick(ctx context.Context) {
-	now := r.now()
+func (s *shard) tick(ctx context.Context) {
+	now := s.now()
 	var gone []string
-	r.mu.Lock()
-	for _, jr := range r.jobs {
+	s.mu.Lock()
+	for _, jr := range s.jobs {
 		if w := jr.core.NextWake(); !w.IsZero() && !now.Before(w) {
 			jr.core.Tick(now)
-			r.afterEvents(jr, nil)
+			s.afterEvents(jr, nil)
+		}
+		if len(jr.orphans) > 0 && !now.Before(jr.orphansUntil) {
+			s.expireOrphans(jr, now, "")
 		}
 	}
-	for id, w := range r.workers {
+	for id, w := range s.workers {
 		switch {
-		case w.lastSeen.IsZero() && now.Sub(w.started) > r.cfg.StartTimeout:
+		case w.lastSeen.IsZero() && now.Sub(w.started) > s.cfg.StartTimeout:
 			gone = append(gone, id)
-		case !w.lastSeen.IsZero() && now.Sub(w.lastSeen) > r.cfg.WorkerTimeout:
+		case !w.lastSeen.IsZero() && now.Sub(w.lastSeen) > s.cfg.WorkerTimeout:
 			gone = append(gone, id)
 		}
 	}
-	r.mu.Unlock()
+	s.mu.Unlock()
 	// Stop a silent worker before its attempts are declared lost and
 	// retried: a frozen worker's tasks must be gone before they run again.
 	for _, id := range gone {
-		if err := r.cfg.Backend.StopWorker(ctx, id); err != nil {
-			r.log.Warn("stop silent worker", "worker", id, "err", err)
+		if err := s.cfg.Backend.StopWorker(ctx, id); err != nil {
+			s.log.Warn("stop silent worker", "worker", id, "err", err)
 		}
-		r.WorkerGone(id, "stopped polling")
+		s.WorkerGone(id, "stopped polling")
 	}
-	r.mu.Lock()
-	for id, jr := range r.jobs {
-		if jr.done && r.jobWorkers(jr) == 0 {
-			delete(r.jobs, id)
+	s.mu.Lock()
+	for id, jr := range s.jobs {
+		if jr.done && s.jobWorkers(jr) == 0 {
+			delete(s.jobs, id)
 		}
 	}
-	r.mu.Unlock()
+	s.mu.Unlock()
 }
 
-func (r *Runner) jobWorkers(jr *jobRun) int {
+func (s *shard) jobWorkers(jr *jobRun) int {
 	n := 0
 	for _, ids := range jr.workers {
 		n += len(ids)
@@ -682,20 +817,32 @@ func (r *Runner) WorkerGone(id, why string) {
 }
 
 func (r *Runner) workerEnded(id, why string, oom bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	w := r.workers[id]
+	for _, s := range r.shards {
+		s.mu.Lock()
+		_, ok := s.workers[id]
+		s.mu.Unlock()
+		if ok {
+			s.workerEnded(id, why, oom)
+			return
+		}
+	}
+}
+
+func (s *shard) workerEnded(id, why string, oom bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.workers[id]
 	if w == nil {
 		return
 	}
-	r.removeWorker(w)
-	jr := r.jobs[w.job]
-	now := r.now()
-	if jr != nil && w.lastSeen.IsZero() && !r.stopped {
+	s.removeWorker(w)
+	jr := s.jobs[w.job]
+	now := s.now()
+	if jr != nil && w.lastSeen.IsZero() && !s.stopped.Load() {
 		jr.startFails[w.tier]++
 		wait := min(time.Second<<min(jr.startFails[w.tier]-1, 6), time.Minute)
 		jr.startAfter[w.tier] = now.Add(wait)
-		r.log.Error("worker ended before it polled; backing off", "worker", id, "job", w.job, "tier", w.tier, "why", why, "failures_in_a_row", jr.startFails[w.tier], "next_start_in", wait)
+		s.log.Error("worker ended before it polled; backing off", "worker", id, "job", w.job, "tier", w.tier, "why", why, "failures_in_a_row", jr.startFails[w.tier], "next_start_in", wait)
 	}
 	if jr == nil || len(w.running) == 0 {
 		return
@@ -715,36 +862,39 @@ func (r *Runner) workerEnded(id, why string, oom bool) {
 			if oom {
 				a.State, a.Reason, a.Enforcement = store.AttemptFailed, store.ReasonOOM, "container"
 				a.Message = "out of memory on tier " + tierLabel(jr.job, w.tier) + ": the worker was " + why
-				r.account(jr, w, &a)
+				s.account(jr, w, &a)
 			}
 			lost = append(lost, a)
 		}
 	}
-	r.log.Warn("worker gone with tasks running", "worker", id, "why", why, "oom", oom, "attempts", len(lost))
-	r.afterEvents(jr, lost)
+	s.log.Warn("worker gone with tasks running", "worker", id, "why", why, "oom", oom, "attempts", len(lost))
+	s.afterEvents(jr, lost)
 }
 
 // removeWorker forgets a worker that ended and adds its lifetime and cost
-// to its job. Call with r.mu held.
-func (r *Runner) removeWorker(w *worker) {
-	delete(r.workers, w.id)
-	jr := r.jobs[w.job]
+// to its job. Call with s.mu held.
+func (s *shard) removeWorker(w *worker) {
+	if _, ok := s.workers[w.id]; ok {
+		s.nworkers.Add(-1)
+	}
+	delete(s.workers, w.id)
+	jr := s.jobs[w.job]
 	if jr == nil || int(w.tier) >= len(jr.workers) {
 		return
 	}
 	jr.workers[w.tier] = slices.DeleteFunc(jr.workers[w.tier], func(s string) bool { return s == w.id })
-	life := r.now().Sub(w.started).Seconds()
+	life := s.now().Sub(w.started).Seconds()
 	if life <= 0 {
 		return
 	}
 	jr.job.WorkerSeconds += life
-	if ni, ok := r.cfg.Backend.(NodeInfoer); ok && int(w.tier) < len(jr.job.Tiers) {
+	if ni, ok := s.cfg.Backend.(NodeInfoer); ok && int(w.tier) < len(jr.job.Tiers) {
 		if node, ok := ni.WorkerNode(w.id); ok {
 			jr.job.CostUSD += life / 3600 * node.PricePerHour * tierShare(jr.job.Tiers[w.tier], node)
 		}
 	}
 	jr.dirty = true
-	r.afterEvents(jr, nil)
+	s.afterEvents(jr, nil)
 }
 
 // tierShare is the part of a node a tier's request takes: the larger of its
@@ -762,53 +912,59 @@ func tierShare(t store.Tier, n NodeInfo) float64 {
 
 // reconcile starts workers where worker reuse targeting wants more than a
 // job's tier has (see target).
-func (r *Runner) reconcile(ctx context.Context) {
+func (s *shard) reconcile(ctx context.Context) {
 	var starts []WorkerSpec
-	r.mu.Lock()
-	if r.stopped {
-		r.mu.Unlock()
+	s.mu.Lock()
+	if s.stopped.Load() {
+		s.mu.Unlock()
 		return
 	}
-	total := len(r.workers)
-	jobs := slices.SortedFunc(maps.Values(r.jobs), func(a, b *jobRun) int {
+	jobs := slices.SortedFunc(maps.Values(s.jobs), func(a, b *jobRun) int {
 		return a.job.CreatedAt.Compare(b.job.CreatedAt)
 	})
+	locator := s.cfg.LocatorURL
+	if locator == "" {
+		locator = s.cfg.RunnerURL
+	}
 	for _, jr := range jobs {
 		if jr.done {
 			continue
 		}
-		jobTotal := r.jobWorkers(jr)
+		jobTotal := s.jobWorkers(jr)
 		for tier := range jr.workers {
 			t := int32(tier)
-			if r.now().Before(jr.startAfter[tier]) {
+			if s.now().Before(jr.startAfter[tier]) {
 				continue
 			}
-			want := r.target(jr, t, r.now())
+			want := s.target(jr, t, s.now())
 			have := len(jr.workers[tier])
-			for have < want && total < r.cfg.MaxWorkers && (jr.job.MaxWorkers <= 0 || jobTotal < int(jr.job.MaxWorkers)) {
-				r.seq++
-				id := fmt.Sprintf("%s-%d-%s%d", jr.job.ID, tier, r.incarnation, r.seq)
-				now := r.now()
-				secret := rand.Text() // 26 base32 characters: 130 random bits
-				r.workers[id] = &worker{id: id, secret: []byte(secret), job: jr.job.ID, tier: t, started: now, idleFrom: now, running: map[int32]int32{}, handed: map[int32]uint64{}}
+			for have < want && (jr.job.MaxWorkers <= 0 || jobTotal < int(jr.job.MaxWorkers)) {
+				// The cap is shared by every shard: reserve a place first.
+				if s.nworkers.Add(1) > int64(s.cfg.MaxWorkers) {
+					s.nworkers.Add(-1)
+					break
+				}
+				id := fmt.Sprintf("%s-%d-%s%d", jr.job.ID, tier, s.incarnation, s.seq.Add(1))
+				now := s.now()
+				s.workers[id] = &worker{id: id, job: jr.job.ID, tier: t, started: now, idleFrom: now, running: map[int32]int32{}, handed: map[int32]uint64{}}
 				jr.workers[tier] = append(jr.workers[tier], id)
 				spec := WorkerSpec{ID: id, JobID: jr.job.ID, JobName: jr.job.Name, Namespace: jr.job.Namespace, Labels: jr.job.Labels,
-					TierIndex: t, Template: jr.job.Worker, RunnerURL: r.cfg.RunnerURL, BlobURL: r.cfg.BlobURL, Secret: secret}
+					TierIndex: t, Template: jr.job.Worker, RunnerURL: s.cfg.RunnerURL, LocatorURL: locator, BlobURL: s.cfg.BlobURL,
+					Secret: workerSecret(s.workerKey, jr.job.ID, t, id)}
 				if tier < len(jr.job.Tiers) {
 					spec.Tier = jr.job.Tiers[tier]
 				}
 				starts = append(starts, spec)
 				have++
-				total++
 				jobTotal++
 			}
 		}
 	}
-	r.mu.Unlock()
-	for _, s := range starts {
-		if err := r.cfg.Backend.StartWorker(ctx, s); err != nil {
-			r.log.Error("start worker", "worker", s.ID, "job", s.JobID, "err", err)
-			r.WorkerGone(s.ID, "failed to start: "+err.Error())
+	s.mu.Unlock()
+	for _, spec := range starts {
+		if err := s.cfg.Backend.StartWorker(ctx, spec); err != nil {
+			s.log.Error("start worker", "worker", spec.ID, "job", spec.JobID, "err", err)
+			s.workerEnded(spec.ID, "failed to start: "+err.Error(), false)
 		}
 	}
 }
@@ -844,19 +1000,20 @@ func storeState(s sched.State) store.TaskState { return store.TaskState(s.String
 // its workers reported (the committer gave up on them): every other job
 // goes on. The job is dropped from memory and its workers stopped; its row
 // is marked failed if the store takes that much.
-func (r *Runner) poisonJob(jobID string, why error) {
-	r.mu.Lock()
-	jr := r.jobs[jobID]
+func (s *shard) poisonJob(jobID string, why error) {
+	s.mu.Lock()
+	jr := s.jobs[jobID]
 	if jr == nil {
-		r.mu.Unlock()
+		s.mu.Unlock()
 		return
 	}
-	delete(r.jobs, jobID)
+	delete(s.jobs, jobID)
 	var ids []string
 	for _, tier := range jr.workers {
 		for _, id := range tier {
-			if w := r.workers[id]; w != nil {
-				delete(r.workers, id)
+			if w := s.workers[id]; w != nil {
+				delete(s.workers, id)
+				s.nworkers.Add(-1)
 				w.notify()
 			}
 			ids = append(ids, id)
@@ -865,18 +1022,18 @@ func (r *Runner) poisonJob(jobID string, why error) {
 	jr.done = true
 	close(jr.ready)
 	jr.ready = make(chan struct{})
-	now := r.now()
+	now := s.now()
 	u := store.JobUpdate{ID: jobID, State: store.JobFailed, Counts: jr.job.Counts, StartedAt: jr.job.StartedAt, FinishedAt: now}
-	r.mu.Unlock()
-	r.log.Error("job failed: the store refuses its state changes", "job", jobID, "err", why)
+	s.mu.Unlock()
+	s.log.Error("job failed: the store refuses its state changes", "job", jobID, "err", why)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := r.cfg.Store.Apply(ctx, &store.Batch{Fence: r.fence(), Jobs: []store.JobUpdate{u}}); err != nil {
-		r.log.Error("mark the poisoned job failed", "job", jobID, "err", err)
+	if err := s.cfg.Store.Apply(ctx, &store.Batch{Fence: s.fence(), Jobs: []store.JobUpdate{u}}); err != nil {
+		s.log.Error("mark the poisoned job failed", "job", jobID, "err", err)
 	}
 	for _, id := range ids {
-		if err := r.cfg.Backend.StopWorker(ctx, id); err != nil {
-			r.log.Warn("stop worker of a failed job", "worker", id, "err", err)
+		if err := s.cfg.Backend.StopWorker(ctx, id); err != nil {
+			s.log.Warn("stop worker of a failed job", "worker", id, "err", err)
 		}
 	}
 }

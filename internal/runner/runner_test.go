@@ -66,7 +66,7 @@ func (b *inProcBackend) StartWorker(_ context.Context, s runner.WorkerSpec) erro
 	go func() {
 		defer b.wg.Done()
 		err := taskhost.Run(ctx, taskhost.Config{
-			RunnerURL: s.RunnerURL, WorkerID: s.ID, JobID: s.JobID, BlobURL: s.BlobURL, Secret: s.Secret,
+			RunnerURL: s.RunnerURL, WorkerID: s.ID, JobID: s.JobID, Tier: s.TierIndex, BlobURL: s.BlobURL, Secret: s.Secret,
 			SpoolDir: filepath.Join(b.dir, s.ID), Capacity: 1, KillGrace: 200 * time.Millisecond,
 			ReconnectTimeout: 5 * time.Second,
 			// In-process workers cannot have a cgroup of their own (joining

@@ -25,48 +25,48 @@ func (r *Runner) halfLife(ns string) time.Duration {
 	return r.cfg.HalfLife
 }
 
-// estimates returns the namespace's estimates, creating them. Call with r.mu held.
-func (r *Runner) estimates(ns string) *nsEstimates {
-	e := r.est[ns]
+// estimates returns the namespace's estimates, creating them. Call with s.mu held.
+func (s *shard) estimates(ns string) *nsEstimates {
+	e := s.est[ns]
 	if e == nil {
 		e = &nsEstimates{}
-		r.est[ns] = e
+		s.est[ns] = e
 	}
 	return e
 }
 
 // observeStartup records how long a worker took from being asked for to its
-// first poll. Call with r.mu held.
-func (r *Runner) observeStartup(jr *jobRun, d time.Duration, now time.Time) {
+// first poll. Call with s.mu held.
+func (s *shard) observeStartup(jr *jobRun, d time.Duration, now time.Time) {
 	if d < 0 {
 		return
 	}
-	r.estimates(jr.job.Namespace).startup.Observe(d.Seconds(), now, r.halfLife(jr.job.Namespace))
+	s.estimates(jr.job.Namespace).startup.Observe(d.Seconds(), now, s.halfLife(jr.job.Namespace))
 }
 
 // observeTask records the run time of a finished attempt, for its job and
 // tier and for its namespace (the prior of the namespace's next jobs). Call
 // with r.mu held.
-func (r *Runner) observeTask(jr *jobRun, tier int32, d time.Duration, now time.Time) {
+func (s *shard) observeTask(jr *jobRun, tier int32, d time.Duration, now time.Time) {
 	if d < 0 || int(tier) >= len(jr.taskEst) {
 		return
 	}
-	h := r.halfLife(jr.job.Namespace)
+	h := s.halfLife(jr.job.Namespace)
 	jr.taskEst[tier].Observe(d.Seconds(), now, h)
-	r.estimates(jr.job.Namespace).task.Observe(d.Seconds(), now, h)
+	s.estimates(jr.job.Namespace).task.Observe(d.Seconds(), now, h)
 }
 
 // target is how many workers a job's tier should have now: worker reuse
 // targeting (sched.TargetWorkers) over the tier's queue, its live workers
-// and the namespace's estimates. Call with r.mu held.
-func (r *Runner) target(jr *jobRun, tier int32, now time.Time) int {
-	e := r.estimates(jr.job.Namespace)
+// and the namespace's estimates. Call with s.mu held.
+func (s *shard) target(jr *jobRun, tier int32, now time.Time) int {
+	e := s.estimates(jr.job.Namespace)
 	in := sched.TargetInput{
 		Queued:    jr.core.Ready(tier),
 		Running:   jr.core.Running(tier),
 		Live:      len(jr.workers[tier]),
-		IdleGrace: r.cfg.IdleTimeout.Seconds(),
-		Max:       r.cfg.MaxWorkers,
+		IdleGrace: s.cfg.IdleTimeout.Seconds(),
+		Max:       s.cfg.MaxWorkers,
 	}
 	if jr.job.MaxWorkers > 0 {
 		in.Max = min(in.Max, int(jr.job.MaxWorkers))
@@ -80,7 +80,7 @@ func (r *Runner) target(jr *jobRun, tier int32, now time.Time) int {
 		in.StartupSeconds = v
 	}
 	for _, id := range jr.workers[tier] {
-		if w := r.workers[id]; w != nil {
+		if w := s.workers[id]; w != nil {
 			for task := range w.running {
 				in.RunningElapsed += max(0, now.Sub(jr.tasks.startedAt(task)).Seconds())
 			}

@@ -22,6 +22,7 @@ type taskTable struct {
 	off     []uint64 // per task: start of its record in arena
 	started []int64  // per task: unix nanos the current (or last) attempt started, 0 for none
 	exit    []int32  // per task: exit code of the last finished attempt
+	queued  []int64  // per task: unix nanos it last became ready (for the dispatch latency), 0 unknown
 	after   []uint32 // per task: index into afters
 
 	afters     [][]string
@@ -30,7 +31,7 @@ type taskTable struct {
 
 func newTaskTable(n int) *taskTable {
 	return &taskTable{
-		off: make([]uint64, 0, n), started: make([]int64, 0, n), exit: make([]int32, 0, n), after: make([]uint32, 0, n),
+		off: make([]uint64, 0, n), started: make([]int64, 0, n), queued: make([]int64, 0, n), exit: make([]int32, 0, n), after: make([]uint32, 0, n),
 		afterIndex: map[string]uint32{},
 	}
 }
@@ -57,6 +58,7 @@ func (tt *taskTable) add(t *store.Task) {
 		started = t.StartedAt.UnixNano()
 	}
 	tt.started = append(tt.started, started)
+	tt.queued = append(tt.queued, 0)
 	tt.exit = append(tt.exit, t.ExitCode)
 	key := strings.Join(t.After, "\x00")
 	x, ok := tt.afterIndex[key]
@@ -119,6 +121,15 @@ func (tt *taskTable) spec(i int32) (key, cwd string, argv []string, env map[stri
 // afterOf returns task i's dependencies as written.
 func (tt *taskTable) afterOf(i int32) []string { return tt.afters[tt.after[i]] }
 
+// queuedAt returns when task i last became ready (zero: before this
+// runner loaded it).
+func (tt *taskTable) queuedAt(i int32) time.Time {
+	if ns := tt.queued[i]; ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
 // startedAt returns when task i's current attempt started (zero for none).
 func (tt *taskTable) startedAt(i int32) time.Time {
 	if ns := tt.started[i]; ns != 0 {
@@ -129,7 +140,7 @@ func (tt *taskTable) startedAt(i int32) time.Time {
 
 // bytes estimates the table's memory.
 func (tt *taskTable) bytes() int {
-	n := cap(tt.arena) + 8*cap(tt.off) + 8*cap(tt.started) + 4*cap(tt.exit) + 4*cap(tt.after)
+	n := cap(tt.arena) + 8*cap(tt.off) + 8*cap(tt.started) + 8*cap(tt.queued) + 4*cap(tt.exit) + 4*cap(tt.after)
 	for _, a := range tt.afters {
 		for _, s := range a {
 			n += 16 + len(s)

@@ -8,7 +8,7 @@ import (
 // summary: the tier's memory and CPU for as long as the attempt ran
 // (requested) against its average RSS and CPU time (used). Call with r.mu
 // held.
-func (r *Runner) account(jr *jobRun, w *worker, a *store.Attempt) {
+func (s *shard) account(jr *jobRun, w *worker, a *store.Attempt) {
 	u := &jr.job.Usage
 	if a.OOM() {
 		u.OOMAttempts++
