@@ -55,6 +55,8 @@ type app struct {
 	server   string
 	output   string
 	logLevel string
+	// logFormat is the server log format: text or json (--log-format).
+	logFormat string
 	// token is --token (default $HAUL_API_TOKEN); dataDir, when a command
 	// set it (haul run --data), is where the admin token is looked for.
 	token   string
@@ -158,7 +160,8 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 	root.PersistentFlags().StringVar(&a.ca, "ca", os.Getenv(taskhost.CAEnv), "PEM file of certificates to trust for the server's TLS certificate, besides the system's (env HAUL_CA)")
 	root.PersistentFlags().StringVar(&a.token, "token", os.Getenv("HAUL_API_TOKEN"), "API token (env HAUL_API_TOKEN; else HAUL_TOKEN, else a local server's <data dir>/admin-token)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "server log level: debug, info, warn or error")
-	root.AddCommand(a.upCmd(), a.runCmd(), a.jobCmd(), a.taskCmd(), a.taskhostCmd(), a.autoscalerCmd(), a.clusterCmd(), a.simCmd())
+	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "server log format: text, or json (one object per line, for log collectors)")
+	root.AddCommand(a.upCmd(), a.gatewayCmd(), a.runnerCmd(), a.runCmd(), a.jobCmd(), a.taskCmd(), a.taskhostCmd(), a.autoscalerCmd(), a.clusterCmd(), a.simCmd())
 	root.AddCommand(a.benchCmd())
 	root.AddCommand(a.tokenCmd(), a.auditCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -198,6 +201,9 @@ func (a *app) logger() *slog.Logger {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(a.logLevel)); err != nil {
 		lvl = slog.LevelInfo
+	}
+	if a.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: lvl}))
 	}
 	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: lvl}))
 }

@@ -162,52 +162,7 @@ server refuses to start.`,
 		Example: "  haul up\n  haul up --listen 0.0.0.0:7070 --tls-cert server.pem --tls-key server-key.pem --database-url postgres://haul@db/haul",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			log := a.logger()
-			o, err := f.options(listen, log)
-			if err != nil {
-				return usageError{err}
-			}
-			if (tlsCert == "") != (tlsKey == "") {
-				return usageError{fmt.Errorf("--tls-cert and --tls-key go together (got --tls-cert %q, --tls-key %q)", tlsCert, tlsKey)}
-			}
-			o.TLSCert, o.TLSKey = tlsCert, tlsKey
-			s, err := server.Open(ctx, o)
-			if err != nil {
-				return err
-			}
-			if err := s.Start(context.WithoutCancel(ctx)); err != nil {
-				s.Stop()
-				var held *runner.LeaseHeldError
-				if errors.As(err, &held) {
-					return fmt.Errorf("another haul server at %s already runs the jobs of this store (data %s): stop it, or use it with --server %s", held.Lease.Address, f.data, held.Lease.Address)
-				}
-				return err
-			}
-			fmt.Fprintf(a.stdout, "haul is up at %s (data in %s; admin token in %s)\n", s.URL(), f.data, filepath.Join(f.data, server.AdminTokenFile))
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			if s.Kube() != nil {
-				// A mounted ConfigMap changes under us: apply it when it does.
-				go watchClusters(ctx, log, s.Kube(), f.kubeClusters, 5*time.Second)
-			}
-			for {
-				select {
-				case <-ctx.Done():
-					log.Info("shutting down")
-					s.Stop()
-					return nil
-				case err := <-s.Done():
-					// It cannot go on by itself: exit non-zero, naming why, so
-					// that a supervisor restarts it.
-					log.Error("server stopped", "err", err)
-					s.Stop()
-					return fmt.Errorf("server stopped: %w", err)
-				case <-hup:
-					reloadClusters(log, s.Kube(), f.kubeClusters)
-				}
-			}
+			return a.serve(cmd, &f, serveFlags{listen: listen, tlsCert: tlsCert, tlsKey: tlsKey})
 		},
 	}
 	f.register(cmd)
@@ -215,6 +170,72 @@ server refuses to start.`,
 	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS (HTTP/2) with this PEM certificate chain; local workers trust it")
 	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
 	return cmd
+}
+
+// serveFlags are the flags of a serving command beyond serverFlags.
+type serveFlags struct {
+	listen, tlsCert, tlsKey string
+	role                    server.Role
+	advertise, locator      string
+}
+
+// serve runs a server until interrupted: `haul up`, `haul gateway`,
+// `haul runner`.
+func (a *app) serve(cmd *cobra.Command, f *serverFlags, sf serveFlags) error {
+	ctx := cmd.Context()
+	log := a.logger()
+	o, err := f.options(sf.listen, log)
+	if err != nil {
+		return usageError{err}
+	}
+	if (sf.tlsCert == "") != (sf.tlsKey == "") {
+		return usageError{fmt.Errorf("--tls-cert and --tls-key go together (got --tls-cert %q, --tls-key %q)", sf.tlsCert, sf.tlsKey)}
+	}
+	o.TLSCert, o.TLSKey = sf.tlsCert, sf.tlsKey
+	o.Role, o.AdvertiseURL, o.LocatorURL = sf.role, sf.advertise, sf.locator
+	s, err := server.Open(ctx, o)
+	if err != nil {
+		return err
+	}
+	if err := s.Start(context.WithoutCancel(ctx)); err != nil {
+		s.Stop()
+		var held *runner.LeaseHeldError
+		if errors.As(err, &held) {
+			return fmt.Errorf("another haul server at %s already runs the jobs of this store (data %s): stop it, or use it with --server %s", held.Lease.Address, f.data, held.Lease.Address)
+		}
+		return err
+	}
+	switch sf.role {
+	case server.RoleGateway:
+		fmt.Fprintf(a.stdout, "haul gateway is up at %s (admin token in %s)\n", s.URL(), filepath.Join(f.data, server.AdminTokenFile))
+	case server.RoleRunner:
+		fmt.Fprintf(a.stdout, "haul runner is up at %s\n", s.URL())
+	default:
+		fmt.Fprintf(a.stdout, "haul is up at %s (data in %s; admin token in %s)\n", s.URL(), f.data, filepath.Join(f.data, server.AdminTokenFile))
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if s.Kube() != nil {
+		// A mounted ConfigMap changes under us: apply it when it does.
+		go watchClusters(ctx, log, s.Kube(), f.kubeClusters, 5*time.Second)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			s.Stop()
+			return nil
+		case err := <-s.Done():
+			// It cannot go on by itself: exit non-zero, naming why, so
+			// that a supervisor restarts it.
+			log.Error("server stopped", "err", err)
+			s.Stop()
+			return fmt.Errorf("server stopped: %w", err)
+		case <-hup:
+			reloadClusters(log, s.Kube(), f.kubeClusters)
+		}
+	}
 }
 
 func (a *app) runCmd() *cobra.Command {

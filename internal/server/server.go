@@ -7,6 +7,9 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -27,9 +30,11 @@ import (
 	"github.com/haul-dev/haul/internal/blob"
 	"github.com/haul-dev/haul/internal/gateway"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
+	"github.com/haul-dev/haul/internal/gen/haul/runner/v1/runnerv1connect"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
 	"github.com/haul-dev/haul/internal/kube"
 	"github.com/haul-dev/haul/internal/local"
+	"github.com/haul-dev/haul/internal/metrics"
 	"github.com/haul-dev/haul/internal/runner"
 	"github.com/haul-dev/haul/internal/store"
 	"github.com/haul-dev/haul/internal/store/postgres"
@@ -37,8 +42,29 @@ import (
 	"github.com/haul-dev/haul/internal/token"
 )
 
+// Role says which services a process runs.
+type Role int
+
+const (
+	// RoleAll runs gateway and runner in one process (`haul up`).
+	RoleAll Role = iota
+	// RoleGateway runs the API only (`haul gateway`): no job state.
+	RoleGateway
+	// RoleRunner runs the runner only (`haul runner`): shards, workers.
+	RoleRunner
+)
+
 // Options configures a server.
 type Options struct {
+	// Role selects the services (default RoleAll).
+	Role Role
+	// AdvertiseURL is where workers and gateways reach this runner
+	// (default: the server's own URL).
+	AdvertiseURL string
+	// LocatorURL is where this runner's workers ask for their job's
+	// runner after a failover: the gateways' address (default: the
+	// server's own URL, which answers Locate too).
+	LocatorURL string
 	// Listen is the address to serve on; port 0 picks a free port.
 	Listen string
 	// DataDir holds the SQLite database, the object store and worker files.
@@ -101,7 +127,8 @@ type Server struct {
 	st      store.Store
 	backend backend
 	kube    *kube.Backend // nil with the local backend
-	run     *runner.Runner
+	run     *runner.Runner // nil for a gateway
+	metrics *metrics.Registry
 	http    *http.Server
 	ln      net.Listener
 	url     string
@@ -205,6 +232,40 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	}
 	s := &Server{opts: o, log: o.Logger, st: st, ln: ln, url: scheme + clientAddr(ln.Addr()), admin: admin, serveCh: make(chan error, 1)}
 
+	// The runner group's key, made by the first process on the store:
+	// worker credentials, task tokens and the gateways' credential to the
+	// runners all derive from it, so any process can check any of them.
+	key, err := ClusterKey(ctx, st)
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return nil, err
+	}
+	secret := token.Secret(derive(key, "attempt tokens"))
+	workerKey := derive(key, "worker credentials")
+	s.metrics = metrics.NewRegistry()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", s.metrics.Handler())
+	authn := auth.NewAuthenticator(auth.AuthnConfig{Tokens: st, OIDC: o.OIDC, TaskTokens: token.Identifier{Secret: secret, Store: st}, Logger: o.Logger})
+	gwc := gateway.Config{Store: st, Blob: bs, Logger: o.Logger, Tokens: secret, Metrics: s.metrics.API(),
+		Auth: authn, MutationsPerSecond: o.MutationsPerSecond, MutationBurst: o.MutationBurst}
+	if o.Role == RoleGateway {
+		gwc.Appender = &runner.RemoteAppender{Store: st, Key: workerKey}
+		mux.Handle(taskhostv1connect.NewTaskHostServiceHandler(&runner.LocatorService{Locator: runner.Locator{Store: st, Key: workerKey}}))
+		s.mountGateway(mux, gwc, authn)
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if _, err := st.ListLeases(ctx, store.MemberLeasePrefix); err != nil {
+				http.Error(w, "unhealthy: the store does not answer: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		s.serveWith(mux, tlsConf)
+		return s, nil
+	}
+
 	var run *runner.Runner
 	var be backend
 	if o.Backend != nil {
@@ -259,19 +320,20 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	rc := o.Runner
 	rc.Store, rc.Backend, rc.Logger = st, be, o.Logger
 	rc.RunnerURL = s.url
+	if o.AdvertiseURL != "" {
+		rc.RunnerURL = o.AdvertiseURL
+	}
 	if o.WorkerRunnerURL != "" {
 		rc.RunnerURL = o.WorkerRunnerURL
 	}
-	// Tasks reach the API where workers reach the runner (one port), with
-	// a token that lets them add tasks to their own job.
-	secret, err := token.LoadOrCreate(filepath.Join(o.DataDir, "token-secret"))
-	if err != nil {
-		be.Stop()
-		ln.Close()
-		st.Close()
-		return nil, err
+	rc.LocatorURL = o.LocatorURL
+	// Tasks reach the API at the locator (the gateways) or, in one
+	// process, where workers reach the runner, with a token that lets
+	// them add tasks to their own job.
+	rc.ServerURL, rc.Tokens, rc.WorkerKey, rc.Metrics = rc.RunnerURL, secret, workerKey, s.metrics.Runner()
+	if o.LocatorURL != "" {
+		rc.ServerURL = o.LocatorURL
 	}
-	rc.ServerURL, rc.Tokens = rc.RunnerURL, secret
 	rc.BlobURL = "file://" + blobDir
 	if o.MaxWorkers > 0 {
 		rc.MaxWorkers = o.MaxWorkers
@@ -279,20 +341,17 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	run = runner.New(rc)
 	s.run, s.backend = run, be
 
-	// Every call proves who makes it: issued tokens (the admin token
-	// above among them), OIDC ID tokens when configured, and the tokens
-	// of running tasks.
-	authn := auth.NewAuthenticator(auth.AuthnConfig{Tokens: st, OIDC: o.OIDC, TaskTokens: token.Identifier{Secret: secret, Store: st}, Logger: o.Logger})
-	gw := gateway.New(gateway.Config{Store: st, Blob: bs, Logger: o.Logger, Notify: run.Wake, Appender: run, Tokens: secret,
-		Auth: authn, MutationsPerSecond: o.MutationsPerSecond, MutationBurst: o.MutationBurst})
-	mux := http.NewServeMux()
-	mux.Handle(gateway.Bounded(gw.ReadMaxBytes(), apiv1connect.NewJobServiceHandler)(gw, connect.WithInterceptors(gw.Interceptor())))
-	mux.Handle(gateway.Bounded(gateway.AdminReadMaxBytes, apiv1connect.NewAdminServiceHandler)(gateway.NewAdmin(st, nil).WithLogger(o.Logger).WithForget(authn.Forget), connect.WithInterceptors(gw.Interceptor())))
+	if o.Role == RoleAll {
+		gwc.Notify, gwc.Appender = run.Wake, run
+		s.mountGateway(mux, gwc, authn)
+	}
 	// Poll replies are small and frequent: compressing them cost 3-8% of
 	// the server's CPU in every haul bench profile for nothing on a LAN.
 	mux.Handle(gateway.Bounded(gateway.PollReadMaxBytes, taskhostv1connect.NewTaskHostServiceHandler)(run, connect.WithCompressMinBytes(64<<10)))
+	mux.Handle(gateway.Bounded(gateway.PollReadMaxBytes, runnerv1connect.NewRunnerServiceHandler)(runner.Service{Runner: run}))
 	// Health says whether this server makes progress: 503, with the reason,
-	// while its runner does not hold its lease or cannot write to the store.
+	// while its runner is not a member of the group or cannot write to the
+	// store.
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := run.Health(); err != nil {
 			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
@@ -300,16 +359,51 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	s.serveWith(mux, tlsConf)
+	return s, nil
+}
+
+// mountGateway serves the API: JobService and AdminService, every call
+// authenticated (authn) and counted.
+func (s *Server) mountGateway(mux *http.ServeMux, gwc gateway.Config, authn *auth.Authn) {
+	gw := gateway.New(gwc)
+	mux.Handle(gateway.Bounded(gw.ReadMaxBytes(), apiv1connect.NewJobServiceHandler)(gw, connect.WithInterceptors(gw.Interceptor())))
+	mux.Handle(gateway.Bounded(gateway.AdminReadMaxBytes, apiv1connect.NewAdminServiceHandler)(gateway.NewAdmin(s.st, nil).WithLogger(s.log).WithForget(authn.Forget), connect.WithInterceptors(gw.Interceptor())))
+}
+
+// serveWith makes the HTTP server of mux: HTTPS with tlsConf, else
+// HTTP/1.1 and unencrypted HTTP/2.
+func (s *Server) serveWith(mux *http.ServeMux, tlsConf *tls.Config) {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	if tlsConf != nil {
 		protocols.SetHTTP2(true)
-		s.ln = tls.NewListener(ln, tlsConf)
+		s.ln = tls.NewListener(s.ln, tlsConf)
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
 	s.http = &http.Server{Handler: mux, Protocols: protocols, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second}
-	return s, nil
+}
+
+// ClusterKey returns the store's runner-group key, making it if the store
+// has none (the first process to start wins; every other reads it).
+func ClusterKey(ctx context.Context, st store.Store) ([]byte, error) {
+	fresh := make([]byte, 32)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, err
+	}
+	key, err := st.EnsureSecret(ctx, "cluster-key", fresh)
+	if err != nil {
+		return nil, fmt.Errorf("the store's cluster key: %w", err)
+	}
+	return key, nil
+}
+
+// derive makes a key for one purpose from the cluster key.
+func derive(key []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 // clientAddr is where a client on this machine reaches a listener: its
@@ -333,39 +427,46 @@ func (s *Server) URL() string { return s.url }
 // Kube returns the Kubernetes backend, or nil when workers run locally.
 func (s *Server) Kube() *kube.Backend { return s.kube }
 
-// Start starts the runner and serves requests. If another server's runner
-// holds the store's lease and answers at its address, Start returns a
-// *runner.LeaseHeldError; if it does not answer (it crashed), Start waits
-// for its lease to expire, then takes over.
+// Start starts the runner (unless this is a gateway) and serves
+// requests. A single-process server (RoleAll) refuses to start, with a
+// *runner.LeaseHeldError, while another haul server answers for the same
+// store at another address; a crashed predecessor's shards are taken as
+// their leases expire, while the API already answers.
 func (s *Server) Start(ctx context.Context) error {
-	for {
-		err := s.run.Start(ctx)
-		var held *runner.LeaseHeldError
-		if !errors.As(err, &held) {
-			if err != nil {
-				s.http.Close()
-				return err
-			}
-			break
+	if s.opts.Role == RoleAll {
+		if held, err := s.otherServer(ctx); err != nil {
+			s.http.Close()
+			return err
+		} else if held != nil {
+			s.http.Close()
+			return &runner.LeaseHeldError{Lease: *held}
 		}
-		// A holder at our own address is a crashed predecessor: we hold
-		// the port now, and do not serve yet.
-		if held.Lease.Address != s.url && Alive(ctx, held.Lease.Address) {
+	}
+	if s.run != nil {
+		if err := s.run.Start(ctx); err != nil {
 			s.http.Close()
 			return err
 		}
-		wait := time.Until(held.Lease.ExpiresAt)
-		s.log.Warn("the previous server's runner lease has not expired; waiting", "holder", held.Lease.Holder, "address", held.Lease.Address, "wait", wait.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			s.http.Close()
-			return ctx.Err()
-		case <-time.After(min(max(wait, 100*time.Millisecond), time.Second)):
-		}
 	}
 	go func() { s.serveCh <- s.http.Serve(s.ln) }()
-	s.log.Info("haul serving", "url", s.url, "data", s.opts.DataDir)
+	s.log.Info("haul serving", "url", s.url, "data", s.opts.DataDir, "role", s.opts.Role)
 	return nil
+}
+
+// otherServer returns the membership lease of another live runner of the
+// store that answers at another address, or nil.
+func (s *Server) otherServer(ctx context.Context) (*store.Lease, error) {
+	ls, err := s.st.ListLeases(ctx, store.MemberLeasePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("read the store's runners: %w", err)
+	}
+	now := time.Now()
+	for _, l := range ls {
+		if l.ExpiresAt.After(now) && l.Address != s.url && Alive(ctx, l.Address) {
+			return &l, nil
+		}
+	}
+	return nil, nil
 }
 
 // Alive reports whether a haul server answers at url.
@@ -402,8 +503,10 @@ func (s *Server) Done() <-chan error { return s.serveCh }
 // the store. It is idempotent.
 func (s *Server) Stop() {
 	s.stop.Do(func() {
-		s.run.Stop()
-		s.backend.Stop()
+		if s.run != nil {
+			s.run.Stop()
+			s.backend.Stop()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := s.http.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
