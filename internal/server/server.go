@@ -126,7 +126,7 @@ type Server struct {
 	log     *slog.Logger
 	st      store.Store
 	backend backend
-	kube    *kube.Backend // nil with the local backend
+	kube    *kube.Backend  // nil with the local backend
 	run     *runner.Runner // nil for a gateway
 	metrics *metrics.Registry
 	http    *http.Server
