@@ -17,6 +17,7 @@ import (
 	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
 	"github.com/haul-dev/haul/internal/logs"
+	"github.com/haul-dev/haul/internal/outcome"
 	"github.com/haul-dev/haul/internal/sched"
 	"github.com/haul-dev/haul/internal/store"
 )
@@ -383,19 +384,9 @@ func (s *shard) assignment(jr *jobRun, task, attempt int32) *taskhostv1.Assignme
 	}
 }
 
-func outcomeOf(res *taskhostv1.AttemptResult) sched.Outcome {
-	switch {
-	case res.Reason == "timeout":
-		return sched.Timeout
-	case res.Reason == "cancelled":
-		return sched.Killed
-	case res.Reason == store.ReasonOOM:
-		return sched.OOM
-	case res.Reason == "exit" && res.ExitCode == 0, res.Reason == "" && res.ExitCode == 0 && res.Signal == 0:
-		return sched.Success
-	}
-	return sched.Failure
-}
+// outcomeOf is how an attempt a worker reported ended: the protocol's
+// AttemptOutcome, mapped in one place (internal/outcome).
+func outcomeOf(res *taskhostv1.AttemptResult) sched.Outcome { return outcome.FromResult(res) }
 
 // Bounds on what a worker reports, checked where it enters the runner:
 // nothing a worker sends can make a row the store refuses or a sum that
@@ -412,7 +403,7 @@ const (
 func attemptFromResult(jr *jobRun, w *worker, res *taskhostv1.AttemptResult, now time.Time) store.Attempt {
 	a := store.Attempt{
 		JobID: jr.job.ID, TaskIndex: res.TaskIndex, Number: res.Attempt, Tier: w.tier, WorkerID: w.id,
-		ExitCode: res.ExitCode, Signal: min(max(0, res.Signal), 128), Reason: cut(res.Reason, maxShortText), Message: cut(res.Message, maxMessageBytes),
+		ExitCode: res.ExitCode, Signal: min(max(0, res.Signal), 128), Reason: cut(outcome.ResultReason(res), maxShortText), Message: cut(res.Message, maxMessageBytes),
 		StartedAt:   time.Unix(0, res.StartedUnixNanos),
 		FinishedAt:  time.Unix(0, res.FinishedUnixNanos),
 		Enforcement: cut(res.Enforcement, maxShortText),
@@ -447,17 +438,12 @@ func attemptFromResult(jr *jobRun, w *worker, res *taskhostv1.AttemptResult, now
 		}
 		a.Message = strings.TrimSuffix(what+": "+strings.TrimPrefix(a.Message, "out of memory: "), ": ")
 	}
-	switch outcomeOf(res) {
-	case sched.Success:
-		a.State = store.AttemptSucceeded
+	o := outcomeOf(res)
+	a.State = outcome.StoreState(o)
+	if o == sched.Success {
 		a.Reason = ""
-	case sched.Killed:
-		a.State = store.AttemptCancelled
-	default:
-		a.State = store.AttemptFailed
-		if a.Reason == "" {
-			a.Reason = "exit"
-		}
+	} else if a.Reason == "" {
+		a.Reason = outcome.Reason(o)
 	}
 	return a
 }
