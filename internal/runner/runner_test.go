@@ -67,6 +67,7 @@ func (b *inProcBackend) StartWorker(_ context.Context, s runner.WorkerSpec) erro
 		defer b.wg.Done()
 		err := taskhost.Run(ctx, taskhost.Config{
 			RunnerURL: s.RunnerURL, WorkerID: s.ID, JobID: s.JobID, Tier: s.TierIndex, BlobURL: s.BlobURL, Secret: s.Secret,
+			Locators: locators(s.LocatorURL),
 			SpoolDir: filepath.Join(b.dir, s.ID), Capacity: 1, KillGrace: 200 * time.Millisecond,
 			ReconnectTimeout: 5 * time.Second,
 			// In-process workers cannot have a cgroup of their own (joining
@@ -85,6 +86,14 @@ func (b *inProcBackend) StartWorker(_ context.Context, s runner.WorkerSpec) erro
 		b.r.WorkerGone(s.ID, why)
 	}()
 	return nil
+}
+
+// locators is the worker's locator list: url, if any.
+func locators(url string) []string {
+	if url == "" {
+		return nil
+	}
+	return []string{url}
 }
 
 func (b *inProcBackend) StopWorker(_ context.Context, id string) error {
