@@ -126,7 +126,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().Float64Var(&f.mutationRate, "mutation-rate", 0, "each identity's submits, cancels and adds per second, beyond its burst (default 20)")
 	cmd.Flags().IntVar(&f.mutationBurst, "mutation-burst", 0, "each identity's mutating calls allowed at once above the rate (default 100)")
 	cmd.Flags().DurationVar(&f.workerTimeout, "worker-timeout", 0, "how long a worker may go without polling before it is stopped and its attempts retried (default 45s)")
-	cmd.Flags().DurationVar(&f.leaseTTL, "lease-ttl", 0, "how long the runner's lease in the store lasts unless renewed: a standby takes over a dead runner after this, and a store outage shorter than 5/6 of it keeps running work (default 10s)")
+	cmd.Flags().DurationVar(&f.leaseTTL, "lease-ttl", 0, "how long a runner's shard leases in the store last unless renewed: other runners take over a dead runner's shards after this, and a store outage shorter than 5/6 of it keeps running work (default 8s)")
 	cmd.Flags().StringVar(&f.backend, "backend", "local", "where workers run: local (processes on this machine) or kube (pods on the clusters of --kube-clusters)")
 	cmd.Flags().StringVar(&f.kubeClusters, "kube-clusters", "", "clusters file for --backend kube: kubeconfig and context (or in_cluster), namespace, enabled; SIGHUP re-reads enabled")
 	cmd.Flags().StringVar(&f.runnerURL, "runner-url", "", "the address workers reach this server at (default: the listen address; on Kubernetes a Service such as http://haul-runner.haul.svc:7070)")
