@@ -8,7 +8,7 @@ export PATH := $(TOOLS):$(PATH)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 
-.PHONY: all build test test-short test-kube generate check-generate tools fuzz bench
+.PHONY: all build test test-short test-kube generate check-generate tools fuzz bench chaos
 
 all: build
 
@@ -44,6 +44,15 @@ test-short:
 # `make test` runs them too.
 test-kube: tools
 	go test -race -count=1 -timeout 20m -v ./internal/kubetest/... ./internal/kube/... ./internal/kubee2e/...
+
+# The full chaos test of the production topology, verbosely: PostgreSQL,
+# two gateways and three runners as processes; 20 SIGKILLs of runners, 20
+# of gateways and 5 PostgreSQL restarts while a 20,000-task job and a
+# dynamic one run. `make test` runs its short form. HAUL_CHAOS_SEED=N
+# repeats a run's random choices; the last line is the summary that
+# docs/benchmarks.md records.
+chaos:
+	HAUL_CHAOS=full go test -race -count=1 -timeout 60m -v -run '^TestChaos$$' ./internal/chaos/
 
 fuzz:
 	go test -run '^$$' -fuzz FuzzCompile -fuzztime 30s ./internal/spec
