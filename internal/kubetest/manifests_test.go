@@ -118,7 +118,8 @@ func dryRunLines(stdout string) []string {
 // deploy/kubernetes against a real API server: schemas, validation, strict
 // field checks (unknown fields are refused), RBAC references and Pod
 // Security warnings are the server's. It also breaks the Deployment on
-// purpose, to show that a bad manifest fails the check.
+// purpose, to show that a bad manifest fails the check, and checks the
+// production topology (deploy/kubernetes/production) on the same server.
 func TestDeployManifests(t *testing.T) {
 	t.Parallel()
 	root, err := repoRoot()
@@ -142,33 +143,13 @@ func TestDeployManifests(t *testing.T) {
 		t.Errorf("kubectl version --client: exit %d, want Client Version: %s\n%s%s", code, Version, stdout, stderr)
 	}
 
-	// dryRun applies paths with --dry-run=server and wants exit 0, no
-	// warnings, and one dry-run line per document.
-	dryRun := func(t *testing.T, wantObjects int, paths ...string) {
-		t.Helper()
-		args := []string{"apply", "--dry-run=server"}
-		for _, p := range paths {
-			args = append(args, "-f", p)
-		}
-		stdout, stderr, code := k.run(args...)
-		if code != 0 {
-			t.Fatalf("kubectl %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, stdout, stderr)
-		}
-		if strings.Contains(stderr, "Warning") {
-			t.Errorf("kubectl %s warned:\n%s", strings.Join(args, " "), stderr)
-		}
-		if got := dryRunLines(stdout); len(got) != wantObjects {
-			t.Errorf("kubectl %s: %d objects accepted, want %d:\n%s", strings.Join(args, " "), len(got), wantObjects, stdout)
-		}
-	}
-
 	// The namespaces must come first: on an empty cluster they are the only
 	// objects a dry run can accept, since nothing else's namespace exists.
 	if files[0] != namespaces {
 		t.Errorf("kubectl applies %s first; want %s, so that the namespaces exist before what is in them", files[0], namespaces)
 	}
 	t.Run("namespaces on an empty cluster", func(t *testing.T) {
-		dryRun(t, len(documents(t, namespaces)), namespaces)
+		k.dryRun(t, len(documents(t, namespaces)), namespaces)
 	})
 	if stdout, stderr, code := k.run("apply", "-f", namespaces); code != 0 {
 		t.Fatalf("kubectl apply -f %s: exit %d\n%s%s", namespaces, code, stdout, stderr)
@@ -181,14 +162,14 @@ func TestDeployManifests(t *testing.T) {
 			t.Errorf("%s holds no object", f)
 		}
 		total += n
-		t.Run(filepath.Base(f), func(t *testing.T) { dryRun(t, n, f) })
+		t.Run(filepath.Base(f), func(t *testing.T) { k.dryRun(t, n, f) })
 	}
-	t.Run("the whole directory", func(t *testing.T) { dryRun(t, total, dir) })
+	t.Run("the whole directory", func(t *testing.T) { k.dryRun(t, total, dir) })
 
 	// The example Secret is not applied with the directory, but must be
 	// valid for whoever copies it.
 	secret := filepath.Join(dir, "database-secret.yaml.example")
-	t.Run(filepath.Base(secret), func(t *testing.T) { dryRun(t, len(documents(t, secret)), secret) })
+	t.Run(filepath.Base(secret), func(t *testing.T) { k.dryRun(t, len(documents(t, secret)), secret) })
 
 	// A dry run stores nothing.
 	_, err = c.Clientset().AppsV1().Deployments("haul").Get(t.Context(), "haul", metav1.GetOptions{})
@@ -199,34 +180,70 @@ func TestDeployManifests(t *testing.T) {
 	// The same checks must fail a broken Deployment: refused by the server,
 	// or accepted with a warning.
 	t.Run("a broken manifest is rejected", func(t *testing.T) {
-		orig, err := os.ReadFile(deployment)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, tc := range []struct{ name, old, new, want string }{
+		k.wantBroken(t, deployment, []breakCase{
 			{"negative replicas", "replicas: 1\n", "replicas: -1\n", "spec.replicas"},
 			{"unknown field", "imagePullPolicy:", "imagePulPolicy:", `unknown field "spec.template.spec.containers[0].imagePulPolicy"`},
 			{"bad port name", "name: http\n", "name: HTTP_PORT\n", "ports[0].name"},
 			// Accepted, but with the warning that dryRun refuses.
 			{"privilege escalation", "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true", `would violate PodSecurity "restricted`},
-		} {
-			if !bytes.Contains(orig, []byte(tc.old)) {
-				t.Fatalf("%s no longer contains %q: update this test", deployment, tc.old)
-			}
-			broken := filepath.Join(t.TempDir(), "broken.yaml")
-			if err := os.WriteFile(broken, bytes.Replace(orig, []byte(tc.old), []byte(tc.new), 1), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			stdout, stderr, code := k.run("apply", "--dry-run=server", "-f", broken)
-			if code == 0 && !strings.Contains(stderr, "Warning") {
-				t.Errorf("%s: kubectl accepted it without a warning:\n%s%s", tc.name, stdout, stderr)
-				continue
-			}
-			if !strings.Contains(stderr, tc.want) {
-				t.Errorf("%s: exit %d, but kubectl does not say %q:\n%s", tc.name, code, tc.want, stderr)
-			}
-		}
+		})
 	})
+
+	// The production topology is checked on the same server.
+	t.Run("production topology", func(t *testing.T) { checkProductionManifests(t, k, c, dir) })
+}
+
+// dryRun applies paths with --dry-run=server and wants exit 0, no
+// warnings, and one dry-run line per document.
+func (k kubectlRunner) dryRun(t *testing.T, wantObjects int, paths ...string) {
+	t.Helper()
+	args := []string{"apply", "--dry-run=server"}
+	for _, p := range paths {
+		args = append(args, "-f", p)
+	}
+	stdout, stderr, code := k.run(args...)
+	if code != 0 {
+		t.Fatalf("kubectl %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, stdout, stderr)
+	}
+	if strings.Contains(stderr, "Warning") {
+		t.Errorf("kubectl %s warned:\n%s", strings.Join(args, " "), stderr)
+	}
+	if got := dryRunLines(stdout); len(got) != wantObjects {
+		t.Errorf("kubectl %s: %d objects accepted, want %d:\n%s", strings.Join(args, " "), len(got), wantObjects, stdout)
+	}
+}
+
+// breakCase is one way to break a manifest: replace the first old with
+// new, and want kubectl's complaint to contain want.
+type breakCase struct{ name, old, new, want string }
+
+// wantBroken applies each broken copy of path with --dry-run=server and
+// wants it refused by the server, or accepted with a warning (which
+// dryRun refuses), in words that contain the case's want. It shows that
+// the dry run can fail the file at all.
+func (k kubectlRunner) wantBroken(t *testing.T, path string, cases []breakCase) {
+	t.Helper()
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range cases {
+		if !bytes.Contains(orig, []byte(tc.old)) {
+			t.Fatalf("%s no longer contains %q: update this test", path, tc.old)
+		}
+		broken := filepath.Join(t.TempDir(), "broken.yaml")
+		if err := os.WriteFile(broken, bytes.Replace(orig, []byte(tc.old), []byte(tc.new), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr, code := k.run("apply", "--dry-run=server", "-f", broken)
+		if code == 0 && !strings.Contains(stderr, "Warning") {
+			t.Errorf("%s: %s: kubectl accepted it without a warning:\n%s%s", filepath.Base(path), tc.name, stdout, stderr)
+			continue
+		}
+		if !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: %s: exit %d, but kubectl does not say %q:\n%s", filepath.Base(path), tc.name, code, tc.want, stderr)
+		}
+	}
 }
 
 // TestClustersConfigMap reads the clusters file in the ConfigMap with the
