@@ -155,15 +155,7 @@ func TestDeployManifests(t *testing.T) {
 		t.Fatalf("kubectl apply -f %s: exit %d\n%s%s", namespaces, code, stdout, stderr)
 	}
 
-	total := 0
-	for _, f := range files {
-		n := len(documents(t, f))
-		if n == 0 {
-			t.Errorf("%s holds no object", f)
-		}
-		total += n
-		t.Run(filepath.Base(f), func(t *testing.T) { k.dryRun(t, n, f) })
-	}
+	total := k.dryRunEach(t, files)
 	t.Run("the whole directory", func(t *testing.T) { k.dryRun(t, total, dir) })
 
 	// The example Secret is not applied with the directory, but must be
@@ -211,6 +203,23 @@ func (k kubectlRunner) dryRun(t *testing.T, wantObjects int, paths ...string) {
 	if got := dryRunLines(stdout); len(got) != wantObjects {
 		t.Errorf("kubectl %s: %d objects accepted, want %d:\n%s", strings.Join(args, " "), len(got), wantObjects, stdout)
 	}
+}
+
+// dryRunEach dry-runs each file alone, in a subtest named for it, and
+// returns how many objects the files hold together; a file that holds none
+// is an error.
+func (k kubectlRunner) dryRunEach(t *testing.T, files []string) int {
+	t.Helper()
+	total := 0
+	for _, f := range files {
+		n := len(documents(t, f))
+		if n == 0 {
+			t.Errorf("%s holds no object", f)
+		}
+		total += n
+		t.Run(filepath.Base(f), func(t *testing.T) { k.dryRun(t, n, f) })
+	}
+	return total
 }
 
 // breakCase is one way to break a manifest: replace the first old with

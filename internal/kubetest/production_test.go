@@ -51,15 +51,7 @@ func checkProductionManifests(t *testing.T, k kubectlRunner, c *Cluster, dir str
 	if len(files) == 0 {
 		t.Fatalf("%s holds no manifest", prod)
 	}
-	total := 0
-	for _, f := range files {
-		n := len(documents(t, f))
-		if n == 0 {
-			t.Errorf("%s holds no object", f)
-		}
-		total += n
-		t.Run(filepath.Base(f), func(t *testing.T) { k.dryRun(t, n, f) })
-	}
+	total := k.dryRunEach(t, files)
 	var paths []string
 	for _, b := range productionBase {
 		p := filepath.Join(dir, b)
