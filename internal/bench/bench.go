@@ -109,6 +109,12 @@ type Config struct {
 	// CPUProfile, when set, receives a CPU profile of this process from
 	// just before the submission to the job's end.
 	CPUProfile io.Writer
+	// Flood, when positive, first submits a wide job of this many tasks
+	// that keeps running beside the measured job, on another shard: the
+	// isolation measurement. Both jobs get max_workers Workers/2, so that
+	// the measured job has the workers it would have alone with half the
+	// workers; the flood job is cancelled when the measured one ends.
+	Flood int
 }
 
 func (c *Config) setDefaults() error {
@@ -208,8 +214,12 @@ func runHaul(ctx context.Context, cfg Config) (res Result, err error) {
 	default:
 		adder = func(file string) []string { return append(slices.Clone(cfg.Haul), "task", "add", "-f", file) }
 	}
+	maxWorkers := cfg.Workers
+	if cfg.Flood > 0 {
+		maxWorkers = max(1, cfg.Workers/2)
+	}
 	plan, err := Build(Shape{Scenario: cfg.Scenario, Tasks: cfg.Tasks, Layers: cfg.Layers, Parents: cfg.Parents, Seed: cfg.Seed,
-		MaxWorkers: cfg.Workers, Adder: adder, Dir: tmp})
+		MaxWorkers: maxWorkers, Adder: adder, Dir: tmp})
 	if err != nil {
 		return res, err
 	}
@@ -293,10 +303,30 @@ func runHaul(ctx context.Context, cfg Config) (res Result, err error) {
 	defer stopProfile()
 
 	api := apiv1connect.NewJobServiceClient(server.WithBearer(client, s.AdminToken()), s.URL())
-	t0 := time.Now()
-	sub, err := api.SubmitJob(ctx, connect.NewRequest(&apiv1.SubmitJobRequest{Spec: plan.Spec, Filename: "bench-" + cfg.Scenario + ".json"}))
+	flood, err := startFlood(ctx, &cfg, api, maxWorkers)
 	if err != nil {
-		return res, fmt.Errorf("bench: submit: %w", err)
+		return res, err
+	}
+	res.Flood = int64(cfg.Flood)
+	t0 := time.Now()
+	var sub *connect.Response[apiv1.SubmitJobResponse]
+	for {
+		sub, err = api.SubmitJob(ctx, connect.NewRequest(&apiv1.SubmitJobRequest{Spec: plan.Spec, Filename: "bench-" + cfg.Scenario + ".json"}))
+		if err != nil {
+			return res, fmt.Errorf("bench: submit: %w", err)
+		}
+		if flood == "" || store.ShardOf(sub.Msg.JobId) != store.ShardOf(flood) {
+			break
+		}
+		// The same shard as the flood (1 in 32): not what is measured.
+		if _, err := api.CancelJob(ctx, connect.NewRequest(&apiv1.CancelJobRequest{JobId: sub.Msg.JobId})); err != nil {
+			return res, fmt.Errorf("bench: cancel: %w", err)
+		}
+		t0 = time.Now()
+	}
+	if flood != "" {
+		defer api.CancelJob(context.WithoutCancel(ctx), connect.NewRequest(&apiv1.CancelJobRequest{JobId: flood}))
+		progressf(&cfg, "flood job %s (shard %d) runs beside job %s (shard %d)", flood, store.ShardOf(flood), sub.Msg.JobId, store.ShardOf(sub.Msg.JobId))
 	}
 	res.SubmitS = time.Since(t0).Seconds()
 	heap.begin()
@@ -347,6 +377,40 @@ func runHaul(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// startFlood submits the flood job (Config.Flood) and waits until its
+// tasks run; it returns its ID ("" without a flood).
+func startFlood(ctx context.Context, cfg *Config, api apiv1connect.JobServiceClient, maxWorkers int) (string, error) {
+	if cfg.Flood <= 0 {
+		return "", nil
+	}
+	plan, err := Build(Shape{Scenario: Wide, Tasks: cfg.Flood, MaxWorkers: maxWorkers})
+	if err != nil {
+		return "", err
+	}
+	sub, err := api.SubmitJob(ctx, connect.NewRequest(&apiv1.SubmitJobRequest{Spec: plan.Spec, Filename: "bench-flood.json"}))
+	if err != nil {
+		return "", fmt.Errorf("bench: submit the flood job: %w", err)
+	}
+	id := sub.Msg.JobId
+	for {
+		j, err := api.GetJob(ctx, connect.NewRequest(&apiv1.GetJobRequest{JobId: id}))
+		if err != nil {
+			return "", fmt.Errorf("bench: flood job: %w", err)
+		}
+		if c := j.Msg.Job.GetCounts(); c.GetSucceeded() > 0 {
+			return id, nil
+		}
+		if s := j.Msg.Job.GetState(); s != string(store.JobPending) && s != string(store.JobRunning) {
+			return "", fmt.Errorf("bench: the flood job ended %s before the measured job began", s)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

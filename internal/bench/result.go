@@ -50,6 +50,9 @@ type Result struct {
 	// otherwise.
 	BaselineTasksPerS float64 `json:"baseline_tasks_per_s"`
 	BaselineRatio     float64 `json:"baseline_ratio"`
+	// Flood is the task count of the flooding job that ran, on another
+	// shard, beside the measured one (Config.Flood); 0: none.
+	Flood int64 `json:"flood"`
 }
 
 // field is one key of the line with the address of its value.
@@ -67,13 +70,14 @@ func (r *Result) fields() []field {
 		{"submit_s", &r.SubmitS}, {"heap_per_task_b", &r.HeapPerTaskB}, {"heap_mid_per_task_b", &r.HeapMidPerTaskB},
 		{"workers", &r.Workers}, {"capacity", &r.Capacity}, {"durability", &r.Durability},
 		{"baseline_tasks_per_s", &r.BaselineTasksPerS}, {"baseline_ratio", &r.BaselineRatio},
+		{"flood", &r.Flood},
 	}
 }
 
 // Line formats the result as one line (without a newline), the issue's
 // fields first:
 //
-//	scenario=wide store=sqlite executor=noop tasks=1000 wall_s=0.500 tasks_per_s=2000.0 dispatch_p50_ms=1.250 dispatch_p99_ms=9.500 peak_rss_mb=61.2 dispatch_slot_p50_ms=0.750 dispatch_slot_p99_ms=4.000 submit_s=0.031 heap_per_task_b=412 heap_mid_per_task_b=96 workers=8 capacity=128 durability=sqlite:wal,synchronous=full baseline_tasks_per_s=0.0 baseline_ratio=0.000
+//	scenario=wide store=sqlite executor=noop tasks=1000 wall_s=0.500 tasks_per_s=2000.0 dispatch_p50_ms=1.250 dispatch_p99_ms=9.500 peak_rss_mb=61.2 dispatch_slot_p50_ms=0.750 dispatch_slot_p99_ms=4.000 submit_s=0.031 heap_per_task_b=412 heap_mid_per_task_b=96 workers=8 capacity=128 durability=sqlite:wal,synchronous=full baseline_tasks_per_s=0.0 baseline_ratio=0.000 flood=0
 func (r Result) Line() string {
 	var b strings.Builder
 	for i, f := range r.fields() {

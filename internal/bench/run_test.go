@@ -176,5 +176,5 @@ func ExampleResult_Line() {
 		DispatchP50Ms: 1.25, DispatchP99Ms: 9.5, PeakRSSMB: 61.2, DispatchSlotP50Ms: 0.75, DispatchSlotP99Ms: 4, SubmitS: 0.031, HeapPerTaskB: 412, HeapMidPerTaskB: 96, Workers: 8, Capacity: 128,
 		Durability: "sqlite:wal,synchronous=full"}
 	fmt.Println(r.Line())
-	// Output: scenario=wide store=sqlite executor=noop tasks=1000 wall_s=0.500 tasks_per_s=2000.0 dispatch_p50_ms=1.250 dispatch_p99_ms=9.500 peak_rss_mb=61.2 dispatch_slot_p50_ms=0.750 dispatch_slot_p99_ms=4.000 submit_s=0.031 heap_per_task_b=412 heap_mid_per_task_b=96 workers=8 capacity=128 durability=sqlite:wal,synchronous=full baseline_tasks_per_s=0.0 baseline_ratio=0.000
+	// Output: scenario=wide store=sqlite executor=noop tasks=1000 wall_s=0.500 tasks_per_s=2000.0 dispatch_p50_ms=1.250 dispatch_p99_ms=9.500 peak_rss_mb=61.2 dispatch_slot_p50_ms=0.750 dispatch_slot_p99_ms=4.000 submit_s=0.031 heap_per_task_b=412 heap_mid_per_task_b=96 workers=8 capacity=128 durability=sqlite:wal,synchronous=full baseline_tasks_per_s=0.0 baseline_ratio=0.000 flood=0
 }

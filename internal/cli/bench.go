@@ -134,6 +134,7 @@ the job's end (go tool pprof -top haul FILE).`, bench.MaxAdders, nw, nc, pw, pc)
 	f.StringVar(&cfg.DataDir, "data", "", "directory for the SQLite database and worker files (default: a temporary directory, removed at the end)")
 	f.IntVar(&cfg.Workers, "workers", 0, fmt.Sprintf("most workers at once (default: %d with noop, %d otherwise)", nw, pw))
 	f.IntVar(&cfg.Capacity, "capacity", 0, fmt.Sprintf("attempts each worker runs at once (default: %d with noop, %d otherwise)", nc, pc))
+	f.IntVar(&cfg.Flood, "flood", 0, "isolation: first submit a wide job of this many tasks that runs beside the measured job, on another shard (each job gets half the workers)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run (submission to the job's end) to this file")
 	return cmd
 }
