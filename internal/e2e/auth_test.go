@@ -60,7 +60,6 @@ func TestZeroSetupAuth(t *testing.T) {
 		data:                                0o700,
 		filepath.Join(data, "admin-token"):  0o600,
 		filepath.Join(data, "haul.db"):      0o600,
-		filepath.Join(data, "token-secret"): 0o600,
 		filepath.Join(data, "blobs"):        0o700,
 		filepath.Join(data, "workers"):      0o700,
 	} {
