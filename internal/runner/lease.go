@@ -219,7 +219,7 @@ func (s *shard) renew(ctx context.Context, now time.Time) {
 		return
 	}
 	s.metrics.LeaseRenewal("error")
-	if now.Sub(s.renewed) >= s.cfg.LeaseTTL*5/6 {
+	if now.Sub(s.renewed) >= s.cfg.LeaseTTL*5/6 && !localStore(s.cfg.Store) {
 		s.drop(fmt.Sprintf("lease unrenewed for %v: %v", now.Sub(s.renewed).Round(time.Millisecond), err))
 		return
 	}
@@ -302,4 +302,15 @@ func (r *Runner) Health() error {
 // runner still holds the shard's lease, in the same tenure.
 func (s *shard) fence() store.Fence {
 	return store.Fence{Lease: s.lease, Holder: s.cfg.Holder, Epoch: s.epoch.Load()}
+}
+
+// localStore reports whether the store is a file on this machine that one
+// process writes at a time (SQLite: it says so with LocalFile). There a
+// renewal that times out is this process's own long write (a
+// million-task submit holds the file's lock for seconds), not a
+// partition: shards are kept through it and dropped only when the store
+// shows another holder. Every write stays fenced either way.
+func localStore(st store.Store) bool {
+	l, ok := st.(interface{ LocalFile() bool })
+	return ok && l.LocalFile()
 }
