@@ -461,6 +461,15 @@ type Store interface {
 	// or text the store cannot hold, fails with an error wrapping
 	// ErrRejected.
 	AcquireLease(ctx context.Context, l Lease, now time.Time) (Lease, bool, error)
+	// AcquireLeases is AcquireLease for each lease of ls, in one
+	// transaction: it returns, in ls's order, each lease as stored and
+	// whether ls[i].Holder holds it. A runner renews its membership and
+	// shard leases this way at the cost of one commit. A name given twice
+	// is acquired twice, in ls's order, as separate calls would. If any
+	// lease of ls would be refused by AcquireLease, the call fails with an
+	// error naming it (wrapping ErrRejected) and changes nothing. An empty
+	// ls returns nil results without touching the store.
+	AcquireLeases(ctx context.Context, ls []Lease, now time.Time) ([]Lease, []bool, error)
 	// ReleaseLease gives up a lease if holder holds it: the lease is free
 	// to anyone at once, and its epoch is kept, so that whoever takes it
 	// next (holder included) starts a new tenure. It does nothing to a

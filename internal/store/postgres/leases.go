@@ -56,24 +56,70 @@ func (s *Store) ListTaskCancels(ctx context.Context) ([]store.TaskRef, error) {
 	return refs, nil
 }
 
-// AcquireLease takes or renews a lease in one transaction.
+// AcquireLease takes or renews a lease: AcquireLeases of l alone.
 func (s *Store) AcquireLease(ctx context.Context, l store.Lease, now time.Time) (store.Lease, bool, error) {
 	if err := storesql.CheckLease(l); err != nil {
 		return store.Lease{}, false, fmt.Errorf("acquire lease: %w", err)
 	}
-	var got store.Lease
-	err := s.pool.withTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, qAcquireLease, l.Name, l.Holder, l.Address, l.ExpiresAt.UnixNano(), now.UnixNano()); err != nil {
-			return err
-		}
-		var err error
-		got, err = storesql.ScanLease(tx.QueryRow(ctx, qGetLease, l.Name))
-		return err
-	})
+	got, err := s.acquireLeases(ctx, []store.Lease{l}, now)
 	if err != nil {
 		return store.Lease{}, false, fmt.Errorf("acquire lease %s: %w", l.Name, err)
 	}
-	return got, got.Holder == l.Holder, nil
+	return got[0], got[0].Holder == l.Holder, nil
+}
+
+// AcquireLeases takes or renews the leases of ls in one transaction and
+// one round trip.
+func (s *Store) AcquireLeases(ctx context.Context, ls []store.Lease, now time.Time) ([]store.Lease, []bool, error) {
+	if len(ls) == 0 {
+		return nil, nil, nil
+	}
+	if err := storesql.CheckLeases(ls); err != nil {
+		return nil, nil, fmt.Errorf("acquire leases: %w", err)
+	}
+	got, err := s.acquireLeases(ctx, ls, now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("acquire %d leases: %w", len(ls), err)
+	}
+	return got, storesql.LeasesHeld(ls, got), nil
+}
+
+// acquireLeases sends, for each lease of ls (checked), its upsert and the
+// read of its row in one pgx batch: the batch ends with a single Sync, so
+// PostgreSQL runs it as one implicit transaction (committed at the Sync,
+// rolled back whole if a statement fails) in one round trip. The leases go
+// in name order (storesql.LeaseOrder), so that batches sharing leases lock
+// their rows in the same order; the result is in ls's order.
+func (s *Store) acquireLeases(ctx context.Context, ls []store.Lease, now time.Time) ([]store.Lease, error) {
+	order := storesql.LeaseOrder(ls)
+	got := make([]store.Lease, len(ls))
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		var b pgx.Batch
+		for _, i := range order {
+			l := ls[i]
+			b.Queue(qAcquireLease, l.Name, l.Holder, l.Address, l.ExpiresAt.UnixNano(), now.UnixNano())
+			b.Queue(qGetLease, l.Name)
+		}
+		br := c.SendBatch(ctx, &b)
+		for _, i := range order {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("lease %s: %w", ls[i].Name, err)
+			}
+			l, err := storesql.ScanLease(br.QueryRow())
+			if err != nil {
+				br.Close()
+				return fmt.Errorf("lease %s: %w", ls[i].Name, err)
+			}
+			got[i] = l
+		}
+		// Close reads up to the Sync: an error there is a failed commit.
+		return br.Close()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return got, nil
 }
 
 // ReleaseLease frees a lease held by holder, keeping its row and epoch.

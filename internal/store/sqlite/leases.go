@@ -44,32 +44,55 @@ func (s *Store) ListTaskCancels(ctx context.Context) ([]store.TaskRef, error) {
 	return refs, nil
 }
 
-// AcquireLease takes or renews a lease in one transaction.
+// AcquireLease takes or renews a lease: AcquireLeases of l alone.
 func (s *Store) AcquireLease(ctx context.Context, l store.Lease, now time.Time) (store.Lease, bool, error) {
 	if err := storesql.CheckLease(l); err != nil {
 		return store.Lease{}, false, fmt.Errorf("acquire lease: %w", err)
 	}
-	got, err := s.acquireLease(ctx, l, now)
+	got, err := s.acquireLeases(ctx, []store.Lease{l}, now)
 	if err != nil {
 		return store.Lease{}, false, fmt.Errorf("acquire lease %s: %w", l.Name, err)
 	}
-	return got, got.Holder == l.Holder, nil
+	return got[0], got[0].Holder == l.Holder, nil
 }
 
-func (s *Store) acquireLease(ctx context.Context, l store.Lease, now time.Time) (store.Lease, error) {
+// AcquireLeases takes or renews the leases of ls in one transaction.
+func (s *Store) AcquireLeases(ctx context.Context, ls []store.Lease, now time.Time) ([]store.Lease, []bool, error) {
+	if len(ls) == 0 {
+		return nil, nil, nil
+	}
+	if err := storesql.CheckLeases(ls); err != nil {
+		return nil, nil, fmt.Errorf("acquire leases: %w", err)
+	}
+	got, err := s.acquireLeases(ctx, ls, now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("acquire %d leases: %w", len(ls), err)
+	}
+	return got, storesql.LeasesHeld(ls, got), nil
+}
+
+// acquireLeases upserts and reads back each lease of ls (checked), in ls's
+// order, in one transaction on the single write connection: statements on
+// a local file cost no round trips, and the one commit is the one sync.
+func (s *Store) acquireLeases(ctx context.Context, ls []store.Lease, now time.Time) ([]store.Lease, error) {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
-		return store.Lease{}, err
+		return nil, err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, qAcquireLease, l.Name, l.Holder, l.Address, l.ExpiresAt.UnixNano(), now.UnixNano()); err != nil {
-		return store.Lease{}, err
+	got := make([]store.Lease, len(ls))
+	for i, l := range ls {
+		if _, err := tx.ExecContext(ctx, qAcquireLease, l.Name, l.Holder, l.Address, l.ExpiresAt.UnixNano(), now.UnixNano()); err != nil {
+			return nil, fmt.Errorf("lease %s: %w", l.Name, err)
+		}
+		if got[i], err = storesql.ScanLease(tx.QueryRowContext(ctx, qGetLease, l.Name)); err != nil {
+			return nil, fmt.Errorf("lease %s: %w", l.Name, err)
+		}
 	}
-	got, err := storesql.ScanLease(tx.QueryRowContext(ctx, qGetLease, l.Name))
-	if err != nil {
-		return store.Lease{}, err
+	if err := tx.Commit(); err != nil {
+		return nil, err
 	}
-	return got, tx.Commit()
+	return got, nil
 }
 
 // ReleaseLease frees a lease held by holder, keeping its row and epoch.

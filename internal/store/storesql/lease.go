@@ -3,6 +3,8 @@ package storesql
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/haul-dev/haul/internal/store"
@@ -11,20 +13,60 @@ import (
 // CheckLease refuses a lease that AcquireLease cannot take: an empty name
 // or holder (a released lease is stored with an empty holder, so no one
 // may hold a lease as ""), or text neither driver stores alike. The error
-// wraps store.ErrRejected.
+// names the lease and wraps store.ErrRejected.
 func CheckLease(l store.Lease) error {
 	if l.Name == "" {
 		return Reject(errors.New("lease name is empty"))
 	}
+	if err := checkText("lease name", l.Name); err != nil {
+		return Reject(err)
+	}
 	if l.Holder == "" {
 		return Reject(fmt.Errorf("lease %q: holder is empty", l.Name))
 	}
-	for _, c := range []struct{ field, s string }{{"lease name", l.Name}, {"holder", l.Holder}, {"address", l.Address}} {
+	for _, c := range []struct{ field, s string }{{"holder", l.Holder}, {"address", l.Address}} {
 		if err := checkText(c.field, c.s); err != nil {
-			return Reject(err)
+			return Reject(fmt.Errorf("lease %q: %w", l.Name, err))
 		}
 	}
 	return nil
+}
+
+// CheckLeases runs CheckLease on each lease of ls, for AcquireLeases; the
+// error of the first one refused also gives its place in ls (from 0),
+// since a lease with an empty name has nothing else to name it by.
+func CheckLeases(ls []store.Lease) error {
+	for i, l := range ls {
+		if err := CheckLease(l); err != nil {
+			return fmt.Errorf("lease %d of %d: %w", i, len(ls), err)
+		}
+	}
+	return nil
+}
+
+// LeasesHeld reports, for AcquireLeases, whether ls[i].Holder holds
+// got[i], the lease as stored after acquiring ls[i].
+func LeasesHeld(ls, got []store.Lease) []bool {
+	held := make([]bool, len(ls))
+	for i := range ls {
+		held[i] = got[i].Holder == ls[i].Holder
+	}
+	return held
+}
+
+// LeaseOrder returns the indexes of ls sorted by lease name, those of a
+// name given twice in ls's order. A driver whose row locks are held until
+// commit (PostgreSQL) acquires a batch's leases in this order, so that two
+// batches sharing leases lock them in the same order and never deadlock;
+// the outcome is that of ls's order, since each lease touches only its own
+// row.
+func LeaseOrder(ls []store.Lease) []int {
+	order := make([]int, len(ls))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(ls[a].Name, ls[b].Name) })
+	return order
 }
 
 // CheckSecret refuses what EnsureSecret must not store: an empty name or a

@@ -48,6 +48,40 @@ func Benchmark(b *testing.B, open func(b *testing.B) store.Store) {
 			b.Run(name, func(b *testing.B) { benchApply(b, open(b), tasks, per, fenced) })
 		}
 	}
+	// A runner's renewal each second: its membership lease and 32 shard
+	// leases, lease by lease and in one AcquireLeases call.
+	for _, batch := range []bool{false, true} {
+		name := "Renew33Separate"
+		if batch {
+			name = "Renew33Batch"
+		}
+		b.Run(name, func(b *testing.B) { benchRenew(b, open(b), batch) })
+	}
+}
+
+func benchRenew(b *testing.B, s store.Store, batch bool) {
+	ls := []store.Lease{{Name: store.MemberLease("bench"), Holder: "bench", Address: "http://bench"}}
+	for i := range 32 {
+		ls = append(ls, store.Lease{Name: store.ShardLease(i), Holder: "bench", Address: "http://bench"})
+	}
+	now := base
+	for b.Loop() {
+		now = now.Add(time.Second)
+		for i := range ls {
+			ls[i].ExpiresAt = now.Add(8 * time.Second)
+		}
+		if batch {
+			if _, _, err := s.AcquireLeases(b.Context(), ls, now); err != nil {
+				b.Fatal(err)
+			}
+			continue
+		}
+		for _, l := range ls {
+			if _, _, err := s.AcquireLease(b.Context(), l, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }
 
 func benchApply(b *testing.B, s store.Store, tasks []store.Task, per int, fenced bool) {

@@ -3,7 +3,9 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -257,5 +259,271 @@ func testListLeases(t *testing.T, s store.Store) {
 	}
 	if ls, err := s.ListLeases(ctx, "member/\xff"); !errors.Is(err, store.ErrRejected) {
 		t.Errorf("ListLeases(invalid UTF-8) = %v, %v; want an error wrapping ErrRejected", ls, err)
+	}
+}
+
+// leaseCall is one lease of an AcquireLeases test: its name (under a
+// prefix the test adds), holder and time to live from the call's now.
+type leaseCall struct {
+	name, holder string
+	ttl          time.Duration
+}
+
+func (c leaseCall) lease(prefix string, now time.Time) store.Lease {
+	return store.Lease{Name: prefix + c.name, Holder: c.holder, Address: "http://" + c.holder, ExpiresAt: now.Add(c.ttl), Epoch: 99}
+}
+
+// leaseHistory brings the leases under prefix to the state that
+// testAcquireLeases starts from, at base+10s.
+func leaseHistory(t *testing.T, s store.Store, prefix string) {
+	at := func(sec int) time.Time { return base.Add(time.Duration(sec) * time.Second) }
+	ttl := 10 * time.Second
+	take(t, s, prefix+"renew", "a", at(0), ttl, 1)
+	take(t, s, prefix+"renew-late", "a", at(0), 5*time.Second, 1)
+	take(t, s, prefix+"other", "b", at(0), time.Hour, 1)
+	take(t, s, prefix+"expired", "b", at(0), 5*time.Second, 1)
+	take(t, s, prefix+"released", "a", at(0), ttl, 1)
+	release(t, s, prefix+"released", "a")
+	take(t, s, prefix+"released-b", "b", at(0), ttl, 1)
+	take(t, s, prefix+"released-b", "b", at(1), ttl, 1)
+	release(t, s, prefix+"released-b", "b")
+}
+
+// testAcquireLeases: one AcquireLeases call over new, renewed (before and
+// after an unused expiry), held-by-another, expired, released and
+// duplicated leases of several holders gives, in the order it was given,
+// the leases, epochs and answers that AcquireLease of each in turn gives
+// from the same state, and leaves the same leases stored. The leases are
+// not given in name order, so that a driver that reorders them must put
+// the answers back.
+func testAcquireLeases(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := base.Add(10 * time.Second)
+	ttl := 10 * time.Second
+	calls := []leaseCall{
+		{"renew", "a", ttl},
+		{"new", "a", ttl},
+		{"other", "a", ttl},
+		{"dup", "c", ttl},
+		{"renew-late", "a", 2 * ttl},
+		{"expired", "a", ttl},
+		{"released", "a", ttl},
+		{"dup", "a", ttl},
+		{"released-b", "a", ttl},
+		{"member/c", "c", ttl},
+	}
+	// The answers, with the holder, time to live and epoch of each lease
+	// as stored after its acquire.
+	want := []struct {
+		ok     bool
+		holder string
+		exp    time.Time
+		epoch  int64
+	}{
+		{true, "a", now.Add(ttl), 1},         // renewed: the tenure goes on
+		{true, "a", now.Add(ttl), 1},         // new
+		{false, "b", base.Add(time.Hour), 1}, // held by b
+		{true, "c", now.Add(ttl), 1},         // new, to c
+		{true, "a", now.Add(2 * ttl), 1},     // renewed after an expiry nobody used
+		{true, "a", now.Add(ttl), 2},         // b's, expired: taken over
+		{true, "a", now.Add(ttl), 2},         // released by a, taken again by a
+		{false, "c", now.Add(ttl), 1},        // c took it earlier in the call
+		{true, "a", now.Add(ttl), 2},         // released by b, taken by a
+		{true, "c", now.Add(ttl), 1},         // a membership lease, new
+	}
+
+	// The same history under two prefixes: one acquired lease by lease,
+	// the other in one call.
+	leaseHistory(t, s, "one/")
+	leaseHistory(t, s, "batch/")
+	var one []store.Lease
+	var oneOK []bool
+	for _, c := range calls {
+		got, ok, err := s.AcquireLease(ctx, c.lease("one/", now), now)
+		if err != nil {
+			t.Fatalf("AcquireLease(one/%s by %s): %v", c.name, c.holder, err)
+		}
+		one, oneOK = append(one, got), append(oneOK, ok)
+	}
+	ls := make([]store.Lease, len(calls))
+	for i, c := range calls {
+		ls[i] = c.lease("batch/", now)
+	}
+	got, ok, err := s.AcquireLeases(ctx, ls, now)
+	if err != nil {
+		t.Fatalf("AcquireLeases: %v", err)
+	}
+	if len(got) != len(calls) || len(ok) != len(calls) {
+		t.Fatalf("AcquireLeases of %d leases: %d leases and %d answers", len(calls), len(got), len(ok))
+	}
+	for i, c := range calls {
+		w := want[i]
+		what := fmt.Sprintf("lease %d (%s by %s)", i, c.name, c.holder)
+		checkLease(t, "AcquireLeases: "+what, got[i], store.Lease{Name: "batch/" + c.name, Holder: w.holder, Address: "http://" + w.holder, ExpiresAt: w.exp, Epoch: w.epoch})
+		if ok[i] != w.ok {
+			t.Errorf("AcquireLeases: %s held = %v, want %v", what, ok[i], w.ok)
+		}
+		// What AcquireLease gave from the same state, renamed.
+		sep := one[i]
+		sep.Name = "batch/" + strings.TrimPrefix(sep.Name, "one/")
+		checkLease(t, "AcquireLeases against AcquireLease: "+what, got[i], sep)
+		if ok[i] != oneOK[i] {
+			t.Errorf("AcquireLeases: %s held = %v, AcquireLease said %v", what, ok[i], oneOK[i])
+		}
+	}
+	// Both ways leave the same leases stored.
+	stored := listLeases(t, s, "batch/")
+	sep := listLeases(t, s, "one/")
+	if len(stored) != len(sep) || len(stored) != 9 {
+		t.Fatalf("ListLeases after AcquireLeases: %d leases, %d after AcquireLease; want 9 both", len(stored), len(sep))
+	}
+	for i := range stored {
+		l := sep[i]
+		l.Name = "batch/" + strings.TrimPrefix(l.Name, "one/")
+		checkLease(t, "ListLeases after AcquireLeases against after AcquireLease", stored[i], l)
+	}
+
+	// No leases: no answers and no error.
+	for _, empty := range [][]store.Lease{nil, {}} {
+		if got, ok, err := s.AcquireLeases(ctx, empty, now); got != nil || ok != nil || err != nil {
+			t.Errorf("AcquireLeases(%#v) = %v %v %v, want nil results", empty, got, ok, err)
+		}
+	}
+}
+
+// testAcquireLeasesRefused: one bad lease anywhere in an AcquireLeases call
+// refuses the whole call with an error wrapping ErrRejected that names
+// the bad lease's place (and its name, if it has one), and nothing
+// changes, the good leases before it included.
+func testAcquireLeasesRefused(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := base.Add(20 * time.Second)
+	ttl := 10 * time.Second
+	take(t, s, "shard/01", "a", base, ttl, 1)
+	take(t, s, "shard/02", "b", base, ttl, 1) // expired at now
+	release(t, s, "shard/02", "b")
+	before := listLeases(t, s, "")
+
+	good := []store.Lease{
+		{Name: "shard/01", Holder: "a", Address: "http://a", ExpiresAt: now.Add(ttl)},
+		{Name: "shard/02", Holder: "a", Address: "http://a", ExpiresAt: now.Add(ttl)},
+		{Name: "shard/03", Holder: "a", Address: "http://a", ExpiresAt: now.Add(ttl)},
+	}
+	for _, tc := range []struct {
+		what   string
+		bad    store.Lease
+		at     int
+		naming []string
+	}{
+		{"an empty name", store.Lease{Holder: "a", ExpiresAt: now.Add(ttl)}, 3, []string{"lease 3 of 4", "name is empty"}},
+		{"an empty holder", store.Lease{Name: "shard/04", ExpiresAt: now.Add(ttl)}, 0, []string{"lease 0 of 4", `"shard/04"`, "holder is empty"}},
+		{"a NUL in the holder", store.Lease{Name: "shard/04", Holder: "a\x00", ExpiresAt: now.Add(ttl)}, 1, []string{"lease 1 of 4", `"shard/04"`, "NUL"}},
+		{"invalid UTF-8 in the address", store.Lease{Name: "shard/04", Holder: "a", Address: "\xff", ExpiresAt: now.Add(ttl)}, 3, []string{"lease 3 of 4", `"shard/04"`, "UTF-8"}},
+		{"invalid UTF-8 in the name", store.Lease{Name: "shard/\xff", Holder: "a", ExpiresAt: now.Add(ttl)}, 2, []string{"lease 2 of 4", "UTF-8"}},
+	} {
+		ls := slices.Insert(slices.Clone(good), tc.at, tc.bad)
+		got, ok, err := s.AcquireLeases(ctx, ls, now)
+		if !errors.Is(err, store.ErrRejected) || got != nil || ok != nil {
+			t.Errorf("AcquireLeases with %s: %v %v %v, want nil results and an error wrapping ErrRejected", tc.what, got, ok, err)
+			continue
+		}
+		for _, n := range tc.naming {
+			if !strings.Contains(err.Error(), n) {
+				t.Errorf("AcquireLeases with %s: error %q does not say %q", tc.what, err, n)
+			}
+		}
+	}
+	after := listLeases(t, s, "")
+	if len(after) != len(before) {
+		t.Fatalf("ListLeases after the refused calls: %+v, want %+v", after, before)
+	}
+	for i := range after {
+		checkLease(t, "ListLeases after the refused calls", after[i], before[i])
+	}
+	// shard/02 stayed released: a takes it at the next epoch, and
+	// shard/03 was never made: a takes it at epoch 1.
+	got, ok, err := s.AcquireLeases(ctx, good, now)
+	if err != nil || !slices.Equal(ok, []bool{true, true, true}) {
+		t.Fatalf("AcquireLeases of the good leases: %+v %v %v, want all taken", got, ok, err)
+	}
+	for i, epoch := range []int64{1, 2, 1} {
+		w := good[i]
+		w.Epoch = epoch
+		checkLease(t, "AcquireLeases of the good leases", got[i], w)
+	}
+}
+
+// testAcquireLeasesConcurrent: holders that each acquire the same leases
+// in one call, each in its own order, all succeed (no deadlock between
+// calls that lock rows in different orders) and agree on who holds each
+// lease: the first to take it, at epoch 1.
+func testAcquireLeasesConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const holders, rounds = 4, 20
+	names := []string{"shard/00", "shard/01", "shard/02", "shard/03", "shard/04", "shard/05"}
+	now := base
+	type answer struct {
+		holder string
+		epoch  int64
+	}
+	results := make([][]map[string]answer, holders)
+	var wg sync.WaitGroup
+	errs := make(chan error, holders)
+	for h := range holders {
+		wg.Go(func() {
+			holder := fmt.Sprintf("h%d", h)
+			for r := range rounds {
+				// Rotated and, for odd holders, reversed: every pair of
+				// holders meets the leases in different orders.
+				ls := make([]store.Lease, len(names))
+				for i := range names {
+					n := names[(i+h+r)%len(names)]
+					if h%2 == 1 {
+						n = names[len(names)-1-(i+h+r)%len(names)]
+					}
+					ls[i] = store.Lease{Name: n, Holder: holder, ExpiresAt: now.Add(time.Hour)}
+				}
+				got, ok, err := s.AcquireLeases(ctx, ls, now)
+				if err != nil {
+					errs <- fmt.Errorf("AcquireLeases by %s, round %d: %w", holder, r, err)
+					return
+				}
+				m := map[string]answer{}
+				for i, l := range got {
+					if l.Name != ls[i].Name || ok[i] != (l.Holder == holder) {
+						errs <- fmt.Errorf("AcquireLeases by %s, round %d: lease %d is %+v held %v, asked for %s", holder, r, i, l, ok[i], ls[i].Name)
+						return
+					}
+					m[l.Name] = answer{l.Holder, l.Epoch}
+				}
+				results[h] = append(results[h], m)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	final := map[string]answer{}
+	for _, l := range listLeases(t, s, "shard/") {
+		final[l.Name] = answer{l.Holder, l.Epoch}
+	}
+	for _, n := range names {
+		if a := final[n]; a.holder == "" || a.epoch != 1 {
+			t.Errorf("lease %s after the calls: %+v, want held at epoch 1", n, a)
+		}
+	}
+	for h, rs := range results {
+		for r, m := range rs {
+			for n, a := range m {
+				if a != final[n] {
+					t.Errorf("h%d, round %d: lease %s answered %+v, but %+v holds it", h, r, n, a, final[n])
+				}
+			}
+		}
 	}
 }
