@@ -72,22 +72,35 @@ func (r *Runner) leaseRound(ctx context.Context) {
 	now := r.now()
 	actx, cancel := context.WithTimeout(ctx, r.leaseTick()*2)
 	defer cancel()
-	member := store.Lease{Name: store.MemberLease(r.cfg.Holder), Holder: r.cfg.Holder, Address: r.cfg.RunnerURL, ExpiresAt: now.Add(r.cfg.LeaseTTL)}
-	_, ok, err := r.cfg.Store.AcquireLease(actx, member, now)
+	// The membership and every owned shard's lease in one transaction:
+	// one commit a second, however many shards.
+	ls := []store.Lease{{Name: store.MemberLease(r.cfg.Holder), Holder: r.cfg.Holder, Address: r.cfg.RunnerURL, ExpiresAt: now.Add(r.cfg.LeaseTTL)}}
+	var owned []*shard
+	for _, s := range r.shards {
+		if s.leased.Load() {
+			owned = append(owned, s)
+			ls = append(ls, store.Lease{Name: s.lease, Holder: r.cfg.Holder, Address: r.cfg.RunnerURL, ExpiresAt: now.Add(r.cfg.LeaseTTL)})
+		}
+	}
+	got, held, err := r.cfg.Store.AcquireLeases(actx, ls, now)
+	ok := err == nil && len(held) == len(ls) && held[0]
 	switch {
 	case err != nil:
 		r.setMemberErr(fmt.Errorf("renew membership lease: %w", err))
 		r.metrics.LeaseRenewal("error")
+		r.log.Warn("renew leases", "err", err, "shards", len(owned))
 	case !ok:
 		// Holder IDs are random per process: nobody else should hold it.
 		r.setMemberErr(errors.New("membership lease held by another process with this runner's holder ID"))
 	default:
 		r.setMemberErr(nil)
 	}
-	for _, s := range r.shards {
-		if s.leased.Load() {
-			s.renew(actx, now)
+	for i, s := range owned {
+		if err != nil || len(got) != len(ls) {
+			s.applyRenewal(now, store.Lease{}, false, fmt.Errorf("renew: %w", cmpErr(err)))
+			continue
 		}
+		s.applyRenewal(now, got[i+1], held[i+1], nil)
 	}
 	if err != nil || !ok || ctx.Err() != nil {
 		return
@@ -98,12 +111,12 @@ func (r *Runner) leaseRound(ctx context.Context) {
 		return
 	}
 	quota := shardQuota(members, r.cfg.Holder)
-	owned := r.ownedShards()
-	for i := len(owned) - 1; i >= 0 && len(owned) > quota; i-- {
-		r.shards[owned[i]].release(ctx, "rebalance: "+fmt.Sprint(len(members))+" runners")
-		owned = owned[:i]
+	mine := r.ownedShards()
+	for i := len(mine) - 1; i >= 0 && len(mine) > quota; i-- {
+		r.shards[mine[i]].release(ctx, "rebalance: "+fmt.Sprint(len(members))+" runners")
+		mine = mine[:i]
 	}
-	if len(owned) >= quota {
+	if len(mine) >= quota {
 		return
 	}
 	leases, err := r.cfg.Store.ListLeases(actx, "shard/")
@@ -111,22 +124,22 @@ func (r *Runner) leaseRound(ctx context.Context) {
 		r.log.Warn("list shard leases", "err", err)
 		return
 	}
-	held := map[string]bool{}
+	taken := map[string]bool{}
 	for _, l := range leases {
 		if l.ExpiresAt.After(now) && l.Holder != r.cfg.Holder {
-			held[l.Name] = true
+			taken[l.Name] = true
 		}
 	}
 	// Start looking at a place of our own, so that runners joining at once
 	// do not all race for shard 0.
 	start := int(hashString(r.cfg.Holder) % store.NumShards)
-	for k := 0; k < store.NumShards && len(owned) < quota; k++ {
+	for k := 0; k < store.NumShards && len(mine) < quota; k++ {
 		s := r.shards[(start+k)%store.NumShards]
-		if s.leased.Load() || held[s.lease] {
+		if s.leased.Load() || taken[s.lease] {
 			continue
 		}
 		if s.take(ctx, actx, now) {
-			owned = append(owned, s.n)
+			mine = append(mine, s.n)
 		}
 	}
 }
@@ -200,13 +213,12 @@ func (s *shard) take(ctx, actx context.Context, now time.Time) bool {
 	return true
 }
 
-// renew renews the shard's lease and drops the shard when it cannot be
+// applyRenewal applies the outcome of renewing the shard's lease (got, held,
+// or err when the renewal failed) and drops the shard when it cannot be
 // trusted any more.
-func (s *shard) renew(ctx context.Context, now time.Time) {
-	l := store.Lease{Name: s.lease, Holder: s.cfg.Holder, Address: s.cfg.RunnerURL, ExpiresAt: now.Add(s.cfg.LeaseTTL)}
-	got, ok, err := s.cfg.Store.AcquireLease(ctx, l, now)
+func (s *shard) applyRenewal(now time.Time, got store.Lease, held bool, err error) {
 	switch {
-	case err == nil && ok && got.Epoch == s.epoch.Load():
+	case err == nil && held && got.Epoch == s.epoch.Load():
 		s.renewed = now
 		s.fencedFlag.Store(false)
 		s.metrics.LeaseRenewal("ok")
@@ -223,7 +235,14 @@ func (s *shard) renew(ctx context.Context, now time.Time) {
 		s.drop(fmt.Sprintf("lease unrenewed for %v: %v", now.Sub(s.renewed).Round(time.Millisecond), err))
 		return
 	}
-	s.log.Warn("renew shard lease", "shard", s.n, "err", err, "unrenewed_for", now.Sub(s.renewed).Round(time.Millisecond))
+}
+
+// cmpErr names a renewal that returned the wrong number of leases.
+func cmpErr(err error) error {
+	if err == nil {
+		return errors.New("the store returned the wrong number of leases")
+	}
+	return err
 }
 
 // release gives the shard up on purpose (rebalancing, shutdown): no new
