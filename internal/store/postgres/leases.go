@@ -58,30 +58,13 @@ func (s *Store) ListTaskCancels(ctx context.Context) ([]store.TaskRef, error) {
 
 // AcquireLease takes or renews a lease: AcquireLeases of l alone.
 func (s *Store) AcquireLease(ctx context.Context, l store.Lease, now time.Time) (store.Lease, bool, error) {
-	if err := storesql.CheckLease(l); err != nil {
-		return store.Lease{}, false, fmt.Errorf("acquire lease: %w", err)
-	}
-	got, err := s.acquireLeases(ctx, []store.Lease{l}, now)
-	if err != nil {
-		return store.Lease{}, false, fmt.Errorf("acquire lease %s: %w", l.Name, err)
-	}
-	return got[0], got[0].Holder == l.Holder, nil
+	return storesql.AcquireLease(ctx, l, now, s.acquireLeases)
 }
 
 // AcquireLeases takes or renews the leases of ls in one transaction and
 // one round trip.
 func (s *Store) AcquireLeases(ctx context.Context, ls []store.Lease, now time.Time) ([]store.Lease, []bool, error) {
-	if len(ls) == 0 {
-		return nil, nil, nil
-	}
-	if err := storesql.CheckLeases(ls); err != nil {
-		return nil, nil, fmt.Errorf("acquire leases: %w", err)
-	}
-	got, err := s.acquireLeases(ctx, ls, now)
-	if err != nil {
-		return nil, nil, fmt.Errorf("acquire %d leases: %w", len(ls), err)
-	}
-	return got, storesql.LeasesHeld(ls, got), nil
+	return storesql.AcquireLeases(ctx, ls, now, s.acquireLeases)
 }
 
 // acquireLeases sends, for each lease of ls (checked), its upsert and the

@@ -1,6 +1,7 @@
 package storesql
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -44,14 +45,43 @@ func CheckLeases(ls []store.Lease) error {
 	return nil
 }
 
-// LeasesHeld reports, for AcquireLeases, whether ls[i].Holder holds
-// got[i], the lease as stored after acquiring ls[i].
-func LeasesHeld(ls, got []store.Lease) []bool {
+// AcquireFunc upserts and reads back each lease of ls, checked already,
+// in one transaction, returning the leases as stored in ls's order: a
+// driver's part of AcquireLease and AcquireLeases.
+type AcquireFunc func(ctx context.Context, ls []store.Lease, now time.Time) ([]store.Lease, error)
+
+// AcquireLease is a driver's AcquireLease: it checks l and runs acquire on
+// it alone, so that one lease and many take the same path.
+func AcquireLease(ctx context.Context, l store.Lease, now time.Time, acquire AcquireFunc) (store.Lease, bool, error) {
+	if err := CheckLease(l); err != nil {
+		return store.Lease{}, false, fmt.Errorf("acquire lease: %w", err)
+	}
+	got, err := acquire(ctx, []store.Lease{l}, now)
+	if err != nil {
+		return store.Lease{}, false, fmt.Errorf("acquire lease %s: %w", l.Name, err)
+	}
+	return got[0], got[0].Holder == l.Holder, nil
+}
+
+// AcquireLeases is a driver's AcquireLeases: nothing for no leases, the
+// whole call refused if one lease is (before acquire runs), and otherwise
+// the leases acquire stored and whether each one's holder holds it.
+func AcquireLeases(ctx context.Context, ls []store.Lease, now time.Time, acquire AcquireFunc) ([]store.Lease, []bool, error) {
+	if len(ls) == 0 {
+		return nil, nil, nil
+	}
+	if err := CheckLeases(ls); err != nil {
+		return nil, nil, fmt.Errorf("acquire leases: %w", err)
+	}
+	got, err := acquire(ctx, ls, now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("acquire %d leases: %w", len(ls), err)
+	}
 	held := make([]bool, len(ls))
 	for i := range ls {
 		held[i] = got[i].Holder == ls[i].Holder
 	}
-	return held
+	return got, held, nil
 }
 
 // LeaseOrder returns the indexes of ls sorted by lease name, those of a
