@@ -250,7 +250,13 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	gwc := gateway.Config{Store: st, Blob: bs, Logger: o.Logger, Tokens: secret, Metrics: s.metrics.API(),
 		Auth: authn, MutationsPerSecond: o.MutationsPerSecond, MutationBurst: o.MutationBurst}
 	if o.Role == RoleGateway {
-		gwc.Appender = &runner.RemoteAppender{Store: st, Key: workerKey}
+		rc, err := runnerClient(o.TLSCert)
+		if err != nil {
+			ln.Close()
+			st.Close()
+			return nil, err
+		}
+		gwc.Appender = &runner.RemoteAppender{Store: st, Key: workerKey, Client: rc}
 		mux.Handle(taskhostv1connect.NewTaskHostServiceHandler(&runner.LocatorService{Locator: runner.Locator{Store: st, Key: workerKey}}))
 		s.mountGateway(mux, gwc, authn)
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -383,6 +389,30 @@ func (s *Server) serveWith(mux *http.ServeMux, tlsConf *tls.Config) {
 		protocols.SetUnencryptedHTTP2(true)
 	}
 	s.http = &http.Server{Handler: mux, Protocols: protocols, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// runnerClient is the HTTP client a gateway calls runners with: it trusts
+// the system's certificate authorities and, when the gateway serves TLS,
+// its own certificate (a deployment's gateways and runners share one, as
+// deploy/kubernetes does).
+func runnerClient(certFile string) (*http.Client, error) {
+	if certFile == "" {
+		return http.DefaultClient, nil
+	}
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate for calls to runners: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("TLS certificate %s: no PEM certificate in it", certFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
 }
 
 // ClusterKey returns the store's runner-group key, making it if the store

@@ -132,6 +132,11 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 }
 
 // Close closes the database. It is idempotent; other methods fail after it.
+// LocalFile reports that this store is a file on this machine that one
+// process writes at a time: the runner keeps its shards through lease
+// renewals that time out behind its own long writes.
+func (s *Store) LocalFile() bool { return true }
+
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
