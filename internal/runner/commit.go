@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/haul-dev/haul/internal/metrics"
@@ -44,6 +45,10 @@ type committer struct {
 	mu      sync.Mutex
 	pending *pendingBatch
 	kick    chan struct{}
+	// writing is set while a batch is being written: its fenced
+	// transaction holds the shard lease's row, so a renewal of that lease
+	// waits for it (see Runner.leaseRound).
+	writing atomic.Bool
 
 	// What health reports: since when writes have failed, and why.
 	hmu          sync.Mutex
@@ -149,6 +154,8 @@ func (c *committer) flush(ctx context.Context, tries int) {
 	if p == nil {
 		return
 	}
+	c.writing.Store(true)
+	defer c.writing.Store(false)
 	delay := 50 * time.Millisecond
 	for n := 1; ; n++ {
 		p.b.Fence = c.fence()

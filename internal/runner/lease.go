@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/haul-dev/haul/internal/metrics"
@@ -72,15 +73,32 @@ func (r *Runner) leaseRound(ctx context.Context) {
 	now := r.now()
 	actx, cancel := context.WithTimeout(ctx, r.leaseTick()*2)
 	defer cancel()
-	// The membership and every owned shard's lease in one transaction:
-	// one commit a second, however many shards.
+	// The membership and the owned shards' leases in one transaction:
+	// one commit a second, however many shards. A shard whose committer
+	// is writing now is renewed on its own, beside: its fenced write holds
+	// the lease's row, and the others must not wait for it (a flooding
+	// job's big batches would hold every shard's renewal back).
 	ls := []store.Lease{{Name: store.MemberLease(r.cfg.Holder), Holder: r.cfg.Holder, Address: r.cfg.RunnerURL, ExpiresAt: now.Add(r.cfg.LeaseTTL)}}
-	var owned []*shard
+	var batched []*shard
+	var alone sync.WaitGroup
 	for _, s := range r.shards {
-		if s.leased.Load() {
-			owned = append(owned, s)
-			ls = append(ls, store.Lease{Name: s.lease, Holder: r.cfg.Holder, Address: r.cfg.RunnerURL, ExpiresAt: now.Add(r.cfg.LeaseTTL)})
+		if !s.leased.Load() {
+			continue
 		}
+		l := store.Lease{Name: s.lease, Holder: r.cfg.Holder, Address: r.cfg.RunnerURL, ExpiresAt: now.Add(r.cfg.LeaseTTL)}
+		if s.writing() {
+			alone.Go(func() {
+				got, held, err := r.cfg.Store.AcquireLeases(actx, []store.Lease{l}, now)
+				if err == nil && len(got) == 1 {
+					s.applyRenewal(now, got[0], held[0], nil)
+					return
+				}
+				s.applyRenewal(now, store.Lease{}, false, fmt.Errorf("renew: %w", cmpErr(err)))
+			})
+			continue
+		}
+		batched = append(batched, s)
+		ls = append(ls, l)
 	}
 	got, held, err := r.cfg.Store.AcquireLeases(actx, ls, now)
 	ok := err == nil && len(held) == len(ls) && held[0]
@@ -88,20 +106,21 @@ func (r *Runner) leaseRound(ctx context.Context) {
 	case err != nil:
 		r.setMemberErr(fmt.Errorf("renew membership lease: %w", err))
 		r.metrics.LeaseRenewal("error")
-		r.log.Warn("renew leases", "err", err, "shards", len(owned))
+		r.log.Warn("renew leases", "err", err, "shards", len(batched))
 	case !ok:
 		// Holder IDs are random per process: nobody else should hold it.
 		r.setMemberErr(errors.New("membership lease held by another process with this runner's holder ID"))
 	default:
 		r.setMemberErr(nil)
 	}
-	for i, s := range owned {
+	for i, s := range batched {
 		if err != nil || len(got) != len(ls) {
 			s.applyRenewal(now, store.Lease{}, false, fmt.Errorf("renew: %w", cmpErr(err)))
 			continue
 		}
 		s.applyRenewal(now, got[i+1], held[i+1], nil)
 	}
+	alone.Wait()
 	if err != nil || !ok || ctx.Err() != nil {
 		return
 	}
@@ -211,6 +230,14 @@ func (s *shard) take(ctx, actx context.Context, now time.Time) bool {
 	s.metrics.SetShardOwned(s.n, true)
 	s.Wake()
 	return true
+}
+
+// writing reports whether the shard's committer is writing a batch now.
+func (s *shard) writing() bool {
+	s.mu.Lock()
+	com := s.com
+	s.mu.Unlock()
+	return com != nil && com.writing.Load()
 }
 
 // applyRenewal applies the outcome of renewing the shard's lease (got, held,
