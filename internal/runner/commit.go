@@ -45,10 +45,10 @@ type committer struct {
 	mu      sync.Mutex
 	pending *pendingBatch
 	kick    chan struct{}
-	// writing is set while a batch is being written: its fenced
-	// transaction holds the shard lease's row, so a renewal of that lease
-	// waits for it (see Runner.leaseRound).
-	writing atomic.Bool
+	// writingSince is when the Apply call in progress began (unix nanos;
+	// 0: none): its fenced transaction holds the shard lease's row, so a
+	// renewal of that lease waits for it (see Runner.leaseRound).
+	writingSince atomic.Int64
 
 	// What health reports: since when writes have failed, and why.
 	hmu          sync.Mutex
@@ -144,6 +144,14 @@ func (c *committer) run(ctx context.Context) {
 // though the store does not say so.
 const splitAfter = 3
 
+// maxChunk bounds the task updates one transaction writes. A batch with
+// more (loading a million-task job queues every ready task at once) is
+// written in chunks, each fenced in its own transaction, so that no write
+// holds the shard lease's row, and with it the lease's renewal, for long;
+// the attempts and job rows go with the last chunk. Waiters are released
+// when every chunk is written.
+const maxChunk = 50_000
+
 // flush writes the pending batch; tries <= 0 means until it is written,
 // abandoned, or ctx ends.
 func (c *committer) flush(ctx context.Context, tries int) {
@@ -154,44 +162,67 @@ func (c *committer) flush(ctx context.Context, tries int) {
 	if p == nil {
 		return
 	}
-	c.writing.Store(true)
-	defer c.writing.Store(false)
-	delay := 50 * time.Millisecond
-	for n := 1; ; n++ {
-		p.b.Fence = c.fence()
-		began := time.Now()
-		err := c.st.Apply(ctx, &p.b)
-		c.metrics.ObserveCommit(time.Since(began), len(p.b.Tasks)+len(p.b.Attempts)+len(p.b.Jobs), err)
-		if err == nil {
-			c.ok()
+	for len(p.b.Tasks) > maxChunk {
+		chunk := store.Batch{Tasks: p.b.Tasks[:maxChunk]}
+		switch c.write(ctx, &chunk, tries) {
+		case fenced:
 			close(p.done)
 			return
-		}
-		c.failed(err)
-		c.log.Error("write state changes", "err", err, "tasks", len(p.b.Tasks), "attempt", n)
-		if errors.Is(err, store.ErrFenced) {
-			c.fenced()
-			close(p.done) // the runner drops its state; waiters see the epoch change
+		case gaveUp:
 			return
 		}
+		p.b.Tasks = p.b.Tasks[maxChunk:]
+	}
+	switch c.write(ctx, &p.b, tries) {
+	case written, fenced:
+		close(p.done) // fenced: the shard is dropped; waiters see its tenure end
+	}
+}
+
+// What write did with a batch.
+const (
+	written = iota
+	fenced
+	gaveUp // ctx ended or tries ran out: not durable, waiters stay blocked
+)
+
+// write writes b, retrying with backoff while the store is away; tries <=
+// 0 means until it is written, fenced, or ctx ends.
+func (c *committer) write(ctx context.Context, b *store.Batch, tries int) int {
+	delay := 50 * time.Millisecond
+	for n := 1; ; n++ {
+		b.Fence = c.fence()
+		began := time.Now()
+		c.writingSince.Store(began.UnixNano())
+		err := c.st.Apply(ctx, b)
+		c.writingSince.Store(0)
+		c.metrics.ObserveCommit(time.Since(began), len(b.Tasks)+len(b.Attempts)+len(b.Jobs), err)
+		if err == nil {
+			c.ok()
+			return written
+		}
+		c.failed(err)
+		c.log.Error("write state changes", "err", err, "tasks", len(b.Tasks), "attempt", n)
+		if errors.Is(err, store.ErrFenced) {
+			c.fenced()
+			return fenced
+		}
 		if errors.Is(err, store.ErrRejected) || n >= splitAfter {
-			rest, fenced := c.split(ctx, &p.b)
-			if fenced {
+			rest, wasFenced := c.split(ctx, b)
+			if wasFenced {
 				c.fenced()
-				close(p.done)
-				return
+				return fenced
 			}
 			if rest == nil {
 				c.ok()
-				close(p.done)
-				return
+				return written
 			}
-			p.b = *rest // what is left failed as the store being away: retry it
+			*b = *rest // what is left failed as the store being away: retry it
 		}
 		if (tries > 0 && n >= tries) || ctx.Err() != nil {
 			// Leave waiters blocked: their changes are not durable and they
 			// must not report them. The process is shutting down.
-			return
+			return gaveUp
 		}
 		select {
 		case <-ctx.Done():

@@ -3,9 +3,11 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -87,5 +89,65 @@ func TestCommitterHealth(t *testing.T) {
 	c.ok()
 	if err := c.health(now.Add(3 * time.Second)); err != nil {
 		t.Fatalf("health %v after a write", err)
+	}
+}
+
+// countingStore counts the batches Apply writes and their task updates.
+type countingStore struct {
+	store.Store
+	mu      sync.Mutex
+	batches []int
+}
+
+func (s *countingStore) Apply(ctx context.Context, b *store.Batch) error {
+	s.mu.Lock()
+	s.batches = append(s.batches, len(b.Tasks))
+	s.mu.Unlock()
+	return s.Store.Apply(ctx, b)
+}
+
+// A batch of more task updates than maxChunk (a loaded million-task job
+// queues every task at once) is written in chunks of at most maxChunk,
+// the job row with the last; its waiters are released once all are
+// written, and every update is in the store.
+func TestCommitterChunksBigBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	real, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "haul.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
+	n := 2*maxChunk + 7
+	now := time.Now().Truncate(time.Millisecond)
+	tasks := make([]store.Task, n)
+	updates := make([]store.TaskUpdate, n)
+	for i := range tasks {
+		tasks[i] = store.Task{Index: int32(i), Key: fmt.Sprintf("t-%d", i), Argv: []string{"true"}}
+		updates[i] = store.TaskUpdate{JobID: "big", Index: int32(i), State: store.TaskQueued}
+	}
+	job := &store.Job{ID: "big", Name: "big", Namespace: "ns", CreatedAt: now, Tiers: []store.Tier{{Name: "t", CPU: 1, MemoryBytes: 1 << 30}}, Spec: []byte("x")}
+	if err := real.CreateJob(ctx, job, tasks); err != nil {
+		t.Fatal(err)
+	}
+	st := &countingStore{Store: real}
+	c := newCommitter(st, slog.New(slog.DiscardHandler))
+	done := c.add(updates, nil, []store.JobUpdate{{ID: "big", State: store.JobRunning, Counts: store.TaskCounts{Queued: int64(n)}, StartedAt: now}})
+	c.flush(ctx, 0)
+	select {
+	case <-done:
+	default:
+		t.Fatal("waiters not released after the chunks were written")
+	}
+	if want := []int{maxChunk, maxChunk, 7}; !slices.Equal(st.batches, want) {
+		t.Fatalf("batches of %v task updates, want %v", st.batches, want)
+	}
+	j, err := real.GetJob(ctx, "big")
+	if err != nil || j.State != store.JobRunning {
+		t.Fatalf("job %+v (%v): want running, written with the last chunk", j, err)
+	}
+	queued, err := real.ListTasks(ctx, store.TaskFilter{JobID: "big", States: []store.TaskState{store.TaskQueued}, After: -1, Limit: n + 1})
+	if err != nil || len(queued) != n {
+		t.Fatalf("%d tasks queued in the store (%v), want %d", len(queued), err, n)
 	}
 }

@@ -232,12 +232,18 @@ func (s *shard) take(ctx, actx context.Context, now time.Time) bool {
 	return true
 }
 
-// writing reports whether the shard's committer is writing a batch now.
+// writing reports whether the shard's committer is in a write that began
+// less than a lease TTL ago (a longer one is not trusted to hold the
+// lease's row: the store may be unreachable).
 func (s *shard) writing() bool {
 	s.mu.Lock()
 	com := s.com
 	s.mu.Unlock()
-	return com != nil && com.writing.Load()
+	if com == nil {
+		return false
+	}
+	since := com.writingSince.Load()
+	return since != 0 && time.Since(time.Unix(0, since)) < s.cfg.LeaseTTL
 }
 
 // applyRenewal applies the outcome of renewing the shard's lease (got, held,
@@ -258,7 +264,12 @@ func (s *shard) applyRenewal(now time.Time, got store.Lease, held bool, err erro
 		return
 	}
 	s.metrics.LeaseRenewal("error")
-	if now.Sub(s.renewed) >= s.cfg.LeaseTTL*5/6 && !localStore(s.cfg.Store) {
+	// A renewal that failed while the shard's committer writes is, as
+	// often as not, waiting behind that write: a fenced transaction that
+	// holds the lease's row, so that nobody can take the lease before it
+	// ends (and if somebody did, the write is refused and the shard
+	// dropped then). Only an idle shard is dropped for an unrenewed lease.
+	if now.Sub(s.renewed) >= s.cfg.LeaseTTL*5/6 && !localStore(s.cfg.Store) && !s.writing() {
 		s.drop(fmt.Sprintf("lease unrenewed for %v: %v", now.Sub(s.renewed).Round(time.Millisecond), err))
 		return
 	}
