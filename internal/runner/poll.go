@@ -14,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/haul-dev/haul/internal/fleet"
 	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
 	"github.com/haul-dev/haul/internal/logs"
@@ -85,11 +86,14 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 		}
 		w = s.adopt(jr, m.WorkerId, m.Tier, now)
 	}
-	if w.lastSeen.IsZero() && !w.adopted {
-		jr.startFails[w.tier] = 0 // this tier's workers can start
-		s.observeStartup(jr, now.Sub(w.started), now)
-	}
 	w.lastSeen = now
+	if s.fleet != nil && !w.lost {
+		// Its first poll resets its tier's start backoff and teaches the
+		// startup estimate.
+		if err := s.fleet.Polled(w.id, now); err != nil {
+			s.log.Debug("poll of a worker the fleet does not hold", "worker", w.id, "err", err)
+		}
+	}
 	var attempts []store.Attempt
 	info := map[int32]resultInfo{}
 	reported := make(map[int32]int32, len(m.Results))
@@ -99,7 +103,7 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 		if a, ok := w.running[res.TaskIndex]; !ok || a != res.Attempt {
 			continue // already reported, or not this worker's
 		}
-		s.releaseAttempt(w, res.TaskIndex, now)
+		s.releaseAttempt(jr, w, res.TaskIndex)
 		if jr == nil || !jr.core.Finished(res.TaskIndex, res.Attempt, outcomeOf(res), now) {
 			continue
 		}
@@ -126,6 +130,7 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 			s.expireOrphans(jr, now, w.id)
 		}
 	}
+	s.setRunning(w, now)
 	var done <-chan struct{}
 	if jr != nil {
 		done = s.afterEventsCtx(jr, attempts, info)
@@ -154,7 +159,7 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 				if !ok {
 					break
 				}
-				w.running[task] = attempt
+				s.hold(jr, w, task, attempt, now)
 				w.handed[task] = w.gen
 				started = append(started, store.Attempt{
 					JobID: jr.job.ID, TaskIndex: task, Number: attempt, Tier: w.tier, WorkerID: w.id,
@@ -169,6 +174,7 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 		if len(started) > 0 {
 			done = s.afterEvents(jr, started)
 			jr.lastUsed = now
+			s.setRunning(w, now)
 		}
 		// Cancels ride on every reply until the attempt's result arrives;
 		// only ones not sent before end the wait.
@@ -181,37 +187,38 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 			k.sent = true
 		}
 		if len(resp.Assignments) > 0 || fresh {
-			w.idleFrom = now
+			s.mu.Unlock()
+			break
+		}
+		// Idle: exit when nothing more can come for this worker (its job
+		// ended, or the Fleet retired it: step wakes this wait then),
+		// else wait.
+		if len(w.running) == 0 && (jr == nil || jr.done || w.exiting) {
+			w.exiting = true
+			resp.Exit = true
 			s.mu.Unlock()
 			break
 		}
 		wait := deadline.Sub(now)
-		if len(w.running) == 0 {
-			// Idle. Exit when nothing more can come for this worker, else wait.
-			if jr == nil || jr.done || w.exiting || s.shouldRetire(jr, w, now) {
-				w.exiting = true
-				resp.Exit = true
-				s.mu.Unlock()
-				break
-			}
-			wait = min(wait, w.idleFrom.Add(s.cfg.IdleTimeout).Sub(now))
-		} else {
-			w.idleFrom = now
-		}
 		ready, wake := jr.ready, w.wakeCh()
 		s.mu.Unlock()
 		if wait <= 0 {
 			break
 		}
 		t := time.NewTimer(wait)
+		stopped := false
 		select {
 		case <-ready:
 		case <-wake:
 		case <-t.C:
 		case <-ctx.Done():
+		case <-s.done:
+			// The runner stopped: nobody steps this shard any more, so
+			// nothing would end this wait before its deadline.
+			stopped = true
 		}
 		t.Stop()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || stopped {
 			break
 		}
 	}
@@ -220,7 +227,17 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 		case <-done:
 		case <-ctx.Done():
 			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("state not yet durable: %w", ctx.Err()))
+		case <-s.done:
+			// The runner stopped: its committer writes nothing more, so
+			// this reply's changes may never be durable. The next owner
+			// finds the attempts running in the store and adopts the worker.
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("job %s: this runner stopped before the state was durable; ask a locator for its runner", m.JobId))
 		}
+	}
+	if s.stopped.Load() && len(resp.Assignments) == 0 && !resp.Exit {
+		// The runner stopped while the poll waited: the worker asks a
+		// locator for the runner that takes the job next.
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("job %s: this runner stopped; ask a locator for its runner", m.JobId))
 	}
 	if s.gen.Load() != gen {
 		// The shard moved away meanwhile: what this reply would say may
@@ -239,14 +256,21 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 }
 
 // adopt takes in a worker this runner did not start: its job moved here.
-// It counts as live from now; the attempts it runs that the shard kept
-// for it (orphans) become its own as it reports them. Call with s.mu held.
+// It counts as polled from now, in the shell and in the Fleet (no cap
+// refuses it: it exists and may run attempts); the attempts it runs that
+// the shard kept for it (orphans) become its own as it reports them. Call
+// with s.mu held.
 func (s *shard) adopt(jr *jobRun, id string, tier int32, now time.Time) *worker {
-	w := &worker{id: id, job: jr.job.ID, tier: tier, started: now, idleFrom: now, adopted: true,
+	w := &worker{id: id, job: jr.job.ID, tier: tier, started: now, adopted: true,
 		running: map[int32]int32{}, handed: map[int32]uint64{}}
 	s.workers[id] = w
 	jr.workers[tier] = append(jr.workers[tier], id)
 	s.nworkers.Add(1)
+	if s.fleet != nil {
+		if err := s.fleet.Adopt(fleet.Adoption{ID: id, Job: jr.job.ID, Tier: tier}, now); err != nil {
+			s.log.Error("worker fleet refused an adopted worker", "worker", id, "job", jr.job.ID, "err", err)
+		}
+	}
 	s.log.Info("worker adopted", "worker", id, "job", jr.job.ID, "tier", tier, "shard", s.n)
 	return w
 }
@@ -263,7 +287,7 @@ func (s *shard) claim(jr *jobRun, w *worker, task, attempt int32) {
 		return
 	}
 	delete(jr.orphans, task)
-	w.running[task] = attempt
+	s.hold(jr, w, task, attempt, jr.tasks.startedAt(task))
 	w.handed[task] = w.gen
 	if o.kill {
 		w.cancels = append(w.cancels, attemptKill{task: task, attempt: attempt})
@@ -311,7 +335,7 @@ func (s *shard) reconcileWorker(jr *jobRun, w *worker, running []*taskhostv1.Att
 		if a, ok := reported[task]; ok && a == attempt {
 			continue
 		}
-		s.releaseAttempt(w, task, now)
+		s.releaseAttempt(jr, w, task)
 		if jr == nil || !jr.core.Finished(task, attempt, sched.Lost, now) {
 			continue
 		}
@@ -327,26 +351,51 @@ func (s *shard) reconcileWorker(jr *jobRun, w *worker, running []*taskhostv1.Att
 	return lost, strangers
 }
 
-// release forgets that a worker runs a task's attempt, with any cancel
-// pending for it. Call with s.mu held.
-func (s *shard) releaseAttempt(w *worker, task int32, now time.Time) {
-	delete(w.running, task)
-	delete(w.handed, task)
-	w.cancels = slices.DeleteFunc(w.cancels, func(k attemptKill) bool { return k.task == task })
-	if len(w.running) == 0 {
-		w.idleFrom = now
+// hold records that a worker runs a task's attempt, started at since (for
+// the demand's elapsed run time: see shard.demand). Call with s.mu held.
+func (s *shard) hold(jr *jobRun, w *worker, task, attempt int32, since time.Time) {
+	w.running[task] = attempt
+	if w.since == nil {
+		w.since = map[int32]float64{}
+	}
+	at := since.Sub(jr.runBase).Seconds()
+	w.since[task] = at
+	jr.runSince[w.tier] += at
+	jr.runN[w.tier]++
+}
+
+// unhold takes a held attempt out of its job's running sums (jr may be
+// nil: the job is gone). Call with s.mu held.
+func (s *shard) unhold(jr *jobRun, w *worker, task int32) {
+	since, ok := w.since[task]
+	if !ok {
+		return
+	}
+	delete(w.since, task)
+	if jr != nil && int(w.tier) < len(jr.runN) {
+		jr.runSince[w.tier] -= since
+		jr.runN[w.tier]--
 	}
 }
 
-// shouldRetire reports whether an idle worker should exit: it has been idle
-// for IdleTimeout (the grace period) and its tier has no work waiting (tasks
-// in backoff count as waiting), or more workers of its tier exist than
-// reuse targeting wants. Call with s.mu held.
-func (s *shard) shouldRetire(jr *jobRun, w *worker, now time.Time) bool {
-	if now.Sub(w.idleFrom) < s.cfg.IdleTimeout {
-		return false
+// releaseAttempt forgets that a worker runs a task's attempt, with any
+// cancel pending for it. Call with s.mu held.
+func (s *shard) releaseAttempt(jr *jobRun, w *worker, task int32) {
+	s.unhold(jr, w, task)
+	delete(w.running, task)
+	delete(w.handed, task)
+	w.cancels = slices.DeleteFunc(w.cancels, func(k attemptKill) bool { return k.task == task })
+}
+
+// setRunning tells the Fleet how many attempts a worker runs now: it is
+// idle from the moment that drops to 0. Call with s.mu held.
+func (s *shard) setRunning(w *worker, now time.Time) {
+	if s.fleet == nil || w.lost {
+		return
 	}
-	return jr.core.Waiting(w.tier) == 0 || len(jr.workers[w.tier]) > max(1, s.target(jr, w.tier, now))
+	if err := s.fleet.SetRunning(w.id, len(w.running), now); err != nil {
+		s.log.Debug("running count of a worker the fleet does not hold", "worker", w.id, "err", err)
+	}
 }
 
 // assignment builds what a worker needs to run one attempt. The environment

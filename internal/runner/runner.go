@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"runtime"
 	"slices"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/haul-dev/haul/internal/dag"
+	"github.com/haul-dev/haul/internal/fleet"
 	"github.com/haul-dev/haul/internal/metrics"
 	"github.com/haul-dev/haul/internal/sched"
 	"github.com/haul-dev/haul/internal/store"
@@ -148,10 +148,10 @@ type Runner struct {
 	wakeCh    chan struct{}
 	leaseKick chan struct{}
 	shards    [store.NumShards]*shard
-	// nworkers counts the workers of every shard, for MaxWorkers; seq
-	// numbers the workers this runner starts.
+	// nworkers counts the workers of every shard, for MaxWorkers: a
+	// shard reserves its slots here before its Fleet steps (see
+	// shard.step), so that shards share the cap without a lock.
 	nworkers atomic.Int64
-	seq      atomic.Int64
 	stopped  atomic.Bool
 	started  atomic.Bool
 	// workerKey derives every worker's credential (workerSecret).
@@ -186,13 +186,14 @@ type jobRun struct {
 	// dirty: the job row must be written even without task changes (it
 	// was just loaded and moved from pending to running).
 	dirty bool
-	// Per tier: workers that ended before their first poll in a row, and
-	// when the next may start (exponential backoff, so a worker that cannot
-	// start is not restarted in a hot loop).
-	startFails []int
-	startAfter []time.Time
-	// taskEst estimates the run time of the job's tasks, per tier.
-	taskEst []sched.Estimate
+	// Per tier: how many attempts its workers run and the sum of their
+	// start times (seconds after runBase, the job's load: small numbers,
+	// so that adding and taking away loses no precision), so that the
+	// time they have run is known without a walk over them (see
+	// shard.demand).
+	runN     []int
+	runSince []float64
+	runBase  time.Time
 	// orphans are attempts found running when the job was loaded (a
 	// failover): kept Running in the core until the worker that runs them
 	// is adopted and reports them, or until orphansUntil, when those left
@@ -208,15 +209,20 @@ type orphan struct {
 	kill    bool // a cancel is due when it is claimed
 }
 
+// worker is the shell's side of a worker: what it runs and what its polls
+// must be told. Whether it should exist at all is the shard's Fleet's
+// call (see shard.step).
 type worker struct {
 	id       string
 	adopted  bool // started by another runner; taken in after a failover
 	job      string
 	tier     int32
 	started  time.Time
-	lastSeen time.Time // zero until the first poll
-	idleFrom time.Time
+	lastSeen time.Time       // zero until the first poll
 	running  map[int32]int32 // task → attempt
+	// since is when each running attempt started, in seconds after its
+	// job's runBase, as added to the job's runSince (see hold).
+	since map[int32]float64
 	// handed is the poll generation that handed out each running attempt;
 	// gen counts the worker's full polls (see reconcileWorker).
 	handed map[int32]uint64
@@ -225,7 +231,12 @@ type worker struct {
 	// full poll said (its free capacity plus what it runs).
 	slots   int
 	cancels []attemptKill
+	// exiting: the Fleet told it to exit (or its job ended): it is handed
+	// nothing more and its next poll at which it runs nothing answers
+	// exit. lost: the Fleet gave it up for not polling in time; it is
+	// being stopped, and no longer counts in nworkers.
 	exiting bool
+	lost    bool
 	// wake is closed (and replaced) when a held poll of this worker must
 	// look again: a cancel to send, or slots freed by a report.
 	wake chan struct{}
@@ -412,7 +423,7 @@ func (r *Runner) loop(ctx context.Context) {
 		for _, s := range r.shards {
 			if s.leased.Load() {
 				s.tick(ctx)
-				s.reconcile(ctx)
+				s.step(ctx)
 			}
 		}
 		r.publishMetrics()
@@ -600,14 +611,17 @@ func (s *shard) load(ctx context.Context, j *store.Job, gen uint64) error {
 	}
 	now := s.now()
 	jr := &jobRun{job: j, core: core, tasks: table, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
-		startFails: make([]int, sc.Tiers), startAfter: make([]time.Time, sc.Tiers), taskEst: make([]sched.Estimate, sc.Tiers),
-		orphans: orphans, orphansUntil: now.Add(s.cfg.AdoptGrace)}
+		runN: make([]int, sc.Tiers), runSince: make([]float64, sc.Tiers), runBase: now, orphans: orphans, orphansUntil: now.Add(s.cfg.AdoptGrace)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.jobs[j.ID]; ok || s.gen.Load() != gen || !s.leased.Load() {
 		return nil // loaded already, or the shard moved meanwhile
 	}
 	s.jobs[j.ID] = jr
+	if err := s.fleet.AddJob(fleet.Job{ID: j.ID, Namespace: j.Namespace, Tiers: sc.Tiers, MaxWorkers: int(j.MaxWorkers), Created: j.CreatedAt}); err != nil {
+		// Its tasks are dispatched to adopted workers only; say why.
+		s.log.Error("job gets no workers: the worker fleet refused it", "job", j.ID, "err", err)
+	}
 	if j.State == store.JobPending {
 		j.State = store.JobRunning
 		j.StartedAt = now
@@ -618,6 +632,7 @@ func (s *shard) load(ctx context.Context, j *store.Job, gen uint64) error {
 	}
 	s.log.Info("job loaded", "job", j.ID, "shard", s.n, "tasks", table.len(), "lost_attempts", len(lost), "kept_attempts", len(orphans))
 	s.afterEvents(jr, lost)
+	s.setDemand(jr, now) // even when loading changed nothing
 	return nil
 }
 
@@ -689,6 +704,9 @@ func (s *shard) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32
 			s.log.Info("job finished", "job", jr.job.ID, "state", jr.job.State)
 			close(jr.ready)
 			jr.ready = make(chan struct{})
+			if s.fleet != nil {
+				_ = s.fleet.EndJob(jr.job.ID) // unknown only if AddJob refused it
+			}
 		}
 		c := jr.core.Counts()
 		jr.job.Counts = store.TaskCounts{
@@ -698,6 +716,9 @@ func (s *shard) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32
 		}
 		jobs = append(jobs, store.JobUpdate{ID: jr.job.ID, State: jr.job.State, Counts: jr.job.Counts, StartedAt: jr.job.StartedAt, FinishedAt: jr.job.FinishedAt,
 			WorkerSeconds: jr.job.WorkerSeconds, CostUSD: jr.job.CostUSD, Usage: jr.job.Usage})
+	}
+	if len(out.Transitions) > 0 {
+		s.setDemand(jr, now)
 	}
 	if len(tasks) == 0 && len(extra) == 0 && len(jobs) == 0 {
 		done := make(chan struct{})
@@ -752,45 +773,29 @@ func (s *shard) expireOrphans(jr *jobRun, now time.Time, only string) {
 	}
 }
 
-// tick releases retries and enforces timeouts, declares silent workers lost
-// and forgets finished jobs.
+// tick releases retries, enforces timeouts, expires kept attempts and
+// forgets finished jobs that have no worker left. Worker liveness is the
+// Fleet's (see step).
 func (s *shard) tick(ctx context.Context) {
 	now := s.now()
-	var gone []string
 	s.mu.Lock()
-	for _, jr := range s.jobs {
+	defer s.mu.Unlock()
+	for id, jr := range s.jobs {
 		if w := jr.core.NextWake(); !w.IsZero() && !now.Before(w) {
 			jr.core.Tick(now)
 			s.afterEvents(jr, nil)
+			// Retries whose backoff ended are ready without a transition:
+			// wake the held polls of the job's workers to look again.
+			close(jr.ready)
+			jr.ready = make(chan struct{})
 		}
 		if len(jr.orphans) > 0 && !now.Before(jr.orphansUntil) {
 			s.expireOrphans(jr, now, "")
 		}
-	}
-	for id, w := range s.workers {
-		switch {
-		case w.lastSeen.IsZero() && now.Sub(w.started) > s.cfg.StartTimeout:
-			gone = append(gone, id)
-		case !w.lastSeen.IsZero() && now.Sub(w.lastSeen) > s.cfg.WorkerTimeout:
-			gone = append(gone, id)
-		}
-	}
-	s.mu.Unlock()
-	// Stop a silent worker before its attempts are declared lost and
-	// retried: a frozen worker's tasks must be gone before they run again.
-	for _, id := range gone {
-		if err := s.cfg.Backend.StopWorker(ctx, id); err != nil {
-			s.log.Warn("stop silent worker", "worker", id, "err", err)
-		}
-		s.WorkerGone(id, "stopped polling")
-	}
-	s.mu.Lock()
-	for id, jr := range s.jobs {
 		if jr.done && s.jobWorkers(jr) == 0 {
 			delete(s.jobs, id)
 		}
 	}
-	s.mu.Unlock()
 }
 
 func (s *shard) jobWorkers(jr *jobRun) int {
@@ -835,14 +840,12 @@ func (s *shard) workerEnded(id, why string, oom bool) {
 	if w == nil {
 		return
 	}
-	s.removeWorker(w)
+	g, known := s.removeWorker(w)
 	jr := s.jobs[w.job]
 	now := s.now()
-	if jr != nil && w.lastSeen.IsZero() && !s.stopped.Load() {
-		jr.startFails[w.tier]++
-		wait := min(time.Second<<min(jr.startFails[w.tier]-1, 6), time.Minute)
-		jr.startAfter[w.tier] = now.Add(wait)
-		s.log.Error("worker ended before it polled; backing off", "worker", id, "job", w.job, "tier", w.tier, "why", why, "failures_in_a_row", jr.startFails[w.tier], "next_start_in", wait)
+	if known && !g.Polled && !s.stopped.Load() {
+		s.log.Error("worker ended before it polled; backing off", "worker", id, "job", w.job, "tier", w.tier, "why", why,
+			"failures_in_a_row", g.Failures, "next_start_in", g.NextStart.Sub(now))
 	}
 	if jr == nil || len(w.running) == 0 {
 		return
@@ -871,21 +874,30 @@ func (s *shard) workerEnded(id, why string, oom bool) {
 	s.afterEvents(jr, lost)
 }
 
-// removeWorker forgets a worker that ended and adds its lifetime and cost
-// to its job. Call with s.mu held.
-func (s *shard) removeWorker(w *worker) {
-	if _, ok := s.workers[w.id]; ok {
+// removeWorker forgets a worker that ended, in the shell and in the
+// Fleet, and adds its lifetime and cost to its job. It returns what the
+// Fleet said of it (known is false when the Fleet had given it up
+// already). Call with s.mu held.
+func (s *shard) removeWorker(w *worker) (g fleet.Gone, known bool) {
+	if _, ok := s.workers[w.id]; ok && !w.lost {
 		s.nworkers.Add(-1)
 	}
 	delete(s.workers, w.id)
+	now := s.now()
+	if s.fleet != nil {
+		g, known = s.fleet.Ended(w.id, now)
+	}
 	jr := s.jobs[w.job]
+	for task := range w.running {
+		s.unhold(jr, w, task)
+	}
 	if jr == nil || int(w.tier) >= len(jr.workers) {
-		return
+		return g, known
 	}
 	jr.workers[w.tier] = slices.DeleteFunc(jr.workers[w.tier], func(s string) bool { return s == w.id })
-	life := s.now().Sub(w.started).Seconds()
+	life := now.Sub(w.started).Seconds()
 	if life <= 0 {
-		return
+		return g, known
 	}
 	jr.job.WorkerSeconds += life
 	if ni, ok := s.cfg.Backend.(NodeInfoer); ok && int(w.tier) < len(jr.job.Tiers) {
@@ -895,6 +907,7 @@ func (s *shard) removeWorker(w *worker) {
 	}
 	jr.dirty = true
 	s.afterEvents(jr, nil)
+	return g, known
 }
 
 // tierShare is the part of a node a tier's request takes: the larger of its
@@ -910,63 +923,98 @@ func tierShare(t store.Tier, n NodeInfo) float64 {
 	return min(share, 1)
 }
 
-// reconcile starts workers where worker reuse targeting wants more than a
-// job's tier has (see target).
-func (s *shard) reconcile(ctx context.Context) {
+// step runs the shard's Fleet and carries out what it decides: Start asks
+// the backend for a worker (outside the lock), Exit marks a worker exiting
+// and wakes its held poll, Stop and Lost stop a silent worker through the
+// backend before its attempts are declared lost and retried, so that a
+// frozen worker's attempts are gone before they run again.
+//
+// The cap on workers is shared by every shard: the shard reserves the
+// free slots in nworkers before the Step and gives back those its Starts
+// did not use (and one for each worker lost).
+func (s *shard) step(ctx context.Context) {
 	var starts []WorkerSpec
+	var lost []fleet.Decision
 	s.mu.Lock()
-	if s.stopped.Load() {
+	if s.fleet == nil || s.stopped.Load() {
 		s.mu.Unlock()
 		return
 	}
-	jobs := slices.SortedFunc(maps.Values(s.jobs), func(a, b *jobRun) int {
-		return a.job.CreatedAt.Compare(b.job.CreatedAt)
-	})
-	locator := s.cfg.LocatorURL
-	if locator == "" {
-		locator = s.cfg.RunnerURL
-	}
-	for _, jr := range jobs {
-		if jr.done {
-			continue
-		}
-		jobTotal := s.jobWorkers(jr)
-		for tier := range jr.workers {
-			t := int32(tier)
-			if s.now().Before(jr.startAfter[tier]) {
+	now := s.now()
+	slots := s.reserve()
+	used := 0
+	for _, d := range s.fleet.Step(now, slots) {
+		switch d.Kind {
+		case fleet.Start:
+			jr := s.jobs[d.Job]
+			if jr == nil {
+				s.fleet.Ended(d.ID, now) // cannot happen: the Fleet forgets jobs after the shell
 				continue
 			}
-			want := s.target(jr, t, s.now())
-			have := len(jr.workers[tier])
-			for have < want && (jr.job.MaxWorkers <= 0 || jobTotal < int(jr.job.MaxWorkers)) {
-				// The cap is shared by every shard: reserve a place first.
-				if s.nworkers.Add(1) > int64(s.cfg.MaxWorkers) {
-					s.nworkers.Add(-1)
-					break
-				}
-				id := fmt.Sprintf("%s-%d-%s%d", jr.job.ID, tier, s.incarnation, s.seq.Add(1))
-				now := s.now()
-				s.workers[id] = &worker{id: id, job: jr.job.ID, tier: t, started: now, idleFrom: now, running: map[int32]int32{}, handed: map[int32]uint64{}}
-				jr.workers[tier] = append(jr.workers[tier], id)
-				spec := WorkerSpec{ID: id, JobID: jr.job.ID, JobName: jr.job.Name, Namespace: jr.job.Namespace, Labels: jr.job.Labels,
-					TierIndex: t, Template: jr.job.Worker, RunnerURL: s.cfg.RunnerURL, LocatorURL: locator, BlobURL: s.cfg.BlobURL,
-					Secret: workerSecret(s.workerKey, jr.job.ID, t, id)}
-				if tier < len(jr.job.Tiers) {
-					spec.Tier = jr.job.Tiers[tier]
-				}
-				starts = append(starts, spec)
-				have++
-				jobTotal++
+			used++
+			starts = append(starts, s.newWorker(jr, d.ID, d.Tier, now))
+		case fleet.Exit:
+			if w := s.workers[d.ID]; w != nil {
+				w.exiting = true
+				w.notify()
 			}
+		case fleet.Lost:
+			if w := s.workers[d.ID]; w != nil && !w.lost {
+				w.lost, w.exiting = true, true
+				w.notify()
+				used--
+			}
+			lost = append(lost, d)
 		}
 	}
+	s.nworkers.Add(int64(used - slots))
 	s.mu.Unlock()
+	for _, d := range lost {
+		s.log.Warn("worker lost", "worker", d.ID, "job", d.Job, "tier", d.Tier, "why", d.Why)
+		if err := s.cfg.Backend.StopWorker(ctx, d.ID); err != nil {
+			s.log.Warn("stop silent worker", "worker", d.ID, "err", err)
+		}
+		s.workerEnded(d.ID, "lost: "+d.Why, false)
+	}
 	for _, spec := range starts {
 		if err := s.cfg.Backend.StartWorker(ctx, spec); err != nil {
 			s.log.Error("start worker", "worker", spec.ID, "job", spec.JobID, "err", err)
 			s.workerEnded(spec.ID, "failed to start: "+err.Error(), false)
 		}
 	}
+}
+
+// reserve takes every free slot of the runner's cap (MaxWorkers less the
+// workers of all shards) for one Step and returns how many it took.
+func (s *shard) reserve() int {
+	for {
+		n := s.nworkers.Load()
+		free := int64(s.cfg.MaxWorkers) - n
+		if free <= 0 {
+			return 0
+		}
+		if s.nworkers.CompareAndSwap(n, n+free) {
+			return int(free)
+		}
+	}
+}
+
+// newWorker records a worker the Fleet started and returns what the
+// backend needs to start it, its credential included. Call with s.mu held.
+func (s *shard) newWorker(jr *jobRun, id string, tier int32, now time.Time) WorkerSpec {
+	s.workers[id] = &worker{id: id, job: jr.job.ID, tier: tier, started: now, running: map[int32]int32{}, handed: map[int32]uint64{}}
+	jr.workers[tier] = append(jr.workers[tier], id)
+	locator := s.cfg.LocatorURL
+	if locator == "" {
+		locator = s.cfg.RunnerURL
+	}
+	spec := WorkerSpec{ID: id, JobID: jr.job.ID, JobName: jr.job.Name, Namespace: jr.job.Namespace, Labels: jr.job.Labels,
+		TierIndex: tier, Template: jr.job.Worker, RunnerURL: s.cfg.RunnerURL, LocatorURL: locator, BlobURL: s.cfg.BlobURL,
+		Secret: workerSecret(s.workerKey, jr.job.ID, tier, id)}
+	if int(tier) < len(jr.job.Tiers) {
+		spec.Tier = jr.job.Tiers[tier]
+	}
+	return spec
 }
 
 // loadPage is how many task rows load reads at a time.
@@ -1008,21 +1056,29 @@ func (s *shard) poisonJob(jobID string, why error) {
 		return
 	}
 	delete(s.jobs, jobID)
+	now := s.now()
 	var ids []string
 	for _, tier := range jr.workers {
 		for _, id := range tier {
 			if w := s.workers[id]; w != nil {
 				delete(s.workers, id)
-				s.nworkers.Add(-1)
+				if !w.lost {
+					s.nworkers.Add(-1)
+				}
 				w.notify()
+			}
+			if s.fleet != nil {
+				s.fleet.Ended(id, now)
 			}
 			ids = append(ids, id)
 		}
 	}
+	if s.fleet != nil {
+		_ = s.fleet.EndJob(jobID) // it has no worker left: forgotten
+	}
 	jr.done = true
 	close(jr.ready)
 	jr.ready = make(chan struct{})
-	now := s.now()
 	u := store.JobUpdate{ID: jobID, State: store.JobFailed, Counts: jr.job.Counts, StartedAt: jr.job.StartedAt, FinishedAt: now}
 	s.mu.Unlock()
 	s.log.Error("job failed: the store refuses its state changes", "job", jobID, "err", why)

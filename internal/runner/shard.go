@@ -2,10 +2,12 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/haul-dev/haul/internal/fleet"
 	"github.com/haul-dev/haul/internal/store"
 )
 
@@ -34,7 +36,11 @@ type shard struct {
 	mu      sync.Mutex
 	jobs    map[string]*jobRun
 	workers map[string]*worker
-	est     map[string]*nsEstimates // by namespace
+	// fleet decides the shard's workers (starts, exits, liveness, start
+	// backoff, reuse targeting); the shell (this package) carries its
+	// decisions out. It lives for one tenure: nil while the shard is not
+	// owned. Call it with mu held.
+	fleet *fleet.Fleet
 	// loading holds the jobs being loaded now (loads run outside mu);
 	// scanned is set once a scan of this tenure has seen every active
 	// job, so that a poll for a job not in jobs is told the truth: the
@@ -48,7 +54,7 @@ type shard struct {
 
 func newShard(r *Runner, n int) *shard {
 	return &shard{Runner: r, n: n, lease: store.ShardLease(n),
-		jobs: map[string]*jobRun{}, workers: map[string]*worker{}, est: map[string]*nsEstimates{}, loading: map[string]bool{}}
+		jobs: map[string]*jobRun{}, workers: map[string]*worker{}, loading: map[string]bool{}}
 }
 
 // start begins a tenure under the lease epoch: fresh state, a committer
@@ -56,8 +62,9 @@ func newShard(r *Runner, n int) *shard {
 func (s *shard) start(ctx context.Context, epoch int64, now time.Time) {
 	s.mu.Lock()
 	s.epoch.Store(epoch)
-	s.gen.Add(1)
+	gen := s.gen.Add(1)
 	s.jobs, s.workers, s.loading, s.scanned = map[string]*jobRun{}, map[string]*worker{}, map[string]bool{}, false
+	s.fleet = fleet.New(s.fleetConfig(epoch, gen))
 	com := newCommitter(s.cfg.Store, s.log.With("shard", s.n))
 	com.now, com.fence, com.fenced, com.poisoned, com.metrics = s.now, s.fence, s.lostLease, s.poisonJob, s.metrics
 	cctx, stop := context.WithCancel(ctx)
@@ -91,11 +98,16 @@ func (s *shard) clear(gen uint64, was bool, why string) {
 		close(jr.ready)
 		jr.ready = make(chan struct{})
 	}
+	n := 0
 	for _, w := range s.workers {
 		w.notify()
+		if !w.lost {
+			n++ // a lost one gave its place back already (see step)
+		}
 	}
-	s.nworkers.Add(-int64(len(s.workers)))
+	s.nworkers.Add(-int64(n))
 	s.jobs, s.workers, s.loading, s.scanned = map[string]*jobRun{}, map[string]*worker{}, map[string]bool{}, false
+	s.fleet = nil
 	com, stop := s.com, s.comStop
 	s.com, s.comStop = nil, nil
 	s.mu.Unlock()
@@ -108,5 +120,23 @@ func (s *shard) clear(gen uint64, was bool, why string) {
 	if was {
 		s.log.Warn("shard dropped", "shard", s.n, "why", why)
 		s.metrics.SetShardOwned(s.n, false)
+	}
+}
+
+// fleetConfig configures the Fleet of a tenure begun at the lease's epoch.
+// The worker IDs it makes carry the runner's incarnation (no other runner,
+// nor an earlier run of this one, has it), the epoch and the tenure's gen:
+// a runner can hold a shard again at the same epoch (it renewed its lease
+// after dropping the shard), and workers of the earlier tenure may still
+// run and come back to be adopted, so the epoch alone would not do.
+func (s *shard) fleetConfig(epoch int64, gen uint64) fleet.Config {
+	return fleet.Config{
+		IdleTimeout:       s.cfg.IdleTimeout,
+		WorkerTimeout:     s.cfg.WorkerTimeout,
+		StartTimeout:      s.cfg.StartTimeout,
+		HalfLife:          s.cfg.HalfLife,
+		NamespaceHalfLife: s.cfg.NamespaceHalfLife,
+		MaxWorkers:        s.cfg.MaxWorkers,
+		IDPrefix:          fmt.Sprintf("%se%dg%d-", s.incarnation, epoch, gen),
 	}
 }

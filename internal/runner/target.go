@@ -3,88 +3,49 @@ package runner
 import (
 	"time"
 
-	"github.com/haul-dev/haul/internal/sched"
+	"github.com/haul-dev/haul/internal/fleet"
 )
 
 // DefaultHalfLife is how fast the estimates behind worker reuse targeting
 // forget: an observation counts half as much after this long.
-const DefaultHalfLife = 10 * time.Minute
+const DefaultHalfLife = fleet.DefaultHalfLife
 
-// nsEstimates are one namespace's estimates of worker startup latency and
-// task run time, each an exponentially decaying mean.
-type nsEstimates struct {
-	startup sched.Estimate
-	task    sched.Estimate
-}
-
-// halfLife returns the namespace's configured half-life.
-func (r *Runner) halfLife(ns string) time.Duration {
-	if d, ok := r.cfg.NamespaceHalfLife[ns]; ok && d > 0 {
-		return d
+// demand is what a job's tier has to run now, as the shard's Fleet takes
+// it for reuse targeting and retirement: the core's waiting, ready and
+// running counts, and how long the attempts its workers run have run so
+// far (from the running sums hold keeps, in constant time: this runs
+// after every batch of events). Call with s.mu held.
+func (s *shard) demand(jr *jobRun, tier int32, now time.Time) fleet.Demand {
+	d := fleet.Demand{Waiting: jr.core.Waiting(tier), Ready: jr.core.Ready(tier), Running: jr.core.Running(tier)}
+	if n := jr.runN[tier]; n > 0 {
+		secs := float64(n)*now.Sub(jr.runBase).Seconds() - jr.runSince[tier]
+		d.Elapsed = time.Duration(max(0, secs) * float64(time.Second))
 	}
-	return r.cfg.HalfLife
+	return d
 }
 
-// estimates returns the namespace's estimates, creating them. Call with s.mu held.
-func (s *shard) estimates(ns string) *nsEstimates {
-	e := s.est[ns]
-	if e == nil {
-		e = &nsEstimates{}
-		s.est[ns] = e
-	}
-	return e
-}
-
-// observeStartup records how long a worker took from being asked for to its
-// first poll. Call with s.mu held.
-func (s *shard) observeStartup(jr *jobRun, d time.Duration, now time.Time) {
-	if d < 0 {
+// setDemand tells the Fleet what each tier of a job has to run now. Call
+// it after the job's core changed, with s.mu held. A job that ended has
+// no demand to tell: the Fleet only tells its workers to exit.
+func (s *shard) setDemand(jr *jobRun, now time.Time) {
+	if s.fleet == nil || jr.done {
 		return
 	}
-	s.estimates(jr.job.Namespace).startup.Observe(d.Seconds(), now, s.halfLife(jr.job.Namespace))
-}
-
-// observeTask records the run time of a finished attempt, for its job and
-// tier and for its namespace (the prior of the namespace's next jobs). Call
-// with r.mu held.
-func (s *shard) observeTask(jr *jobRun, tier int32, d time.Duration, now time.Time) {
-	if d < 0 || int(tier) >= len(jr.taskEst) {
-		return
-	}
-	h := s.halfLife(jr.job.Namespace)
-	jr.taskEst[tier].Observe(d.Seconds(), now, h)
-	s.estimates(jr.job.Namespace).task.Observe(d.Seconds(), now, h)
-}
-
-// target is how many workers a job's tier should have now: worker reuse
-// targeting (sched.TargetWorkers) over the tier's queue, its live workers
-// and the namespace's estimates. Call with s.mu held.
-func (s *shard) target(jr *jobRun, tier int32, now time.Time) int {
-	e := s.estimates(jr.job.Namespace)
-	in := sched.TargetInput{
-		Queued:    jr.core.Ready(tier),
-		Running:   jr.core.Running(tier),
-		Live:      len(jr.workers[tier]),
-		IdleGrace: s.cfg.IdleTimeout.Seconds(),
-		Max:       s.cfg.MaxWorkers,
-	}
-	if jr.job.MaxWorkers > 0 {
-		in.Max = min(in.Max, int(jr.job.MaxWorkers))
-	}
-	if v, ok := jr.taskEst[tier].Value(); ok {
-		in.TaskSeconds = v
-	} else if v, ok := e.task.Value(); ok {
-		in.TaskSeconds = v
-	}
-	if v, ok := e.startup.Value(); ok {
-		in.StartupSeconds = v
-	}
-	for _, id := range jr.workers[tier] {
-		if w := s.workers[id]; w != nil {
-			for task := range w.running {
-				in.RunningElapsed += max(0, now.Sub(jr.tasks.startedAt(task)).Seconds())
-			}
+	for t := range jr.workers {
+		if err := s.fleet.SetDemand(jr.job.ID, int32(t), s.demand(jr, int32(t), now), now); err != nil {
+			s.log.Error("worker fleet refused a demand", "job", jr.job.ID, "tier", t, "err", err)
 		}
 	}
-	return sched.TargetWorkers(in)
+}
+
+// observeTask records the run time of a finished attempt for reuse
+// targeting: for its job's tier, and for its namespace (the prior of the
+// namespace's next jobs). Call with s.mu held.
+func (s *shard) observeTask(jr *jobRun, tier int32, d time.Duration, now time.Time) {
+	if s.fleet == nil || d < 0 {
+		return
+	}
+	if err := s.fleet.ObserveTask(jr.job.ID, tier, d, now); err != nil {
+		s.log.Debug("task run time not observed", "job", jr.job.ID, "tier", tier, "err", err)
+	}
 }
