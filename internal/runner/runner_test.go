@@ -128,17 +128,7 @@ func setup(t *testing.T) *bundle { return setupWith(t, func(*runner.Config) {}) 
 // setupWith is setup with the runner's config adjusted by tune.
 func setupWith(t *testing.T, tune func(*runner.Config)) *bundle {
 	t.Helper()
-	dir := t.TempDir()
-	backend := &inProcBackend{t: t, dir: dir, cancels: map[string]context.CancelFunc{}}
-	b, _ := serve(t, dir, backend, runner.Config{
-		MaxWorkers: 4, ScanInterval: 50 * time.Millisecond, IdleTimeout: 200 * time.Millisecond,
-		Sched: sched.Config{BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
-	}, tune, func(r *runner.Runner) { backend.r = r }, nil)
-	b.backend = backend
-	t.Cleanup(func() {
-		backend.killAll()
-		backend.wg.Wait()
-	})
+	b, _ := setupServe(t, t.TempDir(), tune)
 	return b
 }
 
