@@ -23,7 +23,6 @@ import (
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
 	"github.com/haul-dev/haul/internal/runner"
-	"github.com/haul-dev/haul/internal/sched"
 	"github.com/haul-dev/haul/internal/store"
 	"github.com/haul-dev/haul/internal/store/sqlite"
 	"github.com/haul-dev/haul/internal/taskhost"
