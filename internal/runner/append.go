@@ -44,7 +44,9 @@ func (rejected) Rejected() bool { return true }
 // it is, while the other tasks of the call are added; if nothing is new,
 // nothing is stored. A key the job has with different content is refused,
 // naming the key and what differs. The store write is fenced by the
-// runner's lease: a runner that lost it stores nothing.
+// shard's lease: a runner that lost it stores nothing. It is made without
+// the shard's lock, with only this job frozen: the shard's other jobs
+// dispatch and commit meanwhile.
 func (r *Runner) AddTasks(ctx context.Context, jobID, adder string, attempt int32, tasks []store.Task) (int64, error) {
 	if len(tasks) == 0 {
 		return 0, fmt.Errorf("%w: no tasks", ErrAppend)
@@ -63,7 +65,7 @@ var ErrNotOwner = errors.New("its shard is not owned by this runner now")
 func (s *shard) addTasks(ctx context.Context, jobID, adder string, attempt int32, tasks []store.Task) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	jr := s.jobs[jobID]
+	jr := s.settle(jobID) // one append at a time per job
 	if jr == nil && (s.loading[jobID] || !s.scanned) {
 		return 0, fmt.Errorf("job %s is being loaded: %w", jobID, ErrNotOwner)
 	}
@@ -82,7 +84,8 @@ func (s *shard) addTasks(ctx context.Context, jobID, adder string, attempt int32
 	}
 	// A task adds for itself, and only while that attempt runs; a person
 	// (adder "", a member of the job's team) adds while the job runs: the
-	// lock held here keeps it from ending meanwhile.
+	// lock held here, then the job frozen while the tasks are written,
+	// keep it from ending meanwhile.
 	if adder != "" {
 		a, ok := index[adder]
 		if !ok {
@@ -134,7 +137,17 @@ func (s *shard) addTasks(ctx context.Context, jobID, adder string, attempt int32
 		return 0, fmt.Errorf("%w: %w", ErrAppend, err)
 	}
 	// Durable first: the tasks exist in the store before anything runs.
-	if err := s.cfg.Store.AppendTasksFenced(ctx, s.fence(), jobID, added); err != nil {
+	// The write happens without the shard's lock, so that the shard's
+	// other jobs go on meanwhile; this job is frozen (appending) until it
+	// is done, so that the check above still holds for Extend below.
+	frozen, gen, fence := make(chan struct{}), s.gen.Load(), s.fence()
+	jr.appending = frozen
+	s.mu.Unlock()
+	err = s.cfg.Store.AppendTasksFenced(ctx, fence, jobID, added)
+	s.mu.Lock()
+	jr.appending = nil
+	close(frozen)
+	if err != nil {
 		switch {
 		case errors.Is(err, store.ErrFenced):
 			s.lostLease()
@@ -143,8 +156,13 @@ func (s *shard) addTasks(ctx context.Context, jobID, adder string, attempt int32
 		}
 		return 0, fmt.Errorf("store the added tasks: %w", err)
 	}
+	if s.gen.Load() != gen || s.jobs[jobID] != jr {
+		// The shard moved meanwhile: the tasks are stored, and the next
+		// owner loads them. A retry finds them there (adding is idempotent).
+		return 0, fmt.Errorf("job %s: tasks stored, but %w", jobID, ErrNotOwner)
+	}
 	if err := jr.core.Extend(g, cfgs, s.now()); err != nil {
-		// CheckExtend passed under the same lock: this cannot happen.
+		// CheckExtend passed and the job was frozen since: this cannot happen.
 		s.log.Error("extend after a successful check", "job", jobID, "err", err)
 		return 0, fmt.Errorf("extend job %s: %w", jobID, err)
 	}

@@ -3,9 +3,11 @@ package runner_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -184,5 +186,79 @@ func TestAddTasksByAPerson(t *testing.T) {
 	}
 	if _, err := b.run.AddTasks(ctx, id, "", 0, []store.Task{child("late")}); !errors.Is(err, runner.ErrAppend) {
 		t.Fatalf("adding to an ended job: %v, want refused", err)
+	}
+}
+
+// slowAppendStore holds every AppendTasksFenced until release is closed,
+// saying so on entered.
+type slowAppendStore struct {
+	store.Store
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+	freed   sync.Once
+}
+
+// free lets every held and later append through.
+func (s *slowAppendStore) free() { s.freed.Do(func() { close(s.release) }) }
+
+func (s *slowAppendStore) AppendTasksFenced(ctx context.Context, f store.Fence, job string, tasks []store.Task) error {
+	s.once.Do(func() { close(s.entered) })
+	<-s.release
+	return s.Store.AppendTasksFenced(ctx, f, job, tasks)
+}
+
+// TestAddTasksWritesWithoutTheShardLock: while the store write of an
+// AddTasks is slow, another job of the same shard is loaded, dispatched
+// and finishes: only the job being added to waits. Then the add completes
+// and the added task runs.
+func TestAddTasksWritesWithoutTheShardLock(t *testing.T) {
+	t.Parallel()
+	slow := &slowAppendStore{entered: make(chan struct{}), release: make(chan struct{})}
+	b := setupWith(t, func(c *runner.Config) { slow.Store = c.Store; c.Store = slow })
+	gate := filepath.Join(b.dir, "gate")
+	t.Cleanup(func() { os.WriteFile(gate, nil, 0o644); slow.free() })
+	id := b.submit(t, gatedAdder(gate))
+	b.wait(t, id, func(j *store.Job) bool { return j.Counts.Running == 1 })
+	ctx := context.Background()
+
+	added := make(chan error, 1)
+	go func() {
+		_, err := b.run.AddTasks(ctx, id, "", 0, []store.Task{child("late")})
+		added <- err
+	}()
+	<-slow.entered
+
+	// Another job in the same shard, written straight to the store.
+	other := ""
+	for i := 0; other == ""; i++ {
+		if c := fmt.Sprintf("other-%d", i); store.ShardOf(c) == store.ShardOf(id) {
+			other = c
+		}
+	}
+	now := time.Now()
+	job := &store.Job{ID: other, Name: "other", Namespace: "default", CreatedAt: now,
+		Tiers: []store.Tier{{Name: "t", CPU: 1, MemoryBytes: 1 << 30}}, Spec: []byte("name: other")}
+	if err := b.st.CreateJob(ctx, job, []store.Task{{Index: 0, Key: "a", Argv: []string{"true"}}, {Index: 1, Key: "b", Argv: []string{"true"}, After: []string{"a"}}}); err != nil {
+		t.Fatal(err)
+	}
+	b.run.Wake()
+	if j := b.waitDone(t, other); j.State != store.JobSucceeded {
+		t.Fatalf("the other job of the shard ended %s while the add was being written; want succeeded", j.State)
+	}
+	select {
+	case err := <-added:
+		t.Fatalf("AddTasks returned (%v) before its store write was let through", err)
+	default:
+	}
+	slow.free()
+	if err := <-added; err != nil {
+		t.Fatalf("AddTasks: %v", err)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if j := b.waitDone(t, id); j.State != store.JobSucceeded || j.TaskCount != 2 {
+		t.Fatalf("job %s with %d tasks, want succeeded with the added one", j.State, j.TaskCount)
 	}
 }

@@ -66,8 +66,8 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 	gen := s.gen.Load()
 
 	s.mu.Lock()
+	jr := s.settle(m.JobId)
 	w := s.workers[m.WorkerId]
-	jr := s.jobs[m.JobId]
 	now := s.now()
 	if w == nil {
 		// A worker this runner did not start, or no longer knows: the job
@@ -150,7 +150,11 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 			}
 			return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker %q: %w", m.WorkerId, ErrUnknownWorker))
 		}
-		jr = s.jobs[w.job]
+		jr = s.settle(w.job)
+		if s.workers[m.WorkerId] != w {
+			s.mu.Unlock()
+			continue // it ended while the job was frozen: look again
+		}
 		now = s.now()
 		var started []store.Attempt
 		if jr != nil && !w.exiting {

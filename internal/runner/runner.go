@@ -200,6 +200,29 @@ type jobRun struct {
 	// are lost.
 	orphans      map[int32]orphan
 	orphansUntil time.Time
+	// appending is closed when an AddTasks in progress, which writes the
+	// added tasks to the store without holding the shard's lock, is done;
+	// nil when none is. Meanwhile the job's scheduling state is frozen:
+	// everything that would change it waits (settle) or leaves it for the
+	// next round, so that what AddTasks checked still holds when it
+	// extends the job.
+	appending chan struct{}
+}
+
+// settle waits, with s.mu held (released while waiting), until no
+// AddTasks is in progress on job id, and returns the job as it is then
+// (nil if it is gone).
+func (s *shard) settle(id string) *jobRun {
+	for {
+		jr := s.jobs[id]
+		if jr == nil || jr.appending == nil {
+			return jr
+		}
+		ch := jr.appending
+		s.mu.Unlock()
+		<-ch
+		s.mu.Lock()
+	}
 }
 
 // orphan is an attempt kept for the worker the store says runs it.
@@ -465,7 +488,7 @@ func (r *Runner) scan(ctx context.Context) error {
 		if start {
 			s.loading[j.ID] = true
 		}
-		if loaded && j.CancelRequested && !jr.core.Done() {
+		if loaded && j.CancelRequested && jr.appending == nil && !jr.core.Done() {
 			jr.core.Cancel(s.now())
 			s.afterEvents(jr, nil)
 		}
@@ -498,7 +521,7 @@ func (r *Runner) scan(ctx context.Context) error {
 		}
 		s.mu.Lock()
 		jr := s.jobs[c.JobID]
-		if jr != nil && !jr.done && int(c.Index) < jr.tasks.len() && !jr.core.State(c.Index).Terminal() {
+		if jr != nil && jr.appending == nil && !jr.done && int(c.Index) < jr.tasks.len() && !jr.core.State(c.Index).Terminal() {
 			jr.core.CancelTask(c.Index, s.now())
 			s.afterEvents(jr, nil)
 		}
@@ -781,6 +804,9 @@ func (s *shard) tick(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, jr := range s.jobs {
+		if jr.appending != nil {
+			continue // frozen while tasks are added; the next tick sees it
+		}
 		if w := jr.core.NextWake(); !w.IsZero() && !now.Before(w) {
 			jr.core.Tick(now)
 			s.afterEvents(jr, nil)
@@ -839,6 +865,10 @@ func (s *shard) workerEnded(id, why string, oom bool) {
 	w := s.workers[id]
 	if w == nil {
 		return
+	}
+	s.settle(w.job)
+	if s.workers[id] != w {
+		return // ended meanwhile
 	}
 	g, known := s.removeWorker(w)
 	jr := s.jobs[w.job]
