@@ -34,6 +34,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -94,6 +95,7 @@ const unlimitedV1 = 1 << 62
 type Manager struct {
 	version Version
 	owner   string
+	closed  bool // Close ran (guarded by ownerMu)
 	// mem is the owner's parent in the memory (v1) or unified (v2)
 	// hierarchy; cpu is the v1 cpu hierarchy's, "" when CPU quotas cannot
 	// be set (v1 without a writable cpu hierarchy, v2 without the cpu
@@ -158,7 +160,7 @@ func Detect(fsRoot, owner string) (*Manager, error) {
 	if h, ok := view.v2(fsRoot); ok {
 		m, err := detectV2(h, owner)
 		if err == nil {
-			return m, nil
+			return m.use(), nil
 		}
 		reasons = append(reasons, "v2: "+err.Error())
 	} else {
@@ -167,7 +169,7 @@ func Detect(fsRoot, owner string) (*Manager, error) {
 	if h, ok := view.v1(fsRoot, "memory"); ok {
 		m, err := detectV1(fsRoot, view, h, owner)
 		if err == nil {
-			return m, nil
+			return m.use(), nil
 		}
 		reasons = append(reasons, "v1: "+err.Error())
 	} else {
@@ -466,10 +468,17 @@ func ownerDead(owner string) bool {
 // it fail (remove them first). The "haul" directories above are removed
 // too when nothing else is in them. Closing twice is fine.
 func (m *Manager) Close() error {
+	ownerMu.Lock()
+	again := m.closed
+	m.closed = true
+	ownerMu.Unlock()
+	if again {
+		return nil
+	}
 	var errs []error
 	for _, dir := range []string{m.mem, m.cpu} {
-		if dir == "" {
-			continue
+		if dir == "" || !release(dir) {
+			continue // another Manager of this process still uses it
 		}
 		if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("cgroup: remove %s: %w", dir, err))
@@ -479,6 +488,44 @@ func (m *Manager) Close() error {
 		_ = os.Remove(filepath.Dir(dir))
 	}
 	return errors.Join(errs...)
+}
+
+// ownerUsers counts the Managers of this process per owner directory:
+// several (tests run backends side by side) share one, and only the last
+// to close removes it, so that no Manager loses its directory under a
+// group it is about to make.
+var (
+	ownerMu    sync.Mutex
+	ownerUsers = map[string]int{}
+)
+
+// use counts m among the users of its owner directories.
+func (m *Manager) use() *Manager {
+	ownerMu.Lock()
+	defer ownerMu.Unlock()
+	for _, dir := range []string{m.mem, m.cpu} {
+		if dir != "" {
+			ownerUsers[dir]++
+		}
+	}
+	return m
+}
+
+// release uncounts a user of dir and reports whether it was the last (or
+// not counted: a Manager made without Detect).
+func release(dir string) bool {
+	ownerMu.Lock()
+	defer ownerMu.Unlock()
+	n, ok := ownerUsers[dir]
+	if !ok {
+		return true
+	}
+	if n <= 1 {
+		delete(ownerUsers, dir)
+		return true
+	}
+	ownerUsers[dir] = n - 1
+	return false
 }
 
 // Group is one cgroup: a worker's (made by Create) or this process's own
