@@ -105,7 +105,7 @@ func (r *Runner) leaseRound(ctx context.Context) {
 	switch {
 	case err != nil:
 		r.setMemberErr(fmt.Errorf("renew membership lease: %w", err))
-		r.metrics.LeaseRenewal("error")
+		r.metrics.LeaseRenewal(metrics.LeaseError)
 		r.log.Warn("renew leases", "err", err, "shards", len(batched))
 	case !ok:
 		// Holder IDs are random per process: nobody else should hold it.
@@ -151,7 +151,7 @@ func (r *Runner) leaseRound(ctx context.Context) {
 	}
 	// Start looking at a place of our own, so that runners joining at once
 	// do not all race for shard 0.
-	start := int(hashString(r.cfg.Holder) % store.NumShards)
+	start := store.ShardOf(r.cfg.Holder)
 	for k := 0; k < store.NumShards && len(mine) < quota; k++ {
 		s := r.shards[(start+k)%store.NumShards]
 		if s.leased.Load() || taken[s.lease] {
@@ -192,16 +192,6 @@ func shardQuota(members []string, holder string) int {
 		q++
 	}
 	return q
-}
-
-// hashString is FNV-1a, for spreading where runners start looking.
-func hashString(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	return h
 }
 
 func (r *Runner) ownedShards() []int {
@@ -253,17 +243,16 @@ func (s *shard) applyRenewal(now time.Time, got store.Lease, held bool, err erro
 	switch {
 	case err == nil && held && got.Epoch == s.epoch.Load():
 		s.renewed = now
-		s.fencedFlag.Store(false)
-		s.metrics.LeaseRenewal("ok")
+		s.metrics.LeaseRenewal(metrics.LeaseOK)
 		return
 	case err == nil:
 		// Held by another runner, or taken again under a new epoch (it
 		// was someone else's in between): what this shard holds is stale.
-		s.metrics.LeaseRenewal("lost")
+		s.metrics.LeaseRenewal(metrics.LeaseLost)
 		s.drop(fmt.Sprintf("lease taken by %s (epoch %d)", got.Holder, got.Epoch))
 		return
 	}
-	s.metrics.LeaseRenewal("error")
+	s.metrics.LeaseRenewal(metrics.LeaseError)
 	// A renewal that failed while the shard's committer writes is, as
 	// often as not, waiting behind that write: a fenced transaction that
 	// holds the lease's row, so that nobody can take the lease before it
@@ -290,7 +279,7 @@ func cmpErr(err error) error {
 func (s *shard) release(ctx context.Context, why string) {
 	s.leased.Store(false)
 	s.mu.Lock()
-	com, stop, done := s.com, s.comStop, s.comDone
+	stop, done := s.comStop, s.comDone
 	s.mu.Unlock()
 	if stop != nil {
 		stop() // the committer writes what is pending, then returns
@@ -299,7 +288,6 @@ func (s *shard) release(ctx context.Context, why string) {
 		case <-ctx.Done():
 		}
 	}
-	_ = com
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	if err := s.cfg.Store.ReleaseLease(rctx, s.lease, s.cfg.Holder); err != nil {
 		s.log.Warn("release shard lease", "shard", s.n, "err", err)
@@ -313,7 +301,6 @@ func (s *shard) release(ctx context.Context, why string) {
 // and the write's waiters see it end and report nothing of it); the state
 // is cleared right after, outside the caller's lock (addTasks holds it).
 func (s *shard) lostLease() {
-	s.fencedFlag.Store(true)
 	s.metrics.LeaseRenewal(metrics.LeaseLost)
 	was := s.leased.Swap(false)
 	gen := s.gen.Add(1)

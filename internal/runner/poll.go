@@ -49,7 +49,7 @@ const maxWait = 30 * time.Second
 // the poll (results, running attempts, capacity) is looked at.
 func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollRequest]) (*connect.Response[taskhostv1.PollResponse], error) {
 	m := req.Msg
-	if !r.proves(m.JobId, m.Tier, m.WorkerId, req.Header().Get("Authorization")) {
+	if !provesWorker(r.workerKey, m.JobId, m.Tier, m.WorkerId, req.Header().Get("Authorization")) {
 		return nil, connect.NewError(connect.CodeUnauthenticated, errWorkerCredential)
 	}
 	s := r.shards[store.ShardOf(m.JobId)]
@@ -303,14 +303,14 @@ func (s *shard) claim(jr *jobRun, w *worker, task, attempt int32) {
 // nothing from it.
 var errWorkerCredential = errors.New("this worker's credential was not accepted (send the worker's own secret as Authorization: Bearer; a worker the runner does not know must exit)")
 
-// proves reports whether a poll or locate naming worker id of job and tier
+// provesWorker reports whether a poll or locate naming worker id of job and tier
 // carries that worker's credential as "Authorization: Bearer": the secret
-// derived from the runner group's key (workerSecret), compared in constant
+// derived from the runner group's key (workerSecret of key), compared in constant
 // time. Any runner can check any worker's credential, so a worker proves
 // itself to the runner its job moved to.
-func (r *Runner) proves(job string, tier int32, id, auth string) bool {
+func provesWorker(key []byte, job string, tier int32, id, auth string) bool {
 	got, ok := strings.CutPrefix(auth, "Bearer ")
-	want := workerSecret(r.workerKey, job, tier, id)
+	want := workerSecret(key, job, tier, id)
 	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 && ok && id != ""
 }
 

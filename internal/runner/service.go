@@ -97,8 +97,8 @@ func (a *RemoteAppender) AddTasks(ctx context.Context, jobID, adder string, atte
 			if err == nil {
 				return resp.Msg.TaskCount, nil
 			}
-			if connect.CodeOf(err) == connect.CodeFailedPrecondition {
-				return 0, refused{msg: connect.NewError(connect.CodeFailedPrecondition, err).Message()}
+			if ce := new(connect.Error); errors.As(err, &ce) && ce.Code() == connect.CodeFailedPrecondition {
+				return 0, refused{msg: ce.Message()} // the runner's words, without the code's prefix
 			}
 		}
 		if time.Now().Add(delay).After(deadline) || ctx.Err() != nil {

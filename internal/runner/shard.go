@@ -24,14 +24,12 @@ type shard struct {
 	// leased is true while the runner holds the shard's lease and may
 	// dispatch its jobs; epoch is the lease's epoch in this tenure (every
 	// write is fenced by it); gen counts tenures and drops, so that a
-	// poll whose changes were abandoned can tell; fencedFlag is set by a
-	// fenced write the store refused. renewed is the last renewal (lease
-	// loop only).
-	leased     atomic.Bool
-	epoch      atomic.Int64
-	gen        atomic.Uint64
-	fencedFlag atomic.Bool
-	renewed    time.Time
+	// poll whose changes were abandoned can tell. renewed is the last
+	// renewal (lease loop only).
+	leased  atomic.Bool
+	epoch   atomic.Int64
+	gen     atomic.Uint64
+	renewed time.Time
 
 	mu      sync.Mutex
 	jobs    map[string]*jobRun
@@ -72,7 +70,6 @@ func (s *shard) start(ctx context.Context, epoch int64, now time.Time) {
 	s.com, s.comStop, s.comDone = com, stop, done
 	s.mu.Unlock()
 	s.renewed = now
-	s.fencedFlag.Store(false)
 	s.leased.Store(true)
 	go func() { defer close(done); com.run(cctx) }()
 }
