@@ -491,6 +491,8 @@ type Store interface {
 
 	// AuthStore keeps issued tokens and the audit log.
 	AuthStore
+	// PlacementStore keeps clusters, quotas and reservations.
+	PlacementStore
 
 	Close() error
 }
