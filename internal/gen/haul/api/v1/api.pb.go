@@ -74,6 +74,269 @@ func (LogStream) EnumDescriptor() ([]byte, []int) {
 	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{0}
 }
 
+type WhyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// task_key: one task; empty: the whole job.
+	TaskKey       string `protobuf:"bytes,2,opt,name=task_key,json=taskKey,proto3" json:"task_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhyRequest) Reset() {
+	*x = WhyRequest{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhyRequest) ProtoMessage() {}
+
+func (x *WhyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhyRequest.ProtoReflect.Descriptor instead.
+func (*WhyRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *WhyRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *WhyRequest) GetTaskKey() string {
+	if x != nil {
+		return x.TaskKey
+	}
+	return ""
+}
+
+// Blocker is one reason work does not run.
+type Blocker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind: "parents" (parents not done), "backoff" (a retry waits),
+	// "max-workers" (the job's cap), "quota", "no-cluster", "unavailable"
+	// (clusters disabled or draining), "capacity", "reclaiming" (borrowed
+	// room is being given back), "starting" (a worker is starting),
+	// "runner" (no runner owns the job's shard now), "pending" (the job has
+	// not been loaded by a runner yet).
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// detail is the reason as a sentence.
+	Detail string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	// tier is the worker tier concerned (-1: none).
+	Tier int32 `protobuf:"varint,3,opt,name=tier,proto3" json:"tier,omitempty"`
+	// tasks counts the tasks this blocker holds back (job-level answers).
+	Tasks int64 `protobuf:"varint,4,opt,name=tasks,proto3" json:"tasks,omitempty"`
+	// parents lists the parents not done yet (kind "parents"), at most 20.
+	Parents []string `protobuf:"bytes,5,rep,name=parents,proto3" json:"parents,omitempty"`
+	// until: when a retry backoff ends. since: when a starting worker was
+	// asked for.
+	Until *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=until,proto3" json:"until,omitempty"`
+	Since *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=since,proto3" json:"since,omitempty"`
+	// resource, used, limit: what ran out (quota, capacity), in the
+	// resource's unit (milli-CPU, bytes, GPUs).
+	Resource      string   `protobuf:"bytes,8,opt,name=resource,proto3" json:"resource,omitempty"`
+	Used          int64    `protobuf:"varint,9,opt,name=used,proto3" json:"used,omitempty"`
+	Limit         int64    `protobuf:"varint,10,opt,name=limit,proto3" json:"limit,omitempty"`
+	Clusters      []string `protobuf:"bytes,11,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Blocker) Reset() {
+	*x = Blocker{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Blocker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Blocker) ProtoMessage() {}
+
+func (x *Blocker) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Blocker.ProtoReflect.Descriptor instead.
+func (*Blocker) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Blocker) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Blocker) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *Blocker) GetTier() int32 {
+	if x != nil {
+		return x.Tier
+	}
+	return 0
+}
+
+func (x *Blocker) GetTasks() int64 {
+	if x != nil {
+		return x.Tasks
+	}
+	return 0
+}
+
+func (x *Blocker) GetParents() []string {
+	if x != nil {
+		return x.Parents
+	}
+	return nil
+}
+
+func (x *Blocker) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *Blocker) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *Blocker) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *Blocker) GetUsed() int64 {
+	if x != nil {
+		return x.Used
+	}
+	return 0
+}
+
+func (x *Blocker) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *Blocker) GetClusters() []string {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+type WhyResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	TaskKey string                 `protobuf:"bytes,2,opt,name=task_key,json=taskKey,proto3" json:"task_key,omitempty"`
+	// state: the job's state, or the task's.
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// blockers is empty when nothing holds the work back (it runs, or it
+	// has ended).
+	Blockers      []*Blocker `protobuf:"bytes,4,rep,name=blockers,proto3" json:"blockers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhyResponse) Reset() {
+	*x = WhyResponse{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhyResponse) ProtoMessage() {}
+
+func (x *WhyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhyResponse.ProtoReflect.Descriptor instead.
+func (*WhyResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WhyResponse) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *WhyResponse) GetTaskKey() string {
+	if x != nil {
+		return x.TaskKey
+	}
+	return ""
+}
+
+func (x *WhyResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *WhyResponse) GetBlockers() []*Blocker {
+	if x != nil {
+		return x.Blockers
+	}
+	return nil
+}
+
 type SubmitJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The job spec, YAML or JSON (JSON is YAML). `lines:` files must already be
@@ -87,7 +350,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[0]
+	mi := &file_haul_api_v1_api_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -99,7 +362,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[0]
+	mi := &file_haul_api_v1_api_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -112,7 +375,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{0}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SubmitJobRequest) GetSpec() []byte {
@@ -150,7 +413,7 @@ type AddTasksRequest struct {
 
 func (x *AddTasksRequest) Reset() {
 	*x = AddTasksRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	mi := &file_haul_api_v1_api_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +425,7 @@ func (x *AddTasksRequest) String() string {
 func (*AddTasksRequest) ProtoMessage() {}
 
 func (x *AddTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	mi := &file_haul_api_v1_api_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +438,7 @@ func (x *AddTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddTasksRequest.ProtoReflect.Descriptor instead.
 func (*AddTasksRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{1}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AddTasksRequest) GetJobId() string {
@@ -225,7 +488,7 @@ type AddTasksResponse struct {
 
 func (x *AddTasksResponse) Reset() {
 	*x = AddTasksResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	mi := &file_haul_api_v1_api_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -237,7 +500,7 @@ func (x *AddTasksResponse) String() string {
 func (*AddTasksResponse) ProtoMessage() {}
 
 func (x *AddTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	mi := &file_haul_api_v1_api_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -250,7 +513,7 @@ func (x *AddTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddTasksResponse.ProtoReflect.Descriptor instead.
 func (*AddTasksResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{2}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AddTasksResponse) GetKeys() []string {
@@ -277,7 +540,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[3]
+	mi := &file_haul_api_v1_api_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +552,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[3]
+	mi := &file_haul_api_v1_api_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +565,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubmitJobResponse) GetJobId() string {
@@ -331,7 +594,7 @@ type Tier struct {
 
 func (x *Tier) Reset() {
 	*x = Tier{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[4]
+	mi := &file_haul_api_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +606,7 @@ func (x *Tier) String() string {
 func (*Tier) ProtoMessage() {}
 
 func (x *Tier) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[4]
+	mi := &file_haul_api_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +619,7 @@ func (x *Tier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tier.ProtoReflect.Descriptor instead.
 func (*Tier) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Tier) GetName() string {
@@ -402,7 +665,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[5]
+	mi := &file_haul_api_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +677,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[5]
+	mi := &file_haul_api_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +690,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TaskCounts) GetBlocked() int64 {
@@ -516,7 +779,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[6]
+	mi := &file_haul_api_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +791,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[6]
+	mi := &file_haul_api_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +804,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Job) GetId() string {
@@ -679,7 +942,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[7]
+	mi := &file_haul_api_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +954,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[7]
+	mi := &file_haul_api_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +967,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -723,7 +986,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[8]
+	mi := &file_haul_api_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +998,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[8]
+	mi := &file_haul_api_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +1011,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -770,7 +1033,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[9]
+	mi := &file_haul_api_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1045,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[9]
+	mi := &file_haul_api_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1058,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListJobsRequest) GetNamespace() string {
@@ -836,7 +1099,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[10]
+	mi := &file_haul_api_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +1111,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[10]
+	mi := &file_haul_api_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +1124,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -887,7 +1150,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[11]
+	mi := &file_haul_api_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1162,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[11]
+	mi := &file_haul_api_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1175,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -931,7 +1194,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[12]
+	mi := &file_haul_api_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1206,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[12]
+	mi := &file_haul_api_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1219,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -1002,7 +1265,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[13]
+	mi := &file_haul_api_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1277,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[13]
+	mi := &file_haul_api_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1290,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Attempt) GetNumber() int32 {
@@ -1182,7 +1445,7 @@ type GPUUsage struct {
 
 func (x *GPUUsage) Reset() {
 	*x = GPUUsage{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[14]
+	mi := &file_haul_api_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1457,7 @@ func (x *GPUUsage) String() string {
 func (*GPUUsage) ProtoMessage() {}
 
 func (x *GPUUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[14]
+	mi := &file_haul_api_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1470,7 @@ func (x *GPUUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPUUsage.ProtoReflect.Descriptor instead.
 func (*GPUUsage) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GPUUsage) GetIndex() int32 {
@@ -1257,7 +1520,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[15]
+	mi := &file_haul_api_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1532,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[15]
+	mi := &file_haul_api_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1545,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Usage) GetMemoryRequestedByteSeconds() float64 {
@@ -1357,7 +1620,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[16]
+	mi := &file_haul_api_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1632,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[16]
+	mi := &file_haul_api_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1645,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Task) GetJobId() string {
@@ -1518,7 +1781,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	mi := &file_haul_api_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1793,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	mi := &file_haul_api_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1806,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -1591,7 +1854,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	mi := &file_haul_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1866,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	mi := &file_haul_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1879,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1643,7 +1906,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[19]
+	mi := &file_haul_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1918,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[19]
+	mi := &file_haul_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1931,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetTaskRequest) GetJobId() string {
@@ -1697,7 +1960,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[20]
+	mi := &file_haul_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1972,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[20]
+	mi := &file_haul_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1985,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetTaskResponse) GetTask() *Task {
@@ -1756,7 +2019,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[21]
+	mi := &file_haul_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +2031,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[21]
+	mi := &file_haul_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +2044,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CancelTaskRequest) GetJobId() string {
@@ -1807,7 +2070,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[22]
+	mi := &file_haul_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +2082,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[22]
+	mi := &file_haul_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +2095,7 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CancelTaskResponse) GetTask() *Task {
@@ -1857,7 +2120,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[23]
+	mi := &file_haul_api_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +2132,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[23]
+	mi := &file_haul_api_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +2145,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetLogsRequest) GetJobId() string {
@@ -1932,7 +2195,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[24]
+	mi := &file_haul_api_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2207,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[24]
+	mi := &file_haul_api_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2220,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetLogsResponse) GetChunks() []*LogChunk {
@@ -1985,7 +2248,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[25]
+	mi := &file_haul_api_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2260,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[25]
+	mi := &file_haul_api_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2010,7 +2273,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LogChunk) GetStream() LogStream {
@@ -2038,7 +2301,29 @@ var File_haul_api_v1_api_proto protoreflect.FileDescriptor
 
 const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\n" +
-	"\x15haul/api/v1/api.proto\x12\vhaul.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n" +
+	"\x15haul/api/v1/api.proto\x12\vhaul.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\">\n" +
+	"\n" +
+	"WhyRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
+	"\btask_key\x18\x02 \x01(\tR\ataskKey\"\xbf\x02\n" +
+	"\aBlocker\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x12\n" +
+	"\x04tier\x18\x03 \x01(\x05R\x04tier\x12\x14\n" +
+	"\x05tasks\x18\x04 \x01(\x03R\x05tasks\x12\x18\n" +
+	"\aparents\x18\x05 \x03(\tR\aparents\x120\n" +
+	"\x05until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x120\n" +
+	"\x05since\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1a\n" +
+	"\bresource\x18\b \x01(\tR\bresource\x12\x12\n" +
+	"\x04used\x18\t \x01(\x03R\x04used\x12\x14\n" +
+	"\x05limit\x18\n" +
+	" \x01(\x03R\x05limit\x12\x1a\n" +
+	"\bclusters\x18\v \x03(\tR\bclusters\"\x87\x01\n" +
+	"\vWhyResponse\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
+	"\btask_key\x18\x02 \x01(\tR\ataskKey\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x120\n" +
+	"\bblockers\x18\x04 \x03(\v2\x14.haul.api.v1.BlockerR\bblockers\"B\n" +
 	"\x10SubmitJobRequest\x12\x12\n" +
 	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x1a\n" +
 	"\bfilename\x18\x02 \x01(\tR\bfilename\"\x82\x01\n" +
@@ -2219,7 +2504,7 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\xa2\x05\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xdc\x05\n" +
 	"\n" +
 	"JobService\x12J\n" +
 	"\tSubmitJob\x12\x1d.haul.api.v1.SubmitJobRequest\x1a\x1e.haul.api.v1.SubmitJobResponse\x12A\n" +
@@ -2231,7 +2516,8 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"CancelTask\x12\x1e.haul.api.v1.CancelTaskRequest\x1a\x1f.haul.api.v1.CancelTaskResponse\x12G\n" +
 	"\bAddTasks\x12\x1c.haul.api.v1.AddTasksRequest\x1a\x1d.haul.api.v1.AddTasksResponse\x12F\n" +
-	"\aGetLogs\x12\x1b.haul.api.v1.GetLogsRequest\x1a\x1c.haul.api.v1.GetLogsResponse0\x01B9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
+	"\aGetLogs\x12\x1b.haul.api.v1.GetLogsRequest\x1a\x1c.haul.api.v1.GetLogsResponse0\x01\x128\n" +
+	"\x03Why\x12\x17.haul.api.v1.WhyRequest\x1a\x18.haul.api.v1.WhyResponseB9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
 
 var (
 	file_haul_api_v1_api_proto_rawDescOnce sync.Once
@@ -2246,88 +2532,96 @@ func file_haul_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_haul_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_haul_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_haul_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_haul_api_v1_api_proto_goTypes = []any{
 	(LogStream)(0),                // 0: haul.api.v1.LogStream
-	(*SubmitJobRequest)(nil),      // 1: haul.api.v1.SubmitJobRequest
-	(*AddTasksRequest)(nil),       // 2: haul.api.v1.AddTasksRequest
-	(*AddTasksResponse)(nil),      // 3: haul.api.v1.AddTasksResponse
-	(*SubmitJobResponse)(nil),     // 4: haul.api.v1.SubmitJobResponse
-	(*Tier)(nil),                  // 5: haul.api.v1.Tier
-	(*TaskCounts)(nil),            // 6: haul.api.v1.TaskCounts
-	(*Job)(nil),                   // 7: haul.api.v1.Job
-	(*GetJobRequest)(nil),         // 8: haul.api.v1.GetJobRequest
-	(*GetJobResponse)(nil),        // 9: haul.api.v1.GetJobResponse
-	(*ListJobsRequest)(nil),       // 10: haul.api.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 11: haul.api.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 12: haul.api.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),     // 13: haul.api.v1.CancelJobResponse
-	(*Attempt)(nil),               // 14: haul.api.v1.Attempt
-	(*GPUUsage)(nil),              // 15: haul.api.v1.GPUUsage
-	(*Usage)(nil),                 // 16: haul.api.v1.Usage
-	(*Task)(nil),                  // 17: haul.api.v1.Task
-	(*ListTasksRequest)(nil),      // 18: haul.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 19: haul.api.v1.ListTasksResponse
-	(*GetTaskRequest)(nil),        // 20: haul.api.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),       // 21: haul.api.v1.GetTaskResponse
-	(*CancelTaskRequest)(nil),     // 22: haul.api.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),    // 23: haul.api.v1.CancelTaskResponse
-	(*GetLogsRequest)(nil),        // 24: haul.api.v1.GetLogsRequest
-	(*GetLogsResponse)(nil),       // 25: haul.api.v1.GetLogsResponse
-	(*LogChunk)(nil),              // 26: haul.api.v1.LogChunk
-	nil,                           // 27: haul.api.v1.Job.LabelsEntry
-	nil,                           // 28: haul.api.v1.Task.EnvEntry
-	nil,                           // 29: haul.api.v1.GetTaskResponse.JobEnvEntry
-	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*WhyRequest)(nil),            // 1: haul.api.v1.WhyRequest
+	(*Blocker)(nil),               // 2: haul.api.v1.Blocker
+	(*WhyResponse)(nil),           // 3: haul.api.v1.WhyResponse
+	(*SubmitJobRequest)(nil),      // 4: haul.api.v1.SubmitJobRequest
+	(*AddTasksRequest)(nil),       // 5: haul.api.v1.AddTasksRequest
+	(*AddTasksResponse)(nil),      // 6: haul.api.v1.AddTasksResponse
+	(*SubmitJobResponse)(nil),     // 7: haul.api.v1.SubmitJobResponse
+	(*Tier)(nil),                  // 8: haul.api.v1.Tier
+	(*TaskCounts)(nil),            // 9: haul.api.v1.TaskCounts
+	(*Job)(nil),                   // 10: haul.api.v1.Job
+	(*GetJobRequest)(nil),         // 11: haul.api.v1.GetJobRequest
+	(*GetJobResponse)(nil),        // 12: haul.api.v1.GetJobResponse
+	(*ListJobsRequest)(nil),       // 13: haul.api.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 14: haul.api.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 15: haul.api.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),     // 16: haul.api.v1.CancelJobResponse
+	(*Attempt)(nil),               // 17: haul.api.v1.Attempt
+	(*GPUUsage)(nil),              // 18: haul.api.v1.GPUUsage
+	(*Usage)(nil),                 // 19: haul.api.v1.Usage
+	(*Task)(nil),                  // 20: haul.api.v1.Task
+	(*ListTasksRequest)(nil),      // 21: haul.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 22: haul.api.v1.ListTasksResponse
+	(*GetTaskRequest)(nil),        // 23: haul.api.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),       // 24: haul.api.v1.GetTaskResponse
+	(*CancelTaskRequest)(nil),     // 25: haul.api.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),    // 26: haul.api.v1.CancelTaskResponse
+	(*GetLogsRequest)(nil),        // 27: haul.api.v1.GetLogsRequest
+	(*GetLogsResponse)(nil),       // 28: haul.api.v1.GetLogsResponse
+	(*LogChunk)(nil),              // 29: haul.api.v1.LogChunk
+	nil,                           // 30: haul.api.v1.Job.LabelsEntry
+	nil,                           // 31: haul.api.v1.Task.EnvEntry
+	nil,                           // 32: haul.api.v1.GetTaskResponse.JobEnvEntry
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
 }
 var file_haul_api_v1_api_proto_depIdxs = []int32{
-	27, // 0: haul.api.v1.Job.labels:type_name -> haul.api.v1.Job.LabelsEntry
-	5,  // 1: haul.api.v1.Job.workers:type_name -> haul.api.v1.Tier
-	6,  // 2: haul.api.v1.Job.counts:type_name -> haul.api.v1.TaskCounts
-	30, // 3: haul.api.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	30, // 4: haul.api.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	30, // 5: haul.api.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	16, // 6: haul.api.v1.Job.usage:type_name -> haul.api.v1.Usage
-	7,  // 7: haul.api.v1.GetJobResponse.job:type_name -> haul.api.v1.Job
-	7,  // 8: haul.api.v1.ListJobsResponse.jobs:type_name -> haul.api.v1.Job
-	7,  // 9: haul.api.v1.CancelJobResponse.job:type_name -> haul.api.v1.Job
-	30, // 10: haul.api.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	30, // 11: haul.api.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
-	15, // 12: haul.api.v1.Attempt.gpus:type_name -> haul.api.v1.GPUUsage
-	28, // 13: haul.api.v1.Task.env:type_name -> haul.api.v1.Task.EnvEntry
-	30, // 14: haul.api.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	30, // 15: haul.api.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	17, // 16: haul.api.v1.ListTasksResponse.tasks:type_name -> haul.api.v1.Task
-	17, // 17: haul.api.v1.GetTaskResponse.task:type_name -> haul.api.v1.Task
-	29, // 18: haul.api.v1.GetTaskResponse.job_env:type_name -> haul.api.v1.GetTaskResponse.JobEnvEntry
-	14, // 19: haul.api.v1.GetTaskResponse.attempts:type_name -> haul.api.v1.Attempt
-	17, // 20: haul.api.v1.CancelTaskResponse.task:type_name -> haul.api.v1.Task
-	0,  // 21: haul.api.v1.GetLogsRequest.streams:type_name -> haul.api.v1.LogStream
-	26, // 22: haul.api.v1.GetLogsResponse.chunks:type_name -> haul.api.v1.LogChunk
-	0,  // 23: haul.api.v1.LogChunk.stream:type_name -> haul.api.v1.LogStream
-	1,  // 24: haul.api.v1.JobService.SubmitJob:input_type -> haul.api.v1.SubmitJobRequest
-	8,  // 25: haul.api.v1.JobService.GetJob:input_type -> haul.api.v1.GetJobRequest
-	10, // 26: haul.api.v1.JobService.ListJobs:input_type -> haul.api.v1.ListJobsRequest
-	12, // 27: haul.api.v1.JobService.CancelJob:input_type -> haul.api.v1.CancelJobRequest
-	18, // 28: haul.api.v1.JobService.ListTasks:input_type -> haul.api.v1.ListTasksRequest
-	20, // 29: haul.api.v1.JobService.GetTask:input_type -> haul.api.v1.GetTaskRequest
-	22, // 30: haul.api.v1.JobService.CancelTask:input_type -> haul.api.v1.CancelTaskRequest
-	2,  // 31: haul.api.v1.JobService.AddTasks:input_type -> haul.api.v1.AddTasksRequest
-	24, // 32: haul.api.v1.JobService.GetLogs:input_type -> haul.api.v1.GetLogsRequest
-	4,  // 33: haul.api.v1.JobService.SubmitJob:output_type -> haul.api.v1.SubmitJobResponse
-	9,  // 34: haul.api.v1.JobService.GetJob:output_type -> haul.api.v1.GetJobResponse
-	11, // 35: haul.api.v1.JobService.ListJobs:output_type -> haul.api.v1.ListJobsResponse
-	13, // 36: haul.api.v1.JobService.CancelJob:output_type -> haul.api.v1.CancelJobResponse
-	19, // 37: haul.api.v1.JobService.ListTasks:output_type -> haul.api.v1.ListTasksResponse
-	21, // 38: haul.api.v1.JobService.GetTask:output_type -> haul.api.v1.GetTaskResponse
-	23, // 39: haul.api.v1.JobService.CancelTask:output_type -> haul.api.v1.CancelTaskResponse
-	3,  // 40: haul.api.v1.JobService.AddTasks:output_type -> haul.api.v1.AddTasksResponse
-	25, // 41: haul.api.v1.JobService.GetLogs:output_type -> haul.api.v1.GetLogsResponse
-	33, // [33:42] is the sub-list for method output_type
-	24, // [24:33] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	33, // 0: haul.api.v1.Blocker.until:type_name -> google.protobuf.Timestamp
+	33, // 1: haul.api.v1.Blocker.since:type_name -> google.protobuf.Timestamp
+	2,  // 2: haul.api.v1.WhyResponse.blockers:type_name -> haul.api.v1.Blocker
+	30, // 3: haul.api.v1.Job.labels:type_name -> haul.api.v1.Job.LabelsEntry
+	8,  // 4: haul.api.v1.Job.workers:type_name -> haul.api.v1.Tier
+	9,  // 5: haul.api.v1.Job.counts:type_name -> haul.api.v1.TaskCounts
+	33, // 6: haul.api.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	33, // 7: haul.api.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	33, // 8: haul.api.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	19, // 9: haul.api.v1.Job.usage:type_name -> haul.api.v1.Usage
+	10, // 10: haul.api.v1.GetJobResponse.job:type_name -> haul.api.v1.Job
+	10, // 11: haul.api.v1.ListJobsResponse.jobs:type_name -> haul.api.v1.Job
+	10, // 12: haul.api.v1.CancelJobResponse.job:type_name -> haul.api.v1.Job
+	33, // 13: haul.api.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	33, // 14: haul.api.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	18, // 15: haul.api.v1.Attempt.gpus:type_name -> haul.api.v1.GPUUsage
+	31, // 16: haul.api.v1.Task.env:type_name -> haul.api.v1.Task.EnvEntry
+	33, // 17: haul.api.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	33, // 18: haul.api.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	20, // 19: haul.api.v1.ListTasksResponse.tasks:type_name -> haul.api.v1.Task
+	20, // 20: haul.api.v1.GetTaskResponse.task:type_name -> haul.api.v1.Task
+	32, // 21: haul.api.v1.GetTaskResponse.job_env:type_name -> haul.api.v1.GetTaskResponse.JobEnvEntry
+	17, // 22: haul.api.v1.GetTaskResponse.attempts:type_name -> haul.api.v1.Attempt
+	20, // 23: haul.api.v1.CancelTaskResponse.task:type_name -> haul.api.v1.Task
+	0,  // 24: haul.api.v1.GetLogsRequest.streams:type_name -> haul.api.v1.LogStream
+	29, // 25: haul.api.v1.GetLogsResponse.chunks:type_name -> haul.api.v1.LogChunk
+	0,  // 26: haul.api.v1.LogChunk.stream:type_name -> haul.api.v1.LogStream
+	4,  // 27: haul.api.v1.JobService.SubmitJob:input_type -> haul.api.v1.SubmitJobRequest
+	11, // 28: haul.api.v1.JobService.GetJob:input_type -> haul.api.v1.GetJobRequest
+	13, // 29: haul.api.v1.JobService.ListJobs:input_type -> haul.api.v1.ListJobsRequest
+	15, // 30: haul.api.v1.JobService.CancelJob:input_type -> haul.api.v1.CancelJobRequest
+	21, // 31: haul.api.v1.JobService.ListTasks:input_type -> haul.api.v1.ListTasksRequest
+	23, // 32: haul.api.v1.JobService.GetTask:input_type -> haul.api.v1.GetTaskRequest
+	25, // 33: haul.api.v1.JobService.CancelTask:input_type -> haul.api.v1.CancelTaskRequest
+	5,  // 34: haul.api.v1.JobService.AddTasks:input_type -> haul.api.v1.AddTasksRequest
+	27, // 35: haul.api.v1.JobService.GetLogs:input_type -> haul.api.v1.GetLogsRequest
+	1,  // 36: haul.api.v1.JobService.Why:input_type -> haul.api.v1.WhyRequest
+	7,  // 37: haul.api.v1.JobService.SubmitJob:output_type -> haul.api.v1.SubmitJobResponse
+	12, // 38: haul.api.v1.JobService.GetJob:output_type -> haul.api.v1.GetJobResponse
+	14, // 39: haul.api.v1.JobService.ListJobs:output_type -> haul.api.v1.ListJobsResponse
+	16, // 40: haul.api.v1.JobService.CancelJob:output_type -> haul.api.v1.CancelJobResponse
+	22, // 41: haul.api.v1.JobService.ListTasks:output_type -> haul.api.v1.ListTasksResponse
+	24, // 42: haul.api.v1.JobService.GetTask:output_type -> haul.api.v1.GetTaskResponse
+	26, // 43: haul.api.v1.JobService.CancelTask:output_type -> haul.api.v1.CancelTaskResponse
+	6,  // 44: haul.api.v1.JobService.AddTasks:output_type -> haul.api.v1.AddTasksResponse
+	28, // 45: haul.api.v1.JobService.GetLogs:output_type -> haul.api.v1.GetLogsResponse
+	3,  // 46: haul.api.v1.JobService.Why:output_type -> haul.api.v1.WhyResponse
+	37, // [37:47] is the sub-list for method output_type
+	27, // [27:37] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_haul_api_v1_api_proto_init() }
@@ -2341,7 +2635,7 @@ func file_haul_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_api_v1_api_proto_rawDesc), len(file_haul_api_v1_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -12,6 +12,7 @@
 package runnerv1
 
 import (
+	v1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -246,7 +247,7 @@ var File_haul_runner_v1_runner_proto protoreflect.FileDescriptor
 
 const file_haul_runner_v1_runner_proto_rawDesc = "" +
 	"\n" +
-	"\x1bhaul/runner/v1/runner.proto\x12\x0ehaul.runner.v1\"\x8c\x01\n" +
+	"\x1bhaul/runner/v1/runner.proto\x12\x0ehaul.runner.v1\x1a\x15haul/api/v1/api.proto\"\x8c\x01\n" +
 	"\x0fAddTasksRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05adder\x18\x02 \x01(\tR\x05adder\x12\x18\n" +
@@ -267,9 +268,10 @@ const file_haul_runner_v1_runner_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"1\n" +
 	"\x10AddTasksResponse\x12\x1d\n" +
 	"\n" +
-	"task_count\x18\x01 \x01(\x03R\ttaskCount2^\n" +
+	"task_count\x18\x01 \x01(\x03R\ttaskCount2\x98\x01\n" +
 	"\rRunnerService\x12M\n" +
-	"\bAddTasks\x12\x1f.haul.runner.v1.AddTasksRequest\x1a .haul.runner.v1.AddTasksResponseB?Z=github.com/haul-dev/haul/internal/gen/haul/runner/v1;runnerv1b\x06proto3"
+	"\bAddTasks\x12\x1f.haul.runner.v1.AddTasksRequest\x1a .haul.runner.v1.AddTasksResponse\x128\n" +
+	"\x03Why\x12\x17.haul.api.v1.WhyRequest\x1a\x18.haul.api.v1.WhyResponseB?Z=github.com/haul-dev/haul/internal/gen/haul/runner/v1;runnerv1b\x06proto3"
 
 var (
 	file_haul_runner_v1_runner_proto_rawDescOnce sync.Once
@@ -289,14 +291,18 @@ var file_haul_runner_v1_runner_proto_goTypes = []any{
 	(*CompiledTask)(nil),     // 1: haul.runner.v1.CompiledTask
 	(*AddTasksResponse)(nil), // 2: haul.runner.v1.AddTasksResponse
 	nil,                      // 3: haul.runner.v1.CompiledTask.EnvEntry
+	(*v1.WhyRequest)(nil),    // 4: haul.api.v1.WhyRequest
+	(*v1.WhyResponse)(nil),   // 5: haul.api.v1.WhyResponse
 }
 var file_haul_runner_v1_runner_proto_depIdxs = []int32{
 	1, // 0: haul.runner.v1.AddTasksRequest.tasks:type_name -> haul.runner.v1.CompiledTask
 	3, // 1: haul.runner.v1.CompiledTask.env:type_name -> haul.runner.v1.CompiledTask.EnvEntry
 	0, // 2: haul.runner.v1.RunnerService.AddTasks:input_type -> haul.runner.v1.AddTasksRequest
-	2, // 3: haul.runner.v1.RunnerService.AddTasks:output_type -> haul.runner.v1.AddTasksResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
+	4, // 3: haul.runner.v1.RunnerService.Why:input_type -> haul.api.v1.WhyRequest
+	2, // 4: haul.runner.v1.RunnerService.AddTasks:output_type -> haul.runner.v1.AddTasksResponse
+	5, // 5: haul.runner.v1.RunnerService.Why:output_type -> haul.api.v1.WhyResponse
+	4, // [4:6] is the sub-list for method output_type
+	2, // [2:4] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name

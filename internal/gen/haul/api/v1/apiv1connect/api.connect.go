@@ -53,6 +53,8 @@ const (
 	JobServiceAddTasksProcedure = "/haul.api.v1.JobService/AddTasks"
 	// JobServiceGetLogsProcedure is the fully-qualified name of the JobService's GetLogs RPC.
 	JobServiceGetLogsProcedure = "/haul.api.v1.JobService/GetLogs"
+	// JobServiceWhyProcedure is the fully-qualified name of the JobService's Why RPC.
+	JobServiceWhyProcedure = "/haul.api.v1.JobService/Why"
 )
 
 // JobServiceClient is a client for the haul.api.v1.JobService service.
@@ -75,6 +77,11 @@ type JobServiceClient interface {
 	AddTasks(context.Context, *connect.Request[v1.AddTasksRequest]) (*connect.Response[v1.AddTasksResponse], error)
 	// GetLogs streams one attempt's output; with follow, until the attempt ends.
 	GetLogs(context.Context, *connect.Request[v1.GetLogsRequest]) (*connect.ServerStreamForClient[v1.GetLogsResponse], error)
+	// Why says what keeps a job's tasks, or one task, from running now:
+	// each blocker by name (parents not done, a retry backoff, the job's
+	// max_workers, the team's quota, no cluster, a worker starting...).
+	// Viewers of the job's team may ask.
+	Why(context.Context, *connect.Request[v1.WhyRequest]) (*connect.Response[v1.WhyResponse], error)
 }
 
 // NewJobServiceClient constructs a client for the haul.api.v1.JobService service. By default, it
@@ -142,6 +149,12 @@ func NewJobServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(jobServiceMethods.ByName("GetLogs")),
 			connect.WithClientOptions(opts...),
 		),
+		why: connect.NewClient[v1.WhyRequest, v1.WhyResponse](
+			httpClient,
+			baseURL+JobServiceWhyProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("Why")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -156,6 +169,7 @@ type jobServiceClient struct {
 	cancelTask *connect.Client[v1.CancelTaskRequest, v1.CancelTaskResponse]
 	addTasks   *connect.Client[v1.AddTasksRequest, v1.AddTasksResponse]
 	getLogs    *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
+	why        *connect.Client[v1.WhyRequest, v1.WhyResponse]
 }
 
 // SubmitJob calls haul.api.v1.JobService.SubmitJob.
@@ -203,6 +217,11 @@ func (c *jobServiceClient) GetLogs(ctx context.Context, req *connect.Request[v1.
 	return c.getLogs.CallServerStream(ctx, req)
 }
 
+// Why calls haul.api.v1.JobService.Why.
+func (c *jobServiceClient) Why(ctx context.Context, req *connect.Request[v1.WhyRequest]) (*connect.Response[v1.WhyResponse], error) {
+	return c.why.CallUnary(ctx, req)
+}
+
 // JobServiceHandler is an implementation of the haul.api.v1.JobService service.
 type JobServiceHandler interface {
 	// SubmitJob validates a job spec and stores the job and all of its tasks.
@@ -223,6 +242,11 @@ type JobServiceHandler interface {
 	AddTasks(context.Context, *connect.Request[v1.AddTasksRequest]) (*connect.Response[v1.AddTasksResponse], error)
 	// GetLogs streams one attempt's output; with follow, until the attempt ends.
 	GetLogs(context.Context, *connect.Request[v1.GetLogsRequest], *connect.ServerStream[v1.GetLogsResponse]) error
+	// Why says what keeps a job's tasks, or one task, from running now:
+	// each blocker by name (parents not done, a retry backoff, the job's
+	// max_workers, the team's quota, no cluster, a worker starting...).
+	// Viewers of the job's team may ask.
+	Why(context.Context, *connect.Request[v1.WhyRequest]) (*connect.Response[v1.WhyResponse], error)
 }
 
 // NewJobServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -286,6 +310,12 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(jobServiceMethods.ByName("GetLogs")),
 		connect.WithHandlerOptions(opts...),
 	)
+	jobServiceWhyHandler := connect.NewUnaryHandler(
+		JobServiceWhyProcedure,
+		svc.Why,
+		connect.WithSchema(jobServiceMethods.ByName("Why")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/haul.api.v1.JobService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case JobServiceSubmitJobProcedure:
@@ -306,6 +336,8 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 			jobServiceAddTasksHandler.ServeHTTP(w, r)
 		case JobServiceGetLogsProcedure:
 			jobServiceGetLogsHandler.ServeHTTP(w, r)
+		case JobServiceWhyProcedure:
+			jobServiceWhyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -349,4 +381,8 @@ func (UnimplementedJobServiceHandler) AddTasks(context.Context, *connect.Request
 
 func (UnimplementedJobServiceHandler) GetLogs(context.Context, *connect.Request[v1.GetLogsRequest], *connect.ServerStream[v1.GetLogsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.GetLogs is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) Why(context.Context, *connect.Request[v1.WhyRequest]) (*connect.Response[v1.WhyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.Why is not implemented"))
 }

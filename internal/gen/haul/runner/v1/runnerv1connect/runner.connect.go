@@ -12,6 +12,7 @@ import (
 	connect "connectrpc.com/connect"
 	context "context"
 	errors "errors"
+	v11 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	v1 "github.com/haul-dev/haul/internal/gen/haul/runner/v1"
 	http "net/http"
 	strings "strings"
@@ -39,6 +40,8 @@ const (
 const (
 	// RunnerServiceAddTasksProcedure is the fully-qualified name of the RunnerService's AddTasks RPC.
 	RunnerServiceAddTasksProcedure = "/haul.runner.v1.RunnerService/AddTasks"
+	// RunnerServiceWhyProcedure is the fully-qualified name of the RunnerService's Why RPC.
+	RunnerServiceWhyProcedure = "/haul.runner.v1.RunnerService/Why"
 )
 
 // RunnerServiceClient is a client for the haul.runner.v1.RunnerService service.
@@ -48,6 +51,10 @@ type RunnerServiceClient interface {
 	// FailedPrecondition: the tasks are refused (the message says why).
 	// Callers authenticate with the runner group's gateway credential.
 	AddTasks(context.Context, *connect.Request[v1.AddTasksRequest]) (*connect.Response[v1.AddTasksResponse], error)
+	// Why answers JobService.Why from the runner's state of the job (its
+	// scheduling core, its workers, the last placement refusals).
+	// Unavailable: this runner does not own the job's shard now.
+	Why(context.Context, *connect.Request[v11.WhyRequest]) (*connect.Response[v11.WhyResponse], error)
 }
 
 // NewRunnerServiceClient constructs a client for the haul.runner.v1.RunnerService service. By
@@ -67,17 +74,29 @@ func NewRunnerServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(runnerServiceMethods.ByName("AddTasks")),
 			connect.WithClientOptions(opts...),
 		),
+		why: connect.NewClient[v11.WhyRequest, v11.WhyResponse](
+			httpClient,
+			baseURL+RunnerServiceWhyProcedure,
+			connect.WithSchema(runnerServiceMethods.ByName("Why")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // runnerServiceClient implements RunnerServiceClient.
 type runnerServiceClient struct {
 	addTasks *connect.Client[v1.AddTasksRequest, v1.AddTasksResponse]
+	why      *connect.Client[v11.WhyRequest, v11.WhyResponse]
 }
 
 // AddTasks calls haul.runner.v1.RunnerService.AddTasks.
 func (c *runnerServiceClient) AddTasks(ctx context.Context, req *connect.Request[v1.AddTasksRequest]) (*connect.Response[v1.AddTasksResponse], error) {
 	return c.addTasks.CallUnary(ctx, req)
+}
+
+// Why calls haul.runner.v1.RunnerService.Why.
+func (c *runnerServiceClient) Why(ctx context.Context, req *connect.Request[v11.WhyRequest]) (*connect.Response[v11.WhyResponse], error) {
+	return c.why.CallUnary(ctx, req)
 }
 
 // RunnerServiceHandler is an implementation of the haul.runner.v1.RunnerService service.
@@ -87,6 +106,10 @@ type RunnerServiceHandler interface {
 	// FailedPrecondition: the tasks are refused (the message says why).
 	// Callers authenticate with the runner group's gateway credential.
 	AddTasks(context.Context, *connect.Request[v1.AddTasksRequest]) (*connect.Response[v1.AddTasksResponse], error)
+	// Why answers JobService.Why from the runner's state of the job (its
+	// scheduling core, its workers, the last placement refusals).
+	// Unavailable: this runner does not own the job's shard now.
+	Why(context.Context, *connect.Request[v11.WhyRequest]) (*connect.Response[v11.WhyResponse], error)
 }
 
 // NewRunnerServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -102,10 +125,18 @@ func NewRunnerServiceHandler(svc RunnerServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(runnerServiceMethods.ByName("AddTasks")),
 		connect.WithHandlerOptions(opts...),
 	)
+	runnerServiceWhyHandler := connect.NewUnaryHandler(
+		RunnerServiceWhyProcedure,
+		svc.Why,
+		connect.WithSchema(runnerServiceMethods.ByName("Why")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/haul.runner.v1.RunnerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RunnerServiceAddTasksProcedure:
 			runnerServiceAddTasksHandler.ServeHTTP(w, r)
+		case RunnerServiceWhyProcedure:
+			runnerServiceWhyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -117,4 +148,8 @@ type UnimplementedRunnerServiceHandler struct{}
 
 func (UnimplementedRunnerServiceHandler) AddTasks(context.Context, *connect.Request[v1.AddTasksRequest]) (*connect.Response[v1.AddTasksResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.runner.v1.RunnerService.AddTasks is not implemented"))
+}
+
+func (UnimplementedRunnerServiceHandler) Why(context.Context, *connect.Request[v11.WhyRequest]) (*connect.Response[v11.WhyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.runner.v1.RunnerService.Why is not implemented"))
 }
