@@ -49,7 +49,8 @@
 // # Step
 //
 // Step(now, slots) first applies liveness to every job, then walks the
-// jobs oldest first (by Job.Created, then ID) for the rest:
+// jobs by priority (highest Job.Priority first), then oldest first (by
+// Job.Created, then ID) for the rest:
 //
 //  1. Liveness. A worker that has not polled is lost at started +
 //     StartTimeout (default 2m); one that has, at its last poll +
@@ -61,15 +62,17 @@
 //  2. Job end. Every worker of an ended job that is not exiting gets Exit
 //     (why "job ended"), busy ones included: they get exit when they next
 //     run nothing.
-//  3. Idle retirement, per tier. A worker idle since IdleTimeout (default
+//  3. Asked retirement, per tier: a worker the shell retired (Retire)
+//     and not told to exit yet gets Exit with the shell's reason.
+//  4. Idle retirement, per tier. A worker idle since IdleTimeout (default
 //     3s) or longer gets Exit when its tier has nothing waiting
 //     (Demand.Waiting, which counts tasks in a retry backoff, is 0), or when
 //     the tier has more workers than max(1, target). Workers are looked at in
 //     the order they were added; each Exit lowers the count before the next
 //     is looked at. Idle time starts at the first poll (or adoption) and
 //     again whenever the running count drops to 0.
-//  4. Starts, per tier. While the tier's workers are fewer than its target,
-//     start one, unless its start backoff runs, the job has MaxWorkers
+//  5. Starts, per tier. While the tier's workers are fewer than its target,
+//     start one, unless its start backoff or a placement hold runs, the job has MaxWorkers
 //     workers (all states, exiting included), or the slots are used up.
 //     Slots are shared by the jobs in order, so an older job's wants come
 //     first. Several shards share the runner's cap: the shell passes each
@@ -99,6 +102,20 @@
 // row the tier's next start waits min(1s·2^(n-1), 1m) from that end: 1s,
 // 2s, 4s, … 32s, then 1m. The first poll of any worker of the tier resets
 // the count and the wait.
+//
+// # Placement
+//
+// The shell asks placement for each Start. A refused start is handed back
+// with Refused(ID, until): the worker is forgotten without counting as a
+// failed start (no start was tried), and its (job, tier) starts nothing
+// before until (the hold; NextWake includes its end). Retire(ID, why)
+// asks that a worker go when its borrowed capacity is wanted back or its
+// cluster drains: the next Step tells it to exit, so it finishes what it
+// runs and takes nothing more; from then on it does not count towards its
+// tier's target, so the tier may start a replacement (which placement
+// puts where there is room). TierStatus reports a tier's target, its
+// active and starting workers (the oldest start), the job's cap, and the
+// backoff and hold ends: what "why is my task not running" needs.
 //
 // # Jobs
 //

@@ -93,8 +93,10 @@ type Job struct {
 	// included; 0 means no cap of its own.
 	MaxWorkers int
 	// Created orders jobs for starts: the oldest job gets slots first
-	// (ties broken by ID).
-	Created time.Time
+	// (ties broken by ID), after Priority: a job of higher priority gets
+	// slots before any job of lower priority.
+	Created  time.Time
+	Priority int32
 }
 
 // Demand is what a (job, tier) has to run, read from the job's scheduling
@@ -253,6 +255,7 @@ type job struct {
 	id         string
 	ns         string
 	created    time.Time
+	priority   int32
 	maxWorkers int
 	ended      bool
 	alive      int // workers in any state, exiting included
@@ -267,7 +270,9 @@ type tier struct {
 	// next may start.
 	fails      int
 	startAfter time.Time
-	task       sched.Estimate // run time of this tier's tasks
+	// heldUntil: placement refused a start; none until then.
+	heldUntil time.Time
+	task      sched.Estimate // run time of this tier's tasks
 }
 
 type worker struct {
@@ -280,6 +285,9 @@ type worker struct {
 	running  int
 	polled   bool
 	exiting  bool
+	// retire is why the shell asked the worker to go (Retire), until the
+	// Step that tells it to exit.
+	retire string
 }
 
 // nsEstimates are one namespace's estimates of worker startup and task
@@ -339,10 +347,11 @@ func (f *Fleet) lookupWorker(id string) (int32, *worker, error) {
 	return i, &f.workers[i], nil
 }
 
-// less orders jobs for starts: oldest first, then by ID.
+// less orders jobs for starts: highest priority first, then oldest, then
+// by ID.
 func (f *Fleet) less(a, b int32) int {
 	ja, jb := &f.jobs[a], &f.jobs[b]
-	return cmp.Or(ja.created.Compare(jb.created), cmp.Compare(ja.id, jb.id))
+	return cmp.Or(cmp.Compare(jb.priority, ja.priority), ja.created.Compare(jb.created), cmp.Compare(ja.id, jb.id))
 }
 
 // AddJob adds a job with no workers and no demand yet.
@@ -358,7 +367,7 @@ func (f *Fleet) AddJob(j Job) error {
 	if _, ok := f.jobIndex[j.ID]; ok {
 		return fmt.Errorf("add job %q: %w", j.ID, ErrJobExists)
 	}
-	rec := job{id: j.ID, ns: j.Namespace, created: j.Created, maxWorkers: j.MaxWorkers, tiers: make([]tier, j.Tiers)}
+	rec := job{id: j.ID, ns: j.Namespace, created: j.Created, priority: j.Priority, maxWorkers: j.MaxWorkers, tiers: make([]tier, j.Tiers)}
 	var i int32
 	if n := len(f.jobFree); n > 0 {
 		i = f.jobFree[n-1]
@@ -546,14 +555,15 @@ func (f *Fleet) add(w worker) int32 {
 	return i
 }
 
-// remove forgets worker i; a start that never polled counts as failed.
-// It returns what Ended reports.
-func (f *Fleet) remove(i int32, now time.Time) Gone {
+// remove forgets worker i; a start that never polled counts as failed
+// unless refused is set (placement refused it: no start was tried). It
+// returns what Ended reports.
+func (f *Fleet) remove(i int32, now time.Time, refused bool) Gone {
 	w := f.workers[i]
 	j := &f.jobs[w.job]
 	tr := &j.tiers[w.tier]
 	g := Gone{Job: j.id, Tier: w.tier, Started: w.started, Polled: w.polled}
-	if !w.polled {
+	if !w.polled && !refused {
 		tr.fails++
 		tr.startAfter = now.Add(startBackoff(tr.fails))
 		g.Failures, g.NextStart = tr.fails, tr.startAfter
@@ -590,7 +600,90 @@ func (f *Fleet) Ended(id string, now time.Time) (g Gone, known bool) {
 		return Gone{}, false
 	}
 	f.see(now)
-	return f.remove(i, now), true
+	return f.remove(i, now, false), true
+}
+
+// Refused says placement refused the start of worker id (a quota, a full
+// or disabled cluster): the Fleet forgets it without counting a failed
+// start, and its (job, tier) starts no worker before until. It fails for
+// a worker that is not starting.
+func (f *Fleet) Refused(id string, until, now time.Time) error {
+	i, w, err := f.lookupWorker(id)
+	if err != nil {
+		return fmt.Errorf("refused: %w", err)
+	}
+	if w.polled || w.exiting {
+		return fmt.Errorf("refused: worker %q is %s, not starting", id, w.state())
+	}
+	f.see(now)
+	tr := &f.jobs[w.job].tiers[w.tier]
+	if until.After(tr.heldUntil) {
+		tr.heldUntil = until
+	}
+	f.remove(i, now, true)
+	return nil
+}
+
+// Retire asks that a worker go: the next Step tells it to exit (Exit with
+// why), so that it finishes what it runs and takes nothing more; for
+// example when the capacity it borrowed is wanted back or its cluster
+// drains. Retiring a worker told to exit already does nothing.
+func (f *Fleet) Retire(id, why string, now time.Time) error {
+	_, w, err := f.lookupWorker(id)
+	if err != nil {
+		return fmt.Errorf("retire: %w", err)
+	}
+	if w.exiting || w.retire != "" {
+		return nil
+	}
+	if why == "" {
+		why = "retired"
+	}
+	f.see(now)
+	w.retire = why
+	f.changed()
+	return nil
+}
+
+// TierStatus is what the Fleet knows of a (job, tier)'s workers, for
+// explaining why its tasks wait.
+type TierStatus struct {
+	// Target is the tier's worker target now; Active its workers not
+	// exiting; Starting those of them that have not polled, the oldest
+	// asked for at StartingSince.
+	Target, Active, Starting int
+	StartingSince            time.Time
+	// JobWorkers is the job's workers in all tiers and states; MaxWorkers
+	// the job's cap (0: none).
+	JobWorkers, MaxWorkers int
+	// BackoffUntil: after failed starts, no start before then. HeldUntil:
+	// placement refused a start, none before then. Zero when past.
+	BackoffUntil, HeldUntil time.Time
+}
+
+// TierStatus returns what the Fleet knows of a (job, tier) at now.
+func (f *Fleet) TierStatus(jobID string, t int32, now time.Time) (TierStatus, error) {
+	j, tr, err := f.lookupTier(jobID, t)
+	if err != nil {
+		return TierStatus{}, fmt.Errorf("tier status: %w", err)
+	}
+	st := TierStatus{Active: f.active(tr), JobWorkers: j.alive, MaxWorkers: j.maxWorkers}
+	st.Target = f.target(j, t, now, st.Active)
+	for _, i := range tr.workers {
+		if w := &f.workers[i]; !w.polled && !w.exiting {
+			st.Starting++
+			if st.StartingSince.IsZero() || w.started.Before(st.StartingSince) {
+				st.StartingSince = w.started
+			}
+		}
+	}
+	if now.Before(tr.startAfter) {
+		st.BackoffUntil = tr.startAfter
+	}
+	if now.Before(tr.heldUntil) {
+		st.HeldUntil = tr.heldUntil
+	}
+	return st, nil
 }
 
 // Worker returns what the Fleet knows of a worker; false if it does not

@@ -19,7 +19,7 @@ import (
 // Commands (durations in Go syntax; the clock is at +0s until moved):
 //
 //	config [idle=D] [worker-timeout=D] [start-timeout=D] [half-life=D] [max=N] [prefix=P] [ns-half-life=NS:D]
-//	job ID [tiers=N] [max=N] [created=+D] [ns=NS]
+//	job ID [tiers=N] [max=N] [created=+D] [ns=NS] [priority=N]
 //	end JOB
 //	demand JOB [tier=N] [waiting=N] [ready=N] [running=N] [elapsed=D]
 //	observe JOB [tier=N] D          (a task of the tier ran for D)
@@ -27,6 +27,9 @@ import (
 //	running ID N
 //	ended ID
 //	adopt ID JOB [tier=N] [running=N]
+//	refused ID +D                   (placement refused the start; the tier holds for D)
+//	retire ID WHY...                (the shell asks the worker to go)
+//	status JOB [tier=N]             (TierStatus)
 //	step [+D] [slots=N]             (advance the clock, then Step; slots default 100)
 //	advance +D                      (advance the clock only)
 //	wake                            (NextWake)
@@ -124,7 +127,48 @@ func (h *harness) exec(cmd string, kv map[string]string, pos []string) ([]string
 		if err != nil {
 			return nil, err
 		}
-		return nil, f.AddJob(Job{ID: pos[0], Namespace: kv["ns"], Tiers: tiers, MaxWorkers: maxW, Created: h.t0.Add(created)})
+		prio, err := intArg(kv, "priority", 0)
+		if err != nil {
+			return nil, err
+		}
+		return nil, f.AddJob(Job{ID: pos[0], Namespace: kv["ns"], Tiers: tiers, MaxWorkers: maxW, Created: h.t0.Add(created), Priority: int32(prio)})
+	case "refused":
+		if err := want(2); err != nil {
+			return nil, err
+		}
+		d, err := time.ParseDuration(strings.TrimPrefix(pos[1], "+"))
+		if err != nil {
+			return nil, err
+		}
+		return nil, f.Refused(pos[0], h.now.Add(d), h.now)
+	case "retire":
+		if len(pos) < 1 {
+			return nil, fmt.Errorf("retire: want a worker ID")
+		}
+		return nil, f.Retire(pos[0], strings.Join(pos[1:], " "), h.now)
+	case "status":
+		if err := want(1); err != nil {
+			return nil, err
+		}
+		tier, err := intArg(kv, "tier", 0)
+		if err != nil {
+			return nil, err
+		}
+		st, err := f.TierStatus(pos[0], int32(tier), h.now)
+		if err != nil {
+			return nil, err
+		}
+		line := fmt.Sprintf("target %d, active %d, starting %d, job workers %d of max %d", st.Target, st.Active, st.Starting, st.JobWorkers, st.MaxWorkers)
+		if st.Starting > 0 {
+			line += ", starting since " + h.at(st.StartingSince)
+		}
+		if !st.BackoffUntil.IsZero() {
+			line += ", backoff until " + h.at(st.BackoffUntil)
+		}
+		if !st.HeldUntil.IsZero() {
+			line += ", held until " + h.at(st.HeldUntil)
+		}
+		return []string{line}, nil
 	case "end":
 		if err := want(1); err != nil {
 			return nil, err

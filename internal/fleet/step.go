@@ -38,6 +38,7 @@ func (f *Fleet) Step(now time.Time, slots int) []Decision {
 				f.exitAll(j, int32(t))
 				continue
 			}
+			f.retireAsked(j, int32(t))
 			f.retire(j, int32(t), now)
 			slots = f.start(ji, int32(t), now, slots)
 		}
@@ -66,7 +67,7 @@ func (f *Fleet) liveness(ji int32, now time.Time) (lost int) {
 			f.out = append(f.out,
 				Decision{Kind: Stop, ID: w.id, Job: jobID, Tier: int32(t), Why: why},
 				Decision{Kind: Lost, ID: w.id, Job: jobID, Tier: int32(t), Why: why})
-			f.remove(wi, now) // deletes it from the tier
+			f.remove(wi, now, false) // deletes it from the tier
 			lost++
 			if j.id == "" {
 				return lost // it was the last worker of an ended job: forgotten
@@ -98,6 +99,17 @@ func (f *Fleet) exitAll(j *job, t int32) {
 		if w := &f.workers[i]; !w.exiting {
 			w.exiting = true
 			f.out = append(f.out, Decision{Kind: Exit, ID: w.id, Job: j.id, Tier: t, Why: "job ended"})
+		}
+	}
+}
+
+// retireAsked tells the workers of a tier the shell asked to retire
+// (Retire) to exit.
+func (f *Fleet) retireAsked(j *job, t int32) {
+	for _, i := range j.tiers[t].workers {
+		if w := &f.workers[i]; w.retire != "" && !w.exiting {
+			w.exiting = true
+			f.out = append(f.out, Decision{Kind: Exit, ID: w.id, Job: j.id, Tier: t, Why: w.retire})
 		}
 	}
 }
@@ -156,7 +168,7 @@ func (f *Fleet) retire(j *job, t int32, now time.Time) {
 func (f *Fleet) start(ji int32, t int32, now time.Time, slots int) int {
 	j := &f.jobs[ji]
 	tr := &j.tiers[t]
-	if slots == 0 || now.Before(tr.startAfter) || j.maxWorkers > 0 && j.alive >= j.maxWorkers {
+	if slots == 0 || now.Before(tr.startAfter) || now.Before(tr.heldUntil) || j.maxWorkers > 0 && j.alive >= j.maxWorkers {
 		return slots
 	}
 	have := f.active(tr)

@@ -54,8 +54,8 @@ func (f *Fleet) NextWake() time.Time {
 			if j.ended {
 				continue // the last Step told them all to exit
 			}
-			if tr.startAfter.After(lo) {
-				consider(tr.startAfter)
+			if hold := later(tr.startAfter, tr.heldUntil); hold.After(lo) {
+				consider(hold)
 			} else if j.maxWorkers <= 0 || j.alive < j.maxWorkers {
 				consider(f.startDrift(j, int32(t), lo))
 			}
@@ -217,4 +217,12 @@ func (f *Fleet) retireDrift(j *job, t int32, lo time.Time) time.Time {
 		guess = hi
 	}
 	return dr.first(pred, hi, guess)
+}
+
+// later returns the later of two times.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
