@@ -100,4 +100,11 @@
 // a task); task configurations are interned; the ready queues are rings of
 // int32; backoffs and deadlines are heaps holding only tasks that are in
 // backoff or running.
+//
+// # Explaining
+//
+// PendingParents, BackoffUntil and InBackoff answer "why is this task not
+// running": the parents (through groups) that have not succeeded, and
+// the end of a retry backoff. They change nothing and are linear in the
+// graph or the backoff heap: for a person asking, not for the hot path.
 package sched
