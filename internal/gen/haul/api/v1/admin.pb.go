@@ -749,6 +749,1622 @@ func (x *ListAuditResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Resources is an amount of CPU, memory and GPUs: CPU in thousandths of a
+// core, memory in bytes, GPUs as whole devices by type ("a100", "t4").
+type Resources struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MilliCpu      int64                  `protobuf:"varint,1,opt,name=milli_cpu,json=milliCpu,proto3" json:"milli_cpu,omitempty"`
+	MemoryBytes   int64                  `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	Gpu           map[string]int64       `protobuf:"bytes,3,rep,name=gpu,proto3" json:"gpu,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resources) Reset() {
+	*x = Resources{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resources) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resources) ProtoMessage() {}
+
+func (x *Resources) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resources.ProtoReflect.Descriptor instead.
+func (*Resources) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Resources) GetMilliCpu() int64 {
+	if x != nil {
+		return x.MilliCpu
+	}
+	return 0
+}
+
+func (x *Resources) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *Resources) GetGpu() map[string]int64 {
+	if x != nil {
+		return x.Gpu
+	}
+	return nil
+}
+
+// LabelValues lists the values a node label has in a cluster.
+type LabelValues struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []string               `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LabelValues) Reset() {
+	*x = LabelValues{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LabelValues) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LabelValues) ProtoMessage() {}
+
+func (x *LabelValues) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LabelValues.ProtoReflect.Descriptor instead.
+func (*LabelValues) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LabelValues) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// Cluster is one place workers run: a Kubernetes cluster, or the machine
+// of the local backend. How to reach it (its kubeconfig) is not here: it
+// stays in the runner's clusters file.
+type Cluster struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name: 1 to 63 lowercase letters, digits and dashes.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// state: "enabled" (new workers may start here), "disabled" (none
+	// start; the ones there run on) or "draining" (none start; the ones
+	// there finish their current task and exit). Empty in PutCluster means
+	// enabled.
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// capacity: what haul's workers may hold there in total; its GPU types
+	// are the ones the cluster offers.
+	Capacity *Resources `protobuf:"bytes,3,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	// labels: the node label values present in the cluster, for tiers'
+	// node selectors. Empty: not known, and any selector matches.
+	Labels map[string]*LabelValues `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// pods_per_second: the worker creations a second its API server is
+	// budgeted for (0: not set).
+	PodsPerSecond float64 `protobuf:"fixed64,5,opt,name=pods_per_second,json=podsPerSecond,proto3" json:"pods_per_second,omitempty"`
+	// Prices in USD an hour: per core, per GiB of memory, per GPU by type.
+	PricePerCpuHour float64            `protobuf:"fixed64,6,opt,name=price_per_cpu_hour,json=pricePerCpuHour,proto3" json:"price_per_cpu_hour,omitempty"`
+	PricePerGibHour float64            `protobuf:"fixed64,7,opt,name=price_per_gib_hour,json=pricePerGibHour,proto3" json:"price_per_gib_hour,omitempty"`
+	PricePerGpuHour map[string]float64 `protobuf:"bytes,8,rep,name=price_per_gpu_hour,json=pricePerGpuHour,proto3" json:"price_per_gpu_hour,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Cluster) Reset() {
+	*x = Cluster{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cluster) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cluster) ProtoMessage() {}
+
+func (x *Cluster) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
+func (*Cluster) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Cluster) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Cluster) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Cluster) GetCapacity() *Resources {
+	if x != nil {
+		return x.Capacity
+	}
+	return nil
+}
+
+func (x *Cluster) GetLabels() map[string]*LabelValues {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Cluster) GetPodsPerSecond() float64 {
+	if x != nil {
+		return x.PodsPerSecond
+	}
+	return 0
+}
+
+func (x *Cluster) GetPricePerCpuHour() float64 {
+	if x != nil {
+		return x.PricePerCpuHour
+	}
+	return 0
+}
+
+func (x *Cluster) GetPricePerGibHour() float64 {
+	if x != nil {
+		return x.PricePerGibHour
+	}
+	return 0
+}
+
+func (x *Cluster) GetPricePerGpuHour() map[string]float64 {
+	if x != nil {
+		return x.PricePerGpuHour
+	}
+	return nil
+}
+
+// ClusterStatus is a cluster's record and what is held there now.
+type ClusterStatus struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Cluster *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// held: what every live reservation there holds (own and borrowed);
+	// workers: how many reservations.
+	Held    *Resources `protobuf:"bytes,2,opt,name=held,proto3" json:"held,omitempty"`
+	Workers int64      `protobuf:"varint,3,opt,name=workers,proto3" json:"workers,omitempty"`
+	// borrowed, borrowed_workers: the part of held (and of workers) that
+	// is on capacity lent by other teams.
+	Borrowed        *Resources `protobuf:"bytes,4,opt,name=borrowed,proto3" json:"borrowed,omitempty"`
+	BorrowedWorkers int64      `protobuf:"varint,5,opt,name=borrowed_workers,json=borrowedWorkers,proto3" json:"borrowed_workers,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ClusterStatus) Reset() {
+	*x = ClusterStatus{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterStatus) ProtoMessage() {}
+
+func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
+func (*ClusterStatus) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ClusterStatus) GetCluster() *Cluster {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+func (x *ClusterStatus) GetHeld() *Resources {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
+func (x *ClusterStatus) GetWorkers() int64 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
+func (x *ClusterStatus) GetBorrowed() *Resources {
+	if x != nil {
+		return x.Borrowed
+	}
+	return nil
+}
+
+func (x *ClusterStatus) GetBorrowedWorkers() int64 {
+	if x != nil {
+		return x.BorrowedWorkers
+	}
+	return 0
+}
+
+type ListClustersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClustersRequest) Reset() {
+	*x = ListClustersRequest{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClustersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClustersRequest) ProtoMessage() {}
+
+func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
+func (*ListClustersRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+type ListClustersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// clusters, by name.
+	Clusters      []*ClusterStatus `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClustersResponse) Reset() {
+	*x = ListClustersResponse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClustersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClustersResponse) ProtoMessage() {}
+
+func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
+func (*ListClustersResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListClustersResponse) GetClusters() []*ClusterStatus {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+type PutClusterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutClusterRequest) Reset() {
+	*x = PutClusterRequest{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutClusterRequest) ProtoMessage() {}
+
+func (x *PutClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutClusterRequest.ProtoReflect.Descriptor instead.
+func (*PutClusterRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PutClusterRequest) GetCluster() *Cluster {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+type PutClusterResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutClusterResponse) Reset() {
+	*x = PutClusterResponse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutClusterResponse) ProtoMessage() {}
+
+func (x *PutClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutClusterResponse.ProtoReflect.Descriptor instead.
+func (*PutClusterResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PutClusterResponse) GetCluster() *Cluster {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+type SetClusterStateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// state: "enabled", "disabled" or "draining".
+	State         string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClusterStateRequest) Reset() {
+	*x = SetClusterStateRequest{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClusterStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClusterStateRequest) ProtoMessage() {}
+
+func (x *SetClusterStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClusterStateRequest.ProtoReflect.Descriptor instead.
+func (*SetClusterStateRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SetClusterStateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetClusterStateRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+type SetClusterStateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClusterStateResponse) Reset() {
+	*x = SetClusterStateResponse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClusterStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClusterStateResponse) ProtoMessage() {}
+
+func (x *SetClusterStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClusterStateResponse.ProtoReflect.Descriptor instead.
+func (*SetClusterStateResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SetClusterStateResponse) GetCluster() *Cluster {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+type DeleteClusterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteClusterRequest) Reset() {
+	*x = DeleteClusterRequest{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteClusterRequest) ProtoMessage() {}
+
+func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteClusterRequest.ProtoReflect.Descriptor instead.
+func (*DeleteClusterRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DeleteClusterRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteClusterResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteClusterResponse) Reset() {
+	*x = DeleteClusterResponse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteClusterResponse) ProtoMessage() {}
+
+func (x *DeleteClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteClusterResponse.ProtoReflect.Descriptor instead.
+func (*DeleteClusterResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+// Quota is a team's guaranteed share of the fleet.
+type Quota struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Team  string                 `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// limit: what the team's own workers may hold across all clusters.
+	Limit *Resources `protobuf:"bytes,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// clusters: optional splits of the limit by cluster name; the team's
+	// own workers in a cluster named here hold at most its amount there.
+	Clusters map[string]*Resources `protobuf:"bytes,3,rep,name=clusters,proto3" json:"clusters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// lend: other teams may borrow what the team does not use; they give
+	// it back (finish their current task and exit) when the team needs it.
+	Lend          bool `protobuf:"varint,4,opt,name=lend,proto3" json:"lend,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Quota) Reset() {
+	*x = Quota{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Quota) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Quota) ProtoMessage() {}
+
+func (x *Quota) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Quota.ProtoReflect.Descriptor instead.
+func (*Quota) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Quota) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+func (x *Quota) GetLimit() *Resources {
+	if x != nil {
+		return x.Limit
+	}
+	return nil
+}
+
+func (x *Quota) GetClusters() map[string]*Resources {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+func (x *Quota) GetLend() bool {
+	if x != nil {
+		return x.Lend
+	}
+	return false
+}
+
+// ResourceUse is one resource of a team's quota: "cpu" (in milli-CPU),
+// "memory" (bytes) or "gpu/<type>" (devices).
+type ResourceUse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Resource string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	// limit: the quota's bound (0 without a quota).
+	Limit int64 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// reserved: what the team's own workers hold, charged to its quota.
+	Reserved int64 `protobuf:"varint,3,opt,name=reserved,proto3" json:"reserved,omitempty"`
+	// borrowed: what its workers hold on capacity lent by others.
+	Borrowed int64 `protobuf:"varint,4,opt,name=borrowed,proto3" json:"borrowed,omitempty"`
+	// used: reserved plus borrowed.
+	Used          int64 `protobuf:"varint,5,opt,name=used,proto3" json:"used,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceUse) Reset() {
+	*x = ResourceUse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceUse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceUse) ProtoMessage() {}
+
+func (x *ResourceUse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceUse.ProtoReflect.Descriptor instead.
+func (*ResourceUse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ResourceUse) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *ResourceUse) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ResourceUse) GetReserved() int64 {
+	if x != nil {
+		return x.Reserved
+	}
+	return 0
+}
+
+func (x *ResourceUse) GetBorrowed() int64 {
+	if x != nil {
+		return x.Borrowed
+	}
+	return 0
+}
+
+func (x *ResourceUse) GetUsed() int64 {
+	if x != nil {
+		return x.Used
+	}
+	return 0
+}
+
+// ClusterUse is what a team's workers hold in one cluster, with the
+// quota's split for it if it has one.
+type ClusterUse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Cluster string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// split: the quota's bound for this cluster; unset without a split.
+	Split           *Resources `protobuf:"bytes,2,opt,name=split,proto3" json:"split,omitempty"`
+	Reserved        *Resources `protobuf:"bytes,3,opt,name=reserved,proto3" json:"reserved,omitempty"`
+	Borrowed        *Resources `protobuf:"bytes,4,opt,name=borrowed,proto3" json:"borrowed,omitempty"`
+	Workers         int64      `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
+	BorrowedWorkers int64      `protobuf:"varint,6,opt,name=borrowed_workers,json=borrowedWorkers,proto3" json:"borrowed_workers,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ClusterUse) Reset() {
+	*x = ClusterUse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterUse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterUse) ProtoMessage() {}
+
+func (x *ClusterUse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterUse.ProtoReflect.Descriptor instead.
+func (*ClusterUse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ClusterUse) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *ClusterUse) GetSplit() *Resources {
+	if x != nil {
+		return x.Split
+	}
+	return nil
+}
+
+func (x *ClusterUse) GetReserved() *Resources {
+	if x != nil {
+		return x.Reserved
+	}
+	return nil
+}
+
+func (x *ClusterUse) GetBorrowed() *Resources {
+	if x != nil {
+		return x.Borrowed
+	}
+	return nil
+}
+
+func (x *ClusterUse) GetWorkers() int64 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
+func (x *ClusterUse) GetBorrowedWorkers() int64 {
+	if x != nil {
+		return x.BorrowedWorkers
+	}
+	return 0
+}
+
+// TeamQuota is a team's quota and what its workers hold now.
+type TeamQuota struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Team  string                 `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// quota: unset when the team has none (it owns nothing and may only
+	// borrow).
+	Quota *Quota `protobuf:"bytes,2,opt,name=quota,proto3" json:"quota,omitempty"`
+	// resources: per resource of the limit or of what is held: cpu and
+	// memory first, then GPU types by name.
+	Resources []*ResourceUse `protobuf:"bytes,3,rep,name=resources,proto3" json:"resources,omitempty"`
+	// workers: the team's workers holding their own quota; borrowed_workers:
+	// those on lent capacity.
+	Workers         int64 `protobuf:"varint,4,opt,name=workers,proto3" json:"workers,omitempty"`
+	BorrowedWorkers int64 `protobuf:"varint,5,opt,name=borrowed_workers,json=borrowedWorkers,proto3" json:"borrowed_workers,omitempty"`
+	// clusters: by cluster name, those with a split or a worker of the team.
+	Clusters      []*ClusterUse `protobuf:"bytes,6,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TeamQuota) Reset() {
+	*x = TeamQuota{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TeamQuota) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TeamQuota) ProtoMessage() {}
+
+func (x *TeamQuota) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TeamQuota.ProtoReflect.Descriptor instead.
+func (*TeamQuota) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *TeamQuota) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+func (x *TeamQuota) GetQuota() *Quota {
+	if x != nil {
+		return x.Quota
+	}
+	return nil
+}
+
+func (x *TeamQuota) GetResources() []*ResourceUse {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *TeamQuota) GetWorkers() int64 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
+func (x *TeamQuota) GetBorrowedWorkers() int64 {
+	if x != nil {
+		return x.BorrowedWorkers
+	}
+	return 0
+}
+
+func (x *TeamQuota) GetClusters() []*ClusterUse {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+type GetQuotasRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team: one team; empty: every team with a quota or a worker that the
+	// caller may see.
+	Team          string `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQuotasRequest) Reset() {
+	*x = GetQuotasRequest{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQuotasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQuotasRequest) ProtoMessage() {}
+
+func (x *GetQuotasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQuotasRequest.ProtoReflect.Descriptor instead.
+func (*GetQuotasRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetQuotasRequest) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+type GetQuotasResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// teams, by name.
+	Teams         []*TeamQuota `protobuf:"bytes,1,rep,name=teams,proto3" json:"teams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQuotasResponse) Reset() {
+	*x = GetQuotasResponse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQuotasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQuotasResponse) ProtoMessage() {}
+
+func (x *GetQuotasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQuotasResponse.ProtoReflect.Descriptor instead.
+func (*GetQuotasResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetQuotasResponse) GetTeams() []*TeamQuota {
+	if x != nil {
+		return x.Teams
+	}
+	return nil
+}
+
+type SetQuotaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Quota         *Quota                 `protobuf:"bytes,1,opt,name=quota,proto3" json:"quota,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetQuotaRequest) Reset() {
+	*x = SetQuotaRequest{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetQuotaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetQuotaRequest) ProtoMessage() {}
+
+func (x *SetQuotaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetQuotaRequest.ProtoReflect.Descriptor instead.
+func (*SetQuotaRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SetQuotaRequest) GetQuota() *Quota {
+	if x != nil {
+		return x.Quota
+	}
+	return nil
+}
+
+type SetQuotaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Quota         *Quota                 `protobuf:"bytes,1,opt,name=quota,proto3" json:"quota,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetQuotaResponse) Reset() {
+	*x = SetQuotaResponse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetQuotaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetQuotaResponse) ProtoMessage() {}
+
+func (x *SetQuotaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetQuotaResponse.ProtoReflect.Descriptor instead.
+func (*SetQuotaResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SetQuotaResponse) GetQuota() *Quota {
+	if x != nil {
+		return x.Quota
+	}
+	return nil
+}
+
+type DeleteQuotaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Team          string                 `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteQuotaRequest) Reset() {
+	*x = DeleteQuotaRequest{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteQuotaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteQuotaRequest) ProtoMessage() {}
+
+func (x *DeleteQuotaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteQuotaRequest.ProtoReflect.Descriptor instead.
+func (*DeleteQuotaRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DeleteQuotaRequest) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+type DeleteQuotaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteQuotaResponse) Reset() {
+	*x = DeleteQuotaResponse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteQuotaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteQuotaResponse) ProtoMessage() {}
+
+func (x *DeleteQuotaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteQuotaResponse.ProtoReflect.Descriptor instead.
+func (*DeleteQuotaResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+type GetCostRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team: one team; empty: every team the caller may see.
+	Team string `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// since, until: the jobs created in [since, until) count. Unset until
+	// is now; unset since is 24 hours before until.
+	Since *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	Until *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
+	// jobs: also list jobs, most costly first, at most job_limit of them
+	// (0: 100; at most 10000). The totals always count every job.
+	Jobs          bool  `protobuf:"varint,4,opt,name=jobs,proto3" json:"jobs,omitempty"`
+	JobLimit      int32 `protobuf:"varint,5,opt,name=job_limit,json=jobLimit,proto3" json:"job_limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCostRequest) Reset() {
+	*x = GetCostRequest{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCostRequest) ProtoMessage() {}
+
+func (x *GetCostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCostRequest.ProtoReflect.Descriptor instead.
+func (*GetCostRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetCostRequest) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+func (x *GetCostRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *GetCostRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *GetCostRequest) GetJobs() bool {
+	if x != nil {
+		return x.Jobs
+	}
+	return false
+}
+
+func (x *GetCostRequest) GetJobLimit() int32 {
+	if x != nil {
+		return x.JobLimit
+	}
+	return 0
+}
+
+// TeamCost is what one team's jobs cost.
+type TeamCost struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Team          string                 `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	CostUsd       float64                `protobuf:"fixed64,2,opt,name=cost_usd,json=costUsd,proto3" json:"cost_usd,omitempty"`
+	WorkerSeconds float64                `protobuf:"fixed64,3,opt,name=worker_seconds,json=workerSeconds,proto3" json:"worker_seconds,omitempty"`
+	Jobs          int64                  `protobuf:"varint,4,opt,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TeamCost) Reset() {
+	*x = TeamCost{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TeamCost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TeamCost) ProtoMessage() {}
+
+func (x *TeamCost) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TeamCost.ProtoReflect.Descriptor instead.
+func (*TeamCost) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *TeamCost) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+func (x *TeamCost) GetCostUsd() float64 {
+	if x != nil {
+		return x.CostUsd
+	}
+	return 0
+}
+
+func (x *TeamCost) GetWorkerSeconds() float64 {
+	if x != nil {
+		return x.WorkerSeconds
+	}
+	return 0
+}
+
+func (x *TeamCost) GetJobs() int64 {
+	if x != nil {
+		return x.Jobs
+	}
+	return 0
+}
+
+// JobCost is what one job cost so far.
+type JobCost struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Team          string                 `protobuf:"bytes,3,opt,name=team,proto3" json:"team,omitempty"`
+	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CostUsd       float64                `protobuf:"fixed64,6,opt,name=cost_usd,json=costUsd,proto3" json:"cost_usd,omitempty"`
+	WorkerSeconds float64                `protobuf:"fixed64,7,opt,name=worker_seconds,json=workerSeconds,proto3" json:"worker_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobCost) Reset() {
+	*x = JobCost{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobCost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobCost) ProtoMessage() {}
+
+func (x *JobCost) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobCost.ProtoReflect.Descriptor instead.
+func (*JobCost) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *JobCost) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *JobCost) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JobCost) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+func (x *JobCost) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *JobCost) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *JobCost) GetCostUsd() float64 {
+	if x != nil {
+		return x.CostUsd
+	}
+	return 0
+}
+
+func (x *JobCost) GetWorkerSeconds() float64 {
+	if x != nil {
+		return x.WorkerSeconds
+	}
+	return 0
+}
+
+type GetCostResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// since, until: the period asked for.
+	Since *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	Until *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	// teams, by name; jobs (when asked for), most costly first.
+	Teams []*TeamCost `protobuf:"bytes,3,rep,name=teams,proto3" json:"teams,omitempty"`
+	Jobs  []*JobCost  `protobuf:"bytes,4,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// jobs_omitted: jobs counted in the totals but past job_limit.
+	JobsOmitted        int64   `protobuf:"varint,5,opt,name=jobs_omitted,json=jobsOmitted,proto3" json:"jobs_omitted,omitempty"`
+	TotalCostUsd       float64 `protobuf:"fixed64,6,opt,name=total_cost_usd,json=totalCostUsd,proto3" json:"total_cost_usd,omitempty"`
+	TotalWorkerSeconds float64 `protobuf:"fixed64,7,opt,name=total_worker_seconds,json=totalWorkerSeconds,proto3" json:"total_worker_seconds,omitempty"`
+	TotalJobs          int64   `protobuf:"varint,8,opt,name=total_jobs,json=totalJobs,proto3" json:"total_jobs,omitempty"`
+	// jobs_scanned: how many job records were read. A scan reads at most
+	// a bound of them (100,000); when it stops there, complete is false and
+	// the totals cover only the jobs created from covered_since to until.
+	JobsScanned   int64                  `protobuf:"varint,9,opt,name=jobs_scanned,json=jobsScanned,proto3" json:"jobs_scanned,omitempty"`
+	Complete      bool                   `protobuf:"varint,10,opt,name=complete,proto3" json:"complete,omitempty"`
+	CoveredSince  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=covered_since,json=coveredSince,proto3" json:"covered_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCostResponse) Reset() {
+	*x = GetCostResponse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCostResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCostResponse) ProtoMessage() {}
+
+func (x *GetCostResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCostResponse.ProtoReflect.Descriptor instead.
+func (*GetCostResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GetCostResponse) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *GetCostResponse) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *GetCostResponse) GetTeams() []*TeamCost {
+	if x != nil {
+		return x.Teams
+	}
+	return nil
+}
+
+func (x *GetCostResponse) GetJobs() []*JobCost {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+func (x *GetCostResponse) GetJobsOmitted() int64 {
+	if x != nil {
+		return x.JobsOmitted
+	}
+	return 0
+}
+
+func (x *GetCostResponse) GetTotalCostUsd() float64 {
+	if x != nil {
+		return x.TotalCostUsd
+	}
+	return 0
+}
+
+func (x *GetCostResponse) GetTotalWorkerSeconds() float64 {
+	if x != nil {
+		return x.TotalWorkerSeconds
+	}
+	return 0
+}
+
+func (x *GetCostResponse) GetTotalJobs() int64 {
+	if x != nil {
+		return x.TotalJobs
+	}
+	return 0
+}
+
+func (x *GetCostResponse) GetJobsScanned() int64 {
+	if x != nil {
+		return x.JobsScanned
+	}
+	return 0
+}
+
+func (x *GetCostResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *GetCostResponse) GetCoveredSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CoveredSince
+	}
+	return nil
+}
+
 var File_haul_api_v1_admin_proto protoreflect.FileDescriptor
 
 const file_haul_api_v1_admin_proto_rawDesc = "" +
@@ -824,13 +2440,141 @@ const file_haul_api_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"n\n" +
 	"\x11ListAuditResponse\x121\n" +
 	"\aentries\x18\x01 \x03(\v2\x17.haul.api.v1.AuditEntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xcd\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb6\x01\n" +
+	"\tResources\x12\x1b\n" +
+	"\tmilli_cpu\x18\x01 \x01(\x03R\bmilliCpu\x12!\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x121\n" +
+	"\x03gpu\x18\x03 \x03(\v2\x1f.haul.api.v1.Resources.GpuEntryR\x03gpu\x1a6\n" +
+	"\bGpuEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"%\n" +
+	"\vLabelValues\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\x94\x04\n" +
+	"\aCluster\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x122\n" +
+	"\bcapacity\x18\x03 \x01(\v2\x16.haul.api.v1.ResourcesR\bcapacity\x128\n" +
+	"\x06labels\x18\x04 \x03(\v2 .haul.api.v1.Cluster.LabelsEntryR\x06labels\x12&\n" +
+	"\x0fpods_per_second\x18\x05 \x01(\x01R\rpodsPerSecond\x12+\n" +
+	"\x12price_per_cpu_hour\x18\x06 \x01(\x01R\x0fpricePerCpuHour\x12+\n" +
+	"\x12price_per_gib_hour\x18\a \x01(\x01R\x0fpricePerGibHour\x12V\n" +
+	"\x12price_per_gpu_hour\x18\b \x03(\v2).haul.api.v1.Cluster.PricePerGpuHourEntryR\x0fpricePerGpuHour\x1aS\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.haul.api.v1.LabelValuesR\x05value:\x028\x01\x1aB\n" +
+	"\x14PricePerGpuHourEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xe4\x01\n" +
+	"\rClusterStatus\x12.\n" +
+	"\acluster\x18\x01 \x01(\v2\x14.haul.api.v1.ClusterR\acluster\x12*\n" +
+	"\x04held\x18\x02 \x01(\v2\x16.haul.api.v1.ResourcesR\x04held\x12\x18\n" +
+	"\aworkers\x18\x03 \x01(\x03R\aworkers\x122\n" +
+	"\bborrowed\x18\x04 \x01(\v2\x16.haul.api.v1.ResourcesR\bborrowed\x12)\n" +
+	"\x10borrowed_workers\x18\x05 \x01(\x03R\x0fborrowedWorkers\"\x15\n" +
+	"\x13ListClustersRequest\"N\n" +
+	"\x14ListClustersResponse\x126\n" +
+	"\bclusters\x18\x01 \x03(\v2\x1a.haul.api.v1.ClusterStatusR\bclusters\"C\n" +
+	"\x11PutClusterRequest\x12.\n" +
+	"\acluster\x18\x01 \x01(\v2\x14.haul.api.v1.ClusterR\acluster\"D\n" +
+	"\x12PutClusterResponse\x12.\n" +
+	"\acluster\x18\x01 \x01(\v2\x14.haul.api.v1.ClusterR\acluster\"B\n" +
+	"\x16SetClusterStateRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\"I\n" +
+	"\x17SetClusterStateResponse\x12.\n" +
+	"\acluster\x18\x01 \x01(\v2\x14.haul.api.v1.ClusterR\acluster\"*\n" +
+	"\x14DeleteClusterRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
+	"\x15DeleteClusterResponse\"\xf0\x01\n" +
+	"\x05Quota\x12\x12\n" +
+	"\x04team\x18\x01 \x01(\tR\x04team\x12,\n" +
+	"\x05limit\x18\x02 \x01(\v2\x16.haul.api.v1.ResourcesR\x05limit\x12<\n" +
+	"\bclusters\x18\x03 \x03(\v2 .haul.api.v1.Quota.ClustersEntryR\bclusters\x12\x12\n" +
+	"\x04lend\x18\x04 \x01(\bR\x04lend\x1aS\n" +
+	"\rClustersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.haul.api.v1.ResourcesR\x05value:\x028\x01\"\x8b\x01\n" +
+	"\vResourceUse\x12\x1a\n" +
+	"\bresource\x18\x01 \x01(\tR\bresource\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x1a\n" +
+	"\breserved\x18\x03 \x01(\x03R\breserved\x12\x1a\n" +
+	"\bborrowed\x18\x04 \x01(\x03R\bborrowed\x12\x12\n" +
+	"\x04used\x18\x05 \x01(\x03R\x04used\"\x81\x02\n" +
+	"\n" +
+	"ClusterUse\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12,\n" +
+	"\x05split\x18\x02 \x01(\v2\x16.haul.api.v1.ResourcesR\x05split\x122\n" +
+	"\breserved\x18\x03 \x01(\v2\x16.haul.api.v1.ResourcesR\breserved\x122\n" +
+	"\bborrowed\x18\x04 \x01(\v2\x16.haul.api.v1.ResourcesR\bborrowed\x12\x18\n" +
+	"\aworkers\x18\x05 \x01(\x03R\aworkers\x12)\n" +
+	"\x10borrowed_workers\x18\x06 \x01(\x03R\x0fborrowedWorkers\"\xfb\x01\n" +
+	"\tTeamQuota\x12\x12\n" +
+	"\x04team\x18\x01 \x01(\tR\x04team\x12(\n" +
+	"\x05quota\x18\x02 \x01(\v2\x12.haul.api.v1.QuotaR\x05quota\x126\n" +
+	"\tresources\x18\x03 \x03(\v2\x18.haul.api.v1.ResourceUseR\tresources\x12\x18\n" +
+	"\aworkers\x18\x04 \x01(\x03R\aworkers\x12)\n" +
+	"\x10borrowed_workers\x18\x05 \x01(\x03R\x0fborrowedWorkers\x123\n" +
+	"\bclusters\x18\x06 \x03(\v2\x17.haul.api.v1.ClusterUseR\bclusters\"&\n" +
+	"\x10GetQuotasRequest\x12\x12\n" +
+	"\x04team\x18\x01 \x01(\tR\x04team\"A\n" +
+	"\x11GetQuotasResponse\x12,\n" +
+	"\x05teams\x18\x01 \x03(\v2\x16.haul.api.v1.TeamQuotaR\x05teams\";\n" +
+	"\x0fSetQuotaRequest\x12(\n" +
+	"\x05quota\x18\x01 \x01(\v2\x12.haul.api.v1.QuotaR\x05quota\"<\n" +
+	"\x10SetQuotaResponse\x12(\n" +
+	"\x05quota\x18\x01 \x01(\v2\x12.haul.api.v1.QuotaR\x05quota\"(\n" +
+	"\x12DeleteQuotaRequest\x12\x12\n" +
+	"\x04team\x18\x01 \x01(\tR\x04team\"\x15\n" +
+	"\x13DeleteQuotaResponse\"\xb9\x01\n" +
+	"\x0eGetCostRequest\x12\x12\n" +
+	"\x04team\x18\x01 \x01(\tR\x04team\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x12\n" +
+	"\x04jobs\x18\x04 \x01(\bR\x04jobs\x12\x1b\n" +
+	"\tjob_limit\x18\x05 \x01(\x05R\bjobLimit\"t\n" +
+	"\bTeamCost\x12\x12\n" +
+	"\x04team\x18\x01 \x01(\tR\x04team\x12\x19\n" +
+	"\bcost_usd\x18\x02 \x01(\x01R\acostUsd\x12%\n" +
+	"\x0eworker_seconds\x18\x03 \x01(\x01R\rworkerSeconds\x12\x12\n" +
+	"\x04jobs\x18\x04 \x01(\x03R\x04jobs\"\xdb\x01\n" +
+	"\aJobCost\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04team\x18\x03 \x01(\tR\x04team\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x19\n" +
+	"\bcost_usd\x18\x06 \x01(\x01R\acostUsd\x12%\n" +
+	"\x0eworker_seconds\x18\a \x01(\x01R\rworkerSeconds\"\xe6\x03\n" +
+	"\x0fGetCostResponse\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12+\n" +
+	"\x05teams\x18\x03 \x03(\v2\x15.haul.api.v1.TeamCostR\x05teams\x12(\n" +
+	"\x04jobs\x18\x04 \x03(\v2\x14.haul.api.v1.JobCostR\x04jobs\x12!\n" +
+	"\fjobs_omitted\x18\x05 \x01(\x03R\vjobsOmitted\x12$\n" +
+	"\x0etotal_cost_usd\x18\x06 \x01(\x01R\ftotalCostUsd\x120\n" +
+	"\x14total_worker_seconds\x18\a \x01(\x01R\x12totalWorkerSeconds\x12\x1d\n" +
+	"\n" +
+	"total_jobs\x18\b \x01(\x03R\ttotalJobs\x12!\n" +
+	"\fjobs_scanned\x18\t \x01(\x03R\vjobsScanned\x12\x1a\n" +
+	"\bcomplete\x18\n" +
+	" \x01(\bR\bcomplete\x12?\n" +
+	"\rcovered_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fcoveredSince2\xd4\a\n" +
 	"\fAdminService\x12P\n" +
 	"\vCreateToken\x12\x1f.haul.api.v1.CreateTokenRequest\x1a .haul.api.v1.CreateTokenResponse\x12M\n" +
 	"\n" +
 	"ListTokens\x12\x1e.haul.api.v1.ListTokensRequest\x1a\x1f.haul.api.v1.ListTokensResponse\x12P\n" +
 	"\vRevokeToken\x12\x1f.haul.api.v1.RevokeTokenRequest\x1a .haul.api.v1.RevokeTokenResponse\x12J\n" +
-	"\tListAudit\x12\x1d.haul.api.v1.ListAuditRequest\x1a\x1e.haul.api.v1.ListAuditResponseB9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
+	"\tListAudit\x12\x1d.haul.api.v1.ListAuditRequest\x1a\x1e.haul.api.v1.ListAuditResponse\x12S\n" +
+	"\fListClusters\x12 .haul.api.v1.ListClustersRequest\x1a!.haul.api.v1.ListClustersResponse\x12M\n" +
+	"\n" +
+	"PutCluster\x12\x1e.haul.api.v1.PutClusterRequest\x1a\x1f.haul.api.v1.PutClusterResponse\x12\\\n" +
+	"\x0fSetClusterState\x12#.haul.api.v1.SetClusterStateRequest\x1a$.haul.api.v1.SetClusterStateResponse\x12V\n" +
+	"\rDeleteCluster\x12!.haul.api.v1.DeleteClusterRequest\x1a\".haul.api.v1.DeleteClusterResponse\x12J\n" +
+	"\tGetQuotas\x12\x1d.haul.api.v1.GetQuotasRequest\x1a\x1e.haul.api.v1.GetQuotasResponse\x12G\n" +
+	"\bSetQuota\x12\x1c.haul.api.v1.SetQuotaRequest\x1a\x1d.haul.api.v1.SetQuotaResponse\x12P\n" +
+	"\vDeleteQuota\x12\x1f.haul.api.v1.DeleteQuotaRequest\x1a .haul.api.v1.DeleteQuotaResponse\x12D\n" +
+	"\aGetCost\x12\x1b.haul.api.v1.GetCostRequest\x1a\x1c.haul.api.v1.GetCostResponseB9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
 
 var (
 	file_haul_api_v1_admin_proto_rawDescOnce sync.Once
@@ -844,46 +2588,124 @@ func file_haul_api_v1_admin_proto_rawDescGZIP() []byte {
 	return file_haul_api_v1_admin_proto_rawDescData
 }
 
-var file_haul_api_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_haul_api_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_haul_api_v1_admin_proto_goTypes = []any{
-	(*Token)(nil),                 // 0: haul.api.v1.Token
-	(*CreateTokenRequest)(nil),    // 1: haul.api.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 2: haul.api.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 3: haul.api.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 4: haul.api.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 5: haul.api.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),   // 6: haul.api.v1.RevokeTokenResponse
-	(*AuditEntry)(nil),            // 7: haul.api.v1.AuditEntry
-	(*ListAuditRequest)(nil),      // 8: haul.api.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 9: haul.api.v1.ListAuditResponse
-	nil,                           // 10: haul.api.v1.Token.TeamsEntry
-	nil,                           // 11: haul.api.v1.CreateTokenRequest.TeamsEntry
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*Token)(nil),                   // 0: haul.api.v1.Token
+	(*CreateTokenRequest)(nil),      // 1: haul.api.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),     // 2: haul.api.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),       // 3: haul.api.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),      // 4: haul.api.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),      // 5: haul.api.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),     // 6: haul.api.v1.RevokeTokenResponse
+	(*AuditEntry)(nil),              // 7: haul.api.v1.AuditEntry
+	(*ListAuditRequest)(nil),        // 8: haul.api.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),       // 9: haul.api.v1.ListAuditResponse
+	(*Resources)(nil),               // 10: haul.api.v1.Resources
+	(*LabelValues)(nil),             // 11: haul.api.v1.LabelValues
+	(*Cluster)(nil),                 // 12: haul.api.v1.Cluster
+	(*ClusterStatus)(nil),           // 13: haul.api.v1.ClusterStatus
+	(*ListClustersRequest)(nil),     // 14: haul.api.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),    // 15: haul.api.v1.ListClustersResponse
+	(*PutClusterRequest)(nil),       // 16: haul.api.v1.PutClusterRequest
+	(*PutClusterResponse)(nil),      // 17: haul.api.v1.PutClusterResponse
+	(*SetClusterStateRequest)(nil),  // 18: haul.api.v1.SetClusterStateRequest
+	(*SetClusterStateResponse)(nil), // 19: haul.api.v1.SetClusterStateResponse
+	(*DeleteClusterRequest)(nil),    // 20: haul.api.v1.DeleteClusterRequest
+	(*DeleteClusterResponse)(nil),   // 21: haul.api.v1.DeleteClusterResponse
+	(*Quota)(nil),                   // 22: haul.api.v1.Quota
+	(*ResourceUse)(nil),             // 23: haul.api.v1.ResourceUse
+	(*ClusterUse)(nil),              // 24: haul.api.v1.ClusterUse
+	(*TeamQuota)(nil),               // 25: haul.api.v1.TeamQuota
+	(*GetQuotasRequest)(nil),        // 26: haul.api.v1.GetQuotasRequest
+	(*GetQuotasResponse)(nil),       // 27: haul.api.v1.GetQuotasResponse
+	(*SetQuotaRequest)(nil),         // 28: haul.api.v1.SetQuotaRequest
+	(*SetQuotaResponse)(nil),        // 29: haul.api.v1.SetQuotaResponse
+	(*DeleteQuotaRequest)(nil),      // 30: haul.api.v1.DeleteQuotaRequest
+	(*DeleteQuotaResponse)(nil),     // 31: haul.api.v1.DeleteQuotaResponse
+	(*GetCostRequest)(nil),          // 32: haul.api.v1.GetCostRequest
+	(*TeamCost)(nil),                // 33: haul.api.v1.TeamCost
+	(*JobCost)(nil),                 // 34: haul.api.v1.JobCost
+	(*GetCostResponse)(nil),         // 35: haul.api.v1.GetCostResponse
+	nil,                             // 36: haul.api.v1.Token.TeamsEntry
+	nil,                             // 37: haul.api.v1.CreateTokenRequest.TeamsEntry
+	nil,                             // 38: haul.api.v1.Resources.GpuEntry
+	nil,                             // 39: haul.api.v1.Cluster.LabelsEntry
+	nil,                             // 40: haul.api.v1.Cluster.PricePerGpuHourEntry
+	nil,                             // 41: haul.api.v1.Quota.ClustersEntry
+	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
 }
 var file_haul_api_v1_admin_proto_depIdxs = []int32{
-	10, // 0: haul.api.v1.Token.teams:type_name -> haul.api.v1.Token.TeamsEntry
-	12, // 1: haul.api.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	12, // 2: haul.api.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	12, // 3: haul.api.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
-	11, // 4: haul.api.v1.CreateTokenRequest.teams:type_name -> haul.api.v1.CreateTokenRequest.TeamsEntry
+	36, // 0: haul.api.v1.Token.teams:type_name -> haul.api.v1.Token.TeamsEntry
+	42, // 1: haul.api.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	42, // 2: haul.api.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	42, // 3: haul.api.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
+	37, // 4: haul.api.v1.CreateTokenRequest.teams:type_name -> haul.api.v1.CreateTokenRequest.TeamsEntry
 	0,  // 5: haul.api.v1.CreateTokenResponse.record:type_name -> haul.api.v1.Token
 	0,  // 6: haul.api.v1.ListTokensResponse.tokens:type_name -> haul.api.v1.Token
 	0,  // 7: haul.api.v1.RevokeTokenResponse.record:type_name -> haul.api.v1.Token
-	12, // 8: haul.api.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
+	42, // 8: haul.api.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
 	7,  // 9: haul.api.v1.ListAuditResponse.entries:type_name -> haul.api.v1.AuditEntry
-	1,  // 10: haul.api.v1.AdminService.CreateToken:input_type -> haul.api.v1.CreateTokenRequest
-	3,  // 11: haul.api.v1.AdminService.ListTokens:input_type -> haul.api.v1.ListTokensRequest
-	5,  // 12: haul.api.v1.AdminService.RevokeToken:input_type -> haul.api.v1.RevokeTokenRequest
-	8,  // 13: haul.api.v1.AdminService.ListAudit:input_type -> haul.api.v1.ListAuditRequest
-	2,  // 14: haul.api.v1.AdminService.CreateToken:output_type -> haul.api.v1.CreateTokenResponse
-	4,  // 15: haul.api.v1.AdminService.ListTokens:output_type -> haul.api.v1.ListTokensResponse
-	6,  // 16: haul.api.v1.AdminService.RevokeToken:output_type -> haul.api.v1.RevokeTokenResponse
-	9,  // 17: haul.api.v1.AdminService.ListAudit:output_type -> haul.api.v1.ListAuditResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	38, // 10: haul.api.v1.Resources.gpu:type_name -> haul.api.v1.Resources.GpuEntry
+	10, // 11: haul.api.v1.Cluster.capacity:type_name -> haul.api.v1.Resources
+	39, // 12: haul.api.v1.Cluster.labels:type_name -> haul.api.v1.Cluster.LabelsEntry
+	40, // 13: haul.api.v1.Cluster.price_per_gpu_hour:type_name -> haul.api.v1.Cluster.PricePerGpuHourEntry
+	12, // 14: haul.api.v1.ClusterStatus.cluster:type_name -> haul.api.v1.Cluster
+	10, // 15: haul.api.v1.ClusterStatus.held:type_name -> haul.api.v1.Resources
+	10, // 16: haul.api.v1.ClusterStatus.borrowed:type_name -> haul.api.v1.Resources
+	13, // 17: haul.api.v1.ListClustersResponse.clusters:type_name -> haul.api.v1.ClusterStatus
+	12, // 18: haul.api.v1.PutClusterRequest.cluster:type_name -> haul.api.v1.Cluster
+	12, // 19: haul.api.v1.PutClusterResponse.cluster:type_name -> haul.api.v1.Cluster
+	12, // 20: haul.api.v1.SetClusterStateResponse.cluster:type_name -> haul.api.v1.Cluster
+	10, // 21: haul.api.v1.Quota.limit:type_name -> haul.api.v1.Resources
+	41, // 22: haul.api.v1.Quota.clusters:type_name -> haul.api.v1.Quota.ClustersEntry
+	10, // 23: haul.api.v1.ClusterUse.split:type_name -> haul.api.v1.Resources
+	10, // 24: haul.api.v1.ClusterUse.reserved:type_name -> haul.api.v1.Resources
+	10, // 25: haul.api.v1.ClusterUse.borrowed:type_name -> haul.api.v1.Resources
+	22, // 26: haul.api.v1.TeamQuota.quota:type_name -> haul.api.v1.Quota
+	23, // 27: haul.api.v1.TeamQuota.resources:type_name -> haul.api.v1.ResourceUse
+	24, // 28: haul.api.v1.TeamQuota.clusters:type_name -> haul.api.v1.ClusterUse
+	25, // 29: haul.api.v1.GetQuotasResponse.teams:type_name -> haul.api.v1.TeamQuota
+	22, // 30: haul.api.v1.SetQuotaRequest.quota:type_name -> haul.api.v1.Quota
+	22, // 31: haul.api.v1.SetQuotaResponse.quota:type_name -> haul.api.v1.Quota
+	42, // 32: haul.api.v1.GetCostRequest.since:type_name -> google.protobuf.Timestamp
+	42, // 33: haul.api.v1.GetCostRequest.until:type_name -> google.protobuf.Timestamp
+	42, // 34: haul.api.v1.JobCost.created_at:type_name -> google.protobuf.Timestamp
+	42, // 35: haul.api.v1.GetCostResponse.since:type_name -> google.protobuf.Timestamp
+	42, // 36: haul.api.v1.GetCostResponse.until:type_name -> google.protobuf.Timestamp
+	33, // 37: haul.api.v1.GetCostResponse.teams:type_name -> haul.api.v1.TeamCost
+	34, // 38: haul.api.v1.GetCostResponse.jobs:type_name -> haul.api.v1.JobCost
+	42, // 39: haul.api.v1.GetCostResponse.covered_since:type_name -> google.protobuf.Timestamp
+	11, // 40: haul.api.v1.Cluster.LabelsEntry.value:type_name -> haul.api.v1.LabelValues
+	10, // 41: haul.api.v1.Quota.ClustersEntry.value:type_name -> haul.api.v1.Resources
+	1,  // 42: haul.api.v1.AdminService.CreateToken:input_type -> haul.api.v1.CreateTokenRequest
+	3,  // 43: haul.api.v1.AdminService.ListTokens:input_type -> haul.api.v1.ListTokensRequest
+	5,  // 44: haul.api.v1.AdminService.RevokeToken:input_type -> haul.api.v1.RevokeTokenRequest
+	8,  // 45: haul.api.v1.AdminService.ListAudit:input_type -> haul.api.v1.ListAuditRequest
+	14, // 46: haul.api.v1.AdminService.ListClusters:input_type -> haul.api.v1.ListClustersRequest
+	16, // 47: haul.api.v1.AdminService.PutCluster:input_type -> haul.api.v1.PutClusterRequest
+	18, // 48: haul.api.v1.AdminService.SetClusterState:input_type -> haul.api.v1.SetClusterStateRequest
+	20, // 49: haul.api.v1.AdminService.DeleteCluster:input_type -> haul.api.v1.DeleteClusterRequest
+	26, // 50: haul.api.v1.AdminService.GetQuotas:input_type -> haul.api.v1.GetQuotasRequest
+	28, // 51: haul.api.v1.AdminService.SetQuota:input_type -> haul.api.v1.SetQuotaRequest
+	30, // 52: haul.api.v1.AdminService.DeleteQuota:input_type -> haul.api.v1.DeleteQuotaRequest
+	32, // 53: haul.api.v1.AdminService.GetCost:input_type -> haul.api.v1.GetCostRequest
+	2,  // 54: haul.api.v1.AdminService.CreateToken:output_type -> haul.api.v1.CreateTokenResponse
+	4,  // 55: haul.api.v1.AdminService.ListTokens:output_type -> haul.api.v1.ListTokensResponse
+	6,  // 56: haul.api.v1.AdminService.RevokeToken:output_type -> haul.api.v1.RevokeTokenResponse
+	9,  // 57: haul.api.v1.AdminService.ListAudit:output_type -> haul.api.v1.ListAuditResponse
+	15, // 58: haul.api.v1.AdminService.ListClusters:output_type -> haul.api.v1.ListClustersResponse
+	17, // 59: haul.api.v1.AdminService.PutCluster:output_type -> haul.api.v1.PutClusterResponse
+	19, // 60: haul.api.v1.AdminService.SetClusterState:output_type -> haul.api.v1.SetClusterStateResponse
+	21, // 61: haul.api.v1.AdminService.DeleteCluster:output_type -> haul.api.v1.DeleteClusterResponse
+	27, // 62: haul.api.v1.AdminService.GetQuotas:output_type -> haul.api.v1.GetQuotasResponse
+	29, // 63: haul.api.v1.AdminService.SetQuota:output_type -> haul.api.v1.SetQuotaResponse
+	31, // 64: haul.api.v1.AdminService.DeleteQuota:output_type -> haul.api.v1.DeleteQuotaResponse
+	35, // 65: haul.api.v1.AdminService.GetCost:output_type -> haul.api.v1.GetCostResponse
+	54, // [54:66] is the sub-list for method output_type
+	42, // [42:54] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_haul_api_v1_admin_proto_init() }
@@ -897,7 +2719,7 @@ func file_haul_api_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_api_v1_admin_proto_rawDesc), len(file_haul_api_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,26 @@ const (
 	AdminServiceRevokeTokenProcedure = "/haul.api.v1.AdminService/RevokeToken"
 	// AdminServiceListAuditProcedure is the fully-qualified name of the AdminService's ListAudit RPC.
 	AdminServiceListAuditProcedure = "/haul.api.v1.AdminService/ListAudit"
+	// AdminServiceListClustersProcedure is the fully-qualified name of the AdminService's ListClusters
+	// RPC.
+	AdminServiceListClustersProcedure = "/haul.api.v1.AdminService/ListClusters"
+	// AdminServicePutClusterProcedure is the fully-qualified name of the AdminService's PutCluster RPC.
+	AdminServicePutClusterProcedure = "/haul.api.v1.AdminService/PutCluster"
+	// AdminServiceSetClusterStateProcedure is the fully-qualified name of the AdminService's
+	// SetClusterState RPC.
+	AdminServiceSetClusterStateProcedure = "/haul.api.v1.AdminService/SetClusterState"
+	// AdminServiceDeleteClusterProcedure is the fully-qualified name of the AdminService's
+	// DeleteCluster RPC.
+	AdminServiceDeleteClusterProcedure = "/haul.api.v1.AdminService/DeleteCluster"
+	// AdminServiceGetQuotasProcedure is the fully-qualified name of the AdminService's GetQuotas RPC.
+	AdminServiceGetQuotasProcedure = "/haul.api.v1.AdminService/GetQuotas"
+	// AdminServiceSetQuotaProcedure is the fully-qualified name of the AdminService's SetQuota RPC.
+	AdminServiceSetQuotaProcedure = "/haul.api.v1.AdminService/SetQuota"
+	// AdminServiceDeleteQuotaProcedure is the fully-qualified name of the AdminService's DeleteQuota
+	// RPC.
+	AdminServiceDeleteQuotaProcedure = "/haul.api.v1.AdminService/DeleteQuota"
+	// AdminServiceGetCostProcedure is the fully-qualified name of the AdminService's GetCost RPC.
+	AdminServiceGetCostProcedure = "/haul.api.v1.AdminService/GetCost"
 )
 
 // AdminServiceClient is a client for the haul.api.v1.AdminService service.
@@ -55,6 +75,31 @@ type AdminServiceClient interface {
 	RevokeToken(context.Context, *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error)
 	// ListAudit lists audit entries, newest first (platform admins only).
 	ListAudit(context.Context, *connect.Request[v1.ListAuditRequest]) (*connect.Response[v1.ListAuditResponse], error)
+	// ListClusters lists every cluster record with what its workers hold
+	// there now. Any authenticated caller may list.
+	ListClusters(context.Context, *connect.Request[v1.ListClustersRequest]) (*connect.Response[v1.ListClustersResponse], error)
+	// PutCluster registers a cluster or replaces its record (platform
+	// admins only). Putting a cluster in state draining asks its workers
+	// to finish their current task and exit.
+	PutCluster(context.Context, *connect.Request[v1.PutClusterRequest]) (*connect.Response[v1.PutClusterResponse], error)
+	// SetClusterState enables, disables or drains a cluster (platform
+	// admins only).
+	SetClusterState(context.Context, *connect.Request[v1.SetClusterStateRequest]) (*connect.Response[v1.SetClusterStateResponse], error)
+	// DeleteCluster removes a cluster record (platform admins only); its
+	// workers keep their reservations until they exit.
+	DeleteCluster(context.Context, *connect.Request[v1.DeleteClusterRequest]) (*connect.Response[v1.DeleteClusterResponse], error)
+	// GetQuotas reports teams' quotas and what their workers hold against
+	// them: every team for a platform admin, else the teams the caller has
+	// a role in.
+	GetQuotas(context.Context, *connect.Request[v1.GetQuotasRequest]) (*connect.Response[v1.GetQuotasResponse], error)
+	// SetQuota creates or replaces a team's quota (platform admins only).
+	SetQuota(context.Context, *connect.Request[v1.SetQuotaRequest]) (*connect.Response[v1.SetQuotaResponse], error)
+	// DeleteQuota removes a team's quota (platform admins only): the team
+	// then owns nothing and may only borrow.
+	DeleteQuota(context.Context, *connect.Request[v1.DeleteQuotaRequest]) (*connect.Response[v1.DeleteQuotaResponse], error)
+	// GetCost sums the cost and worker time of the jobs created in a
+	// period, per team and optionally per job; visible as GetQuotas is.
+	GetCost(context.Context, *connect.Request[v1.GetCostRequest]) (*connect.Response[v1.GetCostResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the haul.api.v1.AdminService service. By default,
@@ -92,15 +137,71 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("ListAudit")),
 			connect.WithClientOptions(opts...),
 		),
+		listClusters: connect.NewClient[v1.ListClustersRequest, v1.ListClustersResponse](
+			httpClient,
+			baseURL+AdminServiceListClustersProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListClusters")),
+			connect.WithClientOptions(opts...),
+		),
+		putCluster: connect.NewClient[v1.PutClusterRequest, v1.PutClusterResponse](
+			httpClient,
+			baseURL+AdminServicePutClusterProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("PutCluster")),
+			connect.WithClientOptions(opts...),
+		),
+		setClusterState: connect.NewClient[v1.SetClusterStateRequest, v1.SetClusterStateResponse](
+			httpClient,
+			baseURL+AdminServiceSetClusterStateProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("SetClusterState")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteCluster: connect.NewClient[v1.DeleteClusterRequest, v1.DeleteClusterResponse](
+			httpClient,
+			baseURL+AdminServiceDeleteClusterProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("DeleteCluster")),
+			connect.WithClientOptions(opts...),
+		),
+		getQuotas: connect.NewClient[v1.GetQuotasRequest, v1.GetQuotasResponse](
+			httpClient,
+			baseURL+AdminServiceGetQuotasProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("GetQuotas")),
+			connect.WithClientOptions(opts...),
+		),
+		setQuota: connect.NewClient[v1.SetQuotaRequest, v1.SetQuotaResponse](
+			httpClient,
+			baseURL+AdminServiceSetQuotaProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("SetQuota")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteQuota: connect.NewClient[v1.DeleteQuotaRequest, v1.DeleteQuotaResponse](
+			httpClient,
+			baseURL+AdminServiceDeleteQuotaProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("DeleteQuota")),
+			connect.WithClientOptions(opts...),
+		),
+		getCost: connect.NewClient[v1.GetCostRequest, v1.GetCostResponse](
+			httpClient,
+			baseURL+AdminServiceGetCostProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("GetCost")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // adminServiceClient implements AdminServiceClient.
 type adminServiceClient struct {
-	createToken *connect.Client[v1.CreateTokenRequest, v1.CreateTokenResponse]
-	listTokens  *connect.Client[v1.ListTokensRequest, v1.ListTokensResponse]
-	revokeToken *connect.Client[v1.RevokeTokenRequest, v1.RevokeTokenResponse]
-	listAudit   *connect.Client[v1.ListAuditRequest, v1.ListAuditResponse]
+	createToken     *connect.Client[v1.CreateTokenRequest, v1.CreateTokenResponse]
+	listTokens      *connect.Client[v1.ListTokensRequest, v1.ListTokensResponse]
+	revokeToken     *connect.Client[v1.RevokeTokenRequest, v1.RevokeTokenResponse]
+	listAudit       *connect.Client[v1.ListAuditRequest, v1.ListAuditResponse]
+	listClusters    *connect.Client[v1.ListClustersRequest, v1.ListClustersResponse]
+	putCluster      *connect.Client[v1.PutClusterRequest, v1.PutClusterResponse]
+	setClusterState *connect.Client[v1.SetClusterStateRequest, v1.SetClusterStateResponse]
+	deleteCluster   *connect.Client[v1.DeleteClusterRequest, v1.DeleteClusterResponse]
+	getQuotas       *connect.Client[v1.GetQuotasRequest, v1.GetQuotasResponse]
+	setQuota        *connect.Client[v1.SetQuotaRequest, v1.SetQuotaResponse]
+	deleteQuota     *connect.Client[v1.DeleteQuotaRequest, v1.DeleteQuotaResponse]
+	getCost         *connect.Client[v1.GetCostRequest, v1.GetCostResponse]
 }
 
 // CreateToken calls haul.api.v1.AdminService.CreateToken.
@@ -123,6 +224,46 @@ func (c *adminServiceClient) ListAudit(ctx context.Context, req *connect.Request
 	return c.listAudit.CallUnary(ctx, req)
 }
 
+// ListClusters calls haul.api.v1.AdminService.ListClusters.
+func (c *adminServiceClient) ListClusters(ctx context.Context, req *connect.Request[v1.ListClustersRequest]) (*connect.Response[v1.ListClustersResponse], error) {
+	return c.listClusters.CallUnary(ctx, req)
+}
+
+// PutCluster calls haul.api.v1.AdminService.PutCluster.
+func (c *adminServiceClient) PutCluster(ctx context.Context, req *connect.Request[v1.PutClusterRequest]) (*connect.Response[v1.PutClusterResponse], error) {
+	return c.putCluster.CallUnary(ctx, req)
+}
+
+// SetClusterState calls haul.api.v1.AdminService.SetClusterState.
+func (c *adminServiceClient) SetClusterState(ctx context.Context, req *connect.Request[v1.SetClusterStateRequest]) (*connect.Response[v1.SetClusterStateResponse], error) {
+	return c.setClusterState.CallUnary(ctx, req)
+}
+
+// DeleteCluster calls haul.api.v1.AdminService.DeleteCluster.
+func (c *adminServiceClient) DeleteCluster(ctx context.Context, req *connect.Request[v1.DeleteClusterRequest]) (*connect.Response[v1.DeleteClusterResponse], error) {
+	return c.deleteCluster.CallUnary(ctx, req)
+}
+
+// GetQuotas calls haul.api.v1.AdminService.GetQuotas.
+func (c *adminServiceClient) GetQuotas(ctx context.Context, req *connect.Request[v1.GetQuotasRequest]) (*connect.Response[v1.GetQuotasResponse], error) {
+	return c.getQuotas.CallUnary(ctx, req)
+}
+
+// SetQuota calls haul.api.v1.AdminService.SetQuota.
+func (c *adminServiceClient) SetQuota(ctx context.Context, req *connect.Request[v1.SetQuotaRequest]) (*connect.Response[v1.SetQuotaResponse], error) {
+	return c.setQuota.CallUnary(ctx, req)
+}
+
+// DeleteQuota calls haul.api.v1.AdminService.DeleteQuota.
+func (c *adminServiceClient) DeleteQuota(ctx context.Context, req *connect.Request[v1.DeleteQuotaRequest]) (*connect.Response[v1.DeleteQuotaResponse], error) {
+	return c.deleteQuota.CallUnary(ctx, req)
+}
+
+// GetCost calls haul.api.v1.AdminService.GetCost.
+func (c *adminServiceClient) GetCost(ctx context.Context, req *connect.Request[v1.GetCostRequest]) (*connect.Response[v1.GetCostResponse], error) {
+	return c.getCost.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the haul.api.v1.AdminService service.
 type AdminServiceHandler interface {
 	// CreateToken issues a token; the token itself is in the response only.
@@ -133,6 +274,31 @@ type AdminServiceHandler interface {
 	RevokeToken(context.Context, *connect.Request[v1.RevokeTokenRequest]) (*connect.Response[v1.RevokeTokenResponse], error)
 	// ListAudit lists audit entries, newest first (platform admins only).
 	ListAudit(context.Context, *connect.Request[v1.ListAuditRequest]) (*connect.Response[v1.ListAuditResponse], error)
+	// ListClusters lists every cluster record with what its workers hold
+	// there now. Any authenticated caller may list.
+	ListClusters(context.Context, *connect.Request[v1.ListClustersRequest]) (*connect.Response[v1.ListClustersResponse], error)
+	// PutCluster registers a cluster or replaces its record (platform
+	// admins only). Putting a cluster in state draining asks its workers
+	// to finish their current task and exit.
+	PutCluster(context.Context, *connect.Request[v1.PutClusterRequest]) (*connect.Response[v1.PutClusterResponse], error)
+	// SetClusterState enables, disables or drains a cluster (platform
+	// admins only).
+	SetClusterState(context.Context, *connect.Request[v1.SetClusterStateRequest]) (*connect.Response[v1.SetClusterStateResponse], error)
+	// DeleteCluster removes a cluster record (platform admins only); its
+	// workers keep their reservations until they exit.
+	DeleteCluster(context.Context, *connect.Request[v1.DeleteClusterRequest]) (*connect.Response[v1.DeleteClusterResponse], error)
+	// GetQuotas reports teams' quotas and what their workers hold against
+	// them: every team for a platform admin, else the teams the caller has
+	// a role in.
+	GetQuotas(context.Context, *connect.Request[v1.GetQuotasRequest]) (*connect.Response[v1.GetQuotasResponse], error)
+	// SetQuota creates or replaces a team's quota (platform admins only).
+	SetQuota(context.Context, *connect.Request[v1.SetQuotaRequest]) (*connect.Response[v1.SetQuotaResponse], error)
+	// DeleteQuota removes a team's quota (platform admins only): the team
+	// then owns nothing and may only borrow.
+	DeleteQuota(context.Context, *connect.Request[v1.DeleteQuotaRequest]) (*connect.Response[v1.DeleteQuotaResponse], error)
+	// GetCost sums the cost and worker time of the jobs created in a
+	// period, per team and optionally per job; visible as GetQuotas is.
+	GetCost(context.Context, *connect.Request[v1.GetCostRequest]) (*connect.Response[v1.GetCostResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -166,6 +332,54 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("ListAudit")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceListClustersHandler := connect.NewUnaryHandler(
+		AdminServiceListClustersProcedure,
+		svc.ListClusters,
+		connect.WithSchema(adminServiceMethods.ByName("ListClusters")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServicePutClusterHandler := connect.NewUnaryHandler(
+		AdminServicePutClusterProcedure,
+		svc.PutCluster,
+		connect.WithSchema(adminServiceMethods.ByName("PutCluster")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceSetClusterStateHandler := connect.NewUnaryHandler(
+		AdminServiceSetClusterStateProcedure,
+		svc.SetClusterState,
+		connect.WithSchema(adminServiceMethods.ByName("SetClusterState")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceDeleteClusterHandler := connect.NewUnaryHandler(
+		AdminServiceDeleteClusterProcedure,
+		svc.DeleteCluster,
+		connect.WithSchema(adminServiceMethods.ByName("DeleteCluster")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceGetQuotasHandler := connect.NewUnaryHandler(
+		AdminServiceGetQuotasProcedure,
+		svc.GetQuotas,
+		connect.WithSchema(adminServiceMethods.ByName("GetQuotas")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceSetQuotaHandler := connect.NewUnaryHandler(
+		AdminServiceSetQuotaProcedure,
+		svc.SetQuota,
+		connect.WithSchema(adminServiceMethods.ByName("SetQuota")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceDeleteQuotaHandler := connect.NewUnaryHandler(
+		AdminServiceDeleteQuotaProcedure,
+		svc.DeleteQuota,
+		connect.WithSchema(adminServiceMethods.ByName("DeleteQuota")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceGetCostHandler := connect.NewUnaryHandler(
+		AdminServiceGetCostProcedure,
+		svc.GetCost,
+		connect.WithSchema(adminServiceMethods.ByName("GetCost")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/haul.api.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceCreateTokenProcedure:
@@ -176,6 +390,22 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceRevokeTokenHandler.ServeHTTP(w, r)
 		case AdminServiceListAuditProcedure:
 			adminServiceListAuditHandler.ServeHTTP(w, r)
+		case AdminServiceListClustersProcedure:
+			adminServiceListClustersHandler.ServeHTTP(w, r)
+		case AdminServicePutClusterProcedure:
+			adminServicePutClusterHandler.ServeHTTP(w, r)
+		case AdminServiceSetClusterStateProcedure:
+			adminServiceSetClusterStateHandler.ServeHTTP(w, r)
+		case AdminServiceDeleteClusterProcedure:
+			adminServiceDeleteClusterHandler.ServeHTTP(w, r)
+		case AdminServiceGetQuotasProcedure:
+			adminServiceGetQuotasHandler.ServeHTTP(w, r)
+		case AdminServiceSetQuotaProcedure:
+			adminServiceSetQuotaHandler.ServeHTTP(w, r)
+		case AdminServiceDeleteQuotaProcedure:
+			adminServiceDeleteQuotaHandler.ServeHTTP(w, r)
+		case AdminServiceGetCostProcedure:
+			adminServiceGetCostHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -199,4 +429,36 @@ func (UnimplementedAdminServiceHandler) RevokeToken(context.Context, *connect.Re
 
 func (UnimplementedAdminServiceHandler) ListAudit(context.Context, *connect.Request[v1.ListAuditRequest]) (*connect.Response[v1.ListAuditResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.ListAudit is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListClusters(context.Context, *connect.Request[v1.ListClustersRequest]) (*connect.Response[v1.ListClustersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.ListClusters is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) PutCluster(context.Context, *connect.Request[v1.PutClusterRequest]) (*connect.Response[v1.PutClusterResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.PutCluster is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) SetClusterState(context.Context, *connect.Request[v1.SetClusterStateRequest]) (*connect.Response[v1.SetClusterStateResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.SetClusterState is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) DeleteCluster(context.Context, *connect.Request[v1.DeleteClusterRequest]) (*connect.Response[v1.DeleteClusterResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.DeleteCluster is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) GetQuotas(context.Context, *connect.Request[v1.GetQuotasRequest]) (*connect.Response[v1.GetQuotasResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.GetQuotas is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) SetQuota(context.Context, *connect.Request[v1.SetQuotaRequest]) (*connect.Response[v1.SetQuotaResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.SetQuota is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) DeleteQuota(context.Context, *connect.Request[v1.DeleteQuotaRequest]) (*connect.Response[v1.DeleteQuotaResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.DeleteQuota is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) GetCost(context.Context, *connect.Request[v1.GetCostRequest]) (*connect.Response[v1.GetCostResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.GetCost is not implemented"))
 }
