@@ -309,6 +309,9 @@ type Snapshot struct {
 type BlockerKind string
 
 const (
+	// BlockInvalid: the request itself is malformed (no team, negative
+	// amounts, GPUs of more than one type).
+	BlockInvalid BlockerKind = "invalid"
 	// BlockQuota: the team's quota is used up and nothing can be borrowed.
 	BlockQuota BlockerKind = "quota"
 	// BlockNoCluster: no cluster offers what the tier asks (its GPU type,
