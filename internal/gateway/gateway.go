@@ -184,6 +184,7 @@ func (g *Gateway) submitJob(ctx context.Context, m *mutation, req *connect.Reque
 		Labels:      js.Labels,
 		Env:         js.Env,
 		MaxWorkers:  js.MaxWorkers,
+		Priority:    js.Priority,
 		State:       store.JobPending,
 		TaskCount:   int64(len(js.Tasks)),
 		Counts:      store.TaskCounts{Blocked: int64(len(js.Tasks))},
@@ -193,7 +194,7 @@ func (g *Gateway) submitJob(ctx context.Context, m *mutation, req *connect.Reque
 		SubmittedBy: m.id.Subject,
 	}
 	for _, t := range js.Workers {
-		tier := store.Tier{Name: t.Name, CPU: t.CPU, MemoryBytes: t.MemoryBytes, GPU: t.GPU, NodeSelector: t.NodeSelector}
+		tier := store.Tier{Name: t.Name, CPU: t.CPU, MemoryBytes: t.MemoryBytes, GPU: t.GPU, GPUType: t.GPUType, NodeSelector: t.NodeSelector}
 		for _, tol := range t.Tolerations {
 			tier.Tolerations = append(tier.Tolerations, store.Toleration{Key: tol.Key, Operator: tol.Operator, Value: tol.Value, Effect: tol.Effect})
 		}

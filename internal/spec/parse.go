@@ -13,8 +13,8 @@ import (
 )
 
 var (
-	jobFields     = []string{"name", "namespace", "labels", "env", "secret_env", "workers", "retries", "timeout", "max_workers", "kubernetes", "tasks"}
-	tierFields    = []string{"name", "cpu", "memory", "gpu", "node_selector", "tolerations"}
+	jobFields     = []string{"name", "namespace", "labels", "env", "secret_env", "workers", "retries", "timeout", "max_workers", "priority", "kubernetes", "tasks"}
+	tierFields    = []string{"name", "cpu", "memory", "gpu", "gpu_type", "node_selector", "tolerations"}
 	taskFields    = []string{"key", "command", "env", "cwd", "after", "retries", "timeout", "worker", "foreach"}
 	foreachFields = []string{"range", "values", "lines"}
 
@@ -259,6 +259,11 @@ func (c *compiler) parseJob(root *yaml.Node) []*entry {
 			j.MaxWorkers = int32(v)
 		}
 	}
+	if p, ok := f["priority"]; ok {
+		if v, ok := c.intField(jobLoc, "priority", p.v, -MaxPriority, MaxPriority); ok {
+			j.Priority = int32(v)
+		}
+	}
 	if p, ok := f["kubernetes"]; ok {
 		j.Kubernetes = c.kubernetes(p.v)
 	}
@@ -434,6 +439,16 @@ func (c *compiler) tiers(n *yaml.Node) []Tier {
 				if v, ok := c.intField(jobLoc, f, p.v, 0, 1024); ok {
 					t.GPU = int32(v)
 				}
+			case "gpu_type":
+				s, ok := c.scalar(jobLoc, f, p.v)
+				if !ok {
+					continue
+				}
+				if !dnsLabel.MatchString(s) {
+					c.e.add(jobLoc, p.v.Line, f, nil, "%q is not a valid GPU type: use at most 63 lowercase letters, digits and '-', such as a100 or t4", s)
+					continue
+				}
+				t.GPUType = s
 			case "node_selector":
 				t.NodeSelector = c.labelMap(f, p.v, 63)
 			case "tolerations":

@@ -18,6 +18,10 @@ type Tier struct {
 	CPU         float64 // cores
 	MemoryBytes int64
 	GPU         int32
+	// GPUType is the GPU type ("a100", "t4") the tier's GPUs must be: placement
+	// matches it against clusters and the team's GPU quota ("" with GPU > 0:
+	// the generic type "gpu").
+	GPUType string
 	// NodeSelector and Tolerations steer the tier's worker pods on
 	// Kubernetes (spot capacity, a GPU type).
 	NodeSelector map[string]string
@@ -59,11 +63,17 @@ type Job struct {
 	Retries    int32
 	TimeoutMS  int64 // the job's default task timeout; 0 means none
 	MaxWorkers int32 // 0 means no job-level cap
+	// Priority orders the team's jobs for workers: higher first, then
+	// older; -MaxPriority to MaxPriority, default 0.
+	Priority int32
 	// Kubernetes overrides the job's worker pods (nil: the deployment's
 	// defaults).
 	Kubernetes *Kubernetes
 	Tasks      []Task
 }
+
+// MaxPriority bounds a job's priority either way.
+const MaxPriority = 1000
 
 // Limits bound what one spec may ask for, and so the memory a server spends
 // on it. A zero field means its default. MaxSpecBytes and MaxSpecValues are

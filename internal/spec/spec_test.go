@@ -201,7 +201,7 @@ tasks:
 `,
 			want: []string{
 				`job.yaml:2: field tsks: unknown field (did you mean "tasks"?)`,
-				`job.yaml:3: field workers[0].mem: unknown field (known fields: name, cpu, memory, gpu, node_selector, tolerations)`,
+				`job.yaml:3: field workers[0].mem: unknown field (known fields: name, cpu, memory, gpu, gpu_type, node_selector, tolerations)`,
 				`job.yaml:6: task "a" (tasks[0]) field comand: unknown field (did you mean "command"?)`,
 				`job.yaml:9: task "a" (tasks[0]) field bogus_field: unknown field (known fields: key, command, env, cwd, after, retries, timeout, worker, foreach)`,
 				`job.yaml:8: task "a" (tasks[0]) field foreach.rnage: unknown field (did you mean "range"?)`,
@@ -351,6 +351,7 @@ tasks:
 labels: {"-x": a, ok: {b: c}}
 env: {"1X": a, HAUL_JOB: b}
 max_workers: lots
+priority: 1001
 tasks: []
 `,
 			want: []string{
@@ -361,7 +362,8 @@ tasks: []
 				`job.yaml:3: field env.1X: bad variable name "1X": use letters, digits and '_', not starting with a digit`,
 				`job.yaml:3: field env.HAUL_JOB: names starting with HAUL_ are reserved for haul`,
 				`job.yaml:4: field max_workers: "lots": must be a whole number`,
-				`job.yaml:5: field tasks: must not be empty: a job needs at least one task`,
+				`job.yaml:5: field priority: must be between -1000 and 1000, got 1001`,
+				`job.yaml:6: field tasks: must not be empty: a job needs at least one task`,
 			},
 		},
 		{
@@ -479,10 +481,11 @@ labels: {team: perception, app.kubernetes.io/part-of: haul}
 env: {MODE: fast, LEVEL: "3"}
 workers:
   - {name: small, cpu: 500m, memory: 512Mi}
-  - {name: big, cpu: 4, memory: 1e9, gpu: 1}
+  - {name: big, cpu: 4, memory: 1e9, gpu: 1, gpu_type: a100}
 retries: 2
 timeout: 90
 max_workers: 50
+priority: -5
 tasks:
   - key: prep
     command: [prep, --all]
@@ -499,8 +502,8 @@ tasks:
 		Name: "resim", Namespace: "perception",
 		Labels:  map[string]string{"team": "perception", "app.kubernetes.io/part-of": "haul"},
 		Env:     map[string]string{"MODE": "fast", "LEVEL": "3"},
-		Workers: []Tier{{Name: "small", CPU: 0.5, MemoryBytes: 512 << 20}, {Name: "big", CPU: 4, MemoryBytes: 1e9, GPU: 1}},
-		Retries: 2, TimeoutMS: 90_000, MaxWorkers: 50,
+		Workers: []Tier{{Name: "small", CPU: 0.5, MemoryBytes: 512 << 20}, {Name: "big", CPU: 4, MemoryBytes: 1e9, GPU: 1, GPUType: "a100"}},
+		Retries: 2, TimeoutMS: 90_000, MaxWorkers: 50, Priority: -5,
 		Tasks: []Task{
 			{Key: "prep", Command: []string{"prep", "--all"}, Cwd: "/data", Tier: 1, Retries: 0, TimeoutMS: 5_400_000},
 			{Key: "run", Command: []string{"run"}, Env: map[string]string{"MODE": "slow"}, After: []string{"prep"}, Retries: 2, TimeoutMS: 90_000},

@@ -94,6 +94,10 @@ type Tier struct {
 	CPU         float64 `json:"cpu"`
 	MemoryBytes int64   `json:"memory_bytes"`
 	GPU         int32   `json:"gpu"`
+	// GPUType is the GPU type the tier's GPUs must be ("a100", "t4"):
+	// placement matches it against the clusters' GPU types and the team's
+	// GPU quota. Empty with GPU > 0 means the generic type "gpu".
+	GPUType string `json:"gpu_type,omitempty"`
 	// NodeSelector and Tolerations steer the tier's worker pods on
 	// Kubernetes (spot capacity, a GPU type); other backends ignore them.
 	NodeSelector map[string]string `json:"node_selector,omitempty"`
@@ -130,8 +134,11 @@ type Job struct {
 	Tiers     []Tier
 	// Worker overrides the job's worker pods on Kubernetes (empty: the
 	// deployment's defaults).
-	Worker          WorkerTemplate
-	MaxWorkers      int32
+	Worker     WorkerTemplate
+	MaxWorkers int32
+	// Priority orders the team's jobs for workers: higher first, then
+	// older (spec field priority, default 0).
+	Priority        int32
 	State           JobState
 	TaskCount       int64
 	CancelRequested bool
