@@ -118,7 +118,7 @@ func newJob(id string) *store.Job {
 		Namespace: "perception",
 		Labels:    map[string]string{"team": "perception", "run": "nightly"},
 		Env:       map[string]string{"HOME": "/home/sim", "EMPTY": ""},
-		Tiers: []store.Tier{{Name: "small", CPU: 0.5, MemoryBytes: 1 << 30}, {Name: "big", CPU: 4, MemoryBytes: 1 << 40, GPU: 1,
+		Tiers: []store.Tier{{Name: "small", CPU: 0.5, MemoryBytes: 1 << 30}, {Name: "big", CPU: 4, MemoryBytes: 1 << 40, GPU: 1, GPUType: "a100",
 			NodeSelector: map[string]string{"gpu-type": "a100"},
 			Tolerations:  []store.Toleration{{Key: "spot", Operator: "Exists", Effect: "NoSchedule"}}}},
 		Worker: store.WorkerTemplate{
@@ -127,6 +127,7 @@ func newJob(id string) *store.Job {
 			VolumeMounts: []json.RawMessage{json.RawMessage(`{"name":"data","mountPath":"/data"}`)},
 		},
 		MaxWorkers: 7,
+		Priority:   -3,
 		CreatedAt:  base,
 		Spec:       []byte("name: resim\ntasks: []\n"),
 	}
