@@ -2,41 +2,885 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/haul-dev/haul/internal/placement"
 	"github.com/haul-dev/haul/internal/store"
+	"github.com/haul-dev/haul/internal/store/storesql"
 )
 
-// errPlacementTODO marks placement methods not written yet (issue 14, in
-// progress in this session; replaced before it lands).
-var errPlacementTODO = errors.New("placement records: not implemented yet")
+// Placement records (design note 010): clusters, quotas and reservations.
+// Place serialises with every other Place through a row lock on the one
+// row of placement_lock, taken first in its transaction; under READ
+// COMMITTED each later statement of the transaction then sees what the
+// previous placement committed.
 
-func (s *Store) EnsureCluster(context.Context, placement.Cluster) (placement.Cluster, error) {
-	return placement.Cluster{}, errPlacementTODO
+const (
+	clusterColumns = `name, state, capacity, labels, pods_per_second, price_per_cpu_hour, price_per_gib_hour, price_per_gpu_hour`
+	quotaColumns   = `team, limits, clusters, lend`
+	resvColumns    = `id, team, job, cluster, milli_cpu, memory, gpu_type, gpu_count, borrowed, reclaim, holder, created, expires_at`
+	// dbNanos is the database's clock in Unix nanoseconds.
+	dbNanos = `(extract(epoch FROM clock_timestamp()) * 1000000000)::bigint`
+	// resvOrder lists reservations oldest first (unknown creation first),
+	// then by ID.
+	resvOrder = ` ORDER BY created NULLS FIRST, id`
+)
+
+const (
+	qEnsureCluster = `INSERT INTO clusters (` + clusterColumns + `, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, ` + dbNanos + `)
+ON CONFLICT (name) DO NOTHING`
+	qPutCluster = `INSERT INTO clusters (` + clusterColumns + `, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, ` + dbNanos + `)
+ON CONFLICT (name) DO UPDATE SET state = excluded.state, capacity = excluded.capacity, labels = excluded.labels,
+	pods_per_second = excluded.pods_per_second, price_per_cpu_hour = excluded.price_per_cpu_hour,
+	price_per_gib_hour = excluded.price_per_gib_hour, price_per_gpu_hour = excluded.price_per_gpu_hour,
+	updated_at = excluded.updated_at`
+	qGetCluster      = `SELECT ` + clusterColumns + ` FROM clusters WHERE name = $1`
+	qListClusters    = `SELECT ` + clusterColumns + ` FROM clusters ORDER BY name`
+	qSetClusterState = `UPDATE clusters SET state = $2, updated_at = ` + dbNanos + ` WHERE name = $1`
+	qDeleteCluster   = `DELETE FROM clusters WHERE name = $1`
+	qReclaimCluster  = `UPDATE reservations SET reclaim = true WHERE cluster = $1 AND NOT reclaim`
+
+	qPutQuota = `INSERT INTO quotas (` + quotaColumns + `, updated_at) VALUES ($1, $2, $3, $4, ` + dbNanos + `)
+ON CONFLICT (team) DO UPDATE SET limits = excluded.limits, clusters = excluded.clusters, lend = excluded.lend,
+	updated_at = excluded.updated_at`
+	qDeleteQuota = `DELETE FROM quotas WHERE team = $1`
+	qListQuotas  = `SELECT ` + quotaColumns + ` FROM quotas ORDER BY team`
+
+	qLockPlacement = `SELECT id FROM placement_lock WHERE id = 1 FOR UPDATE`
+	qDeleteExpired = `DELETE FROM reservations WHERE expires_at <= $1`
+	// Usage of the reservations live at $1, one row per GPU type, in the
+	// order mergeUsage needs.
+	qPlacementUsage = `SELECT team, cluster, borrowed, gpu_type, sum(milli_cpu)::bigint, sum(memory)::bigint,
+	sum(gpu_count)::bigint, count(*)
+FROM reservations WHERE expires_at > $1
+GROUP BY team, cluster, borrowed, gpu_type
+ORDER BY team, cluster, borrowed, gpu_type`
+	qBorrowedReservations = `SELECT ` + resvColumns + ` FROM reservations WHERE borrowed AND expires_at > $1` + resvOrder
+	// The IDs inserted; a row whose ID is taken is left out.
+	qInsertReservations = `INSERT INTO reservations (` + resvColumns + `)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[],
+	$9::boolean[], $10::boolean[], $11::text[], $12::bigint[], $13::bigint[])
+ON CONFLICT (id) DO NOTHING
+RETURNING id`
+	qMarkReclaim        = `UPDATE reservations SET reclaim = true WHERE id = ANY ($1::text[])`
+	qRenewReservations  = `UPDATE reservations SET holder = $1, expires_at = $2 WHERE id = ANY ($3::text[]) RETURNING id, reclaim`
+	qDeleteReservations = `DELETE FROM reservations WHERE id = ANY ($1::text[])`
+	// $1 team, $2 cluster, $3 job, $4 holder ('' for any), $5 reclaim
+	// only, $6 limit.
+	qListReservations = `SELECT ` + resvColumns + ` FROM reservations
+WHERE ($1::text = '' OR team = $1) AND ($2::text = '' OR cluster = $2) AND ($3::text = '' OR job = $3)
+  AND ($4::text = '' OR holder = $4) AND (NOT $5::boolean OR reclaim)` + resvOrder + `
+LIMIT $6`
+)
+
+// EnsureCluster stores c unless a cluster of that name exists, and
+// returns the stored record.
+func (s *Store) EnsureCluster(ctx context.Context, c placement.Cluster) (placement.Cluster, error) {
+	if err := checkCluster(c); err != nil {
+		return placement.Cluster{}, fmt.Errorf("ensure cluster: %w", err)
+	}
+	args, err := clusterArgs(c)
+	if err != nil {
+		return placement.Cluster{}, fmt.Errorf("ensure cluster %q: %w", c.Name, err)
+	}
+	var got placement.Cluster
+	err = s.pool.withTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, qEnsureCluster, args...)
+		if err != nil {
+			return classify(err)
+		}
+		if tag.RowsAffected() == 1 && c.State == placement.Draining {
+			if _, err := tx.Exec(ctx, qReclaimCluster, c.Name); err != nil {
+				return err
+			}
+		}
+		got, err = scanCluster(tx.QueryRow(ctx, qGetCluster, c.Name))
+		return err
+	})
+	if err != nil {
+		return placement.Cluster{}, fmt.Errorf("ensure cluster %q: %w", c.Name, err)
+	}
+	return got, nil
 }
-func (s *Store) PutCluster(context.Context, placement.Cluster) error { return errPlacementTODO }
-func (s *Store) SetClusterState(context.Context, string, placement.ClusterState) error {
-	return errPlacementTODO
+
+// PutCluster creates or replaces a cluster; draining marks its
+// reservations for reclaim in the same transaction.
+func (s *Store) PutCluster(ctx context.Context, c placement.Cluster) error {
+	if err := checkCluster(c); err != nil {
+		return fmt.Errorf("put cluster: %w", err)
+	}
+	args, err := clusterArgs(c)
+	if err != nil {
+		return fmt.Errorf("put cluster %q: %w", c.Name, err)
+	}
+	err = s.pool.withTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, qPutCluster, args...); err != nil {
+			return classify(err)
+		}
+		if c.State == placement.Draining {
+			if _, err := tx.Exec(ctx, qReclaimCluster, c.Name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put cluster %q: %w", c.Name, err)
+	}
+	return nil
 }
-func (s *Store) DeleteCluster(context.Context, string) error { return errPlacementTODO }
-func (s *Store) ListClusters(context.Context) ([]placement.Cluster, error) {
-	return nil, errPlacementTODO
+
+// SetClusterState changes a cluster's state; draining marks its
+// reservations for reclaim in the same transaction.
+func (s *Store) SetClusterState(ctx context.Context, name string, state placement.ClusterState) error {
+	if err := checkClusterState(name, state); err != nil {
+		return fmt.Errorf("set cluster state: %w", err)
+	}
+	err := s.pool.withTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, qSetClusterState, name, string(state))
+		if err != nil {
+			return classify(err)
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		if state == placement.Draining {
+			if _, err := tx.Exec(ctx, qReclaimCluster, name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set state of cluster %q to %s: %w", name, state, err)
+	}
+	return nil
 }
-func (s *Store) PutQuota(context.Context, placement.Quota) error       { return errPlacementTODO }
-func (s *Store) DeleteQuota(context.Context, string) error             { return errPlacementTODO }
-func (s *Store) ListQuotas(context.Context) ([]placement.Quota, error) { return nil, errPlacementTODO }
-func (s *Store) Place(context.Context, time.Time, func(*placement.Snapshot) (store.PlaceWrite, error)) error {
-	return errPlacementTODO
+
+// DeleteCluster removes a cluster record; its reservations stay.
+func (s *Store) DeleteCluster(ctx context.Context, name string) error {
+	if err := checkName("cluster name", name); err != nil {
+		return fmt.Errorf("delete cluster: %w", storesql.Reject(err))
+	}
+	if err := s.deleteOne(ctx, qDeleteCluster, name); err != nil {
+		return fmt.Errorf("delete cluster %q: %w", name, err)
+	}
+	return nil
 }
-func (s *Store) RenewReservations(context.Context, string, []string, time.Time) ([]string, []string, error) {
-	return nil, nil, errPlacementTODO
+
+// ListClusters returns every cluster, by name.
+func (s *Store) ListClusters(ctx context.Context) ([]placement.Cluster, error) {
+	var cs []placement.Cluster
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, qListClusters)
+		if err != nil {
+			return err
+		}
+		cs, err = scanClusters(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list clusters: %w", err)
+	}
+	return cs, nil
 }
-func (s *Store) ReleaseReservations(context.Context, []string) error { return errPlacementTODO }
-func (s *Store) ListReservations(context.Context, store.ReservationFilter) ([]placement.Reservation, error) {
-	return nil, errPlacementTODO
+
+// PutQuota creates or replaces a team's quota.
+func (s *Store) PutQuota(ctx context.Context, q placement.Quota) error {
+	if err := checkQuota(q); err != nil {
+		return fmt.Errorf("put quota: %w", err)
+	}
+	args, err := quotaArgs(q)
+	if err != nil {
+		return fmt.Errorf("put quota of team %q: %w", q.Team, err)
+	}
+	err = s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, qPutQuota, args...)
+		return classify(err)
+	})
+	if err != nil {
+		return fmt.Errorf("put quota of team %q: %w", q.Team, err)
+	}
+	return nil
 }
-func (s *Store) PlacementUsage(context.Context, time.Time) ([]placement.Usage, error) {
-	return nil, errPlacementTODO
+
+// DeleteQuota removes a team's quota.
+func (s *Store) DeleteQuota(ctx context.Context, team string) error {
+	if err := checkName("team", team); err != nil {
+		return fmt.Errorf("delete quota: %w", storesql.Reject(err))
+	}
+	if err := s.deleteOne(ctx, qDeleteQuota, team); err != nil {
+		return fmt.Errorf("delete quota of team %q: %w", team, err)
+	}
+	return nil
+}
+
+// ListQuotas returns every quota, by team.
+func (s *Store) ListQuotas(ctx context.Context) ([]placement.Quota, error) {
+	var qs []placement.Quota
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, qListQuotas)
+		if err != nil {
+			return err
+		}
+		qs, err = scanQuotas(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list quotas: %w", err)
+	}
+	return qs, nil
+}
+
+// deleteOne runs a DELETE of one row by key: ErrNotFound when none was.
+func (s *Store) deleteOne(ctx context.Context, q, key string) error {
+	return s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		tag, err := c.Exec(ctx, q, key)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+}
+
+// Place runs decide in one transaction serialised with every other
+// Place: the lock, the deletion of expired reservations and the reads of
+// the snapshot go in one round trip, the inserts and reclaim marks in
+// another.
+func (s *Store) Place(ctx context.Context, now time.Time, decide func(*placement.Snapshot) (store.PlaceWrite, error)) error {
+	if err := checkNow(now); err != nil {
+		return fmt.Errorf("place: %w", err)
+	}
+	var decideErr error
+	err := s.pool.withTx(ctx, func(tx pgx.Tx) error {
+		snap, err := readSnapshot(ctx, tx, now)
+		if err != nil {
+			return err
+		}
+		w, err := decide(snap)
+		if err != nil {
+			decideErr = err
+			return err
+		}
+		if err := checkPlaceWrite(w); err != nil {
+			return err
+		}
+		return writePlacement(ctx, tx, w)
+	})
+	if decideErr != nil {
+		return decideErr
+	}
+	if err != nil {
+		return fmt.Errorf("place: %w", err)
+	}
+	return nil
+}
+
+// readSnapshot locks placement, deletes the reservations expired at now
+// and reads what placement decides against, in one batch.
+func readSnapshot(ctx context.Context, tx pgx.Tx, now time.Time) (*placement.Snapshot, error) {
+	var b pgx.Batch
+	b.Queue(qLockPlacement)
+	b.Queue(qDeleteExpired, now.UnixNano())
+	b.Queue(qListClusters)
+	b.Queue(qListQuotas)
+	b.Queue(qPlacementUsage, now.UnixNano())
+	b.Queue(qBorrowedReservations, now.UnixNano())
+	br := tx.SendBatch(ctx, &b)
+	snap, err := func() (*placement.Snapshot, error) {
+		var snap placement.Snapshot
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("lock: %w", err)
+		}
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("delete expired reservations: %w", err)
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return nil, err
+		}
+		if snap.Clusters, err = scanClusters(rows); err != nil {
+			return nil, err
+		}
+		if rows, err = br.Query(); err != nil {
+			return nil, err
+		}
+		if snap.Quotas, err = scanQuotas(rows); err != nil {
+			return nil, err
+		}
+		if rows, err = br.Query(); err != nil {
+			return nil, err
+		}
+		if snap.Usage, err = scanUsage(rows); err != nil {
+			return nil, err
+		}
+		if rows, err = br.Query(); err != nil {
+			return nil, err
+		}
+		if snap.Borrowed, err = scanReservations(rows); err != nil {
+			return nil, err
+		}
+		return &snap, nil
+	}()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		return nil, cerr
+	}
+	return snap, err
+}
+
+// writePlacement inserts w's reservations (refusing an ID in use) and
+// marks w's reclaims.
+func writePlacement(ctx context.Context, tx pgx.Tx, w store.PlaceWrite) error {
+	if len(w.Insert) > 0 {
+		n := len(w.Insert)
+		ids, teams, jobs, clusters, gpuTypes, holders := make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n)
+		cpu, mem, gpus, expires := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		borrowed, reclaim := make([]bool, n), make([]bool, n)
+		created := make([]*int64, n)
+		for i, r := range w.Insert {
+			ids[i], teams[i], jobs[i], clusters[i], holders[i] = r.ID, r.Team, r.Job, r.Cluster, r.Holder
+			cpu[i], mem[i] = r.Resources.MilliCPU, r.Resources.Memory
+			gpuTypes[i], gpus[i] = gpuOf(r.Resources)
+			borrowed[i], reclaim[i] = r.Borrowed, r.Reclaim
+			created[i], expires[i] = storesql.Nanos(r.Created), r.ExpiresAt.UnixNano()
+		}
+		rows, err := tx.Query(ctx, qInsertReservations, ids, teams, jobs, clusters, cpu, mem, gpuTypes, gpus,
+			borrowed, reclaim, holders, created, expires)
+		if err != nil {
+			return classify(err)
+		}
+		inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return classify(err)
+		}
+		if len(inserted) != n {
+			return takenID(ids, inserted)
+		}
+	}
+	if len(w.Reclaim) > 0 {
+		if _, err := tx.Exec(ctx, qMarkReclaim, w.Reclaim); err != nil {
+			return fmt.Errorf("mark reclaim: %w", err)
+		}
+	}
+	return nil
+}
+
+// RenewReservations sets holder and expiry on the reservations with the
+// given IDs, one statement per placementChunk IDs.
+func (s *Store) RenewReservations(ctx context.Context, holder string, ids []string, expires time.Time) (reclaim, missing []string, err error) {
+	if err := checkRenew(holder, ids, expires); err != nil {
+		return nil, nil, fmt.Errorf("renew reservations: %w", err)
+	}
+	found := make(map[string]bool, len(ids))
+	err = s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		for chunk := range slices.Chunk(ids, placementChunk) {
+			rows, err := c.Query(ctx, qRenewReservations, holder, expires.UnixNano(), chunk)
+			if err != nil {
+				return err
+			}
+			var id string
+			var rec bool
+			if _, err := pgx.ForEachRow(rows, []any{&id, &rec}, func() error {
+				found[id] = rec
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("renew %d reservations for %s: %w", len(ids), holder, err)
+	}
+	reclaim, missing = renewResult(ids, found)
+	return reclaim, missing, nil
+}
+
+// ReleaseReservations deletes the reservations with the given IDs.
+func (s *Store) ReleaseReservations(ctx context.Context, ids []string) error {
+	if err := checkIDs(ids); err != nil {
+		return fmt.Errorf("release reservations: %w", err)
+	}
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		for chunk := range slices.Chunk(ids, placementChunk) {
+			if _, err := c.Exec(ctx, qDeleteReservations, chunk); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("release %d reservations: %w", len(ids), err)
+	}
+	return nil
+}
+
+// ListReservations returns the reservations f selects, oldest first.
+func (s *Store) ListReservations(ctx context.Context, f store.ReservationFilter) ([]placement.Reservation, error) {
+	if err := checkFilter(f); err != nil {
+		return nil, fmt.Errorf("list reservations: %w", err)
+	}
+	var rs []placement.Reservation
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, qListReservations, f.Team, f.Cluster, f.Job, f.Holder, f.ReclaimOnly, reservationLimit(f.Limit))
+		if err != nil {
+			return err
+		}
+		rs, err = scanReservations(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list reservations: %w", err)
+	}
+	return rs, nil
+}
+
+// PlacementUsage returns the usage of the reservations live at now.
+func (s *Store) PlacementUsage(ctx context.Context, now time.Time) ([]placement.Usage, error) {
+	if err := checkNow(now); err != nil {
+		return nil, fmt.Errorf("placement usage: %w", err)
+	}
+	var us []placement.Usage
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, qPlacementUsage, now.UnixNano())
+		if err != nil {
+			return err
+		}
+		us, err = scanUsage(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("placement usage: %w", err)
+	}
+	return us, nil
+}
+
+func scanClusters(rows pgx.Rows) ([]placement.Cluster, error) {
+	defer rows.Close()
+	var cs []placement.Cluster
+	for rows.Next() {
+		c, err := scanCluster(rows)
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, rows.Err()
+}
+
+func scanQuotas(rows pgx.Rows) ([]placement.Quota, error) {
+	defer rows.Close()
+	var qs []placement.Quota
+	for rows.Next() {
+		var q placement.Quota
+		var limits, clusters []byte
+		if err := rows.Scan(&q.Team, &limits, &clusters, &q.Lend); err != nil {
+			return nil, err
+		}
+		if err := decodeQuota(&q, limits, clusters); err != nil {
+			return nil, err
+		}
+		qs = append(qs, q)
+	}
+	return qs, rows.Err()
+}
+
+func scanUsage(rows pgx.Rows) ([]placement.Usage, error) {
+	defer rows.Close()
+	var us []placement.Usage
+	for rows.Next() {
+		var u usageRow
+		if err := rows.Scan(&u.team, &u.cluster, &u.borrowed, &u.gpuType, &u.cpu, &u.mem, &u.gpus, &u.workers); err != nil {
+			return nil, err
+		}
+		us = mergeUsage(us, u)
+	}
+	return us, rows.Err()
+}
+
+func scanReservations(rows pgx.Rows) ([]placement.Reservation, error) {
+	defer rows.Close()
+	var rs []placement.Reservation
+	for rows.Next() {
+		r, err := scanReservation(rows)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, r)
+	}
+	return rs, rows.Err()
+}
+
+// What follows is the same in the sqlite driver's placement.go (the
+// checks, the column codecs and the merge of usage rows), so that both
+// drivers accept and return the same records.
+
+// placementChunk bounds the IDs one statement of RenewReservations or
+// ReleaseReservations carries.
+const placementChunk = 10_000
+
+// checkText refuses what PostgreSQL cannot store in a text column
+// (invalid UTF-8, a NUL byte); both drivers refuse it alike.
+func checkText(field, s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s %q: not valid UTF-8", field, s)
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%s %q: holds a NUL byte", field, s)
+	}
+	return nil
+}
+
+// checkName refuses an empty name and text checkText refuses.
+func checkName(field, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s is empty", field)
+	}
+	return checkText(field, s)
+}
+
+// checkResources refuses negative amounts and empty or unstorable GPU
+// types.
+func checkResources(field string, r placement.Resources) error {
+	if r.MilliCPU < 0 {
+		return fmt.Errorf("%s: milli-CPU %d: negative", field, r.MilliCPU)
+	}
+	if r.Memory < 0 {
+		return fmt.Errorf("%s: memory %d: negative", field, r.Memory)
+	}
+	for _, t := range slices.Sorted(maps.Keys(r.GPU)) {
+		if err := checkName(field+": GPU type", t); err != nil {
+			return err
+		}
+		if n := r.GPU[t]; n < 0 {
+			return fmt.Errorf("%s: GPU %s count %d: negative", field, t, n)
+		}
+	}
+	return nil
+}
+
+func checkClusterState(name string, s placement.ClusterState) error {
+	if err := checkName("cluster name", name); err != nil {
+		return storesql.Reject(err)
+	}
+	if _, err := placement.ParseClusterState(string(s)); err != nil {
+		return storesql.Reject(fmt.Errorf("cluster %q: %w", name, err))
+	}
+	return nil
+}
+
+// checkCluster refuses a cluster the store must not hold (what
+// placement's Validate refuses, and label text neither driver stores
+// alike); the error names it and what is wrong, and wraps
+// store.ErrRejected.
+func checkCluster(c placement.Cluster) error {
+	if err := c.Validate(); err != nil {
+		return storesql.Reject(err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Labels)) {
+		err := checkText("label", k)
+		for _, v := range c.Labels[k] {
+			if err == nil {
+				err = checkText(fmt.Sprintf("label %s value", k), v)
+			}
+		}
+		if err != nil {
+			return storesql.Reject(fmt.Errorf("cluster %q: %w", c.Name, err))
+		}
+	}
+	return nil
+}
+
+// checkQuota refuses a quota placement's Validate refuses; the error
+// names the team and what is wrong, and wraps store.ErrRejected.
+func checkQuota(q placement.Quota) error {
+	return storesql.Reject(q.Validate())
+}
+
+// checkTime refuses a time outside what Unix nanoseconds hold.
+func checkTime(field string, t time.Time) error {
+	if t.Before(time.Unix(0, math.MinInt64)) || t.After(time.Unix(0, math.MaxInt64)) {
+		return fmt.Errorf("%s %s: outside the storable range", field, t)
+	}
+	return nil
+}
+
+// checkNow refuses a zero or unstorable now.
+func checkNow(now time.Time) error {
+	if now.IsZero() {
+		return storesql.Reject(errors.New("now is the zero time"))
+	}
+	return storesql.Reject(checkTime("now", now))
+}
+
+// checkReservation refuses a reservation the store cannot hold: an empty
+// ID, team, cluster or holder, a negative amount, more than one GPU type,
+// no expiry.
+func checkReservation(r placement.Reservation) error {
+	if err := checkName("reservation ID", r.ID); err != nil {
+		return err
+	}
+	err := func() error {
+		for _, f := range []struct{ field, s string }{{"team", r.Team}, {"cluster", r.Cluster}, {"holder", r.Holder}} {
+			if err := checkName(f.field, f.s); err != nil {
+				return err
+			}
+		}
+		if err := checkText("job", r.Job); err != nil {
+			return err
+		}
+		if err := checkResources("resources", r.Resources); err != nil {
+			return err
+		}
+		var types []string
+		for t, n := range r.Resources.GPU {
+			if n != 0 {
+				types = append(types, t)
+			}
+		}
+		if len(types) > 1 {
+			slices.Sort(types)
+			return fmt.Errorf("resources: %d GPU types (%s), at most one allowed", len(types), strings.Join(types, ", "))
+		}
+		if r.ExpiresAt.IsZero() {
+			return errors.New("no expiry")
+		}
+		if err := checkTime("expiry", r.ExpiresAt); err != nil {
+			return err
+		}
+		if !r.Created.IsZero() {
+			return checkTime("creation time", r.Created)
+		}
+		return nil
+	}()
+	if err != nil {
+		return fmt.Errorf("reservation %q: %w", r.ID, err)
+	}
+	return nil
+}
+
+// checkPlaceWrite refuses w whole if a reservation in it is refused, an
+// ID comes twice, or a reclaim ID is unstorable.
+func checkPlaceWrite(w store.PlaceWrite) error {
+	seen := make(map[string]bool, len(w.Insert))
+	for i, r := range w.Insert {
+		if err := checkReservation(r); err != nil {
+			return storesql.Reject(fmt.Errorf("reservation %d of %d: %w", i, len(w.Insert), err))
+		}
+		if seen[r.ID] {
+			return storesql.Reject(fmt.Errorf("reservation %q: given twice", r.ID))
+		}
+		seen[r.ID] = true
+	}
+	if err := checkIDs(w.Reclaim); err != nil {
+		return fmt.Errorf("reclaim: %w", err)
+	}
+	return nil
+}
+
+// checkIDs refuses reservation IDs that are empty or unstorable.
+func checkIDs(ids []string) error {
+	for _, id := range ids {
+		if err := checkName("reservation ID", id); err != nil {
+			return storesql.Reject(err)
+		}
+	}
+	return nil
+}
+
+func checkRenew(holder string, ids []string, expires time.Time) error {
+	if err := checkName("holder", holder); err != nil {
+		return storesql.Reject(err)
+	}
+	if expires.IsZero() {
+		return storesql.Reject(errors.New("no expiry"))
+	}
+	if err := checkTime("expiry", expires); err != nil {
+		return storesql.Reject(err)
+	}
+	return checkIDs(ids)
+}
+
+func checkFilter(f store.ReservationFilter) error {
+	for _, c := range []struct{ field, s string }{{"team", f.Team}, {"cluster", f.Cluster}, {"job", f.Job}, {"holder", f.Holder}} {
+		if err := checkText(c.field, c.s); err != nil {
+			return storesql.Reject(err)
+		}
+	}
+	return nil
+}
+
+// reservationLimit is the number of rows ListReservations returns for a
+// filter's limit.
+func reservationLimit(limit int) int {
+	if limit <= 0 {
+		return store.DefaultReservationLimit
+	}
+	return limit
+}
+
+// takenID is the error of an insert that left out some of ids (those not
+// in inserted): their IDs are in use.
+func takenID(ids, inserted []string) error {
+	in := make(map[string]bool, len(inserted))
+	for _, id := range inserted {
+		in[id] = true
+	}
+	for _, id := range ids {
+		if !in[id] {
+			return storesql.Reject(fmt.Errorf("reservation %q: the ID is in use", id))
+		}
+	}
+	return errors.New("insert reservations: fewer rows than asked")
+}
+
+// renewResult splits ids (in their order, each once) into those marked
+// for reclaim and those not found, from the renewed rows' reclaim flags.
+func renewResult(ids []string, found map[string]bool) (reclaim, missing []string) {
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		rec, ok := found[id]
+		switch {
+		case !ok:
+			missing = append(missing, id)
+		case rec:
+			reclaim = append(reclaim, id)
+		}
+	}
+	return reclaim, missing
+}
+
+// gpuOf is the one GPU type and count of a reservation's resources
+// ("", 0 without GPUs).
+func gpuOf(r placement.Resources) (string, int64) {
+	for t, n := range r.GPU {
+		if n != 0 {
+			return t, n
+		}
+	}
+	return "", 0
+}
+
+// clusterArgs are c's column values after its name, in clusterColumns
+// order.
+func clusterArgs(c placement.Cluster) ([]any, error) {
+	capacity, err := json.Marshal(c.Capacity)
+	if err != nil {
+		return nil, fmt.Errorf("encode capacity: %w", err)
+	}
+	labels, err := json.Marshal(c.Labels)
+	if err != nil {
+		return nil, fmt.Errorf("encode labels: %w", err)
+	}
+	gpuPrices, err := json.Marshal(c.PricePerGPUHour)
+	if err != nil {
+		return nil, fmt.Errorf("encode GPU prices: %w", err)
+	}
+	return []any{c.Name, string(c.State), string(capacity), string(labels), c.PodsPerSecond,
+		c.PricePerCPUHour, c.PricePerGiBHour, string(gpuPrices)}, nil
+}
+
+func scanCluster(r storesql.Row) (placement.Cluster, error) {
+	var c placement.Cluster
+	var state string
+	var capacity, labels, gpuPrices []byte
+	if err := r.Scan(&c.Name, &state, &capacity, &labels, &c.PodsPerSecond, &c.PricePerCPUHour, &c.PricePerGiBHour, &gpuPrices); err != nil {
+		return c, err
+	}
+	c.State = placement.ClusterState(state)
+	for _, f := range []struct {
+		field string
+		b     []byte
+		v     any
+	}{{"capacity", capacity, &c.Capacity}, {"labels", labels, &c.Labels}, {"GPU prices", gpuPrices, &c.PricePerGPUHour}} {
+		if err := json.Unmarshal(f.b, f.v); err != nil {
+			return c, fmt.Errorf("cluster %q: decode %s: %w", c.Name, f.field, err)
+		}
+	}
+	return c, nil
+}
+
+// quotaArgs are q's column values in quotaColumns order.
+func quotaArgs(q placement.Quota) ([]any, error) {
+	limits, err := json.Marshal(q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("encode limit: %w", err)
+	}
+	clusters, err := json.Marshal(q.Clusters)
+	if err != nil {
+		return nil, fmt.Errorf("encode splits: %w", err)
+	}
+	return []any{q.Team, string(limits), string(clusters), q.Lend}, nil
+}
+
+func decodeQuota(q *placement.Quota, limits, clusters []byte) error {
+	if err := json.Unmarshal(limits, &q.Limit); err != nil {
+		return fmt.Errorf("quota of team %q: decode limit: %w", q.Team, err)
+	}
+	if err := json.Unmarshal(clusters, &q.Clusters); err != nil {
+		return fmt.Errorf("quota of team %q: decode splits: %w", q.Team, err)
+	}
+	return nil
+}
+
+func scanReservation(r storesql.Row) (placement.Reservation, error) {
+	var res placement.Reservation
+	var gpuType string
+	var gpus, expires int64
+	var created *int64
+	if err := r.Scan(&res.ID, &res.Team, &res.Job, &res.Cluster, &res.Resources.MilliCPU, &res.Resources.Memory,
+		&gpuType, &gpus, &res.Borrowed, &res.Reclaim, &res.Holder, &created, &expires); err != nil {
+		return res, err
+	}
+	if gpus != 0 {
+		res.Resources.GPU = map[string]int64{gpuType: gpus}
+	}
+	res.Created = storesql.FromNanos(created)
+	res.ExpiresAt = time.Unix(0, expires).UTC()
+	return res, nil
+}
+
+// usageRow is a row of the usage query: one team, cluster, borrowed flag
+// and GPU type.
+type usageRow struct {
+	team, cluster, gpuType string
+	borrowed               bool
+	cpu, mem, gpus         int64
+	workers                int64
+}
+
+// mergeUsage adds u to us, whose last entry it joins when it is of the
+// same team, cluster and borrowed flag (the query orders rows so).
+func mergeUsage(us []placement.Usage, u usageRow) []placement.Usage {
+	if n := len(us); n == 0 || us[n-1].Team != u.team || us[n-1].Cluster != u.cluster || us[n-1].Borrowed != u.borrowed {
+		us = append(us, placement.Usage{Team: u.team, Cluster: u.cluster, Borrowed: u.borrowed})
+	}
+	last := &us[len(us)-1]
+	add := placement.Resources{MilliCPU: u.cpu, Memory: u.mem}
+	if u.gpuType != "" && u.gpus != 0 {
+		add.GPU = map[string]int64{u.gpuType: u.gpus}
+	}
+	last.Held = last.Held.Add(add)
+	last.Workers += int(u.workers)
+	return us
 }
