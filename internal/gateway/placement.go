@@ -485,7 +485,7 @@ func (a *Admin) GetCost(ctx context.Context, req *connect.Request[apiv1.GetCostR
 	if err != nil {
 		return nil, err
 	}
-	sum, err := scanCost(ctx, fs, f, since, until, m.Jobs)
+	sum, err := scanCost(ctx, fs, f, since, until, m.Jobs, MaxCostJobsScanned)
 	if err != nil {
 		return nil, err
 	}
@@ -525,21 +525,21 @@ type costSum struct {
 }
 
 // scanCost reads the jobs f selects that were created in [since, until),
-// newest first, at most MaxCostJobsScanned of them, and sums their cost
-// per team (and lists them, with jobs).
+// newest first, at most bound of them, and sums their cost per team (and
+// lists them, with jobs).
 //
 // Job IDs sort by creation time (store.NewJobID: their first characters
 // are the Unix milliseconds of creation), so the scan starts at the ID of
 // the millisecond after until and stops at the first job created before
 // since's millisecond.
-func scanCost(ctx context.Context, fs fleetStore, f store.JobFilter, since, until time.Time, jobs bool) (*costSum, error) {
+func scanCost(ctx context.Context, fs fleetStore, f store.JobFilter, since, until time.Time, jobs bool, bound int) (*costSum, error) {
 	sum := &costSum{teams: map[string]*apiv1.TeamCost{}, complete: true}
 	// NewJobID of a whole millisecond without randomness ends in zeros:
 	// the least ID of that millisecond.
 	f.Before = store.NewJobID(until.Truncate(time.Millisecond).Add(time.Millisecond), nil)
 	floor := since.Truncate(time.Millisecond)
 	for {
-		if sum.scanned >= MaxCostJobsScanned {
+		if sum.scanned >= bound {
 			// At the bound: incomplete if any job of the period is left.
 			f.Limit = 1
 			rest, err := fs.ListJobs(ctx, f)
@@ -551,7 +551,7 @@ func scanCost(ctx context.Context, fs fleetStore, f store.JobFilter, since, unti
 			}
 			return sum, nil
 		}
-		f.Limit = min(costPageSize, MaxCostJobsScanned-sum.scanned)
+		f.Limit = min(costPageSize, bound-sum.scanned)
 		rows, err := fs.ListJobs(ctx, f)
 		if err != nil {
 			return nil, storeError(err, "jobs", "")
@@ -658,6 +658,11 @@ func clusterFromProto(p *apiv1.Cluster) (placement.Cluster, error) {
 			c.PricePerGPUHour[t] = v
 		}
 	}
+	// The checks above name the request's fields; the record's own
+	// validation is the last word on what the store may hold.
+	if err := c.Validate(); err != nil {
+		return placement.Cluster{}, fmt.Errorf("cluster: %w", err)
+	}
 	return c, nil
 }
 
@@ -696,6 +701,9 @@ func quotaFromProto(p *apiv1.Quota) (placement.Quota, error) {
 		}
 		q.Clusters[name] = split
 	}
+	if err := q.Validate(); err != nil {
+		return placement.Quota{}, fmt.Errorf("quota: %w", err)
+	}
 	return q, nil
 }
 
@@ -733,36 +741,37 @@ func resourcesFromProto(field string, p *apiv1.Resources) (placement.Resources, 
 	return r, nil
 }
 
-// checkClusterName: 1 to 63 lowercase letters, digits and dashes,
-// starting with a letter (a Kubernetes-style name, "local" for this
-// machine).
+// checkClusterName: a DNS label (1 to 63 lowercase letters, digits and
+// '-', not starting or ending with '-'), as placement.Cluster.Validate
+// wants: "east-1", "local".
 func checkClusterName(field, s string) error {
 	if s == "" {
 		return fmt.Errorf("%s: required", field)
 	}
-	if len(s) > maxNameLen {
-		return fmt.Errorf("%s: %q is %d characters, at most %d", field, s, len(s), maxNameLen)
-	}
-	for i, c := range s {
-		if !(c >= 'a' && c <= 'z' || i > 0 && (c >= '0' && c <= '9' || c == '-')) {
-			return fmt.Errorf("%s: %q: want lowercase letters, digits and dashes, starting with a letter", field, s)
-		}
+	if !dnsLabel(s) {
+		return fmt.Errorf("%s: %q is not a DNS label (1 to 63 lowercase letters, digits and '-', not starting or ending with '-')", field, s)
 	}
 	return nil
 }
 
-// checkGPUType: a GPU type such as "a100", "h100-80gb", "nvidia.com/t4":
-// 1 to 63 characters of lowercase letters, digits, '-', '_', '.' and '/'.
+// checkGPUType: a GPU type is a DNS label too: "a100", "h100-80gb", "t4".
 func checkGPUType(field, s string) error {
-	if s == "" || len(s) > maxNameLen {
-		return fmt.Errorf("%s: GPU type %q: want 1 to %d characters", field, s, maxNameLen)
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.ContainsRune("-_./", c)) {
-			return fmt.Errorf("%s: GPU type %q: want lowercase letters, digits, '-', '_', '.' and '/'", field, s)
-		}
+	if !dnsLabel(s) {
+		return fmt.Errorf("%s: GPU type %q is not a DNS label (1 to 63 lowercase letters, digits and '-', not starting or ending with '-')", field, s)
 	}
 	return nil
+}
+
+func dnsLabel(s string) bool {
+	if len(s) == 0 || len(s) > maxNameLen || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func checkLabel(field, s string) error {
