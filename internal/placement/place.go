@@ -234,7 +234,7 @@ func (st *state) place(req Request, now time.Time) Result {
 	}
 	borrowShort := ""
 	for _, name := range need.Names() {
-		if st.unmarked.Get(name)+need.Get(name) > st.pool(name, team) {
+		if len(st.quotas) > 0 && st.unmarked.Get(name)+need.Get(name) > st.pool(name, team) {
 			borrowShort = name
 			break
 		}
@@ -362,9 +362,9 @@ func (st *state) eligible(req Request) ([]*Cluster, Blocker, bool) {
 		}
 		b := Blocker{Kind: BlockNoCluster, Resource: missing, Clusters: names(reach)}
 		if missing != "" {
-			b.Detail = fmt.Sprintf("No cluster %s offers %s.", reachPhrase(req), missing)
+			b.Detail = fmt.Sprintf("No %s offers %s.", reachPhrase(req), missing)
 		} else {
-			b.Detail = fmt.Sprintf("No cluster %s offers %s together.", reachPhrase(req), andList(need.Names()))
+			b.Detail = fmt.Sprintf("No %s offers %s together.", reachPhrase(req), andList(need.Names()))
 		}
 		return nil, b, false
 	}
@@ -376,7 +376,7 @@ func (st *state) eligible(req Request) ([]*Cluster, Blocker, bool) {
 	}
 	if len(match) == 0 {
 		return nil, Blocker{Kind: BlockNoCluster, Clusters: names(offer), Detail: fmt.Sprintf(
-			"No cluster %s that offers what the worker asks has nodes matching its selector %s.", reachPhrase(req), selectorString(req.NodeSelector))}, false
+			"No %s that offers what the worker asks has nodes matching its selector %s.", reachPhrase(req), selectorString(req.NodeSelector))}, false
 	}
 	var big []*Cluster
 	for _, c := range match {
@@ -394,7 +394,7 @@ func (st *state) eligible(req Request) ([]*Cluster, Blocker, bool) {
 			caps = append(caps, fmt.Sprintf("%s has %s", c.Name, capOf(c.Capacity, need)))
 		}
 		return nil, Blocker{Kind: BlockNoCluster, Resource: short(match[0].Capacity, need), Clusters: names(match), Detail: fmt.Sprintf(
-			"The worker asks for %s, more than the whole capacity of any cluster %s that could run it (%s).", need, reachPhrase(req), strings.Join(caps, "; "))}, false
+			"The worker asks for %s, more than the whole capacity of any %s that could run it (%s).", need, reachPhrase(req), strings.Join(caps, "; "))}, false
 	}
 	var enabled []*Cluster
 	for _, c := range big {
@@ -420,11 +420,13 @@ func stateName(s ClusterState) string {
 	return string(s)
 }
 
+// reachPhrase names the clusters a request could use: "registered
+// cluster", or "cluster this runner can reach" when it lists them.
 func reachPhrase(req Request) string {
 	if len(req.Clusters) == 0 {
-		return "registered"
+		return "registered cluster"
 	}
-	return "this runner can reach"
+	return "cluster this runner can reach"
 }
 
 // capOf formats the amounts of capacity for the resources need asks.
@@ -587,6 +589,9 @@ func (st *state) fitPool() {
 	for i := range all {
 		all[i] = i
 	}
+	if len(st.quotas) == 0 {
+		return // no quotas: cluster room alone bounds borrowing
+	}
 	for {
 		over := ""
 		for _, name := range st.unmarked.Names() {
@@ -655,8 +660,8 @@ func (st *state) reclaimFor(req Request, cs []*Cluster) (Blocker, bool) {
 		parts = append(parts, fmt.Sprintf("%d of team %s", byTeam[t], t))
 	}
 	return Blocker{Kind: BlockReclaiming, Clusters: []string{c.Name}, Detail: fmt.Sprintf(
-		"Team %s is within its quota, but borrowed workers hold the room in cluster %s; %d %s (%s) %s finishing their current task to give it back.",
-		req.Team, c.Name, total, plural(total, "worker", "workers"), andList(parts), plural(total, "is", "are"))}, true
+		"Team %s is within its quota, but borrowed workers hold the room in cluster %s: %s %s finishing %s current task to give it back.",
+		req.Team, c.Name, andList(parts), plural(total, "is", "are"), plural(total, "its", "their"))}, true
 }
 
 func plural(n int, one, many string) string {
@@ -670,8 +675,13 @@ func plural(n int, one, many string) string {
 func (st *state) quotaBlocker(req Request, cands []*Cluster, ownedOK bool, borrowShort string) Blocker {
 	need := req.Resources
 	team := req.Team
-	lend := fmt.Sprintf("nothing lendable is left (%s %s of %s lendable borrowed).", borrowShort,
-		FormatAmount(borrowShort, st.unmarked.Get(borrowShort)), FormatAmount(borrowShort, st.pool(borrowShort, team)))
+	pool, borrowed := st.pool(borrowShort, team), st.unmarked.Get(borrowShort)
+	lead := "nothing lendable is left"
+	if pool > borrowed {
+		lead = "too little is lendable"
+	}
+	lend := fmt.Sprintf("%s (%s: %s lendable to it, %s already borrowed, the worker needs %s).", lead, borrowShort,
+		FormatAmount(borrowShort, pool), FormatAmount(borrowShort, borrowed), FormatAmount(borrowShort, need.Get(borrowShort)))
 	q := st.quota[team]
 	if q == nil {
 		return Blocker{Kind: BlockQuota, Resource: borrowShort, Used: st.unmarked.Get(borrowShort), Limit: st.pool(borrowShort, team),

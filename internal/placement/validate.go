@@ -175,6 +175,9 @@ func ParseResources(s string) (Resources, error) {
 // suffixes of units and returns it times the suffix's unit, which must be
 // a whole number no larger than maxAmount.
 func parseScaled(s string, units map[string]int64) (int64, error) {
+	if strings.HasPrefix(s, "-") {
+		return 0, fmt.Errorf("negative")
+	}
 	i := strings.IndexFunc(s, func(c rune) bool { return !(c >= '0' && c <= '9' || c == '.') })
 	num, suffix := s, ""
 	if i >= 0 {
