@@ -60,6 +60,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestPlacementConformance(t *testing.T) {
+	t.Parallel()
+	storetest.ExercisePlacement(t, func(t *testing.T) store.Store {
+		return openTest(t, pgtest.NewDatabase(t, serverURL))
+	})
+}
+
 func BenchmarkStore(b *testing.B) {
 	storetest.Benchmark(b, func(b *testing.B) store.Store {
 		return openTest(b, pgtest.NewDatabase(b, serverURL))

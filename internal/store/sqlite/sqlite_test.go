@@ -55,6 +55,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestPlacementConformance(t *testing.T) {
+	t.Parallel()
+	storetest.ExercisePlacement(t, func(t *testing.T) store.Store {
+		return openTest(t, filepath.Join(t.TempDir(), "haul.db"))
+	})
+}
+
 func schemaVersion(t *testing.T, path string) int {
 	t.Helper()
 	db, err := sql.Open("sqlite", path)
