@@ -161,9 +161,10 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 	root.PersistentFlags().StringVar(&a.token, "token", os.Getenv("HAUL_API_TOKEN"), "API token (env HAUL_API_TOKEN; else HAUL_TOKEN, else a local server's <data dir>/admin-token)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "server log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "server log format: text, or json (one object per line, for log collectors)")
-	root.AddCommand(a.upCmd(), a.gatewayCmd(), a.runnerCmd(), a.runCmd(), a.jobCmd(), a.taskCmd(), a.taskhostCmd(), a.autoscalerCmd(), a.clusterCmd(), a.simCmd())
+	root.AddCommand(a.upCmd(), a.gatewayCmd(), a.runnerCmd(), a.runCmd(), a.jobCmd(), a.taskCmd(), a.taskhostCmd(), a.autoscalerCmd(), a.withClusterRecords(a.clusterCmd()), a.simCmd())
 	root.AddCommand(a.benchCmd())
 	root.AddCommand(a.tokenCmd(), a.auditCmd())
+	root.AddCommand(a.quotaCmd(), a.costCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	// Every command's argument check reports a usage error.
 	var walk func(*cobra.Command)
