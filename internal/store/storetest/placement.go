@@ -38,7 +38,7 @@ func ExercisePlacement(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Release", testReleaseReservations},
 		{"List", testListReservations},
 	}
-	for seed := range uint64(3) {
+	for seed := range uint64(5) {
 		tests = append(tests, struct {
 			name string
 			fn   func(t *testing.T, s store.Store)
@@ -642,12 +642,12 @@ func testThreeRunners(t *testing.T, s store.Store, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 14))
 	gpuTypes := []string{"a100", "t4"}
 
-	// Clusters: 16 cores in all at most, so that 100 requests of at least
-	// one core each cannot all fit.
+	// Clusters: 24 cores in all at most, so that 100 requests of at least
+	// a quarter core each cannot all fit.
 	var clusters []placement.Cluster
 	for i := range 3 {
 		c := placement.Cluster{Name: fmt.Sprintf("cluster-%d", i), State: placement.Enabled,
-			Capacity: placement.Resources{MilliCPU: int64(3000 + rng.IntN(3)*1000), Memory: int64(4+rng.IntN(8)) * gib}}
+			Capacity: placement.Resources{MilliCPU: int64(4000 + rng.IntN(5)*1000), Memory: int64(8+rng.IntN(8)) * gib}}
 		if rng.IntN(2) == 0 {
 			c.Capacity.GPU = map[string]int64{gpuTypes[rng.IntN(2)]: int64(1 + rng.IntN(4))}
 		}
@@ -663,7 +663,7 @@ func testThreeRunners(t *testing.T, s store.Store, seed uint64) {
 	quotas := map[string]placement.Quota{}
 	for _, team := range teams[:3] {
 		q := placement.Quota{Team: team, Lend: rng.IntN(2) == 0,
-			Limit: placement.Resources{MilliCPU: int64(2000 + rng.IntN(4)*1000), Memory: int64(2+rng.IntN(6)) * gib,
+			Limit: placement.Resources{MilliCPU: int64(3000 + rng.IntN(4)*1000), Memory: int64(2+rng.IntN(6)) * gib,
 				GPU: map[string]int64{gpuTypes[rng.IntN(2)]: int64(rng.IntN(3))}}}
 		if rng.IntN(2) == 0 {
 			q.Clusters = map[string]placement.Resources{clusters[rng.IntN(3)].Name: {MilliCPU: q.Limit.MilliCPU / 2}}
@@ -679,7 +679,7 @@ func testThreeRunners(t *testing.T, s store.Store, seed uint64) {
 	reqs := make([][]placement.Request, len(runners))
 	for i := range 100 {
 		r := placement.Request{ID: fmt.Sprintf("w-%03d", i), Team: teams[rng.IntN(len(teams))], Created: pAt(0),
-			Resources: placement.Resources{MilliCPU: int64(1000 + rng.IntN(3)*500), Memory: int64(1+rng.IntN(2)) * gib / 2}}
+			Resources: placement.Resources{MilliCPU: int64(250 + rng.IntN(3)*250), Memory: int64(1+rng.IntN(2)) * gib / 4}}
 		r.Job = "job-" + r.Team
 		if rng.IntN(4) == 0 {
 			r.Resources.GPU = map[string]int64{gpuTypes[rng.IntN(2)]: 1}
@@ -696,6 +696,7 @@ func testThreeRunners(t *testing.T, s store.Store, seed uint64) {
 
 	var mu sync.Mutex
 	placed, refused := 0, 0
+	marked := map[string]bool{} // reservations the core marked for reclaim
 	var wg sync.WaitGroup
 	for ri, run := range runners {
 		run.held = map[string]placement.Reservation{}
@@ -704,11 +705,11 @@ func testThreeRunners(t *testing.T, s store.Store, seed uint64) {
 			for bi, batch := range batches {
 				now := pAt(bi) // each runner's clock moves a second per batch
 				var results []placement.Result
+				var reclaim []string
 				err := s.Place(ctx, now, func(sn *placement.Snapshot) (store.PlaceWrite, error) {
 					checkEqual(t, "quotas in a snapshot", sn.Quotas, qs)
 					before := cloneUsage(sn.Usage)
 					check(fmt.Sprintf("%s batch %d, the snapshot", run.name, bi), before)
-					var reclaim []string
 					results, reclaim = placement.Place(sn, batch, now)
 					var w store.PlaceWrite
 					w.Reclaim = reclaim
@@ -729,6 +730,9 @@ func testThreeRunners(t *testing.T, s store.Store, seed uint64) {
 					return
 				}
 				mu.Lock()
+				for _, id := range reclaim {
+					marked[id] = true
+				}
 				for _, res := range results {
 					if res.Placed {
 						r := res.Reservation
@@ -747,8 +751,9 @@ func testThreeRunners(t *testing.T, s store.Store, seed uint64) {
 	if t.Failed() {
 		return
 	}
+	t.Logf("seed %d: %d placed, %d refused, %d borrowed marked for reclaim", seed, placed, refused, len(marked))
 	if placed == 0 || refused == 0 {
-		t.Fatalf("seed %d: %d placed, %d refused; want some of each (100 requests of a core or more, at most 16 cores)", seed, placed, refused)
+		t.Fatalf("seed %d: %d placed, %d refused; want some of each (100 requests of a quarter core or more, at most 24 cores)", seed, placed, refused)
 	}
 
 	// Afterwards, read back: the stored reservations are exactly those the
@@ -774,6 +779,14 @@ func testThreeRunners(t *testing.T, s store.Store, seed uint64) {
 	storedIDs := resvIDs(stored)
 	slices.Sort(storedIDs)
 	checkEqual(t, "stored reservations against those placed", storedIDs, given)
+	for _, r := range stored {
+		if r.Reclaim != marked[r.ID] {
+			t.Errorf("seed %d: reservation %s stored with reclaim %v, but the core marked it: %v", seed, r.ID, r.Reclaim, marked[r.ID])
+		}
+		if marked[r.ID] && !r.Borrowed {
+			t.Errorf("seed %d: reservation %s is owned and marked for reclaim", seed, r.ID)
+		}
+	}
 
 	// Workers end: runner-0's release a third of theirs. A cluster
 	// drains. runner-0 and runner-1 renew: their workers marked for
@@ -803,8 +816,8 @@ func testThreeRunners(t *testing.T, s store.Store, seed uint64) {
 		}
 		for _, id := range ids {
 			r := run.held[id]
-			if want := r.Cluster == drained; want && !slices.Contains(reclaim, id) {
-				t.Errorf("seed %d: %s: reservation %s in drained %s not marked for reclaim", seed, run.name, id, drained)
+			if want := r.Cluster == drained || marked[id]; want != slices.Contains(reclaim, id) {
+				t.Errorf("seed %d: %s: reservation %s (in %s, marked by the core: %v) to reclaim: %v, want %v", seed, run.name, id, r.Cluster, marked[id], !want, want)
 			}
 		}
 		releaseHeld(t, s, run, reclaim)
