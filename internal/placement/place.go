@@ -128,11 +128,11 @@ func newState(s *Snapshot) *state {
 	}
 	for i, r := range s.Borrowed {
 		st.borrowedAt[r.Cluster] = append(st.borrowedAt[r.Cluster], i)
-		st.borrowedIn[r.Cluster] = st.borrowedIn[r.Cluster].Add(r.Resources)
+		addAt(st.borrowedIn, r.Cluster, r.Resources, 1)
 		if r.Reclaim {
-			st.markedIn[r.Cluster] = st.markedIn[r.Cluster].Add(r.Resources)
+			addAt(st.markedIn, r.Cluster, r.Resources, 1)
 		} else {
-			st.unmarked = st.unmarked.Add(r.Resources)
+			addTo(&st.unmarked, r.Resources, 1)
 		}
 	}
 	return st
@@ -141,11 +141,11 @@ func newState(s *Snapshot) *state {
 // count adds held to the totals (not to s.Usage).
 func (st *state) count(team, cluster string, borrowed bool, held Resources) {
 	tc := teamCluster{team, cluster}
-	st.held[cluster] = st.held[cluster].Add(held)
-	st.teamHeld[tc] = st.teamHeld[tc].Add(held)
+	addAt(st.held, cluster, held, 1)
+	addAt(st.teamHeld, tc, held, 1)
 	if !borrowed {
-		st.owned[team] = st.owned[team].Add(held)
-		st.ownedIn[tc] = st.ownedIn[tc].Add(held)
+		addAt(st.owned, team, held, 1)
+		addAt(st.ownedIn, tc, held, 1)
 	}
 }
 
@@ -171,16 +171,55 @@ func short(room, need Resources) string {
 	return ""
 }
 
+// fitsOn reports whether need fits on top of held within limit: for
+// every resource need asks, held + need <= limit. It is short(limit −
+// held, need) == "" without building the difference.
+func fitsOn(need, held, limit Resources) bool {
+	if need.MilliCPU > 0 && held.MilliCPU+need.MilliCPU > limit.MilliCPU {
+		return false
+	}
+	if need.Memory > 0 && held.Memory+need.Memory > limit.Memory {
+		return false
+	}
+	for t, n := range need.GPU {
+		if n > 0 && held.GPU[t]+n > limit.GPU[t] {
+			return false
+		}
+	}
+	return true
+}
+
+// addTo adds sign × r to *dst in place. dst's GPU map must be one the
+// state made (it starts nil), never a caller's.
+func addTo(dst *Resources, r Resources, sign int64) {
+	dst.MilliCPU += sign * r.MilliCPU
+	dst.Memory += sign * r.Memory
+	for t, n := range r.GPU {
+		dst.addGPU(t, sign*n)
+	}
+}
+
+// addAt adds sign × r to m[k] in place.
+func addAt[K comparable](m map[K]Resources, k K, r Resources, sign int64) {
+	v := m[k]
+	addTo(&v, r, sign)
+	m[k] = v
+}
+
 // share is the dominant share of held in capacity: the largest of
 // held/capacity over the resources capacity has more than zero of.
 func share(held, capacity Resources) float64 {
 	var m float64
-	for _, name := range capacity.Names() {
-		c := capacity.Get(name)
-		if c <= 0 {
-			continue
+	if capacity.MilliCPU > 0 {
+		m = max(m, float64(held.MilliCPU)/float64(capacity.MilliCPU))
+	}
+	if capacity.Memory > 0 {
+		m = max(m, float64(held.Memory)/float64(capacity.Memory))
+	}
+	for t, c := range capacity.GPU {
+		if c > 0 {
+			m = max(m, float64(held.GPU[t])/float64(c))
 		}
-		m = max(m, float64(held.Get(name))/float64(c))
 	}
 	return m
 }
@@ -217,11 +256,11 @@ func (st *state) place(req Request, now time.Time) Result {
 	need := req.Resources
 	team := req.Team
 	q := st.quota[team]
-	ownedOK := q != nil && short(q.Limit.Sub(st.owned[team]), need) == ""
+	ownedOK := q != nil && fitsOn(need, st.owned[team], q.Limit)
 	var ownedC []*Cluster
 	if ownedOK {
 		for _, c := range cands {
-			if split, ok := q.Clusters[c.Name]; ok && short(split.Sub(st.ownedIn[teamCluster{team, c.Name}]), need) != "" {
+			if split, ok := q.Clusters[c.Name]; ok && !fitsOn(need, st.ownedIn[teamCluster{team, c.Name}], split) {
 				continue
 			}
 			ownedC = append(ownedC, c)
@@ -474,7 +513,7 @@ func (st *state) best(team string, need Resources, cs []*Cluster) *Cluster {
 		pTeam, pAll float64
 	)
 	for _, c := range cs {
-		if short(st.room(c), need) != "" {
+		if !fitsOn(need, st.held[c.Name], c.Capacity) {
 			continue
 		}
 		ts := share(st.teamHeld[teamCluster{team, c.Name}], c.Capacity)
@@ -505,14 +544,14 @@ func (st *state) commit(req Request, c *Cluster, borrowed bool, now time.Time) R
 		u.Workers++
 	} else {
 		st.usageAt[k] = len(st.s.Usage)
-		st.s.Usage = append(st.s.Usage, Usage{Team: req.Team, Cluster: c.Name, Borrowed: borrowed, Held: need, Workers: 1})
+		st.s.Usage = append(st.s.Usage, Usage{Team: req.Team, Cluster: c.Name, Borrowed: borrowed, Held: need.Add(Resources{}), Workers: 1})
 	}
 	st.count(req.Team, c.Name, borrowed, need)
 	if borrowed {
 		st.borrowedAt[c.Name] = append(st.borrowedAt[c.Name], len(st.s.Borrowed))
 		st.s.Borrowed = append(st.s.Borrowed, r)
-		st.borrowedIn[c.Name] = st.borrowedIn[c.Name].Add(need)
-		st.unmarked = st.unmarked.Add(need)
+		addAt(st.borrowedIn, c.Name, need, 1)
+		addTo(&st.unmarked, need, 1)
 	}
 	return r
 }
@@ -521,8 +560,8 @@ func (st *state) commit(req Request, c *Cluster, borrowed bool, now time.Time) R
 func (st *state) mark(i int) {
 	r := &st.s.Borrowed[i]
 	r.Reclaim = true
-	st.markedIn[r.Cluster] = st.markedIn[r.Cluster].Add(r.Resources)
-	st.unmarked = st.unmarked.Sub(r.Resources)
+	addAt(st.markedIn, r.Cluster, r.Resources, 1)
+	addTo(&st.unmarked, r.Resources, -1)
 	st.marked = append(st.marked, r.ID)
 }
 
@@ -585,13 +624,10 @@ func (st *state) pick(idx []int, name string) int {
 // fitPool marks borrowed reservations until the unmarked ones hold no
 // more of any resource than the whole lendable pool.
 func (st *state) fitPool() {
-	all := make([]int, len(st.s.Borrowed))
-	for i := range all {
-		all[i] = i
-	}
 	if len(st.quotas) == 0 {
 		return // no quotas: cluster room alone bounds borrowing
 	}
+	var all []int
 	for {
 		over := ""
 		for _, name := range st.unmarked.Names() {
@@ -602,6 +638,12 @@ func (st *state) fitPool() {
 		}
 		if over == "" {
 			return
+		}
+		if all == nil {
+			all = make([]int, len(st.s.Borrowed))
+			for i := range all {
+				all[i] = i
+			}
 		}
 		i := st.pick(all, over)
 		if i < 0 {
