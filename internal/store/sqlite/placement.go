@@ -34,11 +34,11 @@ const (
 	// resvOrder lists reservations oldest first (unknown creation first),
 	// then by ID.
 	resvOrder = ` ORDER BY created NULLS FIRST, id`
-	// inIDs is the condition "id is one of the JSON array ?n".
-	inIDs = `id IN (SELECT value FROM json_each(?%d))`
+	// inIDs is the condition "id is one of the JSON array ?1".
+	inIDs = `id IN (SELECT value FROM json_each(?1))`
 )
 
-var (
+const (
 	qEnsureCluster = `INSERT INTO clusters (` + clusterColumns + `, updated_at)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ` + dbNanos + `)
 ON CONFLICT (name) DO NOTHING`
@@ -72,9 +72,10 @@ ORDER BY team, cluster, borrowed, gpu_type`
 	qInsertReservation = `INSERT INTO reservations (` + resvColumns + `)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
 ON CONFLICT (id) DO NOTHING`
-	qMarkReclaim        = `UPDATE reservations SET reclaim = 1 WHERE ` + fmt.Sprintf(inIDs, 1)
-	qRenewReservations  = `UPDATE reservations SET holder = ?1, expires_at = ?2 WHERE ` + fmt.Sprintf(inIDs, 3) + ` RETURNING id, reclaim`
-	qDeleteReservations = `DELETE FROM reservations WHERE ` + fmt.Sprintf(inIDs, 1)
+	qMarkReclaim = `UPDATE reservations SET reclaim = 1 WHERE ` + inIDs
+	// ?1 the IDs, ?2 holder, ?3 expiry.
+	qRenewReservations  = `UPDATE reservations SET holder = ?2, expires_at = ?3 WHERE ` + inIDs + ` RETURNING id, reclaim`
+	qDeleteReservations = `DELETE FROM reservations WHERE ` + inIDs
 	// ?1 team, ?2 cluster, ?3 job, ?4 holder ('' for any), ?5 reclaim
 	// only, ?6 limit.
 	qListReservations = `SELECT ` + resvColumns + ` FROM reservations
@@ -358,7 +359,7 @@ func (s *Store) RenewReservations(ctx context.Context, holder string, ids []stri
 			if err != nil {
 				return err
 			}
-			rows, err := tx.QueryContext(ctx, qRenewReservations, holder, expires.UnixNano(), string(list))
+			rows, err := tx.QueryContext(ctx, qRenewReservations, string(list), holder, expires.UnixNano())
 			if err != nil {
 				return err
 			}
