@@ -140,10 +140,16 @@ func (r Resources) String() string {
 func FormatAmount(name string, n int64) string {
 	switch name {
 	case ResCPU:
-		if n%1000 == 0 {
-			return strconv.FormatInt(n/1000, 10)
+		// Integer arithmetic, so that every amount prints exactly.
+		sign, u := "", uint64(n)
+		if n < 0 {
+			sign, u = "-", -u
 		}
-		return strconv.FormatFloat(float64(n)/1000, 'f', -1, 64)
+		whole := sign + strconv.FormatUint(u/1000, 10)
+		if u%1000 == 0 {
+			return whole
+		}
+		return whole + "." + strings.TrimRight(fmt.Sprintf("%03d", u%1000), "0")
 	case ResMemory:
 		for _, u := range []struct {
 			s string
@@ -290,7 +296,7 @@ type Request struct {
 	// can satisfy it are considered.
 	NodeSelector map[string]string
 	// Clusters lists the clusters the asking runner's backend can start
-	// workers in; nil: any.
+	// workers in; nil or empty: any.
 	Clusters []string
 }
 

@@ -124,9 +124,12 @@ const maxAmount = 1 << 52
 // memory is bytes, or a number with one of the suffixes Ki, Mi, Gi, Ti
 // (powers of 1024) or K, M, G, T (powers of 1000); a GPU count is a whole
 // number and its type a DNS label. Each resource may appear once. An
-// empty string is no resources. Errors name the bad part.
+// empty string or "0" is no resources. Errors name the bad part.
 func ParseResources(s string) (Resources, error) {
 	var r Resources
+	if strings.TrimSpace(s) == "0" {
+		return r, nil // how Resources.String prints nothing
+	}
 	seen := map[string]bool{}
 	parts := strings.FieldsFunc(s, func(c rune) bool { return c == ',' || unicode.IsSpace(c) })
 	for _, part := range parts {
