@@ -157,7 +157,8 @@
 // # Rebalance
 //
 // Rebalance(s) marks, in this order, every unmarked borrowed reservation
-// in a draining cluster, then rebalances the pool as above (a quota
+// in a draining cluster (in the order of s.Borrowed), then rebalances the
+// pool as above (a quota
 // raised, an owner grown, a lender stopped lending or a cluster disabled
 // can shrink it). It returns the IDs marked and sets Reclaim in s. The
 // store marks a draining cluster's owned reservations itself: Rebalance

@@ -15,7 +15,7 @@ import (
 // clusters with random capacity, GPU types, labels and states; 0 to 4
 // quotas with random limits, splits and lending) and random operations
 // (batches of requests, valid and not; workers exiting; cluster state
-// changes; rebalances). A model keeps every reservation in a plain list
+// changes; quotas raised or added; rebalances). A model keeps every reservation in a plain list
 // and recomputes all totals from it by brute force. For each request of
 // a batch it runs Place on a copy of the snapshot with the batch up to
 // that request, so that it knows the exact state the request was decided
@@ -498,9 +498,18 @@ func randomRun(seed uint64, st *propStats) error {
 				}
 				m.res = slices.Delete(m.res, i, i+1)
 			}
-		case p < 19:
+		case p < 18:
 			c := &m.clusters[rng.IntN(len(m.clusters))]
 			c.State = []ClusterState{Enabled, Enabled, Disabled, Draining}[rng.IntN(4)]
+		case p < 19:
+			// A quota raised or a new one: the unowned pool shrinks,
+			// and no team's own use goes over its limit.
+			team := fmt.Sprintf("t%d", rng.IntN(6))
+			if q := m.quota(team); q != nil {
+				q.Limit = q.Limit.Add(randResources(rng, 8, 16, 2))
+			} else {
+				m.quotas = append(m.quotas, Quota{Team: team, Lend: rng.IntN(2) == 0, Limit: randResources(rng, 16, 32, 4)})
+			}
 		default:
 			err = m.rebalance(st)
 		}
