@@ -66,15 +66,15 @@ type state struct {
 	owned    map[string]Resources      // team: owned, all clusters
 	ownedIn  map[teamCluster]Resources // team in cluster: owned
 
-	borrowedAt  map[string][]int     // cluster: indexes into s.Borrowed
-	borrowedIn  map[string]Resources // cluster: borrowed, marked or not
-	markedIn    map[string]Resources // cluster: borrowed and marked
-	unmarked    Resources            // all unmarked borrowed reservations
-	limits      Resources            // sum of all quota limits
-	enabledCap  Resources            // capacity of the enabled clusters
-	pending     map[string]Resources // cluster: room promised this batch to requests waiting on reclaim
-	marked      []string
-	lendingTeam []*Quota
+	borrowedAt map[string][]int     // cluster: indexes into s.Borrowed
+	borrowedIn map[string]Resources // cluster: borrowed, marked or not
+	markedIn   map[string]Resources // cluster: borrowed and marked
+	unmarked   Resources            // all unmarked borrowed reservations
+	limits     Resources            // sum of all quota limits
+	enabledCap Resources            // capacity of the enabled clusters
+	pending    map[string]Resources // cluster: room promised this batch to requests waiting on reclaim
+	marked     []string
+	lenders    []*Quota
 }
 
 func newState(s *Snapshot) *state {
@@ -116,7 +116,7 @@ func newState(s *Snapshot) *state {
 	slices.SortFunc(st.quotas, func(a, b *Quota) int { return cmp.Compare(a.Team, b.Team) })
 	for _, q := range st.quotas {
 		if q.Lend {
-			st.lendingTeam = append(st.lendingTeam, q)
+			st.lenders = append(st.lenders, q)
 		}
 	}
 	for i, u := range s.Usage {
@@ -233,7 +233,7 @@ func (st *state) room(c *Cluster) Resources {
 // itself; "" for the pool as a whole).
 func (st *state) pool(name, exclude string) int64 {
 	p := max(0, st.enabledCap.Get(name)-st.limits.Get(name))
-	for _, q := range st.lendingTeam {
+	for _, q := range st.lenders {
 		if q.Team == exclude {
 			continue
 		}
@@ -504,16 +504,22 @@ func andList(items []string) string {
 	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
 }
 
-// best returns the cluster of cs with room for need where the team's
-// dominant share is lowest, then the cluster's total dominant share, then
-// the name; nil when none has room.
+// best returns the first cluster of cs with room for need in the choice
+// order (see first); nil when none has room.
 func (st *state) best(team string, need Resources, cs []*Cluster) *Cluster {
+	return st.first(team, cs, func(c *Cluster) bool { return fitsOn(need, st.held[c.Name], c.Capacity) })
+}
+
+// first returns the cluster of cs passing ok where the team's dominant
+// share is lowest, then the cluster's total dominant share, then the
+// name; nil when none passes.
+func (st *state) first(team string, cs []*Cluster, ok func(*Cluster) bool) *Cluster {
 	var (
 		pick        *Cluster
 		pTeam, pAll float64
 	)
 	for _, c := range cs {
-		if !fitsOn(need, st.held[c.Name], c.Capacity) {
+		if !ok(c) {
 			continue
 		}
 		ts := share(st.teamHeld[teamCluster{team, c.Name}], c.Capacity)
@@ -660,19 +666,9 @@ func (st *state) fitPool() {
 // for) cover what is missing.
 func (st *state) reclaimFor(req Request, cs []*Cluster) (Blocker, bool) {
 	need := req.Resources
-	var c *Cluster
-	var pTeam, pAll float64
-	for _, x := range cs {
-		after := st.room(x).Add(st.borrowedIn[x.Name]).Sub(st.pending[x.Name])
-		if short(after, need) != "" {
-			continue
-		}
-		ts := share(st.teamHeld[teamCluster{req.Team, x.Name}], x.Capacity)
-		as := share(st.held[x.Name], x.Capacity)
-		if c == nil || ts < pTeam || (ts == pTeam && (as < pAll || (as == pAll && x.Name < c.Name))) {
-			c, pTeam, pAll = x, ts, as
-		}
-	}
+	c := st.first(req.Team, cs, func(x *Cluster) bool {
+		return short(st.room(x).Add(st.borrowedIn[x.Name]).Sub(st.pending[x.Name]), need) == ""
+	})
 	if c == nil {
 		return Blocker{}, false
 	}
