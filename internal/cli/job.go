@@ -26,7 +26,7 @@ func (a *app) jobCmd() *cobra.Command {
 		Use:   "job",
 		Short: "Submit, list, inspect, watch and cancel jobs",
 	}
-	cmd.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobGetCmd(), a.jobWatchCmd(), a.jobCancelCmd())
+	cmd.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobGetCmd(), a.jobWatchCmd(), a.jobCancelCmd(), a.jobWhyCmd())
 	return cmd
 }
 

@@ -28,7 +28,7 @@ func (a *app) taskCmd() *cobra.Command {
 		Use:   "task",
 		Short: "Find, inspect, read the logs of and reproduce tasks",
 	}
-	cmd.AddCommand(a.taskListCmd(), a.taskGetCmd(), a.taskLogsCmd(), a.taskReproCmd(), a.taskCancelCmd(), a.taskAddCmd())
+	cmd.AddCommand(a.taskListCmd(), a.taskGetCmd(), a.taskLogsCmd(), a.taskReproCmd(), a.taskCancelCmd(), a.taskAddCmd(), a.taskWhyCmd())
 	return cmd
 }
 

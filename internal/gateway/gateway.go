@@ -50,6 +50,8 @@ type Config struct {
 	// (token.Identifier, with Store, proves a task's identity).
 	Appender Appender
 	Tokens   token.Secret
+	// Explainer answers Why from the runners; nil: Why is refused.
+	Explainer Explainer
 	// Auth proves who makes each call (see Interceptor); nil refuses
 	// every call with unauthenticated: there is no open mode.
 	Auth auth.Authenticator

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
+	"github.com/haul-dev/haul/internal/placement"
 	"github.com/haul-dev/haul/internal/runner"
 )
 
@@ -309,8 +310,16 @@ func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 		return fmt.Errorf("worker %s: already started", s.ID)
 	}
 	w := &worker{id: s.ID, pod: pod.Name, spec: pod, secret: s.Secret}
-	c := b.place(w, nil)
-	if c == nil {
+	var c *cluster
+	if s.Cluster != "" {
+		// Placement chose the cluster (and checked its state in the
+		// store): the pod goes there.
+		if c = b.byName[s.Cluster]; c == nil {
+			b.mu.Unlock()
+			return fmt.Errorf("worker %s: %w %q (placement chose it; this backend does not reach it)", s.ID, ErrUnknownCluster, s.Cluster)
+		}
+		b.enqueue(w, c)
+	} else if c = b.place(w, nil); c == nil {
 		names := b.clusterNames()
 		b.mu.Unlock()
 		return fmt.Errorf("worker %s: %w: every cluster is disabled (%s)", s.ID, ErrNoCluster, names)
@@ -339,13 +348,74 @@ func (b *Backend) place(w *worker, not *cluster) *cluster {
 	if best == nil {
 		return nil
 	}
-	w.cl = best
-	w.state = stQueued
-	w.spec.Namespace = best.cfg.Namespace
-	best.queue = append(best.queue, w)
-	best.pending++
-	best.kick()
+	b.enqueue(w, best)
 	return best
+}
+
+// enqueue puts a worker in cluster c's creation queue. Call with b.mu
+// held.
+func (b *Backend) enqueue(w *worker, c *cluster) {
+	w.cl = c
+	w.state = stQueued
+	w.spec.Namespace = c.cfg.Namespace
+	c.queue = append(c.queue, w)
+	c.pending++
+	c.kick()
+}
+
+// unbounded is the capacity placement assumes for a cluster whose
+// capacity is neither configured nor observed: large enough never to
+// bind, small enough that sums over many clusters do not overflow.
+var unbounded = placement.Resources{MilliCPU: 1 << 40, Memory: 1 << 56}
+
+// PlacementClusters describes the backend's clusters for placement: the
+// capacity from the clusters file, else the sum of the nodes' allocatable
+// CPU, memory and nvidia.com/gpu (by the node label GPUTypeLabel) when
+// nodes are watched, else unbounded.
+func (b *Backend) PlacementClusters() []runner.BackendCluster {
+	out := make([]runner.BackendCluster, 0, len(b.clusters))
+	for _, c := range b.clusters {
+		pc := placement.Cluster{Name: c.cfg.Name, State: placement.Enabled, Capacity: c.cfg.Capacity,
+			Labels: c.cfg.Labels, PodsPerSecond: c.cfg.PodsPerSecond}
+		if !c.cfg.Enabled {
+			pc.State = placement.Disabled
+		}
+		if pc.Capacity.IsZero() && c.nodes != nil {
+			pc.Capacity = nodeCapacity(c.nodes.GetStore().List())
+		}
+		if pc.Capacity.IsZero() {
+			b.log.Warn("cluster capacity unknown (no capacity in the clusters file, nodes not watched): placement treats it as unbounded; set it with haul cluster register", "cluster", c.cfg.Name)
+			pc.Capacity = unbounded
+		}
+		out = append(out, runner.BackendCluster{Cluster: pc})
+	}
+	return out
+}
+
+// GPUTypeLabel is the node label whose value names the type of the node's
+// GPUs ("a100"); nodes without it count their GPUs as the generic "gpu".
+const GPUTypeLabel = "haul.dev/gpu-type"
+
+// nodeCapacity sums the allocatable resources of nodes that accept pods.
+func nodeCapacity(objs []any) placement.Resources {
+	var r placement.Resources
+	for _, o := range objs {
+		n, ok := o.(*corev1.Node)
+		if !ok || n.Spec.Unschedulable {
+			continue
+		}
+		a := n.Status.Allocatable
+		add := placement.Resources{MilliCPU: a.Cpu().MilliValue(), Memory: a.Memory().Value()}
+		if g, ok := a[corev1.ResourceName("nvidia.com/gpu")]; ok && g.Value() > 0 {
+			typ := n.Labels[GPUTypeLabel]
+			if typ == "" {
+				typ = "gpu"
+			}
+			add.GPU = map[string]int64{typ: g.Value()}
+		}
+		r = r.Add(add)
+	}
+	return r
 }
 
 // clusterNames lists the clusters' names.

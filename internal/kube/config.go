@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/haul-dev/haul/internal/placement"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -34,8 +36,21 @@ type ClusterConfig struct {
 	// exist.
 	Namespace string `yaml:"namespace"`
 	// Enabled clusters get new workers. In a clusters file it is true
-	// when absent; in Go its zero value, false, means disabled.
+	// when absent; in Go its zero value, false, means disabled. With
+	// placement, this is the state the cluster's record starts with; the
+	// record in the store decides after that (haul cluster enable,
+	// disable, drain).
 	Enabled bool `yaml:"enabled"`
+	// Capacity is what haul's workers may hold in the cluster, for
+	// placement ("cpu=64,memory=256Gi,gpu/a100=8" in a file). Zero: the
+	// sum of the nodes' allocatable when nodes are watched, else unbounded.
+	Capacity placement.Resources `yaml:"-"`
+	// PodsPerSecond is the cluster API's budget for pod creations, shown
+	// in haul cluster list and the placement simulation (0: not set).
+	PodsPerSecond float64 `yaml:"pods_per_second"`
+	// Labels are the node label values present in the cluster, for
+	// matching tiers' node selectors (empty: any selector matches).
+	Labels map[string][]string `yaml:"labels"`
 }
 
 // clusterYAML is ClusterConfig as written in a file: Enabled is a pointer
@@ -47,6 +62,10 @@ type clusterYAML struct {
 	InCluster  bool   `yaml:"in_cluster"`
 	Namespace  string `yaml:"namespace"`
 	Enabled    *bool  `yaml:"enabled"`
+	Capacity   string `yaml:"capacity"`
+	// Pods per second and node labels, as in ClusterConfig.
+	PodsPerSecond float64             `yaml:"pods_per_second"`
+	Labels        map[string][]string `yaml:"labels"`
 }
 
 type clustersFile struct {
@@ -60,6 +79,9 @@ type clustersFile struct {
 //	    kubeconfig: /etc/haul/us-east-1a.kubeconfig
 //	    context: batch            # optional
 //	    namespace: haul-workers   # optional (the default)
+//	    capacity: cpu=512,memory=2Ti,gpu/a100=16   # optional (placement)
+//	    pods_per_second: 20       # optional: the API's pod-creation budget
+//	    labels: {cloud.example/gpu-type: [a100]}  # optional: node labels
 //	  - name: local
 //	    in_cluster: true
 //	    enabled: false            # optional; true when absent
@@ -107,6 +129,17 @@ func ParseClusters(data []byte) ([]ClusterConfig, error) {
 		c := ClusterConfig{
 			Name: y.Name, Kubeconfig: y.Kubeconfig, Context: y.Context,
 			InCluster: y.InCluster, Namespace: y.Namespace, Enabled: y.Enabled == nil || *y.Enabled,
+			PodsPerSecond: y.PodsPerSecond, Labels: y.Labels,
+		}
+		if y.Capacity != "" {
+			r, err := placement.ParseResources(y.Capacity)
+			if err != nil {
+				return nil, fmt.Errorf("cluster %d (%s): capacity: %w", i+1, y.Name, err)
+			}
+			c.Capacity = r
+		}
+		if y.PodsPerSecond < 0 {
+			return nil, fmt.Errorf("cluster %d (%s): pods_per_second %v: want 0 or more", i+1, y.Name, y.PodsPerSecond)
 		}
 		if err := c.normalize(); err != nil {
 			if c.Name != "" {

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/haul-dev/haul/internal/cgroup"
+	"github.com/haul-dev/haul/internal/placement"
 	"github.com/haul-dev/haul/internal/procstat"
 	"github.com/haul-dev/haul/internal/runner"
 	"github.com/haul-dev/haul/internal/taskhost"
@@ -49,6 +50,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Exited is called when a worker process ends, for whatever reason.
 	Exited func(id, why string)
+	// Capacity is what this machine offers workers, for placement: the
+	// local backend is one cluster, ClusterName. Zero: placement sees no
+	// capacity, so nothing starts; servers pass the machine's (see
+	// DefaultCapacity).
+	Capacity placement.Resources
 	// NodePricePerHour is what this machine costs, for per-job cost
 	// estimates (0: jobs cost nothing, their worker time is still counted).
 	NodePricePerHour float64
@@ -410,4 +416,50 @@ func (b *Backend) signalAll(sig syscall.Signal) {
 			_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 		}
 	}
+}
+
+// ClusterName is the name of the local backend's one cluster.
+const ClusterName = "local"
+
+// PlacementClusters describes this machine as one cluster for placement;
+// its capacity is the backend's (Owned: refreshed at every start, the
+// state an operator set kept).
+func (b *Backend) PlacementClusters() []runner.BackendCluster {
+	return []runner.BackendCluster{{Cluster: placement.Cluster{Name: ClusterName, State: placement.Enabled, Capacity: b.cfg.Capacity}, Owned: true}}
+}
+
+// DefaultCapacity is the local cluster's capacity when none is given: as
+// many cores as the larger of the machine's CPUs and the worker cap (local
+// workers share the CPUs, and most tasks wait on something), the machine's
+// memory, and its GPUs by type (gpus, from nvidia-smi: nil for none).
+func DefaultCapacity(maxWorkers int, gpus map[string]int64) placement.Resources {
+	r := placement.Resources{MilliCPU: int64(max(runtime.NumCPU(), maxWorkers)) * 1000, Memory: physicalMemory()}
+	for t, n := range gpus {
+		if n > 0 {
+			if r.GPU == nil {
+				r.GPU = map[string]int64{}
+			}
+			r.GPU[t] += n
+		}
+	}
+	return r
+}
+
+// physicalMemory is the machine's memory in bytes (MemTotal of
+// /proc/meminfo), or 1 TiB when it cannot be read.
+func physicalMemory() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				f := strings.Fields(rest)
+				if len(f) >= 1 {
+					if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil && kb > 0 {
+						return kb << 10
+					}
+				}
+			}
+		}
+	}
+	return 1 << 40
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/haul-dev/haul/internal/dag"
 	"github.com/haul-dev/haul/internal/fleet"
 	"github.com/haul-dev/haul/internal/metrics"
+	"github.com/haul-dev/haul/internal/placement"
 	"github.com/haul-dev/haul/internal/sched"
 	"github.com/haul-dev/haul/internal/store"
 	"github.com/haul-dev/haul/internal/token"
@@ -71,6 +72,9 @@ type WorkerSpec struct {
 	// worker only ever talks to RunnerURL.
 	LocatorURL string
 	BlobURL    string
+	// Cluster is the cluster placement chose for the worker (empty for a
+	// backend without clusters): the backend starts it there.
+	Cluster string
 	// Secret is the worker's own credential: the taskhost sends it as
 	// "Authorization: Bearer <secret>" on every Poll, and the runner
 	// accepts that worker's polls only with it. Backends hand it to the
@@ -157,6 +161,10 @@ type Runner struct {
 	// workerKey derives every worker's credential (workerSecret).
 	workerKey []byte
 
+	// place is the runner's side of placement; nil when the backend has
+	// no clusters (workers start unplaced).
+	place *placer
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	loads  sync.WaitGroup
@@ -207,6 +215,9 @@ type jobRun struct {
 	// next round, so that what AddTasks checked still holds when it
 	// extends the job.
 	appending chan struct{}
+	// blocked is, per tier, the last refusal of a worker start by
+	// placement (zero after a start was placed), for why.
+	blocked []blockedTier
 }
 
 // settle waits, with s.mu held (released while waiting), until no
@@ -260,6 +271,10 @@ type worker struct {
 	// being stopped, and no longer counts in nworkers.
 	exiting bool
 	lost    bool
+	// cluster and resources: where placement put it and what it holds
+	// there ("" when unplaced: a backend without clusters).
+	cluster   string
+	resources placement.Resources
 	// wake is closed (and replaced) when a held poll of this worker must
 	// look again: a cancel to send, or slots freed by a report.
 	wake chan struct{}
@@ -339,6 +354,9 @@ func New(cfg Config) *Runner {
 	for i := range r.shards {
 		r.shards[i] = newShard(r, i)
 	}
+	if cb, ok := cfg.Backend.(Clusters); ok {
+		r.place = newPlacer(r, cb.PlacementClusters())
+	}
 	return r
 }
 
@@ -357,6 +375,12 @@ const DefaultAdoptGrace = 15 * time.Second
 // shard later does not stop the runner.
 func (r *Runner) Start(ctx context.Context) error {
 	ctx, r.cancel = context.WithCancel(ctx)
+	if r.place != nil {
+		if err := r.place.bootstrap(ctx); err != nil {
+			r.cancel()
+			return err
+		}
+	}
 	r.leaseRound(ctx)
 	if err := r.memberError(); err != nil {
 		r.cancel()
@@ -367,6 +391,10 @@ func (r *Runner) Start(ctx context.Context) error {
 	r.wg.Add(2)
 	go func() { defer r.wg.Done(); r.loop(ctx) }()
 	go func() { defer r.wg.Done(); r.keepLeases(ctx) }()
+	if r.place != nil {
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); r.place.loop(ctx) }()
+	}
 	go func() { r.wg.Wait(); r.loads.Wait(); close(r.done) }()
 	return nil
 }
@@ -416,6 +444,13 @@ func (r *Runner) Stop() {
 		if err := r.cfg.Backend.StopWorker(context.Background(), id); err != nil {
 			r.log.Warn("stop worker", "worker", id, "err", err)
 		}
+	}
+	if r.place != nil && r.started.Load() && len(ids) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := r.cfg.Store.ReleaseReservations(ctx, ids); err != nil {
+			r.log.Warn("release the stopped workers' reservations (they expire)", "err", err)
+		}
+		cancel()
 	}
 }
 
@@ -634,14 +669,15 @@ func (s *shard) load(ctx context.Context, j *store.Job, gen uint64) error {
 	}
 	now := s.now()
 	jr := &jobRun{job: j, core: core, tasks: table, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
-		runN: make([]int, sc.Tiers), runSince: make([]float64, sc.Tiers), runBase: now, orphans: orphans, orphansUntil: now.Add(s.cfg.AdoptGrace)}
+		runN: make([]int, sc.Tiers), runSince: make([]float64, sc.Tiers), runBase: now, orphans: orphans, orphansUntil: now.Add(s.cfg.AdoptGrace),
+		blocked: make([]blockedTier, sc.Tiers)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.jobs[j.ID]; ok || s.gen.Load() != gen || !s.leased.Load() {
 		return nil // loaded already, or the shard moved meanwhile
 	}
 	s.jobs[j.ID] = jr
-	if err := s.fleet.AddJob(fleet.Job{ID: j.ID, Namespace: j.Namespace, Tiers: sc.Tiers, MaxWorkers: int(j.MaxWorkers), Created: j.CreatedAt}); err != nil {
+	if err := s.fleet.AddJob(fleet.Job{ID: j.ID, Namespace: j.Namespace, Tiers: sc.Tiers, MaxWorkers: int(j.MaxWorkers), Created: j.CreatedAt, Priority: j.Priority}); err != nil {
 		// Its tasks are dispatched to adopted workers only; say why.
 		s.log.Error("job gets no workers: the worker fleet refused it", "job", j.ID, "err", err)
 	}
@@ -913,6 +949,9 @@ func (s *shard) removeWorker(w *worker) (g fleet.Gone, known bool) {
 		s.nworkers.Add(-1)
 	}
 	delete(s.workers, w.id)
+	if s.place != nil && (w.cluster != "" || w.adopted) {
+		s.place.release(w.id)
+	}
 	now := s.now()
 	if s.fleet != nil {
 		g, known = s.fleet.Ended(w.id, now)
@@ -930,10 +969,15 @@ func (s *shard) removeWorker(w *worker) (g fleet.Gone, known bool) {
 		return g, known
 	}
 	jr.job.WorkerSeconds += life
+	priced := false
 	if ni, ok := s.cfg.Backend.(NodeInfoer); ok && int(w.tier) < len(jr.job.Tiers) {
-		if node, ok := ni.WorkerNode(w.id); ok {
+		if node, ok := ni.WorkerNode(w.id); ok && node.PricePerHour > 0 {
 			jr.job.CostUSD += life / 3600 * node.PricePerHour * tierShare(jr.job.Tiers[w.tier], node)
+			priced = true
 		}
+	}
+	if !priced && s.place != nil && w.cluster != "" {
+		jr.job.CostUSD += life / 3600 * s.place.hourlyPrice(w.cluster, w.resources)
 	}
 	jr.dirty = true
 	s.afterEvents(jr, nil)
@@ -1006,6 +1050,7 @@ func (s *shard) step(ctx context.Context) {
 		}
 		s.workerEnded(d.ID, "lost: "+d.Why, false)
 	}
+	starts = s.placeStarts(ctx, starts)
 	for _, spec := range starts {
 		if err := s.cfg.Backend.StartWorker(ctx, spec); err != nil {
 			s.log.Error("start worker", "worker", spec.ID, "job", spec.JobID, "err", err)
@@ -1094,6 +1139,9 @@ func (s *shard) poisonJob(jobID string, why error) {
 				delete(s.workers, id)
 				if !w.lost {
 					s.nworkers.Add(-1)
+				}
+				if s.place != nil && (w.cluster != "" || w.adopted) {
+					s.place.release(id)
 				}
 				w.notify()
 			}

@@ -14,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	runnerv1 "github.com/haul-dev/haul/internal/gen/haul/runner/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/runner/v1/runnerv1connect"
 	"github.com/haul-dev/haul/internal/store"
@@ -35,11 +36,19 @@ type Service struct {
 
 var _ runnerv1connect.RunnerServiceHandler = Service{}
 
+// checkGateway accepts a call that carries the gateway credential.
+func (s Service) checkGateway(h http.Header) error {
+	got, _ := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
+	if subtle.ConstantTimeCompare([]byte(got), []byte(GatewayCredential(s.Runner.workerKey))) != 1 {
+		return connect.NewError(connect.CodeUnauthenticated, errors.New("runner service: the gateway credential was not accepted"))
+	}
+	return nil
+}
+
 // AddTasks implements RunnerService.AddTasks with Runner.AddTasks.
 func (s Service) AddTasks(ctx context.Context, req *connect.Request[runnerv1.AddTasksRequest]) (*connect.Response[runnerv1.AddTasksResponse], error) {
-	got, _ := strings.CutPrefix(req.Header().Get("Authorization"), "Bearer ")
-	if subtle.ConstantTimeCompare([]byte(got), []byte(GatewayCredential(s.Runner.workerKey))) != 1 {
-		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("runner service: the gateway credential was not accepted"))
+	if err := s.checkGateway(req.Header()); err != nil {
+		return nil, err
 	}
 	m := req.Msg
 	tasks := make([]store.Task, len(m.Tasks))
@@ -77,6 +86,52 @@ func (a *RemoteAppender) AddTasks(ctx context.Context, jobID, adder string, atte
 		req.Tasks = append(req.Tasks, &runnerv1.CompiledTask{Key: t.Key, Argv: t.Argv, Env: t.Env, Cwd: t.Cwd, After: t.After,
 			Tier: t.Tier, Retries: t.Retries, TimeoutMs: t.TimeoutMS})
 	}
+	var n int64
+	err := a.call(ctx, jobID, "add tasks to", func(c runnerv1connect.RunnerServiceClient) error {
+		r := connect.NewRequest(req)
+		r.Header().Set("Authorization", "Bearer "+GatewayCredential(a.Key))
+		resp, err := c.AddTasks(ctx, r)
+		if err != nil {
+			if ce := new(connect.Error); errors.As(err, &ce) && ce.Code() == connect.CodeFailedPrecondition {
+				return final{refused{msg: ce.Message()}} // the runner's words, without the code's prefix
+			}
+			return err
+		}
+		n = resp.Msg.TaskCount
+		return nil
+	})
+	return n, err
+}
+
+// Why implements gateway.Explainer: it asks the runner that owns the job's
+// shard.
+func (a *RemoteAppender) Why(ctx context.Context, jobID, key string) (*apiv1.WhyResponse, error) {
+	var out *apiv1.WhyResponse
+	err := a.call(ctx, jobID, "explain", func(c runnerv1connect.RunnerServiceClient) error {
+		r := connect.NewRequest(&apiv1.WhyRequest{JobId: jobID, TaskKey: key})
+		r.Header().Set("Authorization", "Bearer "+GatewayCredential(a.Key))
+		resp, err := c.Why(ctx, r)
+		if err != nil {
+			if ce := new(connect.Error); errors.As(err, &ce) && ce.Code() == connect.CodeNotFound {
+				return final{fmt.Errorf("%s: %w", ce.Message(), store.ErrNotFound)}
+			}
+			return err
+		}
+		out = resp.Msg
+		return nil
+	})
+	return out, err
+}
+
+// final wraps an error that retrying cannot mend.
+type final struct{ err error }
+
+func (f final) Error() string { return f.err.Error() }
+
+// call runs fn against the runner that owns the job's shard, looking the
+// owner up again (through a failover) until a.Wait passes; an error fn
+// wraps in final ends it at once.
+func (a *RemoteAppender) call(ctx context.Context, jobID, what string, fn func(runnerv1connect.RunnerServiceClient) error) error {
 	wait := a.Wait
 	if wait <= 0 {
 		wait = 15 * time.Second
@@ -89,20 +144,16 @@ func (a *RemoteAppender) AddTasks(ctx context.Context, jobID, adder string, atte
 	for delay := 100 * time.Millisecond; ; delay = min(delay*2, 2*time.Second) {
 		addr, err := ShardOwner(ctx, a.Store, store.ShardOf(jobID), time.Now())
 		if err == nil {
-			c := runnerv1connect.NewRunnerServiceClient(client, addr)
-			r := connect.NewRequest(req)
-			r.Header().Set("Authorization", "Bearer "+GatewayCredential(a.Key))
-			var resp *connect.Response[runnerv1.AddTasksResponse]
-			resp, err = c.AddTasks(ctx, r)
+			err = fn(runnerv1connect.NewRunnerServiceClient(client, addr))
 			if err == nil {
-				return resp.Msg.TaskCount, nil
+				return nil
 			}
-			if ce := new(connect.Error); errors.As(err, &ce) && ce.Code() == connect.CodeFailedPrecondition {
-				return 0, refused{msg: ce.Message()} // the runner's words, without the code's prefix
+			if f, ok := err.(final); ok {
+				return f.err
 			}
 		}
 		if time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
-			return 0, fmt.Errorf("add tasks to job %s: no runner of its shard answered: %w", jobID, err)
+			return fmt.Errorf("%s job %s: no runner of its shard answered: %w", what, jobID, err)
 		}
 		select {
 		case <-ctx.Done():

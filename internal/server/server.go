@@ -6,6 +6,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -19,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,12 +31,14 @@ import (
 	"github.com/haul-dev/haul/internal/auth"
 	"github.com/haul-dev/haul/internal/blob"
 	"github.com/haul-dev/haul/internal/gateway"
+	"github.com/haul-dev/haul/internal/gpu"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/gen/haul/runner/v1/runnerv1connect"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
 	"github.com/haul-dev/haul/internal/kube"
 	"github.com/haul-dev/haul/internal/local"
 	"github.com/haul-dev/haul/internal/metrics"
+	"github.com/haul-dev/haul/internal/placement"
 	"github.com/haul-dev/haul/internal/runner"
 	"github.com/haul-dev/haul/internal/store"
 	"github.com/haul-dev/haul/internal/store/postgres"
@@ -76,6 +80,10 @@ type Options struct {
 	TaskhostCommand []string
 	// MaxWorkers caps concurrent local workers (default: 2 per CPU, at least 4).
 	MaxWorkers int
+	// LocalCapacity is the local backend's cluster capacity for placement
+	// (zero: local.DefaultCapacity of the worker cap and the GPUs
+	// nvidia-smi lists).
+	LocalCapacity placement.Resources
 	// NodePricePerHour is what this machine costs, for job cost estimates.
 	NodePricePerHour float64
 	Logger           *slog.Logger
@@ -256,7 +264,8 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 			st.Close()
 			return nil, err
 		}
-		gwc.Appender = &runner.RemoteAppender{Store: st, Key: workerKey, Client: rc}
+		ra := &runner.RemoteAppender{Store: st, Key: workerKey, Client: rc}
+		gwc.Appender, gwc.Explainer = ra, ra
 		mux.Handle(taskhostv1connect.NewTaskHostServiceHandler(&runner.LocatorService{Locator: runner.Locator{Store: st, Key: workerKey}}))
 		s.mountGateway(mux, gwc, authn)
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -307,7 +316,12 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		}
 		be, s.kube = kb, kb
 	} else {
+		capacity := o.LocalCapacity
+		if capacity.IsZero() {
+			capacity = local.DefaultCapacity(cmp.Or(o.MaxWorkers, o.Runner.MaxWorkers, max(4, 2*runtime.NumCPU())), localGPUs(ctx))
+		}
 		lb, err := local.New(local.Config{
+			Capacity: capacity,
 			Command: o.TaskhostCommand,
 			Dir:     filepath.Join(o.DataDir, "workers"),
 			Logger:  o.Logger,
@@ -348,7 +362,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	s.run, s.backend = run, be
 
 	if o.Role == RoleAll {
-		gwc.Notify, gwc.Appender = run.Wake, run
+		gwc.Notify, gwc.Appender, gwc.Explainer = run.Wake, run, run
 		s.mountGateway(mux, gwc, authn)
 	}
 	// Poll replies are small and frequent: compressing them cost 3-8% of
@@ -544,4 +558,17 @@ func (s *Server) Stop() {
 		}
 		s.st.Close()
 	})
+}
+
+// localGPUs counts this machine's GPUs (nvidia-smi), all of the generic
+// type "gpu"; nil when there are none.
+func localGPUs(ctx context.Context) map[string]int64 {
+	smi, err := gpu.Detect(ctx, "")
+	if err != nil {
+		return nil
+	}
+	if n := len(smi.Devices()); n > 0 {
+		return map[string]int64{"gpu": int64(n)}
+	}
+	return nil
 }
