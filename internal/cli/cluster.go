@@ -76,7 +76,30 @@ func (a *app) clusterListCmd() *cobra.Command {
 
 // heldOf formats "held/capacity" of one resource.
 func heldOf(name string, held, capacity placement.Resources) string {
-	return placement.FormatAmount(name, held.Get(name)) + "/" + placement.FormatAmount(name, capacity.Get(name))
+	return amount(name, held.Get(name)) + "/" + amount(name, capacity.Get(name))
+}
+
+// amount formats an amount of a resource for people: CPU in cores, memory
+// with a binary suffix (rounded to a tenth when not whole: 3.7Gi), GPUs as
+// a count. -o json has the exact figures.
+func amount(name string, n int64) string {
+	if name == placement.ResMemory && n > 0 {
+		return bytesIEC(n)
+	}
+	return placement.FormatAmount(name, n)
+}
+
+// resString formats resources as "cpu=2 memory=4Gi gpu/a100=1" ("0" for
+// none), with amount's units.
+func resString(r placement.Resources) string {
+	var parts []string
+	for _, name := range r.Names() {
+		parts = append(parts, name+"="+amount(name, r.Get(name)))
+	}
+	if len(parts) == 0 {
+		return "0"
+	}
+	return strings.Join(parts, " ")
 }
 
 // gpuHeld formats "a100 1/8, t4 0/4" over the GPU types offered or held.
@@ -202,7 +225,7 @@ its state and a new one is enabled.`,
 				return a.printJSON(resp.Msg.Cluster)
 			}
 			r := resp.Msg.Cluster
-			fmt.Fprintf(a.stdout, "cluster %s registered: %s%s, capacity %s\n", r.Name, r.State, kept, resourcesFromAPI(r.Capacity))
+			fmt.Fprintf(a.stdout, "cluster %s registered: %s%s, capacity %s\n", r.Name, r.State, kept, resString(resourcesFromAPI(r.Capacity)))
 			return nil
 		},
 	}

@@ -122,7 +122,7 @@ func TestClusterCommands(t *testing.T) {
 	}
 	// Anyone may list.
 	out = f.must(t, f.viewerB, "cluster", "list")
-	for _, want := range []string{"NAME", "east", "enabled", "4/64", "16Gi/256Gi", "a100 1/8", "cpu $0.04, GiB $0.005, a100 $2.5", "pool=gpu zone=us-east-1a|us-east-1b", "west", "disabled", "0/0.5"} {
+	for _, want := range []string{"NAME", "east", "enabled", "4/64", "16Gi/256Gi", "a100 1/8", "cpu $0.04, GiB $0.005, a100 $2.5", "pool=gpu zone=us-east-1a|us-east-1b", "west", "disabled", "0/0.5", "0/3.7Gi"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("cluster list lacks %q:\n%s", want, out)
 		}

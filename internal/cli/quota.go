@@ -66,11 +66,10 @@ func (a *app) printQuotas(teams []*apiv1.TeamQuota) error {
 		for _, r := range tq.Resources {
 			limit := "none"
 			if tq.Quota != nil {
-				limit = placement.FormatAmount(r.Resource, r.Limit)
+				limit = amount(r.Resource, r.Limit)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", tq.Team, r.Resource, limit,
-				placement.FormatAmount(r.Resource, r.Reserved), placement.FormatAmount(r.Resource, r.Borrowed),
-				placement.FormatAmount(r.Resource, r.Used), lend)
+				amount(r.Resource, r.Reserved), amount(r.Resource, r.Borrowed), amount(r.Resource, r.Used), lend)
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -91,9 +90,9 @@ func (a *app) printQuotas(teams []*apiv1.TeamQuota) error {
 		for _, c := range tq.Clusters {
 			split := "-"
 			if c.Split != nil {
-				split = resourcesFromAPI(c.Split).String()
+				split = resString(resourcesFromAPI(c.Split))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", tq.Team, c.Cluster, split, resourcesFromAPI(c.Reserved), resourcesFromAPI(c.Borrowed),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", tq.Team, c.Cluster, split, resString(resourcesFromAPI(c.Reserved)), resString(resourcesFromAPI(c.Borrowed)),
 				workerCount(c.Workers, c.BorrowedWorkers))
 		}
 		fmt.Fprintf(tw, "%s\t(all)\t\t\t\t%s\n", tq.Team, workerCount(tq.Workers, tq.BorrowedWorkers))
@@ -170,9 +169,9 @@ does not lend.`,
 				return a.printJSON(resp.Msg.Quota)
 			}
 			r := resp.Msg.Quota
-			fmt.Fprintf(a.stdout, "quota of team %s: %s", r.Team, resourcesFromAPI(r.Limit))
+			fmt.Fprintf(a.stdout, "quota of team %s: %s", r.Team, resString(resourcesFromAPI(r.Limit)))
 			for _, c := range slices.Sorted(maps.Keys(r.Clusters)) {
-				fmt.Fprintf(a.stdout, "; in %s at most %s", c, resourcesFromAPI(r.Clusters[c]))
+				fmt.Fprintf(a.stdout, "; in %s at most %s", c, resString(resourcesFromAPI(r.Clusters[c])))
 			}
 			if r.Lend {
 				fmt.Fprintf(a.stdout, "; lends what it does not use%s\n", kept)
