@@ -244,5 +244,6 @@ launched and spend-cap violations for each. Deterministic for a seed.`,
 	auto.Flags().Float64Var(&maxSpend, "max-spend", 0, "global spend cap in $/hour for both policies' reports (default: the catalogue's $900/h; haul keeps to it, the baseline has none)")
 	cmd.AddCommand(auto)
 	cmd.AddCommand(a.simReuseCmd(), a.simTiersCmd())
+	cmd.AddCommand(a.simPlacementCmd())
 	return cmd
 }
