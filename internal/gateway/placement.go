@@ -114,10 +114,7 @@ func (a *Admin) ListClusters(ctx context.Context, _ *connect.Request[apiv1.ListC
 // PutCluster registers or replaces a cluster record.
 func (a *Admin) PutCluster(ctx context.Context, req *connect.Request[apiv1.PutClusterRequest]) (*connect.Response[apiv1.PutClusterResponse], error) {
 	var c placement.Cluster
-	var object string
-	if req.Msg.Cluster != nil {
-		object = "cluster/" + req.Msg.Cluster.Name
-	}
+	object := clusterObject(req.Msg.GetCluster().GetName())
 	err := a.fleetChange(ctx, req.Peer().Addr, "PutCluster", auth.ManageFleet, nil, &object,
 		func() (err error) {
 			c, err = clusterFromProto(req.Msg.Cluster)
@@ -139,7 +136,7 @@ func (a *Admin) PutCluster(ctx context.Context, req *connect.Request[apiv1.PutCl
 // SetClusterState enables, disables or drains a cluster.
 func (a *Admin) SetClusterState(ctx context.Context, req *connect.Request[apiv1.SetClusterStateRequest]) (*connect.Response[apiv1.SetClusterStateResponse], error) {
 	name := req.Msg.Name
-	object := "cluster/" + name
+	object := clusterObject(name)
 	var state placement.ClusterState
 	var stored placement.Cluster
 	err := a.fleetChange(ctx, req.Peer().Addr, "SetClusterState", auth.ManageFleet, nil, &object,
@@ -180,7 +177,7 @@ func (a *Admin) SetClusterState(ctx context.Context, req *connect.Request[apiv1.
 // DeleteCluster removes a cluster record.
 func (a *Admin) DeleteCluster(ctx context.Context, req *connect.Request[apiv1.DeleteClusterRequest]) (*connect.Response[apiv1.DeleteClusterResponse], error) {
 	name := req.Msg.Name
-	object := "cluster/" + name
+	object := clusterObject(name)
 	err := a.fleetChange(ctx, req.Peer().Addr, "DeleteCluster", auth.ManageFleet, nil, &object,
 		func() error { return checkClusterName("name", name) },
 		func(fs fleetStore) (string, error) {
@@ -536,7 +533,11 @@ func scanCost(ctx context.Context, fs fleetStore, f store.JobFilter, since, unti
 	sum := &costSum{teams: map[string]*apiv1.TeamCost{}, complete: true}
 	// NewJobID of a whole millisecond without randomness ends in zeros:
 	// the least ID of that millisecond.
-	f.Before = store.NewJobID(until.Truncate(time.Millisecond).Add(time.Millisecond), nil)
+	// IDs encode 45 bits of milliseconds (until the year 3084); past that,
+	// start from the newest job.
+	if end := until.Truncate(time.Millisecond).Add(time.Millisecond); end.UnixMilli() < 1<<45 {
+		f.Before = store.NewJobID(end, nil)
+	}
 	floor := since.Truncate(time.Millisecond)
 	for {
 		if sum.scanned >= bound {
@@ -739,6 +740,15 @@ func resourcesFromProto(field string, p *apiv1.Resources) (placement.Resources, 
 		}
 	}
 	return r, nil
+}
+
+// clusterObject names a cluster in audit entries; a name that is not a
+// valid one is left out (its call is refused as invalid).
+func clusterObject(name string) string {
+	if !dnsLabel(name) {
+		return ""
+	}
+	return "cluster/" + name
 }
 
 // checkClusterName: a DNS label (1 to 63 lowercase letters, digits and

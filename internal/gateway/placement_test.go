@@ -531,6 +531,12 @@ func TestGetCost(t *testing.T) {
 			t.Errorf("viewer of a, team %q, last 72h: %v, %v; want a alone, $105.5", team, resp, err)
 		}
 	}
+	// An end of the period past what job IDs encode still finds them.
+	far := time.UnixMilli(1<<45 + 1000) // in 3084: its low 45 bits are small
+	resp, err = e.as(e.root).GetCost(ctx, connect.NewRequest(&apiv1.GetCostRequest{Since: timestamppb.New(now.Add(-72 * time.Hour)), Until: timestamppb.New(far)}))
+	if err != nil || resp.Msg.TotalJobs != 5 || resp.Msg.TotalCostUsd != 1115.5 {
+		t.Errorf("cost until 3084: %v, %v; want all 5 jobs, $1115.5", resp, err)
+	}
 	// The bound: a scan that stops early says so and from when it counts.
 	f := store.JobFilter{}
 	sum, err := scanCost(ctx, e.st, f, now.Add(-72*time.Hour), now.Add(2*time.Hour), false, 2)
