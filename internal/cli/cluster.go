@@ -52,7 +52,7 @@ func (a *app) clusterListCmd() *cobra.Command {
 			if a.output == "json" {
 				return a.printJSON(resp.Msg)
 			}
-			if len(resp.Msg.Clusters) == 0 {
+			if len(resp.Msg.Clusters) == 0 && len(resp.Msg.Unregistered) == 0 {
 				fmt.Fprintln(a.stdout, "no clusters registered (haul cluster register NAME --cpu N --memory M)")
 				return nil
 			}
@@ -68,6 +68,11 @@ func (a *app) clusterListCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.State,
 					heldOf(placement.ResCPU, held, capacity), heldOf(placement.ResMemory, held, capacity), gpuHeld(held, capacity),
 					workers, podsPerSecond(c.PodsPerSecond), prices(c), labels(c.Labels))
+			}
+			for _, cs := range resp.Msg.Unregistered {
+				held := resourcesFromAPI(cs.Held)
+				fmt.Fprintf(tw, "%s\t(no record)\t%s\t%s\t%s\t%d\t-\t-\t-\n", cs.Cluster.GetName(),
+					amount(placement.ResCPU, held.MilliCPU), amount(placement.ResMemory, held.Memory), gpuHeld(held, placement.Resources{}), cs.Workers)
 			}
 			return tw.Flush()
 		},

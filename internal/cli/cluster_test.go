@@ -115,14 +115,15 @@ func TestClusterCommands(t *testing.T) {
 	now := time.Now()
 	err = f.st.Place(ctx, now, func(*placement.Snapshot) (store.PlaceWrite, error) {
 		return store.PlaceWrite{Insert: []placement.Reservation{{ID: "w1", Team: "a", Job: "j", Cluster: "east",
-			Resources: placement.Resources{MilliCPU: 4000, Memory: 16 << 30, GPU: map[string]int64{"a100": 1}}, Holder: "r", Created: now, ExpiresAt: now.Add(time.Hour)}}}, nil
+			Resources: placement.Resources{MilliCPU: 4000, Memory: 16 << 30, GPU: map[string]int64{"a100": 1}}, Holder: "r", Created: now, ExpiresAt: now.Add(time.Hour)},
+			{ID: "w2", Team: "b", Job: "k", Cluster: "west", Resources: placement.Resources{MilliCPU: 100, Memory: 1 << 30}, Holder: "r", Created: now, ExpiresAt: now.Add(time.Hour)}}}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Anyone may list.
 	out = f.must(t, f.viewerB, "cluster", "list")
-	for _, want := range []string{"NAME", "east", "enabled", "4/64", "16Gi/256Gi", "a100 1/8", "cpu $0.04, GiB $0.005, a100 $2.5", "pool=gpu zone=us-east-1a|us-east-1b", "west", "disabled", "0/0.5", "0/3.7Gi"} {
+	for _, want := range []string{"NAME", "east", "enabled", "4/64", "16Gi/256Gi", "a100 1/8", "cpu $0.04, GiB $0.005, a100 $2.5", "pool=gpu zone=us-east-1a|us-east-1b", "west", "disabled", "0.1/0.5", "1Gi/3.7Gi"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("cluster list lacks %q:\n%s", want, out)
 		}
@@ -163,6 +164,10 @@ func TestClusterCommands(t *testing.T) {
 	cs, err = f.st.ListClusters(ctx)
 	if err != nil || len(cs) != 1 || cs[0].State != placement.Disabled || cs[0].Capacity.MilliCPU != 96000 {
 		t.Errorf("clusters at the end: %+v, %v; want east alone, disabled, 96 cores", cs, err)
+	}
+	// West's worker still holds its room there, record or not.
+	if out := f.must(t, f.root, "cluster", "list"); !row(out, "west", "(no record)", "0.1", "1Gi", "-", "1", "-", "-", "-") {
+		t.Errorf("cluster list after deleting west, whose worker runs on:\n%s", out)
 	}
 
 	// Refusals: exit 1, saying why.

@@ -52,6 +52,9 @@ type fleetStore interface {
 	ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, error)
 }
 
+// The server's store is a fleetStore.
+var _ fleetStore = store.Store(nil)
+
 // fleet returns the store as a fleetStore. The server hands NewAdmin its
 // whole store, which is one; a store that keeps only tokens cannot answer
 // these calls.
@@ -107,6 +110,12 @@ func (a *Admin) ListClusters(ctx context.Context, _ *connect.Request[apiv1.ListC
 			cs.Borrowed, cs.BorrowedWorkers = resourcesProto(h.borrowed), h.borrowedWks
 		}
 		resp.Clusters = append(resp.Clusters, cs)
+		delete(by, c.Name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(by)) {
+		h := by[name]
+		resp.Unregistered = append(resp.Unregistered, &apiv1.ClusterStatus{Cluster: &apiv1.Cluster{Name: name},
+			Held: resourcesProto(h.all), Workers: h.workers, Borrowed: resourcesProto(h.borrowed), BorrowedWorkers: h.borrowedWks})
 	}
 	return connect.NewResponse(resp), nil
 }

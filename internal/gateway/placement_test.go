@@ -468,6 +468,12 @@ func TestClustersAndQuotasWithUsage(t *testing.T) {
 	if err != nil || len(cs) != 1 || cs[0].Name != "east" || cs[0].State != placement.Draining {
 		t.Errorf("clusters after deleting west: %v, %v; want east draining", cs, err)
 	}
+	// West's worker still holds its room: listed without a record.
+	list, err = e.as(e.viewerA).ListClusters(ctx, connect.NewRequest(&apiv1.ListClustersRequest{}))
+	if err != nil || len(list.Msg.Clusters) != 1 || len(list.Msg.Unregistered) != 1 || list.Msg.Unregistered[0].Cluster.Name != "west" ||
+		list.Msg.Unregistered[0].Workers != 1 || list.Msg.Unregistered[0].BorrowedWorkers != 1 || list.Msg.Unregistered[0].Held.MilliCpu != 1000 {
+		t.Errorf("ListClusters after deleting west: %v, %v; want east, and west unregistered with its borrowing worker", list, err)
+	}
 	if qs, err := e.st.ListQuotas(ctx); err != nil || len(qs) != 0 {
 		t.Errorf("quotas after deleting a's: %v, %v", qs, err)
 	}

@@ -1091,7 +1091,11 @@ func (*ListClustersRequest) Descriptor() ([]byte, []int) {
 type ListClustersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// clusters, by name.
-	Clusters      []*ClusterStatus `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	Clusters []*ClusterStatus `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	// unregistered: what workers hold in clusters that have no record (one
+	// deleted while workers ran there), by name; their cluster has only a
+	// name.
+	Unregistered  []*ClusterStatus `protobuf:"bytes,2,rep,name=unregistered,proto3" json:"unregistered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1129,6 +1133,13 @@ func (*ListClustersResponse) Descriptor() ([]byte, []int) {
 func (x *ListClustersResponse) GetClusters() []*ClusterStatus {
 	if x != nil {
 		return x.Clusters
+	}
+	return nil
+}
+
+func (x *ListClustersResponse) GetUnregistered() []*ClusterStatus {
+	if x != nil {
+		return x.Unregistered
 	}
 	return nil
 }
@@ -2471,9 +2482,10 @@ const file_haul_api_v1_admin_proto_rawDesc = "" +
 	"\aworkers\x18\x03 \x01(\x03R\aworkers\x122\n" +
 	"\bborrowed\x18\x04 \x01(\v2\x16.haul.api.v1.ResourcesR\bborrowed\x12)\n" +
 	"\x10borrowed_workers\x18\x05 \x01(\x03R\x0fborrowedWorkers\"\x15\n" +
-	"\x13ListClustersRequest\"N\n" +
+	"\x13ListClustersRequest\"\x8e\x01\n" +
 	"\x14ListClustersResponse\x126\n" +
-	"\bclusters\x18\x01 \x03(\v2\x1a.haul.api.v1.ClusterStatusR\bclusters\"C\n" +
+	"\bclusters\x18\x01 \x03(\v2\x1a.haul.api.v1.ClusterStatusR\bclusters\x12>\n" +
+	"\funregistered\x18\x02 \x03(\v2\x1a.haul.api.v1.ClusterStatusR\funregistered\"C\n" +
 	"\x11PutClusterRequest\x12.\n" +
 	"\acluster\x18\x01 \x01(\v2\x14.haul.api.v1.ClusterR\acluster\"D\n" +
 	"\x12PutClusterResponse\x12.\n" +
@@ -2653,59 +2665,60 @@ var file_haul_api_v1_admin_proto_depIdxs = []int32{
 	10, // 15: haul.api.v1.ClusterStatus.held:type_name -> haul.api.v1.Resources
 	10, // 16: haul.api.v1.ClusterStatus.borrowed:type_name -> haul.api.v1.Resources
 	13, // 17: haul.api.v1.ListClustersResponse.clusters:type_name -> haul.api.v1.ClusterStatus
-	12, // 18: haul.api.v1.PutClusterRequest.cluster:type_name -> haul.api.v1.Cluster
-	12, // 19: haul.api.v1.PutClusterResponse.cluster:type_name -> haul.api.v1.Cluster
-	12, // 20: haul.api.v1.SetClusterStateResponse.cluster:type_name -> haul.api.v1.Cluster
-	10, // 21: haul.api.v1.Quota.limit:type_name -> haul.api.v1.Resources
-	41, // 22: haul.api.v1.Quota.clusters:type_name -> haul.api.v1.Quota.ClustersEntry
-	10, // 23: haul.api.v1.ClusterUse.split:type_name -> haul.api.v1.Resources
-	10, // 24: haul.api.v1.ClusterUse.reserved:type_name -> haul.api.v1.Resources
-	10, // 25: haul.api.v1.ClusterUse.borrowed:type_name -> haul.api.v1.Resources
-	22, // 26: haul.api.v1.TeamQuota.quota:type_name -> haul.api.v1.Quota
-	23, // 27: haul.api.v1.TeamQuota.resources:type_name -> haul.api.v1.ResourceUse
-	24, // 28: haul.api.v1.TeamQuota.clusters:type_name -> haul.api.v1.ClusterUse
-	25, // 29: haul.api.v1.GetQuotasResponse.teams:type_name -> haul.api.v1.TeamQuota
-	22, // 30: haul.api.v1.SetQuotaRequest.quota:type_name -> haul.api.v1.Quota
-	22, // 31: haul.api.v1.SetQuotaResponse.quota:type_name -> haul.api.v1.Quota
-	42, // 32: haul.api.v1.GetCostRequest.since:type_name -> google.protobuf.Timestamp
-	42, // 33: haul.api.v1.GetCostRequest.until:type_name -> google.protobuf.Timestamp
-	42, // 34: haul.api.v1.JobCost.created_at:type_name -> google.protobuf.Timestamp
-	42, // 35: haul.api.v1.GetCostResponse.since:type_name -> google.protobuf.Timestamp
-	42, // 36: haul.api.v1.GetCostResponse.until:type_name -> google.protobuf.Timestamp
-	33, // 37: haul.api.v1.GetCostResponse.teams:type_name -> haul.api.v1.TeamCost
-	34, // 38: haul.api.v1.GetCostResponse.jobs:type_name -> haul.api.v1.JobCost
-	42, // 39: haul.api.v1.GetCostResponse.covered_since:type_name -> google.protobuf.Timestamp
-	11, // 40: haul.api.v1.Cluster.LabelsEntry.value:type_name -> haul.api.v1.LabelValues
-	10, // 41: haul.api.v1.Quota.ClustersEntry.value:type_name -> haul.api.v1.Resources
-	1,  // 42: haul.api.v1.AdminService.CreateToken:input_type -> haul.api.v1.CreateTokenRequest
-	3,  // 43: haul.api.v1.AdminService.ListTokens:input_type -> haul.api.v1.ListTokensRequest
-	5,  // 44: haul.api.v1.AdminService.RevokeToken:input_type -> haul.api.v1.RevokeTokenRequest
-	8,  // 45: haul.api.v1.AdminService.ListAudit:input_type -> haul.api.v1.ListAuditRequest
-	14, // 46: haul.api.v1.AdminService.ListClusters:input_type -> haul.api.v1.ListClustersRequest
-	16, // 47: haul.api.v1.AdminService.PutCluster:input_type -> haul.api.v1.PutClusterRequest
-	18, // 48: haul.api.v1.AdminService.SetClusterState:input_type -> haul.api.v1.SetClusterStateRequest
-	20, // 49: haul.api.v1.AdminService.DeleteCluster:input_type -> haul.api.v1.DeleteClusterRequest
-	26, // 50: haul.api.v1.AdminService.GetQuotas:input_type -> haul.api.v1.GetQuotasRequest
-	28, // 51: haul.api.v1.AdminService.SetQuota:input_type -> haul.api.v1.SetQuotaRequest
-	30, // 52: haul.api.v1.AdminService.DeleteQuota:input_type -> haul.api.v1.DeleteQuotaRequest
-	32, // 53: haul.api.v1.AdminService.GetCost:input_type -> haul.api.v1.GetCostRequest
-	2,  // 54: haul.api.v1.AdminService.CreateToken:output_type -> haul.api.v1.CreateTokenResponse
-	4,  // 55: haul.api.v1.AdminService.ListTokens:output_type -> haul.api.v1.ListTokensResponse
-	6,  // 56: haul.api.v1.AdminService.RevokeToken:output_type -> haul.api.v1.RevokeTokenResponse
-	9,  // 57: haul.api.v1.AdminService.ListAudit:output_type -> haul.api.v1.ListAuditResponse
-	15, // 58: haul.api.v1.AdminService.ListClusters:output_type -> haul.api.v1.ListClustersResponse
-	17, // 59: haul.api.v1.AdminService.PutCluster:output_type -> haul.api.v1.PutClusterResponse
-	19, // 60: haul.api.v1.AdminService.SetClusterState:output_type -> haul.api.v1.SetClusterStateResponse
-	21, // 61: haul.api.v1.AdminService.DeleteCluster:output_type -> haul.api.v1.DeleteClusterResponse
-	27, // 62: haul.api.v1.AdminService.GetQuotas:output_type -> haul.api.v1.GetQuotasResponse
-	29, // 63: haul.api.v1.AdminService.SetQuota:output_type -> haul.api.v1.SetQuotaResponse
-	31, // 64: haul.api.v1.AdminService.DeleteQuota:output_type -> haul.api.v1.DeleteQuotaResponse
-	35, // 65: haul.api.v1.AdminService.GetCost:output_type -> haul.api.v1.GetCostResponse
-	54, // [54:66] is the sub-list for method output_type
-	42, // [42:54] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	13, // 18: haul.api.v1.ListClustersResponse.unregistered:type_name -> haul.api.v1.ClusterStatus
+	12, // 19: haul.api.v1.PutClusterRequest.cluster:type_name -> haul.api.v1.Cluster
+	12, // 20: haul.api.v1.PutClusterResponse.cluster:type_name -> haul.api.v1.Cluster
+	12, // 21: haul.api.v1.SetClusterStateResponse.cluster:type_name -> haul.api.v1.Cluster
+	10, // 22: haul.api.v1.Quota.limit:type_name -> haul.api.v1.Resources
+	41, // 23: haul.api.v1.Quota.clusters:type_name -> haul.api.v1.Quota.ClustersEntry
+	10, // 24: haul.api.v1.ClusterUse.split:type_name -> haul.api.v1.Resources
+	10, // 25: haul.api.v1.ClusterUse.reserved:type_name -> haul.api.v1.Resources
+	10, // 26: haul.api.v1.ClusterUse.borrowed:type_name -> haul.api.v1.Resources
+	22, // 27: haul.api.v1.TeamQuota.quota:type_name -> haul.api.v1.Quota
+	23, // 28: haul.api.v1.TeamQuota.resources:type_name -> haul.api.v1.ResourceUse
+	24, // 29: haul.api.v1.TeamQuota.clusters:type_name -> haul.api.v1.ClusterUse
+	25, // 30: haul.api.v1.GetQuotasResponse.teams:type_name -> haul.api.v1.TeamQuota
+	22, // 31: haul.api.v1.SetQuotaRequest.quota:type_name -> haul.api.v1.Quota
+	22, // 32: haul.api.v1.SetQuotaResponse.quota:type_name -> haul.api.v1.Quota
+	42, // 33: haul.api.v1.GetCostRequest.since:type_name -> google.protobuf.Timestamp
+	42, // 34: haul.api.v1.GetCostRequest.until:type_name -> google.protobuf.Timestamp
+	42, // 35: haul.api.v1.JobCost.created_at:type_name -> google.protobuf.Timestamp
+	42, // 36: haul.api.v1.GetCostResponse.since:type_name -> google.protobuf.Timestamp
+	42, // 37: haul.api.v1.GetCostResponse.until:type_name -> google.protobuf.Timestamp
+	33, // 38: haul.api.v1.GetCostResponse.teams:type_name -> haul.api.v1.TeamCost
+	34, // 39: haul.api.v1.GetCostResponse.jobs:type_name -> haul.api.v1.JobCost
+	42, // 40: haul.api.v1.GetCostResponse.covered_since:type_name -> google.protobuf.Timestamp
+	11, // 41: haul.api.v1.Cluster.LabelsEntry.value:type_name -> haul.api.v1.LabelValues
+	10, // 42: haul.api.v1.Quota.ClustersEntry.value:type_name -> haul.api.v1.Resources
+	1,  // 43: haul.api.v1.AdminService.CreateToken:input_type -> haul.api.v1.CreateTokenRequest
+	3,  // 44: haul.api.v1.AdminService.ListTokens:input_type -> haul.api.v1.ListTokensRequest
+	5,  // 45: haul.api.v1.AdminService.RevokeToken:input_type -> haul.api.v1.RevokeTokenRequest
+	8,  // 46: haul.api.v1.AdminService.ListAudit:input_type -> haul.api.v1.ListAuditRequest
+	14, // 47: haul.api.v1.AdminService.ListClusters:input_type -> haul.api.v1.ListClustersRequest
+	16, // 48: haul.api.v1.AdminService.PutCluster:input_type -> haul.api.v1.PutClusterRequest
+	18, // 49: haul.api.v1.AdminService.SetClusterState:input_type -> haul.api.v1.SetClusterStateRequest
+	20, // 50: haul.api.v1.AdminService.DeleteCluster:input_type -> haul.api.v1.DeleteClusterRequest
+	26, // 51: haul.api.v1.AdminService.GetQuotas:input_type -> haul.api.v1.GetQuotasRequest
+	28, // 52: haul.api.v1.AdminService.SetQuota:input_type -> haul.api.v1.SetQuotaRequest
+	30, // 53: haul.api.v1.AdminService.DeleteQuota:input_type -> haul.api.v1.DeleteQuotaRequest
+	32, // 54: haul.api.v1.AdminService.GetCost:input_type -> haul.api.v1.GetCostRequest
+	2,  // 55: haul.api.v1.AdminService.CreateToken:output_type -> haul.api.v1.CreateTokenResponse
+	4,  // 56: haul.api.v1.AdminService.ListTokens:output_type -> haul.api.v1.ListTokensResponse
+	6,  // 57: haul.api.v1.AdminService.RevokeToken:output_type -> haul.api.v1.RevokeTokenResponse
+	9,  // 58: haul.api.v1.AdminService.ListAudit:output_type -> haul.api.v1.ListAuditResponse
+	15, // 59: haul.api.v1.AdminService.ListClusters:output_type -> haul.api.v1.ListClustersResponse
+	17, // 60: haul.api.v1.AdminService.PutCluster:output_type -> haul.api.v1.PutClusterResponse
+	19, // 61: haul.api.v1.AdminService.SetClusterState:output_type -> haul.api.v1.SetClusterStateResponse
+	21, // 62: haul.api.v1.AdminService.DeleteCluster:output_type -> haul.api.v1.DeleteClusterResponse
+	27, // 63: haul.api.v1.AdminService.GetQuotas:output_type -> haul.api.v1.GetQuotasResponse
+	29, // 64: haul.api.v1.AdminService.SetQuota:output_type -> haul.api.v1.SetQuotaResponse
+	31, // 65: haul.api.v1.AdminService.DeleteQuota:output_type -> haul.api.v1.DeleteQuotaResponse
+	35, // 66: haul.api.v1.AdminService.GetCost:output_type -> haul.api.v1.GetCostResponse
+	55, // [55:67] is the sub-list for method output_type
+	43, // [43:55] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_haul_api_v1_admin_proto_init() }
