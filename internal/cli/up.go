@@ -18,8 +18,10 @@ import (
 	"github.com/haul-dev/haul/internal/auth"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/kube"
+	"github.com/haul-dev/haul/internal/placement"
 	"github.com/haul-dev/haul/internal/runner"
 	"github.com/haul-dev/haul/internal/server"
+	"github.com/haul-dev/haul/internal/store"
 	"github.com/haul-dev/haul/internal/taskhost"
 )
 
@@ -28,6 +30,7 @@ type serverFlags struct {
 	data        string
 	databaseURL string
 	maxWorkers  int
+	localCap    string
 	nodePrice   float64
 	halfLife    time.Duration
 	nsHalfLife  map[string]string
@@ -57,6 +60,16 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 		return o, fmt.Errorf("--reuse-half-life %v: want a positive duration such as 10m", f.halfLife)
 	}
 	o.Runner.HalfLife = f.halfLife
+	if f.localCap != "" {
+		r, err := placement.ParseResources(f.localCap)
+		if err != nil {
+			return o, fmt.Errorf("--local-capacity: %w", err)
+		}
+		if r.MilliCPU <= 0 || r.Memory <= 0 {
+			return o, fmt.Errorf("--local-capacity %q: name both cpu and memory, such as cpu=16,memory=64Gi", f.localCap)
+		}
+		o.LocalCapacity = r
+	}
 	if f.workerTimeout < 0 || f.leaseTTL < 0 {
 		return o, fmt.Errorf("--worker-timeout %v, --lease-ttl %v: want positive durations such as 45s", f.workerTimeout, f.leaseTTL)
 	}
@@ -115,6 +128,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.data, "data", server.DefaultDataDir(), "data directory: SQLite database, logs, worker files (env HAUL_DATA)")
 	cmd.Flags().StringVar(&f.databaseURL, "database-url", os.Getenv("HAUL_DATABASE_URL"), "PostgreSQL URL (postgres://...) instead of SQLite (env HAUL_DATABASE_URL)")
 	cmd.Flags().IntVar(&f.maxWorkers, "max-workers", 0, "most local workers at once (default: 2 per CPU, at least 4)")
+	cmd.Flags().StringVar(&f.localCap, "local-capacity", "", "what local workers may hold together, for placement and quotas: cpu=16,memory=64Gi[,gpu=1] (default: max(CPUs, max-workers) cores, the machine's memory and GPUs)")
 	cmd.Flags().Float64Var(&f.nodePrice, "node-price", 0, "what this machine costs in $/hour, for job cost estimates")
 	cmd.Flags().DurationVar(&f.halfLife, "reuse-half-life", runner.DefaultHalfLife, "how fast worker reuse targeting forgets observed task run times and worker startups")
 	cmd.Flags().StringToStringVar(&f.nsHalfLife, "namespace-half-life", nil, "the half-life for one namespace, NAMESPACE=DURATION (repeatable, e.g. team-a=5m)")
@@ -218,7 +232,7 @@ func (a *app) serve(cmd *cobra.Command, f *serverFlags, sf serveFlags) error {
 	defer signal.Stop(hup)
 	if s.Kube() != nil {
 		// A mounted ConfigMap changes under us: apply it when it does.
-		go watchClusters(ctx, log, s.Kube(), f.kubeClusters, 5*time.Second)
+		go watchClusters(ctx, log, s.Kube(), s.Store(), f.kubeClusters, 5*time.Second)
 	}
 	for {
 		select {
@@ -233,7 +247,7 @@ func (a *app) serve(cmd *cobra.Command, f *serverFlags, sf serveFlags) error {
 			s.Stop()
 			return fmt.Errorf("server stopped: %w", err)
 		case <-hup:
-			reloadClusters(log, s.Kube(), f.kubeClusters)
+			reloadClusters(log, s.Kube(), s.Store(), f.kubeClusters)
 		}
 	}
 }
@@ -376,9 +390,11 @@ same program also ships as the small static binary haul-taskhost.`,
 }
 
 // reloadClusters re-reads the clusters file and enables or disables each
-// cluster the backend knows: a disabled cluster gets no new workers, its
-// running ones finish. Adding or removing clusters needs a restart.
-func reloadClusters(log *slog.Logger, kb *kube.Backend, path string) {
+// cluster the backend knows, in the backend and in the cluster's record in
+// the store, which placement follows on every runner: a disabled cluster
+// gets no new workers, its running ones finish. Adding or removing
+// clusters needs a restart.
+func reloadClusters(log *slog.Logger, kb *kube.Backend, st store.Store, path string) {
 	if kb == nil {
 		log.Info("SIGHUP ignored: workers run locally")
 		return
@@ -393,6 +409,17 @@ func reloadClusters(log *slog.Logger, kb *kube.Backend, path string) {
 			log.Warn("reload clusters file: a new cluster needs a restart", "cluster", c.Name, "err", err)
 			continue
 		}
+		state := placement.Enabled
+		if !c.Enabled {
+			state = placement.Disabled
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := st.SetClusterState(ctx, c.Name, state)
+		cancel()
+		if err != nil {
+			log.Error("reload clusters file: set the cluster's state in the store", "cluster", c.Name, "state", state, "err", err)
+			continue
+		}
 		log.Info("cluster", "name", c.Name, "enabled", c.Enabled)
 	}
 }
@@ -400,7 +427,7 @@ func reloadClusters(log *slog.Logger, kb *kube.Backend, path string) {
 // watchClusters re-reads the clusters file every interval and applies it
 // when its content changed (a ConfigMap edit reaches a pod's mounted file
 // within about a minute).
-func watchClusters(ctx context.Context, log *slog.Logger, kb *kube.Backend, path string, every time.Duration) {
+func watchClusters(ctx context.Context, log *slog.Logger, kb *kube.Backend, st store.Store, path string, every time.Duration) {
 	last, _ := os.ReadFile(path)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -416,6 +443,6 @@ func watchClusters(ctx context.Context, log *slog.Logger, kb *kube.Backend, path
 		}
 		last = data
 		log.Info("clusters file changed", "file", path)
-		reloadClusters(log, kb, path)
+		reloadClusters(log, kb, st, path)
 	}
 }

@@ -47,10 +47,12 @@
 //	own(t, c)      = the same in cluster c
 //	borrowed       = Σ Resources of the reservations in s.Borrowed not marked Reclaim
 //	room(c)        = Capacity(c) − held(c)
+//	claimed(c)     = Σ Resources of the claims in cluster c (see Claims)
+//	claimed(t, c)  = the same, of team t only; claimed(t) of team t in all clusters
 //	enabledCap     = Σ Capacity of the clusters whose state is enabled
 //	limits         = Σ Limit over all quotas
 //	pool(except t) = max(0, enabledCap − limits)
-//	                 + Σ over quotas q with Lend and q.Team ≠ t of max(0, q.Limit − own(q.Team))
+//	                 + Σ over quotas q with Lend and q.Team ≠ t of max(0, q.Limit − own(q.Team) − claimed(q.Team))
 //
 // each per resource. pool(except "") is the whole lendable pool. Marked
 // borrowed reservations still hold their room in held and room until the
@@ -83,8 +85,10 @@
 //
 // # Choice
 //
-// Among clusters c with room, that is req fitting within room(c), the
-// chosen one has the lowest team share, then the lowest total share, then
+// Among clusters c with room, that is req fitting within room(c) −
+// claimed(c) + claimed(t, c) for an owned request and room(c) −
+// claimed(c) for a borrowed one (no team places on room another team
+// claimed; a team's own claims do not keep it out), the chosen one has the lowest team share, then the lowest total share, then
 // the smallest name, where
 //
 //	share(x, c) = max over resources r with Capacity(c).r > 0 of x.r / Capacity(c).r
@@ -104,18 +108,28 @@
 // # Reclaim
 //
 // For an owned request that found no room (step 3): among the owned
-// candidates, those where req fits within room(c) + B(c) − P(c), where
-// B(c) is every borrowed reservation in c (marked or not) and P(c) the
-// resources of the requests of this batch already refused waiting on
-// reclaim in c; pick one by the choice order above. If there is none,
-// the request is refused with BlockCapacity. Otherwise, while req does
-// not fit within room(c) + M(c) − P(c), M(c) the marked borrowed
-// reservations in c, mark one more (the reclaim order below, limited to c
-// and to the first resource missing); then add req to P(c) and refuse
-// with BlockReclaiming, naming c and how many marked workers of each team
-// in c are giving room back. P is kept for one Place call only: a request
-// asked again in a later batch counts the marks made before as covering
-// it.
+// candidates, those where req fits within room(c) + B(c) − claimed(c),
+// where B(c) is every borrowed reservation in c (marked or not); pick one
+// by the choice order above. If there is none, the request is refused
+// with BlockCapacity. Otherwise, while req does not fit within room(c) +
+// M(c) − claimed(c), M(c) the marked borrowed reservations in c, mark one
+// more (the reclaim order below, limited to c and to the first resource
+// missing); then make a claim for req on c (below) and refuse with
+// BlockReclaiming, naming c and how many marked workers of each team in c
+// are giving room back.
+//
+// # Claims
+//
+// A claim {ID, Team, Job, Cluster, Resources, ExpiresAt = now + ClaimTTL}
+// holds the room a reclaim frees for the team owed it: it is appended to
+// s.Claims and to s.ClaimsMade, for the caller to store. Claims keep
+// other teams off that room (see Choice), and their team lends that much
+// less (see pool), so that a borrower cannot take the room back between
+// the marked workers' exit and the owner's next request. The first valid
+// request of a job in a Place call drops the claims that job had in the
+// snapshot (their IDs go to s.ClaimsDropped): the job says afresh what it
+// still waits for, by a placement or a new claim. The store deletes
+// claims at ExpiresAt, so that a job that stopped asking frees its room.
 //
 // Rebalancing the pool: while borrowed holds more of a resource r than
 // pool(except ""), with r the first such resource, mark one more borrowed

@@ -72,8 +72,14 @@ type state struct {
 	unmarked   Resources            // all unmarked borrowed reservations
 	limits     Resources            // sum of all quota limits
 	enabledCap Resources            // capacity of the enabled clusters
-	pending    map[string]Resources // cluster: room promised this batch to requests waiting on reclaim
-	marked     []string
+	// Claims: room held for teams owed it (see Claim), by cluster, by
+	// team in cluster and by team; oldClaims are the IDs of the claims
+	// the snapshot came with, by job, until the job asks again (dropOld).
+	claimed     map[string]Resources
+	claimedBy   map[teamCluster]Resources
+	claimedTeam map[string]Resources
+	oldClaims   map[string][]string
+	marked      []string
 	lenders    []*Quota
 }
 
@@ -90,7 +96,16 @@ func newState(s *Snapshot) *state {
 		borrowedAt: map[string][]int{},
 		borrowedIn: map[string]Resources{},
 		markedIn:   map[string]Resources{},
-		pending:    map[string]Resources{},
+		claimed:     map[string]Resources{},
+		claimedBy:   map[teamCluster]Resources{},
+		claimedTeam: map[string]Resources{},
+		oldClaims:   map[string][]string{},
+	}
+	for _, c := range s.Claims {
+		st.claim(c, 1)
+		if c.Job != "" {
+			st.oldClaims[c.Job] = append(st.oldClaims[c.Job], c.ID)
+		}
 	}
 	for i := range s.Clusters {
 		c := &s.Clusters[i]
@@ -136,6 +151,37 @@ func newState(s *Snapshot) *state {
 		}
 	}
 	return st
+}
+
+// claim adds (sign 1) or takes away (-1) a claim from the totals.
+func (st *state) claim(c Claim, sign int64) {
+	r := positive(c.Resources)
+	addAt(st.claimed, c.Cluster, r, sign)
+	addAt(st.claimedBy, teamCluster{c.Team, c.Cluster}, r, sign)
+	addAt(st.claimedTeam, c.Team, r, sign)
+}
+
+// dropOld drops the claims a job had before this call: the job asks
+// again now, which says what it still waits for (a new claim, or a
+// placement on the room it claimed).
+func (st *state) dropOld(job string) {
+	ids := st.oldClaims[job]
+	if job == "" || len(ids) == 0 {
+		return
+	}
+	delete(st.oldClaims, job)
+	drop := map[string]bool{}
+	for _, id := range ids {
+		drop[id] = true
+	}
+	st.s.Claims = slices.DeleteFunc(st.s.Claims, func(c Claim) bool {
+		if !drop[c.ID] {
+			return false
+		}
+		st.claim(c, -1)
+		st.s.ClaimsDropped = append(st.s.ClaimsDropped, c.ID)
+		return true
+	})
 }
 
 // count adds held to the totals (not to s.Usage).
@@ -237,7 +283,7 @@ func (st *state) pool(name, exclude string) int64 {
 		if q.Team == exclude {
 			continue
 		}
-		p += max(0, q.Limit.Get(name)-st.owned[q.Team].Get(name))
+		p += max(0, q.Limit.Get(name)-st.owned[q.Team].Get(name)-st.claimedTeam[q.Team].Get(name))
 	}
 	return p
 }
@@ -248,6 +294,7 @@ func (st *state) place(req Request, now time.Time) Result {
 		res.Blocker = b
 		return res
 	}
+	st.dropOld(req.Job)
 	cands, b, ok := st.eligible(req)
 	if !ok {
 		res.Blocker = b
@@ -266,7 +313,7 @@ func (st *state) place(req Request, now time.Time) Result {
 			ownedC = append(ownedC, c)
 		}
 	}
-	if c := st.best(team, need, ownedC); c != nil {
+	if c := st.best(team, need, ownedC, false); c != nil {
 		res.Placed, res.Reservation = true, st.commit(req, c, false, now)
 		st.fitPool()
 		return res
@@ -279,13 +326,13 @@ func (st *state) place(req Request, now time.Time) Result {
 		}
 	}
 	if borrowShort == "" {
-		if c := st.best(team, need, cands); c != nil {
+		if c := st.best(team, need, cands, true); c != nil {
 			res.Placed, res.Reservation = true, st.commit(req, c, true, now)
 			return res
 		}
 	}
 	if len(ownedC) > 0 {
-		if b, ok := st.reclaimFor(req, ownedC); ok {
+		if b, ok := st.reclaimFor(req, ownedC, now); ok {
 			res.Blocker = b
 			return res
 		}
@@ -505,9 +552,16 @@ func andList(items []string) string {
 }
 
 // best returns the first cluster of cs with room for need in the choice
-// order (see first); nil when none has room.
-func (st *state) best(team string, need Resources, cs []*Cluster) *Cluster {
-	return st.first(team, cs, func(c *Cluster) bool { return fitsOn(need, st.held[c.Name], c.Capacity) })
+// order (see first); nil when none has room. Room claimed by other teams
+// is not room; a borrower has no claim of its own to use.
+func (st *state) best(team string, need Resources, cs []*Cluster, borrowed bool) *Cluster {
+	return st.first(team, cs, func(c *Cluster) bool {
+		taken := st.held[c.Name].Add(st.claimed[c.Name])
+		if !borrowed {
+			taken = taken.Sub(st.claimedBy[teamCluster{team, c.Name}])
+		}
+		return fitsOn(need, taken, c.Capacity)
+	})
 }
 
 // first returns the cluster of cs passing ok where the team's dominant
@@ -662,18 +716,18 @@ func (st *state) fitPool() {
 // reclaimFor tries to make room for an owned request that found none: in
 // the first cluster of cs (in choice order) where releasing every
 // borrowed reservation would make room, it marks borrowed reservations
-// until the marked ones (less what earlier requests of the batch wait
-// for) cover what is missing.
-func (st *state) reclaimFor(req Request, cs []*Cluster) (Blocker, bool) {
+// until the marked ones (less what the claims there wait for) cover what
+// is missing, and leaves a claim on that room (see Claim).
+func (st *state) reclaimFor(req Request, cs []*Cluster, now time.Time) (Blocker, bool) {
 	need := req.Resources
 	c := st.first(req.Team, cs, func(x *Cluster) bool {
-		return short(st.room(x).Add(st.borrowedIn[x.Name]).Sub(st.pending[x.Name]), need) == ""
+		return short(st.room(x).Add(st.borrowedIn[x.Name]).Sub(st.claimed[x.Name]), need) == ""
 	})
 	if c == nil {
 		return Blocker{}, false
 	}
 	for {
-		freed := st.room(c).Add(st.markedIn[c.Name]).Sub(st.pending[c.Name])
+		freed := st.room(c).Add(st.markedIn[c.Name]).Sub(st.claimed[c.Name])
 		missing := short(freed, need)
 		if missing == "" {
 			break
@@ -684,7 +738,10 @@ func (st *state) reclaimFor(req Request, cs []*Cluster) (Blocker, bool) {
 		}
 		st.mark(i)
 	}
-	st.pending[c.Name] = st.pending[c.Name].Add(need)
+	cl := Claim{ID: req.ID, Team: req.Team, Job: req.Job, Cluster: c.Name, Resources: positive(need), ExpiresAt: now.Add(ClaimTTL)}
+	st.s.Claims = append(st.s.Claims, cl)
+	st.s.ClaimsMade = append(st.s.ClaimsMade, cl)
+	st.claim(cl, 1)
 	byTeam := map[string]int{}
 	total := 0
 	for _, i := range st.borrowedAt[c.Name] {
@@ -747,8 +804,13 @@ func (st *state) capacityBlocker(need Resources, cs []*Cluster) Blocker {
 	b := Blocker{Kind: BlockCapacity, Clusters: names(cs)}
 	var parts []string
 	for i, c := range cs {
-		name := short(st.room(c), need)
-		held := st.held[c.Name].Get(name)
+		// Claims count as held: the room they keep is promised.
+		taken := st.held[c.Name].Add(st.claimed[c.Name])
+		name := short(c.Capacity.Sub(taken), need)
+		if name == "" && len(need.Names()) > 0 {
+			name = need.Names()[0]
+		}
+		held := taken.Get(name)
 		if i == 0 {
 			b.Resource, b.Used, b.Limit = name, held, c.Capacity.Get(name)
 		}

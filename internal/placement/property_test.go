@@ -71,6 +71,7 @@ type model struct {
 	clusters []Cluster
 	quotas   []Quota
 	res      []Reservation
+	claims   []Claim
 	now      time.Time
 	next     int
 }
@@ -102,6 +103,18 @@ func (m *model) own(team, c string) Resources {
 	return m.sum(func(r Reservation) bool { return r.Team == team && !r.Borrowed && (c == "" || r.Cluster == c) })
 }
 
+// claimed sums the claims in cluster c ("" for all clusters) of team
+// ("" for every team), leaving out team except.
+func (m *model) claimed(c, team, except string) Resources {
+	var out Resources
+	for _, cl := range m.claims {
+		if (c == "" || cl.Cluster == c) && (team == "" || cl.Team == team) && (except == "" || cl.Team != except) {
+			out = out.Add(cl.Resources)
+		}
+	}
+	return out
+}
+
 func (m *model) unmarked() Resources {
 	return m.sum(func(r Reservation) bool { return r.Borrowed && !r.Reclaim })
 }
@@ -116,7 +129,7 @@ func (m *model) pool(name, except string) int64 {
 	for _, q := range m.quotas {
 		limits += q.Limit.Get(name)
 		if q.Lend && q.Team != except {
-			lent += max(0, q.Limit.Get(name)-m.own(q.Team, "").Get(name))
+			lent += max(0, q.Limit.Get(name)-m.own(q.Team, "").Get(name)-m.claimed("", q.Team, "").Get(name))
 		}
 	}
 	return max(0, capacity-limits) + lent
@@ -133,7 +146,7 @@ func fits(need, have Resources) bool {
 }
 
 func (m *model) snapshot() *Snapshot {
-	s := &Snapshot{Clusters: slices.Clone(m.clusters), Quotas: slices.Clone(m.quotas)}
+	s := &Snapshot{Clusters: slices.Clone(m.clusters), Quotas: slices.Clone(m.quotas), Claims: slices.Clone(m.claims)}
 	s.Usage = m.usage()
 	for _, r := range m.res {
 		if r.Borrowed {
@@ -171,7 +184,7 @@ func aggregate(each func(func(Usage))) []Usage {
 }
 
 func copySnapshot(s *Snapshot) *Snapshot {
-	return &Snapshot{Clusters: slices.Clone(s.Clusters), Quotas: slices.Clone(s.Quotas), Usage: slices.Clone(s.Usage), Borrowed: slices.Clone(s.Borrowed)}
+	return &Snapshot{Clusters: slices.Clone(s.Clusters), Quotas: slices.Clone(s.Quotas), Usage: slices.Clone(s.Usage), Borrowed: slices.Clone(s.Borrowed), Claims: slices.Clone(s.Claims)}
 }
 
 // static reports whether cluster c passes eligibility conditions 1 to 4.
@@ -277,16 +290,22 @@ func (m *model) expect(req Request) expect {
 			ownedC = append(ownedC, c)
 		}
 	}
-	withRoom := func(cs []Cluster) []Cluster {
+	// Room is what reservations and other teams' claims leave; a
+	// borrower cannot use its own team's claims either.
+	withRoom := func(cs []Cluster, borrowed bool) []Cluster {
 		var out []Cluster
 		for _, c := range cs {
-			if fits(need, c.Capacity.Sub(m.held(c.Name))) {
+			except := req.Team
+			if borrowed {
+				except = ""
+			}
+			if fits(need, c.Capacity.Sub(m.held(c.Name)).Sub(m.claimed(c.Name, "", except))) {
 				out = append(out, c)
 			}
 		}
 		return out
 	}
-	if r := withRoom(ownedC); len(r) > 0 {
+	if r := withRoom(ownedC, false); len(r) > 0 {
 		return expect{cluster: m.choose(req.Team, r)}
 	}
 	borrowOK := true
@@ -297,7 +316,7 @@ func (m *model) expect(req Request) expect {
 			}
 		}
 	}
-	if r := withRoom(cands); borrowOK && len(r) > 0 {
+	if r := withRoom(cands, true); borrowOK && len(r) > 0 {
 		return expect{borrowed: true, cluster: m.choose(req.Team, r)}
 	}
 	if len(ownedC) == 0 && !borrowOK {
@@ -306,7 +325,7 @@ func (m *model) expect(req Request) expect {
 	var can []string
 	for _, c := range ownedC {
 		b := m.sum(func(r Reservation) bool { return r.Borrowed && r.Cluster == c.Name })
-		if fits(need, c.Capacity.Sub(m.held(c.Name)).Add(b)) {
+		if fits(need, c.Capacity.Sub(m.held(c.Name)).Add(b).Sub(m.claimed(c.Name, "", ""))) {
 			can = append(can, c.Name)
 		}
 	}
@@ -395,6 +414,11 @@ func (m *model) agrees(s *Snapshot) error {
 	if !reflect.DeepEqual(s.Borrowed, want) {
 		return fmt.Errorf("snapshot borrowed\n%v\nmodel\n%v", s.Borrowed, want)
 	}
+	byID := func(a, b Claim) int { return cmp.Compare(a.ID, b.ID) }
+	got2, want2 := slices.SortedFunc(slices.Values(s.Claims), byID), slices.SortedFunc(slices.Values(m.claims), byID)
+	if !reflect.DeepEqual(got2, want2) {
+		return fmt.Errorf("snapshot claims\n%v\nmodel\n%v", got2, want2)
+	}
 	return nil
 }
 
@@ -450,7 +474,7 @@ func randomFleet(rng *rand.Rand) *model {
 
 func (m *model) randomRequest(rng *rand.Rand) Request {
 	m.next++
-	req := Request{ID: fmt.Sprintf("w%d", m.next), Team: fmt.Sprintf("t%d", rng.IntN(6)), Job: "j", Resources: randResources(rng, 8, 24, 2)}
+	req := Request{ID: fmt.Sprintf("w%d", m.next), Team: fmt.Sprintf("t%d", rng.IntN(6)), Job: fmt.Sprintf("j%d", rng.IntN(4)), Resources: randResources(rng, 8, 24, 2)}
 	switch rng.IntN(40) {
 	case 0:
 		req.Team = ""
@@ -559,7 +583,14 @@ func (m *model) placeBatch(rng *rand.Rand, st *propStats) error {
 	waiting := map[string]bool{} // clusters earlier requests of the batch wait on
 	var prevMarked []string
 	var s *Snapshot
+	asked := map[string]bool{} // jobs whose claims from before the batch are dropped
 	for k, req := range reqs {
+		if !modelInvalid(req) && !asked[req.Job] {
+			asked[req.Job] = true
+			m.claims = slices.DeleteFunc(m.claims, func(c Claim) bool {
+				return c.Job == req.Job && slices.ContainsFunc(base.Claims, func(b Claim) bool { return b.ID == c.ID })
+			})
+		}
 		want := m.expect(req)
 		s = copySnapshot(base)
 		results, marked := Place(s, reqs[:k+1], m.now)
@@ -620,20 +651,26 @@ func (m *model) placeBatch(rng *rand.Rand, st *propStats) error {
 		if err := m.apply(results[k:], newMarks); err != nil {
 			return err
 		}
+		if r.Blocker.Kind == BlockReclaiming {
+			c := r.Blocker.Clusters[0]
+			i := slices.IndexFunc(m.clusters, func(x Cluster) bool { return x.Name == c })
+			freed := m.clusters[i].Capacity.Sub(m.held(c)).Add(m.sum(func(x Reservation) bool { return x.Cluster == c && x.Reclaim })).Sub(m.claimed(c, "", ""))
+			if !fits(req.Resources, freed) {
+				return fmt.Errorf("after %s: the marked workers in %s free %s, not enough", desc, c, freed)
+			}
+			made := s.ClaimsMade
+			if len(made) == 0 || made[len(made)-1].ID != req.ID || made[len(made)-1].Cluster != c || made[len(made)-1].Team != req.Team ||
+				!made[len(made)-1].ExpiresAt.Equal(m.now.Add(ClaimTTL)) {
+				return fmt.Errorf("after %s: no claim on %s for it (made %v)", desc, c, made)
+			}
+			m.claims = append(m.claims, made[len(made)-1])
+		}
 		if err := m.agrees(s); err != nil {
 			return fmt.Errorf("after %s: %w", desc, err)
 		}
 		if r.Placed && !r.Reservation.Borrowed {
 			if err := m.poolFits(); err != nil {
 				return fmt.Errorf("after the owned placement %s: %w", desc, err)
-			}
-		}
-		if r.Blocker.Kind == BlockReclaiming {
-			c := r.Blocker.Clusters[0]
-			i := slices.IndexFunc(m.clusters, func(x Cluster) bool { return x.Name == c })
-			freed := m.clusters[i].Capacity.Sub(m.held(c)).Add(m.sum(func(x Reservation) bool { return x.Cluster == c && x.Reclaim }))
-			if !fits(req.Resources, freed) {
-				return fmt.Errorf("after %s: the marked workers in %s free %s, not enough", desc, c, freed)
 			}
 		}
 		if err := m.check(); err != nil {

@@ -288,6 +288,11 @@ func (h *harness) show() []string {
 		}
 		out = append(out, fmt.Sprintf("%s %s: %s of %s", c.Name, c.State, held, c.Capacity))
 		out = append(out, lines...)
+		for _, cl := range h.s.Claims {
+			if cl.Cluster == c.Name {
+				out = append(out, fmt.Sprintf("  %s claims %s for job %s (%s)", cl.Team, cl.Resources, cl.Job, cl.ID))
+			}
+		}
 	}
 	st := newState(&h.s)
 	var pool Resources

@@ -301,15 +301,43 @@ type Request struct {
 }
 
 // Snapshot is what placement decides against: every cluster and quota,
-// the usage of all live reservations, and the borrowed reservations
-// themselves (the candidates for reclaim). Reservations that expired are
-// not in it.
+// the usage of all live reservations, the borrowed reservations
+// themselves (the candidates for reclaim) and the live claims.
+// Reservations and claims that expired are not in it.
 type Snapshot struct {
 	Clusters []Cluster
 	Quotas   []Quota
 	Usage    []Usage
 	Borrowed []Reservation
+	Claims   []Claim
+
+	// Set by Place, for the caller to write with the reservations: the
+	// claims it made (ClaimsMade, also appended to Claims) and the IDs of
+	// those it dropped (ClaimsDropped, also removed from Claims).
+	ClaimsMade    []Claim
+	ClaimsDropped []string
 }
+
+// Claim holds room for a team owed it. An owned request (within its
+// team's quota) that finds the room it needs held by borrowed workers
+// marks them for reclaim and leaves a claim on that room: until the claim
+// expires or its job asks again, the room those workers free is kept for
+// the claiming team (no other team is placed on it, and the claiming
+// team lends that much less), so that the owner, not another borrower,
+// gets it back.
+type Claim struct {
+	// ID is the refused request's (worker's) ID.
+	ID        string    `json:"id"`
+	Team      string    `json:"team"`
+	Job       string    `json:"job"`
+	Cluster   string    `json:"cluster"`
+	Resources Resources `json:"resources"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// ClaimTTL is how long a claim lasts: its job asks again (a second later,
+// at the runner's hold) well before, which replaces it.
+const ClaimTTL = 5 * time.Second
 
 // BlockerKind names what keeps a worker from being placed.
 type BlockerKind string

@@ -125,7 +125,7 @@ func (p *placer) place(ctx context.Context, specs []WorkerSpec, prio []int32, cr
 		p.noteClusters(snap.Clusters)
 		res, reclaim := placement.Place(snap, reqs, now)
 		reclaim = append(reclaim, placement.Rebalance(snap)...)
-		w := store.PlaceWrite{Reclaim: reclaim}
+		w := store.PlaceWrite{Reclaim: reclaim, Claims: snap.ClaimsMade, DropClaims: snap.ClaimsDropped}
 		for _, x := range res {
 			if x.Placed {
 				rv := x.Reservation

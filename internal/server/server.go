@@ -471,6 +471,9 @@ func (s *Server) URL() string { return s.url }
 // Kube returns the Kubernetes backend, or nil when workers run locally.
 func (s *Server) Kube() *kube.Backend { return s.kube }
 
+// Store returns the server's store.
+func (s *Server) Store() store.Store { return s.st }
+
 // Start starts the runner (unless this is a gateway) and serves
 // requests. A single-process server (RoleAll) refuses to start, with a
 // *runner.LeaseHeldError, while another haul server answers for the same

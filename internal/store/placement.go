@@ -8,11 +8,14 @@ import (
 )
 
 // PlaceWrite is what a placement decision writes, in the transaction that
-// read its snapshot: reservations to add and borrowed reservations (by ID)
-// to mark for reclaim.
+// read its snapshot: reservations to add, borrowed reservations (by ID)
+// to mark for reclaim, claims to store (replacing any of the same ID) and
+// claims (by ID) to drop.
 type PlaceWrite struct {
-	Insert  []placement.Reservation
-	Reclaim []string
+	Insert     []placement.Reservation
+	Reclaim    []string
+	Claims     []placement.Claim
+	DropClaims []string
 }
 
 // ReservationFilter selects reservations; empty fields match any.
@@ -58,11 +61,11 @@ type PlacementStore interface {
 	ListQuotas(ctx context.Context) ([]placement.Quota, error)
 
 	// Place runs decide in one transaction serialised with every other
-	// Place on the store: it first deletes the reservations expired at
-	// now, then gives decide a snapshot of every cluster, quota, the
-	// usage of the live reservations (summed per team, cluster and
-	// borrowed) and the borrowed reservations, and commits what decide
-	// returns. An error from decide rolls back and is returned as is.
+	// Place on the store: it first deletes the reservations and claims
+	// expired at now, then gives decide a snapshot of every cluster,
+	// quota, the usage of the live reservations (summed per team, cluster
+	// and borrowed), the borrowed reservations and the claims, and
+	// commits what decide returns. An error from decide rolls back and is returned as is.
 	// A reservation the store cannot hold (a duplicate ID, an empty team
 	// or cluster, a negative amount, more than one GPU type) fails the
 	// whole write with an error wrapping ErrRejected naming it.

@@ -75,6 +75,13 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[
 ON CONFLICT (id) DO NOTHING
 RETURNING id`
 	qMarkReclaim        = `UPDATE reservations SET reclaim = true WHERE id = ANY ($1::text[])`
+
+	qDeleteExpiredClaims = `DELETE FROM placement_claims WHERE expires_at <= $1`
+	qListClaims          = `SELECT id, team, job, cluster, resources, expires_at FROM placement_claims ORDER BY id`
+	qPutClaim            = `INSERT INTO placement_claims (id, team, job, cluster, resources, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (id) DO UPDATE SET team = excluded.team, job = excluded.job, cluster = excluded.cluster,
+	resources = excluded.resources, expires_at = excluded.expires_at`
+	qDropClaims = `DELETE FROM placement_claims WHERE id = ANY ($1::text[])`
 	qRenewReservations  = `UPDATE reservations SET holder = $1, expires_at = $2 WHERE id = ANY ($3::text[]) RETURNING id, reclaim`
 	qDeleteReservations = `DELETE FROM reservations WHERE id = ANY ($1::text[])`
 	// $1 team, $2 cluster, $3 job, $4 holder ('' for any), $5 reclaim
@@ -301,6 +308,8 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, now time.Time) (*placement.Sna
 	b.Queue(qListQuotas)
 	b.Queue(qPlacementUsage, now.UnixNano())
 	b.Queue(qBorrowedReservations, now.UnixNano())
+	b.Queue(qDeleteExpiredClaims, now.UnixNano())
+	b.Queue(qListClaims)
 	br := tx.SendBatch(ctx, &b)
 	snap, err := func() (*placement.Snapshot, error) {
 		var snap placement.Snapshot
@@ -333,6 +342,15 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, now time.Time) (*placement.Sna
 			return nil, err
 		}
 		if snap.Borrowed, err = scanReservations(rows); err != nil {
+			return nil, err
+		}
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("delete expired claims: %w", err)
+		}
+		if rows, err = br.Query(); err != nil {
+			return nil, err
+		}
+		if snap.Claims, err = scanClaims(rows); err != nil {
 			return nil, err
 		}
 		return &snap, nil
@@ -378,7 +396,42 @@ func writePlacement(ctx context.Context, tx pgx.Tx, w store.PlaceWrite) error {
 			return fmt.Errorf("mark reclaim: %w", err)
 		}
 	}
+	if len(w.DropClaims) > 0 {
+		if _, err := tx.Exec(ctx, qDropClaims, w.DropClaims); err != nil {
+			return fmt.Errorf("drop claims: %w", err)
+		}
+	}
+	if len(w.Claims) > 0 {
+		var b pgx.Batch
+		for _, c := range w.Claims {
+			res, err := json.Marshal(c.Resources)
+			if err != nil {
+				return err
+			}
+			b.Queue(qPutClaim, c.ID, c.Team, c.Job, c.Cluster, string(res), c.ExpiresAt.UnixNano())
+		}
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return fmt.Errorf("store claims: %w", classify(err))
+		}
+	}
 	return nil
+}
+
+// scanClaims scans the rows of qListClaims.
+func scanClaims(rows pgx.Rows) ([]placement.Claim, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (placement.Claim, error) {
+		var c placement.Claim
+		var res []byte
+		var expires int64
+		if err := r.Scan(&c.ID, &c.Team, &c.Job, &c.Cluster, &res, &expires); err != nil {
+			return c, err
+		}
+		if err := json.Unmarshal(res, &c.Resources); err != nil {
+			return c, fmt.Errorf("claim %q: resources: %w", c.ID, err)
+		}
+		c.ExpiresAt = time.Unix(0, expires).UTC()
+		return c, nil
+	})
 }
 
 // RenewReservations sets holder and expiry on the reservations with the
@@ -691,6 +744,14 @@ func checkPlaceWrite(w store.PlaceWrite) error {
 	if err := checkIDs(w.Reclaim); err != nil {
 		return fmt.Errorf("reclaim: %w", err)
 	}
+	if err := checkIDs(w.DropClaims); err != nil {
+		return fmt.Errorf("dropped claims: %w", err)
+	}
+	for _, c := range w.Claims {
+		if err := checkClaim(c); err != nil {
+			return storesql.Reject(err)
+		}
+	}
 	return nil
 }
 
@@ -883,4 +944,27 @@ func mergeUsage(us []placement.Usage, u usageRow) []placement.Usage {
 	last.Held = last.Held.Add(add)
 	last.Workers += int(u.workers)
 	return us
+}
+
+// checkClaim refuses a claim the store cannot hold: an empty ID, team or
+// cluster, a negative amount, no expiry.
+func checkClaim(c placement.Claim) error {
+	if err := checkName("claim ID", c.ID); err != nil {
+		return err
+	}
+	for _, f := range []struct{ field, s string }{{"team", c.Team}, {"cluster", c.Cluster}} {
+		if err := checkName(f.field, f.s); err != nil {
+			return fmt.Errorf("claim %q: %w", c.ID, err)
+		}
+	}
+	if err := checkText("job", c.Job); err != nil {
+		return fmt.Errorf("claim %q: %w", c.ID, err)
+	}
+	if err := checkResources("resources", c.Resources); err != nil {
+		return fmt.Errorf("claim %q: %w", c.ID, err)
+	}
+	if c.ExpiresAt.IsZero() {
+		return fmt.Errorf("claim %q: no expiry", c.ID)
+	}
+	return checkTime("claim expiry", c.ExpiresAt)
 }

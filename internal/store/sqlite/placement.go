@@ -73,6 +73,13 @@ ORDER BY team, cluster, borrowed, gpu_type`
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
 ON CONFLICT (id) DO NOTHING`
 	qMarkReclaim = `UPDATE reservations SET reclaim = 1 WHERE ` + inIDs
+
+	qDeleteExpiredClaims = `DELETE FROM placement_claims WHERE expires_at <= ?1`
+	qListClaims          = `SELECT id, team, job, cluster, resources, expires_at FROM placement_claims ORDER BY id`
+	qPutClaim            = `INSERT INTO placement_claims (id, team, job, cluster, resources, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (id) DO UPDATE SET team = excluded.team, job = excluded.job, cluster = excluded.cluster,
+	resources = excluded.resources, expires_at = excluded.expires_at`
+	qDropClaims = `DELETE FROM placement_claims WHERE ` + inIDs
 	// ?1 the IDs, ?2 holder, ?3 expiry.
 	qRenewReservations  = `UPDATE reservations SET holder = ?2, expires_at = ?3 WHERE ` + inIDs + ` RETURNING id, reclaim`
 	qDeleteReservations = `DELETE FROM reservations WHERE ` + inIDs
@@ -308,6 +315,12 @@ func readSnapshot(ctx context.Context, tx *sql.Tx, now time.Time) (*placement.Sn
 	if snap.Borrowed, err = queryList(ctx, tx, scanReservation, qBorrowedReservations, now.UnixNano()); err != nil {
 		return nil, err
 	}
+	if _, err := tx.ExecContext(ctx, qDeleteExpiredClaims, now.UnixNano()); err != nil {
+		return nil, fmt.Errorf("delete expired claims: %w", err)
+	}
+	if snap.Claims, err = queryList(ctx, tx, scanClaim, qListClaims); err != nil {
+		return nil, err
+	}
 	return &snap, nil
 }
 
@@ -343,7 +356,40 @@ func writePlacement(ctx context.Context, tx *sql.Tx, w store.PlaceWrite) error {
 			return fmt.Errorf("mark reclaim: %w", err)
 		}
 	}
+	if len(w.DropClaims) > 0 {
+		ids, err := json.Marshal(w.DropClaims)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, qDropClaims, string(ids)); err != nil {
+			return fmt.Errorf("drop claims: %w", err)
+		}
+	}
+	for _, c := range w.Claims {
+		res, err := json.Marshal(c.Resources)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, qPutClaim, c.ID, c.Team, c.Job, c.Cluster, string(res), c.ExpiresAt.UnixNano()); err != nil {
+			return fmt.Errorf("claim %q: %w", c.ID, classify(err))
+		}
+	}
 	return nil
+}
+
+// scanClaim scans a row of qListClaims.
+func scanClaim(r storesql.Row) (placement.Claim, error) {
+	var c placement.Claim
+	var res string
+	var expires int64
+	if err := r.Scan(&c.ID, &c.Team, &c.Job, &c.Cluster, &res, &expires); err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal([]byte(res), &c.Resources); err != nil {
+		return c, fmt.Errorf("claim %q: resources: %w", c.ID, err)
+	}
+	c.ExpiresAt = time.Unix(0, expires).UTC()
+	return c, nil
 }
 
 // RenewReservations sets holder and expiry on the reservations with the
@@ -648,6 +694,14 @@ func checkPlaceWrite(w store.PlaceWrite) error {
 	if err := checkIDs(w.Reclaim); err != nil {
 		return fmt.Errorf("reclaim: %w", err)
 	}
+	if err := checkIDs(w.DropClaims); err != nil {
+		return fmt.Errorf("dropped claims: %w", err)
+	}
+	for _, c := range w.Claims {
+		if err := checkClaim(c); err != nil {
+			return storesql.Reject(err)
+		}
+	}
 	return nil
 }
 
@@ -840,4 +894,27 @@ func mergeUsage(us []placement.Usage, u usageRow) []placement.Usage {
 	last.Held = last.Held.Add(add)
 	last.Workers += int(u.workers)
 	return us
+}
+
+// checkClaim refuses a claim the store cannot hold: an empty ID, team or
+// cluster, a negative amount, no expiry.
+func checkClaim(c placement.Claim) error {
+	if err := checkName("claim ID", c.ID); err != nil {
+		return err
+	}
+	for _, f := range []struct{ field, s string }{{"team", c.Team}, {"cluster", c.Cluster}} {
+		if err := checkName(f.field, f.s); err != nil {
+			return fmt.Errorf("claim %q: %w", c.ID, err)
+		}
+	}
+	if err := checkText("job", c.Job); err != nil {
+		return fmt.Errorf("claim %q: %w", c.ID, err)
+	}
+	if err := checkResources("resources", c.Resources); err != nil {
+		return fmt.Errorf("claim %q: %w", c.ID, err)
+	}
+	if c.ExpiresAt.IsZero() {
+		return fmt.Errorf("claim %q: no expiry", c.ID)
+	}
+	return checkTime("claim expiry", c.ExpiresAt)
 }

@@ -33,6 +33,7 @@ func ExercisePlacement(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Place/Snapshot", testPlaceSnapshot},
 		{"Place/Expiry", testPlaceExpiry},
 		{"Place/Refused", testPlaceRefused},
+		{"Place/Claims", testPlaceClaims},
 		{"Renew", testRenewReservations},
 		{"Renew/Large", testRenewLarge},
 		{"Release", testReleaseReservations},
@@ -431,6 +432,43 @@ func testPlaceExpiry(t *testing.T, s store.Store) {
 	checkEqual(t, "listed after a Place", resvIDs(listResv(t, s, store.ReservationFilter{})), []string{"long"})
 }
 
+// testPlaceClaims: claims a Place writes are in the next snapshot,
+// replaced by ID, dropped on request and deleted once expired; a claim
+// the store cannot hold is refused whole.
+func testPlaceClaims(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	putCluster(t, s, fullCluster("east"))
+	claim := func(id string, expires int) placement.Claim {
+		return placement.Claim{ID: id, Team: "ml", Job: "j1", Cluster: "east",
+			Resources: placement.Resources{MilliCPU: 1000, Memory: gib, GPU: map[string]int64{"a100": 1}}, ExpiresAt: pAt(expires).UTC()}
+	}
+	place := func(now int, w store.PlaceWrite) []placement.Claim {
+		t.Helper()
+		var seen []placement.Claim
+		if err := s.Place(ctx, pAt(now), func(sn *placement.Snapshot) (store.PlaceWrite, error) {
+			seen = sn.Claims
+			return w, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return seen
+	}
+	place(0, store.PlaceWrite{Claims: []placement.Claim{claim("a", 10), claim("b", 20), claim("c", 30)}})
+	checkEqual(t, "claims seen after they were written", place(1, store.PlaceWrite{
+		Claims: []placement.Claim{claim("b", 25)}, DropClaims: []string{"c", "unknown"}}),
+		[]placement.Claim{claim("a", 10), claim("b", 20), claim("c", 30)})
+	checkEqual(t, "claims after a replace and a drop", place(2, store.PlaceWrite{}),
+		[]placement.Claim{claim("a", 10), claim("b", 25)})
+	checkEqual(t, "claims once one expired", place(10, store.PlaceWrite{}), []placement.Claim{claim("b", 25)})
+
+	bad := claim("", 40)
+	err := s.Place(ctx, pAt(11), func(*placement.Snapshot) (store.PlaceWrite, error) {
+		return store.PlaceWrite{Claims: []placement.Claim{claim("d", 40), bad}, DropClaims: []string{"b"}}, nil
+	})
+	wantRejected(t, "a claim without an ID", err, "claim ID")
+	checkEqual(t, "claims after a refused write", place(12, store.PlaceWrite{}), []placement.Claim{claim("b", 25)})
+}
+
 // testPlaceRefused: a write the store cannot hold is refused whole with an
 // error naming the reservation; an error of decide comes back as it is;
 // neither writes anything.
@@ -711,8 +749,7 @@ func testThreeRunners(t *testing.T, s store.Store, seed uint64) {
 					before := cloneUsage(sn.Usage)
 					check(fmt.Sprintf("%s batch %d, the snapshot", run.name, bi), before)
 					results, reclaim = placement.Place(sn, batch, now)
-					var w store.PlaceWrite
-					w.Reclaim = reclaim
+					w := store.PlaceWrite{Reclaim: reclaim, Claims: sn.ClaimsMade, DropClaims: sn.ClaimsDropped}
 					after := before
 					for _, res := range results {
 						if res.Placed {

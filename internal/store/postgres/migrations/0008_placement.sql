@@ -51,3 +51,14 @@ CREATE TABLE placement_lock (
     id integer PRIMARY KEY CHECK (id = 1)
 );
 INSERT INTO placement_lock (id) VALUES (1);
+
+-- Room kept for a team owed it while borrowed workers give it back
+-- (placement.Claim); the next Place deletes it at expires_at.
+CREATE TABLE placement_claims (
+    id         text COLLATE "C" PRIMARY KEY,
+    team       text COLLATE "C" NOT NULL,
+    job        text COLLATE "C" NOT NULL,
+    cluster    text COLLATE "C" NOT NULL,
+    resources  jsonb  NOT NULL, -- placement.Resources
+    expires_at bigint NOT NULL
+);

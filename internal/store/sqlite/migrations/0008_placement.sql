@@ -46,3 +46,14 @@ CREATE INDEX reservations_cluster ON reservations (cluster);
 CREATE INDEX reservations_holder ON reservations (holder);
 CREATE INDEX reservations_job ON reservations (job);
 CREATE INDEX reservations_borrowed ON reservations (id) WHERE borrowed;
+
+-- Room kept for a team owed it while borrowed workers give it back
+-- (placement.Claim); the next Place deletes it at expires_at.
+CREATE TABLE placement_claims (
+    id         TEXT    NOT NULL PRIMARY KEY,
+    team       TEXT    NOT NULL,
+    job        TEXT    NOT NULL,
+    cluster    TEXT    NOT NULL,
+    resources  TEXT    NOT NULL, -- placement.Resources as JSON
+    expires_at INTEGER NOT NULL
+) STRICT;
