@@ -124,7 +124,7 @@ func (a *Admin) ListClusters(ctx context.Context, _ *connect.Request[apiv1.ListC
 func (a *Admin) PutCluster(ctx context.Context, req *connect.Request[apiv1.PutClusterRequest]) (*connect.Response[apiv1.PutClusterResponse], error) {
 	var c placement.Cluster
 	object := clusterObject(req.Msg.GetCluster().GetName())
-	err := a.fleetChange(ctx, req.Peer().Addr, "PutCluster", auth.ManageFleet, nil, &object,
+	err := a.fleetChange(ctx, req.Peer().Addr, "PutCluster", auth.ManageFleet, nil, object,
 		func() (err error) {
 			c, err = clusterFromProto(req.Msg.Cluster)
 			return err
@@ -148,7 +148,7 @@ func (a *Admin) SetClusterState(ctx context.Context, req *connect.Request[apiv1.
 	object := clusterObject(name)
 	var state placement.ClusterState
 	var stored placement.Cluster
-	err := a.fleetChange(ctx, req.Peer().Addr, "SetClusterState", auth.ManageFleet, nil, &object,
+	err := a.fleetChange(ctx, req.Peer().Addr, "SetClusterState", auth.ManageFleet, nil, object,
 		func() error {
 			if err := checkClusterName("name", name); err != nil {
 				return err
@@ -187,7 +187,7 @@ func (a *Admin) SetClusterState(ctx context.Context, req *connect.Request[apiv1.
 func (a *Admin) DeleteCluster(ctx context.Context, req *connect.Request[apiv1.DeleteClusterRequest]) (*connect.Response[apiv1.DeleteClusterResponse], error) {
 	name := req.Msg.Name
 	object := clusterObject(name)
-	err := a.fleetChange(ctx, req.Peer().Addr, "DeleteCluster", auth.ManageFleet, nil, &object,
+	err := a.fleetChange(ctx, req.Peer().Addr, "DeleteCluster", auth.ManageFleet, nil, object,
 		func() error { return checkClusterName("name", name) },
 		func(fs fleetStore) (string, error) {
 			if err := fs.DeleteCluster(ctx, name); err != nil {
@@ -210,7 +210,7 @@ func (a *Admin) SetQuota(ctx context.Context, req *connect.Request[apiv1.SetQuot
 	if req.Msg.Quota != nil && auth.CheckTeamName(req.Msg.Quota.Team) == nil {
 		teams, object = []string{req.Msg.Quota.Team}, "quota/"+req.Msg.Quota.Team
 	}
-	err := a.fleetChange(ctx, req.Peer().Addr, "SetQuota", auth.ManageQuota, teams, &object,
+	err := a.fleetChange(ctx, req.Peer().Addr, "SetQuota", auth.ManageQuota, teams, object,
 		func() (err error) {
 			q, err = quotaFromProto(req.Msg.Quota)
 			return err
@@ -236,7 +236,7 @@ func (a *Admin) DeleteQuota(ctx context.Context, req *connect.Request[apiv1.Dele
 	if auth.CheckTeamName(team) == nil {
 		teams, object = []string{team}, "quota/"+team
 	}
-	err := a.fleetChange(ctx, req.Peer().Addr, "DeleteQuota", auth.ManageQuota, teams, &object,
+	err := a.fleetChange(ctx, req.Peer().Addr, "DeleteQuota", auth.ManageQuota, teams, object,
 		func() error {
 			if err := auth.CheckTeamName(team); err != nil {
 				return fmt.Errorf("team: %w", err)
@@ -258,17 +258,16 @@ func (a *Admin) DeleteQuota(ctx context.Context, req *connect.Request[apiv1.Dele
 
 // fleetChange runs one platform-only change: it authenticates, authorizes
 // action, validates (check: an error is invalid_argument), applies and
-// audits every outcome. object, which check may refine, names what the
-// audit entry is about. A change is answered ok only once its audit entry
-// is written.
-func (a *Admin) fleetChange(ctx context.Context, remote string, call string, action auth.Action, teams []string, object *string,
+// audits every outcome; object names what the audit entry is about. A
+// change is answered ok only once its audit entry is written.
+func (a *Admin) fleetChange(ctx context.Context, remote string, call string, action auth.Action, teams []string, object string,
 	check func() error, apply func(fleetStore) (detail string, err error)) error {
 	id := auth.FromContext(ctx)
 	if id == nil {
 		return connect.NewError(connect.CodeUnauthenticated, auth.ErrUnauthenticated)
 	}
 	audit := func(outcome, detail string) error {
-		return a.audit(ctx, remote, id, call, teams, *object, outcome, detail)
+		return a.audit(ctx, remote, id, call, teams, object, outcome, detail)
 	}
 	if err := auth.Allow(id, action, auth.Object{}); err != nil {
 		_ = audit("denied", err.Error())
