@@ -22,6 +22,8 @@ type placedBackend struct {
 	clusters []runner.BackendCluster
 	mu       sync.Mutex
 	placed   map[string]string // worker → cluster
+	// hold: workers are placed but never started (they stay starting).
+	hold bool
 }
 
 func (b *placedBackend) PlacementClusters() []runner.BackendCluster { return b.clusters }
@@ -32,7 +34,11 @@ func (b *placedBackend) StartWorker(ctx context.Context, s runner.WorkerSpec) er
 	}
 	b.mu.Lock()
 	b.placed[s.ID] = s.Cluster
+	hold := b.hold
 	b.mu.Unlock()
+	if hold {
+		return nil
+	}
 	return b.inProcBackend.StartWorker(ctx, s)
 }
 
