@@ -558,3 +558,38 @@ func TestGetCost(t *testing.T) {
 		t.Errorf("scan of 3 jobs bounded at 3: %+v, %v; want complete", sum, err)
 	}
 }
+
+// FuzzQuotaFromProto: whatever a request holds, checking it never panics,
+// and a quota it accepts is one the store may hold: valid, no amount
+// negative, every split within the limit.
+func FuzzQuotaFromProto(f *testing.F) {
+	f.Add("a", int64(8000), int64(1<<30), "a100", int64(2), "east", int64(4000), true)
+	f.Add("", int64(-1), int64(0), "", int64(0), "", int64(0), false)
+	f.Add("team-b", int64(0), int64(-5), "A100", int64(-1), "East", int64(1), false)
+	f.Add("x", int64(1), int64(1), "t4", int64(1), "west", int64(2), true)
+	f.Fuzz(func(t *testing.T, team string, cpu, mem int64, gpuType string, gpus int64, cluster string, splitCPU int64, lend bool) {
+		p := &apiv1.Quota{Team: team, Lend: lend, Limit: &apiv1.Resources{MilliCpu: cpu, MemoryBytes: mem, Gpu: map[string]int64{gpuType: gpus}},
+			Clusters: map[string]*apiv1.Resources{cluster: {MilliCpu: splitCPU}}}
+		q, err := quotaFromProto(p)
+		if err != nil {
+			if !strings.Contains(err.Error(), "quota") {
+				t.Errorf("error %q does not name the quota's field", err)
+			}
+			return
+		}
+		if err := q.Validate(); err != nil {
+			t.Errorf("accepted %+v, which is not valid: %v", q, err)
+		}
+		if q.Limit.MilliCPU < 0 || q.Limit.Memory < 0 || q.Limit.GPU[gpuType] < 0 {
+			t.Errorf("accepted a negative limit: %+v", q.Limit)
+		}
+		for c, split := range q.Clusters {
+			if over := split.Exceeds(q.Limit); over != "" {
+				t.Errorf("accepted a split for %s over the limit in %s: %+v", c, over, q)
+			}
+		}
+		if back := quotaProto(q); back.Team != team || back.Lend != lend || back.Limit.MilliCpu != cpu || back.Limit.MemoryBytes != mem {
+			t.Errorf("round trip of %+v gave %+v", p, back)
+		}
+	})
+}
