@@ -3,14 +3,9 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"maps"
-	"math"
 	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -61,7 +56,7 @@ ON CONFLICT (team) DO UPDATE SET limits = excluded.limits, clusters = excluded.c
 	qLockPlacement = `SELECT id FROM placement_lock WHERE id = 1 FOR UPDATE`
 	qDeleteExpired = `DELETE FROM reservations WHERE expires_at <= $1`
 	// Usage of the reservations live at $1, one row per GPU type, in the
-	// order mergeUsage needs.
+	// order storesql.MergeUsage needs.
 	qPlacementUsage = `SELECT team, cluster, borrowed, gpu_type, sum(milli_cpu)::bigint, sum(memory)::bigint,
 	sum(gpu_count)::bigint, count(*)
 FROM reservations WHERE expires_at > $1
@@ -74,14 +69,14 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[
 	$9::boolean[], $10::boolean[], $11::text[], $12::bigint[], $13::bigint[])
 ON CONFLICT (id) DO NOTHING
 RETURNING id`
-	qMarkReclaim        = `UPDATE reservations SET reclaim = true WHERE id = ANY ($1::text[])`
+	qMarkReclaim = `UPDATE reservations SET reclaim = true WHERE id = ANY ($1::text[])`
 
 	qDeleteExpiredClaims = `DELETE FROM placement_claims WHERE expires_at <= $1`
 	qListClaims          = `SELECT id, team, job, cluster, resources, expires_at FROM placement_claims ORDER BY id`
 	qPutClaim            = `INSERT INTO placement_claims (id, team, job, cluster, resources, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (id) DO UPDATE SET team = excluded.team, job = excluded.job, cluster = excluded.cluster,
 	resources = excluded.resources, expires_at = excluded.expires_at`
-	qDropClaims = `DELETE FROM placement_claims WHERE id = ANY ($1::text[])`
+	qDropClaims         = `DELETE FROM placement_claims WHERE id = ANY ($1::text[])`
 	qRenewReservations  = `UPDATE reservations SET holder = $1, expires_at = $2 WHERE id = ANY ($3::text[]) RETURNING id, reclaim`
 	qDeleteReservations = `DELETE FROM reservations WHERE id = ANY ($1::text[])`
 	// $1 team, $2 cluster, $3 job, $4 holder ('' for any), $5 reclaim
@@ -95,10 +90,10 @@ LIMIT $6`
 // EnsureCluster stores c unless a cluster of that name exists, and
 // returns the stored record.
 func (s *Store) EnsureCluster(ctx context.Context, c placement.Cluster) (placement.Cluster, error) {
-	if err := checkCluster(c); err != nil {
+	if err := storesql.CheckCluster(c); err != nil {
 		return placement.Cluster{}, fmt.Errorf("ensure cluster: %w", err)
 	}
-	args, err := clusterArgs(c)
+	args, err := storesql.ClusterArgs(c)
 	if err != nil {
 		return placement.Cluster{}, fmt.Errorf("ensure cluster %q: %w", c.Name, err)
 	}
@@ -113,7 +108,7 @@ func (s *Store) EnsureCluster(ctx context.Context, c placement.Cluster) (placeme
 				return err
 			}
 		}
-		got, err = scanCluster(tx.QueryRow(ctx, qGetCluster, c.Name))
+		got, err = storesql.ScanCluster(tx.QueryRow(ctx, qGetCluster, c.Name))
 		return err
 	})
 	if err != nil {
@@ -125,10 +120,10 @@ func (s *Store) EnsureCluster(ctx context.Context, c placement.Cluster) (placeme
 // PutCluster creates or replaces a cluster; draining marks its
 // reservations for reclaim in the same transaction.
 func (s *Store) PutCluster(ctx context.Context, c placement.Cluster) error {
-	if err := checkCluster(c); err != nil {
+	if err := storesql.CheckCluster(c); err != nil {
 		return fmt.Errorf("put cluster: %w", err)
 	}
-	args, err := clusterArgs(c)
+	args, err := storesql.ClusterArgs(c)
 	if err != nil {
 		return fmt.Errorf("put cluster %q: %w", c.Name, err)
 	}
@@ -152,7 +147,7 @@ func (s *Store) PutCluster(ctx context.Context, c placement.Cluster) error {
 // SetClusterState changes a cluster's state; draining marks its
 // reservations for reclaim in the same transaction.
 func (s *Store) SetClusterState(ctx context.Context, name string, state placement.ClusterState) error {
-	if err := checkClusterState(name, state); err != nil {
+	if err := storesql.CheckClusterState(name, state); err != nil {
 		return fmt.Errorf("set cluster state: %w", err)
 	}
 	err := s.pool.withTx(ctx, func(tx pgx.Tx) error {
@@ -178,7 +173,7 @@ func (s *Store) SetClusterState(ctx context.Context, name string, state placemen
 
 // DeleteCluster removes a cluster record; its reservations stay.
 func (s *Store) DeleteCluster(ctx context.Context, name string) error {
-	if err := checkName("cluster name", name); err != nil {
+	if err := storesql.CheckName("cluster name", name); err != nil {
 		return fmt.Errorf("delete cluster: %w", storesql.Reject(err))
 	}
 	if err := s.deleteOne(ctx, qDeleteCluster, name); err != nil {
@@ -206,10 +201,10 @@ func (s *Store) ListClusters(ctx context.Context) ([]placement.Cluster, error) {
 
 // PutQuota creates or replaces a team's quota.
 func (s *Store) PutQuota(ctx context.Context, q placement.Quota) error {
-	if err := checkQuota(q); err != nil {
+	if err := storesql.CheckQuota(q); err != nil {
 		return fmt.Errorf("put quota: %w", err)
 	}
-	args, err := quotaArgs(q)
+	args, err := storesql.QuotaArgs(q)
 	if err != nil {
 		return fmt.Errorf("put quota of team %q: %w", q.Team, err)
 	}
@@ -225,7 +220,7 @@ func (s *Store) PutQuota(ctx context.Context, q placement.Quota) error {
 
 // DeleteQuota removes a team's quota.
 func (s *Store) DeleteQuota(ctx context.Context, team string) error {
-	if err := checkName("team", team); err != nil {
+	if err := storesql.CheckName("team", team); err != nil {
 		return fmt.Errorf("delete quota: %w", storesql.Reject(err))
 	}
 	if err := s.deleteOne(ctx, qDeleteQuota, team); err != nil {
@@ -270,7 +265,7 @@ func (s *Store) deleteOne(ctx context.Context, q, key string) error {
 // the snapshot go in one round trip, the inserts and reclaim marks in
 // another.
 func (s *Store) Place(ctx context.Context, now time.Time, decide func(*placement.Snapshot) (store.PlaceWrite, error)) error {
-	if err := checkNow(now); err != nil {
+	if err := storesql.CheckNow(now); err != nil {
 		return fmt.Errorf("place: %w", err)
 	}
 	var decideErr error
@@ -284,7 +279,7 @@ func (s *Store) Place(ctx context.Context, now time.Time, decide func(*placement
 			decideErr = err
 			return err
 		}
-		if err := checkPlaceWrite(w); err != nil {
+		if err := storesql.CheckPlaceWrite(w); err != nil {
 			return err
 		}
 		return writePlacement(ctx, tx, w)
@@ -374,7 +369,7 @@ func writePlacement(ctx context.Context, tx pgx.Tx, w store.PlaceWrite) error {
 		for i, r := range w.Insert {
 			ids[i], teams[i], jobs[i], clusters[i], holders[i] = r.ID, r.Team, r.Job, r.Cluster, r.Holder
 			cpu[i], mem[i] = r.Resources.MilliCPU, r.Resources.Memory
-			gpuTypes[i], gpus[i] = gpuOf(r.Resources)
+			gpuTypes[i], gpus[i] = storesql.GpuOf(r.Resources)
 			borrowed[i], reclaim[i] = r.Borrowed, r.Reclaim
 			created[i], expires[i] = storesql.Nanos(r.Created), r.ExpiresAt.UnixNano()
 		}
@@ -388,7 +383,7 @@ func writePlacement(ctx context.Context, tx pgx.Tx, w store.PlaceWrite) error {
 			return classify(err)
 		}
 		if len(inserted) != n {
-			return takenID(ids, inserted)
+			return storesql.TakenID(ids, inserted)
 		}
 	}
 	if len(w.Reclaim) > 0 {
@@ -435,14 +430,14 @@ func scanClaims(rows pgx.Rows) ([]placement.Claim, error) {
 }
 
 // RenewReservations sets holder and expiry on the reservations with the
-// given IDs, one statement per placementChunk IDs.
+// given IDs, one statement per storesql.PlacementChunk IDs.
 func (s *Store) RenewReservations(ctx context.Context, holder string, ids []string, expires time.Time) (reclaim, missing []string, err error) {
-	if err := checkRenew(holder, ids, expires); err != nil {
+	if err := storesql.CheckRenew(holder, ids, expires); err != nil {
 		return nil, nil, fmt.Errorf("renew reservations: %w", err)
 	}
 	found := make(map[string]bool, len(ids))
 	err = s.pool.withConn(ctx, func(c *pgx.Conn) error {
-		for chunk := range slices.Chunk(ids, placementChunk) {
+		for chunk := range slices.Chunk(ids, storesql.PlacementChunk) {
 			rows, err := c.Query(ctx, qRenewReservations, holder, expires.UnixNano(), chunk)
 			if err != nil {
 				return err
@@ -461,17 +456,17 @@ func (s *Store) RenewReservations(ctx context.Context, holder string, ids []stri
 	if err != nil {
 		return nil, nil, fmt.Errorf("renew %d reservations for %s: %w", len(ids), holder, err)
 	}
-	reclaim, missing = renewResult(ids, found)
+	reclaim, missing = storesql.RenewResult(ids, found)
 	return reclaim, missing, nil
 }
 
 // ReleaseReservations deletes the reservations with the given IDs.
 func (s *Store) ReleaseReservations(ctx context.Context, ids []string) error {
-	if err := checkIDs(ids); err != nil {
+	if err := storesql.CheckIDs(ids); err != nil {
 		return fmt.Errorf("release reservations: %w", err)
 	}
 	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
-		for chunk := range slices.Chunk(ids, placementChunk) {
+		for chunk := range slices.Chunk(ids, storesql.PlacementChunk) {
 			if _, err := c.Exec(ctx, qDeleteReservations, chunk); err != nil {
 				return err
 			}
@@ -486,12 +481,12 @@ func (s *Store) ReleaseReservations(ctx context.Context, ids []string) error {
 
 // ListReservations returns the reservations f selects, oldest first.
 func (s *Store) ListReservations(ctx context.Context, f store.ReservationFilter) ([]placement.Reservation, error) {
-	if err := checkFilter(f); err != nil {
+	if err := storesql.CheckFilter(f); err != nil {
 		return nil, fmt.Errorf("list reservations: %w", err)
 	}
 	var rs []placement.Reservation
 	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
-		rows, err := c.Query(ctx, qListReservations, f.Team, f.Cluster, f.Job, f.Holder, f.ReclaimOnly, reservationLimit(f.Limit))
+		rows, err := c.Query(ctx, qListReservations, f.Team, f.Cluster, f.Job, f.Holder, f.ReclaimOnly, storesql.ReservationLimit(f.Limit))
 		if err != nil {
 			return err
 		}
@@ -506,7 +501,7 @@ func (s *Store) ListReservations(ctx context.Context, f store.ReservationFilter)
 
 // PlacementUsage returns the usage of the reservations live at now.
 func (s *Store) PlacementUsage(ctx context.Context, now time.Time) ([]placement.Usage, error) {
-	if err := checkNow(now); err != nil {
+	if err := storesql.CheckNow(now); err != nil {
 		return nil, fmt.Errorf("placement usage: %w", err)
 	}
 	var us []placement.Usage
@@ -528,7 +523,7 @@ func scanClusters(rows pgx.Rows) ([]placement.Cluster, error) {
 	defer rows.Close()
 	var cs []placement.Cluster
 	for rows.Next() {
-		c, err := scanCluster(rows)
+		c, err := storesql.ScanCluster(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -546,7 +541,7 @@ func scanQuotas(rows pgx.Rows) ([]placement.Quota, error) {
 		if err := rows.Scan(&q.Team, &limits, &clusters, &q.Lend); err != nil {
 			return nil, err
 		}
-		if err := decodeQuota(&q, limits, clusters); err != nil {
+		if err := storesql.DecodeQuota(&q, limits, clusters); err != nil {
 			return nil, err
 		}
 		qs = append(qs, q)
@@ -558,11 +553,11 @@ func scanUsage(rows pgx.Rows) ([]placement.Usage, error) {
 	defer rows.Close()
 	var us []placement.Usage
 	for rows.Next() {
-		var u usageRow
-		if err := rows.Scan(&u.team, &u.cluster, &u.borrowed, &u.gpuType, &u.cpu, &u.mem, &u.gpus, &u.workers); err != nil {
+		var u storesql.UsageRow
+		if err := rows.Scan(u.Dest()...); err != nil {
 			return nil, err
 		}
-		us = mergeUsage(us, u)
+		us = storesql.MergeUsage(us, u)
 	}
 	return us, rows.Err()
 }
@@ -571,400 +566,11 @@ func scanReservations(rows pgx.Rows) ([]placement.Reservation, error) {
 	defer rows.Close()
 	var rs []placement.Reservation
 	for rows.Next() {
-		r, err := scanReservation(rows)
+		r, err := storesql.ScanReservation(rows)
 		if err != nil {
 			return nil, err
 		}
 		rs = append(rs, r)
 	}
 	return rs, rows.Err()
-}
-
-// What follows is the same in the sqlite driver's placement.go (the
-// checks, the column codecs and the merge of usage rows), so that both
-// drivers accept and return the same records.
-
-// placementChunk bounds the IDs one statement of RenewReservations or
-// ReleaseReservations carries.
-const placementChunk = 10_000
-
-// checkText refuses what PostgreSQL cannot store in a text column
-// (invalid UTF-8, a NUL byte); both drivers refuse it alike.
-func checkText(field, s string) error {
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("%s %q: not valid UTF-8", field, s)
-	}
-	if strings.IndexByte(s, 0) >= 0 {
-		return fmt.Errorf("%s %q: holds a NUL byte", field, s)
-	}
-	return nil
-}
-
-// checkName refuses an empty name and text checkText refuses.
-func checkName(field, s string) error {
-	if s == "" {
-		return fmt.Errorf("%s is empty", field)
-	}
-	return checkText(field, s)
-}
-
-// checkResources refuses negative amounts and empty or unstorable GPU
-// types.
-func checkResources(field string, r placement.Resources) error {
-	if r.MilliCPU < 0 {
-		return fmt.Errorf("%s: milli-CPU %d: negative", field, r.MilliCPU)
-	}
-	if r.Memory < 0 {
-		return fmt.Errorf("%s: memory %d: negative", field, r.Memory)
-	}
-	for _, t := range slices.Sorted(maps.Keys(r.GPU)) {
-		if err := checkName(field+": GPU type", t); err != nil {
-			return err
-		}
-		if n := r.GPU[t]; n < 0 {
-			return fmt.Errorf("%s: GPU %s count %d: negative", field, t, n)
-		}
-	}
-	return nil
-}
-
-func checkClusterState(name string, s placement.ClusterState) error {
-	if err := checkName("cluster name", name); err != nil {
-		return storesql.Reject(err)
-	}
-	if _, err := placement.ParseClusterState(string(s)); err != nil {
-		return storesql.Reject(fmt.Errorf("cluster %q: %w", name, err))
-	}
-	return nil
-}
-
-// checkCluster refuses a cluster the store must not hold (what
-// placement's Validate refuses, and label text neither driver stores
-// alike); the error names it and what is wrong, and wraps
-// store.ErrRejected.
-func checkCluster(c placement.Cluster) error {
-	if err := c.Validate(); err != nil {
-		return storesql.Reject(err)
-	}
-	for _, k := range slices.Sorted(maps.Keys(c.Labels)) {
-		err := checkText("label", k)
-		for _, v := range c.Labels[k] {
-			if err == nil {
-				err = checkText(fmt.Sprintf("label %s value", k), v)
-			}
-		}
-		if err != nil {
-			return storesql.Reject(fmt.Errorf("cluster %q: %w", c.Name, err))
-		}
-	}
-	return nil
-}
-
-// checkQuota refuses a quota placement's Validate refuses; the error
-// names the team and what is wrong, and wraps store.ErrRejected.
-func checkQuota(q placement.Quota) error {
-	return storesql.Reject(q.Validate())
-}
-
-// checkTime refuses a time outside what Unix nanoseconds hold.
-func checkTime(field string, t time.Time) error {
-	if t.Before(time.Unix(0, math.MinInt64)) || t.After(time.Unix(0, math.MaxInt64)) {
-		return fmt.Errorf("%s %s: outside the storable range", field, t)
-	}
-	return nil
-}
-
-// checkNow refuses a zero or unstorable now.
-func checkNow(now time.Time) error {
-	if now.IsZero() {
-		return storesql.Reject(errors.New("now is the zero time"))
-	}
-	return storesql.Reject(checkTime("now", now))
-}
-
-// checkReservation refuses a reservation the store cannot hold: an empty
-// ID, team, cluster or holder, a negative amount, more than one GPU type,
-// no expiry.
-func checkReservation(r placement.Reservation) error {
-	if err := checkName("reservation ID", r.ID); err != nil {
-		return err
-	}
-	err := func() error {
-		for _, f := range []struct{ field, s string }{{"team", r.Team}, {"cluster", r.Cluster}, {"holder", r.Holder}} {
-			if err := checkName(f.field, f.s); err != nil {
-				return err
-			}
-		}
-		if err := checkText("job", r.Job); err != nil {
-			return err
-		}
-		if err := checkResources("resources", r.Resources); err != nil {
-			return err
-		}
-		var types []string
-		for t, n := range r.Resources.GPU {
-			if n != 0 {
-				types = append(types, t)
-			}
-		}
-		if len(types) > 1 {
-			slices.Sort(types)
-			return fmt.Errorf("resources: %d GPU types (%s), at most one allowed", len(types), strings.Join(types, ", "))
-		}
-		if r.ExpiresAt.IsZero() {
-			return errors.New("no expiry")
-		}
-		if err := checkTime("expiry", r.ExpiresAt); err != nil {
-			return err
-		}
-		if !r.Created.IsZero() {
-			return checkTime("creation time", r.Created)
-		}
-		return nil
-	}()
-	if err != nil {
-		return fmt.Errorf("reservation %q: %w", r.ID, err)
-	}
-	return nil
-}
-
-// checkPlaceWrite refuses w whole if a reservation in it is refused, an
-// ID comes twice, or a reclaim ID is unstorable.
-func checkPlaceWrite(w store.PlaceWrite) error {
-	seen := make(map[string]bool, len(w.Insert))
-	for i, r := range w.Insert {
-		if err := checkReservation(r); err != nil {
-			return storesql.Reject(fmt.Errorf("reservation %d of %d: %w", i, len(w.Insert), err))
-		}
-		if seen[r.ID] {
-			return storesql.Reject(fmt.Errorf("reservation %q: given twice", r.ID))
-		}
-		seen[r.ID] = true
-	}
-	if err := checkIDs(w.Reclaim); err != nil {
-		return fmt.Errorf("reclaim: %w", err)
-	}
-	if err := checkIDs(w.DropClaims); err != nil {
-		return fmt.Errorf("dropped claims: %w", err)
-	}
-	for _, c := range w.Claims {
-		if err := checkClaim(c); err != nil {
-			return storesql.Reject(err)
-		}
-	}
-	return nil
-}
-
-// checkIDs refuses reservation IDs that are empty or unstorable.
-func checkIDs(ids []string) error {
-	for _, id := range ids {
-		if err := checkName("reservation ID", id); err != nil {
-			return storesql.Reject(err)
-		}
-	}
-	return nil
-}
-
-func checkRenew(holder string, ids []string, expires time.Time) error {
-	if err := checkName("holder", holder); err != nil {
-		return storesql.Reject(err)
-	}
-	if expires.IsZero() {
-		return storesql.Reject(errors.New("no expiry"))
-	}
-	if err := checkTime("expiry", expires); err != nil {
-		return storesql.Reject(err)
-	}
-	return checkIDs(ids)
-}
-
-func checkFilter(f store.ReservationFilter) error {
-	for _, c := range []struct{ field, s string }{{"team", f.Team}, {"cluster", f.Cluster}, {"job", f.Job}, {"holder", f.Holder}} {
-		if err := checkText(c.field, c.s); err != nil {
-			return storesql.Reject(err)
-		}
-	}
-	return nil
-}
-
-// reservationLimit is the number of rows ListReservations returns for a
-// filter's limit.
-func reservationLimit(limit int) int {
-	if limit <= 0 {
-		return store.DefaultReservationLimit
-	}
-	return limit
-}
-
-// takenID is the error of an insert that left out some of ids (those not
-// in inserted): their IDs are in use.
-func takenID(ids, inserted []string) error {
-	in := make(map[string]bool, len(inserted))
-	for _, id := range inserted {
-		in[id] = true
-	}
-	for _, id := range ids {
-		if !in[id] {
-			return storesql.Reject(fmt.Errorf("reservation %q: the ID is in use", id))
-		}
-	}
-	return errors.New("insert reservations: fewer rows than asked")
-}
-
-// renewResult splits ids (in their order, each once) into those marked
-// for reclaim and those not found, from the renewed rows' reclaim flags.
-func renewResult(ids []string, found map[string]bool) (reclaim, missing []string) {
-	seen := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		rec, ok := found[id]
-		switch {
-		case !ok:
-			missing = append(missing, id)
-		case rec:
-			reclaim = append(reclaim, id)
-		}
-	}
-	return reclaim, missing
-}
-
-// gpuOf is the one GPU type and count of a reservation's resources
-// ("", 0 without GPUs).
-func gpuOf(r placement.Resources) (string, int64) {
-	for t, n := range r.GPU {
-		if n != 0 {
-			return t, n
-		}
-	}
-	return "", 0
-}
-
-// clusterArgs are c's column values after its name, in clusterColumns
-// order.
-func clusterArgs(c placement.Cluster) ([]any, error) {
-	capacity, err := json.Marshal(c.Capacity)
-	if err != nil {
-		return nil, fmt.Errorf("encode capacity: %w", err)
-	}
-	labels, err := json.Marshal(c.Labels)
-	if err != nil {
-		return nil, fmt.Errorf("encode labels: %w", err)
-	}
-	gpuPrices, err := json.Marshal(c.PricePerGPUHour)
-	if err != nil {
-		return nil, fmt.Errorf("encode GPU prices: %w", err)
-	}
-	return []any{c.Name, string(c.State), string(capacity), string(labels), c.PodsPerSecond,
-		c.PricePerCPUHour, c.PricePerGiBHour, string(gpuPrices)}, nil
-}
-
-func scanCluster(r storesql.Row) (placement.Cluster, error) {
-	var c placement.Cluster
-	var state string
-	var capacity, labels, gpuPrices []byte
-	if err := r.Scan(&c.Name, &state, &capacity, &labels, &c.PodsPerSecond, &c.PricePerCPUHour, &c.PricePerGiBHour, &gpuPrices); err != nil {
-		return c, err
-	}
-	c.State = placement.ClusterState(state)
-	for _, f := range []struct {
-		field string
-		b     []byte
-		v     any
-	}{{"capacity", capacity, &c.Capacity}, {"labels", labels, &c.Labels}, {"GPU prices", gpuPrices, &c.PricePerGPUHour}} {
-		if err := json.Unmarshal(f.b, f.v); err != nil {
-			return c, fmt.Errorf("cluster %q: decode %s: %w", c.Name, f.field, err)
-		}
-	}
-	return c, nil
-}
-
-// quotaArgs are q's column values in quotaColumns order.
-func quotaArgs(q placement.Quota) ([]any, error) {
-	limits, err := json.Marshal(q.Limit)
-	if err != nil {
-		return nil, fmt.Errorf("encode limit: %w", err)
-	}
-	clusters, err := json.Marshal(q.Clusters)
-	if err != nil {
-		return nil, fmt.Errorf("encode splits: %w", err)
-	}
-	return []any{q.Team, string(limits), string(clusters), q.Lend}, nil
-}
-
-func decodeQuota(q *placement.Quota, limits, clusters []byte) error {
-	if err := json.Unmarshal(limits, &q.Limit); err != nil {
-		return fmt.Errorf("quota of team %q: decode limit: %w", q.Team, err)
-	}
-	if err := json.Unmarshal(clusters, &q.Clusters); err != nil {
-		return fmt.Errorf("quota of team %q: decode splits: %w", q.Team, err)
-	}
-	return nil
-}
-
-func scanReservation(r storesql.Row) (placement.Reservation, error) {
-	var res placement.Reservation
-	var gpuType string
-	var gpus, expires int64
-	var created *int64
-	if err := r.Scan(&res.ID, &res.Team, &res.Job, &res.Cluster, &res.Resources.MilliCPU, &res.Resources.Memory,
-		&gpuType, &gpus, &res.Borrowed, &res.Reclaim, &res.Holder, &created, &expires); err != nil {
-		return res, err
-	}
-	if gpus != 0 {
-		res.Resources.GPU = map[string]int64{gpuType: gpus}
-	}
-	res.Created = storesql.FromNanos(created)
-	res.ExpiresAt = time.Unix(0, expires).UTC()
-	return res, nil
-}
-
-// usageRow is a row of the usage query: one team, cluster, borrowed flag
-// and GPU type.
-type usageRow struct {
-	team, cluster, gpuType string
-	borrowed               bool
-	cpu, mem, gpus         int64
-	workers                int64
-}
-
-// mergeUsage adds u to us, whose last entry it joins when it is of the
-// same team, cluster and borrowed flag (the query orders rows so).
-func mergeUsage(us []placement.Usage, u usageRow) []placement.Usage {
-	if n := len(us); n == 0 || us[n-1].Team != u.team || us[n-1].Cluster != u.cluster || us[n-1].Borrowed != u.borrowed {
-		us = append(us, placement.Usage{Team: u.team, Cluster: u.cluster, Borrowed: u.borrowed})
-	}
-	last := &us[len(us)-1]
-	add := placement.Resources{MilliCPU: u.cpu, Memory: u.mem}
-	if u.gpuType != "" && u.gpus != 0 {
-		add.GPU = map[string]int64{u.gpuType: u.gpus}
-	}
-	last.Held = last.Held.Add(add)
-	last.Workers += int(u.workers)
-	return us
-}
-
-// checkClaim refuses a claim the store cannot hold: an empty ID, team or
-// cluster, a negative amount, no expiry.
-func checkClaim(c placement.Claim) error {
-	if err := checkName("claim ID", c.ID); err != nil {
-		return err
-	}
-	for _, f := range []struct{ field, s string }{{"team", c.Team}, {"cluster", c.Cluster}} {
-		if err := checkName(f.field, f.s); err != nil {
-			return fmt.Errorf("claim %q: %w", c.ID, err)
-		}
-	}
-	if err := checkText("job", c.Job); err != nil {
-		return fmt.Errorf("claim %q: %w", c.ID, err)
-	}
-	if err := checkResources("resources", c.Resources); err != nil {
-		return fmt.Errorf("claim %q: %w", c.ID, err)
-	}
-	if c.ExpiresAt.IsZero() {
-		return fmt.Errorf("claim %q: no expiry", c.ID)
-	}
-	return checkTime("claim expiry", c.ExpiresAt)
 }

@@ -1,7 +1,10 @@
 // Package storetest is the conformance suite of store.Store: every driver's
 // tests call Exercise, so that the sqlite and postgres drivers behave alike
-// down to nil versus empty maps, zero times, glob syntax and errors. It
-// imports the standard library and the store package only.
+// down to nil versus empty maps, zero times, glob syntax and errors
+// (ExercisePlacement does the same for clusters, quotas, reservations and
+// claims). It imports the standard library, the store package and the
+// placement core (its record types, and its Place for the concurrency
+// test) only.
 package storetest
 
 import (
