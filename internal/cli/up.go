@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/haul-dev/haul/internal/auth"
+	"github.com/haul-dev/haul/internal/autoscale/aws"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/kube"
 	"github.com/haul-dev/haul/internal/placement"
@@ -44,6 +45,7 @@ type serverFlags struct {
 
 	backend       string
 	kubeClusters  string
+	priceTable    string
 	runnerURL     string
 	taskhostImage string
 	workerImage   string
@@ -93,8 +95,8 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 	}
 	switch f.backend {
 	case "local":
-		if f.kubeClusters != "" {
-			return o, fmt.Errorf("--kube-clusters needs --backend kube")
+		if f.kubeClusters != "" || f.priceTable != "" {
+			return o, fmt.Errorf("--kube-clusters and --price-table need --backend kube")
 		}
 	case "kube":
 		if f.kubeClusters == "" {
@@ -107,6 +109,13 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 		o.Kube = &kube.Config{Clusters: clusters, TaskhostImage: f.taskhostImage, DefaultImage: f.workerImage,
 			PodCreateQPS: f.podQPS, PodCreateBurst: f.podBurst, WatchNodes: true,
 			Instance: f.kubeInstance, SharedClaim: f.sharedClaim}
+		if f.priceTable != "" {
+			prices, err := aws.LoadPriceTable(f.priceTable)
+			if err != nil {
+				return o, fmt.Errorf("--price-table: %w", err)
+			}
+			o.Kube.Prices = prices
+		}
 	default:
 		return o, fmt.Errorf("--backend %q: want local or kube", f.backend)
 	}
@@ -146,6 +155,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.runnerURL, "runner-url", "", "the address workers reach this server at (default: the listen address; on Kubernetes a Service such as http://haul-runner.haul.svc:7070)")
 	cmd.Flags().StringVar(&f.taskhostImage, "taskhost-image", "ghcr.io/haul-dev/taskhost:latest", "image holding the static taskhost, installed into worker pods at start (--backend kube)")
 	cmd.Flags().StringVar(&f.workerImage, "worker-image", kube.DefaultImage, "image tasks run in when the job names none (--backend kube)")
+	cmd.Flags().StringVar(&f.priceTable, "price-table", "", "instance type prices ($/hour; the autoscaler's price table: .csv, .yaml or .json) for the cost of worker pods on nodes without a haul.dev/price-per-hour annotation (--backend kube)")
 	cmd.Flags().Float64Var(&f.podQPS, "pod-create-qps", 20, "most worker pods created per second, per cluster (--backend kube)")
 	cmd.Flags().IntVar(&f.podBurst, "pod-create-burst", 10, "pods that may be created at once above the rate (--backend kube)")
 	cmd.Flags().StringVar(&f.kubeInstance, "kube-instance", "haul", "this deployment's name on its clusters (label haul.dev/backend): unique per haul deployment sharing a cluster; a restarted server deletes the worker pods its predecessor left")

@@ -78,6 +78,10 @@ type Config struct {
 	// WatchNodes also watches Nodes (cluster-wide get/list/watch): a worker
 	// whose node is deleted ends at once, and WorkerNode reports nodes.
 	WatchNodes bool
+	// Prices is a price table by instance type (the autoscaler's, in
+	// dollars per hour): a node without the NodePriceAnnotation is priced
+	// by its node.kubernetes.io/instance-type label.
+	Prices map[string]float64
 	Logger     *slog.Logger
 	// Gone is called once when a worker has ended for any reason but
 	// OOMKilled; OOMKilled when Kubernetes killed the worker container for
@@ -565,7 +569,8 @@ func (b *Backend) Stats() map[string]ClusterStats {
 }
 
 // WorkerNode describes the node a worker's pod runs on: its allocatable
-// CPU and memory, and its price from the NodePriceAnnotation. It needs
+// CPU and memory, and its price from the NodePriceAnnotation, else from
+// Config.Prices by the node's instance type. It needs
 // Config.WatchNodes and a pod bound to a node.
 func (b *Backend) WorkerNode(id string) (runner.NodeInfo, bool) {
 	b.mu.Lock()
@@ -592,6 +597,8 @@ func (b *Backend) WorkerNode(id string) (runner.NodeInfo, bool) {
 		MemoryBytes: n.Status.Allocatable.Memory().Value(),
 	}
 	if p, err := strconv.ParseFloat(n.Annotations[NodePriceAnnotation], 64); err == nil && p >= 0 {
+		info.PricePerHour = p
+	} else if p, ok := b.cfg.Prices[n.Labels[corev1.LabelInstanceTypeStable]]; ok {
 		info.PricePerHour = p
 	}
 	return info, true

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/haul-dev/haul/internal/placement"
 )
 
 func TestLoadClusters(t *testing.T) {
@@ -23,6 +25,9 @@ func TestLoadClusters(t *testing.T) {
   - name: here
     in_cluster: true
     enabled: true
+    capacity: cpu=64,memory=256Gi,gpu/a100=8
+    pods_per_second: 20
+    labels: {cloud.example/gpu-type: [a100, h100]}
 `
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
@@ -34,7 +39,9 @@ func TestLoadClusters(t *testing.T) {
 	want := []ClusterConfig{
 		{Name: "east", Kubeconfig: filepath.Join(dir, "east.kubeconfig"), Context: "batch", Namespace: DefaultNamespace, Enabled: true},
 		{Name: "west", Kubeconfig: "/etc/haul/west.kubeconfig", Namespace: "batch-workers", Enabled: false},
-		{Name: "here", InCluster: true, Namespace: DefaultNamespace, Enabled: true},
+		{Name: "here", InCluster: true, Namespace: DefaultNamespace, Enabled: true,
+			Capacity:      placement.Resources{MilliCPU: 64000, Memory: 256 << 30, GPU: map[string]int64{"a100": 8}},
+			PodsPerSecond: 20, Labels: map[string][]string{"cloud.example/gpu-type": {"a100", "h100"}}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("LoadClusters:\n got %+v\nwant %+v", got, want)
@@ -58,6 +65,8 @@ func TestParseClustersErrors(t *testing.T) {
 		{"unknown top field", "cluster:\n  - name: a\n", "field cluster not found"},
 		{"no name", "clusters:\n  - in_cluster: true\n", "cluster 1: no name"},
 		{"bad name", "clusters:\n  - name: a b\n    in_cluster: true\n", `name "a b"`},
+		{"bad capacity", "clusters:\n  - name: a\n    in_cluster: true\n    capacity: cpu=lots\n", "cluster 1 (a): capacity"},
+		{"negative budget", "clusters:\n  - name: a\n    in_cluster: true\n    pods_per_second: -1\n", "pods_per_second -1"},
 		{"duplicate", "clusters:\n  - {name: a, in_cluster: true}\n  - {name: a, kubeconfig: k}\n", `clusters 1 and 2 are both named "a"`},
 		{"neither", "clusters:\n  - name: a\n", "neither kubeconfig nor in_cluster"},
 		{"both", "clusters:\n  - {name: a, in_cluster: true, kubeconfig: k}\n", "both kubeconfig and in_cluster"},

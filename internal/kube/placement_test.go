@@ -11,9 +11,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/haul-dev/haul/internal/kubetest"
+	"github.com/haul-dev/haul/internal/runner"
 )
 
 // TestPlacement runs one backend on two clusters, reached through their
@@ -271,5 +273,64 @@ func TestOrphans(t *testing.T) {
 	}
 	if n := len(bn.rec.count()); n != 0 {
 		t.Errorf("%d workers reported for pods this backend did not start", n)
+	}
+}
+
+// TestWorkerNodePrice: a worker's node is priced by its annotation, else
+// by the price table for its instance type; a node with neither costs 0.
+// The backend describes its cluster to placement with the capacity of its
+// nodes when the clusters file gives none.
+func TestWorkerNodePrice(t *testing.T) {
+	t.Parallel()
+	bn := setup(t, func(c *Config) {
+		c.WatchNodes = true
+		c.Prices = map[string]float64{"m5.large": 0.096}
+	})
+	ctx := t.Context()
+	node := func(name string, labels map[string]string, annotation string) {
+		t.Helper()
+		full := name + "-" + bn.ns
+		if err := bn.kc.CreateNode(ctx, full, labels, corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("8Gi")}); err != nil {
+			t.Fatal(err)
+		}
+		if annotation != "" {
+			n, err := bn.client.CoreV1().Nodes().Get(ctx, full, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.Annotations = map[string]string{NodePriceAnnotation: annotation}
+			if _, err := bn.client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	node("annotated", map[string]string{corev1.LabelInstanceTypeStable: "m5.large"}, "0.5")
+	node("typed", map[string]string{corev1.LabelInstanceTypeStable: "m5.large"}, "")
+	node("unknown", map[string]string{corev1.LabelInstanceTypeStable: "x9.huge"}, "")
+	for _, id := range []string{"annotated", "typed", "unknown"} {
+		if err := bn.b.StartWorker(ctx, testSpec(id)); err != nil {
+			t.Fatal(err)
+		}
+		name := PodName(id)
+		waitPod(t, bn.client, bn.ns, name, exists)
+		if err := bn.kc.BindPod(ctx, bn.ns, name, id+"-"+bn.ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, want := range map[string]float64{"annotated": 0.5, "typed": 0.096, "unknown": 0} {
+		var info runner.NodeInfo
+		waitFor(t, func() bool {
+			var ok bool
+			info, ok = bn.b.WorkerNode(id)
+			return ok
+		})
+		if info.PricePerHour != want {
+			t.Errorf("worker on node %s: price %v, want %v", id, info.PricePerHour, want)
+		}
+	}
+	pc := bn.b.PlacementClusters()
+	if len(pc) != 1 || pc[0].Capacity.MilliCPU < 6000 || pc[0].Capacity.Memory < 24<<30 {
+		t.Errorf("placement clusters %+v: want one with at least the three nodes' 6 cores and 24Gi", pc)
 	}
 }
