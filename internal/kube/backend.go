@@ -82,7 +82,7 @@ type Config struct {
 	// dollars per hour): a node without the NodePriceAnnotation is priced
 	// by its node.kubernetes.io/instance-type label.
 	Prices map[string]float64
-	Logger     *slog.Logger
+	Logger *slog.Logger
 	// Gone is called once when a worker has ended for any reason but
 	// OOMKilled; OOMKilled when Kubernetes killed the worker container for
 	// memory (nil: Gone is called instead). Neither is called for a worker
