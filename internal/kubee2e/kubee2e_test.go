@@ -25,6 +25,7 @@ import (
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/kube"
 	"github.com/haul-dev/haul/internal/kubetest"
+	"github.com/haul-dev/haul/internal/placement"
 	"github.com/haul-dev/haul/internal/runner"
 	"github.com/haul-dev/haul/internal/server"
 	"github.com/haul-dev/haul/internal/store"
@@ -88,18 +89,33 @@ func startSite(t *testing.T, name string, run bool) *site {
 type deployment struct {
 	srv   *server.Server
 	api   apiv1connect.JobServiceClient
+	admin apiv1connect.AdminServiceClient
 	sites []*site
+}
+
+// deployOptions vary a deployment: each cluster's capacity for placement
+// (by site name; absent: none configured, so the backend falls back on
+// the nodes or treats the cluster as unbounded) and the runner's tuning.
+type deployOptions struct {
+	capacity map[string]placement.Resources
+	runner   runner.Config
 }
 
 func deploy(t *testing.T, sites ...*site) *deployment {
 	t.Helper()
+	return deployWith(t, deployOptions{}, sites...)
+}
+
+func deployWith(t *testing.T, o deployOptions, sites ...*site) *deployment {
+	t.Helper()
 	var clusters []kube.ClusterConfig
 	for _, s := range sites {
-		clusters = append(clusters, kube.ClusterConfig{Name: s.name, Kubeconfig: s.cluster.Kubeconfig(), Namespace: workerNS, Enabled: true})
+		clusters = append(clusters, kube.ClusterConfig{Name: s.name, Kubeconfig: s.cluster.Kubeconfig(), Namespace: workerNS, Enabled: true,
+			Capacity: o.capacity[s.name]})
 	}
 	ctx := context.Background()
 	srv, err := server.Open(ctx, server.Options{
-		Listen: "127.0.0.1:0", DataDir: t.TempDir(), MaxWorkers: 8,
+		Listen: "127.0.0.1:0", DataDir: t.TempDir(), MaxWorkers: 8, Runner: o.runner,
 		Kube: &kube.Config{Clusters: clusters, TaskhostImage: "ghcr.io/haul-dev/taskhost:test", PodCreateQPS: 50, PodCreateBurst: 10},
 	})
 	if err != nil {
@@ -110,7 +126,22 @@ func deploy(t *testing.T, sites ...*site) *deployment {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
-	return &deployment{srv: srv, api: apiv1connect.NewJobServiceClient(server.WithBearer(httpClient, srv.AdminToken()), srv.URL()), sites: sites}
+	hc := server.WithBearer(httpClient, srv.AdminToken())
+	return &deployment{srv: srv, api: apiv1connect.NewJobServiceClient(hc, srv.URL()),
+		admin: apiv1connect.NewAdminServiceClient(hc, srv.URL()), sites: sites}
+}
+
+// setClusterState sets a cluster's state through the admin API, as an
+// operator would (haul cluster disable), and returns when the call did.
+func (d *deployment) setClusterState(t *testing.T, name string, state placement.ClusterState) {
+	t.Helper()
+	resp, err := d.admin.SetClusterState(context.Background(), connect.NewRequest(&apiv1.SetClusterStateRequest{Name: name, State: string(state)}))
+	if err != nil {
+		t.Fatalf("set cluster %s %s: %v", name, state, err)
+	}
+	if got := resp.Msg.Cluster.GetState(); got != string(state) {
+		t.Fatalf("set cluster %s %s: the answer says %q", name, state, got)
+	}
 }
 
 func (d *deployment) submit(t *testing.T, spec string) string {
@@ -303,11 +334,11 @@ tasks:
 	})
 
 	t.Run("DisabledClusterGetsNoWorkers", func(t *testing.T) {
+		// The store's cluster record decides where workers go: disable it
+		// through the API, as haul cluster disable does.
 		kb := d.srv.Kube()
-		if err := kb.SetEnabled("a", false); err != nil {
-			t.Fatal(err)
-		}
-		defer kb.SetEnabled("a", true)
+		d.setClusterState(t, "a", placement.Disabled)
+		defer d.setClusterState(t, "a", placement.Enabled)
 		before := kb.Stats()
 		id := d.submit(t, `
 name: disabled
