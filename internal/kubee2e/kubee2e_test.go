@@ -7,6 +7,7 @@
 package kubee2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -95,10 +96,12 @@ type deployment struct {
 
 // deployOptions vary a deployment: each cluster's capacity for placement
 // (by site name; absent: none configured, so the backend falls back on
-// the nodes or treats the cluster as unbounded) and the runner's tuning.
+// the nodes or treats the cluster as unbounded), the runner's worker cap
+// (0: 8) and the runner's tuning.
 type deployOptions struct {
-	capacity map[string]placement.Resources
-	runner   runner.Config
+	capacity   map[string]placement.Resources
+	maxWorkers int
+	runner     runner.Config
 }
 
 func deploy(t *testing.T, sites ...*site) *deployment {
@@ -115,7 +118,7 @@ func deployWith(t *testing.T, o deployOptions, sites ...*site) *deployment {
 	}
 	ctx := context.Background()
 	srv, err := server.Open(ctx, server.Options{
-		Listen: "127.0.0.1:0", DataDir: t.TempDir(), MaxWorkers: 8, Runner: o.runner,
+		Listen: "127.0.0.1:0", DataDir: t.TempDir(), MaxWorkers: cmp.Or(o.maxWorkers, 8), Runner: o.runner,
 		Kube: &kube.Config{Clusters: clusters, TaskhostImage: "ghcr.io/haul-dev/taskhost:test", PodCreateQPS: 50, PodCreateBurst: 10},
 	})
 	if err != nil {
