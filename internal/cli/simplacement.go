@@ -20,7 +20,7 @@ func (a *app) simPlacementCmd() *cobra.Command {
 	var seed int64
 	var scale float64
 	var duration time.Duration
-	var ownersFirst bool
+	var ownersFirst, progress bool
 	cmd := &cobra.Command{
 		Use:   "placement",
 		Short: "Simulate a day of 4 clusters and 20 teams through the real placement and worker targeting",
@@ -52,7 +52,13 @@ Deterministic for a seed.`,
 				return usageError{errors.New("--duration must be whole seconds (the simulation ticks every second)")}
 			}
 			start := time.Now()
-			r, err := placementsim.Run(placementsim.Config{Seed: seed, Scale: scale, Duration: duration, OwnersFirst: ownersFirst})
+			cfg := placementsim.Config{Seed: seed, Scale: scale, Duration: duration, OwnersFirst: ownersFirst}
+			if progress {
+				cfg.Progress = func(done time.Duration) {
+					fmt.Fprintf(a.stderr, "simulated %s of %s in %s\n", done, duration, fmtDuration(time.Since(start)))
+				}
+			}
+			r, err := placementsim.Run(cfg)
 			if err != nil {
 				return err
 			}
@@ -67,6 +73,7 @@ Deterministic for a seed.`,
 	cmd.Flags().Int64Var(&seed, "seed", 1, "random seed (same seed, same result)")
 	cmd.Flags().Float64Var(&scale, "scale", defaultPlacementScale, "fraction of the billion-task day (and of the fleet) to simulate, up to 1")
 	cmd.Flags().DurationVar(&duration, "duration", 24*time.Hour, "simulated time (the daily workload repeats)")
+	cmd.Flags().BoolVar(&progress, "progress", false, "print the simulated time reached every simulated hour on stderr")
 	cmd.Flags().BoolVar(&ownersFirst, "owners-first", false, "order each placement batch with the jobs of teams within their quota first, instead of the runner's order (priority, then oldest job)")
 	return cmd
 }

@@ -23,8 +23,12 @@ func TestSimPlacement(t *testing.T) {
 	}
 
 	stdout.Reset()
-	if code := Main(append(args, "-o", "json"), strings.NewReader(""), &stdout, &stderr); code != 0 {
+	stderr.Reset()
+	if code := Main(append(args, "-o", "json", "--progress"), strings.NewReader(""), &stdout, &stderr); code != 0 {
 		t.Fatalf("haul sim placement -o json: exit %d, stderr %q", code, stderr.String())
+	}
+	if n := strings.Count(stderr.String(), "simulated "); n != 2 || !strings.Contains(stderr.String(), "simulated 2h0m0s of 2h0m0s in ") {
+		t.Errorf("--progress over 2h printed %d lines, want one an hour:\n%s", n, stderr.String())
 	}
 	var r placementsim.Report
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {

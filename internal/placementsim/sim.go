@@ -33,6 +33,9 @@ type Config struct {
 	// that are within their quota first, instead of the Fleet's order
 	// alone (priority, then oldest job). See placeBatch.
 	OwnersFirst bool
+	// Progress, when set, is called after each simulated hour with the
+	// simulated time so far.
+	Progress func(done time.Duration)
 }
 
 // Bounds of Config.
@@ -193,6 +196,7 @@ func Run(cfg Config) (Report, error) {
 	}
 	sc := dayScenario(cfg.Seed, cfg.Scale)
 	sc.ownersFirst = cfg.OwnersFirst
+	sc.progress = cfg.Progress
 	r, err := runScenario(sc, cfg.Seed, cfg.Duration)
 	r.Scale = cfg.Scale
 	return r, err
@@ -208,8 +212,9 @@ type scenario struct {
 	// jobs returns the jobs submitted on a day (0-based), sorted by
 	// submit time, all within that day.
 	jobs func(day int) []jobSpec
-	// ownersFirst: see Config.OwnersFirst.
+	// ownersFirst, progress: see Config.
 	ownersFirst bool
+	progress    func(time.Duration)
 }
 
 // teamWork is how a team's jobs ask for workers.
@@ -269,6 +274,9 @@ func runScenario(sc scenario, seed int64, duration time.Duration) (Report, error
 	for s.t = 0; s.t < ticks; s.t++ {
 		if err := s.step(); err != nil {
 			return Report{}, err
+		}
+		if sc.progress != nil && (s.t+1)%3600 == 0 {
+			sc.progress(time.Duration(s.t+1) * time.Second)
 		}
 	}
 	return s.report(), nil
