@@ -82,6 +82,14 @@
 // "The tier's workers" for targets and retirement are those not exiting;
 // caps count every worker until it is gone.
 //
+// Starved lists, after a Step, the tiers that wanted more workers (their
+// target less their workers, within the job's MaxWorkers, outside a start
+// backoff or placement hold) when no slot was left for them, in the order
+// the Step looked at them. The shell uses it to ask placement for the
+// room a team is owed even while the runner's cap is full: otherwise
+// workers borrowing another team's quota could hold every slot, and the
+// owner would never ask for its capacity back.
+//
 // # Targets
 //
 // A tier's target is sched.TargetWorkers over its demand (Queued = Ready,

@@ -248,8 +248,22 @@ type Fleet struct {
 	due, dirty bool
 	wake       time.Time
 
-	out []Decision
+	out     []Decision
+	starved []Starved
 }
+
+// Starved is a (job, tier) that wanted Want more workers in the last Step
+// but got no slot for them (the runner's cap was used up).
+type Starved struct {
+	Job  string
+	Tier int32
+	Want int
+}
+
+// Starved returns the tiers the last Step left without the slots they
+// wanted, in the order the Step looked at them. The slice is the Fleet's:
+// it is valid until the next Step.
+func (f *Fleet) Starved() []Starved { return f.starved }
 
 type job struct {
 	id         string

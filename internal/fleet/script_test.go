@@ -30,7 +30,7 @@ import (
 //	refused ID +D                   (placement refused the start; the tier holds for D)
 //	retire ID WHY...                (the shell asks the worker to go)
 //	status JOB [tier=N]             (TierStatus)
-//	step [+D] [slots=N]             (advance the clock, then Step; slots default 100)
+//	step [+D] [slots=N]             (advance the clock, then Step; slots default 100; then Starved)
 //	advance +D                      (advance the clock only)
 //	wake                            (NextWake)
 //	workers                         (every job and its workers by tier, and the counts)
@@ -269,6 +269,9 @@ func (h *harness) exec(cmd string, kv map[string]string, pos []string) ([]string
 		}
 		for _, d := range f.Step(h.now, slots) {
 			out = append(out, d.String())
+		}
+		for _, st := range f.Starved() {
+			out = append(out, fmt.Sprintf("starved %s/%d want %d", st.Job, st.Tier, st.Want))
 		}
 		return append(out, h.wake()), nil
 	case "wake":

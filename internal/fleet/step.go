@@ -22,6 +22,7 @@ func (f *Fleet) Step(now time.Time, slots int) []Decision {
 	f.stepped = now
 	f.dirty = true
 	f.out = f.out[:0]
+	f.starved = f.starved[:0]
 	slots = max(slots, 0)
 	// Losing its last worker forgets an ended job, which leaves the order.
 	for k := 0; k < len(f.order); k++ {
@@ -168,8 +169,11 @@ func (f *Fleet) retire(j *job, t int32, now time.Time) {
 func (f *Fleet) start(ji int32, t int32, now time.Time, slots int) int {
 	j := &f.jobs[ji]
 	tr := &j.tiers[t]
-	if slots == 0 || now.Before(tr.startAfter) || now.Before(tr.heldUntil) || j.maxWorkers > 0 && j.alive >= j.maxWorkers {
+	if now.Before(tr.startAfter) || now.Before(tr.heldUntil) || j.maxWorkers > 0 && j.alive >= j.maxWorkers {
 		return slots
+	}
+	if slots == 0 && tr.demand.Ready == 0 {
+		return slots // nothing to want: skip the target
 	}
 	have := f.active(tr)
 	want := f.target(j, t, now, have)
@@ -178,6 +182,13 @@ func (f *Fleet) start(ji int32, t int32, now time.Time, slots int) int {
 		f.add(worker{id: id, job: ji, tier: t, started: now})
 		slots--
 		f.out = append(f.out, Decision{Kind: Start, ID: id, Job: j.id, Tier: t})
+	}
+	if slots == 0 && have < want && (j.maxWorkers <= 0 || j.alive < j.maxWorkers) {
+		n := want - have
+		if j.maxWorkers > 0 {
+			n = min(n, j.maxWorkers-j.alive)
+		}
+		f.starved = append(f.starved, Starved{Job: j.id, Tier: t, Want: n})
 	}
 	return slots
 }
