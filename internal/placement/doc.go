@@ -118,6 +118,17 @@
 // BlockReclaiming, naming c and how many marked workers of each team in c
 // are giving room back.
 //
+// # Claim-only requests
+//
+// A request with ClaimOnly comes from a runner whose worker cap is used
+// up: it cannot start the worker now, but its team may be owed room that
+// borrowers hold (they may hold the runner's every slot too). It is
+// decided like any request, except that where it would be placed (steps
+// 1 and 2 of Choice) it is not: the result has Placed false, an empty
+// Blocker kind and the cluster with room. Where it would reclaim (step
+// 3), it marks and claims as any request does; otherwise it gets the
+// same blocker.
+//
 // # Claims
 //
 // A claim {ID, Team, Job, Cluster, Resources, ExpiresAt = now + ClaimTTL}

@@ -314,6 +314,9 @@ func (st *state) place(req Request, now time.Time) Result {
 		}
 	}
 	if c := st.best(team, need, ownedC, false); c != nil {
+		if req.ClaimOnly {
+			return roomFor(res, c)
+		}
 		res.Placed, res.Reservation = true, st.commit(req, c, false, now)
 		st.fitPool()
 		return res
@@ -327,6 +330,9 @@ func (st *state) place(req Request, now time.Time) Result {
 	}
 	if borrowShort == "" {
 		if c := st.best(team, need, cands, true); c != nil {
+			if req.ClaimOnly {
+				return roomFor(res, c)
+			}
 			res.Placed, res.Reservation = true, st.commit(req, c, true, now)
 			return res
 		}
@@ -346,6 +352,13 @@ func (st *state) place(req Request, now time.Time) Result {
 		full = cands
 	}
 	res.Blocker = st.capacityBlocker(need, full)
+	return res
+}
+
+// roomFor answers a claim-only request that would be placed in c: not
+// placed, no blocker kind, and the cluster named.
+func roomFor(res Result, c *Cluster) Result {
+	res.Blocker = Blocker{Clusters: []string{c.Name}, Detail: fmt.Sprintf("Cluster %s has room for the worker.", c.Name)}
 	return res
 }
 

@@ -140,6 +140,10 @@ func (h *harness) exec(b scripttest.Block) ([]string, error) {
 		results, reclaim := Place(&h.s, reqs, h.now)
 		var out []string
 		for _, r := range results {
+			if !r.Placed && r.Blocker.Kind == "" {
+				out = append(out, fmt.Sprintf("%s: not placed (claim only) %s", r.ID, r.Blocker.Detail))
+				continue
+			}
 			if !r.Placed {
 				out = append(out, fmt.Sprintf("%s: refused (%s) %s", r.ID, r.Blocker.Kind, r.Blocker.Detail))
 				continue
@@ -192,6 +196,9 @@ func parseRequest(words []string) (Request, error) {
 	for _, a := range words[2:] {
 		k, v, _ := strings.Cut(a, "=")
 		switch k {
+		case "claim-only":
+			req.ClaimOnly = true
+			continue
 		case "selector":
 			req.NodeSelector = map[string]string{}
 			for _, kv := range strings.Split(v, ",") {

@@ -298,6 +298,12 @@ type Request struct {
 	// Clusters lists the clusters the asking runner's backend can start
 	// workers in; nil or empty: any.
 	Clusters []string
+	// ClaimOnly: the runner has no slot to start this worker now (its
+	// worker cap is used up), but asks for the room its team is owed: the
+	// request is never placed. If it would be placed, the Result says so
+	// with an empty Blocker kind; if it is owned and borrowed workers hold
+	// the room, they are marked and a claim is made, as for any request.
+	ClaimOnly bool
 }
 
 // Snapshot is what placement decides against: every cluster and quota,
