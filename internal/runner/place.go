@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/haul-dev/haul/internal/fleet"
 	"github.com/haul-dev/haul/internal/placement"
 	"github.com/haul-dev/haul/internal/store"
 )
@@ -119,6 +120,13 @@ func (p *placer) place(ctx context.Context, specs []WorkerSpec, prio []int32, cr
 		reqs[i] = placement.Request{ID: s.ID, Team: s.Namespace, Job: s.JobID, Priority: prio[i], Created: created[i],
 			Resources: resources(s.Tier), NodeSelector: s.Tier.NodeSelector, Clusters: p.names}
 	}
+	return p.decide(ctx, reqs)
+}
+
+// decide runs placement over reqs in one transaction (with a rebalance)
+// and writes what it decided: reservations (held by this runner until
+// ReservationTTL unless renewed), reclaim marks and claims.
+func (p *placer) decide(ctx context.Context, reqs []placement.Request) []placement.Result {
 	now := p.r.now()
 	var results []placement.Result
 	err := p.r.cfg.Store.Place(ctx, now, func(snap *placement.Snapshot) (store.PlaceWrite, error) {
@@ -137,10 +145,10 @@ func (p *placer) place(ctx context.Context, specs []WorkerSpec, prio []int32, cr
 		return w, nil
 	})
 	if err != nil {
-		p.r.log.Error("placement", "workers", len(specs), "err", err)
-		results = make([]placement.Result, len(specs))
-		for i, s := range specs {
-			results[i] = placement.Result{ID: s.ID, Blocker: placement.Blocker{Kind: "placement",
+		p.r.log.Error("placement", "requests", len(reqs), "err", err)
+		results = make([]placement.Result, len(reqs))
+		for i, r := range reqs {
+			results[i] = placement.Result{ID: r.ID, Blocker: placement.Blocker{Kind: "placement",
 				Detail: "placement is unavailable (the store failed: " + err.Error() + "); it is asked again in a second"}}
 		}
 	}
@@ -338,4 +346,63 @@ func (s *shard) placeStarts(ctx context.Context, starts []WorkerSpec) []WorkerSp
 		p.release(id)
 	}
 	return out
+}
+
+// maxClaimOnly bounds the claim-only requests one Step of a shard sends.
+const maxClaimOnly = 64
+
+// claimStarved asks placement, with claim-only requests, for the room the
+// tiers the Fleet left without slots are owed (the runner's worker cap is
+// used up): if borrowers of other teams hold it, they are marked to give
+// it back and the room is claimed, so that the freed slot and room go to
+// the owner. A shard asks at most once per placeHold.
+func (s *shard) claimStarved(ctx context.Context, starved []fleet.Starved) {
+	p := s.place
+	if p == nil || len(starved) == 0 {
+		return
+	}
+	now := s.now()
+	var reqs []placement.Request
+	var tiers []int32
+	s.mu.Lock()
+	if now.Sub(s.claimAt) < placeHold {
+		s.mu.Unlock()
+		return
+	}
+	s.claimAt = now
+	for _, st := range starved {
+		jr := s.jobs[st.Job]
+		if jr == nil || int(st.Tier) >= len(jr.claimAsked) || now.Sub(jr.claimAsked[st.Tier]) < placeHold || int(st.Tier) >= len(jr.job.Tiers) {
+			continue
+		}
+		jr.claimAsked[st.Tier] = now
+		for i := range st.Want {
+			if len(reqs) == maxClaimOnly {
+				break
+			}
+			t := jr.job.Tiers[st.Tier]
+			reqs = append(reqs, placement.Request{ID: fmt.Sprintf("%s-%d-claim%d", st.Job, st.Tier, i), Team: jr.job.Namespace, Job: st.Job,
+				Priority: jr.job.Priority, Created: jr.job.CreatedAt, Resources: resources(t), NodeSelector: t.NodeSelector,
+				Clusters: p.names, ClaimOnly: true})
+			tiers = append(tiers, st.Tier)
+		}
+	}
+	s.mu.Unlock()
+	if len(reqs) == 0 {
+		return
+	}
+	results := p.decide(ctx, reqs)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, res := range results {
+		jr := s.jobs[reqs[i].Job]
+		if jr == nil || int(tiers[i]) >= len(jr.blocked) {
+			continue
+		}
+		if res.Blocker.Kind == "" {
+			jr.blocked[tiers[i]] = blockedTier{} // room exists: the runner's cap is what holds it
+			continue
+		}
+		jr.blocked[tiers[i]] = blockedTier{blocker: res.Blocker, at: now}
+	}
 }

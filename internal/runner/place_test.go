@@ -166,11 +166,23 @@ func TestQuotaBoundsEachTeam(t *testing.T) {
 
 // TestBorrowedCapacityReturned: a team borrows another's unused quota;
 // when the owner submits work, the borrowing workers finish their current
-// task and exit, and no task is killed or repeated.
+// task and exit, and no task is killed or repeated. With the runner's
+// worker cap equal to the cluster's room, the borrowers hold every slot
+// too: the owner's job asks for its room with claim-only requests.
 func TestBorrowedCapacityReturned(t *testing.T) {
 	t.Parallel()
+	for _, cap := range []int{8, 4} {
+		t.Run(fmt.Sprintf("cap-%d", cap), func(t *testing.T) {
+			t.Parallel()
+			testBorrowedCapacityReturned(t, cap)
+		})
+	}
+}
+
+func testBorrowedCapacityReturned(t *testing.T, cap int) {
 	b, _ := setupPlaced(t, []placement.Cluster{{Name: "c1", State: placement.Enabled, Capacity: cpus(4)}},
-		[]placement.Quota{{Team: "flood", Limit: cpus(1), Lend: true}, {Team: "owner", Limit: cpus(3), Lend: true}}, func(*runner.Config) {})
+		[]placement.Quota{{Team: "flood", Limit: cpus(1), Lend: true}, {Team: "owner", Limit: cpus(3), Lend: true}},
+		func(c *runner.Config) { c.MaxWorkers = cap })
 	flood := b.submit(t, teamJob("flood", 24, "0.5"))
 	b.wait(t, flood, func(j *store.Job) bool { return j.Counts.Running >= 3 })
 	rs, err := b.st.ListReservations(context.Background(), store.ReservationFilter{Team: "flood"})

@@ -218,6 +218,9 @@ type jobRun struct {
 	// blocked is, per tier, the last refusal of a worker start by
 	// placement (zero after a start was placed), for why.
 	blocked []blockedTier
+	// claimAsked is, per tier, when it last asked placement with
+	// claim-only requests (the runner's cap left it no slot).
+	claimAsked []time.Time
 }
 
 // settle waits, with s.mu held (released while waiting), until no
@@ -670,7 +673,7 @@ func (s *shard) load(ctx context.Context, j *store.Job, gen uint64) error {
 	now := s.now()
 	jr := &jobRun{job: j, core: core, tasks: table, ready: make(chan struct{}), workers: make([][]string, sc.Tiers), lastUsed: now, dirty: true,
 		runN: make([]int, sc.Tiers), runSince: make([]float64, sc.Tiers), runBase: now, orphans: orphans, orphansUntil: now.Add(s.cfg.AdoptGrace),
-		blocked: make([]blockedTier, sc.Tiers)}
+		blocked: make([]blockedTier, sc.Tiers), claimAsked: make([]time.Time, sc.Tiers)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.jobs[j.ID]; ok || s.gen.Load() != gen || !s.leased.Load() {
@@ -1042,7 +1045,9 @@ func (s *shard) step(ctx context.Context) {
 		}
 	}
 	s.nworkers.Add(int64(used - slots))
+	starved := slices.Clone(s.fleet.Starved())
 	s.mu.Unlock()
+	s.claimStarved(ctx, starved)
 	for _, d := range lost {
 		s.log.Warn("worker lost", "worker", d.ID, "job", d.Job, "tier", d.Tier, "why", d.Why)
 		if err := s.cfg.Backend.StopWorker(ctx, d.ID); err != nil {

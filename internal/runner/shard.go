@@ -45,6 +45,9 @@ type shard struct {
 	// job is gone (NotFound), not "still loading" (Unavailable).
 	loading map[string]bool
 	scanned bool
+	// claimAt is when the shard last sent claim-only requests (see
+	// claimStarved). Guarded by mu.
+	claimAt time.Time
 	com     *committer
 	comStop context.CancelFunc
 	comDone chan struct{}
