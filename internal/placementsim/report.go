@@ -2,6 +2,8 @@ package placementsim
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -72,12 +74,12 @@ type Utilization struct {
 // TeamReport is one team's figures.
 type TeamReport struct {
 	Team string `json:"team"`
-	// Quota is the team's limit ("-" for none), Lend whether it lends.
-	Quota          string `json:"quota"`
-	Lend           bool   `json:"lend"`
-	Jobs           int64  `json:"jobs"`
-	TasksSubmitted int64  `json:"tasks_submitted"`
-	TasksRun       int64  `json:"tasks_run"`
+	// Quota is the team's limit (nil for none), Lend whether it lends.
+	Quota          *placement.Resources `json:"quota,omitempty"`
+	Lend           bool                 `json:"lend"`
+	Jobs           int64                `json:"jobs"`
+	TasksSubmitted int64                `json:"tasks_submitted"`
+	TasksRun       int64                `json:"tasks_run"`
 	// Queue wait of the tasks that started, from ready to start, in
 	// seconds (whole ticks), weighted by tasks.
 	WaitP50 float64 `json:"wait_p50_seconds"`
@@ -116,19 +118,19 @@ func (r Report) Table() string {
 		for i, u := range c.Utilization {
 			if i == 0 {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%.1f%%\t%g\t%.2f\t%d\t%d\t%d\t%d\t\n",
-					c.Name, u.Resource, placement.FormatAmount(u.Resource, c.Capacity.Get(u.Resource)), 100*u.Mean, 100*u.Peak,
+					c.Name, u.Resource, fmtAmount(u.Resource, c.Capacity.Get(u.Resource)), 100*u.Mean, 100*u.Peak,
 					c.PodsBudget, c.PodsMean, c.PodsP99, c.PodsPeak, c.SecondsOverBudget, c.PodsCreated)
 				continue
 			}
 			fmt.Fprintf(tw, "\t%s\t%s\t%.1f%%\t%.1f%%\t\t\t\t\t\t\t\n",
-				u.Resource, placement.FormatAmount(u.Resource, c.Capacity.Get(u.Resource)), 100*u.Mean, 100*u.Peak)
+				u.Resource, fmtAmount(u.Resource, c.Capacity.Get(u.Resource)), 100*u.Mean, 100*u.Peak)
 		}
 	}
 	tw.Flush()
 	b.WriteString("\n")
 
 	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "TEAM\tQUOTA CPU\tLEND\tJOBS\tTASKS RUN\tWAIT P50\tWAIT P99\tBORROWED\tWORKERS\tRECLAIMED\tREFUSED\t")
+	fmt.Fprintln(tw, "TEAM\tQUOTA\tLEND\tJOBS\tTASKS RUN\tWAIT P50\tWAIT P99\tBORROWED\tWORKERS\tRECLAIMED\tREFUSED\t")
 	for _, t := range r.Teams {
 		lend := "no"
 		if t.Lend {
@@ -139,11 +141,38 @@ func (r Report) Table() string {
 			refused += n
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%.1f%%\t%d\t%d\t%d\t\n",
-			t.Team, t.Quota, lend, t.Jobs, t.TasksRun, fmtSeconds(t.WaitP50), fmtSeconds(t.WaitP99),
+			t.Team, fmtQuota(t), lend, t.Jobs, t.TasksRun, fmtSeconds(t.WaitP50), fmtSeconds(t.WaitP99),
 			100*t.BorrowedShare, t.WorkersStarted, t.Reclaimed, refused)
 	}
 	tw.Flush()
 	return b.String()
+}
+
+// fmtAmount writes an amount for the table: CPU in cores, memory in GiB
+// or TiB (rounded to one decimal), GPUs as a count.
+func fmtAmount(name string, n int64) string {
+	switch name {
+	case placement.ResCPU:
+		return strconv.FormatFloat(math.Round(float64(n)/100)/10, 'f', -1, 64)
+	case placement.ResMemory:
+		if n >= 1<<40 {
+			return strconv.FormatFloat(math.Round(float64(n)/(1<<40)*10)/10, 'f', -1, 64) + "Ti"
+		}
+		return strconv.FormatFloat(math.Round(float64(n)/(1<<30)*10)/10, 'f', -1, 64) + "Gi"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// fmtQuota writes a team's quota for the table ("-" for none).
+func fmtQuota(t TeamReport) string {
+	if t.Quota == nil {
+		return "-"
+	}
+	var parts []string
+	for _, name := range t.Quota.Names() {
+		parts = append(parts, strings.TrimPrefix(name, "gpu/")+"="+fmtAmount(name, t.Quota.Get(name)))
+	}
+	return strings.Join(parts, " ")
 }
 
 // fmtSeconds writes seconds as 7s, 12m05s or 3h20m.

@@ -972,13 +972,14 @@ func (s *sim) report() Report {
 	}
 	for _, ts := range s.teams {
 		tr := TeamReport{
-			Team: ts.work.name, Quota: "-", Lend: ts.lend,
+			Team: ts.work.name, Lend: ts.lend,
 			Jobs: ts.jobs, TasksSubmitted: ts.submitted, TasksRun: ts.run,
 			WaitP50: ts.wait.quantile(0.5), WaitP99: ts.wait.quantile(0.99),
 			WorkersStarted: ts.started, Reclaimed: ts.reclaimed,
 		}
 		if ts.quota {
-			tr.Quota = ts.limit.resources().String()
+			q := ts.limit.resources()
+			tr.Quota = &q
 		}
 		if all := ts.ownedSecs + ts.borrowSecs; all > 0 {
 			tr.BorrowedShare = ts.borrowSecs / all

@@ -67,7 +67,7 @@ func TestRunSmallIsDeterministicAndSound(t *testing.T) {
 		if tr.BorrowedShare < 0 || tr.BorrowedShare > 1 {
 			t.Errorf("team %s: borrowed share %v", tr.Team, tr.BorrowedShare)
 		}
-		if tr.Quota == "-" && tr.TasksRun > 0 && tr.BorrowedShare != 1 {
+		if tr.Quota == nil && tr.TasksRun > 0 && tr.BorrowedShare != 1 {
 			t.Errorf("team %s has no quota but held owned workers (borrowed share %v)", tr.Team, tr.BorrowedShare)
 		}
 	}
