@@ -13,8 +13,10 @@ import (
 
 // defaultPlacementScale is the default --scale of haul sim placement: the
 // largest share of the billion-task day that simulates a whole day within
-// a few minutes on a 2-core machine (docs/benchmarks.md).
-const defaultPlacementScale = 0.1
+// a few minutes on a 2-core machine (about 3.5 minutes; scale 1 takes
+// about 4 minutes per simulated hour, nearly all of it in the placement
+// core: docs/benchmarks.md).
+const defaultPlacementScale = 0.3
 
 func (a *app) simPlacementCmd() *cobra.Command {
 	var seed int64
@@ -36,8 +38,9 @@ cluster's budget, and Rebalance marks the borrowed workers to give back.
 Quota and capacity are checked every second from the simulation's own
 worker records. Prints utilisation per cluster, pod creations per second
 against each budget, queue wait p50/p99 per team and the violations.
---scale shrinks the workload and the fleet together; the default is the
-largest scale that simulates a day in a few minutes on 2 cores.
+--scale shrinks the workload and the fleet together; the default, 0.3, is
+the largest that simulates a day in a few minutes on 2 cores (scale 1
+takes about two hours).
 Deterministic for a seed.`,
 		Example: "  haul sim placement\n  haul sim placement --scale 0.001 --seed 7 -o json\n  haul sim placement --scale 0.01 --duration 6h --owners-first",
 		Args:    cobra.NoArgs,
