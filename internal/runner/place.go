@@ -249,6 +249,7 @@ func (p *placer) renew(ctx context.Context, now time.Time) {
 		p.retire(reclaim, "the capacity it holds is wanted back (its team's borrowing returned to the owner, or its cluster drains): it finishes its current task and exits")
 		p.retire(missing, "its placement reservation is gone (it expired): it finishes its current task and exits")
 	}
+	p.releaseOrphans(ctx, now)
 	// A rebalance of its own, so that reclaims happen when nobody starts
 	// workers (an owner's quota raised, a cluster disabled).
 	if err := p.r.cfg.Store.Place(ctx, now, func(snap *placement.Snapshot) (store.PlaceWrite, error) {
@@ -405,4 +406,57 @@ func (s *shard) claimStarved(ctx context.Context, starved []fleet.Starved) {
 		}
 		jr.blocked[tiers[i]] = blockedTier{blocker: res.Blocker, at: now}
 	}
+}
+
+// orphanGrace is how long after its last renewal a reservation whose
+// runner is no longer a member is kept: long enough for the runner that
+// takes over its shards to adopt its workers and renew their
+// reservations (the shard lease's TTL, the adoption grace, two renewals
+// and a margin). After that, its worker is gone: the room comes back
+// well before the reservation's own expiry.
+func (r *Runner) orphanGrace() time.Duration {
+	return r.cfg.LeaseTTL + r.cfg.AdoptGrace + 2*renewEvery + 5*time.Second
+}
+
+// orphanBatch bounds the reservations one look for orphans reads.
+const orphanBatch = 1000
+
+// releaseOrphans releases the reservations of runners that are no longer
+// members (their membership lease expired or was given up) and that no
+// one renewed for orphanGrace.
+func (p *placer) releaseOrphans(ctx context.Context, now time.Time) {
+	st := p.r.cfg.Store
+	cutoff := now.Add(ReservationTTL - p.r.orphanGrace())
+	rs, err := st.ListReservations(ctx, store.ReservationFilter{ExpiresBefore: cutoff, Limit: orphanBatch})
+	if err != nil || len(rs) == 0 {
+		if err != nil {
+			p.r.log.Warn("look for orphaned reservations", "err", err)
+		}
+		return
+	}
+	members, err := st.ListLeases(ctx, store.MemberLeasePrefix)
+	if err != nil {
+		p.r.log.Warn("look for orphaned reservations: list members", "err", err)
+		return
+	}
+	live := map[string]bool{p.r.cfg.Holder: true}
+	for _, m := range members {
+		if m.ExpiresAt.After(now) {
+			live[m.Holder] = true
+		}
+	}
+	var ids []string
+	for _, r := range rs {
+		if !live[r.Holder] {
+			ids = append(ids, r.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	if err := st.ReleaseReservations(ctx, ids); err != nil {
+		p.r.log.Warn("release orphaned reservations", "n", len(ids), "err", err)
+		return
+	}
+	p.r.log.Info("released the reservations of workers whose runner is gone", "n", len(ids))
 }

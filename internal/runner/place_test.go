@@ -207,3 +207,50 @@ func testBorrowedCapacityReturned(t *testing.T, cap int) {
 		}
 	}
 }
+
+// TestOrphanedReservationsReleased: the reservations of a runner that is
+// no longer a member, and that nobody renewed for the orphan grace, are
+// released well before their expiry; those of live members, and recently
+// renewed ones, stay.
+func TestOrphanedReservationsReleased(t *testing.T) {
+	t.Parallel()
+	var st store.Store
+	b, _ := setupPlaced(t, oneCluster, nil, func(c *runner.Config) { st = c.Store })
+	ctx := context.Background()
+	now := time.Now()
+	if _, ok, err := st.AcquireLease(ctx, store.Lease{Name: store.MemberLease("alive"), Holder: "alive", ExpiresAt: now.Add(time.Hour)}, now); err != nil || !ok {
+		t.Fatalf("member lease of a live runner: %v %v", ok, err)
+	}
+	res := func(id, holder string, expires time.Duration) placement.Reservation {
+		return placement.Reservation{ID: id, Team: "t", Job: "j", Cluster: "c1", Resources: cpus(1), Holder: holder,
+			Created: now, ExpiresAt: now.Add(expires)}
+	}
+	if err := st.Place(ctx, now, func(*placement.Snapshot) (store.PlaceWrite, error) {
+		return store.PlaceWrite{Insert: []placement.Reservation{
+			res("dead-old", "dead", 20*time.Second),  // renewed 40 s ago, its runner gone
+			res("dead-new", "dead", 59*time.Second),  // renewed a second ago: adoption may still come
+			res("alive-old", "alive", 20*time.Second), // its runner is a member
+		}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rs, err := b.st.ListReservations(ctx, store.ReservationFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]string, 0, len(rs))
+		for _, r := range rs {
+			ids = append(ids, r.ID)
+		}
+		slices.Sort(ids)
+		if slices.Equal(ids, []string{"alive-old", "dead-new"}) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reservations %v: want dead-old released, alive-old and dead-new kept", ids)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -831,6 +831,17 @@ func (s *shard) expireOrphans(jr *jobRun, now time.Time, only string) {
 	}
 	if len(lost) > 0 {
 		s.log.Warn("kept attempts lost: their worker did not claim them", "job", jr.job.ID, "attempts", len(lost))
+		if s.place != nil && only == "" {
+			// Workers that did not come back in the grace are gone: their
+			// reservations free their room now, not at their expiry.
+			gone := map[string]bool{}
+			for _, a := range lost {
+				if s.workers[a.WorkerID] == nil && !gone[a.WorkerID] {
+					gone[a.WorkerID] = true
+					s.place.release(a.WorkerID)
+				}
+			}
+		}
 		s.afterEvents(jr, lost)
 	}
 }

@@ -26,6 +26,9 @@ type ReservationFilter struct {
 	Holder  string
 	// ReclaimOnly lists only reservations marked for reclaim.
 	ReclaimOnly bool
+	// ExpiresBefore, when set, lists only reservations expiring at or
+	// before it (those no runner renewed lately).
+	ExpiresBefore time.Time
 	// Limit caps the rows returned (0: DefaultReservationLimit).
 	Limit int
 }

@@ -83,7 +83,8 @@ ON CONFLICT (id) DO UPDATE SET team = excluded.team, job = excluded.job, cluster
 	// only, $6 limit.
 	qListReservations = `SELECT ` + resvColumns + ` FROM reservations
 WHERE ($1::text = '' OR team = $1) AND ($2::text = '' OR cluster = $2) AND ($3::text = '' OR job = $3)
-  AND ($4::text = '' OR holder = $4) AND (NOT $5::boolean OR reclaim)` + resvOrder + `
+  AND ($4::text = '' OR holder = $4) AND (NOT $5::boolean OR reclaim)
+  AND ($7::bigint = 0 OR expires_at <= $7)` + resvOrder + `
 LIMIT $6`
 )
 
@@ -486,7 +487,8 @@ func (s *Store) ListReservations(ctx context.Context, f store.ReservationFilter)
 	}
 	var rs []placement.Reservation
 	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
-		rows, err := c.Query(ctx, qListReservations, f.Team, f.Cluster, f.Job, f.Holder, f.ReclaimOnly, storesql.ReservationLimit(f.Limit))
+		rows, err := c.Query(ctx, qListReservations, f.Team, f.Cluster, f.Job, f.Holder, f.ReclaimOnly, storesql.ReservationLimit(f.Limit),
+			storesql.ExpiresBefore(f))
 		if err != nil {
 			return err
 		}

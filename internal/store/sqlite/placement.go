@@ -82,7 +82,7 @@ ON CONFLICT (id) DO UPDATE SET team = excluded.team, job = excluded.job, cluster
 	// only, ?6 limit.
 	qListReservations = `SELECT ` + resvColumns + ` FROM reservations
 WHERE (?1 = '' OR team = ?1) AND (?2 = '' OR cluster = ?2) AND (?3 = '' OR job = ?3)
-  AND (?4 = '' OR holder = ?4) AND (NOT ?5 OR reclaim)` + resvOrder + `
+  AND (?4 = '' OR holder = ?4) AND (NOT ?5 OR reclaim) AND (?7 = 0 OR expires_at <= ?7)` + resvOrder + `
 LIMIT ?6`
 )
 
@@ -458,7 +458,7 @@ func (s *Store) ListReservations(ctx context.Context, f store.ReservationFilter)
 		return nil, fmt.Errorf("list reservations: %w", err)
 	}
 	rs, err := queryList(ctx, s.read, storesql.ScanReservation, qListReservations,
-		f.Team, f.Cluster, f.Job, f.Holder, f.ReclaimOnly, storesql.ReservationLimit(f.Limit))
+		f.Team, f.Cluster, f.Job, f.Holder, f.ReclaimOnly, storesql.ReservationLimit(f.Limit), storesql.ExpiresBefore(f))
 	if err != nil {
 		return nil, fmt.Errorf("list reservations: %w", err)
 	}

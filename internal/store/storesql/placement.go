@@ -222,6 +222,15 @@ func CheckFilter(f store.ReservationFilter) error {
 	return nil
 }
 
+// ExpiresBefore is the filter's ExpiresBefore in Unix nanoseconds, 0 for
+// none.
+func ExpiresBefore(f store.ReservationFilter) int64 {
+	if f.ExpiresBefore.IsZero() {
+		return 0
+	}
+	return f.ExpiresBefore.UnixNano()
+}
+
 // ReservationLimit is the number of rows ListReservations returns for a
 // filter's limit.
 func ReservationLimit(limit int) int {

@@ -620,6 +620,7 @@ func testListReservations(t *testing.T, s store.Store) {
 		r.Holder = []string{"runner-a", "runner-b"}[i/6]
 		r.Created = pAt(100 - i) // later IDs are older
 		r.Borrowed = i%5 == 0
+		r.ExpiresAt = pAt(1000 + i) // later IDs expire later
 		rs = append(rs, r)
 	}
 	insert(t, s, pAt(0), rs...)
@@ -652,6 +653,8 @@ func testListReservations(t *testing.T, s store.Store) {
 		{store.ReservationFilter{Team: "nobody"}, func(int) bool { return false }},
 		{store.ReservationFilter{Limit: 5}, func(int) bool { return true }},
 		{store.ReservationFilter{Team: "sim", Limit: 2}, func(i int) bool { return i%2 == 0 }},
+		{store.ReservationFilter{ExpiresBefore: pAt(1003)}, func(i int) bool { return i <= 3 }},
+		{store.ReservationFilter{ExpiresBefore: pAt(1007), Holder: "runner-b"}, func(i int) bool { return i >= 6 && i <= 7 }},
 	} {
 		got := resvIDs(listResv(t, s, tc.f))
 		checkEqual(t, fmt.Sprintf("ListReservations(%+v)", tc.f), got, want(tc.keep, tc.f.Limit))
