@@ -202,7 +202,7 @@ func buildPod(s runner.WorkerSpec, p podParams) (*corev1.Pod, error) {
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			TerminationGracePeriodSeconds: &grace,
 			ServiceAccountName:            s.Template.ServiceAccount,
-			NodeSelector:                  copyMap(s.Tier.NodeSelector),
+			NodeSelector:                  nodeSelector(s.Tier),
 			Tolerations:                   tolerations,
 			// Thousands of services in a namespace would otherwise become
 			// thousands of environment variables in every task.
@@ -233,6 +233,22 @@ func buildPod(s runner.WorkerSpec, p podParams) (*corev1.Pod, error) {
 		},
 	}
 	return pod, nil
+}
+
+// nodeSelector is the tier's node selector, with the GPU type's label
+// (GPUTypeLabel) for a tier that names a GPU type, unless the selector
+// names that label itself.
+func nodeSelector(t store.Tier) map[string]string {
+	sel := copyMap(t.NodeSelector)
+	if t.GPU > 0 && t.GPUType != "" {
+		if _, ok := sel[GPUTypeLabel]; !ok {
+			if sel == nil {
+				sel = map[string]string{}
+			}
+			sel[GPUTypeLabel] = t.GPUType
+		}
+	}
+	return sel
 }
 
 // tierResources returns requests equal to limits: the tier's CPU and

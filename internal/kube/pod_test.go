@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"maps"
 	"strings"
 	"syscall"
 	"testing"
@@ -307,6 +308,40 @@ func TestPodTierAndLocator(t *testing.T) {
 		s.Template.Env = map[string]string{name: "x"}
 		if _, err := buildPod(s, testParams); err == nil || !strings.Contains(err.Error(), name+" is set by haul") {
 			t.Errorf("a template setting %s: %v, want refused", name, err)
+		}
+	}
+}
+
+// TestPodGPUType: a tier that names a GPU type selects nodes of that type
+// by GPUTypeLabel (the label placement counts GPUs by), unless its own
+// selector names the label; a tier without GPUs or a type adds nothing.
+func TestPodGPUType(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		tier store.Tier
+		want map[string]string
+	}{
+		{"typed", store.Tier{GPU: 2, GPUType: "a100", NodeSelector: map[string]string{"zone": "a"}},
+			map[string]string{"zone": "a", GPUTypeLabel: "a100"}},
+		{"own label", store.Tier{GPU: 1, GPUType: "a100", NodeSelector: map[string]string{GPUTypeLabel: "a100-80gb"}},
+			map[string]string{GPUTypeLabel: "a100-80gb"}},
+		{"untyped", store.Tier{GPU: 1}, nil},
+		{"no gpu", store.Tier{GPUType: "t4"}, nil},
+	} {
+		s := testSpec("w-" + strings.ReplaceAll(tc.name, " ", "-"))
+		s.Tier = tc.tier
+		pod, err := buildPod(s, testParams)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pod.Spec.NodeSelector; !maps.Equal(got, tc.want) {
+			t.Errorf("%s: node selector %v, want %v", tc.name, got, tc.want)
+		}
+		if tc.tier.GPU > 0 {
+			if q := pod.Spec.Containers[0].Resources.Limits[GPUResource]; q.Value() != int64(tc.tier.GPU) {
+				t.Errorf("%s: GPU limit %v, want %d", tc.name, q.String(), tc.tier.GPU)
+			}
 		}
 	}
 }
