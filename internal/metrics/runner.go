@@ -45,6 +45,10 @@ var (
 	commitKinds  = newLabelSet(CommitFenced, CommitRejected, CommitCanceled, CommitError)
 	taskStates   = newLabelSet(string(store.TaskBlocked), string(store.TaskQueued), string(store.TaskRunning), string(store.TaskSucceeded), string(store.TaskFailed), string(store.TaskUpstreamFailed), string(store.TaskCancelled))
 	attemptEnds  = newLabelSet("success", "failure", "timeout", "lost", "killed", "oom") // sched.Outcome's names
+	// placeResults: a worker start placed owned or borrowed, or refused by
+	// its blocker's kind (placement.BlockerKind), "placement" when the
+	// store failed.
+	placeResults = newLabelSet("owned", "borrowed", "invalid", "no-cluster", "unavailable", "quota", "reclaiming", "capacity", "placement")
 	shardLabels  = func() []string {
 		l := make([]string, shardCount)
 		for i := range l {
@@ -87,6 +91,9 @@ type Runner struct {
 	jobsActive    prometheus.Gauge
 	failovers     prometheus.Counter
 	attempts      *prometheus.CounterVec
+	placeSeconds  prometheus.Histogram
+	placements    *prometheus.CounterVec
+	reclaims      prometheus.Counter
 
 	mu    sync.Mutex // guards owned and the two shard gauges together
 	owned [shardCount]bool
@@ -145,7 +152,21 @@ func newRunner() *Runner {
 			Name: "haul_attempts_total",
 			Help: "Attempts that ended, by outcome: success, failure, timeout, lost, killed, oom.",
 		}, []string{"outcome"}),
+		placeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "haul_placement_seconds",
+			Help:    "Time of one placement transaction (a Step's worker starts, a renewal's rebalance), failed ones included.",
+			Buckets: commitBuckets,
+		}),
+		placements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "haul_placements_total",
+			Help: "Worker starts asked of placement, by result: owned, borrowed, or the refusal's blocker (quota, capacity, reclaiming, no-cluster, unavailable, invalid; placement when the store failed).",
+		}, []string{"result"}),
+		reclaims: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "haul_placement_reclaims_total",
+			Help: "Borrowed workers this runner's placements marked to give their room back.",
+		}),
 	}
+	initLabels(r.placements.MetricVec, placeResults.values)
 	initLabels(r.commitErrors.MetricVec, commitKinds.values)
 	initLabels(r.leaseRenewals.MetricVec, leaseResults.values)
 	initLabels(r.attempts.MetricVec, attemptEnds.values)
@@ -167,6 +188,7 @@ func (r *Runner) collectors() []prometheus.Collector {
 		r.dispatch, r.commitSeconds, r.commitBatch, r.commitErrors,
 		r.shardOwned, r.shardsOwned, r.leaseRenewals, r.workers,
 		r.tasks, r.jobsActive, r.failovers, r.attempts,
+		r.placeSeconds, r.placements, r.reclaims,
 	}
 }
 
@@ -306,4 +328,23 @@ func (r *Runner) AttemptEnded(outcome string) {
 		return
 	}
 	r.attempts.WithLabelValues(attemptEnds.of(outcome)).Inc()
+}
+
+// ObservePlacement records one placement transaction: how long it took
+// and how many borrowed workers it marked for reclaim.
+func (r *Runner) ObservePlacement(d time.Duration, reclaimed int) {
+	if r == nil {
+		return
+	}
+	r.placeSeconds.Observe(seconds(d))
+	r.reclaims.Add(float64(max(reclaimed, 0)))
+}
+
+// Placed counts one worker start placement decided: result is "owned",
+// "borrowed" or the refusal's blocker kind.
+func (r *Runner) Placed(result string) {
+	if r == nil {
+		return
+	}
+	r.placements.WithLabelValues(placeResults.of(result)).Inc()
 }

@@ -26,6 +26,9 @@ func callAll(r *metrics.Runner) {
 	r.SetTaskCounts(store.TaskCounts{Running: 1})
 	r.SetJobsActive(1)
 	r.AttemptEnded("success")
+	r.ObservePlacement(3*time.Millisecond, 1)
+	r.Placed("owned")
+	r.Placed("quota")
 }
 
 func TestNilRunnerIsNoOp(t *testing.T) {
@@ -52,9 +55,13 @@ func TestRunnerMetrics(t *testing.T) {
 		`haul_attempts_total{outcome="oom"} 0`,
 		`haul_shard_failovers_total 0`,
 		`haul_jobs_active 0`,
+		`haul_placements_total{result="quota"} 0`,
+		`haul_placement_reclaims_total 0`,
 	)
 
 	callAll(r)
+	r.Placed("borrowed")
+	r.Placed("sideways") // unknown: other
 	r.ObserveDispatch(-time.Second) // a clock that stepped back counts as 0
 	r.ObserveCommit(time.Millisecond, 7, fmt.Errorf("commit shard 3: %w", store.ErrFenced))
 	r.ObserveCommit(time.Millisecond, 1, fmt.Errorf("commit: %w", store.ErrRejected))
@@ -95,6 +102,12 @@ func TestRunnerMetrics(t *testing.T) {
 		`haul_tasks{state="queued"} 0`, // SetTaskCounts set every state after SetTasks
 		`haul_tasks{state="running"} 1`,
 		`haul_tasks{state="other"} 9`,
+		`haul_placement_seconds_count 1`,
+		`haul_placement_reclaims_total 1`,
+		`haul_placements_total{result="owned"} 1`,
+		`haul_placements_total{result="borrowed"} 1`,
+		`haul_placements_total{result="quota"} 1`,
+		`haul_placements_total{result="other"} 1`,
 		`haul_jobs_active 1`,
 		`haul_attempts_total{outcome="success"} 1`,
 		`haul_attempts_total{outcome="oom"} 1`,

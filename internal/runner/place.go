@@ -129,10 +129,12 @@ func (p *placer) place(ctx context.Context, specs []WorkerSpec, prio []int32, cr
 func (p *placer) decide(ctx context.Context, reqs []placement.Request) []placement.Result {
 	now := p.r.now()
 	var results []placement.Result
+	reclaimed := 0
 	err := p.r.cfg.Store.Place(ctx, now, func(snap *placement.Snapshot) (store.PlaceWrite, error) {
 		p.noteClusters(snap.Clusters)
 		res, reclaim := placement.Place(snap, reqs, now)
 		reclaim = append(reclaim, placement.Rebalance(snap)...)
+		reclaimed = len(reclaim)
 		w := store.PlaceWrite{Reclaim: reclaim, Claims: snap.ClaimsMade, DropClaims: snap.ClaimsDropped}
 		for _, x := range res {
 			if x.Placed {
@@ -145,11 +147,24 @@ func (p *placer) decide(ctx context.Context, reqs []placement.Request) []placeme
 		return w, nil
 	})
 	if err != nil {
+		reclaimed = 0
 		p.r.log.Error("placement", "requests", len(reqs), "err", err)
 		results = make([]placement.Result, len(reqs))
 		for i, r := range reqs {
 			results[i] = placement.Result{ID: r.ID, Blocker: placement.Blocker{Kind: "placement",
 				Detail: "placement is unavailable (the store failed: " + err.Error() + "); it is asked again in a second"}}
+		}
+	}
+	p.r.metrics.ObservePlacement(p.r.now().Sub(now), reclaimed)
+	for i, res := range results {
+		switch {
+		case reqs[i].ClaimOnly:
+		case res.Placed && res.Reservation.Borrowed:
+			p.r.metrics.Placed("borrowed")
+		case res.Placed:
+			p.r.metrics.Placed("owned")
+		default:
+			p.r.metrics.Placed(string(res.Blocker.Kind))
 		}
 	}
 	return results
