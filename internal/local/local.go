@@ -355,19 +355,35 @@ func (b *Backend) StopWorker(ctx context.Context, id string) error {
 		return nil
 	}
 	pgid := p.cmd.Process.Pid
-	frozen := false
-	if st, err := procstat.State("", pgid); err == nil && (st == 'T' || st == 't') {
-		frozen = true
+	isFrozen := func() bool {
+		st, err := procstat.State("", pgid)
+		return err == nil && (st == 'T' || st == 't')
 	}
+	frozen := isFrozen()
 	if !frozen {
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		// A stopped taskhost cannot act on SIGTERM: it is killed at once.
+		// A SIGSTOP sent just before may show only after a moment, so the
+		// state is looked at again while waiting.
 		t := time.NewTimer(b.cfg.StopGrace)
-		select {
-		case <-p.exited:
-		case <-t.C:
-		case <-ctx.Done():
+		look := time.NewTicker(frozenLook)
+	wait:
+		for {
+			select {
+			case <-p.exited:
+				break wait
+			case <-t.C:
+				break wait
+			case <-ctx.Done():
+				break wait
+			case <-look.C:
+				if frozen = isFrozen(); frozen {
+					break wait
+				}
+			}
 		}
 		t.Stop()
+		look.Stop()
 	}
 	select {
 	case <-p.exited:
@@ -383,6 +399,10 @@ func (b *Backend) StopWorker(ctx context.Context, id string) error {
 		return fmt.Errorf("local backend: stop worker %s: %w", id, context.Cause(ctx))
 	}
 }
+
+// frozenLook is how often StopWorker looks whether a worker it asked to
+// stop is frozen (SIGSTOP), and so cannot act on the request.
+const frozenLook = 100 * time.Millisecond
 
 // Stop stops every worker still running and waits for them to exit: SIGTERM
 // first, so each taskhost kills its tasks' process groups (which are not in
