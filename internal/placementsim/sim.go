@@ -408,6 +408,7 @@ func (s *sim) step() error {
 	}
 	s.createPods()
 	s.rebuildUsage()
+	s.expireClaims()
 	for _, id := range placement.Rebalance(&s.snap) {
 		s.reclaim(id)
 	}
@@ -644,6 +645,7 @@ func (s *sim) placeBatch() error {
 		}
 	}
 	s.rebuildUsage()
+	s.expireClaims()
 	before := len(s.snap.Borrowed)
 	results, reclaim := placement.Place(&s.snap, reqs, s.now())
 	s.rep.PlaceCalls++
@@ -680,6 +682,15 @@ func (s *sim) placeBatch() error {
 		s.reclaim(id)
 	}
 	return nil
+}
+
+// expireClaims does what the store does before each placement: it drops
+// the claims expired by now, and forgets what the last Place made and
+// dropped (the store would have written it).
+func (s *sim) expireClaims() {
+	now := s.now()
+	s.snap.Claims = slices.DeleteFunc(s.snap.Claims, func(c placement.Claim) bool { return !c.ExpiresAt.After(now) })
+	s.snap.ClaimsMade, s.snap.ClaimsDropped = s.snap.ClaimsMade[:0], s.snap.ClaimsDropped[:0]
 }
 
 // hasRoom reports whether j's team has room for one more worker of j in
