@@ -57,11 +57,11 @@ func TestZeroSetupAuth(t *testing.T) {
 	}
 
 	for path, want := range map[string]os.FileMode{
-		data:                                0o700,
-		filepath.Join(data, "admin-token"):  0o600,
-		filepath.Join(data, "haul.db"):      0o600,
-		filepath.Join(data, "blobs"):        0o700,
-		filepath.Join(data, "workers"):      0o700,
+		data:                               0o700,
+		filepath.Join(data, "admin-token"): 0o600,
+		filepath.Join(data, "haul.db"):     0o600,
+		filepath.Join(data, "blobs"):       0o700,
+		filepath.Join(data, "workers"):     0o700,
 	} {
 		fi, err := os.Stat(path)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -278,7 +279,7 @@ func TestClustersConfigMap(t *testing.T) {
 		t.Fatalf("clusters.yaml: %v", err)
 	}
 	want := []kube.ClusterConfig{{Name: "local", InCluster: true, Namespace: "haul-workers", Enabled: true}}
-	if !slices.Equal(clusters, want) {
+	if !reflect.DeepEqual(clusters, want) {
 		t.Errorf("clusters.yaml = %+v, want %+v", clusters, want)
 	}
 }

@@ -61,7 +61,7 @@ func TestRunnerMetrics(t *testing.T) {
 
 	callAll(r)
 	r.Placed("borrowed")
-	r.Placed("sideways") // unknown: other
+	r.Placed("sideways")            // unknown: other
 	r.ObserveDispatch(-time.Second) // a clock that stepped back counts as 0
 	r.ObserveCommit(time.Millisecond, 7, fmt.Errorf("commit shard 3: %w", store.ErrFenced))
 	r.ObserveCommit(time.Millisecond, 1, fmt.Errorf("commit: %w", store.ErrRejected))

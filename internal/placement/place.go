@@ -80,22 +80,22 @@ type state struct {
 	claimedTeam map[string]Resources
 	oldClaims   map[string][]string
 	marked      []string
-	lenders    []*Quota
+	lenders     []*Quota
 }
 
 func newState(s *Snapshot) *state {
 	st := &state{
-		s:          s,
-		cluster:    map[string]*Cluster{},
-		quota:      map[string]*Quota{},
-		usageAt:    map[usageKey]int{},
-		held:       map[string]Resources{},
-		teamHeld:   map[teamCluster]Resources{},
-		owned:      map[string]Resources{},
-		ownedIn:    map[teamCluster]Resources{},
-		borrowedAt: map[string][]int{},
-		borrowedIn: map[string]Resources{},
-		markedIn:   map[string]Resources{},
+		s:           s,
+		cluster:     map[string]*Cluster{},
+		quota:       map[string]*Quota{},
+		usageAt:     map[usageKey]int{},
+		held:        map[string]Resources{},
+		teamHeld:    map[teamCluster]Resources{},
+		owned:       map[string]Resources{},
+		ownedIn:     map[teamCluster]Resources{},
+		borrowedAt:  map[string][]int{},
+		borrowedIn:  map[string]Resources{},
+		markedIn:    map[string]Resources{},
 		claimed:     map[string]Resources{},
 		claimedBy:   map[teamCluster]Resources{},
 		claimedTeam: map[string]Resources{},

@@ -71,7 +71,9 @@ func setupPlaced(t *testing.T, clusters []placement.Cluster, quotas []placement.
 	return b, pb
 }
 
-func cpus(n int64) placement.Resources { return placement.Resources{MilliCPU: n * 1000, Memory: n << 30} }
+func cpus(n int64) placement.Resources {
+	return placement.Resources{MilliCPU: n * 1000, Memory: n << 30}
+}
 
 // teamJob is a job of team ns with n tasks sleeping for d.
 func teamJob(ns string, n int, d string) string {
@@ -227,8 +229,8 @@ func TestOrphanedReservationsReleased(t *testing.T) {
 	}
 	if err := st.Place(ctx, now, func(*placement.Snapshot) (store.PlaceWrite, error) {
 		return store.PlaceWrite{Insert: []placement.Reservation{
-			res("dead-old", "dead", 20*time.Second),  // renewed 40 s ago, its runner gone
-			res("dead-new", "dead", 59*time.Second),  // renewed a second ago: adoption may still come
+			res("dead-old", "dead", 20*time.Second),   // renewed 40 s ago, its runner gone
+			res("dead-new", "dead", 59*time.Second),   // renewed a second ago: adoption may still come
 			res("alive-old", "alive", 20*time.Second), // its runner is a member
 		}}, nil
 	}); err != nil {

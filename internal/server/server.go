@@ -31,10 +31,10 @@ import (
 	"github.com/haul-dev/haul/internal/auth"
 	"github.com/haul-dev/haul/internal/blob"
 	"github.com/haul-dev/haul/internal/gateway"
-	"github.com/haul-dev/haul/internal/gpu"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/gen/haul/runner/v1/runnerv1connect"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
+	"github.com/haul-dev/haul/internal/gpu"
 	"github.com/haul-dev/haul/internal/kube"
 	"github.com/haul-dev/haul/internal/local"
 	"github.com/haul-dev/haul/internal/metrics"
@@ -322,11 +322,11 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		}
 		lb, err := local.New(local.Config{
 			Capacity: capacity,
-			Command: o.TaskhostCommand,
-			Dir:     filepath.Join(o.DataDir, "workers"),
-			Logger:  o.Logger,
-			Exited:  func(id, why string) { run.WorkerGone(id, why) },
-			CAFile:  o.TLSCert,
+			Command:  o.TaskhostCommand,
+			Dir:      filepath.Join(o.DataDir, "workers"),
+			Logger:   o.Logger,
+			Exited:   func(id, why string) { run.WorkerGone(id, why) },
+			CAFile:   o.TLSCert,
 
 			NodePricePerHour: o.NodePricePerHour,
 		})
