@@ -26,7 +26,9 @@ var siteCapacity = placement.Resources{MilliCPU: 4000, Memory: 16 << 30}
 // TestPlacement runs placement end to end on two real API servers, a and
 // b, each with a configured capacity: a team's workers spread evenly over
 // them, disabling a cluster through the API sends new workers to the
-// other, and borrowed capacity goes back to its owner without a kill.
+// other, borrowed capacity goes back to its owner without a kill, and
+// why names what holds work back (the team's quota, no cluster with the
+// GPU type, clusters out of service, parents).
 //
 // It is not parallel, so that it runs alone: the disable-to-other-cluster
 // delay it measures is then haul's, not the other tests' load on the
@@ -228,6 +230,87 @@ tasks:
 		}
 		d.noPodsLeft(t)
 	})
+
+	t.Run("WhyNamesBlockers", func(t *testing.T) {
+		// Quota: every core is promised (1 to q, 7 to rest) and nobody
+		// lends, so q's job holds one worker and why says so.
+		gib := int64(1) << 30
+		for _, q := range []struct {
+			team string
+			cpu  int64
+		}{{"q", 1000}, {"rest", 7000}} {
+			if _, err := d.admin.SetQuota(context.Background(), connect.NewRequest(&apiv1.SetQuotaRequest{Quota: &apiv1.Quota{
+				Team: q.team, Limit: &apiv1.Resources{MilliCpu: q.cpu, MemoryBytes: q.cpu / 1000 * 4 * gib}}})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		quota := d.submit(t, teamJob("q", "q", 3, 3, []string{"sleep", "30"}))
+		bl := d.whyUntil(t, quota, "", "quota")
+		if bl.Resource != "cpu" || bl.Used != 1000 || bl.Limit != 1000 {
+			t.Errorf("quota blocker %s %d of %d, want cpu 1000 of 1000: %s", bl.Resource, bl.Used, bl.Limit, bl.Detail)
+		}
+		d.cancel(t, quota)
+		// Without these quotas the other teams may use the whole fleet
+		// again (nothing is promised, so everything is lendable).
+		d.deleteQuota(t, "q")
+		d.deleteQuota(t, "rest")
+
+		// No cluster offers the tier's GPU type.
+		gpu := d.submit(t, "name: g\nworkers: [{name: gpu, gpu: 1, gpu_type: a100}]\ntasks:\n  - {key: train, command: [true]}\n")
+		if bl := d.whyUntil(t, gpu, "train", "no-cluster"); !strings.Contains(bl.Detail, "gpu/a100") {
+			t.Errorf("no-cluster blocker %q does not name the GPU type", bl.Detail)
+		}
+		d.cancel(t, gpu)
+
+		// Both clusters out of service: the job waits, and says why; it
+		// runs once one is back.
+		d.setClusterState(t, "a", placement.Disabled)
+		d.setClusterState(t, "b", placement.Draining)
+		parked := d.submit(t, "name: parked\ntasks:\n  - {key: first, command: [true]}\n  - {key: second, command: [true], after: [first]}\n")
+		bl = d.whyUntil(t, parked, "", "unavailable")
+		slices.Sort(bl.Clusters)
+		if !slices.Equal(bl.Clusters, []string{"a", "b"}) || !strings.Contains(bl.Detail, "draining") {
+			t.Errorf("unavailable blocker %v: want clusters a and b, b draining", bl)
+		}
+		if bl := d.whyUntil(t, parked, "second", "parents"); !slices.Equal(bl.Parents, []string{"first"}) {
+			t.Errorf("parents blocker %v: want first", bl.Parents)
+		}
+		d.setClusterState(t, "a", placement.Enabled)
+		d.setClusterState(t, "b", placement.Enabled)
+		if j := d.waitJob(t, parked); j.State != "succeeded" {
+			t.Errorf("the parked job ended %s once the clusters were back", j.State)
+		}
+		d.noPodsLeft(t)
+	})
+}
+
+// whyUntil asks JobService.Why until a blocker of the kind comes back.
+func (d *deployment) whyUntil(t *testing.T, job, key, kind string) *apiv1.Blocker {
+	t.Helper()
+	var found *apiv1.Blocker
+	waitFor(t, time.Minute, fmt.Sprintf("why %s %s to name a %s blocker", job, key, kind), func() bool {
+		resp, err := d.api.Why(context.Background(), connect.NewRequest(&apiv1.WhyRequest{JobId: job, TaskKey: key}))
+		if err != nil {
+			t.Fatalf("why %s %s: %v", job, key, err)
+		}
+		for _, b := range resp.Msg.Blockers {
+			if b.Kind == kind {
+				found = b
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// cancel cancels a job and waits for it to end.
+func (d *deployment) cancel(t *testing.T, job string) {
+	t.Helper()
+	if _, err := d.api.CancelJob(context.Background(), connect.NewRequest(&apiv1.CancelJobRequest{JobId: job})); err != nil {
+		t.Fatalf("cancel %s: %v", job, err)
+	}
+	d.waitJob(t, job)
 }
 
 // teamJob is a job of team ns with n tasks t0… running command on 1-core,
