@@ -128,7 +128,7 @@ func TestQuotaBoundsEachTeam(t *testing.T) {
 	t.Parallel()
 	b, pb := setupPlaced(t, []placement.Cluster{{Name: "c1", State: placement.Enabled, Capacity: cpus(4)}},
 		[]placement.Quota{{Team: "flood", Limit: cpus(2)}, {Team: "small", Limit: cpus(2)}}, func(*runner.Config) {})
-	flood := b.submit(t, teamJob("flood", 12, "0.4"))
+	flood := b.submit(t, teamJob("flood", 12, "1"))
 	b.wait(t, flood, func(j *store.Job) bool { return j.Counts.Running > 0 })
 	small := b.submit(t, teamJob("small", 1, "0.1"))
 	sj := b.waitDone(t, small)
@@ -185,7 +185,10 @@ func testBorrowedCapacityReturned(t *testing.T, cap int) {
 	b, _ := setupPlaced(t, []placement.Cluster{{Name: "c1", State: placement.Enabled, Capacity: cpus(4)}},
 		[]placement.Quota{{Team: "flood", Limit: cpus(1), Lend: true}, {Team: "owner", Limit: cpus(3), Lend: true}},
 		func(c *runner.Config) { c.MaxWorkers = cap })
-	flood := b.submit(t, teamJob("flood", 24, "0.5"))
+	// The flood's work (24 tasks of 2 s on 4 workers: 12 s) outlasts the
+	// way back for the owner's room by far: a renewal (2 s) or a
+	// claim-only ask (1 s), then the marked workers' current task.
+	flood := b.submit(t, teamJob("flood", 24, "2"))
 	b.wait(t, flood, func(j *store.Job) bool { return j.Counts.Running >= 3 })
 	rs, err := b.st.ListReservations(context.Background(), store.ReservationFilter{Team: "flood"})
 	if err != nil {
