@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/haul-dev/haul/internal/dag"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/sched"
 	"github.com/haul-dev/haul/internal/store"
@@ -28,17 +30,79 @@ func (r *Runner) Why(ctx context.Context, jobID, key string) (*apiv1.WhyResponse
 		return nil, fmt.Errorf("job %s: %w", jobID, ErrNotOwner)
 	}
 	idx := int32(-1)
+	var after []string
 	if key != "" {
 		t, err := r.cfg.Store.GetTask(ctx, jobID, key)
 		if err != nil {
 			return nil, err
 		}
-		idx = t.Index
+		idx, after = t.Index, t.After
 	}
+	resp, blocked, err := s.why(jobID, key, idx)
+	if err != nil || !blocked {
+		return resp, err
+	}
+	// The parents come from the store, without the shard's lock: the
+	// graph keeps children only, and a walk of a million-task job's
+	// edges should not hold up its shard's polls.
+	keys, more, err := r.pendingParents(ctx, jobID, after)
+	if err != nil {
+		return nil, fmt.Errorf("parents of task %s: %w", key, err)
+	}
+	b := &apiv1.Blocker{Kind: "parents", Tier: -1, Tasks: 1, Parents: keys}
+	switch {
+	case len(keys) == 0:
+		b.Detail = "waiting for its parents, which have just succeeded: it is queued at the runner's next commit"
+	case more:
+		b.Detail = fmt.Sprintf("waiting for its parents to succeed: %s and more", strings.Join(keys, ", "))
+	default:
+		b.Detail = fmt.Sprintf("waiting for %d parent task(s) to succeed: %s", len(keys), strings.Join(keys, ", "))
+	}
+	resp.Blockers = append(resp.Blockers, b)
+	return resp, nil
+}
+
+// pendingParents lists the parents named by a task's after list (globs
+// expanded) that have not succeeded, as the store has them (at most a
+// commit behind the runner): at most maxWhyParents, and whether there
+// are more.
+func (r *Runner) pendingParents(ctx context.Context, jobID string, after []string) (keys []string, more bool, err error) {
+	waiting := []store.TaskState{store.TaskBlocked, store.TaskQueued, store.TaskRunning}
+	for _, a := range after {
+		if len(keys) > maxWhyParents {
+			break
+		}
+		if dag.IsGlob(a) {
+			ts, err := r.cfg.Store.ListTasks(ctx, store.TaskFilter{JobID: jobID, States: waiting, KeyGlob: a, After: -1, Limit: maxWhyParents + 1 - len(keys)})
+			if err != nil {
+				return nil, false, err
+			}
+			for _, t := range ts {
+				keys = append(keys, t.Key)
+			}
+			continue
+		}
+		t, err := r.cfg.Store.GetTask(ctx, jobID, a)
+		if err != nil {
+			return nil, false, err
+		}
+		if slices.Contains(waiting, t.State) {
+			keys = append(keys, t.Key)
+		}
+	}
+	if len(keys) > maxWhyParents {
+		return keys[:maxWhyParents], true, nil
+	}
+	return keys, false, nil
+}
+
+// why answers Why from the shard's state, under its lock; blocked says
+// the task waits for its parents (which Why adds without the lock).
+func (s *shard) why(jobID, key string, idx int32) (resp *apiv1.WhyResponse, blocked bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	resp := &apiv1.WhyResponse{JobId: jobID, TaskKey: key}
+	resp = &apiv1.WhyResponse{JobId: jobID, TaskKey: key}
 	jr := s.jobs[jobID]
 	if jr == nil || s.fleet == nil {
 		resp.State = string(store.JobPending)
@@ -47,27 +111,18 @@ func (r *Runner) Why(ctx context.Context, jobID, key string) (*apiv1.WhyResponse
 			why = "the runner is loading the job"
 		}
 		resp.Blockers = []*apiv1.Blocker{{Kind: "pending", Detail: why, Tier: -1}}
-		return resp, nil
+		return resp, false, nil
 	}
 	core := jr.core
 	if idx >= 0 {
 		if int(idx) >= core.Tasks() {
-			return nil, fmt.Errorf("task %s of job %s: %w", key, jobID, store.ErrNotFound)
+			return nil, false, fmt.Errorf("task %s of job %s: %w", key, jobID, store.ErrNotFound)
 		}
 		st := core.State(idx)
 		resp.State = string(storeState(st))
 		switch st {
 		case sched.Blocked:
-			parents, total := core.PendingParents(idx, maxWhyParents)
-			b := &apiv1.Blocker{Kind: "parents", Tier: -1, Tasks: 1}
-			for _, p := range parents {
-				b.Parents = append(b.Parents, jr.tasks.key(p))
-			}
-			b.Detail = fmt.Sprintf("waiting for %d parent task(s) to succeed: %s", total, strings.Join(b.Parents, ", "))
-			if total > len(parents) {
-				b.Detail += fmt.Sprintf(" and %d more", total-len(parents))
-			}
-			resp.Blockers = append(resp.Blockers, b)
+			return resp, true, nil
 		case sched.Queued:
 			if until, ok := core.BackoffUntil(idx); ok {
 				resp.Blockers = append(resp.Blockers, &apiv1.Blocker{Kind: "backoff", Tier: core.Tier(idx), Tasks: 1, Until: timestamppb.New(until),
@@ -76,7 +131,7 @@ func (r *Runner) Why(ctx context.Context, jobID, key string) (*apiv1.WhyResponse
 			}
 			resp.Blockers = append(resp.Blockers, s.tierBlockers(jr, core.Tier(idx), 1, now)...)
 		}
-		return resp, nil
+		return resp, false, nil
 	}
 	resp.State = string(jr.job.State)
 	counts := core.Counts()
@@ -96,7 +151,7 @@ func (r *Runner) Why(ctx context.Context, jobID, key string) (*apiv1.WhyResponse
 			resp.Blockers = append(resp.Blockers, s.tierBlockers(jr, tier, int64(ready), now)...)
 		}
 	}
-	return resp, nil
+	return resp, false, nil
 }
 
 func tierName(jr *jobRun, tier int32) string {

@@ -42,6 +42,22 @@ func (b *bundle) whyUntil(t *testing.T, job, key, kind string) *apiv1.Blocker {
 	return nil
 }
 
+// waitTask waits until a task is in state.
+func (b *bundle) waitTask(t *testing.T, job, key string, state store.TaskState) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		task, _ := b.task(t, job, key)
+		if task.State == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s is %s, want %s", key, task.State, state)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 var oneCluster = []placement.Cluster{{Name: "c1", State: placement.Enabled, Capacity: cpus(4)}}
 
 // TestWhyNamesEachBlocker: for each thing that can keep a task from
@@ -51,11 +67,15 @@ func TestWhyNamesEachBlocker(t *testing.T) {
 	t.Run("parents", func(t *testing.T) {
 		t.Parallel()
 		b, _ := setupPlaced(t, oneCluster, nil, func(*runner.Config) {})
-		id := b.submit(t, "name: p\ntasks:\n  - {key: first, command: [sleep, '30']}\n  - {key: second, command: [sleep, '30']}\n  - {key: last, command: [true], after: [first, second]}\n")
+		// A parent by key, one that succeeded, and two through a glob.
+		id := b.submit(t, "name: p\ntasks:\n  - {key: first, command: [sleep, '30']}\n  - {key: done, command: [true]}\n"+
+			"  - {key: g-1, command: [sleep, '30']}\n  - {key: g-2, command: [sleep, '30']}\n"+
+			"  - {key: last, command: [true], after: [first, done, 'g-*']}\n")
+		b.waitTask(t, id, "done", store.TaskSucceeded)
 		bl := b.whyUntil(t, id, "last", "parents")
 		slices.Sort(bl.Parents)
-		if !slices.Equal(bl.Parents, []string{"first", "second"}) {
-			t.Errorf("parents %v, want first and second", bl.Parents)
+		if !slices.Equal(bl.Parents, []string{"first", "g-1", "g-2"}) {
+			t.Errorf("parents %v, want first, g-1 and g-2 (done succeeded)", bl.Parents)
 		}
 		b.whyUntil(t, id, "", "parents")
 	})

@@ -103,8 +103,8 @@
 //
 // # Explaining
 //
-// PendingParents, BackoffUntil and InBackoff answer "why is this task not
-// running": the parents (through groups) that have not succeeded, and
-// the end of a retry backoff. They change nothing and are linear in the
-// graph or the backoff heap: for a person asking, not for the hot path.
+// BackoffUntil and InBackoff answer "why is this task not running" for
+// retries: when a task's backoff ends, how many of a tier's tasks wait one.
+// They change nothing and are linear in the backoff heap: for a person
+// asking, not for the hot path.
 package sched
