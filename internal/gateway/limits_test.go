@@ -147,13 +147,20 @@ func adminClient(t *testing.T, st store.Store) *http.Client {
 // adminToken issues a platform admin's token into st.
 func adminToken(t *testing.T, st store.Store) string {
 	t.Helper()
+	return issueToken(t, st, "test-admin", true, nil)
+}
+
+// issueToken stores a token of subject with teams' roles (and platform
+// admin when platform is set), valid for an hour, and returns it.
+func issueToken(t *testing.T, st store.Store, subject string, platform bool, teams map[string]string) string {
+	t.Helper()
 	tok, id, hash, err := auth.NewToken()
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	if err := st.CreateToken(context.Background(), &store.Token{ID: id, Hash: hash, Subject: "test-admin", Kind: "user",
-		PlatformAdmin: true, CreatedBy: "test", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if err := st.CreateToken(context.Background(), &store.Token{ID: id, Hash: hash, Subject: subject, Kind: "user", Teams: teams,
+		PlatformAdmin: platform, CreatedBy: "test", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	return tok

@@ -48,16 +48,7 @@ func newFleetEnv(t *testing.T) *fleetEnv {
 	t.Cleanup(srv.Close)
 	e := &fleetEnv{st: st, url: srv.URL}
 	token := func(subject string, platform bool, teams map[string]string) string {
-		tok, id, hash, err := auth.NewToken()
-		if err != nil {
-			t.Fatal(err)
-		}
-		now := time.Now().UTC().Truncate(time.Millisecond)
-		if err := st.CreateToken(ctx, &store.Token{ID: id, Hash: hash, Subject: subject, Kind: "user", Teams: teams, PlatformAdmin: platform,
-			CreatedBy: "test", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
-			t.Fatal(err)
-		}
-		return tok
+		return issueToken(t, st, subject, platform, teams)
 	}
 	e.root = token("root", true, nil)
 	e.viewerA = token("va", false, map[string]string{"a": "viewer"})
@@ -67,23 +58,8 @@ func newFleetEnv(t *testing.T) *fleetEnv {
 	return e
 }
 
-type fleetBearer string
-
-func (b fleetBearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-func (b fleetBearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-func (b fleetBearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
 func (e *fleetEnv) as(tok string) apiv1connect.AdminServiceClient {
-	return apiv1connect.NewAdminServiceClient(http.DefaultClient, e.url, connect.WithInterceptors(fleetBearer(tok)))
+	return apiv1connect.NewAdminServiceClient(&http.Client{Transport: withBearer{tok}}, e.url)
 }
 
 // wantErr checks an error's code and that its message says each of want.
