@@ -400,9 +400,9 @@ same program also ships as the small static binary haul-taskhost.`,
 }
 
 // reloadClusters re-reads the clusters file and enables or disables each
-// cluster the backend knows, in the backend and in the cluster's record in
-// the store, which placement follows on every runner: a disabled cluster
-// gets no new workers, its running ones finish. Adding or removing
+// cluster the backend knows, in the cluster's record in the store, which
+// placement follows on every runner: a disabled cluster gets no new
+// workers, its running ones finish. Adding or removing
 // clusters needs a restart.
 func reloadClusters(log *slog.Logger, kb *kube.Backend, st store.Store, path string) {
 	if kb == nil {
@@ -414,9 +414,17 @@ func reloadClusters(log *slog.Logger, kb *kube.Backend, st store.Store, path str
 		log.Error("reload clusters file; nothing changed", "file", path, "err", err)
 		return
 	}
+	known := map[string]bool{}
+	for _, c := range kb.Clusters() {
+		known[c.Name] = true
+	}
 	for _, c := range clusters {
-		if err := kb.SetEnabled(c.Name, c.Enabled); err != nil {
-			log.Warn("reload clusters file: a new cluster needs a restart", "cluster", c.Name, "err", err)
+		// The store's record is what placement follows on every runner;
+		// the backend's own enabled flag is not changed, since it would
+		// move workers not yet created away from the cluster placement
+		// reserved for them.
+		if !known[c.Name] {
+			log.Warn("reload clusters file: a new cluster needs a restart", "cluster", c.Name)
 			continue
 		}
 		state := placement.Enabled

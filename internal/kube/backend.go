@@ -290,8 +290,9 @@ func (cfg *Config) normalize() error {
 // backend's pods.
 func (b *Backend) Instance() string { return b.cfg.Instance }
 
-// StartWorker places the worker in the least-loaded enabled cluster and
-// queues its pod for creation; it does not wait for the API server. Errors
+// StartWorker queues the worker's pod for creation in the cluster
+// placement chose (WorkerSpec.Cluster), or, for a spec without one, in
+// the least-loaded enabled cluster; it does not wait for the API server. Errors
 // are for a spec that cannot make a valid pod (a bad template volume, a bad
 // toleration...), a worker ID already live, no enabled cluster, and a
 // stopped backend; a pod that cannot be created later is reported through
