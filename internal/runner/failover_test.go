@@ -86,14 +86,16 @@ func TestFailoverAdoptsWorkers(t *testing.T) {
 func setupServe(t *testing.T, dir string, tune func(*runner.Config)) (*bundle, *httptest.Server) {
 	t.Helper()
 	backend := &inProcBackend{t: t, dir: dir, cancels: map[string]context.CancelFunc{}}
+	// Registered before serve's, so it runs after the runner has stopped:
+	// no worker can start (wg.Add) while it waits.
+	t.Cleanup(func() {
+		backend.killAll()
+		backend.wg.Wait()
+	})
 	b, srv := serve(t, dir, backend, runner.Config{
 		MaxWorkers: 4, ScanInterval: 50 * time.Millisecond, IdleTimeout: 200 * time.Millisecond,
 		Sched: sched.Config{BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
 	}, tune, func(r *runner.Runner) { backend.r = r }, nil)
 	b.backend = backend
-	t.Cleanup(func() {
-		backend.killAll()
-		backend.wg.Wait()
-	})
 	return b, srv
 }

@@ -52,6 +52,12 @@ func setupPlaced(t *testing.T, clusters []placement.Cluster, quotas []placement.
 	for _, c := range clusters {
 		pb.clusters = append(pb.clusters, runner.BackendCluster{Cluster: c})
 	}
+	// Registered before serve's, so it runs after the runner has stopped:
+	// no worker can start (wg.Add) while it waits.
+	t.Cleanup(func() {
+		in.killAll()
+		in.wg.Wait()
+	})
 	b, _ := serve(t, dir, pb, runner.Config{
 		MaxWorkers: 8, ScanInterval: 50 * time.Millisecond, IdleTimeout: 200 * time.Millisecond,
 		Sched: sched.Config{BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
@@ -64,10 +70,6 @@ func setupPlaced(t *testing.T, clusters []placement.Cluster, quotas []placement.
 		tune(cfg)
 	}, func(r *runner.Runner) { in.r = r }, nil)
 	b.backend = in
-	t.Cleanup(func() {
-		in.killAll()
-		in.wg.Wait()
-	})
 	return b, pb
 }
 
