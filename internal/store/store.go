@@ -500,6 +500,8 @@ type Store interface {
 	AuthStore
 	// PlacementStore keeps clusters, quotas and reservations.
 	PlacementStore
+	// LogStore keeps the index of archived logs and the workers' history.
+	LogStore
 
 	Close() error
 }

@@ -67,6 +67,13 @@ func TestPlacementConformance(t *testing.T) {
 	})
 }
 
+func TestLogConformance(t *testing.T) {
+	t.Parallel()
+	storetest.ExerciseLogs(t, func(t *testing.T) store.Store {
+		return openTest(t, pgtest.NewDatabase(t, serverURL))
+	})
+}
+
 func BenchmarkStore(b *testing.B) {
 	storetest.Benchmark(b, func(b *testing.B) store.Store {
 		return openTest(b, pgtest.NewDatabase(b, serverURL))

@@ -62,6 +62,13 @@ func TestPlacementConformance(t *testing.T) {
 	})
 }
 
+func TestLogConformance(t *testing.T) {
+	t.Parallel()
+	storetest.ExerciseLogs(t, func(t *testing.T) store.Store {
+		return openTest(t, filepath.Join(t.TempDir(), "haul.db"))
+	})
+}
+
 func schemaVersion(t *testing.T, path string) int {
 	t.Helper()
 	db, err := sql.Open("sqlite", path)

@@ -1,0 +1,83 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// LogEntry says where one attempt's archived log is: a byte range of an
+// object in the platform's object store (a pack shared with other attempts
+// of the same worker, or an object of the attempt's own). The range holds
+// the attempt's stdout bytes, then its stderr bytes, then its timeline (see
+// package logs, "Packed archives"), so one ranged read fetches the whole
+// attempt and a plain ranged read of a stream's part is plain text.
+type LogEntry struct {
+	JobID     string
+	TaskIndex int32
+	Attempt   int32
+	// Object is the key of the object in the platform store; Offset and
+	// Length its range.
+	Object         string
+	Offset, Length int64
+	// StdoutBytes and StderrBytes are the sizes of the two stream parts;
+	// the timeline takes the rest of Length.
+	StdoutBytes, StderrBytes int64
+	// FirstAt and LastAt are the times of the first and last output (zero
+	// when there was none).
+	FirstAt, LastAt time.Time
+	// Truncated says the log is not the task's whole output (the worker
+	// went away and this is what the runner held, or output was dropped);
+	// Note says why, in plain words.
+	Truncated bool
+	Note      string
+	// Destination is where the log was copied for its team ("" while it
+	// has not been, or when the job has no destination of its own);
+	// ArchiveError is the last failure to copy it there.
+	Destination  string
+	ArchiveError string
+}
+
+// LogEntryFilter selects log entries of one job, in (task, attempt) order,
+// a page at a time.
+type LogEntryFilter struct {
+	JobID string
+	// TaskIndex, when >= 0, selects one task (Attempt > 0 one attempt).
+	TaskIndex int32
+	Attempt   int32
+	// AfterTask and AfterAttempt continue a listing after that entry
+	// (keyset paging); AfterTask < 0 starts at the beginning.
+	AfterTask, AfterAttempt int32
+	// Limit is the page size; <= 0 takes 1000.
+	Limit int
+}
+
+// WorkerRecord is a worker's history: what it was started for, where, and
+// how it ended.
+type WorkerRecord struct {
+	ID      string
+	JobID   string
+	Tier    int32
+	Cluster string
+	// Team is the job's namespace, kept so the record reads alone.
+	Team      string
+	StartedAt time.Time
+	EndedAt   time.Time // zero while it runs
+	// EndReason says why it ended ("exit", "lost", "stopped", ...).
+	EndReason string
+	// Attempts counts the attempts it ran.
+	Attempts int64
+}
+
+// LogStore keeps the index of archived logs and the workers' history.
+type LogStore interface {
+	// PutLogEntries stores entries, replacing any of the same attempt: a
+	// worker that sends an entry again (its poll's reply was lost) changes
+	// nothing.
+	PutLogEntries(ctx context.Context, entries []LogEntry) error
+	// ListLogEntries returns a page of a job's entries.
+	ListLogEntries(ctx context.Context, f LogEntryFilter) ([]LogEntry, error)
+	// PutWorkers stores worker records, replacing any of the same ID.
+	PutWorkers(ctx context.Context, ws []WorkerRecord) error
+	// ListWorkers returns a job's workers, by ID.
+	ListWorkers(ctx context.Context, jobID string) ([]WorkerRecord, error)
+}

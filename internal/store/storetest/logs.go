@@ -1,0 +1,143 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/haul-dev/haul/internal/store"
+)
+
+// ExerciseLogs runs the conformance suite of store.LogStore: log entries
+// stored, replaced, paged and refused; worker records stored and replaced.
+// open is as for Exercise.
+func ExerciseLogs(t *testing.T, open func(t *testing.T) store.Store) {
+	t.Run("Entries", func(t *testing.T) { t.Parallel(); testLogEntries(t, open(t)) })
+	t.Run("Entries/Refused", func(t *testing.T) { t.Parallel(); testLogEntriesRefused(t, open(t)) })
+	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
+}
+
+func logEntry(job string, task, attempt int32) store.LogEntry {
+	at := time.Unix(1_800_000_000, int64(task)*1000+int64(attempt)).UTC()
+	return store.LogEntry{
+		JobID: job, TaskIndex: task, Attempt: attempt,
+		Object: fmt.Sprintf("logs/%s/packs/w-%d", job, task%3), Offset: int64(task) * 100, Length: 90,
+		StdoutBytes: 50, StderrBytes: 30, FirstAt: at, LastAt: at.Add(time.Second),
+	}
+}
+
+func testLogEntries(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var want []store.LogEntry
+	for task := range int32(25) {
+		for a := int32(1); a <= 1+task%2; a++ {
+			want = append(want, logEntry("job-a", task, a))
+		}
+	}
+	other := logEntry("job-b", 0, 1)
+	if err := s.PutLogEntries(ctx, append(want, other)); err != nil {
+		t.Fatal(err)
+	}
+	// Sent again (a lost reply): nothing changes.
+	if err := s.PutLogEntries(ctx, want[:5]); err != nil {
+		t.Fatal(err)
+	}
+	// Paged by 7, the whole job in order.
+	var got []store.LogEntry
+	f := store.LogEntryFilter{JobID: "job-a", TaskIndex: -1, AfterTask: -1, Limit: 7}
+	for {
+		page, err := s.ListLogEntries(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, page...)
+		if len(page) < f.Limit {
+			break
+		}
+		last := page[len(page)-1]
+		f.AfterTask, f.AfterAttempt = last.TaskIndex, last.Attempt
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("paged entries:\n got %d %+v\nwant %d %+v", len(got), got, len(want), want)
+	}
+	// One task; one attempt.
+	one, err := s.ListLogEntries(ctx, store.LogEntryFilter{JobID: "job-a", TaskIndex: 3, AfterTask: -1})
+	if err != nil || len(one) != 2 || one[0].Attempt != 1 || one[1].Attempt != 2 {
+		t.Fatalf("task 3: %+v, %v", one, err)
+	}
+	one, err = s.ListLogEntries(ctx, store.LogEntryFilter{JobID: "job-a", TaskIndex: 3, Attempt: 2, AfterTask: -1})
+	if err != nil || len(one) != 1 || !reflect.DeepEqual(one[0], logEntry("job-a", 3, 2)) {
+		t.Fatalf("task 3 attempt 2: %+v, %v", one, err)
+	}
+	// Replaced: the archiver records where the log went.
+	e := logEntry("job-a", 3, 2)
+	e.Destination, e.ArchiveError, e.Truncated, e.Note = "s3://team/logs/", "access denied", true, "worker lost"
+	if err := s.PutLogEntries(ctx, []store.LogEntry{e}); err != nil {
+		t.Fatal(err)
+	}
+	one, err = s.ListLogEntries(ctx, store.LogEntryFilter{JobID: "job-a", TaskIndex: 3, Attempt: 2, AfterTask: -1})
+	if err != nil || len(one) != 1 || !reflect.DeepEqual(one[0], e) {
+		t.Fatalf("replaced entry: %+v, %v; want %+v", one, err, e)
+	}
+	none, err := s.ListLogEntries(ctx, store.LogEntryFilter{JobID: "job-c", TaskIndex: -1, AfterTask: -1})
+	if err != nil || len(none) != 0 {
+		t.Fatalf("unknown job: %+v, %v", none, err)
+	}
+}
+
+func testLogEntriesRefused(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	good := logEntry("job-a", 1, 1)
+	if err := s.PutLogEntries(ctx, []store.LogEntry{good}); err != nil {
+		t.Fatal(err)
+	}
+	for name, mutate := range map[string]func(e *store.LogEntry){
+		"no job":          func(e *store.LogEntry) { e.JobID = "" },
+		"attempt 0":       func(e *store.LogEntry) { e.Attempt = 0 },
+		"negative offset": func(e *store.LogEntry) { e.Offset = -1 },
+		"parts too long":  func(e *store.LogEntry) { e.StdoutBytes = e.Length },
+		"no object":       func(e *store.LogEntry) { e.Object = "" },
+		"NUL in note":     func(e *store.LogEntry) { e.Note = "a\x00b" },
+	} {
+		bad := logEntry("job-a", 1, 1)
+		bad.Offset = 999
+		mutate(&bad)
+		// A refused entry in a batch stores none of the batch.
+		err := s.PutLogEntries(ctx, []store.LogEntry{logEntry("job-a", 2, 1), bad})
+		if !errors.Is(err, store.ErrRejected) {
+			t.Errorf("%s: err = %v, want ErrRejected", name, err)
+		}
+	}
+	got, err := s.ListLogEntries(ctx, store.LogEntryFilter{JobID: "job-a", TaskIndex: -1, AfterTask: -1})
+	if err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], good) {
+		t.Fatalf("after refusals: %+v, %v; want only %+v", got, err, good)
+	}
+	if _, err := s.ListLogEntries(ctx, store.LogEntryFilter{}); !errors.Is(err, store.ErrRejected) {
+		t.Fatalf("list without a job: %v, want ErrRejected", err)
+	}
+}
+
+func testWorkers(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	at := time.Unix(1_800_000_000, 0).UTC()
+	w1 := store.WorkerRecord{ID: "w-1", JobID: "job-a", Tier: 0, Cluster: "local", Team: "ml", StartedAt: at}
+	w2 := store.WorkerRecord{ID: "w-2", JobID: "job-a", Tier: 1, Cluster: "gpu", Team: "ml", StartedAt: at}
+	w3 := store.WorkerRecord{ID: "w-3", JobID: "job-b", Cluster: "local", Team: "web", StartedAt: at}
+	if err := s.PutWorkers(ctx, []store.WorkerRecord{w2, w1, w3}); err != nil {
+		t.Fatal(err)
+	}
+	w1.EndedAt, w1.EndReason, w1.Attempts = at.Add(time.Minute), "exit", 12
+	if err := s.PutWorkers(ctx, []store.WorkerRecord{w1}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ListWorkers(ctx, "job-a")
+	if err != nil || !reflect.DeepEqual(got, []store.WorkerRecord{w1, w2}) {
+		t.Fatalf("workers of job-a: %+v, %v", got, err)
+	}
+	if err := s.PutWorkers(ctx, []store.WorkerRecord{{ID: "", JobID: "x"}}); !errors.Is(err, store.ErrRejected) {
+		t.Fatalf("worker without ID: %v, want ErrRejected", err)
+	}
+}
