@@ -68,6 +68,11 @@ type WriterOptions struct {
 	// Logger reports failed uploads and spool writes, which are retried
 	// (default: discard).
 	Logger *slog.Logger
+	// Local makes a Writer that uploads nothing: while the task runs its
+	// owner reads new output with Live (and sends it on), and at the end
+	// takes the whole log with Seal and archives it itself. Store may be
+	// nil; Close is not used.
+	Local bool
 }
 
 // IncompleteError is what Close returns when the log could not be stored
@@ -161,7 +166,7 @@ type segment struct {
 // context.
 func NewWriter(ctx context.Context, store blob.Store, prefix, spoolDir string, opt WriterOptions) (*Writer, error) {
 	prefix = strings.TrimSuffix(prefix, "/")
-	if store == nil {
+	if store == nil && !opt.Local {
 		return nil, errors.New("logs: new writer: nil store")
 	}
 	if err := blob.ValidateKey(IncompleteKey(prefix)); err != nil || prefix == "" {
@@ -199,7 +204,11 @@ func NewWriter(ctx context.Context, store blob.Store, prefix, spoolDir string, o
 		stop:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 	}
-	go w.loop(ctx)
+	if opt.Local {
+		close(w.loopDone)
+	} else {
+		go w.loop(ctx)
+	}
 	return w, nil
 }
 
@@ -556,4 +565,79 @@ func (w *Writer) removeSpool() {
 	_ = w.spool.Close()
 	_ = os.Remove(name)
 	w.spool = nil
+}
+
+// Live returns whole frames of the log from byte offset from, about max
+// bytes of them (at least one frame when one is there, so a full-size
+// frame is never stuck), and the offset after them. from must be an offset
+// Live returned before (or 0): frame boundaries. It returns nil and from
+// when nothing new arrived.
+func (w *Writer) Live(from int64, max int) ([]byte, int64, error) {
+	end, _, err := w.cut()
+	if err != nil {
+		return nil, from, err
+	}
+	if from >= end {
+		return nil, from, nil
+	}
+	upto := min(end, from+int64(max)+maxHeader+MaxFrameData)
+	r, err := w.section(from, upto)
+	if err != nil {
+		return nil, from, err
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, from, fmt.Errorf("logs: read spool of %s: %w", w.prefix, err)
+	}
+	// Keep whole frames, up to max bytes (or the first frame).
+	n := int64(0)
+	d := newDecoder(bytes.NewReader(b))
+	for {
+		f, err := d.next()
+		if err != nil {
+			break // io.EOF, or a frame cut by upto
+		}
+		if n > 0 && n+int64(f.size) > int64(max) {
+			break
+		}
+		n += int64(f.size)
+	}
+	return b[:n], from + n, nil
+}
+
+// Sealed is a log that Seal closed: its bytes stay readable until Discard.
+type Sealed struct {
+	w *Writer
+	// Len is the log's size in bytes (frames); Output the output bytes in
+	// it, Total the output bytes the task wrote (more when some were
+	// dropped).
+	Len, Output, Total int64
+	// Incomplete says why the log is not the task's whole output (nil: it
+	// is).
+	Incomplete *IncompleteError
+}
+
+// Open returns a reader of the whole log.
+func (s *Sealed) Open() (io.Reader, error) { return s.w.section(0, s.Len) }
+
+// Discard removes the log's spool.
+func (s *Sealed) Discard() { s.w.removeSpool() }
+
+// Seal stops accepting writes and returns the log for its owner to archive
+// (Local writers).
+func (w *Writer) Seal() (*Sealed, error) {
+	w.stopOnce.Do(func() { close(w.stop) })
+	<-w.loopDone
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil, ErrClosed
+	}
+	w.closed = true
+	s := &Sealed{w: w, Len: w.written, Output: w.data, Total: w.outBytes}
+	if w.dropped > 0 {
+		s.Incomplete = &IncompleteError{Stored: w.data, Total: w.outBytes, Reason: fmt.Sprintf(
+			"%d bytes of output dropped: the spool could not be written (%v) and its %d-byte memory buffer was full", w.dropped, w.dropWhy, w.opt.MemoryBytes)}
+	}
+	return s, nil
 }
