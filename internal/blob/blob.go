@@ -4,9 +4,15 @@
 // this package knows whether objects live on a local filesystem or in an
 // S3-compatible bucket.
 //
-// Only the filesystem driver exists today ("file:///abs/path"). This package
-// imports only the standard library, so that small binaries such as
-// haul-taskhost can link it.
+// Drivers: the filesystem driver ("file:///abs/path") lives in this package;
+// others register a URL scheme with Register from their own package, so that
+// a binary links only the drivers it imports. The S3 driver is package
+// internal/blob/s3 ("s3://bucket/prefix"); importing it for its side effect
+//
+//	import _ "github.com/haul-dev/haul/internal/blob/s3"
+//
+// makes Open accept s3 URLs. This package itself imports only the standard
+// library, so that small binaries such as haul-taskhost can link it.
 package blob
 
 import (
@@ -16,7 +22,9 @@ import (
 	"io"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 )
 
 // ErrNotFound is returned by Get when no object has the key.
@@ -31,6 +39,13 @@ type Store interface {
 	// Get opens the object under key; it returns an error wrapping
 	// ErrNotFound when there is none. The caller closes the reader.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// GetRange opens length bytes of the object under key starting at byte
+	// offset; a negative length means to the end of the object. A range
+	// that runs past the end yields the bytes that exist (a short read, not
+	// an error), and an offset at or past the end yields an empty reader. A
+	// missing object is an error wrapping ErrNotFound, and a negative
+	// offset is an error. The caller closes the reader.
+	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 	// List returns the keys that start with prefix (a plain string prefix,
 	// not only a folder), sorted.
 	List(ctx context.Context, prefix string) ([]string, error)
@@ -39,10 +54,63 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// An Opener opens the Store that a parsed URL of its scheme names.
+type Opener func(u *url.URL) (Store, error)
+
+var registry struct {
+	mu      sync.RWMutex
+	openers map[string]Opener
+}
+
+// Register makes Open hand URLs of scheme (lower case, without "://") to
+// open. Drivers call it from an init function. It panics if scheme is empty,
+// is "file" (built in), is already registered, or open is nil: all of them
+// are programming errors found at start-up.
+func Register(scheme string, open func(u *url.URL) (Store, error)) {
+	if scheme == "" || scheme != strings.ToLower(scheme) || strings.Contains(scheme, ":") {
+		panic(fmt.Sprintf("blob: Register: bad scheme %q (want a lower-case URL scheme without ':')", scheme))
+	}
+	if open == nil {
+		panic("blob: Register: nil opener for scheme " + scheme)
+	}
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	if scheme == "file" || registry.openers[scheme] != nil {
+		panic("blob: Register: scheme " + scheme + " registered twice")
+	}
+	if registry.openers == nil {
+		registry.openers = make(map[string]Opener)
+	}
+	registry.openers[scheme] = open
+}
+
+// Schemes returns the URL schemes that Open accepts, sorted: "file" and
+// every registered one.
+func Schemes() []string {
+	registry.mu.RLock()
+	defer registry.mu.RUnlock()
+	out := []string{"file"}
+	for s := range registry.openers {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func opener(scheme string) Opener {
+	registry.mu.RLock()
+	defer registry.mu.RUnlock()
+	return registry.openers[scheme]
+}
+
 // Open returns the Store that a URL names:
 //
 //	file:///abs/path   a folder on the local filesystem (created if missing)
 //	/abs/path          the same
+//	scheme://...       the driver registered for scheme (see Register), such
+//	                   as s3://bucket/prefix from package internal/blob/s3
+//
+// An unknown scheme is an error that lists the supported ones.
 func Open(rawURL string) (Store, error) {
 	if rawURL == "" {
 		return nil, errors.New("blob: empty store URL")
@@ -52,7 +120,13 @@ func Open(rawURL string) (Store, error) {
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("blob: parse store URL %q: %w", rawURL, err)
+		// url.Error quotes the URL, which may carry credentials; name only
+		// what went wrong.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("blob: parse store URL: %w", err)
 	}
 	switch u.Scheme {
 	case "file":
@@ -64,10 +138,12 @@ func Open(rawURL string) (Store, error) {
 		}
 		return NewFS(u.Path)
 	case "":
-		return nil, fmt.Errorf("blob: store URL %q: want file:///abs/path or an absolute path", rawURL)
-	default:
-		return nil, fmt.Errorf("blob: store URL %q: unsupported scheme %q (supported: file)", rawURL, u.Scheme)
+		return nil, fmt.Errorf("blob: store URL %q: want file:///abs/path, an absolute path, or a URL of a registered scheme (supported: %s)", u.Redacted(), strings.Join(Schemes(), ", "))
 	}
+	if open := opener(strings.ToLower(u.Scheme)); open != nil {
+		return open(u)
+	}
+	return nil, fmt.Errorf("blob: store URL %q: unsupported scheme %q (supported: %s)", u.Redacted(), u.Scheme, strings.Join(Schemes(), ", "))
 }
 
 // ValidateKey reports whether key is acceptable to every driver: not empty,
@@ -95,6 +171,24 @@ func ValidateKey(key string) error {
 	}
 	return nil
 }
+
+// CheckRange validates the key and offset of a GetRange call: drivers call
+// it first so that every driver refuses the same requests with the same
+// words.
+func CheckRange(key string, offset int64) error {
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	if offset < 0 {
+		return fmt.Errorf("blob: get %s: negative range offset %d", key, offset)
+	}
+	return nil
+}
+
+// ValidatePrefix reports whether prefix is acceptable to List: "" or a
+// prefix whose complete parts are valid key parts (the last part may be
+// partial, and the prefix may end with '/').
+func ValidatePrefix(prefix string) error { return validatePrefix(prefix) }
 
 // validatePrefix accepts "" and any prefix whose complete parts are valid
 // (the last part may be partial, and the prefix may end with '/').

@@ -125,6 +125,35 @@ func (s *FS) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return f, nil
 }
 
+// GetRange opens the object's file and returns a reader of the requested
+// range of it (see Store.GetRange).
+func (s *FS) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := CheckRange(key, offset); err != nil {
+		return nil, err
+	}
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	f := rc.(*os.File)
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("blob: get %s: seek to %d: %w", key, offset, err)
+	}
+	if length < 0 {
+		return f, nil
+	}
+	return rangeReader{Reader: io.LimitReader(f, length), c: f}, nil
+}
+
+// rangeReader reads part of a file and closes the whole file.
+type rangeReader struct {
+	io.Reader
+	c io.Closer
+}
+
+func (r rangeReader) Close() error { return r.c.Close() }
+
 // List walks the folder that holds prefix and returns the matching keys,
 // sorted.
 func (s *FS) List(ctx context.Context, prefix string) ([]string, error) {
