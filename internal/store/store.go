@@ -502,6 +502,8 @@ type Store interface {
 	PlacementStore
 	// LogStore keeps the index of archived logs and the workers' history.
 	LogStore
+	// HistoryStore keeps the history export's batches and bulk readers.
+	HistoryStore
 
 	Close() error
 }

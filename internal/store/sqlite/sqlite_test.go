@@ -337,3 +337,10 @@ func TestGlobPredicate(t *testing.T) {
 		t.Fatalf("only %d well-formed globs, %d matches: the generator needs work", valid, matched)
 	}
 }
+
+func TestHistoryConformance(t *testing.T) {
+	t.Parallel()
+	storetest.ExerciseHistory(t, func(t *testing.T) store.Store {
+		return openTest(t, filepath.Join(t.TempDir(), "haul.db"))
+	})
+}
