@@ -27,7 +27,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,7 +60,11 @@ type Server struct {
 		byMethod map[string]int64
 		puts     int64
 	}
-	drop atomic.Int64
+	drop struct {
+		sync.Mutex
+		n     int
+		match func(*http.Request) bool // nil matches every request
+	}
 }
 
 type process struct {
@@ -208,8 +211,31 @@ func (s *Server) ResetCounts() {
 
 // DropReplies makes the proxy pass the next n requests on to MinIO, let it
 // act on them, and then close the client's connection without a reply, as a
-// network failure after the request has reached the server would.
-func (s *Server) DropReplies(n int) { s.drop.Store(int64(n)) }
+// network failure after the request has reached the server would. Zero
+// ends the dropping.
+func (s *Server) DropReplies(n int) { s.DropRepliesIf(n, nil) }
+
+// DropRepliesIf is DropReplies for only the next n requests that match
+// reports true for (nil matches all); other requests pass as usual. match
+// runs before the request's body is read.
+func (s *Server) DropRepliesIf(n int, match func(r *http.Request) bool) {
+	s.drop.Lock()
+	defer s.drop.Unlock()
+	s.drop.n, s.drop.match = n, match
+}
+
+// IsCompleteMultipartUpload reports whether r is a
+// CompleteMultipartUpload request (POST /bucket/key?uploadId=...), for
+// DropRepliesIf.
+func IsCompleteMultipartUpload(r *http.Request) bool {
+	return r.Method == http.MethodPost && r.URL.Query().Has("uploadId")
+}
+
+// IsUploadPart reports whether r is an UploadPart request (PUT
+// /bucket/key?partNumber=N&uploadId=...), for DropRepliesIf.
+func IsUploadPart(r *http.Request) bool {
+	return r.Method == http.MethodPut && r.URL.Query().Has("partNumber")
+}
 
 func (s *Server) startProxy() error {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -244,7 +270,7 @@ func (s *Server) startProxy() error {
 
 func (s *Server) serve(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request) {
 	s.count(r)
-	if s.takeDrop() {
+	if s.takeDrop(r) {
 		// Let MinIO act on the request, discard its answer, and close the
 		// client's connection.
 		rp.ServeHTTP(&discardWriter{h: make(http.Header)}, r)
@@ -259,16 +285,14 @@ func (s *Server) serve(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http
 	rp.ServeHTTP(w, r)
 }
 
-func (s *Server) takeDrop() bool {
-	for {
-		n := s.drop.Load()
-		if n <= 0 {
-			return false
-		}
-		if s.drop.CompareAndSwap(n, n-1) {
-			return true
-		}
+func (s *Server) takeDrop(r *http.Request) bool {
+	s.drop.Lock()
+	defer s.drop.Unlock()
+	if s.drop.n <= 0 || (s.drop.match != nil && !s.drop.match(r)) {
+		return false
 	}
+	s.drop.n--
+	return true
 }
 
 func (s *Server) count(r *http.Request) {

@@ -3,10 +3,13 @@ package s3
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -40,7 +43,10 @@ const abortTimeout = 30 * time.Second
 //
 // S3 makes an object visible only when its PutObject or
 // CompleteMultipartUpload succeeds, so readers never see part of one; a
-// failed multipart upload is aborted.
+// failed multipart upload is aborted. When CompleteMultipartUpload fails (its
+// reply lost, and the SDK's retries finding the upload gone or losing their
+// replies too), Put compares the object's ETag with the one the parts it
+// sent make, and succeeds if they match.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 	if err := blob.ValidateKey(key); err != nil {
 		return err
@@ -253,7 +259,34 @@ func (s *Store) putParts(ctx context.Context, key string, each func(yield func(*
 		UploadId:        id,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	}); err != nil {
+		if s.completed(ctx, objKey, parts) {
+			// An attempt completed the upload, but its reply was lost: the
+			// SDK's retries found the upload gone (NoSuchUpload) or lost
+			// their replies too.
+			return nil
+		}
 		return fmt.Errorf("complete multipart upload: %w", err)
 	}
 	return nil
+}
+
+// completed reports whether the object at objKey is the one that completing
+// an upload of parts makes: its ETag is the MD5 of the parts' MD5s followed
+// by "-" and the number of parts. Parts whose ETags are not plain MD5s
+// (objects encrypted with KMS keys) cannot be checked, and give false.
+func (s *Store) completed(ctx context.Context, objKey string, parts []types.CompletedPart) bool {
+	h := md5.New()
+	for _, p := range parts {
+		sum, err := hex.DecodeString(strings.Trim(aws.ToString(p.ETag), `"`))
+		if err != nil || len(sum) != md5.Size {
+			return false
+		}
+		h.Write(sum)
+	}
+	want := fmt.Sprintf("%x-%d", h.Sum(nil), len(parts))
+	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(objKey),
+	})
+	return err == nil && strings.Trim(aws.ToString(head.ETag), `"`) == want
 }

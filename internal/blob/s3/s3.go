@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -369,6 +370,9 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	if err := blob.CheckRange(key, offset); err != nil {
 		return nil, err
+	}
+	if length > math.MaxInt64-offset {
+		length = -1 // past any object's end
 	}
 	if length == 0 {
 		if _, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{

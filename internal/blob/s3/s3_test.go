@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -282,24 +283,35 @@ func TestDropReplies(t *testing.T) {
 	st := newBucket(t, srv, "")
 	ctx := t.Context()
 	for _, c := range []struct {
-		name string
-		drop int
-		size int64
+		name     string
+		drop     int
+		match    func(*http.Request) bool
+		size     int64
+		mustPass bool // the SDK's three attempts outlast the drops
 	}{
-		{"small-1", 1, 1000},
-		{"small-2", 2, 1000},
-		{"small-5", 5, 1000},
-		{"multipart-1", 1, 70 << 20},
-		{"multipart-3", 3, 70 << 20},
+		{"small-1", 1, nil, 1000, true},
+		{"small-2", 2, nil, 1000, true},
+		{"small-5", 5, nil, 1000, false},
+		{"multipart-1", 1, nil, 70 << 20, true},
+		{"multipart-3", 3, nil, 70 << 20, false},
+		{"part-1", 1, s3test.IsUploadPart, 70 << 20, true},
+		{"part-2", 2, s3test.IsUploadPart, 70 << 20, true},
+		// The first CompleteMultipartUpload completes the object; the
+		// retry finds the upload gone, and Put checks the ETag.
+		{"complete-1", 1, s3test.IsCompleteMultipartUpload, 70 << 20, true},
+		{"complete-5", 5, s3test.IsCompleteMultipartUpload, 70 << 20, true}, // all three attempts lose their replies
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			data := make([]byte, c.size)
 			_, _ = io.ReadFull(blobtest.NewRandomReader(uint64(c.size)+uint64(c.drop)), data)
 			srv.ResetCounts()
-			srv.DropReplies(c.drop)
+			srv.DropRepliesIf(c.drop, c.match)
 			err := st.Put(ctx, c.name, blobtest.OnlyReader{R: bytes.NewReader(data)})
 			srv.DropReplies(0)
 			t.Logf("put with %d dropped replies: err=%v, requests %v", c.drop, err, srv.Requests())
+			if err != nil && c.mustPass {
+				t.Errorf("Put failed: %v", err)
+			}
 			rc, gerr := st.Get(ctx, c.name)
 			if err != nil {
 				if gerr == nil {
