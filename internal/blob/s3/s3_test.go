@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -399,5 +400,56 @@ func TestCountsIgnoreCreateBucket(t *testing.T) {
 	}
 	if n := srv.Requests()["PUT"]; n != 1 {
 		t.Errorf("PUT requests after CreateBucket = %d; want 1", n)
+	}
+}
+
+// TestPutUnsizedMemoryBounded streams 160 MiB of unknown length and checks
+// that the heap never grows by anything near the body's size: the body goes
+// through a spool file, not memory.
+func TestPutUnsizedMemoryBounded(t *testing.T) {
+	srv := s3test.Start(t)
+	st := newBucket(t, srv, "")
+	const size = 160 << 20
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	go func() {
+		var m runtime.MemStats
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(25 * time.Millisecond):
+			}
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+		}
+	}()
+	start := time.Now()
+	h := sha256.New()
+	err := st.Put(t.Context(), "unsized", blobtest.OnlyReader{R: io.TeeReader(io.LimitReader(blobtest.NewRandomReader(9), size), h)})
+	close(done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	growth := int64(peak.Load()) - int64(base.HeapInuse)
+	t.Logf("Put of %d MiB of unknown length: %v (%.0f MiB/s), heap grew by at most %.1f MiB, %d object PUTs",
+		size>>20, elapsed.Round(time.Millisecond), float64(size>>20)/elapsed.Seconds(), float64(growth)/(1<<20), srv.PutCount())
+	if growth > 48<<20 {
+		t.Errorf("heap grew by %d MiB during the Put; want it bounded well below the body's %d MiB", growth>>20, size>>20)
+	}
+	rc, err := st.Get(t.Context(), "unsized")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	h2 := sha256.New()
+	if n, err := io.Copy(h2, rc); err != nil || n != size || !bytes.Equal(h.Sum(nil), h2.Sum(nil)) {
+		t.Fatalf("read back %d bytes, %v; hashes equal: %v", n, err, bytes.Equal(h.Sum(nil), h2.Sum(nil)))
 	}
 }
