@@ -52,6 +52,9 @@ type Config struct {
 	Tokens   token.Secret
 	// Explainer answers Why from the runners; nil: Why is refused.
 	Explainer Explainer
+	// Live reads the runners' live copies of running attempts' logs;
+	// nil: only archived logs are read.
+	Live LiveReader
 	// Auth proves who makes each call (see Interceptor); nil refuses
 	// every call with unauthenticated: there is no open mode.
 	Auth auth.Authenticator

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/haul-dev/haul/internal/auth"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
+	runnerv1 "github.com/haul-dev/haul/internal/gen/haul/runner/v1"
 	"github.com/haul-dev/haul/internal/logs"
 	"github.com/haul-dev/haul/internal/store"
 )
@@ -79,13 +81,13 @@ func (g *Gateway) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLog
 	// Frames are batched into messages of up to maxChunkBytes; when
 	// following, whatever is batched goes out as soon as the reader has
 	// caught up with the task.
-	opts := logs.ReadOptions{Follow: req.Msg.Follow, Done: done, CaughtUp: func() error {
+	caughtUp := func() error {
 		if len(msg.Chunks) == 0 {
 			return nil
 		}
 		return flush()
-	}}
-	err = logs.Read(ctx, g.cfg.Blob, logs.Prefix(j.ID, t.Index, attempt), opts, func(s byte, nanos int64, data []byte) error {
+	}
+	emit := func(s byte, nanos int64, data []byte) error {
 		if !want[s] {
 			return nil
 		}
@@ -95,8 +97,11 @@ func (g *Gateway) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLog
 			return flush()
 		}
 		return nil
-	})
-	if err != nil && !errors.Is(err, logs.ErrNoLog) {
+	}
+	if err := g.readLog(ctx, j.ID, t.Index, attempt, req.Msg.Follow, done, caughtUp, emit); err != nil {
+		if ce := new(connect.Error); errors.As(err, &ce) {
+			return err
+		}
 		return connect.NewError(connect.CodeInternal, fmt.Errorf("read log of %s attempt %d: %w", t.Key, attempt, err))
 	}
 	if err := flush(); err != nil {
@@ -114,11 +119,93 @@ func (g *Gateway) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLog
 	return nil
 }
 
-// logNotice says whether an attempt's log is incomplete, and why: from the
-// marker object the taskhost wrote, or, when the store was too broken for
+// LiveReader reads what a runner holds of a running attempt's log
+// (runner.Runner, or runner.RemoteAppender for a runner elsewhere).
+type LiveReader interface {
+	LiveLog(ctx context.Context, jobID string, task, attempt int32, offset int64, max int) (*runnerv1.LiveResponse, error)
+}
+
+// livePoll is how often a follower looks for new output.
+const livePoll = 200 * time.Millisecond
+
+// readLog emits an attempt's frames in log order: from its archived entry
+// when the store indexes one; else from the live copy its runner holds
+// (following it while the attempt runs, and moving to the entry, at the
+// same offset, once it is indexed); else from the objects of a log written
+// before packs (segments, final object). emit gets the frames; caughtUp is
+// called before each wait for more.
+func (g *Gateway) readLog(ctx context.Context, job string, task, attempt int32, follow bool, done func() bool, caughtUp func() error, emit func(byte, int64, []byte) error) error {
+	var off int64 // log bytes read so far, as frames
+	for {
+		es, err := g.cfg.Store.ListLogEntries(ctx, store.LogEntryFilter{JobID: job, TaskIndex: task, Attempt: attempt, AfterTask: -1, Limit: 1})
+		if err != nil {
+			return fmt.Errorf("look up the log's entry: %w", err)
+		}
+		if len(es) == 1 {
+			e := es[0]
+			return logs.ReadEntry(ctx, g.cfg.Blob, logs.Entry{Object: e.Object, Offset: e.Offset, Length: e.Length, StdoutBytes: e.StdoutBytes, StderrBytes: e.StderrBytes}, off, nil, emit)
+		}
+		ended := done()
+		held := false
+		var liveErr error
+		if g.cfg.Live != nil {
+			resp, err := g.cfg.Live.LiveLog(ctx, job, task, attempt, off, 1<<20)
+			liveErr = err
+			if err == nil && resp.Held {
+				held = true
+				if _, err := logs.DecodeFrames(bytes.NewReader(resp.Frames), emit); err != nil {
+					return err
+				}
+				off = resp.Next
+				if resp.Next < resp.End {
+					continue // more is there now
+				}
+			}
+		}
+		if !held && ended {
+			// Nothing live and no entry: a log from before packs, or none
+			// (an attempt that printed nothing stores nothing).
+			err := logs.Read(ctx, g.cfg.Blob, logs.Prefix(job, task, attempt), logs.ReadOptions{}, emit)
+			if errors.Is(err, logs.ErrNoLog) {
+				return nil
+			}
+			return err
+		}
+		if !follow {
+			if !held && liveErr != nil {
+				return connect.NewError(connect.CodeUnavailable, fmt.Errorf("the attempt runs and its runner cannot be asked for its output now: %w", liveErr))
+			}
+			return nil
+		}
+		if err := caughtUp(); err != nil {
+			return err
+		}
+		t := time.NewTimer(livePoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// logNotice says whether an attempt's log is incomplete, and why: from its
+// archived entry, from the marker object an older taskhost wrote, or, when the store was too broken for
 // that, from the attempt's message; a lost attempt without a final object
 // is incomplete too. A running attempt's log is not judged.
 func (g *Gateway) logNotice(ctx context.Context, job string, task, number int32) (string, error) {
+	es, err := g.cfg.Store.ListLogEntries(ctx, store.LogEntryFilter{JobID: job, TaskIndex: task, Attempt: number, AfterTask: -1, Limit: 1})
+	if err != nil {
+		return "", fmt.Errorf("look up the log's entry: %w", err)
+	}
+	if len(es) == 1 && es[0].Truncated {
+		n := es[0].Note
+		if _, ok := logs.IncompleteNotice(n); !ok {
+			n = logs.IncompletePrefix + n
+		}
+		return n, nil
+	}
 	notice, err := logs.Incomplete(ctx, g.cfg.Blob, logs.Prefix(job, task, number))
 	if err != nil || notice != "" {
 		return notice, err

@@ -56,6 +56,14 @@ func (r *Runner) Poll(ctx context.Context, req *connect.Request[taskhostv1.PollR
 	if !s.leased.Load() {
 		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("job %s is in shard %d, which this runner does not own now (it moved, or a failover is under way): ask a locator for its runner", m.JobId, s.n))
 	}
+	if err := r.takeLogs(ctx, m); err != nil {
+		return nil, err
+	}
+	if m.ReportOnly && len(m.Results) == 0 {
+		// Only logs (live output, entries): they need no worker state, so
+		// a worker told to exit may still deliver its last entries.
+		return connect.NewResponse(&taskhostv1.PollResponse{}), nil
+	}
 	return s.poll(ctx, m)
 }
 
@@ -107,6 +115,7 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 		if jr == nil || !jr.core.Finished(res.TaskIndex, res.Attempt, outcomeOf(res), now) {
 			continue
 		}
+		s.live.ended(m.JobId, res.TaskIndex, res.Attempt, false, res.LogBytes, now)
 		a := attemptFromResult(jr, w, res, now)
 		s.account(jr, w, &a)
 		if a.State == store.AttemptSucceeded || a.State == store.AttemptFailed && !a.OOM() {

@@ -10,6 +10,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/haul-dev/haul/internal/blob"
 	"github.com/haul-dev/haul/internal/dag"
 	"github.com/haul-dev/haul/internal/fleet"
 	"github.com/haul-dev/haul/internal/metrics"
@@ -90,8 +92,17 @@ type Config struct {
 	Clock   func() time.Time // default time.Now
 	// RunnerURL is the address workers use to reach this runner.
 	RunnerURL string
-	// BlobURL is the object store workers write logs to.
+	// BlobURL is the object store workers write logs to; Blob is the
+	// runner's own handle on it (for the live copies it stores, see
+	// live.go; nil: opened from BlobURL when that names one).
 	BlobURL string
+	Blob    blob.Store
+	// LiveAttemptBytes, LiveMemoryBytes and LivePackGrace bound the live
+	// copies of running attempts' logs (see live.go; defaults 1 MiB per
+	// attempt, 256 MiB in all, 2m).
+	LiveAttemptBytes int
+	LiveMemoryBytes  int
+	LivePackGrace    time.Duration
 	// MaxWorkers caps the workers this runner keeps alive across all jobs
 	// (default: 2 per CPU, at least 4).
 	MaxWorkers int
@@ -164,6 +175,8 @@ type Runner struct {
 	// place is the runner's side of placement; nil when the backend has
 	// no clusters (workers start unplaced).
 	place *placer
+	// live holds running attempts' recent output (live.go).
+	live *liveLogs
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -340,6 +353,16 @@ func New(cfg Config) *Runner {
 	if cfg.HalfLife <= 0 {
 		cfg.HalfLife = DefaultHalfLife
 	}
+	cfg.LiveAttemptBytes = cmp.Or(max(0, cfg.LiveAttemptBytes), DefaultLiveAttemptBytes)
+	cfg.LiveMemoryBytes = cmp.Or(max(0, cfg.LiveMemoryBytes), DefaultLiveMemoryBytes)
+	cfg.LivePackGrace = cmp.Or(max(0, cfg.LivePackGrace), DefaultLivePackGrace)
+	if cfg.Blob == nil && cfg.BlobURL != "" {
+		if b, err := blob.Open(cfg.BlobURL); err == nil {
+			cfg.Blob = b
+		} else {
+			cfg.Logger.Error("cannot open the object store; live logs of lost attempts will not be stored", "err", err)
+		}
+	}
 	r := &Runner{
 		cfg:         cfg,
 		log:         cfg.Logger,
@@ -354,6 +377,7 @@ func New(cfg Config) *Runner {
 	if len(r.workerKey) == 0 {
 		r.workerKey = []byte(rand.Text())
 	}
+	r.live = newLiveLogs(r)
 	for i := range r.shards {
 		r.shards[i] = newShard(r, i)
 	}
@@ -391,9 +415,10 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	r.scanLogged(ctx)
 	r.started.Store(true)
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go func() { defer r.wg.Done(); r.loop(ctx) }()
 	go func() { defer r.wg.Done(); r.keepLeases(ctx) }()
+	go func() { defer r.wg.Done(); r.live.spillLoop(ctx) }()
 	if r.place != nil {
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); r.place.loop(ctx) }()
@@ -715,6 +740,11 @@ type resultInfo struct {
 
 func (s *shard) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32]resultInfo) <-chan struct{} {
 	now := s.now()
+	for _, a := range extra {
+		if a.State != store.AttemptRunning {
+			s.live.ended(a.JobID, a.TaskIndex, a.Number, a.State == store.AttemptLost, -1, now)
+		}
+	}
 	out := jr.core.Drain()
 	var tasks []store.TaskUpdate
 	wakeWorkers := false

@@ -156,7 +156,7 @@ func serve(t *testing.T, dir string, backend runner.Backend, cfg runner.Config, 
 	if made != nil {
 		made(r)
 	}
-	mux.Handle(jobService(gateway.Config{Store: st, Blob: bs, Notify: r.Wake, Explainer: r}))
+	mux.Handle(jobService(gateway.Config{Store: st, Blob: bs, Notify: r.Wake, Explainer: r, Live: r}))
 	path, h := taskhostv1connect.NewTaskHostServiceHandler(r)
 	mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if polls != nil {

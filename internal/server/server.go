@@ -265,7 +265,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 			return nil, err
 		}
 		ra := &runner.RemoteAppender{Store: st, Key: workerKey, Client: rc}
-		gwc.Appender, gwc.Explainer = ra, ra
+		gwc.Appender, gwc.Explainer, gwc.Live = ra, ra, ra
 		mux.Handle(taskhostv1connect.NewTaskHostServiceHandler(&runner.LocatorService{Locator: runner.Locator{Store: st, Key: workerKey}}))
 		s.mountGateway(mux, gwc, authn)
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -354,7 +354,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	if o.LocatorURL != "" {
 		rc.ServerURL = o.LocatorURL
 	}
-	rc.BlobURL = "file://" + blobDir
+	rc.BlobURL, rc.Blob = "file://"+blobDir, bs
 	if o.MaxWorkers > 0 {
 		rc.MaxWorkers = o.MaxWorkers
 	}
@@ -362,7 +362,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	s.run, s.backend = run, be
 
 	if o.Role == RoleAll {
-		gwc.Notify, gwc.Appender, gwc.Explainer = run.Wake, run, run
+		gwc.Notify, gwc.Appender, gwc.Explainer, gwc.Live = run.Wake, run, run, run
 		s.mountGateway(mux, gwc, authn)
 	}
 	// Poll replies are small and frequent: compressing them cost 3-8% of

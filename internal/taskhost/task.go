@@ -1,7 +1,6 @@
 package taskhost
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,6 +55,27 @@ type task struct {
 	why    int
 	stop   chan struct{} // closed by kill
 	killed bool
+	logw   *logs.Writer // nil until the log is open
+	sent   int64        // log bytes sent to the runner live
+	// tail is the output not yet sent live when the attempt ended (up to
+	// tailBytes of it): it goes to the runner with the result, so the
+	// runner's live copy of a short log is whole at once.
+	tail *taskhostv1.LiveOutput
+}
+
+// liveLog returns the attempt's log writer and the offset of its output
+// not yet sent live.
+func (t *task) liveLog() (*logs.Writer, int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.logw, t.sent
+}
+
+// liveSent records that the log was sent live up to next.
+func (t *task) liveSent(next int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sent = max(t.sent, next)
 }
 
 func (t *task) kill(why int) {
@@ -94,7 +114,7 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 		Enforcement:      h.lim.enforcement,
 	}
 
-	out, errOut, closeLog, err := h.openLog(ctx, a)
+	out, errOut, closeLog, err := h.openLog(ctx, t, a)
 	if err != nil {
 		log.Error("cannot open the attempt's log", "err", err)
 		startError(res, ExitCannotExecute, err.Error())
@@ -367,27 +387,47 @@ func drain(r io.Reader, w io.Writer) {
 // openLog returns the attempt's stdout and stderr writers and the function
 // that closes the log. An assignment without a log prefix gets its output
 // discarded.
-func (h *host) openLog(ctx context.Context, a *taskhostv1.Assignment) (out, errOut io.Writer, closeLog func(context.Context) (int64, error), err error) {
+func (h *host) openLog(ctx context.Context, t *task, a *taskhostv1.Assignment) (out, errOut io.Writer, closeLog func(context.Context) (int64, error), err error) {
 	if a.GetLogPrefix() == "" {
 		h.log.Warn("assignment has no log prefix; its output is discarded", "task_index", a.GetTaskIndex(), "attempt", a.GetAttempt())
 		return io.Discard, io.Discard, func(context.Context) (int64, error) { return 0, nil }, nil
 	}
-	w, err := logs.NewWriter(ctx, h.store, a.GetLogPrefix(), h.cfg.SpoolDir, logs.WriterOptions{
-		FlushInterval: h.cfg.LogFlushInterval,
-		RetryFor:      h.cfg.LogRetry,
-		Clock:         h.cfg.Clock,
-		Logger:        h.log,
+	w, err := logs.NewWriter(ctx, nil, a.GetLogPrefix(), h.cfg.SpoolDir, logs.WriterOptions{
+		Local:  true,
+		Clock:  h.cfg.Clock,
+		Logger: h.log,
 	})
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	t.mu.Lock()
+	t.logw = w
+	t.mu.Unlock()
 	closeLog = func(ctx context.Context) (int64, error) {
-		// The final upload must happen even while the worker stops; the
-		// writer retries failed uploads for LogRetry, holding the result
-		// that long at most.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmp.Or(h.cfg.LogRetry, logs.DefaultRetryFor)+time.Minute)
+		sealed, err := w.Seal()
+		if err != nil {
+			return 0, err
+		}
+		defer sealed.Discard()
+		if _, from := t.liveLog(); from < sealed.Len {
+			if b, _, err := w.Live(from, tailBytes); err == nil && len(b) > 0 {
+				t.mu.Lock()
+				t.tail = &taskhostv1.LiveOutput{TaskIndex: t.ref.index, Attempt: t.ref.attempt, Offset: from, Frames: b}
+				t.mu.Unlock()
+			}
+		}
+		// The archive must happen even while the worker stops; a log too
+		// big for a pack is uploaded now, retried for LogRetry, holding
+		// the result that long at most.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.LogRetry+time.Minute)
 		defer cancel()
-		return w.Close(cctx)
+		if err := h.packer.add(cctx, t.ref, sealed, strings.TrimSuffix(a.GetLogPrefix(), "/")+"/log"); err != nil {
+			return sealed.Len, &logs.IncompleteError{Stored: 0, Total: sealed.Total, Reason: err.Error()}
+		}
+		if sealed.Incomplete != nil {
+			return sealed.Len, sealed.Incomplete
+		}
+		return sealed.Len, nil
 	}
 	return w.Stdout(), w.Stderr(), closeLog, nil
 }

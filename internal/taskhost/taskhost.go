@@ -94,12 +94,23 @@ type Config struct {
 	IdleWait time.Duration
 	// Heartbeat is the poll period while attempts run (default 1s).
 	Heartbeat time.Duration
-	// LogFlushInterval is how often running attempts' logs are uploaded
-	// (default 1s).
-	LogFlushInterval time.Duration
-	// LogRetry is how long an ended attempt's log upload is retried (a
-	// full disk, an object store that is away) before the result is
-	// reported with the log marked incomplete (default 1m).
+	// LiveInterval is how often running attempts' new output is sent to
+	// the runner (default 500ms), which holds it for live readers: the
+	// worker makes no object-store request while its tasks run.
+	LiveInterval time.Duration
+	// PackBytes, PackEntries and PackAge say when the current pack of
+	// ended attempts' logs is uploaded: when it holds that many bytes or
+	// logs, or that long after its first log (defaults 8 MiB, 256, 10s),
+	// and when the worker stops. A log over OwnObjectBytes (default 1 MiB)
+	// gets an object of its own.
+	PackBytes      int
+	PackEntries    int
+	PackAge        time.Duration
+	OwnObjectBytes int
+	// LogRetry is how long the upload of a log too big for a pack is
+	// retried (a full disk, an object store that is away) before the
+	// result is reported with the log marked incomplete, and how long a
+	// stopping worker tries to upload its last pack (default 1m).
 	LogRetry time.Duration
 	// Clock stamps results and log frames and times the reconnect deadline
 	// (default time.Now).
@@ -152,7 +163,12 @@ func (c *Config) setDefaults() {
 	c.PipeGrace = cmp.Or(c.PipeGrace, time.Second)
 	c.IdleWait = cmp.Or(c.IdleWait, 20*time.Second)
 	c.Heartbeat = cmp.Or(c.Heartbeat, time.Second)
-	c.LogFlushInterval = cmp.Or(c.LogFlushInterval, time.Second)
+	c.LiveInterval = cmp.Or(c.LiveInterval, DefaultLiveInterval)
+	c.PackBytes = cmp.Or(c.PackBytes, DefaultPackBytes)
+	c.PackEntries = cmp.Or(c.PackEntries, DefaultPackEntries)
+	c.PackAge = cmp.Or(c.PackAge, DefaultPackAge)
+	c.OwnObjectBytes = cmp.Or(c.OwnObjectBytes, DefaultOwnObjectBytes)
+	c.LogRetry = cmp.Or(c.LogRetry, time.Minute)
 	c.SampleInterval = cmp.Or(c.SampleInterval, 250*time.Millisecond)
 	c.CgroupRoot = cmp.Or(c.CgroupRoot, "/")
 	if c.HTTPClient == nil {
@@ -220,7 +236,7 @@ func (c *Config) validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"reconnect timeout": c.ReconnectTimeout, "kill grace": c.KillGrace, "pipe grace": c.PipeGrace,
-		"idle wait": c.IdleWait, "heartbeat": c.Heartbeat, "log flush interval": c.LogFlushInterval,
+		"idle wait": c.IdleWait, "heartbeat": c.Heartbeat, "live interval": c.LiveInterval, "pack age": c.PackAge,
 		"sample interval": c.SampleInterval,
 	} {
 		if d < 0 {
@@ -273,9 +289,13 @@ type host struct {
 	tasks   map[ref]*task
 	results []*taskhostv1.AttemptResult // ended, not yet acknowledged by a poll
 	wake    chan struct{}               // an attempt ended
+	ship    chan struct{}               // log entries are ready to send
+	tails   []*taskhostv1.LiveOutput    // ended attempts' last output, not yet sent
 	wg      sync.WaitGroup              // attempt goroutines
 
 	lim limits // settled before the first poll
+
+	packer *packer // archives ended attempts' logs
 }
 
 // Run serves the runner until it says exit (nil), the runner rejects this
@@ -319,7 +339,9 @@ func Run(ctx context.Context, cfg Config) error {
 		log:   cfg.Logger.With("worker", cfg.WorkerID, "job", cfg.JobID),
 		tasks: make(map[ref]*task),
 		wake:  make(chan struct{}, 1),
+		ship:  make(chan struct{}, 1),
 	}
+	h.packer = newPacker(store, h.log, &h.cfg, h.poke)
 	h.setRunner(cfg.RunnerURL)
 	for _, u := range cfg.Locators {
 		h.locators = append(h.locators, locator{url: u, client: h.newClient(u)})
@@ -334,6 +356,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 func (h *host) run(ctx context.Context) error {
 	h.log.Info("taskhost started", "runner", h.cfg.RunnerURL, "capacity", h.cfg.Capacity, "tier", h.cfg.Tier, "locators", len(h.locators))
+	// The packer outlives ctx: a stopping worker still uploads its last
+	// pack (for LogRetry at most, see finishLogs).
+	packCtx, stopPacker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPacker()
+	go h.packer.run(packCtx)
+	shipCtx, stopShipping := context.WithCancel(ctx)
+	defer stopShipping()
+	go h.shipLoop(shipCtx)
 	var (
 		exiting      bool
 		failingSince time.Time // first failure since the last successful poll
@@ -352,6 +382,8 @@ func (h *host) run(ctx context.Context) error {
 		results, running, free := h.snapshot()
 		if exiting && len(running) == 0 && len(results) == 0 {
 			h.wg.Wait()
+			stopShipping()
+			h.finishLogs(ctx, h.cfg.LogRetry)
 			h.log.Info("runner said exit; all attempts reported")
 			return nil
 		}
@@ -412,6 +444,7 @@ func (h *host) run(ctx context.Context) error {
 		}
 		failingSince, failures, hurried = time.Time{}, 0, false
 		h.ack(results)
+		h.sentTails(req.Live)
 
 		for _, c := range resp.GetCancel() {
 			h.cancel(refOf(c.GetTaskIndex(), c.GetAttempt()))
@@ -474,6 +507,7 @@ func (h *host) pollReporting(ctx context.Context, req *taskhostv1.PollRequest, w
 				continue
 			}
 			h.ack(results)
+			h.sentTails(r.Live)
 		}
 	})
 	resp, err := h.poll(ctx, req, wait)
@@ -494,9 +528,146 @@ func (h *host) poll(ctx context.Context, req *taskhostv1.PollRequest, wait time.
 	return resp.Msg, nil
 }
 
-// request returns a PollRequest naming this worker, carrying results.
+// request returns a PollRequest naming this worker, carrying results and,
+// when there are results, the ended attempts' last output (up to
+// livePollBytes of it; the shipper sends the rest).
 func (h *host) request(results []*taskhostv1.AttemptResult) *taskhostv1.PollRequest {
-	return &taskhostv1.PollRequest{WorkerId: h.cfg.WorkerID, JobId: h.cfg.JobID, Tier: h.cfg.Tier, Results: results}
+	req := &taskhostv1.PollRequest{WorkerId: h.cfg.WorkerID, JobId: h.cfg.JobID, Tier: h.cfg.Tier, Results: results}
+	if len(results) > 0 {
+		req.Live = h.takeTails(livePollBytes)
+	}
+	return req
+}
+
+// takeTails returns unsent tails, up to budget bytes of them (at least one).
+func (h *host) takeTails(budget int) []*taskhostv1.LiveOutput {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*taskhostv1.LiveOutput
+	for _, t := range h.tails {
+		if len(out) > 0 && len(t.Frames) > budget {
+			break
+		}
+		budget -= len(t.Frames)
+		out = append(out, t)
+	}
+	return out
+}
+
+// sentTails forgets tails that a successful call carried.
+func (h *host) sentTails(sent []*taskhostv1.LiveOutput) {
+	if len(sent) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.tails = slices.DeleteFunc(h.tails, func(t *taskhostv1.LiveOutput) bool { return slices.Contains(sent, t) })
+}
+
+// poke wakes the shipper: log entries are ready.
+func (h *host) poke() {
+	select {
+	case h.ship <- struct{}{}:
+	default:
+	}
+}
+
+// shipLoop sends, every LiveInterval, the new output of running attempts
+// and the entries of uploaded logs, by report-only calls beside the polls:
+// one call per worker per interval at most, however many attempts run.
+func (h *host) shipLoop(ctx context.Context) {
+	t := time.NewTicker(h.cfg.LiveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-h.ship:
+		}
+		if err := h.shipOnce(ctx); err != nil && ctx.Err() == nil {
+			h.log.Debug("sending live output failed; sent again next time", "err", err)
+		}
+	}
+}
+
+// liveSend is one attempt's chunk in a live call.
+type liveSend struct {
+	t    *task
+	next int64
+}
+
+// shipOnce makes one report-only call with what is new, if anything is.
+func (h *host) shipOnce(ctx context.Context) error {
+	req := h.request(nil)
+	req.ReportOnly = true
+	req.LogEntries = h.packer.takeReady()
+	req.Live = h.takeTails(livePollBytes)
+	tails := slices.Clone(req.Live)
+	var sent []liveSend
+	h.mu.Lock()
+	tasks := make([]*task, 0, len(h.tasks))
+	for _, t := range h.tasks {
+		tasks = append(tasks, t)
+	}
+	h.mu.Unlock()
+	slices.SortFunc(tasks, func(a, b *task) int {
+		return cmp.Or(cmp.Compare(a.ref.index, b.ref.index), cmp.Compare(a.ref.attempt, b.ref.attempt))
+	})
+	budget := livePollBytes
+	for _, t := range req.Live {
+		budget -= len(t.Frames)
+	}
+	for _, t := range tasks {
+		if budget <= 0 {
+			break
+		}
+		w, from := t.liveLog()
+		if w == nil {
+			continue
+		}
+		b, next, err := w.Live(from, min(liveAttemptBytes, budget))
+		if err != nil || next == from {
+			continue // closed (the attempt is ending), or nothing new
+		}
+		budget -= len(b)
+		req.Live = append(req.Live, &taskhostv1.LiveOutput{TaskIndex: t.ref.index, Attempt: t.ref.attempt, Offset: from, Frames: b})
+		sent = append(sent, liveSend{t, next})
+	}
+	if len(req.Live) == 0 && len(req.LogEntries) == 0 {
+		return nil
+	}
+	if _, err := h.poll(ctx, req, 0); err != nil {
+		return err
+	}
+	for _, s := range sent {
+		s.t.liveSent(s.next)
+	}
+	h.sentTails(tails)
+	h.packer.delivered(req.LogEntries)
+	return nil
+}
+
+// finishLogs uploads the last pack and delivers the entries still
+// waiting, trying for up to d.
+func (h *host) finishLogs(ctx context.Context, d time.Duration) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+	defer cancel()
+	if err := h.packer.stop(cctx); err != nil {
+		h.log.Error("logs not archived before the worker stopped; the runner keeps what it received of them", "err", err)
+	}
+	for try := 0; len(h.packer.takeReady()) > 0; try++ {
+		if err := h.shipOnce(cctx); err == nil {
+			break
+		} else if cctx.Err() != nil {
+			h.log.Error("log entries not delivered before the worker stopped", "n", len(h.packer.takeReady()), "err", err)
+			return
+		}
+		select {
+		case <-cctx.Done():
+		case <-time.After(h.backoff(try + 1)):
+		}
+	}
 }
 
 // newClient returns a TaskHostService client for baseURL that sends the
@@ -641,6 +812,11 @@ func (h *host) start(ctx context.Context, a *taskhostv1.Assignment) {
 		delete(h.tasks, r)
 		if !t.dropped() {
 			h.results = append(h.results, res)
+			t.mu.Lock()
+			if t.tail != nil {
+				h.tails = append(h.tails, t.tail)
+			}
+			t.mu.Unlock()
 		}
 		h.mu.Unlock()
 		select {
@@ -688,6 +864,7 @@ func (h *host) shutdown(ctx context.Context) error {
 			h.log.Warn("could not report the last results", "n", len(results), "err", err)
 		}
 	}
+	h.finishLogs(ctx, 5*time.Second)
 	if cause := context.Cause(ctx); cause != ctx.Err() {
 		return fmt.Errorf("taskhost: %w: %w", ctx.Err(), cause)
 	}

@@ -49,6 +49,17 @@ type fakeRunner struct {
 	kick    chan struct{}
 	reqs    chan *taskhostv1.PollRequest
 	results chan *taskhostv1.AttemptResult
+	// entries are the log entries received; live the live output, by
+	// task index (attempt 1), appended as the runner would.
+	entries map[[2]int32]*taskhostv1.LogEntry
+	live    map[int32][]byte
+}
+
+// entry returns the log entry received for a task's first attempt.
+func (f *fakeRunner) entry(index int32) *taskhostv1.LogEntry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.entries[[2]int32{index, 1}]
 }
 
 var _ taskhostv1connect.TaskHostServiceHandler = (*fakeRunner)(nil)
@@ -97,6 +108,16 @@ func (f *fakeRunner) Poll(ctx context.Context, req *connect.Request[taskhostv1.P
 	f.mu.Lock()
 	if f.seen == nil {
 		f.seen = map[[2]int32]bool{}
+		f.entries = map[[2]int32]*taskhostv1.LogEntry{}
+		f.live = map[int32][]byte{}
+	}
+	for _, e := range m.GetLogEntries() {
+		f.entries[[2]int32{e.TaskIndex, e.Attempt}] = e
+	}
+	for _, c := range m.GetLive() {
+		if c.Attempt == 1 && c.Offset == int64(len(f.live[c.TaskIndex])) {
+			f.live[c.TaskIndex] = append(f.live[c.TaskIndex], c.Frames...)
+		}
 	}
 	var fresh []*taskhostv1.AttemptResult
 	for _, r := range m.GetResults() {
@@ -270,6 +291,8 @@ func setup(t *testing.T) *bundle {
 			KillGrace:        5 * time.Second,
 			PipeGrace:        200 * time.Millisecond,
 			ReconnectTimeout: time.Minute,
+			PackAge:          50 * time.Millisecond,
+			LiveInterval:     50 * time.Millisecond,
 		},
 	}
 }
@@ -344,11 +367,28 @@ func assignment(index int32, argv ...string) *taskhostv1.Assignment {
 	}
 }
 
-// output reads an attempt's log back: stdout, stderr.
+// output reads an attempt's log back, stdout and stderr, from the entry
+// the worker sent for it (waiting for its pack to be uploaded); a log
+// without an entry after a few seconds is empty (nothing printed).
 func (b *bundle) output(t *testing.T, index int32) (string, string) {
 	t.Helper()
+	return b.outputFrom(t, b.fake, index)
+}
+
+// outputFrom is output, with the entry sent to runner f.
+func (b *bundle) outputFrom(t *testing.T, f *fakeRunner, index int32) (string, string) {
+	t.Helper()
+	var e *taskhostv1.LogEntry
+	for deadline := time.Now().Add(3 * time.Second); e == nil && time.Now().Before(deadline); {
+		if e = f.entry(index); e == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if e == nil {
+		return "", ""
+	}
 	var out, errOut strings.Builder
-	err := logs.Read(context.Background(), b.store, fmt.Sprintf("logs/j1/t%d/1", index), logs.ReadOptions{},
+	err := logs.ReadEntry(context.Background(), b.store, logs.Entry{Object: e.Object, Offset: e.Offset, Length: e.Length, StdoutBytes: e.StdoutBytes, StderrBytes: e.StderrBytes}, 0, nil,
 		func(s byte, _ int64, d []byte) error {
 			if s == logs.Stdout {
 				out.Write(d)
@@ -570,10 +610,6 @@ func TestCancelFromRunner(t *testing.T) {
 	if !proc() {
 		t.Fatal("task survived")
 	}
-	// The log is complete (final written) when the result arrives.
-	if _, err := b.store.Get(context.Background(), "logs/j1/t7/1/final"); err != nil {
-		t.Fatalf("final log object: %v", err)
-	}
 	if out, _ := b.output(t, 7); out != "started\n" {
 		t.Fatalf("stdout %q", out)
 	}
@@ -691,7 +727,7 @@ func TestReconnectsToRestartedRunner(t *testing.T) {
 	if r.GetTaskIndex() != 5 || r.GetReason() != ReasonExit || r.GetExitCode() != 0 {
 		t.Fatalf("result %v", r)
 	}
-	if out, _ := b.output(t, 5); out != "got go\n" {
+	if out, _ := b.outputFrom(t, fake2, 5); out != "got go\n" {
 		t.Fatalf("stdout %q", out)
 	}
 }

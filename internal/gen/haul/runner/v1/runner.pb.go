@@ -27,6 +27,185 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type LiveRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	JobId     string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	TaskIndex int32                  `protobuf:"varint,2,opt,name=task_index,json=taskIndex,proto3" json:"task_index,omitempty"`
+	Attempt   int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The log offset to read from; the reply starts there, or later when the
+	// runner no longer holds that part.
+	Offset int64 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The most bytes of frames to return (0: 1 MiB).
+	MaxBytes      int32 `protobuf:"varint,5,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiveRequest) Reset() {
+	*x = LiveRequest{}
+	mi := &file_haul_runner_v1_runner_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiveRequest) ProtoMessage() {}
+
+func (x *LiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_runner_v1_runner_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiveRequest.ProtoReflect.Descriptor instead.
+func (*LiveRequest) Descriptor() ([]byte, []int) {
+	return file_haul_runner_v1_runner_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *LiveRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *LiveRequest) GetTaskIndex() int32 {
+	if x != nil {
+		return x.TaskIndex
+	}
+	return 0
+}
+
+func (x *LiveRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *LiveRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *LiveRequest) GetMaxBytes() int32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+type LiveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The runner holds output of this attempt; false: none (not started
+	// here, or its archived log is indexed: read that).
+	Held bool `protobuf:"varint,1,opt,name=held,proto3" json:"held,omitempty"`
+	// The offset the frames start at (>= the asked offset).
+	Offset int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Whole log frames.
+	Frames []byte `protobuf:"bytes,3,opt,name=frames,proto3" json:"frames,omitempty"`
+	// The offset after the frames; equal to end when the reader caught up.
+	Next int64 `protobuf:"varint,4,opt,name=next,proto3" json:"next,omitempty"`
+	End  int64 `protobuf:"varint,5,opt,name=end,proto3" json:"end,omitempty"`
+	// The attempt ended: no more output comes.
+	Ended bool `protobuf:"varint,6,opt,name=ended,proto3" json:"ended,omitempty"`
+	// The runner holds the attempt's whole log (it ended, and every byte of
+	// it arrived): a follower that read to end has read it all.
+	Complete      bool `protobuf:"varint,7,opt,name=complete,proto3" json:"complete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiveResponse) Reset() {
+	*x = LiveResponse{}
+	mi := &file_haul_runner_v1_runner_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiveResponse) ProtoMessage() {}
+
+func (x *LiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_runner_v1_runner_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiveResponse.ProtoReflect.Descriptor instead.
+func (*LiveResponse) Descriptor() ([]byte, []int) {
+	return file_haul_runner_v1_runner_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LiveResponse) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
+func (x *LiveResponse) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *LiveResponse) GetFrames() []byte {
+	if x != nil {
+		return x.Frames
+	}
+	return nil
+}
+
+func (x *LiveResponse) GetNext() int64 {
+	if x != nil {
+		return x.Next
+	}
+	return 0
+}
+
+func (x *LiveResponse) GetEnd() int64 {
+	if x != nil {
+		return x.End
+	}
+	return 0
+}
+
+func (x *LiveResponse) GetEnded() bool {
+	if x != nil {
+		return x.Ended
+	}
+	return false
+}
+
+func (x *LiveResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
 type AddTasksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -41,7 +220,7 @@ type AddTasksRequest struct {
 
 func (x *AddTasksRequest) Reset() {
 	*x = AddTasksRequest{}
-	mi := &file_haul_runner_v1_runner_proto_msgTypes[0]
+	mi := &file_haul_runner_v1_runner_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +232,7 @@ func (x *AddTasksRequest) String() string {
 func (*AddTasksRequest) ProtoMessage() {}
 
 func (x *AddTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_runner_v1_runner_proto_msgTypes[0]
+	mi := &file_haul_runner_v1_runner_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +245,7 @@ func (x *AddTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddTasksRequest.ProtoReflect.Descriptor instead.
 func (*AddTasksRequest) Descriptor() ([]byte, []int) {
-	return file_haul_runner_v1_runner_proto_rawDescGZIP(), []int{0}
+	return file_haul_runner_v1_runner_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *AddTasksRequest) GetJobId() string {
@@ -114,7 +293,7 @@ type CompiledTask struct {
 
 func (x *CompiledTask) Reset() {
 	*x = CompiledTask{}
-	mi := &file_haul_runner_v1_runner_proto_msgTypes[1]
+	mi := &file_haul_runner_v1_runner_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -126,7 +305,7 @@ func (x *CompiledTask) String() string {
 func (*CompiledTask) ProtoMessage() {}
 
 func (x *CompiledTask) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_runner_v1_runner_proto_msgTypes[1]
+	mi := &file_haul_runner_v1_runner_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -139,7 +318,7 @@ func (x *CompiledTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompiledTask.ProtoReflect.Descriptor instead.
 func (*CompiledTask) Descriptor() ([]byte, []int) {
-	return file_haul_runner_v1_runner_proto_rawDescGZIP(), []int{1}
+	return file_haul_runner_v1_runner_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CompiledTask) GetKey() string {
@@ -208,7 +387,7 @@ type AddTasksResponse struct {
 
 func (x *AddTasksResponse) Reset() {
 	*x = AddTasksResponse{}
-	mi := &file_haul_runner_v1_runner_proto_msgTypes[2]
+	mi := &file_haul_runner_v1_runner_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -220,7 +399,7 @@ func (x *AddTasksResponse) String() string {
 func (*AddTasksResponse) ProtoMessage() {}
 
 func (x *AddTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_runner_v1_runner_proto_msgTypes[2]
+	mi := &file_haul_runner_v1_runner_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -233,7 +412,7 @@ func (x *AddTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddTasksResponse.ProtoReflect.Descriptor instead.
 func (*AddTasksResponse) Descriptor() ([]byte, []int) {
-	return file_haul_runner_v1_runner_proto_rawDescGZIP(), []int{2}
+	return file_haul_runner_v1_runner_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AddTasksResponse) GetTaskCount() int64 {
@@ -247,7 +426,22 @@ var File_haul_runner_v1_runner_proto protoreflect.FileDescriptor
 
 const file_haul_runner_v1_runner_proto_rawDesc = "" +
 	"\n" +
-	"\x1bhaul/runner/v1/runner.proto\x12\x0ehaul.runner.v1\x1a\x15haul/api/v1/api.proto\"\x8c\x01\n" +
+	"\x1bhaul/runner/v1/runner.proto\x12\x0ehaul.runner.v1\x1a\x15haul/api/v1/api.proto\"\x92\x01\n" +
+	"\vLiveRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
+	"\n" +
+	"task_index\x18\x02 \x01(\x05R\ttaskIndex\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\x05R\aattempt\x12\x16\n" +
+	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x1b\n" +
+	"\tmax_bytes\x18\x05 \x01(\x05R\bmaxBytes\"\xaa\x01\n" +
+	"\fLiveResponse\x12\x12\n" +
+	"\x04held\x18\x01 \x01(\bR\x04held\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06frames\x18\x03 \x01(\fR\x06frames\x12\x12\n" +
+	"\x04next\x18\x04 \x01(\x03R\x04next\x12\x10\n" +
+	"\x03end\x18\x05 \x01(\x03R\x03end\x12\x14\n" +
+	"\x05ended\x18\x06 \x01(\bR\x05ended\x12\x1a\n" +
+	"\bcomplete\x18\a \x01(\bR\bcomplete\"\x8c\x01\n" +
 	"\x0fAddTasksRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05adder\x18\x02 \x01(\tR\x05adder\x12\x18\n" +
@@ -268,10 +462,11 @@ const file_haul_runner_v1_runner_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"1\n" +
 	"\x10AddTasksResponse\x12\x1d\n" +
 	"\n" +
-	"task_count\x18\x01 \x01(\x03R\ttaskCount2\x98\x01\n" +
+	"task_count\x18\x01 \x01(\x03R\ttaskCount2\xdb\x01\n" +
 	"\rRunnerService\x12M\n" +
 	"\bAddTasks\x12\x1f.haul.runner.v1.AddTasksRequest\x1a .haul.runner.v1.AddTasksResponse\x128\n" +
-	"\x03Why\x12\x17.haul.api.v1.WhyRequest\x1a\x18.haul.api.v1.WhyResponseB?Z=github.com/haul-dev/haul/internal/gen/haul/runner/v1;runnerv1b\x06proto3"
+	"\x03Why\x12\x17.haul.api.v1.WhyRequest\x1a\x18.haul.api.v1.WhyResponse\x12A\n" +
+	"\x04Live\x12\x1b.haul.runner.v1.LiveRequest\x1a\x1c.haul.runner.v1.LiveResponseB?Z=github.com/haul-dev/haul/internal/gen/haul/runner/v1;runnerv1b\x06proto3"
 
 var (
 	file_haul_runner_v1_runner_proto_rawDescOnce sync.Once
@@ -285,24 +480,28 @@ func file_haul_runner_v1_runner_proto_rawDescGZIP() []byte {
 	return file_haul_runner_v1_runner_proto_rawDescData
 }
 
-var file_haul_runner_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_haul_runner_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_haul_runner_v1_runner_proto_goTypes = []any{
-	(*AddTasksRequest)(nil),  // 0: haul.runner.v1.AddTasksRequest
-	(*CompiledTask)(nil),     // 1: haul.runner.v1.CompiledTask
-	(*AddTasksResponse)(nil), // 2: haul.runner.v1.AddTasksResponse
-	nil,                      // 3: haul.runner.v1.CompiledTask.EnvEntry
-	(*v1.WhyRequest)(nil),    // 4: haul.api.v1.WhyRequest
-	(*v1.WhyResponse)(nil),   // 5: haul.api.v1.WhyResponse
+	(*LiveRequest)(nil),      // 0: haul.runner.v1.LiveRequest
+	(*LiveResponse)(nil),     // 1: haul.runner.v1.LiveResponse
+	(*AddTasksRequest)(nil),  // 2: haul.runner.v1.AddTasksRequest
+	(*CompiledTask)(nil),     // 3: haul.runner.v1.CompiledTask
+	(*AddTasksResponse)(nil), // 4: haul.runner.v1.AddTasksResponse
+	nil,                      // 5: haul.runner.v1.CompiledTask.EnvEntry
+	(*v1.WhyRequest)(nil),    // 6: haul.api.v1.WhyRequest
+	(*v1.WhyResponse)(nil),   // 7: haul.api.v1.WhyResponse
 }
 var file_haul_runner_v1_runner_proto_depIdxs = []int32{
-	1, // 0: haul.runner.v1.AddTasksRequest.tasks:type_name -> haul.runner.v1.CompiledTask
-	3, // 1: haul.runner.v1.CompiledTask.env:type_name -> haul.runner.v1.CompiledTask.EnvEntry
-	0, // 2: haul.runner.v1.RunnerService.AddTasks:input_type -> haul.runner.v1.AddTasksRequest
-	4, // 3: haul.runner.v1.RunnerService.Why:input_type -> haul.api.v1.WhyRequest
-	2, // 4: haul.runner.v1.RunnerService.AddTasks:output_type -> haul.runner.v1.AddTasksResponse
-	5, // 5: haul.runner.v1.RunnerService.Why:output_type -> haul.api.v1.WhyResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
+	3, // 0: haul.runner.v1.AddTasksRequest.tasks:type_name -> haul.runner.v1.CompiledTask
+	5, // 1: haul.runner.v1.CompiledTask.env:type_name -> haul.runner.v1.CompiledTask.EnvEntry
+	2, // 2: haul.runner.v1.RunnerService.AddTasks:input_type -> haul.runner.v1.AddTasksRequest
+	6, // 3: haul.runner.v1.RunnerService.Why:input_type -> haul.api.v1.WhyRequest
+	0, // 4: haul.runner.v1.RunnerService.Live:input_type -> haul.runner.v1.LiveRequest
+	4, // 5: haul.runner.v1.RunnerService.AddTasks:output_type -> haul.runner.v1.AddTasksResponse
+	7, // 6: haul.runner.v1.RunnerService.Why:output_type -> haul.api.v1.WhyResponse
+	1, // 7: haul.runner.v1.RunnerService.Live:output_type -> haul.runner.v1.LiveResponse
+	5, // [5:8] is the sub-list for method output_type
+	2, // [2:5] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -319,7 +518,7 @@ func file_haul_runner_v1_runner_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_runner_v1_runner_proto_rawDesc), len(file_haul_runner_v1_runner_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

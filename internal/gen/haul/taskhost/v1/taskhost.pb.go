@@ -239,7 +239,16 @@ type PollRequest struct {
 	// start the worker (it took the job's shard over after a failover)
 	// learns the worker's tier from it to adopt it; the tier is bound into
 	// the worker's credential, so a worker cannot claim another.
-	Tier          int32 `protobuf:"varint,8,opt,name=tier,proto3" json:"tier,omitempty"`
+	Tier int32 `protobuf:"varint,8,opt,name=tier,proto3" json:"tier,omitempty"`
+	// New output of running attempts, in log order: the runner keeps the
+	// recent part of each attempt's log in memory, so it can be read live
+	// and survives the worker's node (the worker uploads nothing while its
+	// tasks run). Bounded by the worker: at most 64 KiB per attempt and
+	// 1 MiB per call; a chunk sent again (a lost reply) is ignored.
+	Live []*LiveOutput `protobuf:"bytes,9,rep,name=live,proto3" json:"live,omitempty"`
+	// Where the logs of ended attempts were archived, once their pack or
+	// object is in the object store; sent again until a call succeeds.
+	LogEntries    []*LogEntry `protobuf:"bytes,10,rep,name=log_entries,json=logEntries,proto3" json:"log_entries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -330,6 +339,218 @@ func (x *PollRequest) GetTier() int32 {
 	return 0
 }
 
+func (x *PollRequest) GetLive() []*LiveOutput {
+	if x != nil {
+		return x.Live
+	}
+	return nil
+}
+
+func (x *PollRequest) GetLogEntries() []*LogEntry {
+	if x != nil {
+		return x.LogEntries
+	}
+	return nil
+}
+
+// LiveOutput is a run of whole log frames (the format of package logs) of
+// one attempt, starting at byte offset `offset` of its log.
+type LiveOutput struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskIndex     int32                  `protobuf:"varint,1,opt,name=task_index,json=taskIndex,proto3" json:"task_index,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Frames        []byte                 `protobuf:"bytes,4,opt,name=frames,proto3" json:"frames,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiveOutput) Reset() {
+	*x = LiveOutput{}
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiveOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiveOutput) ProtoMessage() {}
+
+func (x *LiveOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiveOutput.ProtoReflect.Descriptor instead.
+func (*LiveOutput) Descriptor() ([]byte, []int) {
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LiveOutput) GetTaskIndex() int32 {
+	if x != nil {
+		return x.TaskIndex
+	}
+	return 0
+}
+
+func (x *LiveOutput) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *LiveOutput) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *LiveOutput) GetFrames() []byte {
+	if x != nil {
+		return x.Frames
+	}
+	return nil
+}
+
+// LogEntry says where an ended attempt's log is: a byte range of an object
+// (a pack of several attempts' logs, or an object of its own) holding its
+// stdout bytes, then its stderr bytes, then its timeline.
+type LogEntry struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TaskIndex      int32                  `protobuf:"varint,1,opt,name=task_index,json=taskIndex,proto3" json:"task_index,omitempty"`
+	Attempt        int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Object         string                 `protobuf:"bytes,3,opt,name=object,proto3" json:"object,omitempty"`
+	Offset         int64                  `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length         int64                  `protobuf:"varint,5,opt,name=length,proto3" json:"length,omitempty"`
+	StdoutBytes    int64                  `protobuf:"varint,6,opt,name=stdout_bytes,json=stdoutBytes,proto3" json:"stdout_bytes,omitempty"`
+	StderrBytes    int64                  `protobuf:"varint,7,opt,name=stderr_bytes,json=stderrBytes,proto3" json:"stderr_bytes,omitempty"`
+	FirstUnixNanos int64                  `protobuf:"varint,8,opt,name=first_unix_nanos,json=firstUnixNanos,proto3" json:"first_unix_nanos,omitempty"`
+	LastUnixNanos  int64                  `protobuf:"varint,9,opt,name=last_unix_nanos,json=lastUnixNanos,proto3" json:"last_unix_nanos,omitempty"`
+	// The log is not the task's whole output; note says why.
+	Truncated     bool   `protobuf:"varint,10,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	Note          string `protobuf:"bytes,11,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogEntry) Reset() {
+	*x = LogEntry{}
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogEntry) ProtoMessage() {}
+
+func (x *LogEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
+func (*LogEntry) Descriptor() ([]byte, []int) {
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LogEntry) GetTaskIndex() int32 {
+	if x != nil {
+		return x.TaskIndex
+	}
+	return 0
+}
+
+func (x *LogEntry) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *LogEntry) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *LogEntry) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *LogEntry) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *LogEntry) GetStdoutBytes() int64 {
+	if x != nil {
+		return x.StdoutBytes
+	}
+	return 0
+}
+
+func (x *LogEntry) GetStderrBytes() int64 {
+	if x != nil {
+		return x.StderrBytes
+	}
+	return 0
+}
+
+func (x *LogEntry) GetFirstUnixNanos() int64 {
+	if x != nil {
+		return x.FirstUnixNanos
+	}
+	return 0
+}
+
+func (x *LogEntry) GetLastUnixNanos() int64 {
+	if x != nil {
+		return x.LastUnixNanos
+	}
+	return 0
+}
+
+func (x *LogEntry) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+func (x *LogEntry) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
 type AttemptRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskIndex     int32                  `protobuf:"varint,1,opt,name=task_index,json=taskIndex,proto3" json:"task_index,omitempty"`
@@ -340,7 +561,7 @@ type AttemptRef struct {
 
 func (x *AttemptRef) Reset() {
 	*x = AttemptRef{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[3]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +573,7 @@ func (x *AttemptRef) String() string {
 func (*AttemptRef) ProtoMessage() {}
 
 func (x *AttemptRef) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[3]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +586,7 @@ func (x *AttemptRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptRef.ProtoReflect.Descriptor instead.
 func (*AttemptRef) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{3}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AttemptRef) GetTaskIndex() int32 {
@@ -397,7 +618,7 @@ type PollResponse struct {
 
 func (x *PollResponse) Reset() {
 	*x = PollResponse{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[4]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +630,7 @@ func (x *PollResponse) String() string {
 func (*PollResponse) ProtoMessage() {}
 
 func (x *PollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[4]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +643,7 @@ func (x *PollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollResponse.ProtoReflect.Descriptor instead.
 func (*PollResponse) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{4}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PollResponse) GetAssignments() []*Assignment {
@@ -462,7 +683,8 @@ type Assignment struct {
 	Env       map[string]string      `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Cwd       string                 `protobuf:"bytes,6,opt,name=cwd,proto3" json:"cwd,omitempty"`
 	TimeoutMs int64                  `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	// Object-store prefix for this attempt's log segments and final object.
+	// Object-store prefix for this attempt's log: a log too big for a pack
+	// is stored as {log_prefix}/log.
 	LogPrefix     string `protobuf:"bytes,8,opt,name=log_prefix,json=logPrefix,proto3" json:"log_prefix,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -470,7 +692,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[5]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +704,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[5]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +717,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{5}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Assignment) GetTaskIndex() int32 {
@@ -583,7 +805,7 @@ type AttemptResult struct {
 
 func (x *AttemptResult) Reset() {
 	*x = AttemptResult{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[6]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +817,7 @@ func (x *AttemptResult) String() string {
 func (*AttemptResult) ProtoMessage() {}
 
 func (x *AttemptResult) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[6]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +830,7 @@ func (x *AttemptResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptResult.ProtoReflect.Descriptor instead.
 func (*AttemptResult) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{6}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AttemptResult) GetTaskIndex() int32 {
@@ -716,7 +938,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[7]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +950,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[7]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +963,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{7}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Usage) GetCpuUserSeconds() float64 {
@@ -806,7 +1028,7 @@ type GPUUsage struct {
 
 func (x *GPUUsage) Reset() {
 	*x = GPUUsage{}
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[8]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +1040,7 @@ func (x *GPUUsage) String() string {
 func (*GPUUsage) ProtoMessage() {}
 
 func (x *GPUUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[8]
+	mi := &file_haul_taskhost_v1_taskhost_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +1053,7 @@ func (x *GPUUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPUUsage.ProtoReflect.Descriptor instead.
 func (*GPUUsage) Descriptor() ([]byte, []int) {
-	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{8}
+	return file_haul_taskhost_v1_taskhost_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GPUUsage) GetIndex() int32 {
@@ -873,7 +1095,7 @@ const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
 	"\x04tier\x18\x03 \x01(\x05R\x04tier\"/\n" +
 	"\x0eLocateResponse\x12\x1d\n" +
 	"\n" +
-	"runner_url\x18\x01 \x01(\tR\trunnerUrl\"\x9e\x02\n" +
+	"runner_url\x18\x01 \x01(\tR\trunnerUrl\"\x8d\x03\n" +
 	"\vPollRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x129\n" +
@@ -883,7 +1105,32 @@ const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
 	"\await_ms\x18\x06 \x01(\x03R\x06waitMs\x12\x1f\n" +
 	"\vreport_only\x18\a \x01(\bR\n" +
 	"reportOnly\x12\x12\n" +
-	"\x04tier\x18\b \x01(\x05R\x04tier\"E\n" +
+	"\x04tier\x18\b \x01(\x05R\x04tier\x120\n" +
+	"\x04live\x18\t \x03(\v2\x1c.haul.taskhost.v1.LiveOutputR\x04live\x12;\n" +
+	"\vlog_entries\x18\n" +
+	" \x03(\v2\x1a.haul.taskhost.v1.LogEntryR\n" +
+	"logEntries\"u\n" +
+	"\n" +
+	"LiveOutput\x12\x1d\n" +
+	"\n" +
+	"task_index\x18\x01 \x01(\x05R\ttaskIndex\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06frames\x18\x04 \x01(\fR\x06frames\"\xd5\x02\n" +
+	"\bLogEntry\x12\x1d\n" +
+	"\n" +
+	"task_index\x18\x01 \x01(\x05R\ttaskIndex\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
+	"\x06object\x18\x03 \x01(\tR\x06object\x12\x16\n" +
+	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06length\x18\x05 \x01(\x03R\x06length\x12!\n" +
+	"\fstdout_bytes\x18\x06 \x01(\x03R\vstdoutBytes\x12!\n" +
+	"\fstderr_bytes\x18\a \x01(\x03R\vstderrBytes\x12(\n" +
+	"\x10first_unix_nanos\x18\b \x01(\x03R\x0efirstUnixNanos\x12&\n" +
+	"\x0flast_unix_nanos\x18\t \x01(\x03R\rlastUnixNanos\x12\x1c\n" +
+	"\ttruncated\x18\n" +
+	" \x01(\bR\ttruncated\x12\x12\n" +
+	"\x04note\x18\v \x01(\tR\x04note\"E\n" +
 	"\n" +
 	"AttemptRef\x12\x1d\n" +
 	"\n" +
@@ -962,38 +1209,42 @@ func file_haul_taskhost_v1_taskhost_proto_rawDescGZIP() []byte {
 }
 
 var file_haul_taskhost_v1_taskhost_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_haul_taskhost_v1_taskhost_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_haul_taskhost_v1_taskhost_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_haul_taskhost_v1_taskhost_proto_goTypes = []any{
 	(AttemptOutcome)(0),    // 0: haul.taskhost.v1.AttemptOutcome
 	(*LocateRequest)(nil),  // 1: haul.taskhost.v1.LocateRequest
 	(*LocateResponse)(nil), // 2: haul.taskhost.v1.LocateResponse
 	(*PollRequest)(nil),    // 3: haul.taskhost.v1.PollRequest
-	(*AttemptRef)(nil),     // 4: haul.taskhost.v1.AttemptRef
-	(*PollResponse)(nil),   // 5: haul.taskhost.v1.PollResponse
-	(*Assignment)(nil),     // 6: haul.taskhost.v1.Assignment
-	(*AttemptResult)(nil),  // 7: haul.taskhost.v1.AttemptResult
-	(*Usage)(nil),          // 8: haul.taskhost.v1.Usage
-	(*GPUUsage)(nil),       // 9: haul.taskhost.v1.GPUUsage
-	nil,                    // 10: haul.taskhost.v1.Assignment.EnvEntry
+	(*LiveOutput)(nil),     // 4: haul.taskhost.v1.LiveOutput
+	(*LogEntry)(nil),       // 5: haul.taskhost.v1.LogEntry
+	(*AttemptRef)(nil),     // 6: haul.taskhost.v1.AttemptRef
+	(*PollResponse)(nil),   // 7: haul.taskhost.v1.PollResponse
+	(*Assignment)(nil),     // 8: haul.taskhost.v1.Assignment
+	(*AttemptResult)(nil),  // 9: haul.taskhost.v1.AttemptResult
+	(*Usage)(nil),          // 10: haul.taskhost.v1.Usage
+	(*GPUUsage)(nil),       // 11: haul.taskhost.v1.GPUUsage
+	nil,                    // 12: haul.taskhost.v1.Assignment.EnvEntry
 }
 var file_haul_taskhost_v1_taskhost_proto_depIdxs = []int32{
-	7,  // 0: haul.taskhost.v1.PollRequest.results:type_name -> haul.taskhost.v1.AttemptResult
-	4,  // 1: haul.taskhost.v1.PollRequest.running:type_name -> haul.taskhost.v1.AttemptRef
-	6,  // 2: haul.taskhost.v1.PollResponse.assignments:type_name -> haul.taskhost.v1.Assignment
-	4,  // 3: haul.taskhost.v1.PollResponse.cancel:type_name -> haul.taskhost.v1.AttemptRef
-	10, // 4: haul.taskhost.v1.Assignment.env:type_name -> haul.taskhost.v1.Assignment.EnvEntry
-	8,  // 5: haul.taskhost.v1.AttemptResult.usage:type_name -> haul.taskhost.v1.Usage
-	0,  // 6: haul.taskhost.v1.AttemptResult.outcome:type_name -> haul.taskhost.v1.AttemptOutcome
-	9,  // 7: haul.taskhost.v1.Usage.gpus:type_name -> haul.taskhost.v1.GPUUsage
-	3,  // 8: haul.taskhost.v1.TaskHostService.Poll:input_type -> haul.taskhost.v1.PollRequest
-	1,  // 9: haul.taskhost.v1.TaskHostService.Locate:input_type -> haul.taskhost.v1.LocateRequest
-	5,  // 10: haul.taskhost.v1.TaskHostService.Poll:output_type -> haul.taskhost.v1.PollResponse
-	2,  // 11: haul.taskhost.v1.TaskHostService.Locate:output_type -> haul.taskhost.v1.LocateResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	9,  // 0: haul.taskhost.v1.PollRequest.results:type_name -> haul.taskhost.v1.AttemptResult
+	6,  // 1: haul.taskhost.v1.PollRequest.running:type_name -> haul.taskhost.v1.AttemptRef
+	4,  // 2: haul.taskhost.v1.PollRequest.live:type_name -> haul.taskhost.v1.LiveOutput
+	5,  // 3: haul.taskhost.v1.PollRequest.log_entries:type_name -> haul.taskhost.v1.LogEntry
+	8,  // 4: haul.taskhost.v1.PollResponse.assignments:type_name -> haul.taskhost.v1.Assignment
+	6,  // 5: haul.taskhost.v1.PollResponse.cancel:type_name -> haul.taskhost.v1.AttemptRef
+	12, // 6: haul.taskhost.v1.Assignment.env:type_name -> haul.taskhost.v1.Assignment.EnvEntry
+	10, // 7: haul.taskhost.v1.AttemptResult.usage:type_name -> haul.taskhost.v1.Usage
+	0,  // 8: haul.taskhost.v1.AttemptResult.outcome:type_name -> haul.taskhost.v1.AttemptOutcome
+	11, // 9: haul.taskhost.v1.Usage.gpus:type_name -> haul.taskhost.v1.GPUUsage
+	3,  // 10: haul.taskhost.v1.TaskHostService.Poll:input_type -> haul.taskhost.v1.PollRequest
+	1,  // 11: haul.taskhost.v1.TaskHostService.Locate:input_type -> haul.taskhost.v1.LocateRequest
+	7,  // 12: haul.taskhost.v1.TaskHostService.Poll:output_type -> haul.taskhost.v1.PollResponse
+	2,  // 13: haul.taskhost.v1.TaskHostService.Locate:output_type -> haul.taskhost.v1.LocateResponse
+	12, // [12:14] is the sub-list for method output_type
+	10, // [10:12] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_haul_taskhost_v1_taskhost_proto_init() }
@@ -1007,7 +1258,7 @@ func file_haul_taskhost_v1_taskhost_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_taskhost_v1_taskhost_proto_rawDesc), len(file_haul_taskhost_v1_taskhost_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,6 +42,8 @@ const (
 	RunnerServiceAddTasksProcedure = "/haul.runner.v1.RunnerService/AddTasks"
 	// RunnerServiceWhyProcedure is the fully-qualified name of the RunnerService's Why RPC.
 	RunnerServiceWhyProcedure = "/haul.runner.v1.RunnerService/Why"
+	// RunnerServiceLiveProcedure is the fully-qualified name of the RunnerService's Live RPC.
+	RunnerServiceLiveProcedure = "/haul.runner.v1.RunnerService/Live"
 )
 
 // RunnerServiceClient is a client for the haul.runner.v1.RunnerService service.
@@ -55,6 +57,11 @@ type RunnerServiceClient interface {
 	// scheduling core, its workers, the last placement refusals).
 	// Unavailable: this runner does not own the job's shard now.
 	Why(context.Context, *connect.Request[v11.WhyRequest]) (*connect.Response[v11.WhyResponse], error)
+	// Live returns what the runner holds of an attempt's log: the recent
+	// output its worker sent while the attempt ran, until the attempt's
+	// archived log is indexed. Unavailable: this runner does not own the
+	// job's shard now.
+	Live(context.Context, *connect.Request[v1.LiveRequest]) (*connect.Response[v1.LiveResponse], error)
 }
 
 // NewRunnerServiceClient constructs a client for the haul.runner.v1.RunnerService service. By
@@ -80,6 +87,12 @@ func NewRunnerServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(runnerServiceMethods.ByName("Why")),
 			connect.WithClientOptions(opts...),
 		),
+		live: connect.NewClient[v1.LiveRequest, v1.LiveResponse](
+			httpClient,
+			baseURL+RunnerServiceLiveProcedure,
+			connect.WithSchema(runnerServiceMethods.ByName("Live")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -87,6 +100,7 @@ func NewRunnerServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 type runnerServiceClient struct {
 	addTasks *connect.Client[v1.AddTasksRequest, v1.AddTasksResponse]
 	why      *connect.Client[v11.WhyRequest, v11.WhyResponse]
+	live     *connect.Client[v1.LiveRequest, v1.LiveResponse]
 }
 
 // AddTasks calls haul.runner.v1.RunnerService.AddTasks.
@@ -97,6 +111,11 @@ func (c *runnerServiceClient) AddTasks(ctx context.Context, req *connect.Request
 // Why calls haul.runner.v1.RunnerService.Why.
 func (c *runnerServiceClient) Why(ctx context.Context, req *connect.Request[v11.WhyRequest]) (*connect.Response[v11.WhyResponse], error) {
 	return c.why.CallUnary(ctx, req)
+}
+
+// Live calls haul.runner.v1.RunnerService.Live.
+func (c *runnerServiceClient) Live(ctx context.Context, req *connect.Request[v1.LiveRequest]) (*connect.Response[v1.LiveResponse], error) {
+	return c.live.CallUnary(ctx, req)
 }
 
 // RunnerServiceHandler is an implementation of the haul.runner.v1.RunnerService service.
@@ -110,6 +129,11 @@ type RunnerServiceHandler interface {
 	// scheduling core, its workers, the last placement refusals).
 	// Unavailable: this runner does not own the job's shard now.
 	Why(context.Context, *connect.Request[v11.WhyRequest]) (*connect.Response[v11.WhyResponse], error)
+	// Live returns what the runner holds of an attempt's log: the recent
+	// output its worker sent while the attempt ran, until the attempt's
+	// archived log is indexed. Unavailable: this runner does not own the
+	// job's shard now.
+	Live(context.Context, *connect.Request[v1.LiveRequest]) (*connect.Response[v1.LiveResponse], error)
 }
 
 // NewRunnerServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -131,12 +155,20 @@ func NewRunnerServiceHandler(svc RunnerServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(runnerServiceMethods.ByName("Why")),
 		connect.WithHandlerOptions(opts...),
 	)
+	runnerServiceLiveHandler := connect.NewUnaryHandler(
+		RunnerServiceLiveProcedure,
+		svc.Live,
+		connect.WithSchema(runnerServiceMethods.ByName("Live")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/haul.runner.v1.RunnerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RunnerServiceAddTasksProcedure:
 			runnerServiceAddTasksHandler.ServeHTTP(w, r)
 		case RunnerServiceWhyProcedure:
 			runnerServiceWhyHandler.ServeHTTP(w, r)
+		case RunnerServiceLiveProcedure:
+			runnerServiceLiveHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -152,4 +184,8 @@ func (UnimplementedRunnerServiceHandler) AddTasks(context.Context, *connect.Requ
 
 func (UnimplementedRunnerServiceHandler) Why(context.Context, *connect.Request[v11.WhyRequest]) (*connect.Response[v11.WhyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.runner.v1.RunnerService.Why is not implemented"))
+}
+
+func (UnimplementedRunnerServiceHandler) Live(context.Context, *connect.Request[v1.LiveRequest]) (*connect.Response[v1.LiveResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.runner.v1.RunnerService.Live is not implemented"))
 }

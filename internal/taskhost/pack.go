@@ -1,0 +1,308 @@
+package taskhost
+
+import (
+	"context"
+
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/haul-dev/haul/internal/blob"
+	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
+	"github.com/haul-dev/haul/internal/logs"
+)
+
+// Packing defaults (Config.PackBytes and the rest).
+const (
+	DefaultPackBytes      = 8 << 20
+	DefaultPackEntries    = 256
+	DefaultPackAge        = 10 * time.Second
+	DefaultOwnObjectBytes = 1 << 20
+	DefaultLiveInterval   = 500 * time.Millisecond
+	// liveAttemptBytes and livePollBytes bound the output one live call
+	// carries: per attempt and in all.
+	liveAttemptBytes = 64 << 10
+	livePollBytes    = 1 << 20
+	// tailBytes bounds the output an ended attempt's result carries.
+	tailBytes = 256 << 10
+)
+
+// packer archives the logs of the worker's ended attempts. A small log is
+// appended, as an entry (package logs), to the worker's current pack, a
+// local file uploaded as one object when it holds PackBytes or PackEntries
+// or PackAge after its first entry, and when the worker stops; a log over
+// OwnObjectBytes is uploaded as an object of its own at once. The index of
+// an uploaded object's entries waits in ready until a poll delivers it to
+// the runner, which stores it: the worker makes one object-store request
+// per pack, not one per attempt.
+//
+// An upload that fails is retried with backoff for as long as the worker
+// runs; meanwhile the runner holds what the worker sent of those logs live.
+type packer struct {
+	store  blob.Store
+	log    *slog.Logger
+	dir    string
+	prefix string // of the pack keys: logs/JOB/packs/WORKER
+	cfg    *Config
+	wake   func() // entries are ready to send
+
+	mu      sync.Mutex
+	cur     *os.File
+	curLen  int64
+	curIdx  []*taskhostv1.LogEntry
+	curAt   time.Time // first entry's time
+	seq     int
+	sealed  []*sealedPack
+	ready   []*taskhostv1.LogEntry
+	puts    int64 // objects uploaded
+	kick    chan struct{}
+	stopped chan struct{}
+	done    chan struct{}
+}
+
+type sealedPack struct {
+	key     string
+	file    *os.File
+	entries []*taskhostv1.LogEntry
+}
+
+func newPacker(store blob.Store, log *slog.Logger, cfg *Config, wake func()) *packer {
+	return &packer{
+		store: store, log: log, dir: cfg.SpoolDir, cfg: cfg, wake: wake,
+		prefix:  fmt.Sprintf("logs/%s/packs/%s", cfg.JobID, cfg.WorkerID),
+		kick:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+}
+
+// add archives one ended attempt's log. A log too big for a pack is
+// uploaded now (retried for LogRetry, holding the attempt's result that
+// long at most), to ownKey; an error then says why it could not be.
+func (p *packer) add(ctx context.Context, r ref, s *logs.Sealed, ownKey string) error {
+	if s.Len == 0 {
+		return nil // no output: no entry, no request
+	}
+	e := &taskhostv1.LogEntry{TaskIndex: r.index, Attempt: r.attempt}
+	if s.Incomplete != nil {
+		e.Truncated, e.Note = true, s.Incomplete.Error()
+	}
+	if s.Len > int64(p.cfg.OwnObjectBytes) {
+		return p.addOwn(ctx, e, s, ownKey)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil {
+		f, err := os.CreateTemp(p.dir, "haul-pack-*")
+		if err != nil {
+			return fmt.Errorf("create log pack in %s: %w", p.dir, err)
+		}
+		p.cur, p.curLen, p.curAt = f, 0, p.cfg.Clock()
+		p.seq++
+	}
+	w := &offsetWriter{f: p.cur, off: p.curLen}
+	info, err := logs.WriteEntry(w, s.Open)
+	if err != nil {
+		// The pack's end may hold part of this entry: the next entry
+		// starts where this one began, overwriting it.
+		return fmt.Errorf("append log to pack: %w", err)
+	}
+	fill(e, info, p.key(p.seq), p.curLen)
+	p.curLen += info.Length
+	p.curIdx = append(p.curIdx, e)
+	if p.curLen >= int64(p.cfg.PackBytes) || len(p.curIdx) >= p.cfg.PackEntries {
+		p.sealLocked()
+	}
+	return nil
+}
+
+func fill(e *taskhostv1.LogEntry, info logs.EntryInfo, key string, off int64) {
+	e.Object, e.Offset, e.Length = key, off, info.Length
+	e.StdoutBytes, e.StderrBytes = info.StdoutBytes, info.StderrBytes
+	e.FirstUnixNanos, e.LastUnixNanos = info.FirstNanos, info.LastNanos
+}
+
+func (p *packer) key(seq int) string { return fmt.Sprintf("%s-%06d", p.prefix, seq) }
+
+// addOwn uploads a big log as an object of its own.
+func (p *packer) addOwn(ctx context.Context, e *taskhostv1.LogEntry, s *logs.Sealed, key string) error {
+	f, err := os.CreateTemp(p.dir, "haul-log-entry-*")
+	if err != nil {
+		return fmt.Errorf("create log entry file in %s: %w", p.dir, err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	info, err := logs.WriteEntry(f, s.Open)
+	if err != nil {
+		return fmt.Errorf("write log entry: %w", err)
+	}
+	fill(e, info, key, 0)
+	deadline := time.Now().Add(p.cfg.LogRetry)
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		err = p.store.Put(ctx, key, io.NewSectionReader(f, 0, info.Length))
+		if err == nil {
+			break
+		}
+		if time.Now().Add(backoff).After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("upload log %s: %w (retried for %v)", key, err, p.cfg.LogRetry)
+		}
+		p.log.Warn("log upload failed; will retry", "key", key, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+	}
+	p.mu.Lock()
+	p.puts++
+	p.ready = append(p.ready, e)
+	p.mu.Unlock()
+	p.wake()
+	return nil
+}
+
+// sealLocked closes the current pack for upload.
+func (p *packer) sealLocked() {
+	if p.cur == nil {
+		return
+	}
+	p.sealed = append(p.sealed, &sealedPack{key: p.key(p.seq), file: p.cur, entries: p.curIdx})
+	p.cur, p.curLen, p.curIdx = nil, 0, nil
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run uploads sealed packs, and seals the current one when it is
+// PackAge old, until stop; then it seals and uploads what is left,
+// retrying until ctx ends.
+func (p *packer) run(ctx context.Context) {
+	defer close(p.done)
+	tick := time.NewTicker(min(p.cfg.PackAge/4+time.Millisecond, time.Second))
+	defer tick.Stop()
+	backoff := time.Duration(0)
+	stopping := false
+	for {
+		p.mu.Lock()
+		if p.cur != nil && (stopping || p.cfg.Clock().Sub(p.curAt) >= p.cfg.PackAge) {
+			p.sealLocked()
+		}
+		next := (*sealedPack)(nil)
+		if len(p.sealed) > 0 {
+			next = p.sealed[0]
+		}
+		p.mu.Unlock()
+		if next != nil {
+			if err := p.upload(ctx, next); err != nil {
+				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+				p.log.Warn("log pack upload failed; will retry", "key", next.key, "err", err, "retry_in", backoff)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				continue
+			}
+			backoff = 0
+			continue
+		}
+		if stopping {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.stopped:
+			stopping = true
+		case <-p.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *packer) upload(ctx context.Context, s *sealedPack) error {
+	st, err := s.file.Stat()
+	if err != nil {
+		return err
+	}
+	if err := p.store.Put(ctx, s.key, io.NewSectionReader(s.file, 0, st.Size())); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.puts++
+	p.sealed = slices.DeleteFunc(p.sealed, func(x *sealedPack) bool { return x == s })
+	p.ready = append(p.ready, s.entries...)
+	p.mu.Unlock()
+	name := s.file.Name()
+	s.file.Close()
+	os.Remove(name)
+	p.wake()
+	return nil
+}
+
+// stop seals the current pack and waits, until ctx ends, for every pack
+// to be uploaded. It reports the packs it could not upload.
+func (p *packer) stop(ctx context.Context) error {
+	select {
+	case <-p.stopped:
+	default:
+		close(p.stopped)
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.sealed); n > 0 || p.cur != nil {
+		return fmt.Errorf("%d log packs not uploaded", n+btoi(p.cur != nil))
+	}
+	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// takeReady returns the entries ready to send.
+func (p *packer) takeReady() []*taskhostv1.LogEntry {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.ready)
+}
+
+// delivered forgets entries that a successful poll carried.
+func (p *packer) delivered(sent []*taskhostv1.LogEntry) {
+	if len(sent) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ready = slices.DeleteFunc(p.ready, func(e *taskhostv1.LogEntry) bool { return slices.Contains(sent, e) })
+}
+
+// pending says whether packs or entries are still on their way.
+func (p *packer) pending() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cur != nil || len(p.sealed) > 0 || len(p.ready) > 0
+}
+
+// offsetWriter writes to a file from an offset on.
+type offsetWriter struct {
+	f   *os.File
+	off int64
+}
+
+func (w *offsetWriter) Write(b []byte) (int, error) {
+	n, err := w.f.WriteAt(b, w.off)
+	w.off += int64(n)
+	return n, err
+}
