@@ -44,3 +44,9 @@ command -v moto_server >/dev/null 2>&1 || { echo "moto_server (moto 5.2.1, the E
 # module proxy and cached under $HOME/.cache/haul/kube: about 10 minutes the
 # first time, nothing after.
 "$(dirname "$0")/build-kube.sh"
+
+# A real S3-compatible server (MinIO) built from the Go module proxy and
+# cached under $HOME/.cache/haul/bin: about 8 minutes the first time,
+# nothing after (internal/s3test builds it on demand too, but a cold build
+# inside a test binary would eat most of go test's timeout).
+(cd "$(dirname "$0")/.." && go run ./internal/s3test/buildminio)

@@ -30,6 +30,7 @@ import (
 type serverFlags struct {
 	data        string
 	databaseURL string
+	blobURL     string
 	maxWorkers  int
 	localCap    string
 	nodePrice   float64
@@ -57,7 +58,7 @@ type serverFlags struct {
 
 // options turns the flags into server options.
 func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, error) {
-	o := server.Options{Listen: listen, DataDir: f.data, DatabaseURL: f.databaseURL, MaxWorkers: f.maxWorkers, NodePricePerHour: f.nodePrice, Logger: log}
+	o := server.Options{Listen: listen, DataDir: f.data, DatabaseURL: f.databaseURL, BlobURL: f.blobURL, MaxWorkers: f.maxWorkers, NodePricePerHour: f.nodePrice, Logger: log}
 	if f.halfLife < 0 {
 		return o, fmt.Errorf("--reuse-half-life %v: want a positive duration such as 10m", f.halfLife)
 	}
@@ -136,6 +137,7 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.data, "data", server.DefaultDataDir(), "data directory: SQLite database, logs, worker files (env HAUL_DATA)")
 	cmd.Flags().StringVar(&f.databaseURL, "database-url", os.Getenv("HAUL_DATABASE_URL"), "PostgreSQL URL (postgres://...) instead of SQLite (env HAUL_DATABASE_URL)")
+	cmd.Flags().StringVar(&f.blobURL, "blob", os.Getenv("HAUL_BLOB"), "object store for logs: s3://bucket/prefix?region=R[&endpoint=URL&path_style=true] (credentials from the AWS chain), or file:///abs/path; default a folder in --data (env HAUL_BLOB)")
 	cmd.Flags().IntVar(&f.maxWorkers, "max-workers", 0, "most local workers at once (default: 2 per CPU, at least 4)")
 	cmd.Flags().StringVar(&f.localCap, "local-capacity", "", "what local workers may hold together, for placement and quotas: cpu=16,memory=64Gi[,gpu=1] (default: max(CPUs, max-workers) cores, the machine's memory and GPUs)")
 	cmd.Flags().Float64Var(&f.nodePrice, "node-price", 0, "what this machine costs in $/hour, for job cost estimates")

@@ -30,6 +30,7 @@ import (
 
 	"github.com/haul-dev/haul/internal/auth"
 	"github.com/haul-dev/haul/internal/blob"
+	_ "github.com/haul-dev/haul/internal/blob/s3" // s3:// object stores
 	"github.com/haul-dev/haul/internal/gateway"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/gen/haul/runner/v1/runnerv1connect"
@@ -75,6 +76,12 @@ type Options struct {
 	DataDir string
 	// DatabaseURL selects PostgreSQL (postgres://...) instead of SQLite.
 	DatabaseURL string
+	// BlobURL names the object store for logs (see blob.Open:
+	// s3://bucket/prefix?region=..., file:///abs/path); empty: a folder
+	// in DataDir. Workers get the same URL and find credentials through
+	// the standard AWS chain (environment, shared config, web identity on
+	// Kubernetes, instance role).
+	BlobURL string
 	// TaskhostCommand runs a taskhost (default: this executable's
 	// `taskhost` subcommand).
 	TaskhostCommand []string
@@ -224,7 +231,8 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("object store: %w", err)
 	}
-	bs, err := blob.Open("file://" + blobDir)
+	blobURL := cmp.Or(o.BlobURL, "file://"+blobDir)
+	bs, err := blob.Open(blobURL)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("object store: %w", err)
@@ -354,7 +362,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	if o.LocatorURL != "" {
 		rc.ServerURL = o.LocatorURL
 	}
-	rc.BlobURL, rc.Blob = "file://"+blobDir, bs
+	rc.BlobURL, rc.Blob = blobURL, bs
 	if o.MaxWorkers > 0 {
 		rc.MaxWorkers = o.MaxWorkers
 	}

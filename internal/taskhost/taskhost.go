@@ -37,6 +37,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/haul-dev/haul/internal/blob"
+	_ "github.com/haul-dev/haul/internal/blob/s3" // s3:// object stores
 	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
 	"github.com/haul-dev/haul/internal/outcome"
