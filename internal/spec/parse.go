@@ -13,7 +13,7 @@ import (
 )
 
 var (
-	jobFields     = []string{"name", "namespace", "labels", "env", "secret_env", "workers", "retries", "timeout", "max_workers", "priority", "kubernetes", "tasks"}
+	jobFields     = []string{"name", "namespace", "labels", "env", "secret_env", "workers", "retries", "timeout", "max_workers", "priority", "kubernetes", "logs", "tasks"}
 	tierFields    = []string{"name", "cpu", "memory", "gpu", "gpu_type", "node_selector", "tolerations"}
 	taskFields    = []string{"key", "command", "env", "cwd", "after", "retries", "timeout", "worker", "foreach"}
 	foreachFields = []string{"range", "values", "lines"}
@@ -266,6 +266,9 @@ func (c *compiler) parseJob(root *yaml.Node) []*entry {
 	}
 	if p, ok := f["kubernetes"]; ok {
 		j.Kubernetes = c.kubernetes(p.v)
+	}
+	if p, ok := f["logs"]; ok {
+		j.LogDestination = c.logs(p.v)
 	}
 	if p, ok := f["workers"]; ok {
 		j.Workers = c.tiers(p.v)

@@ -69,7 +69,12 @@ type Job struct {
 	// Kubernetes overrides the job's worker pods (nil: the deployment's
 	// defaults).
 	Kubernetes *Kubernetes
-	Tasks      []Task
+	// LogDestination is where the job's logs are copied when it ends
+	// (`logs: {destination: s3://bucket/prefix/}`); empty: the team's
+	// destination, if an admin set one. The server accepts only a
+	// destination within the team's, whose credentials it uses.
+	LogDestination string
+	Tasks          []Task
 }
 
 // MaxPriority bounds a job's priority either way.

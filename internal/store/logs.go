@@ -81,3 +81,60 @@ type LogStore interface {
 	// ListWorkers returns a job's workers, by ID.
 	ListWorkers(ctx context.Context, jobID string) ([]WorkerRecord, error)
 }
+
+// LogDestination is a team's log destination: where its jobs' logs are
+// copied when they end, and the credentials to write there, which an
+// admin configures and nobody is shown again.
+type LogDestination struct {
+	Team string
+	// URL is an s3:// URL (bucket, prefix, and region/endpoint parameters).
+	URL                                        string
+	AccessKeyID, SecretAccessKey, SessionToken string
+	UpdatedAt                                  time.Time
+}
+
+// LogArchive is the state of copying one job's logs to its destination.
+type LogArchive struct {
+	JobID       string
+	Namespace   string // of the job (filled by JobsToArchive)
+	Destination string
+	// State is "pending" (not yet done: see Tries and NextAt), "done" or
+	// "failed" (given up; Error says why).
+	State   string
+	Tries   int64
+	Error   string
+	Objects int64 // objects copied
+	// FinishedAt is the job's end (filled by JobsToArchive).
+	FinishedAt time.Time
+	NextAt     time.Time // not before: the backoff after a failure
+	UpdatedAt  time.Time
+}
+
+// Log archive states.
+const (
+	ArchivePending = "pending"
+	ArchiveDone    = "done"
+	ArchiveFailed  = "failed"
+)
+
+// LogDestinationStore keeps teams' log destinations and the copies of
+// jobs' logs to them.
+type LogDestinationStore interface {
+	// PutLogDestination sets a team's destination, replacing any.
+	PutLogDestination(ctx context.Context, d LogDestination) error
+	// GetLogDestination returns a team's destination (ErrNotFound: none).
+	GetLogDestination(ctx context.Context, team string) (*LogDestination, error)
+	// DeleteLogDestination removes a team's destination (ErrNotFound: none).
+	DeleteLogDestination(ctx context.Context, team string) error
+	// ListLogDestinations returns every team's destination, by team.
+	ListLogDestinations(ctx context.Context) ([]LogDestination, error)
+	// JobsToArchive returns up to limit ended jobs with a destination,
+	// finished before the cutoff, whose copy is neither done nor failed
+	// and not waiting (NextAt after now), oldest first, with the copy's
+	// state so far.
+	JobsToArchive(ctx context.Context, finishedBefore, now time.Time, limit int) ([]LogArchive, error)
+	// PutLogArchive records a copy's state.
+	PutLogArchive(ctx context.Context, a LogArchive) error
+	// GetLogArchive returns a job's copy state (ErrNotFound: none yet).
+	GetLogArchive(ctx context.Context, jobID string) (*LogArchive, error)
+}

@@ -138,7 +138,10 @@ type Job struct {
 	MaxWorkers int32
 	// Priority orders the team's jobs for workers: higher first, then
 	// older (spec field priority, default 0).
-	Priority        int32
+	Priority int32
+	// LogDestination is where the job's logs are copied when it ends (an
+	// s3:// URL within its team's destination); empty: nowhere.
+	LogDestination  string
 	State           JobState
 	TaskCount       int64
 	CancelRequested bool
@@ -502,8 +505,13 @@ type Store interface {
 	PlacementStore
 	// LogStore keeps the index of archived logs and the workers' history.
 	LogStore
+	// LogDestinationStore keeps teams' log destinations and the copies
+	// of jobs' logs to them.
+	LogDestinationStore
 	// HistoryStore keeps the history export's batches and bulk readers.
 	HistoryStore
+	// RetentionStore retires exported finished jobs to job_archive.
+	RetentionStore
 
 	Close() error
 }

@@ -51,7 +51,7 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 			job.ID, job.Name, job.Namespace, labels, env, tiers, job.MaxWorkers,
 			string(store.JobPending), n, false,
 			n, 0, 0, 0, 0, 0, 0,
-			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, worker, job.SubmittedBy, secretEnv, job.Priority)
+			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, worker, job.SubmittedBy, secretEnv, job.Priority, job.LogDestination)
 		if pgCode(err) == uniqueViolation {
 			return storesql.Reject(errors.New("a job with this ID already exists"))
 		}
@@ -120,7 +120,7 @@ func scanJob(r pgx.Row, secret bool) (store.Job, error) {
 		&j.Counts.Blocked, &j.Counts.Queued, &j.Counts.Running, &j.Counts.Succeeded, &j.Counts.Failed, &j.Counts.UpstreamFailed, &j.Counts.Cancelled,
 		&created, &started, &finished, &j.Spec, &worker, &j.WorkerSeconds, &j.CostUSD,
 		&j.Usage.MemoryRequestedByteSeconds, &j.Usage.MemoryUsedByteSeconds, &j.Usage.CPURequestedSeconds, &j.Usage.CPUUsedSeconds,
-		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts, &j.SubmittedBy, &j.Priority}
+		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts, &j.SubmittedBy, &j.Priority, &j.LogDestination}
 	if secret {
 		dest = append(dest, &secretEnv)
 	}

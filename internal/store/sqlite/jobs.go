@@ -42,7 +42,7 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 		job.ID, job.Name, job.Namespace, string(labels), string(env), string(tiers), job.MaxWorkers,
 		string(store.JobPending), n, false,
 		n, 0, 0, 0, 0, 0, 0,
-		storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, string(worker), job.SubmittedBy, string(secretEnv), job.Priority)
+		storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, string(worker), job.SubmittedBy, string(secretEnv), job.Priority, job.LogDestination)
 	if err != nil {
 		var one int
 		if tx.QueryRowContext(ctx, qJobExists, job.ID).Scan(&one) == nil {
@@ -117,7 +117,7 @@ func scanJob(r rowScanner, secret bool) (store.Job, error) {
 		&j.Counts.Blocked, &j.Counts.Queued, &j.Counts.Running, &j.Counts.Succeeded, &j.Counts.Failed, &j.Counts.UpstreamFailed, &j.Counts.Cancelled,
 		&created, &started, &finished, &j.Spec, &worker, &j.WorkerSeconds, &j.CostUSD,
 		&j.Usage.MemoryRequestedByteSeconds, &j.Usage.MemoryUsedByteSeconds, &j.Usage.CPURequestedSeconds, &j.Usage.CPUUsedSeconds,
-		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts, &j.SubmittedBy, &j.Priority}
+		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts, &j.SubmittedBy, &j.Priority, &j.LogDestination}
 	if secret {
 		dest = append(dest, &secretEnv)
 	}

@@ -25,21 +25,21 @@ const jobBaseColumns = `id, name, namespace, labels, env, tiers, max_workers, st
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
 	created_at, started_at, finished_at, spec, worker`
 
-const jobInsertColumns = jobBaseColumns + `, submitted_by, secret_env, priority`
+const jobInsertColumns = jobBaseColumns + `, submitted_by, secret_env, priority, log_destination`
 
 // jobUsageColumns hold a job's store.JobUsage, in field order.
 const jobUsageColumns = `memory_requested_byte_seconds, memory_used_byte_seconds, cpu_requested_seconds, cpu_used_seconds,
 	peak_rss_bytes, oom_attempts`
 
 const (
-	jobColumns       = jobBaseColumns + `, worker_seconds, cost_usd, ` + jobUsageColumns + `, submitted_by, priority`
+	jobColumns       = jobBaseColumns + `, worker_seconds, cost_usd, ` + jobUsageColumns + `, submitted_by, priority, log_destination`
 	activeJobColumns = jobColumns + `, secret_env`
 )
 
 // Jobs.
 const (
 	qInsertJob = `INSERT INTO jobs (` + jobInsertColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qJobExists = `SELECT 1 FROM jobs WHERE id = ?`
 	qGetJob    = `SELECT ` + jobColumns + ` FROM jobs WHERE id = ?`
 	// ?1 namespace or '', ?2 JSON array of states or NULL, ?3 ID to page

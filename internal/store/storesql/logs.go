@@ -2,6 +2,7 @@ package storesql
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/haul-dev/haul/internal/store"
 )
@@ -116,4 +117,103 @@ func ScanWorker(r Row) (store.WorkerRecord, error) {
 	err := r.Scan(&w.ID, &w.JobID, &w.Tier, &w.Cluster, &w.Team, &started, &ended, &w.EndReason, &w.Attempts)
 	w.StartedAt, w.EndedAt = FromNanos(started), FromNanos(ended)
 	return w, err
+}
+
+// Log destination and archive columns, in the order of the Args and Scan
+// functions below.
+const (
+	LogDestinationColumns = `team, url, access_key_id, secret_access_key, session_token, updated_at`
+	LogArchiveColumns     = `job_id, destination, state, tries, error, objects, next_at, updated_at`
+)
+
+// CheckLogDestination refuses a destination the store cannot keep.
+func CheckLogDestination(d store.LogDestination) error {
+	if err := CheckName("team", d.Team); err != nil {
+		return Reject(err)
+	}
+	for _, f := range []struct{ name, v string }{{"URL", d.URL}, {"access key ID", d.AccessKeyID}, {"secret access key", d.SecretAccessKey}, {"session token", d.SessionToken}} {
+		if err := CheckText(f.name, f.v); err != nil {
+			// Never quote a secret back.
+			return Reject(fmt.Errorf("log destination of team %q: %s is not storable text", d.Team, f.name))
+		}
+	}
+	if d.URL == "" {
+		return Reject(fmt.Errorf("log destination of team %q: empty URL", d.Team))
+	}
+	return nil
+}
+
+// LogDestinationArgs are d's column values.
+func LogDestinationArgs(d store.LogDestination) []any {
+	return []any{d.Team, d.URL, d.AccessKeyID, d.SecretAccessKey, d.SessionToken, d.UpdatedAt.UnixNano()}
+}
+
+// ScanLogDestination reads a row of LogDestinationColumns.
+func ScanLogDestination(r Row) (store.LogDestination, error) {
+	var d store.LogDestination
+	var at int64
+	err := r.Scan(&d.Team, &d.URL, &d.AccessKeyID, &d.SecretAccessKey, &d.SessionToken, &at)
+	d.UpdatedAt = time.Unix(0, at).UTC()
+	return d, err
+}
+
+// CheckLogArchive refuses a copy state the store cannot keep.
+func CheckLogArchive(a store.LogArchive) error {
+	switch {
+	case a.JobID == "":
+		return Reject(fmt.Errorf("log archive: no job ID"))
+	case a.State != store.ArchivePending && a.State != store.ArchiveDone && a.State != store.ArchiveFailed:
+		return Reject(fmt.Errorf("log archive of job %s: state %q: want pending, done or failed", a.JobID, a.State))
+	case a.Tries < 0 || a.Objects < 0:
+		return Reject(fmt.Errorf("log archive of job %s: negative tries or objects", a.JobID))
+	}
+	for _, f := range []struct{ name, v string }{{"job ID", a.JobID}, {"destination", a.Destination}, {"error", a.Error}} {
+		if err := CheckText(f.name, f.v); err != nil {
+			return Reject(fmt.Errorf("log archive of job %s: %w", a.JobID, err))
+		}
+	}
+	return nil
+}
+
+// LogArchiveArgs are a's column values.
+func LogArchiveArgs(a store.LogArchive) []any {
+	return []any{a.JobID, a.Destination, a.State, a.Tries, a.Error, a.Objects, Nanos(a.NextAt), a.UpdatedAt.UnixNano()}
+}
+
+// ScanLogArchive reads a row of LogArchiveColumns.
+func ScanLogArchive(r Row) (store.LogArchive, error) {
+	var a store.LogArchive
+	var next *int64
+	var at int64
+	err := r.Scan(&a.JobID, &a.Destination, &a.State, &a.Tries, &a.Error, &a.Objects, &next, &at)
+	a.NextAt, a.UpdatedAt = FromNanos(next), time.Unix(0, at).UTC()
+	return a, err
+}
+
+// ScanArchiveCandidate reads a row of JobsToArchive: the job's ID,
+// namespace, destination and end, then its copy's columns (NULL when
+// there is no copy yet).
+func ScanArchiveCandidate(r Row) (store.LogArchive, error) {
+	var a store.LogArchive
+	var finished, next, at, tries, objects *int64
+	var state, errText *string
+	err := r.Scan(&a.JobID, &a.Namespace, &a.Destination, &finished, &state, &tries, &errText, &objects, &next, &at)
+	a.FinishedAt, a.NextAt = FromNanos(finished), FromNanos(next)
+	a.State = store.ArchivePending
+	if state != nil {
+		a.State = *state
+	}
+	if tries != nil {
+		a.Tries = *tries
+	}
+	if errText != nil {
+		a.Error = *errText
+	}
+	if objects != nil {
+		a.Objects = *objects
+	}
+	if at != nil {
+		a.UpdatedAt = time.Unix(0, *at).UTC()
+	}
+	return a, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,99 @@ func ExerciseLogs(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Entries", func(t *testing.T) { t.Parallel(); testLogEntries(t, open(t)) })
 	t.Run("Entries/Refused", func(t *testing.T) { t.Parallel(); testLogEntriesRefused(t, open(t)) })
 	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
+	t.Run("Destinations", func(t *testing.T) { t.Parallel(); testLogDestinations(t, open(t)) })
+	t.Run("Archives", func(t *testing.T) { t.Parallel(); testLogArchives(t, open(t)) })
+}
+
+func testLogDestinations(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	at := time.Unix(1_800_000_000, 5).UTC()
+	a := store.LogDestination{Team: "ml", URL: "s3://ml-logs/haul/", AccessKeyID: "AKIA1", SecretAccessKey: "s3cret", UpdatedAt: at}
+	b := store.LogDestination{Team: "web", URL: "s3://web/logs/?region=eu-west-1", AccessKeyID: "AKIA2", SecretAccessKey: "x", SessionToken: "tok", UpdatedAt: at}
+	for _, d := range []store.LogDestination{b, a} {
+		if err := s.PutLogDestination(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.URL, a.SecretAccessKey = "s3://ml-logs/v2/", "rotated"
+	if err := s.PutLogDestination(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetLogDestination(ctx, "ml")
+	if err != nil || !reflect.DeepEqual(*got, a) {
+		t.Fatalf("get: %+v, %v; want %+v", got, err, a)
+	}
+	all, err := s.ListLogDestinations(ctx)
+	if err != nil || !reflect.DeepEqual(all, []store.LogDestination{a, b}) {
+		t.Fatalf("list: %+v, %v", all, err)
+	}
+	if err := s.DeleteLogDestination(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetLogDestination(ctx, "web"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("get deleted: %v", err)
+	}
+	if err := s.DeleteLogDestination(ctx, "web"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+	bad := a
+	bad.SecretAccessKey = "no\x00pe"
+	err = s.PutLogDestination(ctx, bad)
+	if !errors.Is(err, store.ErrRejected) || strings.Contains(err.Error(), "pe") && strings.Contains(err.Error(), "no") {
+		t.Fatalf("a secret with a NUL: %v (want refused, without the secret)", err)
+	}
+}
+
+func testLogArchives(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mk := func(seed uint64, dest string, finished time.Time) string {
+		j := newJob(newID(base.Add(time.Duration(seed)), seed))
+		j.LogDestination = dest
+		create(t, s, j, newTasks(1))
+		if !finished.IsZero() {
+			apply(t, s, &store.Batch{Jobs: []store.JobUpdate{{ID: j.ID, State: store.JobSucceeded, StartedAt: base, FinishedAt: finished}}})
+		}
+		return j.ID
+	}
+	early := mk(1, "s3://a/b/", base.Add(time.Minute))
+	late := mk(2, "s3://a/b/", base.Add(time.Hour))
+	mk(3, "", base.Add(time.Minute)) // no destination
+	mk(4, "s3://a/b/", time.Time{})  // running
+	cut, now := base.Add(2*time.Minute), base.Add(2*time.Minute)
+	due, err := s.JobsToArchive(ctx, cut, now, 10)
+	if err != nil || len(due) != 1 || due[0].JobID != early || due[0].State != store.ArchivePending || due[0].Destination != "s3://a/b/" || due[0].Namespace != "perception" {
+		t.Fatalf("due: %+v, %v; want only %s, pending", due, err, early)
+	}
+	// A failed try waits for its backoff.
+	try := store.LogArchive{JobID: early, Destination: "s3://a/b/", State: store.ArchivePending, Tries: 1, Error: "access denied", NextAt: now.Add(time.Minute), UpdatedAt: now.UTC()}
+	if err := s.PutLogArchive(ctx, try); err != nil {
+		t.Fatal(err)
+	}
+	if due, err := s.JobsToArchive(ctx, cut, now, 10); err != nil || len(due) != 0 {
+		t.Fatalf("during backoff: %+v, %v", due, err)
+	}
+	due, err = s.JobsToArchive(ctx, base.Add(2*time.Hour), now.Add(time.Minute), 10)
+	if err != nil || len(due) != 2 || due[0].JobID != early || due[0].Tries != 1 || due[0].Error != "access denied" || due[1].JobID != late {
+		t.Fatalf("after backoff: %+v, %v", due, err)
+	}
+	done := try
+	done.State, done.Error, done.Objects, done.NextAt = store.ArchiveDone, "", 3, time.Time{}
+	if err := s.PutLogArchive(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetLogArchive(ctx, early)
+	if err != nil || !reflect.DeepEqual(*got, done) {
+		t.Fatalf("get: %+v, %v; want %+v", got, err, done)
+	}
+	if due, err := s.JobsToArchive(ctx, base.Add(2*time.Hour), now.Add(time.Minute), 10); err != nil || len(due) != 1 || due[0].JobID != late {
+		t.Fatalf("after done: %+v, %v", due, err)
+	}
+	if err := s.PutLogArchive(ctx, store.LogArchive{JobID: late, State: "lost"}); !errors.Is(err, store.ErrRejected) {
+		t.Fatalf("bad state: %v", err)
+	}
+	if _, err := s.GetLogArchive(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("get missing: %v", err)
+	}
 }
 
 func logEntry(job string, task, attempt int32) store.LogEntry {

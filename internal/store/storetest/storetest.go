@@ -129,10 +129,11 @@ func newJob(id string) *store.Job {
 			Volumes:      []json.RawMessage{json.RawMessage(`{"name":"data","persistentVolumeClaim":{"claimName":"scenes"}}`)},
 			VolumeMounts: []json.RawMessage{json.RawMessage(`{"name":"data","mountPath":"/data"}`)},
 		},
-		MaxWorkers: 7,
-		Priority:   -3,
-		CreatedAt:  base,
-		Spec:       []byte("name: resim\ntasks: []\n"),
+		MaxWorkers:     7,
+		Priority:       -3,
+		LogDestination: "s3://perception-logs/haul/?region=eu-west-1",
+		CreatedAt:      base,
+		Spec:           []byte("name: resim\ntasks: []\n"),
 	}
 }
 
