@@ -272,3 +272,10 @@ func TestHistoryConformance(t *testing.T) {
 		return openTest(t, pgtest.NewDatabase(t, serverURL))
 	})
 }
+
+func TestRetentionConformance(t *testing.T) {
+	t.Parallel()
+	storetest.ExerciseRetention(t, func(t *testing.T) store.Store {
+		return openTest(t, pgtest.NewDatabase(t, serverURL))
+	})
+}

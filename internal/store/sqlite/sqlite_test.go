@@ -344,3 +344,10 @@ func TestHistoryConformance(t *testing.T) {
 		return openTest(t, filepath.Join(t.TempDir(), "haul.db"))
 	})
 }
+
+func TestRetentionConformance(t *testing.T) {
+	t.Parallel()
+	storetest.ExerciseRetention(t, func(t *testing.T) store.Store {
+		return openTest(t, filepath.Join(t.TempDir(), "haul.db"))
+	})
+}
