@@ -236,6 +236,11 @@ func (g *Gateway) submitJob(ctx context.Context, m *mutation, req *connect.Reque
 // GetJob returns one job with its task counts.
 func (g *Gateway) GetJob(ctx context.Context, req *connect.Request[apiv1.GetJobRequest]) (*connect.Response[apiv1.GetJobResponse], error) {
 	j, err := g.job(ctx, req.Msg.JobId)
+	if a := archivedOf(err); a != nil {
+		// Retention (archived.go): a retired job answers from its archive
+		// row; job authorized the caller on it already.
+		return connect.NewResponse(&apiv1.GetJobResponse{Job: ArchivedJobProto(a)}), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -392,6 +397,13 @@ func (g *Gateway) job(ctx context.Context, id string) (*store.Job, error) {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("job id is required"))
 	}
 	j, err := g.cfg.Store.GetJob(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		// Retention (archived.go): a job retired to job_archive is
+		// answered with where its history is, not as unknown.
+		if aerr := g.archivedJob(ctx, id); aerr != nil {
+			return nil, aerr
+		}
+	}
 	if err != nil {
 		return nil, storeError(err, "job", id)
 	}
