@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,6 +56,30 @@ type serverFlags struct {
 	podBurst      int
 	kubeInstance  string
 	sharedClaim   string
+	// retainFinished (--retain-finished, parsed by parseRetention) and
+	// history (--history) configure retention.
+	retainFinished string
+	history        string
+}
+
+// parseRetention reads --retain-finished: a Go duration (720h) or a whole
+// number of days (30d); 0 (or empty) keeps finished jobs forever.
+func parseRetention(s string) (time.Duration, error) {
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("--retain-finished %q: want a number of days (30d), a duration (720h) or 0", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("--retain-finished %q: want a number of days (30d), a duration (720h) or 0", s)
+	}
+	return d, nil
 }
 
 // options turns the flags into server options.
@@ -121,6 +147,11 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 		return o, fmt.Errorf("--backend %q: want local or kube", f.backend)
 	}
 	o.WorkerRunnerURL = f.runnerURL
+	retain, err := parseRetention(f.retainFinished)
+	if err != nil {
+		return o, err
+	}
+	o.RetainFinished, o.HistoryURL = retain, f.history
 	for ns, v := range f.nsHalfLife {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -161,6 +192,8 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().Float64Var(&f.podQPS, "pod-create-qps", 20, "most worker pods created per second, per cluster (--backend kube)")
 	cmd.Flags().IntVar(&f.podBurst, "pod-create-burst", 10, "pods that may be created at once above the rate (--backend kube)")
 	cmd.Flags().StringVar(&f.kubeInstance, "kube-instance", "haul", "this deployment's name on its clusters (label haul.dev/backend): unique per haul deployment sharing a cluster; a restarted server deletes the worker pods its predecessor left")
+	cmd.Flags().StringVar(&f.retainFinished, "retain-finished", "0", "how long finished jobs stay in the live store: 30d, 720h; 0 keeps them forever. Older jobs leave it once haul history export has exported them; asking for one then answers from its archive row and says where its history is (--history)")
+	cmd.Flags().StringVar(&f.history, "history", os.Getenv(HistoryEnv), "where the history export is (an object store URL or folder, as haul query --from takes it), named to callers asking for retired jobs (env "+HistoryEnv+")")
 	cmd.Flags().StringVar(&f.sharedClaim, "worker-shared-claim", "", "a ReadWriteMany PersistentVolumeClaim every worker pod mounts at the data directory's blobs/ (the filesystem log store; --backend kube)")
 }
 

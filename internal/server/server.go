@@ -40,6 +40,7 @@ import (
 	"github.com/haul-dev/haul/internal/local"
 	"github.com/haul-dev/haul/internal/metrics"
 	"github.com/haul-dev/haul/internal/placement"
+	"github.com/haul-dev/haul/internal/retention"
 	"github.com/haul-dev/haul/internal/runner"
 	"github.com/haul-dev/haul/internal/store"
 	"github.com/haul-dev/haul/internal/store/postgres"
@@ -118,6 +119,15 @@ type Options struct {
 	// mutating calls (0: the gateway's defaults).
 	MutationsPerSecond float64
 	MutationBurst      int
+	// RetainFinished, when > 0, retires finished jobs from the live
+	// tables this long after they finished, once the history export
+	// holds them (package retention; a server that runs the runner runs
+	// the retainer). 0 keeps every job forever.
+	RetainFinished time.Duration
+	// HistoryURL is where the history export is written (an object store
+	// URL or a folder, as `haul query --from` takes it); retired jobs'
+	// archive rows name it, so that asking for them says where to look.
+	HistoryURL string
 }
 
 // WorkerBackend is a worker backend brought by the caller (Options.Backend):
@@ -150,6 +160,10 @@ type Server struct {
 	admin   string
 	serveCh chan error
 	stop    sync.Once
+	// retain stops the retainer (nil when none runs); retained is closed
+	// when it has returned.
+	retain   context.CancelFunc
+	retained chan struct{}
 }
 
 // DefaultDataDir is where haul keeps its data when --data is not given:
@@ -503,9 +517,25 @@ func (s *Server) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if s.run != nil && s.opts.RetainFinished > 0 {
+		s.startRetainer()
+	}
 	go func() { s.serveCh <- s.http.Serve(s.ln) }()
 	s.log.Info("haul serving", "url", s.url, "data", s.opts.DataDir, "role", s.opts.Role)
 	return nil
+}
+
+// startRetainer runs a retention.Retainer until Stop: it retires the
+// jobs that finished more than RetainFinished ago and were exported.
+func (s *Server) startRetainer() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.retain, s.retained = cancel, make(chan struct{})
+	r := &retention.Retainer{Store: s.st, Age: s.opts.RetainFinished, History: s.opts.HistoryURL, Logger: s.log.With("component", "retention")}
+	go func() {
+		defer close(s.retained)
+		r.Run(ctx)
+	}()
+	s.log.Info("retaining finished jobs", "for", s.opts.RetainFinished, "history", s.opts.HistoryURL)
 }
 
 // otherServer returns the membership lease of another live runner of the
@@ -558,6 +588,10 @@ func (s *Server) Done() <-chan error { return s.serveCh }
 // the store. It is idempotent.
 func (s *Server) Stop() {
 	s.stop.Do(func() {
+		if s.retain != nil {
+			s.retain()
+			<-s.retained
+		}
 		if s.run != nil {
 			s.run.Stop()
 			s.backend.Stop()
