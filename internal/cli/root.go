@@ -166,6 +166,7 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 	root.AddCommand(a.tokenCmd(), a.auditCmd())
 	root.AddCommand(a.quotaCmd(), a.costCmd())
 	root.AddCommand(a.historyCmd(), a.queryCmd())
+	root.AddCommand(a.teamCmd(), a.logsCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	// Every command's argument check reports a usage error.
 	var walk func(*cobra.Command)

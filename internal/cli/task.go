@@ -188,6 +188,9 @@ func (a *app) taskGetCmd() *cobra.Command {
 				return err
 			}
 			for _, at := range r.Attempts {
+				if at.LogArchive != "" {
+					fmt.Fprintf(a.stdout, "attempt %d: log archive: %s\n", at.Number, at.LogArchive)
+				}
 				for _, g := range at.Gpus {
 					fmt.Fprintf(a.stdout, "attempt %d: gpu %d (%s): peak memory %s, mean utilization %.0f%%\n", at.Number, g.Index, g.Name, bytesIEC(g.PeakMemoryBytes), g.AvgUtilizationPercent)
 				}

@@ -60,6 +60,8 @@ type serverFlags struct {
 	// history (--history) configure retention.
 	retainFinished string
 	history        string
+	exportInterval time.Duration
+	archiveDelay   time.Duration
 }
 
 // parseRetention reads --retain-finished: a Go duration (720h) or a whole
@@ -152,6 +154,7 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 		return o, err
 	}
 	o.RetainFinished, o.HistoryURL = retain, f.history
+	o.ExportInterval, o.ArchiveDelay = f.exportInterval, f.archiveDelay
 	for ns, v := range f.nsHalfLife {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -193,7 +196,9 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.podBurst, "pod-create-burst", 10, "pods that may be created at once above the rate (--backend kube)")
 	cmd.Flags().StringVar(&f.kubeInstance, "kube-instance", "haul", "this deployment's name on its clusters (label haul.dev/backend): unique per haul deployment sharing a cluster; a restarted server deletes the worker pods its predecessor left")
 	cmd.Flags().StringVar(&f.retainFinished, "retain-finished", "0", "how long finished jobs stay in the live store: 30d, 720h; 0 keeps them forever. Older jobs leave it once haul history export has exported them; asking for one then answers from its archive row and says where its history is (--history)")
-	cmd.Flags().StringVar(&f.history, "history", os.Getenv(HistoryEnv), "where the history export is (an object store URL or folder, as haul query --from takes it), named to callers asking for retired jobs (env "+HistoryEnv+")")
+	cmd.Flags().StringVar(&f.history, "history", os.Getenv(HistoryEnv), "where the history is exported (an object store URL or folder, as haul query --from takes it): a server that runs the runner exports ended jobs there every --export-interval, and names it to callers asking for retired jobs (env "+HistoryEnv+")")
+	cmd.Flags().DurationVar(&f.exportInterval, "export-interval", 5*time.Minute, "how often ended jobs are exported to --history")
+	cmd.Flags().DurationVar(&f.archiveDelay, "log-archive-delay", 30*time.Second, "how long after a job ends its logs are copied to its team's destination and it may be exported (its workers' last logs arrive meanwhile)")
 	cmd.Flags().StringVar(&f.sharedClaim, "worker-shared-claim", "", "a ReadWriteMany PersistentVolumeClaim every worker pod mounts at the data directory's blobs/ (the filesystem log store; --backend kube)")
 }
 

@@ -181,22 +181,28 @@ func (g *Gateway) submitJob(ctx context.Context, m *mutation, req *connect.Reque
 			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: secret_env: %w", name, err))
 		}
 	}
+	dest, err := g.logDestination(ctx, js.Namespace, js.LogDestination)
+	if err != nil {
+		m.detail = "log destination refused"
+		return nil, err
+	}
 	now := g.cfg.Clock()
 	job := &store.Job{
-		ID:          store.NewJobID(now, rand.Reader),
-		Name:        js.Name,
-		Namespace:   js.Namespace,
-		Labels:      js.Labels,
-		Env:         js.Env,
-		MaxWorkers:  js.MaxWorkers,
-		Priority:    js.Priority,
-		State:       store.JobPending,
-		TaskCount:   int64(len(js.Tasks)),
-		Counts:      store.TaskCounts{Blocked: int64(len(js.Tasks))},
-		CreatedAt:   now,
-		Spec:        stored,
-		SecretEnv:   js.SecretEnv,
-		SubmittedBy: m.id.Subject,
+		LogDestination: dest,
+		ID:             store.NewJobID(now, rand.Reader),
+		Name:           js.Name,
+		Namespace:      js.Namespace,
+		Labels:         js.Labels,
+		Env:            js.Env,
+		MaxWorkers:     js.MaxWorkers,
+		Priority:       js.Priority,
+		State:          store.JobPending,
+		TaskCount:      int64(len(js.Tasks)),
+		Counts:         store.TaskCounts{Blocked: int64(len(js.Tasks))},
+		CreatedAt:      now,
+		Spec:           stored,
+		SecretEnv:      js.SecretEnv,
+		SubmittedBy:    m.id.Subject,
 	}
 	for _, t := range js.Workers {
 		tier := store.Tier{Name: t.Name, CPU: t.CPU, MemoryBytes: t.MemoryBytes, GPU: t.GPU, GPUType: t.GPUType, NodeSelector: t.NodeSelector}
@@ -388,6 +394,24 @@ func (g *Gateway) GetTask(ctx context.Context, req *connect.Request[apiv1.GetTas
 	resp := &apiv1.GetTaskResponse{Task: TaskProto(j, t), JobEnv: j.Env}
 	for _, a := range atts {
 		resp.Attempts = append(resp.Attempts, AttemptProto(j, &a))
+	}
+	if j.LogDestination != "" {
+		// Where each attempt's log went for the team, or why it did not.
+		es, err := g.cfg.Store.ListLogEntries(ctx, store.LogEntryFilter{JobID: j.ID, TaskIndex: t.Index, AfterTask: -1})
+		if err != nil {
+			return nil, storeError(err, "log entries of task", t.Key)
+		}
+		for _, e := range es {
+			for _, p := range resp.Attempts {
+				switch {
+				case p.Number != e.Attempt:
+				case e.ArchiveError != "":
+					p.LogArchive = "failed: " + e.ArchiveError
+				case e.Destination != "":
+					p.LogArchive = strings.TrimSuffix(e.Destination, "/") + "/" + j.ID + "/index.jsonl"
+				}
+			}
+		}
 	}
 	return connect.NewResponse(resp), nil
 }

@@ -36,8 +36,10 @@ import (
 	"github.com/haul-dev/haul/internal/gen/haul/runner/v1/runnerv1connect"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
 	"github.com/haul-dev/haul/internal/gpu"
+	"github.com/haul-dev/haul/internal/history"
 	"github.com/haul-dev/haul/internal/kube"
 	"github.com/haul-dev/haul/internal/local"
+	"github.com/haul-dev/haul/internal/logarchive"
 	"github.com/haul-dev/haul/internal/metrics"
 	"github.com/haul-dev/haul/internal/placement"
 	"github.com/haul-dev/haul/internal/retention"
@@ -124,6 +126,12 @@ type Options struct {
 	// holds them (package retention; a server that runs the runner runs
 	// the retainer). 0 keeps every job forever.
 	RetainFinished time.Duration
+	// ExportInterval is how often the history is exported to HistoryURL
+	// (default 5m); ArchiveDelay how long after a job ends its logs are
+	// copied to its team's destination and it may be exported (default
+	// 30s: its workers' last logs arrive meanwhile).
+	ExportInterval time.Duration
+	ArchiveDelay   time.Duration
 	// HistoryURL is where the history export is written (an object store
 	// URL or a folder, as `haul query --from` takes it); retired jobs'
 	// archive rows name it, so that asking for them says where to look.
@@ -160,6 +168,12 @@ type Server struct {
 	admin   string
 	serveCh chan error
 	stop    sync.Once
+	// bgStop stops the background loops (archiver, history export);
+	// bgWG waits for them.
+	bgStop context.CancelFunc
+	bgWG   sync.WaitGroup
+	// bs is the platform's object store (logs).
+	bs blob.Store
 	// retain stops the retainer (nil when none runs); retained is closed
 	// when it has returned.
 	retain   context.CancelFunc
@@ -377,6 +391,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		rc.ServerURL = o.LocatorURL
 	}
 	rc.BlobURL, rc.Blob = blobURL, bs
+	s.bs = bs
 	if o.MaxWorkers > 0 {
 		rc.MaxWorkers = o.MaxWorkers
 	}
@@ -520,8 +535,60 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.run != nil && s.opts.RetainFinished > 0 {
 		s.startRetainer()
 	}
+	if s.run != nil {
+		if err := s.startBackground(); err != nil {
+			s.http.Close()
+			return err
+		}
+	}
 	go func() { s.serveCh <- s.http.Serve(s.ln) }()
 	s.log.Info("haul serving", "url", s.url, "data", s.opts.DataDir, "role", s.opts.Role)
+	return nil
+}
+
+// startBackground runs, until Stop, the log archiver (copies ended jobs'
+// logs to their teams' destinations) and, when HistoryURL is set, the
+// history export every ExportInterval. Each takes a store lease, so one
+// runner of a group does the work.
+func (s *Server) startBackground() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.bgStop = cancel
+	arch := logarchive.New(logarchive.Config{Store: s.st, Blob: s.bs, Holder: "archiver-" + s.url, Logger: s.log.With("component", "log-archiver"),
+		Delay: s.opts.ArchiveDelay})
+	s.bgWG.Go(func() { arch.Run(ctx) })
+	if s.opts.HistoryURL == "" {
+		return nil
+	}
+	hs, err := blob.Open(s.opts.HistoryURL)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("history: %w", err)
+	}
+	every := cmp.Or(s.opts.ExportInterval, 5*time.Minute)
+	ex := &history.Exporter{Store: s.st, Blob: hs, MinAge: cmp.Or(s.opts.ArchiveDelay, logarchive.DefaultDelay)}
+	holder := "exporter-" + s.url
+	s.bgWG.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			now := time.Now()
+			if _, held, err := s.st.AcquireLease(ctx, store.Lease{Name: "history-exporter", Holder: holder, ExpiresAt: now.Add(every + time.Minute)}, now); err == nil && held {
+				st, err := ex.Run(ctx)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					s.log.Warn("history export failed; tried again later", "err", err)
+				case st.Jobs > 0:
+					s.log.Info("history exported", "jobs", st.Jobs, "rows", st.Rows, "bytes", st.Bytes)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+	s.log.Info("exporting history", "to", s.opts.HistoryURL, "every", every)
 	return nil
 }
 
@@ -588,6 +655,10 @@ func (s *Server) Done() <-chan error { return s.serveCh }
 // the store. It is idempotent.
 func (s *Server) Stop() {
 	s.stop.Do(func() {
+		if s.bgStop != nil {
+			s.bgStop()
+			s.bgWG.Wait()
+		}
 		if s.retain != nil {
 			s.retain()
 			<-s.retained

@@ -22,6 +22,376 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// LogDestination is a team's log destination as shown: never its secret.
+type LogDestination struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Team  string                 `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// An s3:// URL: bucket, prefix, region/endpoint parameters.
+	Url         string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	AccessKeyId string `protobuf:"bytes,3,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	// A secret access key is stored (its value is never shown).
+	HasSecret        bool  `protobuf:"varint,4,opt,name=has_secret,json=hasSecret,proto3" json:"has_secret,omitempty"`
+	UpdatedUnixNanos int64 `protobuf:"varint,5,opt,name=updated_unix_nanos,json=updatedUnixNanos,proto3" json:"updated_unix_nanos,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *LogDestination) Reset() {
+	*x = LogDestination{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogDestination) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogDestination) ProtoMessage() {}
+
+func (x *LogDestination) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogDestination.ProtoReflect.Descriptor instead.
+func (*LogDestination) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *LogDestination) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+func (x *LogDestination) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *LogDestination) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *LogDestination) GetHasSecret() bool {
+	if x != nil {
+		return x.HasSecret
+	}
+	return false
+}
+
+func (x *LogDestination) GetUpdatedUnixNanos() int64 {
+	if x != nil {
+		return x.UpdatedUnixNanos
+	}
+	return 0
+}
+
+type SetLogDestinationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Team  string                 `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	Url   string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	// Static credentials for the destination; none: the servers' own AWS
+	// credentials (their chain: environment, web identity, instance role).
+	AccessKeyId     string `protobuf:"bytes,3,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	SecretAccessKey string `protobuf:"bytes,4,opt,name=secret_access_key,json=secretAccessKey,proto3" json:"secret_access_key,omitempty"`
+	SessionToken    string `protobuf:"bytes,5,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SetLogDestinationRequest) Reset() {
+	*x = SetLogDestinationRequest{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLogDestinationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLogDestinationRequest) ProtoMessage() {}
+
+func (x *SetLogDestinationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLogDestinationRequest.ProtoReflect.Descriptor instead.
+func (*SetLogDestinationRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SetLogDestinationRequest) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+func (x *SetLogDestinationRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *SetLogDestinationRequest) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *SetLogDestinationRequest) GetSecretAccessKey() string {
+	if x != nil {
+		return x.SecretAccessKey
+	}
+	return ""
+}
+
+func (x *SetLogDestinationRequest) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+type SetLogDestinationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Destination   *LogDestination        `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLogDestinationResponse) Reset() {
+	*x = SetLogDestinationResponse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLogDestinationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLogDestinationResponse) ProtoMessage() {}
+
+func (x *SetLogDestinationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLogDestinationResponse.ProtoReflect.Descriptor instead.
+func (*SetLogDestinationResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SetLogDestinationResponse) GetDestination() *LogDestination {
+	if x != nil {
+		return x.Destination
+	}
+	return nil
+}
+
+type GetLogDestinationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One team; empty: every team the caller may see.
+	Team          string `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogDestinationsRequest) Reset() {
+	*x = GetLogDestinationsRequest{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogDestinationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogDestinationsRequest) ProtoMessage() {}
+
+func (x *GetLogDestinationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogDestinationsRequest.ProtoReflect.Descriptor instead.
+func (*GetLogDestinationsRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetLogDestinationsRequest) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+type GetLogDestinationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Destinations  []*LogDestination      `protobuf:"bytes,1,rep,name=destinations,proto3" json:"destinations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogDestinationsResponse) Reset() {
+	*x = GetLogDestinationsResponse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogDestinationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogDestinationsResponse) ProtoMessage() {}
+
+func (x *GetLogDestinationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogDestinationsResponse.ProtoReflect.Descriptor instead.
+func (*GetLogDestinationsResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetLogDestinationsResponse) GetDestinations() []*LogDestination {
+	if x != nil {
+		return x.Destinations
+	}
+	return nil
+}
+
+type DeleteLogDestinationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Team          string                 `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteLogDestinationRequest) Reset() {
+	*x = DeleteLogDestinationRequest{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteLogDestinationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteLogDestinationRequest) ProtoMessage() {}
+
+func (x *DeleteLogDestinationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteLogDestinationRequest.ProtoReflect.Descriptor instead.
+func (*DeleteLogDestinationRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DeleteLogDestinationRequest) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+type DeleteLogDestinationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteLogDestinationResponse) Reset() {
+	*x = DeleteLogDestinationResponse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteLogDestinationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteLogDestinationResponse) ProtoMessage() {}
+
+func (x *DeleteLogDestinationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteLogDestinationResponse.ProtoReflect.Descriptor instead.
+func (*DeleteLogDestinationResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
 // Token is an issued token's record: never its secret.
 type Token struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -47,7 +417,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[0]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -59,7 +429,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[0]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -72,7 +442,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Token) GetId() string {
@@ -162,7 +532,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[1]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +544,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[1]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +557,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateTokenRequest) GetSubject() string {
@@ -243,7 +613,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[2]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -255,7 +625,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[2]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -268,7 +638,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -301,7 +671,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[3]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +683,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[3]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +696,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListTokensRequest) GetTeam() string {
@@ -375,7 +745,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[4]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +757,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[4]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +770,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListTokensResponse) GetTokens() []*Token {
@@ -426,7 +796,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[5]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +808,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[5]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +821,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -470,7 +840,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[6]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +852,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[6]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +865,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RevokeTokenResponse) GetRecord() *Token {
@@ -530,7 +900,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[7]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +912,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[7]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +925,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AuditEntry) GetSeq() int64 {
@@ -641,7 +1011,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[8]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +1023,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[8]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +1036,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListAuditRequest) GetSubject() string {
@@ -707,7 +1077,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[9]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +1089,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[9]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +1102,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -762,7 +1132,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[10]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +1144,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[10]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +1157,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Resources) GetMilliCpu() int64 {
@@ -821,7 +1191,7 @@ type LabelValues struct {
 
 func (x *LabelValues) Reset() {
 	*x = LabelValues{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[11]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1203,7 @@ func (x *LabelValues) String() string {
 func (*LabelValues) ProtoMessage() {}
 
 func (x *LabelValues) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[11]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1216,7 @@ func (x *LabelValues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabelValues.ProtoReflect.Descriptor instead.
 func (*LabelValues) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LabelValues) GetValues() []string {
@@ -887,7 +1257,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[12]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1269,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[12]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1282,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Cluster) GetName() string {
@@ -989,7 +1359,7 @@ type ClusterStatus struct {
 
 func (x *ClusterStatus) Reset() {
 	*x = ClusterStatus{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[13]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1371,7 @@ func (x *ClusterStatus) String() string {
 func (*ClusterStatus) ProtoMessage() {}
 
 func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[13]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1384,7 @@ func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
 func (*ClusterStatus) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ClusterStatus) GetCluster() *Cluster {
@@ -1060,7 +1430,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[14]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1072,7 +1442,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[14]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1085,7 +1455,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 type ListClustersResponse struct {
@@ -1102,7 +1472,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[15]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1484,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[15]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1497,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListClustersResponse) GetClusters() []*ClusterStatus {
@@ -1153,7 +1523,7 @@ type PutClusterRequest struct {
 
 func (x *PutClusterRequest) Reset() {
 	*x = PutClusterRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[16]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1535,7 @@ func (x *PutClusterRequest) String() string {
 func (*PutClusterRequest) ProtoMessage() {}
 
 func (x *PutClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[16]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1548,7 @@ func (x *PutClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutClusterRequest.ProtoReflect.Descriptor instead.
 func (*PutClusterRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PutClusterRequest) GetCluster() *Cluster {
@@ -1197,7 +1567,7 @@ type PutClusterResponse struct {
 
 func (x *PutClusterResponse) Reset() {
 	*x = PutClusterResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[17]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1579,7 @@ func (x *PutClusterResponse) String() string {
 func (*PutClusterResponse) ProtoMessage() {}
 
 func (x *PutClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[17]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1592,7 @@ func (x *PutClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutClusterResponse.ProtoReflect.Descriptor instead.
 func (*PutClusterResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PutClusterResponse) GetCluster() *Cluster {
@@ -1243,7 +1613,7 @@ type SetClusterStateRequest struct {
 
 func (x *SetClusterStateRequest) Reset() {
 	*x = SetClusterStateRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[18]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1625,7 @@ func (x *SetClusterStateRequest) String() string {
 func (*SetClusterStateRequest) ProtoMessage() {}
 
 func (x *SetClusterStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[18]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1638,7 @@ func (x *SetClusterStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterStateRequest.ProtoReflect.Descriptor instead.
 func (*SetClusterStateRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetClusterStateRequest) GetName() string {
@@ -1294,7 +1664,7 @@ type SetClusterStateResponse struct {
 
 func (x *SetClusterStateResponse) Reset() {
 	*x = SetClusterStateResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[19]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1676,7 @@ func (x *SetClusterStateResponse) String() string {
 func (*SetClusterStateResponse) ProtoMessage() {}
 
 func (x *SetClusterStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[19]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1689,7 @@ func (x *SetClusterStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterStateResponse.ProtoReflect.Descriptor instead.
 func (*SetClusterStateResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetClusterStateResponse) GetCluster() *Cluster {
@@ -1338,7 +1708,7 @@ type DeleteClusterRequest struct {
 
 func (x *DeleteClusterRequest) Reset() {
 	*x = DeleteClusterRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[20]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1720,7 @@ func (x *DeleteClusterRequest) String() string {
 func (*DeleteClusterRequest) ProtoMessage() {}
 
 func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[20]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1733,7 @@ func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClusterRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteClusterRequest) GetName() string {
@@ -1381,7 +1751,7 @@ type DeleteClusterResponse struct {
 
 func (x *DeleteClusterResponse) Reset() {
 	*x = DeleteClusterResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[21]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1763,7 @@ func (x *DeleteClusterResponse) String() string {
 func (*DeleteClusterResponse) ProtoMessage() {}
 
 func (x *DeleteClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[21]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1776,7 @@ func (x *DeleteClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterResponse.ProtoReflect.Descriptor instead.
 func (*DeleteClusterResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 // Quota is a team's guaranteed share of the fleet.
@@ -1427,7 +1797,7 @@ type Quota struct {
 
 func (x *Quota) Reset() {
 	*x = Quota{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[22]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1809,7 @@ func (x *Quota) String() string {
 func (*Quota) ProtoMessage() {}
 
 func (x *Quota) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[22]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1822,7 @@ func (x *Quota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quota.ProtoReflect.Descriptor instead.
 func (*Quota) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Quota) GetTeam() string {
@@ -1502,7 +1872,7 @@ type ResourceUse struct {
 
 func (x *ResourceUse) Reset() {
 	*x = ResourceUse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[23]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1884,7 @@ func (x *ResourceUse) String() string {
 func (*ResourceUse) ProtoMessage() {}
 
 func (x *ResourceUse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[23]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1897,7 @@ func (x *ResourceUse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceUse.ProtoReflect.Descriptor instead.
 func (*ResourceUse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ResourceUse) GetResource() string {
@@ -1582,7 +1952,7 @@ type ClusterUse struct {
 
 func (x *ClusterUse) Reset() {
 	*x = ClusterUse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[24]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1964,7 @@ func (x *ClusterUse) String() string {
 func (*ClusterUse) ProtoMessage() {}
 
 func (x *ClusterUse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[24]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1977,7 @@ func (x *ClusterUse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterUse.ProtoReflect.Descriptor instead.
 func (*ClusterUse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ClusterUse) GetCluster() string {
@@ -1674,7 +2044,7 @@ type TeamQuota struct {
 
 func (x *TeamQuota) Reset() {
 	*x = TeamQuota{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[25]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +2056,7 @@ func (x *TeamQuota) String() string {
 func (*TeamQuota) ProtoMessage() {}
 
 func (x *TeamQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[25]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +2069,7 @@ func (x *TeamQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamQuota.ProtoReflect.Descriptor instead.
 func (*TeamQuota) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TeamQuota) GetTeam() string {
@@ -1755,7 +2125,7 @@ type GetQuotasRequest struct {
 
 func (x *GetQuotasRequest) Reset() {
 	*x = GetQuotasRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[26]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1767,7 +2137,7 @@ func (x *GetQuotasRequest) String() string {
 func (*GetQuotasRequest) ProtoMessage() {}
 
 func (x *GetQuotasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[26]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1780,7 +2150,7 @@ func (x *GetQuotasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuotasRequest.ProtoReflect.Descriptor instead.
 func (*GetQuotasRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetQuotasRequest) GetTeam() string {
@@ -1800,7 +2170,7 @@ type GetQuotasResponse struct {
 
 func (x *GetQuotasResponse) Reset() {
 	*x = GetQuotasResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[27]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +2182,7 @@ func (x *GetQuotasResponse) String() string {
 func (*GetQuotasResponse) ProtoMessage() {}
 
 func (x *GetQuotasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[27]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +2195,7 @@ func (x *GetQuotasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuotasResponse.ProtoReflect.Descriptor instead.
 func (*GetQuotasResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetQuotasResponse) GetTeams() []*TeamQuota {
@@ -1844,7 +2214,7 @@ type SetQuotaRequest struct {
 
 func (x *SetQuotaRequest) Reset() {
 	*x = SetQuotaRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[28]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +2226,7 @@ func (x *SetQuotaRequest) String() string {
 func (*SetQuotaRequest) ProtoMessage() {}
 
 func (x *SetQuotaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[28]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +2239,7 @@ func (x *SetQuotaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetQuotaRequest.ProtoReflect.Descriptor instead.
 func (*SetQuotaRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SetQuotaRequest) GetQuota() *Quota {
@@ -1888,7 +2258,7 @@ type SetQuotaResponse struct {
 
 func (x *SetQuotaResponse) Reset() {
 	*x = SetQuotaResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[29]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2270,7 @@ func (x *SetQuotaResponse) String() string {
 func (*SetQuotaResponse) ProtoMessage() {}
 
 func (x *SetQuotaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[29]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2283,7 @@ func (x *SetQuotaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetQuotaResponse.ProtoReflect.Descriptor instead.
 func (*SetQuotaResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetQuotaResponse) GetQuota() *Quota {
@@ -1932,7 +2302,7 @@ type DeleteQuotaRequest struct {
 
 func (x *DeleteQuotaRequest) Reset() {
 	*x = DeleteQuotaRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[30]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2314,7 @@ func (x *DeleteQuotaRequest) String() string {
 func (*DeleteQuotaRequest) ProtoMessage() {}
 
 func (x *DeleteQuotaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[30]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2327,7 @@ func (x *DeleteQuotaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQuotaRequest.ProtoReflect.Descriptor instead.
 func (*DeleteQuotaRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteQuotaRequest) GetTeam() string {
@@ -1975,7 +2345,7 @@ type DeleteQuotaResponse struct {
 
 func (x *DeleteQuotaResponse) Reset() {
 	*x = DeleteQuotaResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[31]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2357,7 @@ func (x *DeleteQuotaResponse) String() string {
 func (*DeleteQuotaResponse) ProtoMessage() {}
 
 func (x *DeleteQuotaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[31]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2370,7 @@ func (x *DeleteQuotaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQuotaResponse.ProtoReflect.Descriptor instead.
 func (*DeleteQuotaResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 type GetCostRequest struct {
@@ -2021,7 +2391,7 @@ type GetCostRequest struct {
 
 func (x *GetCostRequest) Reset() {
 	*x = GetCostRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[32]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2033,7 +2403,7 @@ func (x *GetCostRequest) String() string {
 func (*GetCostRequest) ProtoMessage() {}
 
 func (x *GetCostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[32]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2046,7 +2416,7 @@ func (x *GetCostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCostRequest.ProtoReflect.Descriptor instead.
 func (*GetCostRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetCostRequest) GetTeam() string {
@@ -2097,7 +2467,7 @@ type TeamCost struct {
 
 func (x *TeamCost) Reset() {
 	*x = TeamCost{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[33]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2479,7 @@ func (x *TeamCost) String() string {
 func (*TeamCost) ProtoMessage() {}
 
 func (x *TeamCost) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[33]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2492,7 @@ func (x *TeamCost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamCost.ProtoReflect.Descriptor instead.
 func (*TeamCost) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TeamCost) GetTeam() string {
@@ -2169,7 +2539,7 @@ type JobCost struct {
 
 func (x *JobCost) Reset() {
 	*x = JobCost{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[34]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2181,7 +2551,7 @@ func (x *JobCost) String() string {
 func (*JobCost) ProtoMessage() {}
 
 func (x *JobCost) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[34]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2194,7 +2564,7 @@ func (x *JobCost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobCost.ProtoReflect.Descriptor instead.
 func (*JobCost) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *JobCost) GetJobId() string {
@@ -2271,7 +2641,7 @@ type GetCostResponse struct {
 
 func (x *GetCostResponse) Reset() {
 	*x = GetCostResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[35]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2653,7 @@ func (x *GetCostResponse) String() string {
 func (*GetCostResponse) ProtoMessage() {}
 
 func (x *GetCostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[35]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2666,7 @@ func (x *GetCostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCostResponse.ProtoReflect.Descriptor instead.
 func (*GetCostResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetCostResponse) GetSince() *timestamppb.Timestamp {
@@ -2380,7 +2750,29 @@ var File_haul_api_v1_admin_proto protoreflect.FileDescriptor
 
 const file_haul_api_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17haul/api/v1/admin.proto\x12\vhaul.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x03\n" +
+	"\x17haul/api/v1/admin.proto\x12\vhaul.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x01\n" +
+	"\x0eLogDestination\x12\x12\n" +
+	"\x04team\x18\x01 \x01(\tR\x04team\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12\"\n" +
+	"\raccess_key_id\x18\x03 \x01(\tR\vaccessKeyId\x12\x1d\n" +
+	"\n" +
+	"has_secret\x18\x04 \x01(\bR\thasSecret\x12,\n" +
+	"\x12updated_unix_nanos\x18\x05 \x01(\x03R\x10updatedUnixNanos\"\xb5\x01\n" +
+	"\x18SetLogDestinationRequest\x12\x12\n" +
+	"\x04team\x18\x01 \x01(\tR\x04team\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12\"\n" +
+	"\raccess_key_id\x18\x03 \x01(\tR\vaccessKeyId\x12*\n" +
+	"\x11secret_access_key\x18\x04 \x01(\tR\x0fsecretAccessKey\x12#\n" +
+	"\rsession_token\x18\x05 \x01(\tR\fsessionToken\"Z\n" +
+	"\x19SetLogDestinationResponse\x12=\n" +
+	"\vdestination\x18\x01 \x01(\v2\x1b.haul.api.v1.LogDestinationR\vdestination\"/\n" +
+	"\x19GetLogDestinationsRequest\x12\x12\n" +
+	"\x04team\x18\x01 \x01(\tR\x04team\"]\n" +
+	"\x1aGetLogDestinationsResponse\x12?\n" +
+	"\fdestinations\x18\x01 \x03(\v2\x1b.haul.api.v1.LogDestinationR\fdestinations\"1\n" +
+	"\x1bDeleteLogDestinationRequest\x12\x12\n" +
+	"\x04team\x18\x01 \x01(\tR\x04team\"\x1e\n" +
+	"\x1cDeleteLogDestinationResponse\"\xcd\x03\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x12\n" +
@@ -2571,7 +2963,8 @@ const file_haul_api_v1_admin_proto_rawDesc = "" +
 	"\fjobs_scanned\x18\t \x01(\x03R\vjobsScanned\x12\x1a\n" +
 	"\bcomplete\x18\n" +
 	" \x01(\bR\bcomplete\x12?\n" +
-	"\rcovered_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fcoveredSince2\xd4\a\n" +
+	"\rcovered_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fcoveredSince2\x8c\n" +
+	"\n" +
 	"\fAdminService\x12P\n" +
 	"\vCreateToken\x12\x1f.haul.api.v1.CreateTokenRequest\x1a .haul.api.v1.CreateTokenResponse\x12M\n" +
 	"\n" +
@@ -2586,7 +2979,10 @@ const file_haul_api_v1_admin_proto_rawDesc = "" +
 	"\tGetQuotas\x12\x1d.haul.api.v1.GetQuotasRequest\x1a\x1e.haul.api.v1.GetQuotasResponse\x12G\n" +
 	"\bSetQuota\x12\x1c.haul.api.v1.SetQuotaRequest\x1a\x1d.haul.api.v1.SetQuotaResponse\x12P\n" +
 	"\vDeleteQuota\x12\x1f.haul.api.v1.DeleteQuotaRequest\x1a .haul.api.v1.DeleteQuotaResponse\x12D\n" +
-	"\aGetCost\x12\x1b.haul.api.v1.GetCostRequest\x1a\x1c.haul.api.v1.GetCostResponseB9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
+	"\aGetCost\x12\x1b.haul.api.v1.GetCostRequest\x1a\x1c.haul.api.v1.GetCostResponse\x12b\n" +
+	"\x11SetLogDestination\x12%.haul.api.v1.SetLogDestinationRequest\x1a&.haul.api.v1.SetLogDestinationResponse\x12e\n" +
+	"\x12GetLogDestinations\x12&.haul.api.v1.GetLogDestinationsRequest\x1a'.haul.api.v1.GetLogDestinationsResponse\x12k\n" +
+	"\x14DeleteLogDestination\x12(.haul.api.v1.DeleteLogDestinationRequest\x1a).haul.api.v1.DeleteLogDestinationResponseB9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
 
 var (
 	file_haul_api_v1_admin_proto_rawDescOnce sync.Once
@@ -2600,125 +2996,140 @@ func file_haul_api_v1_admin_proto_rawDescGZIP() []byte {
 	return file_haul_api_v1_admin_proto_rawDescData
 }
 
-var file_haul_api_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_haul_api_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_haul_api_v1_admin_proto_goTypes = []any{
-	(*Token)(nil),                   // 0: haul.api.v1.Token
-	(*CreateTokenRequest)(nil),      // 1: haul.api.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),     // 2: haul.api.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),       // 3: haul.api.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),      // 4: haul.api.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),      // 5: haul.api.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),     // 6: haul.api.v1.RevokeTokenResponse
-	(*AuditEntry)(nil),              // 7: haul.api.v1.AuditEntry
-	(*ListAuditRequest)(nil),        // 8: haul.api.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),       // 9: haul.api.v1.ListAuditResponse
-	(*Resources)(nil),               // 10: haul.api.v1.Resources
-	(*LabelValues)(nil),             // 11: haul.api.v1.LabelValues
-	(*Cluster)(nil),                 // 12: haul.api.v1.Cluster
-	(*ClusterStatus)(nil),           // 13: haul.api.v1.ClusterStatus
-	(*ListClustersRequest)(nil),     // 14: haul.api.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),    // 15: haul.api.v1.ListClustersResponse
-	(*PutClusterRequest)(nil),       // 16: haul.api.v1.PutClusterRequest
-	(*PutClusterResponse)(nil),      // 17: haul.api.v1.PutClusterResponse
-	(*SetClusterStateRequest)(nil),  // 18: haul.api.v1.SetClusterStateRequest
-	(*SetClusterStateResponse)(nil), // 19: haul.api.v1.SetClusterStateResponse
-	(*DeleteClusterRequest)(nil),    // 20: haul.api.v1.DeleteClusterRequest
-	(*DeleteClusterResponse)(nil),   // 21: haul.api.v1.DeleteClusterResponse
-	(*Quota)(nil),                   // 22: haul.api.v1.Quota
-	(*ResourceUse)(nil),             // 23: haul.api.v1.ResourceUse
-	(*ClusterUse)(nil),              // 24: haul.api.v1.ClusterUse
-	(*TeamQuota)(nil),               // 25: haul.api.v1.TeamQuota
-	(*GetQuotasRequest)(nil),        // 26: haul.api.v1.GetQuotasRequest
-	(*GetQuotasResponse)(nil),       // 27: haul.api.v1.GetQuotasResponse
-	(*SetQuotaRequest)(nil),         // 28: haul.api.v1.SetQuotaRequest
-	(*SetQuotaResponse)(nil),        // 29: haul.api.v1.SetQuotaResponse
-	(*DeleteQuotaRequest)(nil),      // 30: haul.api.v1.DeleteQuotaRequest
-	(*DeleteQuotaResponse)(nil),     // 31: haul.api.v1.DeleteQuotaResponse
-	(*GetCostRequest)(nil),          // 32: haul.api.v1.GetCostRequest
-	(*TeamCost)(nil),                // 33: haul.api.v1.TeamCost
-	(*JobCost)(nil),                 // 34: haul.api.v1.JobCost
-	(*GetCostResponse)(nil),         // 35: haul.api.v1.GetCostResponse
-	nil,                             // 36: haul.api.v1.Token.TeamsEntry
-	nil,                             // 37: haul.api.v1.CreateTokenRequest.TeamsEntry
-	nil,                             // 38: haul.api.v1.Resources.GpuEntry
-	nil,                             // 39: haul.api.v1.Cluster.LabelsEntry
-	nil,                             // 40: haul.api.v1.Cluster.PricePerGpuHourEntry
-	nil,                             // 41: haul.api.v1.Quota.ClustersEntry
-	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
+	(*LogDestination)(nil),               // 0: haul.api.v1.LogDestination
+	(*SetLogDestinationRequest)(nil),     // 1: haul.api.v1.SetLogDestinationRequest
+	(*SetLogDestinationResponse)(nil),    // 2: haul.api.v1.SetLogDestinationResponse
+	(*GetLogDestinationsRequest)(nil),    // 3: haul.api.v1.GetLogDestinationsRequest
+	(*GetLogDestinationsResponse)(nil),   // 4: haul.api.v1.GetLogDestinationsResponse
+	(*DeleteLogDestinationRequest)(nil),  // 5: haul.api.v1.DeleteLogDestinationRequest
+	(*DeleteLogDestinationResponse)(nil), // 6: haul.api.v1.DeleteLogDestinationResponse
+	(*Token)(nil),                        // 7: haul.api.v1.Token
+	(*CreateTokenRequest)(nil),           // 8: haul.api.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),          // 9: haul.api.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),            // 10: haul.api.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),           // 11: haul.api.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),           // 12: haul.api.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),          // 13: haul.api.v1.RevokeTokenResponse
+	(*AuditEntry)(nil),                   // 14: haul.api.v1.AuditEntry
+	(*ListAuditRequest)(nil),             // 15: haul.api.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),            // 16: haul.api.v1.ListAuditResponse
+	(*Resources)(nil),                    // 17: haul.api.v1.Resources
+	(*LabelValues)(nil),                  // 18: haul.api.v1.LabelValues
+	(*Cluster)(nil),                      // 19: haul.api.v1.Cluster
+	(*ClusterStatus)(nil),                // 20: haul.api.v1.ClusterStatus
+	(*ListClustersRequest)(nil),          // 21: haul.api.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),         // 22: haul.api.v1.ListClustersResponse
+	(*PutClusterRequest)(nil),            // 23: haul.api.v1.PutClusterRequest
+	(*PutClusterResponse)(nil),           // 24: haul.api.v1.PutClusterResponse
+	(*SetClusterStateRequest)(nil),       // 25: haul.api.v1.SetClusterStateRequest
+	(*SetClusterStateResponse)(nil),      // 26: haul.api.v1.SetClusterStateResponse
+	(*DeleteClusterRequest)(nil),         // 27: haul.api.v1.DeleteClusterRequest
+	(*DeleteClusterResponse)(nil),        // 28: haul.api.v1.DeleteClusterResponse
+	(*Quota)(nil),                        // 29: haul.api.v1.Quota
+	(*ResourceUse)(nil),                  // 30: haul.api.v1.ResourceUse
+	(*ClusterUse)(nil),                   // 31: haul.api.v1.ClusterUse
+	(*TeamQuota)(nil),                    // 32: haul.api.v1.TeamQuota
+	(*GetQuotasRequest)(nil),             // 33: haul.api.v1.GetQuotasRequest
+	(*GetQuotasResponse)(nil),            // 34: haul.api.v1.GetQuotasResponse
+	(*SetQuotaRequest)(nil),              // 35: haul.api.v1.SetQuotaRequest
+	(*SetQuotaResponse)(nil),             // 36: haul.api.v1.SetQuotaResponse
+	(*DeleteQuotaRequest)(nil),           // 37: haul.api.v1.DeleteQuotaRequest
+	(*DeleteQuotaResponse)(nil),          // 38: haul.api.v1.DeleteQuotaResponse
+	(*GetCostRequest)(nil),               // 39: haul.api.v1.GetCostRequest
+	(*TeamCost)(nil),                     // 40: haul.api.v1.TeamCost
+	(*JobCost)(nil),                      // 41: haul.api.v1.JobCost
+	(*GetCostResponse)(nil),              // 42: haul.api.v1.GetCostResponse
+	nil,                                  // 43: haul.api.v1.Token.TeamsEntry
+	nil,                                  // 44: haul.api.v1.CreateTokenRequest.TeamsEntry
+	nil,                                  // 45: haul.api.v1.Resources.GpuEntry
+	nil,                                  // 46: haul.api.v1.Cluster.LabelsEntry
+	nil,                                  // 47: haul.api.v1.Cluster.PricePerGpuHourEntry
+	nil,                                  // 48: haul.api.v1.Quota.ClustersEntry
+	(*timestamppb.Timestamp)(nil),        // 49: google.protobuf.Timestamp
 }
 var file_haul_api_v1_admin_proto_depIdxs = []int32{
-	36, // 0: haul.api.v1.Token.teams:type_name -> haul.api.v1.Token.TeamsEntry
-	42, // 1: haul.api.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	42, // 2: haul.api.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	42, // 3: haul.api.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
-	37, // 4: haul.api.v1.CreateTokenRequest.teams:type_name -> haul.api.v1.CreateTokenRequest.TeamsEntry
-	0,  // 5: haul.api.v1.CreateTokenResponse.record:type_name -> haul.api.v1.Token
-	0,  // 6: haul.api.v1.ListTokensResponse.tokens:type_name -> haul.api.v1.Token
-	0,  // 7: haul.api.v1.RevokeTokenResponse.record:type_name -> haul.api.v1.Token
-	42, // 8: haul.api.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
-	7,  // 9: haul.api.v1.ListAuditResponse.entries:type_name -> haul.api.v1.AuditEntry
-	38, // 10: haul.api.v1.Resources.gpu:type_name -> haul.api.v1.Resources.GpuEntry
-	10, // 11: haul.api.v1.Cluster.capacity:type_name -> haul.api.v1.Resources
-	39, // 12: haul.api.v1.Cluster.labels:type_name -> haul.api.v1.Cluster.LabelsEntry
-	40, // 13: haul.api.v1.Cluster.price_per_gpu_hour:type_name -> haul.api.v1.Cluster.PricePerGpuHourEntry
-	12, // 14: haul.api.v1.ClusterStatus.cluster:type_name -> haul.api.v1.Cluster
-	10, // 15: haul.api.v1.ClusterStatus.held:type_name -> haul.api.v1.Resources
-	10, // 16: haul.api.v1.ClusterStatus.borrowed:type_name -> haul.api.v1.Resources
-	13, // 17: haul.api.v1.ListClustersResponse.clusters:type_name -> haul.api.v1.ClusterStatus
-	13, // 18: haul.api.v1.ListClustersResponse.unregistered:type_name -> haul.api.v1.ClusterStatus
-	12, // 19: haul.api.v1.PutClusterRequest.cluster:type_name -> haul.api.v1.Cluster
-	12, // 20: haul.api.v1.PutClusterResponse.cluster:type_name -> haul.api.v1.Cluster
-	12, // 21: haul.api.v1.SetClusterStateResponse.cluster:type_name -> haul.api.v1.Cluster
-	10, // 22: haul.api.v1.Quota.limit:type_name -> haul.api.v1.Resources
-	41, // 23: haul.api.v1.Quota.clusters:type_name -> haul.api.v1.Quota.ClustersEntry
-	10, // 24: haul.api.v1.ClusterUse.split:type_name -> haul.api.v1.Resources
-	10, // 25: haul.api.v1.ClusterUse.reserved:type_name -> haul.api.v1.Resources
-	10, // 26: haul.api.v1.ClusterUse.borrowed:type_name -> haul.api.v1.Resources
-	22, // 27: haul.api.v1.TeamQuota.quota:type_name -> haul.api.v1.Quota
-	23, // 28: haul.api.v1.TeamQuota.resources:type_name -> haul.api.v1.ResourceUse
-	24, // 29: haul.api.v1.TeamQuota.clusters:type_name -> haul.api.v1.ClusterUse
-	25, // 30: haul.api.v1.GetQuotasResponse.teams:type_name -> haul.api.v1.TeamQuota
-	22, // 31: haul.api.v1.SetQuotaRequest.quota:type_name -> haul.api.v1.Quota
-	22, // 32: haul.api.v1.SetQuotaResponse.quota:type_name -> haul.api.v1.Quota
-	42, // 33: haul.api.v1.GetCostRequest.since:type_name -> google.protobuf.Timestamp
-	42, // 34: haul.api.v1.GetCostRequest.until:type_name -> google.protobuf.Timestamp
-	42, // 35: haul.api.v1.JobCost.created_at:type_name -> google.protobuf.Timestamp
-	42, // 36: haul.api.v1.GetCostResponse.since:type_name -> google.protobuf.Timestamp
-	42, // 37: haul.api.v1.GetCostResponse.until:type_name -> google.protobuf.Timestamp
-	33, // 38: haul.api.v1.GetCostResponse.teams:type_name -> haul.api.v1.TeamCost
-	34, // 39: haul.api.v1.GetCostResponse.jobs:type_name -> haul.api.v1.JobCost
-	42, // 40: haul.api.v1.GetCostResponse.covered_since:type_name -> google.protobuf.Timestamp
-	11, // 41: haul.api.v1.Cluster.LabelsEntry.value:type_name -> haul.api.v1.LabelValues
-	10, // 42: haul.api.v1.Quota.ClustersEntry.value:type_name -> haul.api.v1.Resources
-	1,  // 43: haul.api.v1.AdminService.CreateToken:input_type -> haul.api.v1.CreateTokenRequest
-	3,  // 44: haul.api.v1.AdminService.ListTokens:input_type -> haul.api.v1.ListTokensRequest
-	5,  // 45: haul.api.v1.AdminService.RevokeToken:input_type -> haul.api.v1.RevokeTokenRequest
-	8,  // 46: haul.api.v1.AdminService.ListAudit:input_type -> haul.api.v1.ListAuditRequest
-	14, // 47: haul.api.v1.AdminService.ListClusters:input_type -> haul.api.v1.ListClustersRequest
-	16, // 48: haul.api.v1.AdminService.PutCluster:input_type -> haul.api.v1.PutClusterRequest
-	18, // 49: haul.api.v1.AdminService.SetClusterState:input_type -> haul.api.v1.SetClusterStateRequest
-	20, // 50: haul.api.v1.AdminService.DeleteCluster:input_type -> haul.api.v1.DeleteClusterRequest
-	26, // 51: haul.api.v1.AdminService.GetQuotas:input_type -> haul.api.v1.GetQuotasRequest
-	28, // 52: haul.api.v1.AdminService.SetQuota:input_type -> haul.api.v1.SetQuotaRequest
-	30, // 53: haul.api.v1.AdminService.DeleteQuota:input_type -> haul.api.v1.DeleteQuotaRequest
-	32, // 54: haul.api.v1.AdminService.GetCost:input_type -> haul.api.v1.GetCostRequest
-	2,  // 55: haul.api.v1.AdminService.CreateToken:output_type -> haul.api.v1.CreateTokenResponse
-	4,  // 56: haul.api.v1.AdminService.ListTokens:output_type -> haul.api.v1.ListTokensResponse
-	6,  // 57: haul.api.v1.AdminService.RevokeToken:output_type -> haul.api.v1.RevokeTokenResponse
-	9,  // 58: haul.api.v1.AdminService.ListAudit:output_type -> haul.api.v1.ListAuditResponse
-	15, // 59: haul.api.v1.AdminService.ListClusters:output_type -> haul.api.v1.ListClustersResponse
-	17, // 60: haul.api.v1.AdminService.PutCluster:output_type -> haul.api.v1.PutClusterResponse
-	19, // 61: haul.api.v1.AdminService.SetClusterState:output_type -> haul.api.v1.SetClusterStateResponse
-	21, // 62: haul.api.v1.AdminService.DeleteCluster:output_type -> haul.api.v1.DeleteClusterResponse
-	27, // 63: haul.api.v1.AdminService.GetQuotas:output_type -> haul.api.v1.GetQuotasResponse
-	29, // 64: haul.api.v1.AdminService.SetQuota:output_type -> haul.api.v1.SetQuotaResponse
-	31, // 65: haul.api.v1.AdminService.DeleteQuota:output_type -> haul.api.v1.DeleteQuotaResponse
-	35, // 66: haul.api.v1.AdminService.GetCost:output_type -> haul.api.v1.GetCostResponse
-	55, // [55:67] is the sub-list for method output_type
-	43, // [43:55] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	0,  // 0: haul.api.v1.SetLogDestinationResponse.destination:type_name -> haul.api.v1.LogDestination
+	0,  // 1: haul.api.v1.GetLogDestinationsResponse.destinations:type_name -> haul.api.v1.LogDestination
+	43, // 2: haul.api.v1.Token.teams:type_name -> haul.api.v1.Token.TeamsEntry
+	49, // 3: haul.api.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	49, // 4: haul.api.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	49, // 5: haul.api.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
+	44, // 6: haul.api.v1.CreateTokenRequest.teams:type_name -> haul.api.v1.CreateTokenRequest.TeamsEntry
+	7,  // 7: haul.api.v1.CreateTokenResponse.record:type_name -> haul.api.v1.Token
+	7,  // 8: haul.api.v1.ListTokensResponse.tokens:type_name -> haul.api.v1.Token
+	7,  // 9: haul.api.v1.RevokeTokenResponse.record:type_name -> haul.api.v1.Token
+	49, // 10: haul.api.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
+	14, // 11: haul.api.v1.ListAuditResponse.entries:type_name -> haul.api.v1.AuditEntry
+	45, // 12: haul.api.v1.Resources.gpu:type_name -> haul.api.v1.Resources.GpuEntry
+	17, // 13: haul.api.v1.Cluster.capacity:type_name -> haul.api.v1.Resources
+	46, // 14: haul.api.v1.Cluster.labels:type_name -> haul.api.v1.Cluster.LabelsEntry
+	47, // 15: haul.api.v1.Cluster.price_per_gpu_hour:type_name -> haul.api.v1.Cluster.PricePerGpuHourEntry
+	19, // 16: haul.api.v1.ClusterStatus.cluster:type_name -> haul.api.v1.Cluster
+	17, // 17: haul.api.v1.ClusterStatus.held:type_name -> haul.api.v1.Resources
+	17, // 18: haul.api.v1.ClusterStatus.borrowed:type_name -> haul.api.v1.Resources
+	20, // 19: haul.api.v1.ListClustersResponse.clusters:type_name -> haul.api.v1.ClusterStatus
+	20, // 20: haul.api.v1.ListClustersResponse.unregistered:type_name -> haul.api.v1.ClusterStatus
+	19, // 21: haul.api.v1.PutClusterRequest.cluster:type_name -> haul.api.v1.Cluster
+	19, // 22: haul.api.v1.PutClusterResponse.cluster:type_name -> haul.api.v1.Cluster
+	19, // 23: haul.api.v1.SetClusterStateResponse.cluster:type_name -> haul.api.v1.Cluster
+	17, // 24: haul.api.v1.Quota.limit:type_name -> haul.api.v1.Resources
+	48, // 25: haul.api.v1.Quota.clusters:type_name -> haul.api.v1.Quota.ClustersEntry
+	17, // 26: haul.api.v1.ClusterUse.split:type_name -> haul.api.v1.Resources
+	17, // 27: haul.api.v1.ClusterUse.reserved:type_name -> haul.api.v1.Resources
+	17, // 28: haul.api.v1.ClusterUse.borrowed:type_name -> haul.api.v1.Resources
+	29, // 29: haul.api.v1.TeamQuota.quota:type_name -> haul.api.v1.Quota
+	30, // 30: haul.api.v1.TeamQuota.resources:type_name -> haul.api.v1.ResourceUse
+	31, // 31: haul.api.v1.TeamQuota.clusters:type_name -> haul.api.v1.ClusterUse
+	32, // 32: haul.api.v1.GetQuotasResponse.teams:type_name -> haul.api.v1.TeamQuota
+	29, // 33: haul.api.v1.SetQuotaRequest.quota:type_name -> haul.api.v1.Quota
+	29, // 34: haul.api.v1.SetQuotaResponse.quota:type_name -> haul.api.v1.Quota
+	49, // 35: haul.api.v1.GetCostRequest.since:type_name -> google.protobuf.Timestamp
+	49, // 36: haul.api.v1.GetCostRequest.until:type_name -> google.protobuf.Timestamp
+	49, // 37: haul.api.v1.JobCost.created_at:type_name -> google.protobuf.Timestamp
+	49, // 38: haul.api.v1.GetCostResponse.since:type_name -> google.protobuf.Timestamp
+	49, // 39: haul.api.v1.GetCostResponse.until:type_name -> google.protobuf.Timestamp
+	40, // 40: haul.api.v1.GetCostResponse.teams:type_name -> haul.api.v1.TeamCost
+	41, // 41: haul.api.v1.GetCostResponse.jobs:type_name -> haul.api.v1.JobCost
+	49, // 42: haul.api.v1.GetCostResponse.covered_since:type_name -> google.protobuf.Timestamp
+	18, // 43: haul.api.v1.Cluster.LabelsEntry.value:type_name -> haul.api.v1.LabelValues
+	17, // 44: haul.api.v1.Quota.ClustersEntry.value:type_name -> haul.api.v1.Resources
+	8,  // 45: haul.api.v1.AdminService.CreateToken:input_type -> haul.api.v1.CreateTokenRequest
+	10, // 46: haul.api.v1.AdminService.ListTokens:input_type -> haul.api.v1.ListTokensRequest
+	12, // 47: haul.api.v1.AdminService.RevokeToken:input_type -> haul.api.v1.RevokeTokenRequest
+	15, // 48: haul.api.v1.AdminService.ListAudit:input_type -> haul.api.v1.ListAuditRequest
+	21, // 49: haul.api.v1.AdminService.ListClusters:input_type -> haul.api.v1.ListClustersRequest
+	23, // 50: haul.api.v1.AdminService.PutCluster:input_type -> haul.api.v1.PutClusterRequest
+	25, // 51: haul.api.v1.AdminService.SetClusterState:input_type -> haul.api.v1.SetClusterStateRequest
+	27, // 52: haul.api.v1.AdminService.DeleteCluster:input_type -> haul.api.v1.DeleteClusterRequest
+	33, // 53: haul.api.v1.AdminService.GetQuotas:input_type -> haul.api.v1.GetQuotasRequest
+	35, // 54: haul.api.v1.AdminService.SetQuota:input_type -> haul.api.v1.SetQuotaRequest
+	37, // 55: haul.api.v1.AdminService.DeleteQuota:input_type -> haul.api.v1.DeleteQuotaRequest
+	39, // 56: haul.api.v1.AdminService.GetCost:input_type -> haul.api.v1.GetCostRequest
+	1,  // 57: haul.api.v1.AdminService.SetLogDestination:input_type -> haul.api.v1.SetLogDestinationRequest
+	3,  // 58: haul.api.v1.AdminService.GetLogDestinations:input_type -> haul.api.v1.GetLogDestinationsRequest
+	5,  // 59: haul.api.v1.AdminService.DeleteLogDestination:input_type -> haul.api.v1.DeleteLogDestinationRequest
+	9,  // 60: haul.api.v1.AdminService.CreateToken:output_type -> haul.api.v1.CreateTokenResponse
+	11, // 61: haul.api.v1.AdminService.ListTokens:output_type -> haul.api.v1.ListTokensResponse
+	13, // 62: haul.api.v1.AdminService.RevokeToken:output_type -> haul.api.v1.RevokeTokenResponse
+	16, // 63: haul.api.v1.AdminService.ListAudit:output_type -> haul.api.v1.ListAuditResponse
+	22, // 64: haul.api.v1.AdminService.ListClusters:output_type -> haul.api.v1.ListClustersResponse
+	24, // 65: haul.api.v1.AdminService.PutCluster:output_type -> haul.api.v1.PutClusterResponse
+	26, // 66: haul.api.v1.AdminService.SetClusterState:output_type -> haul.api.v1.SetClusterStateResponse
+	28, // 67: haul.api.v1.AdminService.DeleteCluster:output_type -> haul.api.v1.DeleteClusterResponse
+	34, // 68: haul.api.v1.AdminService.GetQuotas:output_type -> haul.api.v1.GetQuotasResponse
+	36, // 69: haul.api.v1.AdminService.SetQuota:output_type -> haul.api.v1.SetQuotaResponse
+	38, // 70: haul.api.v1.AdminService.DeleteQuota:output_type -> haul.api.v1.DeleteQuotaResponse
+	42, // 71: haul.api.v1.AdminService.GetCost:output_type -> haul.api.v1.GetCostResponse
+	2,  // 72: haul.api.v1.AdminService.SetLogDestination:output_type -> haul.api.v1.SetLogDestinationResponse
+	4,  // 73: haul.api.v1.AdminService.GetLogDestinations:output_type -> haul.api.v1.GetLogDestinationsResponse
+	6,  // 74: haul.api.v1.AdminService.DeleteLogDestination:output_type -> haul.api.v1.DeleteLogDestinationResponse
+	60, // [60:75] is the sub-list for method output_type
+	45, // [45:60] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_haul_api_v1_admin_proto_init() }
@@ -2732,7 +3143,7 @@ func file_haul_api_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_api_v1_admin_proto_rawDesc), len(file_haul_api_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1259,8 +1259,12 @@ type Attempt struct {
 	// The tier's requests, for comparison with what was used.
 	MemoryRequestBytes int64   `protobuf:"varint,19,opt,name=memory_request_bytes,json=memoryRequestBytes,proto3" json:"memory_request_bytes,omitempty"`
 	CpuRequest         float64 `protobuf:"fixed64,20,opt,name=cpu_request,json=cpuRequest,proto3" json:"cpu_request,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Where the attempt's archived log was copied for its team (the job's
+	// index.jsonl there), or "failed: why" when the copy gave up; empty
+	// while there is none to make.
+	LogArchive    string `protobuf:"bytes,21,opt,name=log_archive,json=logArchive,proto3" json:"log_archive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Attempt) Reset() {
@@ -1431,6 +1435,13 @@ func (x *Attempt) GetCpuRequest() float64 {
 		return x.CpuRequest
 	}
 	return 0
+}
+
+func (x *Attempt) GetLogArchive() string {
+	if x != nil {
+		return x.LogArchive
+	}
+	return ""
 }
 
 type GPUUsage struct {
@@ -2399,7 +2410,7 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\x10CancelJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"7\n" +
 	"\x11CancelJobResponse\x12\"\n" +
-	"\x03job\x18\x01 \x01(\v2\x10.haul.api.v1.JobR\x03job\"\xb6\x05\n" +
+	"\x03job\x18\x01 \x01(\v2\x10.haul.api.v1.JobR\x03job\"\xd7\x05\n" +
 	"\aAttempt\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x12\n" +
 	"\x04tier\x18\x02 \x01(\tR\x04tier\x12\x1b\n" +
@@ -2424,7 +2435,9 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\bgpu_note\x18\x12 \x01(\tR\agpuNote\x120\n" +
 	"\x14memory_request_bytes\x18\x13 \x01(\x03R\x12memoryRequestBytes\x12\x1f\n" +
 	"\vcpu_request\x18\x14 \x01(\x01R\n" +
-	"cpuRequest\"\x98\x01\n" +
+	"cpuRequest\x12\x1f\n" +
+	"\vlog_archive\x18\x15 \x01(\tR\n" +
+	"logArchive\"\x98\x01\n" +
 	"\bGPUUsage\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +

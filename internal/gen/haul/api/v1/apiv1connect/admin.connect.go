@@ -63,6 +63,15 @@ const (
 	AdminServiceDeleteQuotaProcedure = "/haul.api.v1.AdminService/DeleteQuota"
 	// AdminServiceGetCostProcedure is the fully-qualified name of the AdminService's GetCost RPC.
 	AdminServiceGetCostProcedure = "/haul.api.v1.AdminService/GetCost"
+	// AdminServiceSetLogDestinationProcedure is the fully-qualified name of the AdminService's
+	// SetLogDestination RPC.
+	AdminServiceSetLogDestinationProcedure = "/haul.api.v1.AdminService/SetLogDestination"
+	// AdminServiceGetLogDestinationsProcedure is the fully-qualified name of the AdminService's
+	// GetLogDestinations RPC.
+	AdminServiceGetLogDestinationsProcedure = "/haul.api.v1.AdminService/GetLogDestinations"
+	// AdminServiceDeleteLogDestinationProcedure is the fully-qualified name of the AdminService's
+	// DeleteLogDestination RPC.
+	AdminServiceDeleteLogDestinationProcedure = "/haul.api.v1.AdminService/DeleteLogDestination"
 )
 
 // AdminServiceClient is a client for the haul.api.v1.AdminService service.
@@ -100,6 +109,16 @@ type AdminServiceClient interface {
 	// GetCost sums the cost and worker time of the jobs created in a
 	// period, per team and optionally per job; visible as GetQuotas is.
 	GetCost(context.Context, *connect.Request[v1.GetCostRequest]) (*connect.Response[v1.GetCostResponse], error)
+	// SetLogDestination sets where a team's jobs' logs are copied when they
+	// end, and the credentials to write there (platform admins only). The
+	// secret is stored and never returned.
+	SetLogDestination(context.Context, *connect.Request[v1.SetLogDestinationRequest]) (*connect.Response[v1.SetLogDestinationResponse], error)
+	// GetLogDestinations lists teams' destinations without their secrets;
+	// visible as GetQuotas is.
+	GetLogDestinations(context.Context, *connect.Request[v1.GetLogDestinationsRequest]) (*connect.Response[v1.GetLogDestinationsResponse], error)
+	// DeleteLogDestination removes a team's destination (platform admins
+	// only): its new jobs' logs stay in the platform's store.
+	DeleteLogDestination(context.Context, *connect.Request[v1.DeleteLogDestinationRequest]) (*connect.Response[v1.DeleteLogDestinationResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the haul.api.v1.AdminService service. By default,
@@ -185,23 +204,44 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("GetCost")),
 			connect.WithClientOptions(opts...),
 		),
+		setLogDestination: connect.NewClient[v1.SetLogDestinationRequest, v1.SetLogDestinationResponse](
+			httpClient,
+			baseURL+AdminServiceSetLogDestinationProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("SetLogDestination")),
+			connect.WithClientOptions(opts...),
+		),
+		getLogDestinations: connect.NewClient[v1.GetLogDestinationsRequest, v1.GetLogDestinationsResponse](
+			httpClient,
+			baseURL+AdminServiceGetLogDestinationsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("GetLogDestinations")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteLogDestination: connect.NewClient[v1.DeleteLogDestinationRequest, v1.DeleteLogDestinationResponse](
+			httpClient,
+			baseURL+AdminServiceDeleteLogDestinationProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("DeleteLogDestination")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // adminServiceClient implements AdminServiceClient.
 type adminServiceClient struct {
-	createToken     *connect.Client[v1.CreateTokenRequest, v1.CreateTokenResponse]
-	listTokens      *connect.Client[v1.ListTokensRequest, v1.ListTokensResponse]
-	revokeToken     *connect.Client[v1.RevokeTokenRequest, v1.RevokeTokenResponse]
-	listAudit       *connect.Client[v1.ListAuditRequest, v1.ListAuditResponse]
-	listClusters    *connect.Client[v1.ListClustersRequest, v1.ListClustersResponse]
-	putCluster      *connect.Client[v1.PutClusterRequest, v1.PutClusterResponse]
-	setClusterState *connect.Client[v1.SetClusterStateRequest, v1.SetClusterStateResponse]
-	deleteCluster   *connect.Client[v1.DeleteClusterRequest, v1.DeleteClusterResponse]
-	getQuotas       *connect.Client[v1.GetQuotasRequest, v1.GetQuotasResponse]
-	setQuota        *connect.Client[v1.SetQuotaRequest, v1.SetQuotaResponse]
-	deleteQuota     *connect.Client[v1.DeleteQuotaRequest, v1.DeleteQuotaResponse]
-	getCost         *connect.Client[v1.GetCostRequest, v1.GetCostResponse]
+	createToken          *connect.Client[v1.CreateTokenRequest, v1.CreateTokenResponse]
+	listTokens           *connect.Client[v1.ListTokensRequest, v1.ListTokensResponse]
+	revokeToken          *connect.Client[v1.RevokeTokenRequest, v1.RevokeTokenResponse]
+	listAudit            *connect.Client[v1.ListAuditRequest, v1.ListAuditResponse]
+	listClusters         *connect.Client[v1.ListClustersRequest, v1.ListClustersResponse]
+	putCluster           *connect.Client[v1.PutClusterRequest, v1.PutClusterResponse]
+	setClusterState      *connect.Client[v1.SetClusterStateRequest, v1.SetClusterStateResponse]
+	deleteCluster        *connect.Client[v1.DeleteClusterRequest, v1.DeleteClusterResponse]
+	getQuotas            *connect.Client[v1.GetQuotasRequest, v1.GetQuotasResponse]
+	setQuota             *connect.Client[v1.SetQuotaRequest, v1.SetQuotaResponse]
+	deleteQuota          *connect.Client[v1.DeleteQuotaRequest, v1.DeleteQuotaResponse]
+	getCost              *connect.Client[v1.GetCostRequest, v1.GetCostResponse]
+	setLogDestination    *connect.Client[v1.SetLogDestinationRequest, v1.SetLogDestinationResponse]
+	getLogDestinations   *connect.Client[v1.GetLogDestinationsRequest, v1.GetLogDestinationsResponse]
+	deleteLogDestination *connect.Client[v1.DeleteLogDestinationRequest, v1.DeleteLogDestinationResponse]
 }
 
 // CreateToken calls haul.api.v1.AdminService.CreateToken.
@@ -264,6 +304,21 @@ func (c *adminServiceClient) GetCost(ctx context.Context, req *connect.Request[v
 	return c.getCost.CallUnary(ctx, req)
 }
 
+// SetLogDestination calls haul.api.v1.AdminService.SetLogDestination.
+func (c *adminServiceClient) SetLogDestination(ctx context.Context, req *connect.Request[v1.SetLogDestinationRequest]) (*connect.Response[v1.SetLogDestinationResponse], error) {
+	return c.setLogDestination.CallUnary(ctx, req)
+}
+
+// GetLogDestinations calls haul.api.v1.AdminService.GetLogDestinations.
+func (c *adminServiceClient) GetLogDestinations(ctx context.Context, req *connect.Request[v1.GetLogDestinationsRequest]) (*connect.Response[v1.GetLogDestinationsResponse], error) {
+	return c.getLogDestinations.CallUnary(ctx, req)
+}
+
+// DeleteLogDestination calls haul.api.v1.AdminService.DeleteLogDestination.
+func (c *adminServiceClient) DeleteLogDestination(ctx context.Context, req *connect.Request[v1.DeleteLogDestinationRequest]) (*connect.Response[v1.DeleteLogDestinationResponse], error) {
+	return c.deleteLogDestination.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the haul.api.v1.AdminService service.
 type AdminServiceHandler interface {
 	// CreateToken issues a token; the token itself is in the response only.
@@ -299,6 +354,16 @@ type AdminServiceHandler interface {
 	// GetCost sums the cost and worker time of the jobs created in a
 	// period, per team and optionally per job; visible as GetQuotas is.
 	GetCost(context.Context, *connect.Request[v1.GetCostRequest]) (*connect.Response[v1.GetCostResponse], error)
+	// SetLogDestination sets where a team's jobs' logs are copied when they
+	// end, and the credentials to write there (platform admins only). The
+	// secret is stored and never returned.
+	SetLogDestination(context.Context, *connect.Request[v1.SetLogDestinationRequest]) (*connect.Response[v1.SetLogDestinationResponse], error)
+	// GetLogDestinations lists teams' destinations without their secrets;
+	// visible as GetQuotas is.
+	GetLogDestinations(context.Context, *connect.Request[v1.GetLogDestinationsRequest]) (*connect.Response[v1.GetLogDestinationsResponse], error)
+	// DeleteLogDestination removes a team's destination (platform admins
+	// only): its new jobs' logs stay in the platform's store.
+	DeleteLogDestination(context.Context, *connect.Request[v1.DeleteLogDestinationRequest]) (*connect.Response[v1.DeleteLogDestinationResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -380,6 +445,24 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("GetCost")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceSetLogDestinationHandler := connect.NewUnaryHandler(
+		AdminServiceSetLogDestinationProcedure,
+		svc.SetLogDestination,
+		connect.WithSchema(adminServiceMethods.ByName("SetLogDestination")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceGetLogDestinationsHandler := connect.NewUnaryHandler(
+		AdminServiceGetLogDestinationsProcedure,
+		svc.GetLogDestinations,
+		connect.WithSchema(adminServiceMethods.ByName("GetLogDestinations")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceDeleteLogDestinationHandler := connect.NewUnaryHandler(
+		AdminServiceDeleteLogDestinationProcedure,
+		svc.DeleteLogDestination,
+		connect.WithSchema(adminServiceMethods.ByName("DeleteLogDestination")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/haul.api.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceCreateTokenProcedure:
@@ -406,6 +489,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceDeleteQuotaHandler.ServeHTTP(w, r)
 		case AdminServiceGetCostProcedure:
 			adminServiceGetCostHandler.ServeHTTP(w, r)
+		case AdminServiceSetLogDestinationProcedure:
+			adminServiceSetLogDestinationHandler.ServeHTTP(w, r)
+		case AdminServiceGetLogDestinationsProcedure:
+			adminServiceGetLogDestinationsHandler.ServeHTTP(w, r)
+		case AdminServiceDeleteLogDestinationProcedure:
+			adminServiceDeleteLogDestinationHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -461,4 +550,16 @@ func (UnimplementedAdminServiceHandler) DeleteQuota(context.Context, *connect.Re
 
 func (UnimplementedAdminServiceHandler) GetCost(context.Context, *connect.Request[v1.GetCostRequest]) (*connect.Response[v1.GetCostResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.GetCost is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) SetLogDestination(context.Context, *connect.Request[v1.SetLogDestinationRequest]) (*connect.Response[v1.SetLogDestinationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.SetLogDestination is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) GetLogDestinations(context.Context, *connect.Request[v1.GetLogDestinationsRequest]) (*connect.Response[v1.GetLogDestinationsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.GetLogDestinations is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) DeleteLogDestination(context.Context, *connect.Request[v1.DeleteLogDestinationRequest]) (*connect.Response[v1.DeleteLogDestinationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.DeleteLogDestination is not implemented"))
 }
