@@ -8,13 +8,18 @@ export PATH := $(TOOLS):$(PATH)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 
-.PHONY: all build test test-short test-kube generate check-generate tools fuzz bench chaos
+.PHONY: all build haul-query test test-short test-kube generate check-generate tools fuzz bench chaos
 
 all: build
 
 build:
 	go build -o bin/haul ./cmd/haul
 	CGO_ENABLED=0 go build -o bin/haul-taskhost ./cmd/haul-taskhost
+
+# haul query's SQL engine (DuckDB, cgo; about 570 MB of libraries in the
+# module cache the first time): haul finds it next to itself or in PATH.
+haul-query:
+	go build -o bin/haul-query ./cmd/haul-query
 
 tools:
 	@scripts/install-deps.sh

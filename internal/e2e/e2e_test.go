@@ -44,6 +44,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build haul:", err)
 		os.Exit(1)
 	}
+	// haul query runs haul-query (cgo, DuckDB) found next to haul.
+	build = exec.Command("go", "build", "-o", filepath.Join(dir, "haul-query"), "github.com/haul-dev/haul/cmd/haul-query")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build haul-query:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -98,7 +99,8 @@ func (g *Gateway) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLog
 		}
 		return nil
 	}
-	if err := g.readLog(ctx, j.ID, t.Index, attempt, req.Msg.Follow, done, caughtUp, emit); err != nil {
+	readNotice, err := g.readLog(ctx, j.ID, t.Index, attempt, req.Msg.Follow, done, caughtUp, emit)
+	if err != nil {
 		if ce := new(connect.Error); errors.As(err, &ce) {
 			return err
 		}
@@ -113,6 +115,7 @@ func (g *Gateway) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLog
 	if err != nil {
 		return connect.NewError(connect.CodeInternal, fmt.Errorf("log of %s attempt %d: %w", t.Key, attempt, err))
 	}
+	notice = cmp.Or(notice, readNotice)
 	if notice != "" {
 		return connect.NewError(connect.CodeDataLoss, fmt.Errorf("task %s attempt %d: %s", t.Key, attempt, notice))
 	}
@@ -125,8 +128,13 @@ type LiveReader interface {
 	LiveLog(ctx context.Context, jobID string, task, attempt int32, offset int64, max int) (*runnerv1.LiveResponse, error)
 }
 
-// livePoll is how often a follower looks for new output.
-const livePoll = 200 * time.Millisecond
+// livePoll is how often a follower looks for new output; archiveWait how
+// long a reader of an ended attempt waits for its archive when the
+// runner's copy is not the whole log.
+const (
+	livePoll    = 200 * time.Millisecond
+	archiveWait = 20 * time.Second
+)
 
 // readLog emits an attempt's frames in log order: from its archived entry
 // when the store indexes one; else from the live copy its runner holds
@@ -134,57 +142,85 @@ const livePoll = 200 * time.Millisecond
 // same offset, once it is indexed); else from the objects of a log written
 // before packs (segments, final object). emit gets the frames; caughtUp is
 // called before each wait for more.
-func (g *Gateway) readLog(ctx context.Context, job string, task, attempt int32, follow bool, done func() bool, caughtUp func() error, emit func(byte, int64, []byte) error) error {
+//
+// An ended attempt whose copy is not the whole log (its worker's archive
+// is on its way) is waited for, for archiveWait at most; after that what
+// the runner holds is emitted and the returned notice says so.
+func (g *Gateway) readLog(ctx context.Context, job string, task, attempt int32, follow bool, done func() bool, caughtUp func() error, emit func(byte, int64, []byte) error) (string, error) {
 	var off int64 // log bytes read so far, as frames
+	var endedAt time.Time
+	sawHeld := false
 	for {
 		es, err := g.cfg.Store.ListLogEntries(ctx, store.LogEntryFilter{JobID: job, TaskIndex: task, Attempt: attempt, AfterTask: -1, Limit: 1})
 		if err != nil {
-			return fmt.Errorf("look up the log's entry: %w", err)
+			return "", fmt.Errorf("look up the log's entry: %w", err)
 		}
 		if len(es) == 1 {
 			e := es[0]
-			return logs.ReadEntry(ctx, g.cfg.Blob, logs.Entry{Object: e.Object, Offset: e.Offset, Length: e.Length, StdoutBytes: e.StdoutBytes, StderrBytes: e.StderrBytes}, off, nil, emit)
+			return "", logs.ReadEntry(ctx, g.cfg.Blob, logs.Entry{Object: e.Object, Offset: e.Offset, Length: e.Length, StdoutBytes: e.StdoutBytes, StderrBytes: e.StderrBytes}, off, nil, emit)
 		}
 		ended := done()
-		held := false
+		if ended && endedAt.IsZero() {
+			endedAt = time.Now()
+		}
+		var resp *runnerv1.LiveResponse
 		var liveErr error
 		if g.cfg.Live != nil {
-			resp, err := g.cfg.Live.LiveLog(ctx, job, task, attempt, off, 1<<20)
-			liveErr = err
-			if err == nil && resp.Held {
-				held = true
-				if _, err := logs.DecodeFrames(bytes.NewReader(resp.Frames), emit); err != nil {
-					return err
+			resp, liveErr = g.cfg.Live.LiveLog(ctx, job, task, attempt, off, 1<<20)
+		}
+		held := liveErr == nil && resp != nil && resp.Held
+		if held {
+			sawHeld = true
+		}
+		switch {
+		case held && (follow || resp.Complete || !resp.Ended || time.Since(endedAt) >= archiveWait):
+			if _, err := logs.DecodeFrames(bytes.NewReader(resp.Frames), emit); err != nil {
+				return "", err
+			}
+			if resp.Next < resp.End {
+				if resp.Next <= off {
+					return "", fmt.Errorf("the runner's copy of the log does not advance at offset %d of %d", off, resp.End)
 				}
 				off = resp.Next
-				if resp.Next < resp.End {
-					continue // more is there now
-				}
+				continue // more is there now
 			}
-		}
-		if !held && ended {
+			off = resp.Next
+			if resp.Complete {
+				return "", nil // the whole log, read before its archive was indexed
+			}
+			if resp.Ended && !follow {
+				return fmt.Sprintf("%sits archive has not arrived after %v; this is what the runner holds of it (%d bytes from offset %d)", logs.IncompletePrefix, archiveWait, resp.End-resp.Offset, resp.Offset), nil
+			}
+			if !follow {
+				return "", nil // running: what there is so far
+			}
+		case held:
+			// Ended, the copy is not all of it: wait for the archive.
+		case sawHeld && time.Since(endedAt) < archiveWait:
+			// The copy went away: its archive was indexed meanwhile (or
+			// the runner moved); look for the entry again.
+		case ended && (liveErr == nil || time.Since(endedAt) >= archiveWait):
 			// Nothing live and no entry: a log from before packs, or none
 			// (an attempt that printed nothing stores nothing).
 			err := logs.Read(ctx, g.cfg.Blob, logs.Prefix(job, task, attempt), logs.ReadOptions{}, emit)
 			if errors.Is(err, logs.ErrNoLog) {
-				return nil
+				return "", nil
 			}
-			return err
-		}
-		if !follow {
-			if !held && liveErr != nil {
-				return connect.NewError(connect.CodeUnavailable, fmt.Errorf("the attempt runs and its runner cannot be asked for its output now: %w", liveErr))
+			return "", err
+		case !follow && !ended:
+			if liveErr != nil {
+				return "", connect.NewError(connect.CodeUnavailable, fmt.Errorf("the attempt runs and its runner cannot be asked for its output now: %w", liveErr))
 			}
-			return nil
+			return "", nil
 		}
 		if err := caughtUp(); err != nil {
-			return err
+			return "", err
 		}
 		t := time.NewTimer(livePoll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return "", ctx.Err()
 		case <-t.C:
 		}
 	}

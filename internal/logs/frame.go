@@ -148,3 +148,28 @@ func uvarintLen(v uint64) int {
 	var b [binary.MaxVarintLen64]byte
 	return binary.PutUvarint(b[:], v)
 }
+
+// FrameSize returns the size (header and data) of the frame at the start
+// of b, or an error wrapping ErrCorrupt when b does not start with a whole
+// frame.
+func FrameSize(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, fmt.Errorf("%w: no frame", ErrCorrupt)
+	}
+	if b[0] != Stdout && b[0] != Stderr {
+		return 0, fmt.Errorf("%w: stream byte %d", ErrCorrupt, b[0])
+	}
+	_, n := binary.Varint(b[1:])
+	if n <= 0 {
+		return 0, fmt.Errorf("%w: frame timestamp", ErrCorrupt)
+	}
+	length, m := binary.Uvarint(b[1+n:])
+	if m <= 0 || length > MaxFrameData {
+		return 0, fmt.Errorf("%w: frame length", ErrCorrupt)
+	}
+	size := 1 + n + m + int(length)
+	if size > len(b) {
+		return 0, fmt.Errorf("%w: frame of %d bytes cut at %d", ErrCorrupt, size, len(b))
+	}
+	return size, nil
+}

@@ -591,16 +591,12 @@ func (w *Writer) Live(from int64, max int) ([]byte, int64, error) {
 	}
 	// Keep whole frames, up to max bytes (or the first frame).
 	n := int64(0)
-	d := newDecoder(bytes.NewReader(b))
-	for {
-		f, err := d.next()
-		if err != nil {
-			break // io.EOF, or a frame cut by upto
+	for n < int64(len(b)) {
+		size, err := FrameSize(b[n:])
+		if err != nil || (n > 0 && n+int64(size) > int64(max)) {
+			break // a frame cut by upto, or past max
 		}
-		if n > 0 && n+int64(f.size) > int64(max) {
-			break
-		}
-		n += int64(f.size)
+		n += int64(size)
 	}
 	return b[:n], from + n, nil
 }

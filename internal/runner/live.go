@@ -138,14 +138,13 @@ func (ll *liveLogs) trim(l *liveLog) {
 		return
 	}
 	cut := 0
-	d := bytes.NewReader(l.buf)
-	_, _ = logs.DecodeFrames(d, func(_ byte, _ int64, data []byte) error {
-		if len(l.buf)-cut <= limit {
-			return io.EOF
+	for len(l.buf)-cut > limit {
+		n, err := logs.FrameSize(l.buf[cut:])
+		if err != nil {
+			break // never cut inside a frame
 		}
-		cut = len(l.buf) - d.Len()
-		return nil
-	})
+		cut += n
+	}
 	if cut == 0 {
 		return
 	}
@@ -208,15 +207,13 @@ func (ll *liveLogs) read(k liveKey, from int64, max int) *runnerv1.LiveResponse 
 	b := l.buf[start-l.base:]
 	// Whole frames only, up to max bytes (at least one).
 	n := 0
-	d := bytes.NewReader(b)
-	_, _ = logs.DecodeFrames(d, func(_ byte, _ int64, _ []byte) error {
-		size := len(b) - d.Len() - n
-		if n > 0 && n+size > max {
-			return io.EOF
+	for n < len(b) {
+		size, err := logs.FrameSize(b[n:])
+		if err != nil || (n > 0 && n+size > max) {
+			break
 		}
 		n += size
-		return nil
-	})
+	}
 	resp.Offset, resp.Frames, resp.Next = start, append([]byte(nil), b[:n]...), start+int64(n)
 	return resp
 }

@@ -40,8 +40,11 @@ const (
 // the runner, which stores it: the worker makes one object-store request
 // per pack, not one per attempt.
 //
-// An upload that fails is retried with backoff for as long as the worker
-// runs; meanwhile the runner holds what the worker sent of those logs live.
+// Nothing here holds an attempt's result: archiving happens in the
+// background, and an append or upload that fails (a full disk, an object
+// store that is away) is retried with backoff for as long as the worker
+// runs, and for LogRetry when it stops; meanwhile the runner holds what
+// the worker sent of those logs live.
 type packer struct {
 	store  blob.Store
 	log    *slog.Logger
@@ -57,6 +60,7 @@ type packer struct {
 	curAt   time.Time // first entry's time
 	seq     int
 	sealed  []*sealedPack
+	queue   []*pendingLog // ended attempts' logs not yet archived
 	ready   []*taskhostv1.LogEntry
 	puts    int64 // objects uploaded
 	kick    chan struct{}
@@ -80,20 +84,76 @@ func newPacker(store blob.Store, log *slog.Logger, cfg *Config, wake func()) *pa
 	}
 }
 
-// add archives one ended attempt's log. A log too big for a pack is
-// uploaded now (retried for LogRetry, holding the attempt's result that
-// long at most), to ownKey; an error then says why it could not be.
-func (p *packer) add(ctx context.Context, r ref, s *logs.Sealed, ownKey string) error {
+// pendingLog is an ended attempt's log waiting to be archived.
+type pendingLog struct {
+	ref    ref
+	sealed *logs.Sealed
+	ownKey string
+	entry  *taskhostv1.LogEntry
+}
+
+// maxPendingLogs bounds the logs waiting to be archived (a full disk, an
+// object store that is away); past it the oldest is given up, its log
+// left to the runner's live copy.
+const maxPendingLogs = 4096
+
+// add hands one ended attempt's log to the packer, which owns it from now
+// on (it discards the spool once the log is archived). It never waits: the
+// attempt's result goes out at once, whatever the disk or the object
+// store is doing; a log that cannot be archived yet is tried again with
+// backoff (meanwhile the runner holds what it was sent live).
+func (p *packer) add(r ref, s *logs.Sealed, ownKey string) {
 	if s.Len == 0 {
-		return nil // no output: no entry, no request
+		s.Discard()
+		return // no output: no entry, no request
 	}
 	e := &taskhostv1.LogEntry{TaskIndex: r.index, Attempt: r.attempt}
 	if s.Incomplete != nil {
 		e.Truncated, e.Note = true, s.Incomplete.Error()
 	}
-	if s.Len > int64(p.cfg.OwnObjectBytes) {
-		return p.addOwn(ctx, e, s, ownKey)
+	p.mu.Lock()
+	p.queue = append(p.queue, &pendingLog{ref: r, sealed: s, ownKey: ownKey, entry: e})
+	if len(p.queue) > maxPendingLogs {
+		old := p.queue[0]
+		p.queue = p.queue[1:]
+		old.sealed.Discard()
+		p.log.Error("too many logs waiting to be archived; giving one up (the runner keeps what it was sent live)", "task_index", old.ref.index, "attempt", old.ref.attempt)
 	}
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// archiveQueued archives the waiting logs, in order, until one fails.
+func (p *packer) archiveQueued(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		if len(p.queue) == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		pl := p.queue[0]
+		p.mu.Unlock()
+		var err error
+		if pl.sealed.Len > int64(p.cfg.OwnObjectBytes) {
+			err = p.archiveOwn(ctx, pl)
+		} else {
+			err = p.appendToPack(pl)
+		}
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.queue = p.queue[1:]
+		p.mu.Unlock()
+		pl.sealed.Discard()
+	}
+}
+
+// appendToPack appends a small log to the current pack.
+func (p *packer) appendToPack(pl *pendingLog) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cur == nil {
@@ -105,15 +165,15 @@ func (p *packer) add(ctx context.Context, r ref, s *logs.Sealed, ownKey string) 
 		p.seq++
 	}
 	w := &offsetWriter{f: p.cur, off: p.curLen}
-	info, err := logs.WriteEntry(w, s.Open)
+	info, err := logs.WriteEntry(w, pl.sealed.Open)
 	if err != nil {
-		// The pack's end may hold part of this entry: the next entry
+		// The pack's end may hold part of this entry: the next try
 		// starts where this one began, overwriting it.
 		return fmt.Errorf("append log to pack: %w", err)
 	}
-	fill(e, info, p.key(p.seq), p.curLen)
+	fill(pl.entry, info, p.key(p.seq), p.curLen)
 	p.curLen += info.Length
-	p.curIdx = append(p.curIdx, e)
+	p.curIdx = append(p.curIdx, pl.entry)
 	if p.curLen >= int64(p.cfg.PackBytes) || len(p.curIdx) >= p.cfg.PackEntries {
 		p.sealLocked()
 	}
@@ -128,37 +188,25 @@ func fill(e *taskhostv1.LogEntry, info logs.EntryInfo, key string, off int64) {
 
 func (p *packer) key(seq int) string { return fmt.Sprintf("%s-%06d", p.prefix, seq) }
 
-// addOwn uploads a big log as an object of its own.
-func (p *packer) addOwn(ctx context.Context, e *taskhostv1.LogEntry, s *logs.Sealed, key string) error {
+// archiveOwn uploads a big log as an object of its own.
+func (p *packer) archiveOwn(ctx context.Context, pl *pendingLog) error {
 	f, err := os.CreateTemp(p.dir, "haul-log-entry-*")
 	if err != nil {
 		return fmt.Errorf("create log entry file in %s: %w", p.dir, err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	info, err := logs.WriteEntry(f, s.Open)
+	info, err := logs.WriteEntry(f, pl.sealed.Open)
 	if err != nil {
 		return fmt.Errorf("write log entry: %w", err)
 	}
-	fill(e, info, key, 0)
-	deadline := time.Now().Add(p.cfg.LogRetry)
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		err = p.store.Put(ctx, key, io.NewSectionReader(f, 0, info.Length))
-		if err == nil {
-			break
-		}
-		if time.Now().Add(backoff).After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("upload log %s: %w (retried for %v)", key, err, p.cfg.LogRetry)
-		}
-		p.log.Warn("log upload failed; will retry", "key", key, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
+	if err := p.store.Put(ctx, pl.ownKey, io.NewSectionReader(f, 0, info.Length)); err != nil {
+		return fmt.Errorf("upload log %s: %w", pl.ownKey, err)
 	}
+	fill(pl.entry, info, pl.ownKey, 0)
 	p.mu.Lock()
 	p.puts++
-	p.ready = append(p.ready, e)
+	p.ready = append(p.ready, pl.entry)
 	p.mu.Unlock()
 	p.wake()
 	return nil
@@ -187,6 +235,16 @@ func (p *packer) run(ctx context.Context) {
 	backoff := time.Duration(0)
 	stopping := false
 	for {
+		if err := p.archiveQueued(ctx); err != nil {
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			p.log.Warn("archiving a log failed; will retry", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			continue
+		}
 		p.mu.Lock()
 		if p.cur != nil && (stopping || p.cfg.Clock().Sub(p.curAt) >= p.cfg.PackAge) {
 			p.sealLocked()
@@ -258,8 +316,8 @@ func (p *packer) stop(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if n := len(p.sealed); n > 0 || p.cur != nil {
-		return fmt.Errorf("%d log packs not uploaded", n+btoi(p.cur != nil))
+	if n := len(p.sealed); n > 0 || p.cur != nil || len(p.queue) > 0 {
+		return fmt.Errorf("%d log packs not uploaded, %d logs not archived", n+btoi(p.cur != nil), len(p.queue))
 	}
 	return nil
 }
@@ -292,7 +350,7 @@ func (p *packer) delivered(sent []*taskhostv1.LogEntry) {
 func (p *packer) pending() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cur != nil || len(p.sealed) > 0 || len(p.ready) > 0
+	return p.cur != nil || len(p.sealed) > 0 || len(p.ready) > 0 || len(p.queue) > 0
 }
 
 // offsetWriter writes to a file from an offset on.

@@ -408,7 +408,6 @@ func (h *host) openLog(ctx context.Context, t *task, a *taskhostv1.Assignment) (
 		if err != nil {
 			return 0, err
 		}
-		defer sealed.Discard()
 		if _, from := t.liveLog(); from < sealed.Len {
 			if b, _, err := w.Live(from, tailBytes); err == nil && len(b) > 0 {
 				t.mu.Lock()
@@ -416,14 +415,8 @@ func (h *host) openLog(ctx context.Context, t *task, a *taskhostv1.Assignment) (
 				t.mu.Unlock()
 			}
 		}
-		// The archive must happen even while the worker stops; a log too
-		// big for a pack is uploaded now, retried for LogRetry, holding
-		// the result that long at most.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.LogRetry+time.Minute)
-		defer cancel()
-		if err := h.packer.add(cctx, t.ref, sealed, strings.TrimSuffix(a.GetLogPrefix(), "/")+"/log"); err != nil {
-			return sealed.Len, &logs.IncompleteError{Stored: 0, Total: sealed.Total, Reason: err.Error()}
-		}
+		// Archived in the background: the result does not wait for it.
+		h.packer.add(t.ref, sealed, strings.TrimSuffix(a.GetLogPrefix(), "/")+"/log")
 		if sealed.Incomplete != nil {
 			return sealed.Len, sealed.Incomplete
 		}
