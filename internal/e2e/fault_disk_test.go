@@ -316,7 +316,7 @@ tasks:
 				}
 				t.Logf("%s: big's log: %d bytes, notice %q", st, len(r.stdout), strings.TrimSpace(r.stderr))
 			default:
-				t.Errorf("big: haul task logs exited %d with %d bytes (all z: %v), stderr %q", r.code, len(r.stdout), allZ, r.stderr)
+				t.Errorf("big: haul task logs exited %d with %d bytes (all z: %v), stderr %q; workers' logs:\n%s", r.code, len(r.stdout), allZ, r.stderr, workerLogs(data))
 			}
 			t.Logf("%s: healthy %v and job %s %v ended %v after the space returned; logs: %d complete, %d marked incomplete; e.g. %q",
 				st, healthyAfter.Round(time.Millisecond), j.State, j.Counts, endedAfter.Round(time.Millisecond), complete, incomplete, reasons)
@@ -454,4 +454,18 @@ touch %[1]s/first; echo before the kill; echo $PPID > %[1]s/worker; exec sleep 3
 			}
 		})
 	}
+}
+
+// workerLogs returns the tail of every worker log under a data directory.
+func workerLogs(data string) string {
+	var b strings.Builder
+	logs, _ := filepath.Glob(filepath.Join(data, "workers", "*", "*.log"))
+	for _, l := range logs {
+		c, _ := os.ReadFile(l)
+		if len(c) > 4000 {
+			c = c[len(c)-4000:]
+		}
+		fmt.Fprintf(&b, "== %s\n%s\n", l, c)
+	}
+	return b.String()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/haul-dev/haul/internal/blob"
+	"github.com/haul-dev/haul/internal/blob/s3"
 	"github.com/haul-dev/haul/internal/s3test"
 )
 
@@ -28,10 +29,6 @@ func TestTeamLogsHistoryRetention(t *testing.T) {
 	platform := srv.NewBucket(t, "haul-logs")
 	team := srv.NewBucket(t, "ml-logs")
 	hist := srv.NewBucket(t, "haul-history")
-	for _, kv := range srv.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
 	s := startUpEnv(t, srv.Env(), freePort(t), t.TempDir(), "", "--blob", platform, "--history", hist,
 		"--export-interval", "1s", "--log-archive-delay", "2s", "--retain-finished", "15s")
 	env := append([]string{"HAUL_SERVER=" + s.url()}, srv.Env()...)
@@ -82,7 +79,7 @@ tasks:
 	var keys []string
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		ts, err := openTeam(ctx, dest)
+		ts, err := openTeam(ctx, srv, dest)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +95,7 @@ tasks:
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	ts, _ := openTeam(ctx, dest)
+	ts, _ := openTeam(ctx, srv, dest)
 	rc, err := ts.Get(ctx, id+"/index.jsonl")
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +183,15 @@ func containsKey(keys []string, k string) bool {
 	return false
 }
 
-func openTeam(ctx context.Context, url string) (blob.Store, error) { return blob.Open(url) }
+// openTeam opens a team's destination with the test server's credentials.
+func openTeam(ctx context.Context, srv *s3test.Server, url string) (blob.Store, error) {
+	o, err := s3.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	o.AccessKeyID, o.SecretAccessKey = srv.AccessKey, srv.SecretKey
+	return s3.New(ctx, o)
+}
 
 // TestHistoryExportKilled kills `haul history export` (SIGKILL) at several
 // points of an export and runs it again: the export then holds every row

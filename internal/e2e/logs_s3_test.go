@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haul-dev/haul/internal/blob"
+	"github.com/haul-dev/haul/internal/blob/s3"
 	"github.com/haul-dev/haul/internal/s3test"
 )
 
@@ -49,8 +49,9 @@ tasks:
 	// Live: the running attempt's output, before anything is archived.
 	start := time.Now()
 	for {
-		r := haul(t, env, "task", "logs", id, "victim", "--attempt", "1")
-		if r.code == 0 && r.stdout == wantVictim.String() && r.stderr == "oops\n" {
+		r := haul(t, env, "task", "logs", id, "victim", "--attempt", "1", "--stdout")
+		e := haul(t, env, "task", "logs", id, "victim", "--attempt", "1", "--stderr")
+		if r.code == 0 && r.stdout == wantVictim.String() && e.code == 0 && e.stdout == "oops\n" {
 			break
 		}
 		if time.Since(start) > 2*time.Minute {
@@ -75,7 +76,7 @@ tasks:
 		t.Fatalf("job %s %v, want succeeded on the retry", j.State, j.Counts)
 	}
 	// The lost attempt: what it printed, then the notice (exit 3).
-	r = haul(t, env, "task", "logs", id, "victim", "--attempt", "1", "--stream", "stdout")
+	r = haul(t, env, "task", "logs", id, "victim", "--attempt", "1", "--stdout")
 	if r.code != 3 || r.stdout != wantVictim.String() || !strings.Contains(r.stderr, "log incomplete: ") || !strings.Contains(r.stderr, "lost") {
 		t.Fatalf("lost attempt's log: exit %d, stdout %d bytes (want %d), stderr %q", r.code, len(r.stdout), wantVictim.Len(), r.stderr)
 	}
@@ -94,20 +95,16 @@ tasks:
 	for _, c := range []struct {
 		key, stream, want string
 	}{{"victim", "stdout", "second\n"}, {"chatty", "stdout", wantChatty.String()}, {"chatty", "stderr", wantWarn.String()}, {"big", "stdout", wantBig.String()}} {
-		r := haul(t, env, "task", "logs", id, c.key, "--stream", c.stream)
+		r := haul(t, env, "task", "logs", id, c.key, "--"+c.stream)
 		if r.code != 0 || r.stdout != c.want {
 			t.Fatalf("%s %s: exit %d, %d bytes (want %d), stderr %q", c.key, c.stream, r.code, len(r.stdout), len(c.want), r.stderr)
 		}
 	}
 	// What is in the bucket: packs, the big log's own object, the lost
 	// attempt's live copy; never a segment.
-	store, err := blob.Open(bucket)
+	store, err := s3.New(context.Background(), srv.Options("haul-logs"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, kv := range srv.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -115,6 +116,11 @@ func (g *Gateway) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLog
 	if err != nil {
 		return connect.NewError(connect.CodeInternal, fmt.Errorf("log of %s attempt %d: %w", t.Key, attempt, err))
 	}
+	if readNotice != "" && notice != "" && notice != readNotice {
+		// What was printed came from the runner's copy: say how much of
+		// the output that is, then what the worker said.
+		notice = readNotice + " (the worker said: " + strings.TrimPrefix(notice, logs.IncompletePrefix) + ")"
+	}
 	notice = cmp.Or(notice, readNotice)
 	if notice != "" {
 		return connect.NewError(connect.CodeDataLoss, fmt.Errorf("task %s attempt %d: %s", t.Key, attempt, notice))
@@ -147,7 +153,8 @@ const (
 // is on its way) is waited for, for archiveWait at most; after that what
 // the runner holds is emitted and the returned notice says so.
 func (g *Gateway) readLog(ctx context.Context, job string, task, attempt int32, follow bool, done func() bool, caughtUp func() error, emit func(byte, int64, []byte) error) (string, error) {
-	var off int64 // log bytes read so far, as frames
+	var off int64   // log bytes read so far, as frames
+	var shown int64 // output bytes emitted from the runner's copy
 	var endedAt time.Time
 	sawHeld := false
 	for {
@@ -174,7 +181,10 @@ func (g *Gateway) readLog(ctx context.Context, job string, task, attempt int32, 
 		}
 		switch {
 		case held && (follow || resp.Complete || !resp.Ended || time.Since(endedAt) >= archiveWait):
-			if _, err := logs.DecodeFrames(bytes.NewReader(resp.Frames), emit); err != nil {
+			if _, err := logs.DecodeFrames(bytes.NewReader(resp.Frames), func(s byte, n int64, d []byte) error {
+				shown += int64(len(d))
+				return emit(s, n, d)
+			}); err != nil {
 				return "", err
 			}
 			if resp.Next < resp.End {
@@ -189,7 +199,11 @@ func (g *Gateway) readLog(ctx context.Context, job string, task, attempt int32, 
 				return "", nil // the whole log, read before its archive was indexed
 			}
 			if resp.Ended && !follow {
-				return fmt.Sprintf("%sits archive has not arrived after %v; this is what the runner holds of it (%d bytes from offset %d)", logs.IncompletePrefix, archiveWait, resp.End-resp.Offset, resp.Offset), nil
+				total := "?"
+				if resp.OutputTotal > 0 {
+					total = fmt.Sprint(resp.OutputTotal)
+				}
+				return fmt.Sprintf("%s%d of %s bytes of output stored: its archive has not arrived after %v; this is what the runner holds", logs.IncompletePrefix, shown, total, archiveWait), nil
 			}
 			if !follow {
 				return "", nil // running: what there is so far

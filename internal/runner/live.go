@@ -62,6 +62,7 @@ type liveLog struct {
 	ended   time.Time // zero while it runs
 	lost    bool      // its worker went away
 	total   int64     // the log's size its worker reported at the end (-1: unknown)
+	output  int64     // the output bytes it reported (0: unknown)
 	spilled bool      // being written to the object store
 }
 
@@ -155,14 +156,14 @@ func (ll *liveLogs) trim(l *liveLog) {
 
 // ended records that an attempt ended, and the size of its log when its
 // worker said (total >= 0); lost ones are stored at once.
-func (ll *liveLogs) ended(job string, task, attempt int32, lost bool, total int64, now time.Time) {
+func (ll *liveLogs) ended(job string, task, attempt int32, lost bool, total, output int64, now time.Time) {
 	ll.mu.Lock()
 	defer ll.mu.Unlock()
 	l := ll.logs[liveKey{job, task, attempt}]
 	if l == nil || !l.ended.IsZero() {
 		return
 	}
-	l.ended, l.lost, l.total = now, lost, total
+	l.ended, l.lost, l.total, l.output = now, lost, total, output
 	if lost {
 		select {
 		case ll.spillKick <- struct{}{}:
@@ -199,6 +200,7 @@ func (ll *liveLogs) read(k liveKey, from int64, max int) *runnerv1.LiveResponse 
 	}
 	resp := &runnerv1.LiveResponse{Held: true, End: l.end(), Ended: !l.ended.IsZero()}
 	resp.Complete = resp.Ended && !l.lost && l.base == 0 && l.total == l.end()
+	resp.OutputTotal = l.output
 	start := max64(from, l.base)
 	if start >= l.end() {
 		resp.Offset, resp.Next = start, start
@@ -295,16 +297,21 @@ func (ll *liveLogs) spill(ctx context.Context, k liveKey, l *liveLog) error {
 		StdoutBytes: info.StdoutBytes, StderrBytes: info.StderrBytes,
 		FirstAt: nanosTime(info.FirstNanos), LastAt: nanosTime(info.LastNanos),
 	}
+	held := info.StdoutBytes + info.StderrBytes
+	total := "?"
+	if l.output > 0 {
+		total = fmt.Sprint(l.output)
+	}
 	switch {
 	case l.lost:
-		e.Truncated, e.Note = true, logs.IncompletePrefix+"the attempt's worker was lost; this is the output the runner received before that"
+		e.Truncated, e.Note = true, fmt.Sprintf("%s%d of %s bytes of output stored: the attempt's worker was lost; this is the output the runner received before that", logs.IncompletePrefix, held, total)
 	case l.base > 0 || l.total != l.end():
-		e.Truncated, e.Note = true, fmt.Sprintf("%sthe worker's archive never arrived; this is the last %d bytes the runner held", logs.IncompletePrefix, len(frames))
+		e.Truncated, e.Note = true, fmt.Sprintf("%s%d of %s bytes of output stored: the worker's archive never arrived; this is what the runner held", logs.IncompletePrefix, held, total)
 	default:
 		e.Note = "the worker's archive never arrived; this is the output the runner held (all of it sent live)"
 	}
-	if l.base > 0 && l.lost {
-		e.Note += fmt.Sprintf(" (its first %d bytes were no longer held)", l.base)
+	if l.base > 0 {
+		e.Note += fmt.Sprintf(" (its first %d bytes of log were no longer held)", l.base)
 	}
 	return ll.r.cfg.Store.PutLogEntries(ctx, []store.LogEntry{e})
 }

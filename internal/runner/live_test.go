@@ -57,13 +57,13 @@ func TestLiveCopies(t *testing.T) {
 	if !bytes.Equal(got, log[l.base:]) {
 		t.Fatalf("reads returned %d bytes, want the %d held", len(got), len(log)-int(l.base))
 	}
-	ll.ended("j", 3, 1, false, int64(len(log)), time.Now())
+	ll.ended("j", 3, 1, false, int64(len(log)), 0, time.Now())
 	if r := ll.read(k, 0, 1<<20); !r.Ended || r.Complete {
 		t.Fatalf("ended with the front trimmed: %+v, want ended and not complete", r)
 	}
 	// A short log, whole: complete once ended with its size.
 	ll.add("j", []*taskhostv1.LiveOutput{{TaskIndex: 4, Attempt: 1, Offset: 0, Frames: chunks[0].Frames}})
-	ll.ended("j", 4, 1, false, int64(len(chunks[0].Frames)), time.Now())
+	ll.ended("j", 4, 1, false, int64(len(chunks[0].Frames)), 0, time.Now())
 	if r := ll.read(liveKey{"j", 4, 1}, 0, 1<<20); !r.Complete || !bytes.Equal(r.Frames, chunks[0].Frames) {
 		t.Fatalf("short log: %+v", r)
 	}

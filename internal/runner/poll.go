@@ -115,7 +115,7 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 		if jr == nil || !jr.core.Finished(res.TaskIndex, res.Attempt, outcomeOf(res), now) {
 			continue
 		}
-		s.live.ended(m.JobId, res.TaskIndex, res.Attempt, false, res.LogBytes, now)
+		s.live.ended(m.JobId, res.TaskIndex, res.Attempt, false, res.LogBytes, res.OutputBytes, now)
 		a := attemptFromResult(jr, w, res, now)
 		s.account(jr, w, &a)
 		if a.State == store.AttemptSucceeded || a.State == store.AttemptFailed && !a.OOM() {

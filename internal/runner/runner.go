@@ -742,7 +742,7 @@ func (s *shard) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32
 	now := s.now()
 	for _, a := range extra {
 		if a.State != store.AttemptRunning {
-			s.live.ended(a.JobID, a.TaskIndex, a.Number, a.State == store.AttemptLost, -1, now)
+			s.live.ended(a.JobID, a.TaskIndex, a.Number, a.State == store.AttemptLost, -1, 0, now)
 		}
 	}
 	out := jr.core.Drain()

@@ -126,8 +126,8 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 		if res.Usage != nil {
 			res.Usage.WallSeconds = time.Duration(res.FinishedUnixNanos - res.StartedUnixNanos).Seconds()
 		}
-		n, err := closeLog(ctx)
-		res.LogBytes = n
+		n, out, err := closeLog(ctx)
+		res.LogBytes, res.OutputBytes = n, out
 		if err != nil {
 			// The log was not stored whole even after retrying: the
 			// attempt's message says so plainly ("log incomplete: N of M
@@ -387,10 +387,10 @@ func drain(r io.Reader, w io.Writer) {
 // openLog returns the attempt's stdout and stderr writers and the function
 // that closes the log. An assignment without a log prefix gets its output
 // discarded.
-func (h *host) openLog(ctx context.Context, t *task, a *taskhostv1.Assignment) (out, errOut io.Writer, closeLog func(context.Context) (int64, error), err error) {
+func (h *host) openLog(ctx context.Context, t *task, a *taskhostv1.Assignment) (out, errOut io.Writer, closeLog func(context.Context) (int64, int64, error), err error) {
 	if a.GetLogPrefix() == "" {
 		h.log.Warn("assignment has no log prefix; its output is discarded", "task_index", a.GetTaskIndex(), "attempt", a.GetAttempt())
-		return io.Discard, io.Discard, func(context.Context) (int64, error) { return 0, nil }, nil
+		return io.Discard, io.Discard, func(context.Context) (int64, int64, error) { return 0, 0, nil }, nil
 	}
 	w, err := logs.NewWriter(ctx, nil, a.GetLogPrefix(), h.cfg.SpoolDir, logs.WriterOptions{
 		Local:  true,
@@ -403,10 +403,10 @@ func (h *host) openLog(ctx context.Context, t *task, a *taskhostv1.Assignment) (
 	t.mu.Lock()
 	t.logw = w
 	t.mu.Unlock()
-	closeLog = func(ctx context.Context) (int64, error) {
+	closeLog = func(ctx context.Context) (int64, int64, error) {
 		sealed, err := w.Seal()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if _, from := t.liveLog(); from < sealed.Len {
 			if b, _, err := w.Live(from, tailBytes); err == nil && len(b) > 0 {
@@ -418,9 +418,9 @@ func (h *host) openLog(ctx context.Context, t *task, a *taskhostv1.Assignment) (
 		// Archived in the background: the result does not wait for it.
 		h.packer.add(t.ref, sealed, strings.TrimSuffix(a.GetLogPrefix(), "/")+"/log")
 		if sealed.Incomplete != nil {
-			return sealed.Len, sealed.Incomplete
+			return sealed.Len, sealed.Total, sealed.Incomplete
 		}
-		return sealed.Len, nil
+		return sealed.Len, sealed.Total, nil
 	}
 	return w.Stdout(), w.Stderr(), closeLog, nil
 }

@@ -122,7 +122,10 @@ type LiveResponse struct {
 	Ended bool `protobuf:"varint,6,opt,name=ended,proto3" json:"ended,omitempty"`
 	// The runner holds the attempt's whole log (it ended, and every byte of
 	// it arrived): a follower that read to end has read it all.
-	Complete      bool `protobuf:"varint,7,opt,name=complete,proto3" json:"complete,omitempty"`
+	Complete bool `protobuf:"varint,7,opt,name=complete,proto3" json:"complete,omitempty"`
+	// The output bytes the task wrote, as its worker reported at the end
+	// (0: not known yet).
+	OutputTotal   int64 `protobuf:"varint,8,opt,name=output_total,json=outputTotal,proto3" json:"output_total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -204,6 +207,13 @@ func (x *LiveResponse) GetComplete() bool {
 		return x.Complete
 	}
 	return false
+}
+
+func (x *LiveResponse) GetOutputTotal() int64 {
+	if x != nil {
+		return x.OutputTotal
+	}
+	return 0
 }
 
 type AddTasksRequest struct {
@@ -433,7 +443,7 @@ const file_haul_runner_v1_runner_proto_rawDesc = "" +
 	"task_index\x18\x02 \x01(\x05R\ttaskIndex\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x1b\n" +
-	"\tmax_bytes\x18\x05 \x01(\x05R\bmaxBytes\"\xaa\x01\n" +
+	"\tmax_bytes\x18\x05 \x01(\x05R\bmaxBytes\"\xcd\x01\n" +
 	"\fLiveResponse\x12\x12\n" +
 	"\x04held\x18\x01 \x01(\bR\x04held\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
@@ -441,7 +451,8 @@ const file_haul_runner_v1_runner_proto_rawDesc = "" +
 	"\x04next\x18\x04 \x01(\x03R\x04next\x12\x10\n" +
 	"\x03end\x18\x05 \x01(\x03R\x03end\x12\x14\n" +
 	"\x05ended\x18\x06 \x01(\bR\x05ended\x12\x1a\n" +
-	"\bcomplete\x18\a \x01(\bR\bcomplete\"\x8c\x01\n" +
+	"\bcomplete\x18\a \x01(\bR\bcomplete\x12!\n" +
+	"\foutput_total\x18\b \x01(\x03R\voutputTotal\"\x8c\x01\n" +
 	"\x0fAddTasksRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05adder\x18\x02 \x01(\tR\x05adder\x12\x18\n" +

@@ -798,7 +798,10 @@ type AttemptResult struct {
 	// RSS and killed it over the limit) or "none" (no limit).
 	Enforcement string `protobuf:"bytes,11,opt,name=enforcement,proto3" json:"enforcement,omitempty"`
 	// How the attempt ended; reason and message are the detail.
-	Outcome       AttemptOutcome `protobuf:"varint,12,opt,name=outcome,proto3,enum=haul.taskhost.v1.AttemptOutcome" json:"outcome,omitempty"`
+	Outcome AttemptOutcome `protobuf:"varint,12,opt,name=outcome,proto3,enum=haul.taskhost.v1.AttemptOutcome" json:"outcome,omitempty"`
+	// The output bytes the task wrote (both streams), whether or not all
+	// were stored; log_bytes is the log's size as frames.
+	OutputBytes   int64 `protobuf:"varint,13,opt,name=output_bytes,json=outputBytes,proto3" json:"output_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -915,6 +918,13 @@ func (x *AttemptResult) GetOutcome() AttemptOutcome {
 		return x.Outcome
 	}
 	return AttemptOutcome_ATTEMPT_OUTCOME_UNSPECIFIED
+}
+
+func (x *AttemptResult) GetOutputBytes() int64 {
+	if x != nil {
+		return x.OutputBytes
+	}
+	return 0
 }
 
 // Usage is what one attempt's process tree used.
@@ -1156,7 +1166,7 @@ const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
 	"log_prefix\x18\b \x01(\tR\tlogPrefix\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xda\x03\n" +
 	"\rAttemptResult\x12\x1d\n" +
 	"\n" +
 	"task_index\x18\x01 \x01(\x05R\ttaskIndex\x12\x18\n" +
@@ -1171,7 +1181,8 @@ const file_haul_taskhost_v1_taskhost_proto_rawDesc = "" +
 	"\x05usage\x18\n" +
 	" \x01(\v2\x17.haul.taskhost.v1.UsageR\x05usage\x12 \n" +
 	"\venforcement\x18\v \x01(\tR\venforcement\x12:\n" +
-	"\aoutcome\x18\f \x01(\x0e2 .haul.taskhost.v1.AttemptOutcomeR\aoutcome\"\x97\x02\n" +
+	"\aoutcome\x18\f \x01(\x0e2 .haul.taskhost.v1.AttemptOutcomeR\aoutcome\x12!\n" +
+	"\foutput_bytes\x18\r \x01(\x03R\voutputBytes\"\x97\x02\n" +
 	"\x05Usage\x12(\n" +
 	"\x10cpu_user_seconds\x18\x01 \x01(\x01R\x0ecpuUserSeconds\x12,\n" +
 	"\x12cpu_system_seconds\x18\x02 \x01(\x01R\x10cpuSystemSeconds\x12$\n" +
