@@ -46,16 +46,17 @@ type serverFlags struct {
 	mutationRate  float64
 	mutationBurst int
 
-	backend       string
-	kubeClusters  string
-	priceTable    string
-	runnerURL     string
-	taskhostImage string
-	workerImage   string
-	podQPS        float64
-	podBurst      int
-	kubeInstance  string
-	sharedClaim   string
+	backend         string
+	kubeClusters    string
+	priceTable      string
+	runnerURL       string
+	taskhostImage   string
+	workerImage     string
+	podQPS          float64
+	podBurst        int
+	kubeInstance    string
+	sharedClaim     string
+	workerEnvSecret string
 	// retainFinished (--retain-finished, parsed by parseRetention) and
 	// history (--history) configure retention.
 	retainFinished string
@@ -137,7 +138,7 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 		}
 		o.Kube = &kube.Config{Clusters: clusters, TaskhostImage: f.taskhostImage, DefaultImage: f.workerImage,
 			PodCreateQPS: f.podQPS, PodCreateBurst: f.podBurst, WatchNodes: true,
-			Instance: f.kubeInstance, SharedClaim: f.sharedClaim}
+			Instance: f.kubeInstance, SharedClaim: f.sharedClaim, WorkerEnvSecret: f.workerEnvSecret}
 		if f.priceTable != "" {
 			prices, err := aws.LoadPriceTable(f.priceTable)
 			if err != nil {
@@ -199,6 +200,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.history, "history", os.Getenv(HistoryEnv), "where the history is exported (an object store URL or folder, as haul query --from takes it): a server that runs the runner exports ended jobs there every --export-interval, and names it to callers asking for retired jobs (env "+HistoryEnv+")")
 	cmd.Flags().DurationVar(&f.exportInterval, "export-interval", 5*time.Minute, "how often ended jobs are exported to --history")
 	cmd.Flags().DurationVar(&f.archiveDelay, "log-archive-delay", 30*time.Second, "how long after a job ends its logs are copied to its team's destination and it may be exported (its workers' last logs arrive meanwhile)")
+	cmd.Flags().StringVar(&f.workerEnvSecret, "worker-env-secret", "", "a Secret in the workers' namespace whose keys every worker pod gets as environment variables, e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for an s3:// --blob where pods have no IAM role (--backend kube)")
 	cmd.Flags().StringVar(&f.sharedClaim, "worker-shared-claim", "", "a ReadWriteMany PersistentVolumeClaim every worker pod mounts at the data directory's blobs/ (the filesystem log store; --backend kube)")
 }
 

@@ -75,6 +75,13 @@ type Config struct {
 	// workers' namespace) that every worker pod mounts at SharedPath: the
 	// filesystem log store the server also mounts.
 	SharedClaim, SharedPath string
+	// WorkerEnvSecret names a Secret in the workers' namespace whose keys
+	// every worker container gets as environment variables: credentials
+	// for an object store (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) where
+	// worker pods have no cloud identity of their own (IAM roles for
+	// service accounts need none). With an s3:// log store, workers need
+	// no shared volume.
+	WorkerEnvSecret string
 	// WatchNodes also watches Nodes (cluster-wide get/list/watch): a worker
 	// whose node is deleted ends at once, and WorkerNode reports nodes.
 	WatchNodes bool
@@ -300,7 +307,7 @@ func (b *Backend) Instance() string { return b.cfg.Instance }
 func (b *Backend) StartWorker(_ context.Context, s runner.WorkerSpec) error {
 	pod, err := buildPod(s, podParams{
 		instance: b.cfg.Instance, taskhostImage: b.cfg.TaskhostImage, defaultImage: b.cfg.DefaultImage,
-		sharedClaim: b.cfg.SharedClaim, sharedPath: b.cfg.SharedPath, runnerCA: b.cfg.RunnerCA,
+		sharedClaim: b.cfg.SharedClaim, sharedPath: b.cfg.SharedPath, runnerCA: b.cfg.RunnerCA, envSecret: b.cfg.WorkerEnvSecret,
 	})
 	if err != nil {
 		return err

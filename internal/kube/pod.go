@@ -80,6 +80,10 @@ type podParams struct {
 	// runnerCA is the PEM certificate workers trust for the runner's TLS
 	// (public: it goes in the pod spec as HAUL_CA_PEM).
 	runnerCA string
+	// envSecret, when set, names a Secret (in the workers' namespace)
+	// whose keys every worker container gets as environment variables:
+	// the object store's credentials where pods have no cloud identity.
+	envSecret string
 }
 
 // SharedVolume is the name of the volume of Config.SharedClaim.
@@ -222,6 +226,7 @@ func buildPod(s runner.WorkerSpec, p podParams) (*corev1.Pod, error) {
 				Image:                    image,
 				Command:                  []string{TaskhostPath},
 				Env:                      env,
+				EnvFrom:                  envFrom(p.envSecret),
 				Resources:                res,
 				VolumeMounts:             append([]corev1.VolumeMount{binMount, {Name: SpoolVolume, MountPath: SpoolDir}}, mounts...),
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
@@ -233,6 +238,14 @@ func buildPod(s runner.WorkerSpec, p podParams) (*corev1.Pod, error) {
 		},
 	}
 	return pod, nil
+}
+
+// envFrom is the worker container's envFrom: the Secret's keys, or none.
+func envFrom(secret string) []corev1.EnvFromSource {
+	if secret == "" {
+		return nil
+	}
+	return []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: secret}}}}
 }
 
 // nodeSelector is the tier's node selector, with the GPU type's label

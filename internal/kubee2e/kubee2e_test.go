@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/haul-dev/haul/internal/blob"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/kube"
@@ -102,6 +103,10 @@ type deployOptions struct {
 	capacity   map[string]placement.Resources
 	maxWorkers int
 	runner     runner.Config
+	// blob is the log store's URL ("": a folder in the data directory);
+	// envSecret the Secret worker pods get their environment from.
+	blob, envSecret string
+	blobStore       blob.Store
 }
 
 func deploy(t *testing.T, sites ...*site) *deployment {
@@ -118,8 +123,9 @@ func deployWith(t *testing.T, o deployOptions, sites ...*site) *deployment {
 	}
 	ctx := context.Background()
 	srv, err := server.Open(ctx, server.Options{
-		Listen: "127.0.0.1:0", DataDir: t.TempDir(), MaxWorkers: cmp.Or(o.maxWorkers, 8), Runner: o.runner,
-		Kube: &kube.Config{Clusters: clusters, TaskhostImage: "ghcr.io/haul-dev/taskhost:test", PodCreateQPS: 50, PodCreateBurst: 10},
+		Listen: "127.0.0.1:0", DataDir: t.TempDir(), MaxWorkers: cmp.Or(o.maxWorkers, 8), Runner: o.runner, BlobURL: o.blob, Blob: o.blobStore,
+		Kube: &kube.Config{Clusters: clusters, TaskhostImage: "ghcr.io/haul-dev/taskhost:test", PodCreateQPS: 50, PodCreateBurst: 10,
+			WorkerEnvSecret: o.envSecret},
 	})
 	if err != nil {
 		t.Fatal(err)

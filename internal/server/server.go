@@ -85,6 +85,10 @@ type Options struct {
 	// the standard AWS chain (environment, shared config, web identity on
 	// Kubernetes, instance role).
 	BlobURL string
+	// Blob, when set, is the server's own handle on BlobURL's store
+	// (opened by the caller, e.g. with explicit credentials); workers
+	// still get BlobURL.
+	Blob blob.Store
 	// TaskhostCommand runs a taskhost (default: this executable's
 	// `taskhost` subcommand).
 	TaskhostCommand []string
@@ -260,7 +264,10 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("object store: %w", err)
 	}
 	blobURL := cmp.Or(o.BlobURL, "file://"+blobDir)
-	bs, err := blob.Open(blobURL)
+	bs, err := o.Blob, error(nil)
+	if bs == nil {
+		bs, err = blob.Open(blobURL)
+	}
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("object store: %w", err)
