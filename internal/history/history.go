@@ -16,15 +16,29 @@
 // Rows are read a page at a time (PageRows) and streamed into the Parquet
 // writers, each to a temporary file that is uploaded whole when the batch
 // is written, so that a job of a million tasks is never held in memory.
+//
+// With Exporter.Teams, a team that has a store of its own (its log
+// destination: TeamStores) also gets its own jobs' rows, and only those,
+// in the same pass and under the same names below TeamPrefix:
+//
+//	{destination}/history/{table}/date=YYYY-MM-DD/batch-000000123.parquet
+//
+// The team's files are uploaded after the platform's and before the batch
+// is marked done, so a batch redone after a crash rewrites both. A team
+// whose store fails (or cannot be opened) does not hold the export back:
+// the batch is still marked done, and the failure is logged and returned
+// in Stats.TeamFailures (see Exporter.Teams).
 package history
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -76,6 +90,38 @@ type Exporter struct {
 	Clock func() time.Time
 	// TempDir holds the files being written ("": the system's).
 	TempDir string
+	// Teams, when set, returns the store of a team that wants a copy of
+	// its jobs' history (ok false: it has none; TeamStores looks up the
+	// team's log destination). It is called at most once per team in a
+	// Run. For every batch, the rows of each such team's jobs (never
+	// another team's) are also written to its store, under TeamPrefix,
+	// with the platform's file names.
+	//
+	// A team's copy is best-effort: when Teams fails for a team, or an
+	// upload to its store fails, that team's files of the batch are left
+	// (whole files of the batch's rows, or none; never a duplicate row),
+	// the failure is logged and returned in Stats.TeamFailures, and the
+	// batch is still marked done: one team's bucket never holds back the
+	// platform's export (or the retention waiting for it). The platform's
+	// files hold the same rows. A Run cut short (a crash, ctx ended)
+	// before the batch is done rewrites both copies of it next time.
+	Teams func(ctx context.Context, team string) (blob.Store, bool, error)
+	// Log reports the failures of team copies (nil: slog.Default()).
+	Log *slog.Logger
+}
+
+// TeamPrefix is the key prefix of the tables in a team's store.
+const TeamPrefix = "history"
+
+// TeamFailure is a team's copy of a batch that failed.
+type TeamFailure struct {
+	Batch int64
+	Team  string
+	Err   error
+}
+
+func (f TeamFailure) Error() string {
+	return fmt.Sprintf("batch %d: team %s: %v", f.Batch, f.Team, f.Err)
 }
 
 // Stats is what a Run exported.
@@ -88,6 +134,14 @@ type Stats struct {
 	Rows  map[string]int64
 	Files int
 	Bytes int64
+	// TeamRows, TeamFiles and TeamBytes count the same for the copies in
+	// teams' stores (all teams together).
+	TeamRows  map[string]int64
+	TeamFiles int
+	TeamBytes int64
+	// TeamFailures are the team copies that failed (the batches are done
+	// nonetheless; see Exporter.Teams).
+	TeamFailures []TeamFailure
 }
 
 func (s *Stats) add(b batchResult) {
@@ -101,6 +155,15 @@ func (s *Stats) add(b batchResult) {
 	}
 	s.Files += b.files
 	s.Bytes += b.bytes
+	for t, n := range b.teamRows {
+		if s.TeamRows == nil {
+			s.TeamRows = map[string]int64{}
+		}
+		s.TeamRows[t] += n
+	}
+	s.TeamFiles += b.teamFiles
+	s.TeamBytes += b.teamBytes
+	s.TeamFailures = append(s.TeamFailures, b.failures...)
 }
 
 // Key returns the object key of a table's file of one batch and day.
@@ -139,6 +202,7 @@ func (e *Exporter) Run(ctx context.Context) (Stats, error) {
 	if batchJobs <= 0 {
 		batchJobs = DefaultBatchJobs
 	}
+	teams := teamCache{}
 	for {
 		b, ok, err := e.Store.ClaimExportBatch(ctx, batchJobs, clock().Add(-e.MinAge))
 		if err != nil {
@@ -147,15 +211,59 @@ func (e *Exporter) Run(ctx context.Context) (Stats, error) {
 		if !ok {
 			return st, nil
 		}
-		res, err := e.writeBatch(ctx, b)
+		res, err := e.writeBatch(ctx, b, teams)
 		if err != nil {
 			return st, fmt.Errorf("history export: batch %d: %w", b.ID, err)
 		}
 		if err := e.Store.FinishExportBatch(ctx, b.ID, res.rows); err != nil {
 			return st, fmt.Errorf("history export: %w", err)
 		}
+		log := e.Log
+		if log == nil {
+			log = slog.Default()
+		}
+		for _, f := range res.failures {
+			log.Warn("history export: team copy failed; the platform's files hold its rows",
+				"batch", f.Batch, "team", f.Team, "err", f.Err)
+		}
 		st.add(res)
 	}
+}
+
+// teamCache holds what Exporter.Teams said of each team during a Run.
+type teamCache map[string]*teamEntry
+
+type teamEntry struct {
+	store blob.Store
+	ok    bool
+	err   error
+}
+
+// team returns the store of a team that has one (nil: none, or Teams
+// failed: err).
+func (e *Exporter) team(ctx context.Context, c teamCache, team string) (blob.Store, error) {
+	if e.Teams == nil || team == "" {
+		return nil, nil
+	}
+	t := c[team]
+	if t == nil {
+		t = &teamEntry{}
+		t.store, t.ok, t.err = e.Teams(ctx, team)
+		if t.err != nil && ctx.Err() != nil {
+			return nil, ctx.Err() // not the team's failure: not cached
+		}
+		if t.err == nil && t.ok && t.store == nil {
+			t.err = errors.New("no store")
+		}
+		c[team] = t
+	}
+	if t.err != nil {
+		return nil, t.err
+	}
+	if !t.ok {
+		return nil, nil
+	}
+	return t.store, nil
 }
 
 type batchResult struct {
@@ -163,30 +271,95 @@ type batchResult struct {
 	rows  map[string]int64
 	files int
 	bytes int64
+	// The teams' copies: rows, files and bytes uploaded, and failures.
+	teamRows  map[string]int64
+	teamFiles int
+	teamBytes int64
+	failures  []TeamFailure
 }
 
-// writeBatch writes every table's files of batch b and uploads them.
-func (e *Exporter) writeBatch(ctx context.Context, b store.ExportBatch) (res batchResult, err error) {
-	dir, err := os.MkdirTemp(e.TempDir, "haul-history-")
-	if err != nil {
-		return res, err
-	}
-	defer os.RemoveAll(dir)
-	fs := &fileSet{dir: dir, batch: b.ID}
-	defer fs.abort()
-	w := writers{
+// target is one copy of a batch being written: the platform's, or a
+// team's (its rows only).
+type target struct {
+	team   string // "" for the platform's
+	blob   blob.Store
+	prefix string
+	fs     *fileSet
+	w      writers
+}
+
+func newTarget(dir string, batch int64, team string, b blob.Store, prefix string) *target {
+	fs := &fileSet{dir: dir, batch: batch}
+	return &target{team: team, blob: b, prefix: prefix, fs: fs, w: writers{
 		jobs:     newSink[JobRow](fs, TableJobs),
 		tasks:    newSink[TaskRow](fs, TableTasks),
 		attempts: newSink[AttemptRow](fs, TableAttempts),
 		workers:  newSink[WorkerRow](fs, TableWorkers),
 		logs:     newSink[LogEntryRow](fs, TableLogEntries),
+	}}
+}
+
+// writeBatch writes every table's files of batch b and uploads them: the
+// platform's, then each team's (teams caches Exporter.Teams for the Run).
+// An error fails the batch; a team's store failing is one of
+// res.failures.
+func (e *Exporter) writeBatch(ctx context.Context, b store.ExportBatch, teams teamCache) (res batchResult, err error) {
+	if teams == nil {
+		teams = teamCache{}
+	}
+	dir, err := os.MkdirTemp(e.TempDir, "haul-history-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	plat := newTarget(dir, b.ID, "", e.Blob, e.Prefix)
+	defer plat.fs.abort()
+	byTeam := map[string]*target{}
+	failed := map[string]bool{}
+	defer func() {
+		for _, t := range byTeam {
+			t.fs.abort()
+		}
+	}()
+	// route returns the copies a job's rows go to: the platform's, and
+	// its team's when it has a store.
+	route := func(j *store.Job) ([]*writers, error) {
+		out := []*writers{&plat.w}
+		team := j.Namespace
+		if failed[team] {
+			return out, nil
+		}
+		st, err := e.team(ctx, teams, team)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil {
+			failed[team] = true
+			res.failures = append(res.failures, TeamFailure{Batch: b.ID, Team: team, Err: err})
+			return out, nil
+		}
+		if st == nil {
+			return out, nil
+		}
+		t := byTeam[team]
+		if t == nil {
+			// A folder of its own per team (file names are per table
+			// and day), named by number: the team is not a file name.
+			tdir, err := os.MkdirTemp(dir, "team-")
+			if err != nil {
+				return nil, err
+			}
+			t = newTarget(tdir, b.ID, team, st, TeamPrefix)
+			byTeam[team] = t
+		}
+		return append(out, &t.w), nil
 	}
 	page := e.PageRows
 	if page <= 0 {
 		page = DefaultPageRows
 	}
 	for _, id := range b.Jobs {
-		if err := e.writeJob(ctx, &w, b.ID, id, page); err != nil {
+		if err := e.writeJob(ctx, route, b.ID, id, page); err != nil {
 			return res, fmt.Errorf("job %s: %w", id, err)
 		}
 	}
@@ -195,13 +368,24 @@ func (e *Exporter) writeBatch(ctx context.Context, b store.ExportBatch) (res bat
 	for _, t := range Tables {
 		res.rows[t] = 0
 	}
-	for _, f := range fs.files {
-		if err := f.close(); err != nil {
-			return res, fmt.Errorf("%s: %w", f.key(e.Prefix), err)
+	names := make([]string, 0, len(byTeam))
+	for team := range byTeam {
+		names = append(names, team)
+	}
+	sort.Strings(names)
+	all := []*target{plat}
+	for _, team := range names {
+		all = append(all, byTeam[team])
+	}
+	for _, t := range all {
+		for _, f := range t.fs.files {
+			if err := f.close(); err != nil {
+				return res, fmt.Errorf("%s: %w", f.key(t.prefix), err)
+			}
 		}
 	}
-	for _, f := range fs.files {
-		n, err := e.upload(ctx, f)
+	for _, f := range plat.fs.files {
+		n, err := upload(ctx, plat.blob, plat.prefix, f)
 		if err != nil {
 			return res, err
 		}
@@ -209,11 +393,31 @@ func (e *Exporter) writeBatch(ctx context.Context, b store.ExportBatch) (res bat
 		res.files++
 		res.bytes += n
 	}
+	for _, t := range all[1:] {
+		for _, f := range t.fs.files {
+			n, err := upload(ctx, t.blob, t.prefix, f)
+			if ctx.Err() != nil {
+				// Cut short, not the team's failure: the batch is not
+				// done, and is written again, both copies, next time.
+				return res, fmt.Errorf("team %s: %w", t.team, ctx.Err())
+			}
+			if err != nil {
+				res.failures = append(res.failures, TeamFailure{Batch: b.ID, Team: t.team, Err: err})
+				break
+			}
+			if res.teamRows == nil {
+				res.teamRows = map[string]int64{}
+			}
+			res.teamRows[f.table] += f.rows
+			res.teamFiles++
+			res.teamBytes += n
+		}
+	}
 	return res, nil
 }
 
-func (e *Exporter) upload(ctx context.Context, f *file) (int64, error) {
-	key := f.key(e.Prefix)
+func upload(ctx context.Context, b blob.Store, prefix string, f *file) (int64, error) {
+	key := f.key(prefix)
 	r, err := os.Open(f.path)
 	if err != nil {
 		return 0, err
@@ -223,7 +427,7 @@ func (e *Exporter) upload(ctx context.Context, f *file) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := e.Blob.Put(ctx, key, r); err != nil {
+	if err := b.Put(ctx, key, r); err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
 	}
 	return fi.Size(), nil
@@ -237,14 +441,35 @@ type writers struct {
 	logs     *sink[LogEntryRow]
 }
 
-// writeJob streams one job's rows into the batch's files.
-func (e *Exporter) writeJob(ctx context.Context, w *writers, batch int64, id string, page int) error {
+// put writes a row to one table of every copy in ws.
+func put[T any](ws []*writers, table func(*writers) *sink[T], day time.Time, row T) error {
+	for _, w := range ws {
+		if err := table(w).write(day, row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func jobsOf(w *writers) *sink[JobRow]            { return w.jobs }
+func tasksOf(w *writers) *sink[TaskRow]          { return w.tasks }
+func attemptsOf(w *writers) *sink[AttemptRow]    { return w.attempts }
+func workersOf(w *writers) *sink[WorkerRow]      { return w.workers }
+func logEntriesOf(w *writers) *sink[LogEntryRow] { return w.logs }
+
+// writeJob streams one job's rows into the batch's files: those of every
+// copy that route returns for the job.
+func (e *Exporter) writeJob(ctx context.Context, route func(*store.Job) ([]*writers, error), batch int64, id string, page int) error {
 	j, err := e.Store.GetJob(ctx, id)
 	if err != nil {
 		return err
 	}
+	w, err := route(j)
+	if err != nil {
+		return err
+	}
 	day := JobDay(j)
-	if err := w.jobs.write(day, jobRow(j, batch)); err != nil {
+	if err := put(w, jobsOf, day, jobRow(j, batch)); err != nil {
 		return err
 	}
 
@@ -259,7 +484,7 @@ func (e *Exporter) writeJob(ctx context.Context, w *writers, batch int64, id str
 			return err
 		}
 		for i := range tasks {
-			if err := w.tasks.write(day, taskRow(j, &tasks[i])); err != nil {
+			if err := put(w, tasksOf, day, taskRow(j, &tasks[i])); err != nil {
 				return err
 			}
 		}
@@ -272,7 +497,7 @@ func (e *Exporter) writeJob(ctx context.Context, w *writers, batch int64, id str
 			if i, ok := slices.BinarySearchFunc(tasks, a.TaskIndex, func(t store.Task, idx int32) int { return int(t.Index) - int(idx) }); ok {
 				key = tasks[i].Key
 			}
-			return w.attempts.write(day, attemptRow(j, key, a))
+			return put(w, attemptsOf, day, attemptRow(j, key, a))
 		})
 		if err != nil {
 			return err
@@ -288,7 +513,7 @@ func (e *Exporter) writeJob(ctx context.Context, w *writers, batch int64, id str
 		return err
 	}
 	for i := range ws {
-		if err := w.workers.write(day, workerRow(j, &ws[i])); err != nil {
+		if err := put(w, workersOf, day, workerRow(j, &ws[i])); err != nil {
 			return err
 		}
 	}
@@ -300,7 +525,7 @@ func (e *Exporter) writeJob(ctx context.Context, w *writers, batch int64, id str
 			return err
 		}
 		for i := range es {
-			if err := w.logs.write(day, logEntryRow(j, &es[i])); err != nil {
+			if err := put(w, logEntriesOf, day, logEntryRow(j, &es[i])); err != nil {
 				return err
 			}
 		}
