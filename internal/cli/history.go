@@ -86,7 +86,7 @@ folder holding haul.db (default: haul up's, $HAUL_DATA).`,
 			if err != nil {
 				return usageError{fmt.Errorf("--to: %w", err)}
 			}
-			e := &history.Exporter{Store: s, Blob: b, BatchJobs: batchJobs, MinAge: finishedBefore}
+			e := &history.Exporter{Store: s, Blob: b, BatchJobs: batchJobs, MinAge: finishedBefore, Teams: history.TeamStores(s)}
 			st, err := e.Run(ctx)
 			if a.output == "json" {
 				if perr := a.printJSON(st); perr != nil && err == nil {

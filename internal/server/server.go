@@ -572,7 +572,7 @@ func (s *Server) startBackground() error {
 		return fmt.Errorf("history: %w", err)
 	}
 	every := cmp.Or(s.opts.ExportInterval, 5*time.Minute)
-	ex := &history.Exporter{Store: s.st, Blob: hs, MinAge: cmp.Or(s.opts.ArchiveDelay, logarchive.DefaultDelay), Teams: history.TeamStores(s.st)}
+	ex := &history.Exporter{Store: s.st, Blob: hs, MinAge: cmp.Or(s.opts.ArchiveDelay, logarchive.DefaultDelay), Teams: history.TeamStores(s.st), Log: s.log.With("component", "history")}
 	holder := "exporter-" + s.url
 	s.bgWG.Go(func() {
 		t := time.NewTicker(every)
