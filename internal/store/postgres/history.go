@@ -203,7 +203,7 @@ func (s *Store) ListJobAttempts(ctx context.Context, jobID string, afterTask, af
 		if err != nil {
 			return err
 		}
-		as, err = scanRows(rows, scanAttempt)
+		as, err = scanRows(rows, storesql.ScanAttempt)
 		return err
 	})
 	if err != nil {
@@ -212,19 +212,3 @@ func (s *Store) ListJobAttempts(ctx context.Context, jobID string, afterTask, af
 	return as, nil
 }
 
-// scanAttempt reads a row of attemptColumns, usage and GPUs included.
-func scanAttempt(r storesql.Row) (store.Attempt, error) {
-	var (
-		a                 store.Attempt
-		state             string
-		started, finished *int64
-		gpus              []byte
-	)
-	u := &a.Usage
-	if err := r.Scan(&a.JobID, &a.TaskIndex, &a.Number, &a.Tier, &a.WorkerID, &state, &a.ExitCode, &a.Signal,
-		&a.Reason, &a.Message, &started, &finished,
-		&a.Enforcement, &u.CPUUserSeconds, &u.CPUSystemSeconds, &u.PeakRSSBytes, &u.AvgRSSBytes, &gpus, &u.GPUNote); err != nil {
-		return a, err
-	}
-	return a, storesql.FinishAttempt(&a, state, started, finished, gpus)
-}

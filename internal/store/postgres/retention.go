@@ -165,7 +165,7 @@ func (s *Store) GetArchivedJob(ctx context.Context, id string) (*store.ArchivedJ
 	var a store.ArchivedJob
 	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
 		var err error
-		a, err = scanArchived(c.QueryRow(ctx, qGetArchivedJob, id))
+		a, err = storesql.ScanArchivedJob(c.QueryRow(ctx, qGetArchivedJob, id))
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -188,7 +188,7 @@ func (s *Store) ListArchivedJobs(ctx context.Context, namespace, before string, 
 		if err != nil {
 			return err
 		}
-		as, err = scanRows(rows, scanArchived)
+		as, err = scanRows(rows, storesql.ScanArchivedJob)
 		return err
 	})
 	if err != nil {
@@ -197,26 +197,3 @@ func (s *Store) ListArchivedJobs(ctx context.Context, namespace, before string, 
 	return as, nil
 }
 
-func scanArchived(r storesql.Row) (store.ArchivedJob, error) {
-	var (
-		a                          store.ArchivedJob
-		labels                     []byte
-		state                      string
-		created, started, finished *int64
-		archived                   int64
-		retired                    *int64
-	)
-	c := &a.Counts
-	if err := r.Scan(&a.ID, &a.Name, &a.Namespace, &labels, &state, &a.TaskCount,
-		&c.Blocked, &c.Queued, &c.Running, &c.Succeeded, &c.Failed, &c.UpstreamFailed, &c.Cancelled,
-		&a.CostUSD, &a.WorkerSeconds, &created, &started, &finished, &a.SubmittedBy, &a.ExportBatch,
-		&archived, &a.History, &retired); err != nil {
-		return a, err
-	}
-	a.State = store.JobState(state)
-	a.CreatedAt, a.StartedAt, a.FinishedAt = storesql.FromNanos(created), storesql.FromNanos(started), storesql.FromNanos(finished)
-	a.ArchivedAt, a.Retiring = time.Unix(0, archived).UTC(), retired == nil
-	var err error
-	a.Labels, err = storesql.DecodeMap("labels", labels)
-	return a, err
-}

@@ -170,26 +170,10 @@ func (s *Store) ListJobAttempts(ctx context.Context, jobID string, afterTask, af
 	if afterTask < 0 {
 		afterTask, afterAttempt = -1, 0
 	}
-	as, err := queryList(ctx, s.read, scanAttempt, qListJobAttempts, jobID, afterTask, afterAttempt, store.ExportPageLimit(limit))
+	as, err := queryList(ctx, s.read, storesql.ScanAttempt, qListJobAttempts, jobID, afterTask, afterAttempt, store.ExportPageLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("list attempts of job %s: %w", jobID, classify(err))
 	}
 	return as, nil
 }
 
-// scanAttempt reads a row of attemptColumns, usage and GPUs included.
-func scanAttempt(r storesql.Row) (store.Attempt, error) {
-	var (
-		a                 store.Attempt
-		state             string
-		started, finished *int64
-		gpus              []byte
-	)
-	u := &a.Usage
-	if err := r.Scan(&a.JobID, &a.TaskIndex, &a.Number, &a.Tier, &a.WorkerID, &state, &a.ExitCode, &a.Signal,
-		&a.Reason, &a.Message, &started, &finished,
-		&a.Enforcement, &u.CPUUserSeconds, &u.CPUSystemSeconds, &u.PeakRSSBytes, &u.AvgRSSBytes, &gpus, &u.GPUNote); err != nil {
-		return a, err
-	}
-	return a, storesql.FinishAttempt(&a, state, started, finished, gpus)
-}

@@ -143,7 +143,7 @@ func (s *Store) retireJob(ctx context.Context, id, history string, batch int, pr
 
 // GetArchivedJob returns a job's archive row.
 func (s *Store) GetArchivedJob(ctx context.Context, id string) (*store.ArchivedJob, error) {
-	a, err := scanArchived(s.read.QueryRowContext(ctx, qGetArchivedJob, id))
+	a, err := storesql.ScanArchivedJob(s.read.QueryRowContext(ctx, qGetArchivedJob, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("archived job %s: %w", id, store.ErrNotFound)
 	}
@@ -158,33 +158,10 @@ func (s *Store) ListArchivedJobs(ctx context.Context, namespace, before string, 
 	if limit <= 0 {
 		limit = 100
 	}
-	as, err := queryList(ctx, s.read, scanArchived, qListArchivedJobs, namespace, before, limit)
+	as, err := queryList(ctx, s.read, storesql.ScanArchivedJob, qListArchivedJobs, namespace, before, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list archived jobs: %w", classify(err))
 	}
 	return as, nil
 }
 
-func scanArchived(r storesql.Row) (store.ArchivedJob, error) {
-	var (
-		a                          store.ArchivedJob
-		labels                     []byte
-		state                      string
-		created, started, finished *int64
-		archived                   int64
-		retired                    *int64
-	)
-	c := &a.Counts
-	if err := r.Scan(&a.ID, &a.Name, &a.Namespace, &labels, &state, &a.TaskCount,
-		&c.Blocked, &c.Queued, &c.Running, &c.Succeeded, &c.Failed, &c.UpstreamFailed, &c.Cancelled,
-		&a.CostUSD, &a.WorkerSeconds, &created, &started, &finished, &a.SubmittedBy, &a.ExportBatch,
-		&archived, &a.History, &retired); err != nil {
-		return a, err
-	}
-	a.State = store.JobState(state)
-	a.CreatedAt, a.StartedAt, a.FinishedAt = storesql.FromNanos(created), storesql.FromNanos(started), storesql.FromNanos(finished)
-	a.ArchivedAt, a.Retiring = time.Unix(0, archived).UTC(), retired == nil
-	var err error
-	a.Labels, err = storesql.DecodeMap("labels", labels)
-	return a, err
-}
