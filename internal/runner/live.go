@@ -26,7 +26,8 @@ import (
 // running attempts' new output to the runner every half second or so, on
 // a report-only poll (at most 64 KiB per attempt and 1 MiB per call). The
 // runner keeps the most recent part of each attempt's log in memory
-// (LiveAttemptBytes, less when LiveMemoryBytes is shared by many), which
+// (LiveAttemptBytes, less when LiveMemoryBytes is shared by many: the
+// copies together stay within it, give or take a second's arrivals), which
 // readers get through RunnerService.Live within a poll of the output
 // being written. Object-store requests: none per running task.
 //
@@ -44,9 +45,6 @@ const (
 	DefaultLiveAttemptBytes = 1 << 20
 	DefaultLiveMemoryBytes  = 256 << 20
 	DefaultLivePackGrace    = 2 * time.Minute
-	// liveFloorBytes is the least kept of each attempt however many
-	// share the memory.
-	liveFloorBytes = 64 << 10
 )
 
 type liveKey struct {
@@ -129,12 +127,34 @@ func (ll *liveLogs) add(job string, chunks []*taskhostv1.LiveOutput) {
 	}
 }
 
-// trim drops whole frames from the front of l beyond its share.
-func (ll *liveLogs) trim(l *liveLog) {
+// share is what each copy may hold now: LiveAttemptBytes, less when
+// LiveMemoryBytes is shared by more copies.
+func (ll *liveLogs) share() int {
 	limit := ll.perTask
 	if n := len(ll.logs); n > 0 && ll.total/n < limit {
-		limit = max(liveFloorBytes, ll.total/n)
+		limit = ll.total / n // the bound on the whole wins
 	}
+	return limit
+}
+
+// trimAll trims every copy to its share, when the copies together hold
+// more than LiveMemoryBytes (more attempts came since they were trimmed).
+func (ll *liveLogs) trimAll() {
+	ll.mu.Lock()
+	defer ll.mu.Unlock()
+	if ll.held <= ll.total {
+		return
+	}
+	for _, l := range ll.logs {
+		if !l.spilled {
+			ll.trim(l)
+		}
+	}
+}
+
+// trim drops whole frames from the front of l beyond its share.
+func (ll *liveLogs) trim(l *liveLog) {
+	limit := ll.share()
 	if len(l.buf) <= limit {
 		return
 	}
@@ -240,6 +260,7 @@ func (ll *liveLogs) spillLoop(ctx context.Context) {
 		case <-ll.spillKick:
 		}
 		ll.spillDue(ctx, ll.r.now())
+		ll.trimAll()
 	}
 }
 

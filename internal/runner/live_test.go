@@ -80,3 +80,36 @@ func TestLiveCopies(t *testing.T) {
 		t.Fatalf("after a gap: base %d, %d bytes", l.base, len(l.buf))
 	}
 }
+
+// TestLiveMemoryBound: however many attempts send output, the copies
+// together hold at most LiveMemoryBytes once trimmed, each keeping its
+// most recent whole frames.
+func TestLiveMemoryBound(t *testing.T) {
+	t.Parallel()
+	const total = 256 << 10
+	ll := newLiveLogs(&Runner{cfg: Config{LiveAttemptBytes: 64 << 10, LiveMemoryBytes: total, LivePackGrace: time.Minute}})
+	line := bytes.Repeat([]byte("x"), 200)
+	for task := range int32(1000) {
+		var frames []byte
+		for i := range 100 {
+			frames, _ = logs.AppendFrame(frames, logs.Stdout, int64(i), line)
+		}
+		ll.add("j", []*taskhostv1.LiveOutput{{TaskIndex: task, Attempt: 1, Frames: frames}})
+	}
+	ll.trimAll()
+	if ll.held > total {
+		t.Fatalf("copies hold %d bytes, more than the %d allowed", ll.held, total)
+	}
+	sum := 0
+	for k, l := range ll.logs {
+		sum += len(l.buf)
+		if len(l.buf) > 0 {
+			if _, err := logs.FrameSize(l.buf); err != nil {
+				t.Fatalf("%v: copy does not start at a frame: %v", k, err)
+			}
+		}
+	}
+	if sum != ll.held {
+		t.Fatalf("held counts %d, the copies hold %d", ll.held, sum)
+	}
+}
