@@ -211,4 +211,3 @@ func (s *Store) ListJobAttempts(ctx context.Context, jobID string, afterTask, af
 	}
 	return as, nil
 }
-

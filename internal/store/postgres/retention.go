@@ -196,4 +196,3 @@ func (s *Store) ListArchivedJobs(ctx context.Context, namespace, before string, 
 	}
 	return as, nil
 }
-

@@ -164,4 +164,3 @@ func (s *Store) ListArchivedJobs(ctx context.Context, namespace, before string, 
 	}
 	return as, nil
 }
-
