@@ -45,7 +45,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultDelay    = 30 * time.Second
+	DefaultDelay    = 3 * time.Minute
 	DefaultInterval = 5 * time.Second
 	DefaultMaxTries = 8
 	leaseName       = "log-archiver"
@@ -60,9 +60,9 @@ type Config struct {
 	// Open opens a destination with its team's credentials (default: the
 	// S3 driver with the team's static credentials).
 	Open func(ctx context.Context, d store.LogDestination, url string) (blob.Store, error)
-	// Delay is how long after a job ends its copy starts (default 30s):
-	// the workers' last packs and the runner's copies of lost attempts
-	// arrive meanwhile.
+	// Delay is how long after a job ends its copy starts (default 3m:
+	// past the runner's LivePackGrace, so the workers' last packs and the
+	// runner's copies of logs whose workers died are in by then).
 	Delay time.Duration
 	// Interval is how often the archiver looks for jobs (default 5s).
 	Interval time.Duration
