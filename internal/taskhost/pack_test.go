@@ -3,11 +3,15 @@ package taskhost
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/haul-dev/haul/internal/blob"
 	"github.com/haul-dev/haul/internal/logs"
 )
 
@@ -84,5 +88,87 @@ func TestPacksAndLive(t *testing.T) {
 	}
 	if out, errOut := b.output(t, n); out != "first\nthird\n" || errOut != "second\n" {
 		t.Fatalf("live task: stdout %q stderr %q", out, errOut)
+	}
+}
+
+// flakyStore fails every Put until healed, counting the tries.
+type flakyStore struct {
+	blob.Store
+	mu     sync.Mutex
+	broken bool
+	tries  int
+}
+
+func (f *flakyStore) Put(ctx context.Context, key string, r io.Reader) error {
+	f.mu.Lock()
+	f.tries++
+	broken := f.broken
+	f.mu.Unlock()
+	if broken {
+		return errors.New("store away")
+	}
+	return f.Store.Put(ctx, key, r)
+}
+
+func (f *flakyStore) heal() {
+	f.mu.Lock()
+	f.broken = false
+	f.mu.Unlock()
+}
+
+// TestArchiveRetriedWithoutHoldingResults: while the object store fails,
+// results still arrive at once and the worker keeps running tasks; the
+// packs (and a log too big for one) are retried in the background, and
+// once the store is back every log is archived whole, each exactly once.
+func TestArchiveRetriedWithoutHoldingResults(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	fs := &flakyStore{Store: b.store, broken: true}
+	b.cfg.Store = fs
+	b.cfg.Capacity = 4
+	b.cfg.PackAge = 20 * time.Millisecond
+	b.cfg.OwnObjectBytes = 4096
+	const n = 20
+	for i := range int32(n) {
+		b.fake.assign(assignment(i, "sh", "-c", fmt.Sprintf("echo out %d", i)))
+	}
+	b.fake.assign(assignment(n, "sh", "-c", "i=0; while [ $i -lt 1000 ]; do echo big line $i; i=$((i+1)); done"))
+	b.run(t)
+	for range n + 1 {
+		b.fake.result(t) // results do not wait for the store
+	}
+	deadline := time.Now().Add(waitLimit)
+	for {
+		fs.mu.Lock()
+		tries := fs.tries
+		fs.mu.Unlock()
+		if tries >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d tries while the store was away, want retries", tries)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := range int32(n + 1) {
+		if b.fake.entry(i) != nil {
+			t.Fatalf("task %d has an entry while the store is away", i)
+		}
+	}
+	fs.heal()
+	for i := range int32(n) {
+		if out, _ := b.output(t, i); out != fmt.Sprintf("out %d\n", i) {
+			t.Fatalf("task %d: %q", i, out)
+		}
+	}
+	var want strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&want, "big line %d\n", i)
+	}
+	if out, _ := b.output(t, n); out != want.String() {
+		t.Fatalf("big log: %d bytes, want %d", len(out), want.Len())
+	}
+	if e := b.fake.entry(n); e.Object != "logs/j1/t20/1/log" {
+		t.Fatalf("big log in %s, want an object of its own", e.Object)
 	}
 }
