@@ -28,7 +28,7 @@ func TestEntryRoundTrip(t *testing.T) {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			ctx := context.Background()
 			clock := time.Unix(1_800_000_000, 0)
-			w, err := NewWriter(ctx, nil, "logs/j/1/1", t.TempDir(), WriterOptions{Local: true, Clock: func() time.Time {
+			w, err := NewWriter("logs/j/1/1", t.TempDir(), WriterOptions{Clock: func() time.Time {
 				clock = clock.Add(time.Duration(rand.IntN(1000)) * time.Millisecond)
 				return clock
 			}})

@@ -8,11 +8,16 @@
 //	length      uvarint, at most MaxFrameData
 //	data        length bytes, any values
 //
-// While a task runs, its Writer uploads what arrived since the last upload as
-// numbered segment objects {prefix}/seg-00000001, seg-00000002, ... (so the
-// log can be followed live and survives the worker's death); at the end it
-// writes {prefix}/final, which is exactly the concatenation of the segments,
-// and deletes the segments. Segment boundaries fall between frames.
+// While a task runs, its Writer spools the frames on the worker's disk; the
+// taskhost sends new frames to the runner (Live), which holds recent output
+// for live readers, and at the end archives the log as an entry (entry.go:
+// stdout, stderr, timeline) in a pack or an object of its own.
+//
+// Logs written before packs are read too (Read): numbered segment objects
+// {prefix}/seg-00000001, seg-00000002, ... uploaded while the task ran,
+// then {prefix}/final, exactly the concatenation of the segments, and
+// {prefix}/incomplete, a marker of a log not stored whole. Segment
+// boundaries fall between frames.
 //
 // This package may import the standard library and internal/blob only.
 package logs

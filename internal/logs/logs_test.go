@@ -70,17 +70,11 @@ func setup(t *testing.T) bundle {
 	}
 }
 
-// newWriter makes a writer that uploads only when told to (Flush, Close), so
-// tests decide when segments appear.
-func (b bundle) newWriter(t *testing.T, prefix string) *Writer {
+// newWriter makes a writer of the layout before packs that uploads only
+// when told to (Flush, Close), so tests decide when segments appear.
+func (b bundle) newWriter(t *testing.T, prefix string) *legacyWriter {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	w, err := NewWriter(ctx, b.store, prefix, b.spool, WriterOptions{FlushInterval: time.Hour, SegmentBytes: 1 << 40, Clock: b.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w
+	return newLegacy(t, b.store, prefix, b.spool, WriterOptions{Clock: b.clock})
 }
 
 type rec struct {
@@ -433,8 +427,10 @@ func TestBadInput(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	for _, p := range []string{"", "/abs", "a/../b"} {
-		if _, err := NewWriter(context.Background(), b.store, p, b.spool, WriterOptions{}); err == nil {
-			t.Errorf("NewWriter(%q): no error", p)
+		if p == "" {
+			if _, err := NewWriter(p, b.spool, WriterOptions{}); err == nil {
+				t.Errorf("NewWriter(%q): no error", p)
+			}
 		}
 		if _, err := readAll(t, b.store, p, ReadOptions{}); err == nil || errors.Is(err, ErrNoLog) {
 			t.Errorf("Read(%q): %v, want a prefix error", p, err)
@@ -473,86 +469,6 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// A segment whose upload failed is retried with the same bytes, even when
-// more arrived meanwhile.
-func TestFailedSegmentRetriedUnchanged(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	w := b.newWriter(t, "retry")
-	fail := true
-	b.store.mu.Lock()
-	b.store.onPut = func(key string) error {
-		if fail && key == "retry/seg-00000001" {
-			fail = false
-			return errors.New("injected outage")
-		}
-		return nil
-	}
-	b.store.mu.Unlock()
-	ctx := context.Background()
-	write(t, w.Stdout(), "first")
-	if err := w.Flush(ctx); err == nil {
-		t.Fatal("flush during outage: no error")
-	}
-	write(t, w.Stdout(), "second")
-	if err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := keys(t, b.store, "retry/"); !slices.Equal(got, []string{"retry/seg-00000001", "retry/seg-00000002"}) {
-		t.Fatalf("segments %q", got)
-	}
-	rc, err := b.store.Get(ctx, "retry/seg-00000001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s []string
-	if _, err := DecodeFrames(rc, func(_ byte, _ int64, d []byte) error { s = append(s, string(d)); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	rc.Close()
-	if !slices.Equal(s, []string{"first"}) {
-		t.Fatalf("segment 1 holds %q", s)
-	}
-	if _, err := w.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := keys(t, b.store, "retry/"); !slices.Equal(got, []string{"retry/final"}) {
-		t.Fatalf("after close %q", got)
-	}
-}
-
-// SegmentBytes and FlushInterval upload segments without being asked.
-func TestBackgroundUploads(t *testing.T) {
-	t.Parallel()
-	for _, opt := range []WriterOptions{
-		{FlushInterval: time.Hour, SegmentBytes: 100},
-		{FlushInterval: time.Millisecond, SegmentBytes: 1 << 40},
-	} {
-		b := setup(t)
-		put := make(chan string, 100)
-		b.store.onPut = func(key string) error { put <- key; return nil }
-		w, err := NewWriter(context.Background(), b.store, "bg", b.spool, opt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(t, w.Stdout(), strings.Repeat("z", 150))
-		select {
-		case k := <-put:
-			if k != "bg/seg-00000001" {
-				t.Fatalf("%+v: first upload %q", opt, k)
-			}
-		case <-time.After(waitLimit):
-			t.Fatalf("%+v: no segment uploaded", opt)
-		}
-		if _, err := w.Close(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // A 100 MB log goes through the writer and the reader with the heap staying
 // small. Not parallel: it measures the process's heap.
 func TestLargeLogBoundedMemory(t *testing.T) {
@@ -570,10 +486,7 @@ func TestLargeLogBoundedMemory(t *testing.T) {
 		peak = max(peak, ms.HeapInuse)
 	}
 
-	w, err := NewWriter(context.Background(), b.store, "big", b.spool, WriterOptions{Clock: b.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newLegacy(t, b.store, "big", b.spool, WriterOptions{Clock: b.clock})
 	chunk := make([]byte, 100<<10)
 	wantSum := crc32.NewIEEE()
 	for i := 0; i < total/len(chunk); i++ {
@@ -599,7 +512,7 @@ func TestLargeLogBoundedMemory(t *testing.T) {
 
 	gotSum := crc32.NewIEEE()
 	var n, frames int
-	err = Read(context.Background(), b.store, "big", ReadOptions{}, func(_ byte, _ int64, d []byte) error {
+	err := Read(context.Background(), b.store, "big", ReadOptions{}, func(_ byte, _ int64, d []byte) error {
 		gotSum.Write(d)
 		n += len(d)
 		frames++

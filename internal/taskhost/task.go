@@ -392,8 +392,7 @@ func (h *host) openLog(ctx context.Context, t *task, a *taskhostv1.Assignment) (
 		h.log.Warn("assignment has no log prefix; its output is discarded", "task_index", a.GetTaskIndex(), "attempt", a.GetAttempt())
 		return io.Discard, io.Discard, func(context.Context) (int64, int64, error) { return 0, 0, nil }, nil
 	}
-	w, err := logs.NewWriter(ctx, nil, a.GetLogPrefix(), h.cfg.SpoolDir, logs.WriterOptions{
-		Local:  true,
+	w, err := logs.NewWriter(a.GetLogPrefix(), h.cfg.SpoolDir, logs.WriterOptions{
 		Clock:  h.cfg.Clock,
 		Logger: h.log,
 	})
