@@ -368,6 +368,7 @@ func (s *shard) reconcileWorker(jr *jobRun, w *worker, running []*taskhostv1.Att
 // the demand's elapsed run time: see shard.demand). Call with s.mu held.
 func (s *shard) hold(jr *jobRun, w *worker, task, attempt int32, since time.Time) {
 	w.running[task] = attempt
+	w.attempts++
 	if w.since == nil {
 		w.since = map[int32]float64{}
 	}

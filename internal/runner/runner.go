@@ -177,6 +177,8 @@ type Runner struct {
 	place *placer
 	// live holds running attempts' recent output (live.go).
 	live *liveLogs
+	// workerRecs queues worker records for the store (workers.go).
+	workerRecs chan store.WorkerRecord
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -287,6 +289,10 @@ type worker struct {
 	// being stopped, and no longer counts in nworkers.
 	exiting bool
 	lost    bool
+	// attempts counts the attempts handed to it; endWhy says why it ended
+	// (set before removeWorker; "" reads as "exit").
+	attempts int64
+	endWhy   string
 	// cluster and resources: where placement put it and what it holds
 	// there ("" when unplaced: a backend without clusters).
 	cluster   string
@@ -378,6 +384,7 @@ func New(cfg Config) *Runner {
 		r.workerKey = []byte(rand.Text())
 	}
 	r.live = newLiveLogs(r)
+	r.workerRecs = make(chan store.WorkerRecord, workerRecordQueue)
 	for i := range r.shards {
 		r.shards[i] = newShard(r, i)
 	}
@@ -415,10 +422,11 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	r.scanLogged(ctx)
 	r.started.Store(true)
-	r.wg.Add(3)
+	r.wg.Add(4)
 	go func() { defer r.wg.Done(); r.loop(ctx) }()
 	go func() { defer r.wg.Done(); r.keepLeases(ctx) }()
 	go func() { defer r.wg.Done(); r.live.spillLoop(ctx) }()
+	go func() { defer r.wg.Done(); r.writeWorkerRecords(ctx) }()
 	if r.place != nil {
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); r.place.loop(ctx) }()
@@ -950,6 +958,7 @@ func (s *shard) workerEnded(id, why string, oom bool) {
 	if s.workers[id] != w {
 		return // ended meanwhile
 	}
+	w.endWhy = why
 	g, known := s.removeWorker(w)
 	jr := s.jobs[w.job]
 	now := s.now()
@@ -997,6 +1006,7 @@ func (s *shard) removeWorker(w *worker) (g fleet.Gone, known bool) {
 		s.place.release(w.id)
 	}
 	now := s.now()
+	s.recordWorker(s.workerRecord(w, now, cmp.Or(w.endWhy, "exit")))
 	if s.fleet != nil {
 		g, known = s.fleet.Ended(w.id, now)
 	}
@@ -1123,8 +1133,10 @@ func (s *shard) reserve() int {
 // newWorker records a worker the Fleet started and returns what the
 // backend needs to start it, its credential included. Call with s.mu held.
 func (s *shard) newWorker(jr *jobRun, id string, tier int32, now time.Time) WorkerSpec {
-	s.workers[id] = &worker{id: id, job: jr.job.ID, tier: tier, started: now, running: map[int32]int32{}, handed: map[int32]uint64{}}
+	w := &worker{id: id, job: jr.job.ID, tier: tier, started: now, running: map[int32]int32{}, handed: map[int32]uint64{}}
+	s.workers[id] = w
 	jr.workers[tier] = append(jr.workers[tier], id)
+	s.recordWorker(s.workerRecord(w, time.Time{}, ""))
 	locator := s.cfg.LocatorURL
 	if locator == "" {
 		locator = s.cfg.RunnerURL

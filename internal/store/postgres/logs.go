@@ -24,7 +24,7 @@ WHERE job_id = $1 AND ($2::integer < 0 OR task_idx = $2) AND ($3::integer = 0 OR
 ORDER BY task_idx, attempt LIMIT $6`
 	qPutWorker = `INSERT INTO workers (` + storesql.WorkerColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (id) DO UPDATE SET job_id = excluded.job_id, tier = excluded.tier, cluster = excluded.cluster,
-	team = excluded.team, started_at = excluded.started_at, ended_at = excluded.ended_at,
+	team = excluded.team, started_at = COALESCE(workers.started_at, excluded.started_at), ended_at = excluded.ended_at,
 	end_reason = excluded.end_reason, attempts = excluded.attempts`
 	qListWorkers = `SELECT ` + storesql.WorkerColumns + ` FROM workers WHERE job_id = $1 ORDER BY id`
 )
