@@ -30,7 +30,7 @@ func TestTeamLogsHistoryRetention(t *testing.T) {
 	team := srv.NewBucket(t, "ml-logs")
 	hist := srv.NewBucket(t, "haul-history")
 	s := startUpEnv(t, srv.Env(), freePort(t), t.TempDir(), "", "--blob", platform, "--history", hist,
-		"--export-interval", "1s", "--log-archive-delay", "2s", "--retain-finished", "15s")
+		"--export-interval", "1s", "--log-archive-delay", "5s", "--retain-finished", "15s")
 	env := append([]string{"HAUL_SERVER=" + s.url()}, srv.Env()...)
 	secret := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secret, []byte(srv.SecretKey+"\n"), 0o600); err != nil {
@@ -150,6 +150,11 @@ tasks:
 	r = haul(t, queryEnv, "query", "--from", hist, "--format", "csv", fmt.Sprintf("SELECT count(*) FROM log_entries WHERE job_id = '%s'", id))
 	if r.code != 0 || strings.TrimSpace(r.stdout) != fmt.Sprintf("count_star()\n%d", n) {
 		t.Fatalf("log entries in the history: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	// Every worker of the job, with the attempts it ran.
+	r = haul(t, queryEnv, "query", "--from", hist, "--format", "csv", fmt.Sprintf("SELECT sum(attempts) AS a, count(*) FILTER (WHERE ended_at IS NULL) AS running FROM workers WHERE job_id = '%s'", id))
+	if r.code != 0 || strings.TrimSpace(r.stdout) != fmt.Sprintf("a,running\n%d,0", n+1) {
+		t.Fatalf("workers in the history: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 
 	// Retention: the job leaves the live tables, and still answers.
