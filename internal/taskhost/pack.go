@@ -329,6 +329,31 @@ func btoi(b bool) int {
 	return 0
 }
 
+// discard removes what is left when the worker stops: logs not archived,
+// the current pack and packs not uploaded (their spool files). Call after
+// run returned.
+func (p *packer) discard() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.queue) + len(p.sealed) + btoi(p.cur != nil); n > 0 {
+		p.log.Warn("worker stopping with logs not archived; the runner keeps what it was sent live", "logs", len(p.queue), "packs", len(p.sealed)+btoi(p.cur != nil))
+	}
+	for _, pl := range p.queue {
+		pl.sealed.Discard()
+	}
+	p.queue = nil
+	for _, sp := range p.sealed {
+		sp.file.Close()
+		os.Remove(sp.file.Name())
+	}
+	p.sealed = nil
+	if p.cur != nil {
+		p.cur.Close()
+		os.Remove(p.cur.Name())
+		p.cur = nil
+	}
+}
+
 // takeReady returns the entries ready to send.
 func (p *packer) takeReady() []*taskhostv1.LogEntry {
 	p.mu.Lock()

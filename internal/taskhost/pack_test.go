@@ -38,21 +38,30 @@ func TestPacksAndLive(t *testing.T) {
 	for range n {
 		b.fake.result(t)
 	}
-	// The live attempt's output is at the runner while it runs.
+	// The live attempt's output is at the runner while it runs (the two
+	// pipes are read concurrently: each stream's order is fixed, not the
+	// order between them).
 	deadline := time.Now().Add(waitLimit)
 	for {
 		b.fake.mu.Lock()
 		got := bytes.Clone(b.fake.live[n])
 		b.fake.mu.Unlock()
-		var text strings.Builder
-		if _, err := logs.DecodeFrames(bytes.NewReader(got), func(_ byte, _ int64, d []byte) error { text.Write(d); return nil }); err != nil {
+		var out, errOut strings.Builder
+		if _, err := logs.DecodeFrames(bytes.NewReader(got), func(s byte, _ int64, d []byte) error {
+			if s == logs.Stdout {
+				out.Write(d)
+			} else {
+				errOut.Write(d)
+			}
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
-		if text.String() == "first\nsecond\n" {
+		if out.String() == "first\n" && errOut.String() == "second\n" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("live output %q, want first and second", text.String())
+			t.Fatalf("live output %q and %q, want first and second", out.String(), errOut.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -360,11 +360,19 @@ func (h *host) run(ctx context.Context) error {
 	// The packer outlives ctx: a stopping worker still uploads its last
 	// pack (for LogRetry at most, see finishLogs).
 	packCtx, stopPacker := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPacker()
 	go h.packer.run(packCtx)
 	shipCtx, stopShipping := context.WithCancel(ctx)
-	defer stopShipping()
-	go h.shipLoop(shipCtx)
+	shipped := make(chan struct{})
+	go func() { defer close(shipped); h.shipLoop(shipCtx) }()
+	defer func() {
+		// Nothing of this Run outlives it: the shipper and the packer end,
+		// and what the packer could not archive is removed from the disk.
+		stopShipping()
+		<-shipped
+		stopPacker()
+		<-h.packer.done
+		h.packer.discard()
+	}()
 	var (
 		exiting      bool
 		failingSince time.Time // first failure since the last successful poll
