@@ -93,4 +93,3 @@ func (l *legacyWriter) Close(ctx context.Context) (int64, error) {
 	}
 	return s.Len, nil
 }
-
