@@ -199,8 +199,8 @@ func openTeam(ctx context.Context, srv *s3test.Server, url string) (blob.Store, 
 }
 
 // TestHistoryExportKilled kills `haul history export` (SIGKILL) at several
-// points of an export and runs it again: the export then holds every row
-// of the store exactly once.
+// points of an export to a real S3 server (MinIO) and runs it again: the
+// export then holds every row of the store exactly once.
 func TestHistoryExportKilled(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
@@ -213,10 +213,12 @@ func TestHistoryExportKilled(t *testing.T) {
 			t.Fatalf("run: %d %s %s", r.code, r.stdout, r.stderr)
 		}
 	}
-	out := t.TempDir()
+	srv := s3test.Start(t)
+	out := srv.NewBucket(t, "haul-history")
+	s3env := append(srv.Env(), "XDG_CACHE_HOME="+t.TempDir())
 	for i, after := range []time.Duration{150 * time.Millisecond, 400 * time.Millisecond, 900 * time.Millisecond} {
 		cmd := exec.Command(haulBin, "history", "export", "--db", data, "--to", out, "--batch-jobs", "1", "--finished-before", "0s")
-		cmd.Env = os.Environ()
+		cmd.Env = append(os.Environ(), s3env...)
 		var log syncBuffer
 		cmd.Stdout, cmd.Stderr = &log, &log
 		if err := cmd.Start(); err != nil {
@@ -227,7 +229,7 @@ func TestHistoryExportKilled(t *testing.T) {
 		err := cmd.Wait()
 		t.Logf("export %d killed after %v: %v %s", i, after, err, strings.TrimSpace(log.String()))
 	}
-	r := haul(t, nil, "history", "export", "--db", data, "--to", out, "--batch-jobs", "1", "--finished-before", "0s")
+	r := haul(t, s3env, "history", "export", "--db", data, "--to", out, "--batch-jobs", "1", "--finished-before", "0s")
 	if r.code != 0 {
 		t.Fatalf("final export: %d %s %s", r.code, r.stdout, r.stderr)
 	}
@@ -240,7 +242,7 @@ func TestHistoryExportKilled(t *testing.T) {
 		{"SELECT count(*) FROM attempts", jobs * tasks},
 		{"SELECT count(*) FROM (SELECT job_id, task_index, number FROM attempts GROUP BY ALL HAVING count(*) > 1)", 0},
 	} {
-		r := haul(t, nil, "query", "--from", out, "--format", "csv", c.sql)
+		r := haul(t, s3env, "query", "--from", out, "--format", "csv", c.sql)
 		if r.code != 0 || !strings.HasSuffix(strings.TrimSpace(r.stdout), fmt.Sprintf("\n%d", c.want)) {
 			t.Fatalf("%s: %d %q %q, want %d", c.sql, r.code, r.stdout, r.stderr, c.want)
 		}
