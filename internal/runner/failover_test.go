@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +70,13 @@ func TestFailoverAdoptsWorkers(t *testing.T) {
 			case store.AttemptSucceeded:
 				ok++
 			case store.AttemptLost:
+				if strings.Contains(at.Message, "never received this assignment") {
+					// a crashed between storing an assignment and its
+					// reply reaching the worker: nothing ran, and the
+					// retry uses no retry. Not work lost.
+					t.Logf("task %d: an assignment a stored but never delivered: %s", i, at.Message)
+					continue
+				}
 				lost++
 			}
 		}
