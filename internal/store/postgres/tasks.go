@@ -128,20 +128,8 @@ func (s *Store) ListAttempts(ctx context.Context, jobID string, taskIndex int32)
 			return err
 		}
 		for rows.Next() {
-			var (
-				a                 store.Attempt
-				state             string
-				started, finished *int64
-				gpus              []byte
-			)
-			u := &a.Usage
-			if err := rows.Scan(&a.JobID, &a.TaskIndex, &a.Number, &a.Tier, &a.WorkerID, &state, &a.ExitCode, &a.Signal,
-				&a.Reason, &a.Message, &started, &finished,
-				&a.Enforcement, &u.CPUUserSeconds, &u.CPUSystemSeconds, &u.PeakRSSBytes, &u.AvgRSSBytes, &gpus, &u.GPUNote); err != nil {
-				rows.Close()
-				return err
-			}
-			if err := storesql.FinishAttempt(&a, state, started, finished, gpus); err != nil {
+			a, err := storesql.ScanAttempt(rows)
+			if err != nil {
 				rows.Close()
 				return err
 			}

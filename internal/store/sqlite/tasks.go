@@ -139,29 +139,5 @@ func (s *Store) ListAttempts(ctx context.Context, jobID string, taskIndex int32)
 }
 
 func (s *Store) queryAttempts(ctx context.Context, jobID string, taskIndex int32) ([]store.Attempt, error) {
-	rows, err := s.read.QueryContext(ctx, qListAttempts, jobID, taskIndex)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var attempts []store.Attempt
-	for rows.Next() {
-		var (
-			a                 store.Attempt
-			state             string
-			started, finished *int64
-			gpus              sql.RawBytes
-		)
-		u := &a.Usage
-		if err := rows.Scan(&a.JobID, &a.TaskIndex, &a.Number, &a.Tier, &a.WorkerID, &state, &a.ExitCode, &a.Signal,
-			&a.Reason, &a.Message, &started, &finished,
-			&a.Enforcement, &u.CPUUserSeconds, &u.CPUSystemSeconds, &u.PeakRSSBytes, &u.AvgRSSBytes, &gpus, &u.GPUNote); err != nil {
-			return nil, err
-		}
-		if err := storesql.FinishAttempt(&a, state, started, finished, gpus); err != nil {
-			return nil, err
-		}
-		attempts = append(attempts, a)
-	}
-	return attempts, rows.Err()
+	return queryList(ctx, s.read, storesql.ScanAttempt, qListAttempts, jobID, taskIndex)
 }
