@@ -131,7 +131,7 @@ func (g *Gateway) GetLogs(ctx context.Context, req *connect.Request[apiv1.GetLog
 // LiveReader reads what a runner holds of a running attempt's log
 // (runner.Runner, or runner.RemoteAppender for a runner elsewhere).
 type LiveReader interface {
-	LiveLog(ctx context.Context, jobID string, task, attempt int32, offset int64, max int) (*runnerv1.LiveResponse, error)
+	LiveLog(ctx context.Context, jobID string, task, attempt int32, offset int64, limit int) (*runnerv1.LiveResponse, error)
 }
 
 // livePoll is how often a follower looks for new output; archiveWait how
@@ -157,18 +157,24 @@ func (g *Gateway) readLog(ctx context.Context, job string, task, attempt int32, 
 	var shown int64 // output bytes emitted from the runner's copy
 	var endedAt time.Time
 	sawHeld := false
+	// While the runner holds the copy of a running attempt, the store has
+	// nothing new to say: a follower asks it again only when the copy
+	// ends or goes away (no store query per follower per poll).
+	lookStore, ended := true, false
 	for {
-		es, err := g.cfg.Store.ListLogEntries(ctx, store.LogEntryFilter{JobID: job, TaskIndex: task, Attempt: attempt, AfterTask: -1, Limit: 1})
-		if err != nil {
-			return "", fmt.Errorf("look up the log's entry: %w", err)
-		}
-		if len(es) == 1 {
-			e := es[0]
-			return "", logs.ReadEntry(ctx, g.cfg.Blob, logs.Entry{Object: e.Object, Offset: e.Offset, Length: e.Length, StdoutBytes: e.StdoutBytes, StderrBytes: e.StderrBytes}, off, nil, emit)
-		}
-		ended := done()
-		if ended && endedAt.IsZero() {
-			endedAt = time.Now()
+		if lookStore {
+			es, err := g.cfg.Store.ListLogEntries(ctx, store.LogEntryFilter{JobID: job, TaskIndex: task, Attempt: attempt, AfterTask: -1, Limit: 1})
+			if err != nil {
+				return "", fmt.Errorf("look up the log's entry: %w", err)
+			}
+			if len(es) == 1 {
+				e := es[0]
+				return "", logs.ReadEntry(ctx, g.cfg.Blob, logs.Entry{Object: e.Object, Offset: e.Offset, Length: e.Length, StdoutBytes: e.StdoutBytes, StderrBytes: e.StderrBytes}, off, nil, emit)
+			}
+			ended = done()
+			if ended && endedAt.IsZero() {
+				endedAt = time.Now()
+			}
 		}
 		var resp *runnerv1.LiveResponse
 		var liveErr error
@@ -179,6 +185,7 @@ func (g *Gateway) readLog(ctx context.Context, job string, task, attempt int32, 
 		if held {
 			sawHeld = true
 		}
+		lookStore = !held || resp.Ended
 		switch {
 		case held && (follow || resp.Complete || !resp.Ended || time.Since(endedAt) >= archiveWait):
 			if _, err := logs.DecodeFrames(bytes.NewReader(resp.Frames), func(s byte, n int64, d []byte) error {
