@@ -103,6 +103,11 @@ func (ll *liveLogs) add(job string, chunks []*taskhostv1.LiveOutput) {
 		if ll.indexed[k] || c.Offset < 0 {
 			continue
 		}
+		if !wholeFrames(c.Frames) {
+			// Only whole frames keep the copy readable and trimmable.
+			ll.r.log.Warn("live output of a worker is not whole log frames; dropped", "job", job, "task_index", c.TaskIndex, "attempt", c.Attempt, "bytes", len(c.Frames))
+			continue
+		}
 		l := ll.logs[k]
 		if l == nil {
 			l = &liveLog{base: c.Offset}
@@ -125,6 +130,18 @@ func (ll *liveLogs) add(job string, chunks []*taskhostv1.LiveOutput) {
 		ll.held += len(data)
 		ll.trim(l)
 	}
+}
+
+// wholeFrames reports whether b is a run of whole log frames.
+func wholeFrames(b []byte) bool {
+	for len(b) > 0 {
+		n, err := logs.FrameSize(b)
+		if err != nil {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
 
 // share is what each copy may hold now: LiveAttemptBytes, less when
@@ -211,7 +228,7 @@ func (ll *liveLogs) indexedNow(job string, entries []*taskhostv1.LogEntry) {
 }
 
 // read returns frames of the attempt's live copy from offset from.
-func (ll *liveLogs) read(k liveKey, from int64, max int) *runnerv1.LiveResponse {
+func (ll *liveLogs) read(k liveKey, from int64, limit int) *runnerv1.LiveResponse {
 	ll.mu.Lock()
 	defer ll.mu.Unlock()
 	l := ll.logs[k]
@@ -221,30 +238,23 @@ func (ll *liveLogs) read(k liveKey, from int64, max int) *runnerv1.LiveResponse 
 	resp := &runnerv1.LiveResponse{Held: true, End: l.end(), Ended: !l.ended.IsZero()}
 	resp.Complete = resp.Ended && !l.lost && l.base == 0 && l.total == l.end()
 	resp.OutputTotal = l.output
-	start := max64(from, l.base)
+	start := max(from, l.base)
 	if start >= l.end() {
 		resp.Offset, resp.Next = start, start
 		return resp
 	}
 	b := l.buf[start-l.base:]
-	// Whole frames only, up to max bytes (at least one).
+	// Whole frames only, up to limit bytes (at least one).
 	n := 0
 	for n < len(b) {
 		size, err := logs.FrameSize(b[n:])
-		if err != nil || (n > 0 && n+size > max) {
+		if err != nil || (n > 0 && n+size > limit) {
 			break
 		}
 		n += size
 	}
 	resp.Offset, resp.Frames, resp.Next = start, append([]byte(nil), b[:n]...), start+int64(n)
 	return resp
-}
-
-func max64(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // spillLoop stores the live copies of attempts that ended without an
@@ -380,16 +390,16 @@ func (r *Runner) takeLogs(ctx context.Context, m *taskhostv1.PollRequest) error 
 }
 
 // LiveLog returns what the runner holds of an attempt's log from offset
-// on, at most max bytes of whole frames (0: 1 MiB). ErrNotOwner: this
+// on, at most limit bytes of whole frames (0: 1 MiB). ErrNotOwner: this
 // runner does not own the job's shard now.
-func (r *Runner) LiveLog(ctx context.Context, jobID string, task, attempt int32, offset int64, max int) (*runnerv1.LiveResponse, error) {
+func (r *Runner) LiveLog(ctx context.Context, jobID string, task, attempt int32, offset int64, limit int) (*runnerv1.LiveResponse, error) {
 	if !r.shards[store.ShardOf(jobID)].leased.Load() {
 		return nil, fmt.Errorf("job %s: %w", jobID, ErrNotOwner)
 	}
-	if max <= 0 || max > 1<<20 {
-		max = 1 << 20
+	if limit <= 0 || limit > 1<<20 {
+		limit = 1 << 20
 	}
-	return r.live.read(liveKey{jobID, task, attempt}, offset, max), nil
+	return r.live.read(liveKey{jobID, task, attempt}, offset, limit), nil
 }
 
 // Live implements RunnerService.Live with Runner.LiveLog.
@@ -407,10 +417,10 @@ func (s Service) Live(ctx context.Context, req *connect.Request[runnerv1.LiveReq
 
 // LiveLog implements gateway.LiveReader: it asks the runner that owns the
 // job's shard.
-func (a *RemoteAppender) LiveLog(ctx context.Context, jobID string, task, attempt int32, offset int64, max int) (*runnerv1.LiveResponse, error) {
+func (a *RemoteAppender) LiveLog(ctx context.Context, jobID string, task, attempt int32, offset int64, limit int) (*runnerv1.LiveResponse, error) {
 	var out *runnerv1.LiveResponse
 	err := a.call(ctx, jobID, "read the live log", func(c runnerv1connect.RunnerServiceClient) error {
-		r := connect.NewRequest(&runnerv1.LiveRequest{JobId: jobID, TaskIndex: task, Attempt: attempt, Offset: offset, MaxBytes: int32(max)})
+		r := connect.NewRequest(&runnerv1.LiveRequest{JobId: jobID, TaskIndex: task, Attempt: attempt, Offset: offset, MaxBytes: int32(limit)})
 		r.Header().Set("Authorization", "Bearer "+GatewayCredential(a.Key))
 		resp, err := c.Live(ctx, r)
 		if err != nil {

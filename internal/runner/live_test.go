@@ -3,6 +3,7 @@ package runner
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -111,5 +112,20 @@ func TestLiveMemoryBound(t *testing.T) {
 	}
 	if sum != ll.held {
 		t.Fatalf("held counts %d, the copies hold %d", ll.held, sum)
+	}
+}
+
+// TestLiveRefusesTorn: a chunk that is not whole frames is dropped, so a
+// worker's bad output cannot make the copy unreadable.
+func TestLiveRefusesTorn(t *testing.T) {
+	t.Parallel()
+	ll := newLiveLogs(&Runner{cfg: Config{LiveAttemptBytes: 4096, LiveMemoryBytes: 1 << 20}, log: slog.New(slog.DiscardHandler)})
+	f, _ := logs.AppendFrame(nil, logs.Stdout, 1, []byte("hello\n"))
+	ll.add("j", []*taskhostv1.LiveOutput{{TaskIndex: 1, Attempt: 1, Frames: f[:len(f)-1]}, {TaskIndex: 2, Attempt: 1, Frames: f}})
+	if r := ll.read(liveKey{"j", 1, 1}, 0, 1<<20); r.Held {
+		t.Fatalf("a torn chunk was kept: %+v", r)
+	}
+	if r := ll.read(liveKey{"j", 2, 1}, 0, 1<<20); !bytes.Equal(r.Frames, f) {
+		t.Fatalf("a whole chunk: %+v", r)
 	}
 }

@@ -371,13 +371,6 @@ func (p *packer) delivered(sent []*taskhostv1.LogEntry) {
 	p.ready = slices.DeleteFunc(p.ready, func(e *taskhostv1.LogEntry) bool { return slices.Contains(sent, e) })
 }
 
-// pending says whether packs or entries are still on their way.
-func (p *packer) pending() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cur != nil || len(p.sealed) > 0 || len(p.ready) > 0 || len(p.queue) > 0
-}
-
 // offsetWriter writes to a file from an offset on.
 type offsetWriter struct {
 	f   *os.File
