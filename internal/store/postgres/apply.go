@@ -220,12 +220,15 @@ func taskUpdateColumns(us []store.TaskUpdate) []any {
 		idxs, attempts, exits   = make([]int32, n), make([]int32, n), make([]int32, n)
 		runTiers                = make([]int32, n)
 		starts, finishes        = make([]*int64, n), make([]*int64, n)
+		durations, peaks        = make([]*int64, n), make([]*int64, n)
 	)
-	for i, u := range us {
+	for i := range us {
+		u := &us[i]
 		jobIDs[i], idxs[i], states[i], attempts[i], exits[i], reasons[i] = u.JobID, u.Index, string(u.State), u.Attempts, u.ExitCode, u.Reason
 		starts[i], finishes[i], runTiers[i] = storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), u.RunTier
+		durations[i], peaks[i] = storesql.TaskEnd(u)
 	}
-	return []any{jobIDs, idxs, states, attempts, exits, reasons, starts, finishes, runTiers}
+	return []any{jobIDs, idxs, states, attempts, exits, reasons, starts, finishes, runTiers, durations, peaks}
 }
 
 // attemptColumnsOf returns the arguments of qUpsertAttempts.

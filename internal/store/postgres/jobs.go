@@ -45,13 +45,21 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 	if err != nil {
 		return err
 	}
+	groups, err := storesql.GroupsColumn(job)
+	if err != nil {
+		return err
+	}
+	var groupsArg any // NULL: no groups
+	if groups != nil {
+		groupsArg = groups
+	}
 	n := int64(len(tasks))
 	err = s.pool.withTx(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, qInsertJob,
 			job.ID, job.Name, job.Namespace, labels, env, tiers, job.MaxWorkers,
 			string(store.JobPending), n, false,
 			n, 0, 0, 0, 0, 0, 0,
-			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, worker, job.SubmittedBy, secretEnv, job.Priority, job.LogDestination)
+			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, worker, job.SubmittedBy, secretEnv, job.Priority, job.LogDestination, groupsArg)
 		if pgCode(err) == uniqueViolation {
 			return storesql.Reject(errors.New("a job with this ID already exists"))
 		}
@@ -169,8 +177,26 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, e
 	if err := storesql.CheckJobFilter(f); err != nil {
 		return nil, err
 	}
+	var re *string // nil (NULL): any name
+	if f.NameGlob != "" {
+		toks, err := storesql.ParseGlob(f.NameGlob)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: name glob: %w", err)
+		}
+		r := globRegexp(toks)
+		re = &r
+	}
+	var labels []byte // nil (NULL): any labels
+	if len(f.Labels) > 0 {
+		b, err := json.Marshal(f.Labels)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: %w", err)
+		}
+		labels = b
+	}
 	// A nil slice is NULL (any namespace), an empty one an empty array.
-	return s.queryJobs(ctx, "list jobs", false, qListJobs, f.Namespace, states, f.Before, limit, f.Namespaces, f.SubmittedBy)
+	return s.queryJobs(ctx, "list jobs", false, qListJobs, f.Namespace, states, f.Before, limit, f.Namespaces, f.SubmittedBy,
+		re, labels, storesql.Nanos(f.CreatedAfter), storesql.Nanos(f.CreatedBefore))
 }
 
 // ListActiveJobs returns the pending and running jobs, oldest (least ID)

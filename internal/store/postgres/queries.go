@@ -1,5 +1,11 @@
 package postgres
 
+import (
+	"strings"
+
+	"github.com/haul-dev/haul/internal/store/storesql"
+)
+
 // Every SQL statement of the driver but the migrations (migrations/*.sql).
 // Optional filters are parameters (NULL for "any"), so that each query is
 // one fixed statement, prepared once per connection by pgx. Batch writes
@@ -29,7 +35,7 @@ const jobBaseColumns = `id, name, namespace, labels, env, tiers, max_workers, st
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
 	created_at, started_at, finished_at, spec, worker`
 
-const jobInsertColumns = jobBaseColumns + `, submitted_by, secret_env, priority, log_destination`
+const jobInsertColumns = jobBaseColumns + `, submitted_by, secret_env, priority, log_destination, "groups"`
 
 // jobUsageColumns hold a job's store.JobUsage, in field order.
 const jobUsageColumns = `memory_requested_byte_seconds, memory_used_byte_seconds, cpu_requested_seconds, cpu_used_seconds,
@@ -43,17 +49,26 @@ const (
 // Jobs.
 const (
 	qInsertJob = `INSERT INTO jobs (` + jobInsertColumns + `)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)`
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`
 	qJobExists = `SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)`
 	qGetJob    = `SELECT ` + jobColumns + ` FROM jobs WHERE id = $1`
 	// $1 namespace or '', $2 states or NULL, $3 ID to page before or '',
-	// $4 limit, $5 namespaces or NULL (any), $6 submitter or ''.
+	// $4 limit, $5 namespaces or NULL (any), $6 submitter or '', $7
+	// regular expression (from the name glob) or NULL, $8 JSON object of
+	// labels every one of which the job must have (containment: each key
+	// with that string value) or NULL, $9 and $10 the creation time bounds
+	// ($9 <= created_at < $10) or NULL. The name is matched in the "C"
+	// collation, as task keys are: glob classes are ranges of code points.
 	qListJobs = `SELECT ` + jobColumns + ` FROM jobs
 WHERE ($1::text = '' OR namespace = $1)
   AND ($2::text[] IS NULL OR state = ANY ($2))
   AND ($3::text = '' OR id < $3)
   AND ($5::text[] IS NULL OR namespace = ANY ($5))
   AND ($6::text = '' OR submitted_by = $6)
+  AND ($7::text IS NULL OR name COLLATE "C" ~ $7)
+  AND ($8::jsonb IS NULL OR labels @> $8)
+  AND ($9::bigint IS NULL OR created_at >= $9)
+  AND ($10::bigint IS NULL OR created_at < $10)
 ORDER BY id DESC
 LIMIT $4`
 	qListActiveJobs = `SELECT ` + activeJobColumns + ` FROM jobs
@@ -83,7 +98,7 @@ ORDER BY u.n LIMIT 1`
 )
 
 const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, run_tier, retries, timeout_ms,
-	state, attempts, exit_code, reason, started_at, finished_at`
+	state, attempts, exit_code, reason, started_at, finished_at, duration_ms, peak_rss`
 
 // Tasks.
 const (
@@ -92,15 +107,7 @@ const (
 	// defaults.
 	tasksTable = "tasks"
 
-	qLoadTasks = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = $1 ORDER BY idx`
-	// $1 job, $2 index to page after, $3 states or NULL, $4 regular
-	// expression (from the glob) or NULL, $5 limit.
-	qListTasks = `SELECT ` + taskColumns + ` FROM tasks
-WHERE job_id = $1 AND idx > $2
-  AND ($3::text[] IS NULL OR state = ANY ($3))
-  AND ($4::text IS NULL OR key ~ $4)
-ORDER BY idx
-LIMIT $5`
+	qLoadTasks  = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = $1 ORDER BY idx`
 	qGetTask    = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = $1 AND key = $2`
 	qTaskExists = `SELECT EXISTS (SELECT 1 FROM tasks WHERE job_id = $1 AND idx = $2)`
 	// AppendTasks: the job as it checks the tasks against, locked until
@@ -117,17 +124,97 @@ WHERE t.idx < $3
 ORDER BY u.n
 LIMIT 1`
 	// Columns: job_id, idx, state, attempts, exit_code, reason,
-	// started_at, finished_at, run_tier.
+	// started_at, finished_at, run_tier, then the run time and peak memory
+	// at the task's end (storesql.TaskEnd), NULL to keep them.
 	qUpdateTasks = `UPDATE tasks AS t SET state = u.state, attempts = u.attempts, exit_code = u.exit_code,
-	reason = u.reason, started_at = u.started_at, finished_at = u.finished_at, run_tier = u.run_tier
-FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], $5::integer[], $6::text[], $7::bigint[], $8::bigint[], $9::integer[])
-	AS u(job_id, idx, state, attempts, exit_code, reason, started_at, finished_at, run_tier)
+	reason = u.reason, started_at = u.started_at, finished_at = u.finished_at, run_tier = u.run_tier,
+	duration_ms = coalesce(u.duration_ms, t.duration_ms), peak_rss = coalesce(u.peak_rss, t.peak_rss)
+FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], $5::integer[], $6::text[], $7::bigint[], $8::bigint[], $9::integer[],
+		$10::bigint[], $11::bigint[])
+	AS u(job_id, idx, state, attempts, exit_code, reason, started_at, finished_at, run_tier, duration_ms, peak_rss)
 WHERE t.job_id = u.job_id AND t.idx = u.idx`
 	// The first of the (job, index) pairs $1, $2 that names no task.
 	qFirstMissingTask = `SELECT u.job_id, u.idx FROM unnest($1::text[], $2::integer[]) WITH ORDINALITY AS u(job_id, idx, n)
 WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = u.job_id AND t.idx = u.idx)
 ORDER BY u.n LIMIT 1`
+
+	// TaskRangeStats: for each range ($2[n] <= idx < $3[n]) of job $1, its
+	// tasks by state; n counts the ranges from 1. The lateral subquery
+	// (which aggregates, so it is not flattened) reads each range's rows
+	// through the primary key.
+	qTaskRangeStats = `SELECT r.n, s.state, s.n, s.started, s.finished
+FROM unnest($2::integer[], $3::integer[]) WITH ORDINALITY AS r(first_idx, end_idx, n)
+CROSS JOIN LATERAL (
+	SELECT t.state, count(*) AS n, min(t.started_at) AS started, max(t.finished_at) AS finished
+	FROM tasks t
+	WHERE t.job_id = $1 AND t.idx >= r.first_idx AND t.idx < r.end_idx
+	GROUP BY t.state) AS s`
+	qJobGroups = `SELECT "groups" FROM jobs WHERE id = $1`
 )
+
+// listTasksQueries are ListTasks's statements, one per query shape.
+var listTasksQueries = func() map[storesql.TaskSortQuery]string {
+	m := map[storesql.TaskSortQuery]string{}
+	m[storesql.TaskSortQuery{}] = listTasksSQL(storesql.TaskSortQuery{})
+	for _, col := range []string{"duration_ms", "peak_rss"} {
+		for _, desc := range []bool{false, true} {
+			for _, after := range []bool{false, true} {
+				q := storesql.TaskSortQuery{Column: col, Desc: desc, After: after}
+				m[q] = listTasksSQL(q)
+			}
+		}
+	}
+	return m
+}()
+
+// listTasksSQL returns ListTasks's statement for one query shape. Its
+// parameters: $1 job, $2 and $3 the index bounds ($2 <= idx < $3), $4
+// states or NULL, $5 regular expression (from the key glob) or NULL, $6
+// exit code or NULL, $7 run tier or NULL, $8 reason or "", $9 limit; with
+// q.After, $10 and $11 the sort value and index to continue after.
+//
+// In index order the bounds select a range of the primary key. Sorted by a
+// column, the statement reads the partial index on (job_id, column, idx)
+// of ended tasks (it repeats the index's predicate duration_ms >= 0, so
+// that the planner may use it), from the key it continues after; in
+// descending order, ties come by ascending index (an incremental sort of
+// each run of equal values).
+func listTasksSQL(q storesql.TaskSortQuery) string {
+	var b strings.Builder
+	b.WriteString(`SELECT ` + taskColumns + ` FROM tasks
+WHERE job_id = $1 AND idx >= $2 AND idx < $3`)
+	if q.Column != "" {
+		b.WriteString(` AND duration_ms >= 0`)
+	}
+	b.WriteString(`
+  AND ($4::text[] IS NULL OR state = ANY ($4))
+  AND ($5::text IS NULL OR key ~ $5)
+  AND ($6::integer IS NULL OR exit_code = $6)
+  AND ($7::integer IS NULL OR run_tier = $7)
+  AND ($8::text = '' OR reason = $8)`)
+	switch {
+	case q.Column == "":
+		b.WriteString(`
+ORDER BY idx`)
+	case !q.Desc:
+		if q.After {
+			b.WriteString(`
+  AND (` + q.Column + `, idx) > ($10::bigint, $11::integer)`)
+		}
+		b.WriteString(`
+ORDER BY ` + q.Column + `, idx`)
+	default:
+		if q.After {
+			b.WriteString(`
+  AND ` + q.Column + ` <= $10::bigint AND (` + q.Column + ` < $10 OR idx > $11::integer)`)
+		}
+		b.WriteString(`
+ORDER BY ` + q.Column + ` DESC, idx`)
+	}
+	b.WriteString(`
+LIMIT $9`)
+	return b.String()
+}
 
 var taskCopyColumns = []string{"job_id", "idx", "key", "argv", "env", "cwd", "after_deps", "tier", "run_tier", "retries", "timeout_ms", "state"}
 

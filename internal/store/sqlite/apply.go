@@ -59,8 +59,9 @@ func applyTasks(ctx context.Context, tx *sql.Tx, updates []store.TaskUpdate) err
 	defer stmt.Close()
 	for i := range updates {
 		u := &updates[i]
+		duration, peak := storesql.TaskEnd(u)
 		res, err := stmt.ExecContext(ctx, u.RunTier, string(u.State), u.Attempts, u.ExitCode, u.Reason,
-			storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), u.JobID, u.Index)
+			storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), duration, peak, u.JobID, u.Index)
 		if err != nil {
 			return fmt.Errorf("apply batch: task %d of job %s: %w", u.Index, u.JobID, classify(err))
 		}

@@ -30,6 +30,14 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 	if err != nil {
 		return err
 	}
+	groups, err := storesql.GroupsColumn(job)
+	if err != nil {
+		return err
+	}
+	var groupsText any // NULL: no groups
+	if groups != nil {
+		groupsText = string(groups)
+	}
 
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -42,7 +50,7 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 		job.ID, job.Name, job.Namespace, string(labels), string(env), string(tiers), job.MaxWorkers,
 		string(store.JobPending), n, false,
 		n, 0, 0, 0, 0, 0, 0,
-		storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, string(worker), job.SubmittedBy, string(secretEnv), job.Priority, job.LogDestination)
+		storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, string(worker), job.SubmittedBy, string(secretEnv), job.Priority, job.LogDestination, groupsText)
 	if err != nil {
 		var one int
 		if tx.QueryRowContext(ctx, qJobExists, job.ID).Scan(&one) == nil {
@@ -175,7 +183,28 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, e
 		}
 		namespaces = string(b)
 	}
-	return s.queryJobs(ctx, "list jobs", false, qListJobs, f.Namespace, states, f.Before, limit, namespaces, f.SubmittedBy)
+	var glob, match any // NULL: any name
+	if f.NameGlob != "" {
+		toks, err := storesql.ParseGlob(f.NameGlob)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: name glob: %w", err)
+		}
+		pattern, exact := sqliteGlob(toks)
+		glob = pattern
+		if !exact {
+			match = f.NameGlob
+		}
+	}
+	var labels any // NULL: any labels
+	if len(f.Labels) > 0 {
+		b, err := json.Marshal(f.Labels)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: %w", err)
+		}
+		labels = string(b)
+	}
+	return s.queryJobs(ctx, "list jobs", false, qListJobs, f.Namespace, states, f.Before, limit, namespaces, f.SubmittedBy,
+		glob, match, labels, storesql.Nanos(f.CreatedAfter), storesql.Nanos(f.CreatedBefore))
 }
 
 // ListActiveJobs returns the pending and running jobs, oldest (least ID)

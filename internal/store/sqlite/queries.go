@@ -1,6 +1,10 @@
 package sqlite
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/haul-dev/haul/internal/store/storesql"
+)
 
 // Every SQL statement of the driver but the migrations (migrations/*.sql).
 // Optional filters are parameters (NULL or '' for "any"), so that each
@@ -25,7 +29,7 @@ const jobBaseColumns = `id, name, namespace, labels, env, tiers, max_workers, st
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
 	created_at, started_at, finished_at, spec, worker`
 
-const jobInsertColumns = jobBaseColumns + `, submitted_by, secret_env, priority, log_destination`
+const jobInsertColumns = jobBaseColumns + `, submitted_by, secret_env, priority, log_destination, "groups"`
 
 // jobUsageColumns hold a job's store.JobUsage, in field order.
 const jobUsageColumns = `memory_requested_byte_seconds, memory_used_byte_seconds, cpu_requested_seconds, cpu_used_seconds,
@@ -39,18 +43,33 @@ const (
 // Jobs.
 const (
 	qInsertJob = `INSERT INTO jobs (` + jobInsertColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qJobExists = `SELECT 1 FROM jobs WHERE id = ?`
 	qGetJob    = `SELECT ` + jobColumns + ` FROM jobs WHERE id = ?`
 	// ?1 namespace or '', ?2 JSON array of states or NULL, ?3 ID to page
 	// before or '', ?4 limit, ?5 JSON array of namespaces or NULL (any),
-	// ?6 submitter or ''.
+	// ?6 submitter or '', ?7 GLOB pattern of the name or NULL, ?8 its
+	// path.Match pattern or NULL (as for ListTasks's keys), ?9 JSON
+	// object of labels every one of which the job must have or NULL, ?10
+	// and ?11 the creation time bounds (?10 <= created_at < ?11) or NULL.
+	//
+	// The labels are matched with json_each, not json_extract: a JSON
+	// path cannot spell every key (SQLite's path syntax has no escape for
+	// a '"' in a quoted key), and each pair is a value of the parameter,
+	// never text of the statement.
 	qListJobs = `SELECT ` + jobColumns + ` FROM jobs
 WHERE (?1 = '' OR namespace = ?1)
   AND (?2 IS NULL OR state IN (SELECT value FROM json_each(?2)))
   AND (?3 = '' OR id < ?3)
   AND (?5 IS NULL OR namespace IN (SELECT value FROM json_each(?5)))
   AND (?6 = '' OR submitted_by = ?6)
+  AND (?7 IS NULL OR name GLOB ?7)
+  AND (?8 IS NULL OR ` + pathMatchFunc + `(?8, name))
+  AND (?9 IS NULL OR NOT EXISTS (SELECT 1 FROM json_each(?9) AS want
+	WHERE NOT EXISTS (SELECT 1 FROM json_each(jobs.labels) AS have
+		WHERE have.key = want.key AND have.type = 'text' AND have.value = want.value)))
+  AND (?10 IS NULL OR created_at >= ?10)
+  AND (?11 IS NULL OR created_at < ?11)
 ORDER BY id DESC
 LIMIT ?4`
 	qListActiveJobs = `SELECT ` + activeJobColumns + ` FROM jobs
@@ -68,7 +87,7 @@ WHERE id = ?`
 )
 
 const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, run_tier, retries, timeout_ms,
-	state, attempts, exit_code, reason, started_at, finished_at`
+	state, attempts, exit_code, reason, started_at, finished_at, duration_ms, peak_rss`
 
 // Tasks.
 const (
@@ -80,17 +99,7 @@ const (
 	// CreateJob and AppendTasks (6,000 parameters; SQLite allows 32,766).
 	taskInsertRows = 500
 
-	qLoadTasks = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = ? ORDER BY idx`
-	// ?1 job, ?2 index to page after, ?3 JSON array of states or NULL,
-	// ?4 GLOB pattern or NULL, ?5 path.Match pattern or NULL (checked after
-	// GLOB when GLOB cannot spell the glob exactly), ?6 limit.
-	qListTasks = `SELECT ` + taskColumns + ` FROM tasks
-WHERE job_id = ?1 AND idx > ?2
-  AND (?3 IS NULL OR state IN (SELECT value FROM json_each(?3)))
-  AND (?4 IS NULL OR key GLOB ?4)
-  AND (?5 IS NULL OR ` + pathMatchFunc + `(?5, key))
-ORDER BY idx
-LIMIT ?6`
+	qLoadTasks  = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = ? ORDER BY idx`
 	qGetTask    = `SELECT ` + taskColumns + ` FROM tasks WHERE job_id = ? AND key = ?`
 	qTaskExists = `SELECT 1 FROM tasks WHERE job_id = ? AND idx = ?`
 	// AppendTasks: the job as it checks the tasks against, the counts it
@@ -104,9 +113,87 @@ JOIN tasks AS t ON t.job_id = ?1 AND t.key = k.value
 WHERE t.idx < ?3
 ORDER BY k.key
 LIMIT 1`
-	qUpdateTask = `UPDATE tasks SET run_tier = ?, state = ?, attempts = ?, exit_code = ?, reason = ?, started_at = ?, finished_at = ?
+	// The last two values are the task's run time and peak memory at its
+	// end (storesql.TaskEnd), NULL to keep them.
+	qUpdateTask = `UPDATE tasks SET run_tier = ?, state = ?, attempts = ?, exit_code = ?, reason = ?, started_at = ?, finished_at = ?,
+	duration_ms = coalesce(?, duration_ms), peak_rss = coalesce(?, peak_rss)
 WHERE job_id = ? AND idx = ?`
+
+	// TaskRangeStats: the tasks of job ?1 with ?2 <= idx < ?3 by state,
+	// read through the primary key.
+	qTaskRangeStats = `SELECT state, count(*), min(started_at), max(finished_at) FROM tasks
+WHERE job_id = ?1 AND idx >= ?2 AND idx < ?3
+GROUP BY state`
+	qJobGroups = `SELECT "groups" FROM jobs WHERE id = ?`
 )
+
+// listTasksQueries are ListTasks's statements, one per query shape.
+var listTasksQueries = func() map[storesql.TaskSortQuery]string {
+	m := map[storesql.TaskSortQuery]string{}
+	m[storesql.TaskSortQuery{}] = listTasksSQL(storesql.TaskSortQuery{})
+	for _, col := range []string{"duration_ms", "peak_rss"} {
+		for _, desc := range []bool{false, true} {
+			for _, after := range []bool{false, true} {
+				q := storesql.TaskSortQuery{Column: col, Desc: desc, After: after}
+				m[q] = listTasksSQL(q)
+			}
+		}
+	}
+	return m
+}()
+
+// listTasksSQL returns ListTasks's statement for one query shape. Its
+// parameters: ?1 job, ?2 and ?3 the index bounds (?2 <= idx < ?3), ?4 JSON
+// array of states or NULL, ?5 GLOB pattern or NULL, ?6 path.Match pattern
+// or NULL (checked after GLOB when GLOB cannot spell the glob exactly), ?7
+// exit code or NULL, ?8 run tier or NULL, ?9 reason or "", ?10 limit; with
+// q.After, ?11 and ?12 the sort value and index to continue after.
+//
+// In index order the bounds select a range of the primary key. Sorted by a
+// column, the statement reads the partial index on (job_id, column, idx)
+// of ended tasks (the predicate duration_ms >= 0 is the index's, so that
+// SQLite may use it): from the key it continues after, in the sort order.
+// The index bounds are then filters ("+idx": not an index range, which
+// would make SQLite prefer the primary key and sort).
+func listTasksSQL(q storesql.TaskSortQuery) string {
+	var b strings.Builder
+	b.WriteString(`SELECT ` + taskColumns + ` FROM tasks
+WHERE job_id = ?1`)
+	if q.Column == "" {
+		b.WriteString(` AND idx >= ?2 AND idx < ?3`)
+	} else {
+		b.WriteString(` AND duration_ms >= 0 AND +idx >= ?2 AND +idx < ?3`)
+	}
+	b.WriteString(`
+  AND (?4 IS NULL OR state IN (SELECT value FROM json_each(?4)))
+  AND (?5 IS NULL OR key GLOB ?5)
+  AND (?6 IS NULL OR ` + pathMatchFunc + `(?6, key))
+  AND (?7 IS NULL OR exit_code = ?7)
+  AND (?8 IS NULL OR run_tier = ?8)
+  AND (?9 = '' OR reason = ?9)`)
+	switch {
+	case q.Column == "":
+		b.WriteString(`
+ORDER BY idx`)
+	case !q.Desc:
+		if q.After {
+			b.WriteString(`
+  AND (` + q.Column + `, idx) > (?11, ?12)`)
+		}
+		b.WriteString(`
+ORDER BY ` + q.Column + `, idx`)
+	default:
+		if q.After {
+			b.WriteString(`
+  AND ` + q.Column + ` <= ?11 AND (` + q.Column + ` < ?11 OR idx > ?12)`)
+		}
+		b.WriteString(`
+ORDER BY ` + q.Column + ` DESC, idx`)
+	}
+	b.WriteString(`
+LIMIT ?10`)
+	return b.String()
+}
 
 // insertTasksSQL returns a statement inserting rows tasks.
 func insertTasksSQL(rows int) string {

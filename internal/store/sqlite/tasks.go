@@ -19,7 +19,7 @@ func scanTask(rows *sql.Rows) (store.Task, error) {
 		started, finished *int64
 	)
 	err := rows.Scan(&t.JobID, &t.Index, &t.Key, &argv, &env, &t.Cwd, &after, &t.Tier, &t.RunTier, &t.Retries, &t.TimeoutMS,
-		&state, &t.Attempts, &t.ExitCode, &t.Reason, &started, &finished)
+		&state, &t.Attempts, &t.ExitCode, &t.Reason, &started, &finished, &t.DurationMS, &t.PeakRSSBytes)
 	if err != nil {
 		return t, err
 	}
@@ -58,8 +58,10 @@ func (s *Store) LoadTasks(ctx context.Context, jobID string) ([]store.Task, erro
 	return tasks, nil
 }
 
-// ListTasks returns a page of a job's tasks in index order; store.ErrNotFound
-// if the job does not exist.
+// ListTasks returns a page of a job's tasks in index order, or sorted by
+// duration or peak memory (ended tasks only); store.ErrNotFound if the job
+// does not exist. Every page is read from where the last one ended (by
+// index, or by sort value and index), never with an offset.
 func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task, error) {
 	if f.JobID == "" {
 		return nil, errors.New("list tasks: job ID is empty")
@@ -67,6 +69,10 @@ func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 1000
+	}
+	q, err := storesql.CheckTaskSort(&f)
+	if err != nil {
+		return nil, fmt.Errorf("list tasks of job %s: %w", f.JobID, err)
 	}
 	var states any // NULL: any state
 	if len(f.States) > 0 {
@@ -93,7 +99,22 @@ func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task
 			match = f.KeyGlob
 		}
 	}
-	tasks, err := s.queryTasks(ctx, qListTasks, f.JobID, f.After, states, glob, match, limit)
+	if err := storesql.CheckTaskReason(f.Reason); err != nil {
+		return nil, fmt.Errorf("list tasks of job %s: %w", f.JobID, err)
+	}
+	var exitCode, runTier any // NULL: any
+	if f.ExitCode != nil {
+		exitCode = *f.ExitCode
+	}
+	if f.RunTier != nil {
+		runTier = *f.RunTier
+	}
+	first, end := storesql.IndexBounds(&f, q.Column == "")
+	args := []any{f.JobID, first, end, states, glob, match, exitCode, runTier, f.Reason, limit}
+	if q.After {
+		args = append(args, f.AfterValue, f.After)
+	}
+	tasks, err := s.queryTasks(ctx, listTasksQueries[q], args...)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks of job %s: %w", f.JobID, err)
 	}
@@ -103,6 +124,80 @@ func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task
 		}
 	}
 	return tasks, nil
+}
+
+// JobGroups returns the graph by group stored with a job; nil for a job
+// stored without one, store.ErrNotFound for an unknown job.
+func (s *Store) JobGroups(ctx context.Context, jobID string) ([]store.TaskGroup, error) {
+	var b []byte
+	err := s.read.QueryRowContext(ctx, qJobGroups, jobID).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("job groups of job %s: %w", jobID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("job groups of job %s: %w", jobID, err)
+	}
+	gs, err := storesql.DecodeGroups(b)
+	if err != nil {
+		return nil, fmt.Errorf("job groups of job %s: %w", jobID, err)
+	}
+	return gs, nil
+}
+
+// TaskRangeStats counts a job's tasks by state in each index range, with
+// their earliest start and latest end: one query per range, each reading
+// the range's rows through the primary key, all in one read transaction
+// (one snapshot). store.ErrNotFound for an unknown job.
+func (s *Store) TaskRangeStats(ctx context.Context, jobID string, ranges []store.IndexRange) ([]store.RangeStats, error) {
+	if err := storesql.CheckRanges(jobID, ranges); err != nil {
+		return nil, err
+	}
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("task range stats of job %s: %w", jobID, err)
+	}
+	defer tx.Rollback()
+	if err := s.jobExists(ctx, tx, "task range stats of job", jobID); err != nil {
+		return nil, err
+	}
+	out := make([]store.RangeStats, len(ranges))
+	if len(ranges) == 0 {
+		return out, nil
+	}
+	stmt, err := tx.PrepareContext(ctx, qTaskRangeStats)
+	if err != nil {
+		return nil, fmt.Errorf("task range stats of job %s: %w", jobID, err)
+	}
+	defer stmt.Close()
+	for i, r := range ranges {
+		if r.First == r.End {
+			continue
+		}
+		if err := rangeStats(ctx, stmt, jobID, r, &out[i]); err != nil {
+			return nil, fmt.Errorf("task range stats of job %s: range %d..%d: %w", jobID, r.First, r.End, err)
+		}
+	}
+	return out, nil
+}
+
+func rangeStats(ctx context.Context, stmt *sql.Stmt, jobID string, r store.IndexRange, rs *store.RangeStats) error {
+	rows, err := stmt.QueryContext(ctx, jobID, r.First, r.End)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			state             string
+			n                 int64
+			started, finished *int64
+		)
+		if err := rows.Scan(&state, &n, &started, &finished); err != nil {
+			return err
+		}
+		storesql.AddRangeRow(rs, state, n, started, finished)
+	}
+	return rows.Err()
 }
 
 // GetTask returns the task of a job with the given key; store.ErrNotFound

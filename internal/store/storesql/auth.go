@@ -239,9 +239,10 @@ func DecodeSecretEnv(j *store.Job, b []byte) error {
 	return nil
 }
 
-// CheckJobFilter checks the texts of ListJobs' filter: namespaces and the
-// submitter, which no stored job can match unless they are storable. Its
-// errors wrap store.ErrRejected.
+// CheckJobFilter checks the texts of ListJobs' filter: namespaces, the
+// submitter and the labels, which no stored job can match unless they are
+// storable, and the creation time bounds, which must be storable times.
+// Its errors wrap store.ErrRejected.
 func CheckJobFilter(f store.JobFilter) error {
 	for i, ns := range f.Namespaces {
 		if err := checkText(fmt.Sprintf("namespaces[%d]", i), ns); err != nil {
@@ -252,6 +253,15 @@ func CheckJobFilter(f store.JobFilter) error {
 		if err := checkText(c.field, c.s); err != nil {
 			return Reject(fmt.Errorf("list jobs: %w", err))
 		}
+	}
+	if err := checkMap("labels", f.Labels); err != nil {
+		return Reject(fmt.Errorf("list jobs: %w", err))
+	}
+	if err := checkTime("created_after", f.CreatedAfter); err != nil {
+		return Reject(fmt.Errorf("list jobs: %w", err))
+	}
+	if err := checkTime("created_before", f.CreatedBefore); err != nil {
+		return Reject(fmt.Errorf("list jobs: %w", err))
 	}
 	return nil
 }

@@ -226,6 +226,9 @@ func checkNewJob(job *store.Job, tasks []store.Task) error {
 		if err := checkTime("created_at", job.CreatedAt); err != nil {
 			return err
 		}
+		if err := checkGroups(job.Groups); err != nil {
+			return err
+		}
 		return checkTasks(job.ID, 0, tasks, len(job.Tiers), "tasks must have indexes 0..n-1 in order")
 	}()
 	if err != nil {
@@ -352,6 +355,9 @@ func checkBatch(b *store.Batch) error {
 				return fmt.Errorf("run tier %d: negative", u.RunTier)
 			}
 			if err := checkText("reason", u.Reason); err != nil {
+				return err
+			}
+			if err := checkCount("peak_rss_bytes", u.PeakRSSBytes); err != nil {
 				return err
 			}
 			if err := checkTime("started_at", u.StartedAt); err != nil {
