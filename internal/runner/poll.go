@@ -123,7 +123,7 @@ func (s *shard) poll(ctx context.Context, m *taskhostv1.PollRequest) (*connect.R
 		}
 		s.metrics.AttemptEnded(outcomeOf(res).String())
 		attempts = append(attempts, a)
-		info[res.TaskIndex] = resultInfo{exit: res.ExitCode, reason: a.Reason, started: a.StartedAt, finished: a.FinishedAt}
+		info[res.TaskIndex] = resultInfo{exit: res.ExitCode, reason: a.Reason, started: a.StartedAt, finished: a.FinishedAt, peak: a.Usage.PeakRSSBytes}
 	}
 	resp := &taskhostv1.PollResponse{}
 	var strangers []*taskhostv1.AttemptRef

@@ -744,6 +744,7 @@ type resultInfo struct {
 	reason   string
 	started  time.Time
 	finished time.Time
+	peak     int64 // peak RSS
 }
 
 func (s *shard) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32]resultInfo) <-chan struct{} {
@@ -782,6 +783,9 @@ func (s *shard) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32
 			u.FinishedAt = now
 			if reported && !in.finished.IsZero() {
 				u.FinishedAt = in.finished
+			}
+			if reported {
+				u.PeakRSSBytes = in.peak
 			}
 		}
 		u.StartedAt = tt.startedAt(tr.Task)

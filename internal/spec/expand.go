@@ -178,6 +178,9 @@ func (c *compiler) expand(entries []*entry) ([]string, [][]string) {
 		ee.flush()
 	}
 	c.job.Tasks = tasks
+	for _, e := range entries {
+		c.job.Entries = append(c.job.Entries, Entry{Key: e.keyText, Start: e.start, Count: int(e.fe.count)})
+	}
 	return keys, after
 }
 

@@ -75,6 +75,16 @@ type Job struct {
 	// destination within the team's, whose credentials it uses.
 	LogDestination string
 	Tasks          []Task
+	// Entries are the spec's task entries in order, each with the range
+	// of Tasks it expanded to: the groups of the job's graph by group.
+	Entries []Entry
+}
+
+// Entry is one entry of a spec's tasks list: its key as written ("sim-{i}"
+// for a foreach) and its tasks, Tasks[Start:Start+Count].
+type Entry struct {
+	Key          string
+	Start, Count int
 }
 
 // MaxPriority bounds a job's priority either way.

@@ -172,6 +172,9 @@ type Job struct {
 	// read path of the API can leak it; the store's errors name a secret's
 	// key, never its value.
 	SecretEnv map[string]string
+	// Groups is the job's graph by group, stored by CreateJob and read
+	// back only by JobGroups (GetJob and ListJobs leave it nil).
+	Groups []TaskGroup
 }
 
 // Task is a stored task. Index is its position in the job (0-based, spec
@@ -195,6 +198,34 @@ type Task struct {
 	ExitCode   int32 // of the last finished attempt
 	Reason     string
 	StartedAt  time.Time // of the last attempt
+	FinishedAt time.Time
+	// DurationMS and PeakRSSBytes are the last finished attempt's run
+	// time and peak memory, set with the task's end (DurationMS is -1
+	// and PeakRSSBytes 0 until then); ListTasks sorts by them.
+	DurationMS   int64
+	PeakRSSBytes int64
+}
+
+// TaskGroup is one node of a job's graph by group: the tasks of one spec
+// entry, which have contiguous indexes First..First+Count-1, and the groups
+// (by their index in the job's list) it depends on. The gateway computes
+// the groups at submit; they never change.
+type TaskGroup struct {
+	Name    string  `json:"name"`
+	First   int32   `json:"first"`
+	Count   int32   `json:"count"`
+	Parents []int32 `json:"parents,omitempty"`
+}
+
+// IndexRange is the task indexes First <= index < End of one job.
+type IndexRange struct{ First, End int32 }
+
+// RangeStats is what TaskRangeStats finds in one index range: its tasks'
+// counts by state, the earliest StartedAt and the latest FinishedAt among
+// them (zero when no task has one).
+type RangeStats struct {
+	Counts     TaskCounts
+	StartedAt  time.Time
 	FinishedAt time.Time
 }
 
@@ -279,6 +310,9 @@ type TaskUpdate struct {
 	Reason     string
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// PeakRSSBytes is the ending attempt's peak memory, stored with a
+	// terminal State (with the duration, FinishedAt - StartedAt).
+	PeakRSSBytes int64
 }
 
 // TaskCounts is how many tasks of a job are in each state.
@@ -365,15 +399,47 @@ type JobFilter struct {
 	Limit       int        // <= 0: a default of 100
 	// Before pages: only jobs whose ID sorts before this (IDs sort by creation time).
 	Before string
+	// NameGlob selects jobs whose name matches a shell glob (* ? [...]).
+	NameGlob string
+	// Labels selects jobs that have every one of these labels with these
+	// values.
+	Labels map[string]string
+	// CreatedAfter and CreatedBefore bound the creation time (zero: no
+	// bound): CreatedAfter <= created < CreatedBefore.
+	CreatedAfter, CreatedBefore time.Time
 }
 
-// TaskFilter selects tasks of one job for ListTasks, in index order.
+// TaskSort orders ListTasks.
+type TaskSort int
+
+const (
+	SortIndex    TaskSort = iota // by Index
+	SortDuration                 // by DurationMS, then Index; ended tasks only
+	SortPeakRSS                  // by PeakRSSBytes, then Index; ended tasks only
+)
+
+// TaskFilter selects tasks of one job for ListTasks, in index order (or
+// by Sort).
 type TaskFilter struct {
 	JobID   string
 	States  []TaskState // empty: all
 	KeyGlob string      // shell glob: * ? [...]; empty: all
 	After   int32       // only tasks with Index > After; use -1 for the first page
 	Limit   int         // <= 0: a default of 1000
+	// ExitCode, RunTier: only tasks with this exit code / run tier (nil:
+	// any). Reason: only tasks with this reason ("": any).
+	ExitCode *int32
+	RunTier  *int32
+	Reason   string
+	// FirstIndex <= Index < EndIndex (EndIndex 0: no upper bound).
+	FirstIndex, EndIndex int32
+	// Sort orders by duration or peak memory, ascending or, with Desc,
+	// descending, ties by Index ascending. Pages continue after the key
+	// (AfterValue, After): the last row's sort value and Index (for the
+	// first page, After -1; AfterValue is ignored then).
+	Sort       TaskSort
+	Desc       bool
+	AfterValue int64
 }
 
 // Lease is a named, expiring claim of one process over work in the store:
@@ -443,6 +509,14 @@ type Store interface {
 	// LoadTasks returns every task of a job in index order.
 	LoadTasks(ctx context.Context, jobID string) ([]Task, error)
 	ListTasks(ctx context.Context, f TaskFilter) ([]Task, error)
+	// JobGroups returns the graph by group CreateJob stored with a job
+	// (Job.Groups; nil for a job stored without one). ErrNotFound for an
+	// unknown job.
+	JobGroups(ctx context.Context, jobID string) ([]TaskGroup, error)
+	// TaskRangeStats counts a job's tasks by state in each index range
+	// and finds their earliest start and latest end, reading only the
+	// ranges' rows. ErrNotFound for an unknown job.
+	TaskRangeStats(ctx context.Context, jobID string, ranges []IndexRange) ([]RangeStats, error)
 	GetTask(ctx context.Context, jobID, key string) (*Task, error)
 	ListAttempts(ctx context.Context, jobID string, taskIndex int32) ([]Attempt, error)
 

@@ -25,6 +25,56 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// How ListTasks orders tasks.
+type TaskSort int32
+
+const (
+	TaskSort_TASK_SORT_UNSPECIFIED TaskSort = 0 // by index
+	TaskSort_TASK_SORT_DURATION    TaskSort = 1 // by the last attempt's duration (ended tasks only)
+	TaskSort_TASK_SORT_PEAK_MEMORY TaskSort = 2 // by the last attempt's peak RSS (ended tasks only)
+)
+
+// Enum value maps for TaskSort.
+var (
+	TaskSort_name = map[int32]string{
+		0: "TASK_SORT_UNSPECIFIED",
+		1: "TASK_SORT_DURATION",
+		2: "TASK_SORT_PEAK_MEMORY",
+	}
+	TaskSort_value = map[string]int32{
+		"TASK_SORT_UNSPECIFIED": 0,
+		"TASK_SORT_DURATION":    1,
+		"TASK_SORT_PEAK_MEMORY": 2,
+	}
+)
+
+func (x TaskSort) Enum() *TaskSort {
+	p := new(TaskSort)
+	*p = x
+	return p
+}
+
+func (x TaskSort) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TaskSort) Descriptor() protoreflect.EnumDescriptor {
+	return file_haul_api_v1_api_proto_enumTypes[0].Descriptor()
+}
+
+func (TaskSort) Type() protoreflect.EnumType {
+	return &file_haul_api_v1_api_proto_enumTypes[0]
+}
+
+func (x TaskSort) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TaskSort.Descriptor instead.
+func (TaskSort) EnumDescriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{0}
+}
+
 type LogStream int32
 
 const (
@@ -58,11 +108,11 @@ func (x LogStream) String() string {
 }
 
 func (LogStream) Descriptor() protoreflect.EnumDescriptor {
-	return file_haul_api_v1_api_proto_enumTypes[0].Descriptor()
+	return file_haul_api_v1_api_proto_enumTypes[1].Descriptor()
 }
 
 func (LogStream) Type() protoreflect.EnumType {
-	return &file_haul_api_v1_api_proto_enumTypes[0]
+	return &file_haul_api_v1_api_proto_enumTypes[1]
 }
 
 func (x LogStream) Number() protoreflect.EnumNumber {
@@ -71,7 +121,319 @@ func (x LogStream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogStream.Descriptor instead.
 func (LogStream) EnumDescriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{1}
+}
+
+type GetJobGraphRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJobGraphRequest) Reset() {
+	*x = GetJobGraphRequest{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJobGraphRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJobGraphRequest) ProtoMessage() {}
+
+func (x *GetJobGraphRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJobGraphRequest.ProtoReflect.Descriptor instead.
+func (*GetJobGraphRequest) Descriptor() ([]byte, []int) {
 	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetJobGraphRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+// TaskGroup is one node of the job's graph by group: the tasks of one spec
+// entry (indexes first_index .. first_index+task_count-1), or tasks added
+// while the job ran, grouped by their key without its trailing number.
+type TaskGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entry's key as written ("sim-{i}"); for added tasks the key stem
+	// followed by "*" ("chunk-*").
+	Name       string      `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	FirstIndex int32       `protobuf:"varint,2,opt,name=first_index,json=firstIndex,proto3" json:"first_index,omitempty"`
+	TaskCount  int64       `protobuf:"varint,3,opt,name=task_count,json=taskCount,proto3" json:"task_count,omitempty"`
+	Counts     *TaskCounts `protobuf:"bytes,4,opt,name=counts,proto3" json:"counts,omitempty"`
+	// The earliest start and the latest end of its tasks' last attempts
+	// (unset: none started / none ended).
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// Indexes (into GetJobGraphResponse.groups) of the groups it depends on.
+	Parents []int32 `protobuf:"varint,7,rep,packed,name=parents,proto3" json:"parents,omitempty"`
+	// On the path that decided the job's duration.
+	Critical      bool `protobuf:"varint,8,opt,name=critical,proto3" json:"critical,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskGroup) Reset() {
+	*x = TaskGroup{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskGroup) ProtoMessage() {}
+
+func (x *TaskGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskGroup.ProtoReflect.Descriptor instead.
+func (*TaskGroup) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TaskGroup) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TaskGroup) GetFirstIndex() int32 {
+	if x != nil {
+		return x.FirstIndex
+	}
+	return 0
+}
+
+func (x *TaskGroup) GetTaskCount() int64 {
+	if x != nil {
+		return x.TaskCount
+	}
+	return 0
+}
+
+func (x *TaskGroup) GetCounts() *TaskCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *TaskGroup) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *TaskGroup) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *TaskGroup) GetParents() []int32 {
+	if x != nil {
+		return x.Parents
+	}
+	return nil
+}
+
+func (x *TaskGroup) GetCritical() bool {
+	if x != nil {
+		return x.Critical
+	}
+	return false
+}
+
+type GetJobGraphResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Groups []*TaskGroup           `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// The critical path's groups, first to last (indexes into groups).
+	CriticalPath  []int32 `protobuf:"varint,2,rep,packed,name=critical_path,json=criticalPath,proto3" json:"critical_path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJobGraphResponse) Reset() {
+	*x = GetJobGraphResponse{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJobGraphResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJobGraphResponse) ProtoMessage() {}
+
+func (x *GetJobGraphResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJobGraphResponse.ProtoReflect.Descriptor instead.
+func (*GetJobGraphResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetJobGraphResponse) GetGroups() []*TaskGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *GetJobGraphResponse) GetCriticalPath() []int32 {
+	if x != nil {
+		return x.CriticalPath
+	}
+	return nil
+}
+
+type WatchJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Also send the group graph (as GetJobGraph) when it changes.
+	Groups        bool `protobuf:"varint,2,opt,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchJobRequest) Reset() {
+	*x = WatchJobRequest{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchJobRequest) ProtoMessage() {}
+
+func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
+func (*WatchJobRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WatchJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *WatchJobRequest) GetGroups() bool {
+	if x != nil {
+		return x.Groups
+	}
+	return false
+}
+
+type WatchJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Job   *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// Set when requested and changed since the last message (else empty).
+	Graph         *GetJobGraphResponse `protobuf:"bytes,2,opt,name=graph,proto3" json:"graph,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchJobResponse) Reset() {
+	*x = WatchJobResponse{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchJobResponse) ProtoMessage() {}
+
+func (x *WatchJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchJobResponse.ProtoReflect.Descriptor instead.
+func (*WatchJobResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *WatchJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *WatchJobResponse) GetGraph() *GetJobGraphResponse {
+	if x != nil {
+		return x.Graph
+	}
+	return nil
 }
 
 type WhyRequest struct {
@@ -85,7 +447,7 @@ type WhyRequest struct {
 
 func (x *WhyRequest) Reset() {
 	*x = WhyRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[0]
+	mi := &file_haul_api_v1_api_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -97,7 +459,7 @@ func (x *WhyRequest) String() string {
 func (*WhyRequest) ProtoMessage() {}
 
 func (x *WhyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[0]
+	mi := &file_haul_api_v1_api_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -110,7 +472,7 @@ func (x *WhyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhyRequest.ProtoReflect.Descriptor instead.
 func (*WhyRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{0}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WhyRequest) GetJobId() string {
@@ -161,7 +523,7 @@ type Blocker struct {
 
 func (x *Blocker) Reset() {
 	*x = Blocker{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	mi := &file_haul_api_v1_api_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -173,7 +535,7 @@ func (x *Blocker) String() string {
 func (*Blocker) ProtoMessage() {}
 
 func (x *Blocker) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	mi := &file_haul_api_v1_api_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -186,7 +548,7 @@ func (x *Blocker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Blocker.ProtoReflect.Descriptor instead.
 func (*Blocker) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{1}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Blocker) GetKind() string {
@@ -281,7 +643,7 @@ type WhyResponse struct {
 
 func (x *WhyResponse) Reset() {
 	*x = WhyResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	mi := &file_haul_api_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +655,7 @@ func (x *WhyResponse) String() string {
 func (*WhyResponse) ProtoMessage() {}
 
 func (x *WhyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	mi := &file_haul_api_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +668,7 @@ func (x *WhyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhyResponse.ProtoReflect.Descriptor instead.
 func (*WhyResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{2}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WhyResponse) GetJobId() string {
@@ -350,7 +712,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[3]
+	mi := &file_haul_api_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +724,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[3]
+	mi := &file_haul_api_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +737,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SubmitJobRequest) GetSpec() []byte {
@@ -413,7 +775,7 @@ type AddTasksRequest struct {
 
 func (x *AddTasksRequest) Reset() {
 	*x = AddTasksRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[4]
+	mi := &file_haul_api_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +787,7 @@ func (x *AddTasksRequest) String() string {
 func (*AddTasksRequest) ProtoMessage() {}
 
 func (x *AddTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[4]
+	mi := &file_haul_api_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +800,7 @@ func (x *AddTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddTasksRequest.ProtoReflect.Descriptor instead.
 func (*AddTasksRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AddTasksRequest) GetJobId() string {
@@ -488,7 +850,7 @@ type AddTasksResponse struct {
 
 func (x *AddTasksResponse) Reset() {
 	*x = AddTasksResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[5]
+	mi := &file_haul_api_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +862,7 @@ func (x *AddTasksResponse) String() string {
 func (*AddTasksResponse) ProtoMessage() {}
 
 func (x *AddTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[5]
+	mi := &file_haul_api_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +875,7 @@ func (x *AddTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddTasksResponse.ProtoReflect.Descriptor instead.
 func (*AddTasksResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AddTasksResponse) GetKeys() []string {
@@ -540,7 +902,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[6]
+	mi := &file_haul_api_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +914,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[6]
+	mi := &file_haul_api_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +927,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitJobResponse) GetJobId() string {
@@ -594,7 +956,7 @@ type Tier struct {
 
 func (x *Tier) Reset() {
 	*x = Tier{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[7]
+	mi := &file_haul_api_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +968,7 @@ func (x *Tier) String() string {
 func (*Tier) ProtoMessage() {}
 
 func (x *Tier) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[7]
+	mi := &file_haul_api_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +981,7 @@ func (x *Tier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tier.ProtoReflect.Descriptor instead.
 func (*Tier) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Tier) GetName() string {
@@ -665,7 +1027,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[8]
+	mi := &file_haul_api_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +1039,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[8]
+	mi := &file_haul_api_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +1052,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TaskCounts) GetBlocked() int64 {
@@ -779,7 +1141,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[9]
+	mi := &file_haul_api_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +1153,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[9]
+	mi := &file_haul_api_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +1166,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Job) GetId() string {
@@ -942,7 +1304,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[10]
+	mi := &file_haul_api_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1316,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[10]
+	mi := &file_haul_api_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1329,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -986,7 +1348,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[11]
+	mi := &file_haul_api_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1360,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[11]
+	mi := &file_haul_api_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1373,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -1022,18 +1384,27 @@ func (x *GetJobResponse) GetJob() *Job {
 }
 
 type ListJobsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	States        []string               `protobuf:"bytes,2,rep,name=states,proto3" json:"states,omitempty"`
-	PageSize      int32                  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	States    []string               `protobuf:"bytes,2,rep,name=states,proto3" json:"states,omitempty"`
+	PageSize  int32                  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string                 `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Shell-style glob over job names, such as "nightly-*".
+	NameGlob string `protobuf:"bytes,5,opt,name=name_glob,json=nameGlob,proto3" json:"name_glob,omitempty"`
+	// Jobs with every one of these labels (equal values).
+	Labels map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Jobs submitted by this subject.
+	SubmittedBy string `protobuf:"bytes,7,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
+	// Jobs created at or after / before these times.
+	CreatedAfter  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_after,json=createdAfter,proto3" json:"created_after,omitempty"`
+	CreatedBefore *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_before,json=createdBefore,proto3" json:"created_before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[12]
+	mi := &file_haul_api_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1416,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[12]
+	mi := &file_haul_api_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1429,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListJobsRequest) GetNamespace() string {
@@ -1089,6 +1460,41 @@ func (x *ListJobsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListJobsRequest) GetNameGlob() string {
+	if x != nil {
+		return x.NameGlob
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *ListJobsRequest) GetSubmittedBy() string {
+	if x != nil {
+		return x.SubmittedBy
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetCreatedAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAfter
+	}
+	return nil
+}
+
+func (x *ListJobsRequest) GetCreatedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedBefore
+	}
+	return nil
+}
+
 type ListJobsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
@@ -1099,7 +1505,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[13]
+	mi := &file_haul_api_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1517,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[13]
+	mi := &file_haul_api_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1530,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1150,7 +1556,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[14]
+	mi := &file_haul_api_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1568,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[14]
+	mi := &file_haul_api_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1581,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -1194,7 +1600,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[15]
+	mi := &file_haul_api_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1612,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[15]
+	mi := &file_haul_api_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1625,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -1269,7 +1675,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[16]
+	mi := &file_haul_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1687,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[16]
+	mi := &file_haul_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1700,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Attempt) GetNumber() int32 {
@@ -1456,7 +1862,7 @@ type GPUUsage struct {
 
 func (x *GPUUsage) Reset() {
 	*x = GPUUsage{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	mi := &file_haul_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1874,7 @@ func (x *GPUUsage) String() string {
 func (*GPUUsage) ProtoMessage() {}
 
 func (x *GPUUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	mi := &file_haul_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1887,7 @@ func (x *GPUUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPUUsage.ProtoReflect.Descriptor instead.
 func (*GPUUsage) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GPUUsage) GetIndex() int32 {
@@ -1531,7 +1937,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	mi := &file_haul_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1949,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	mi := &file_haul_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1962,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Usage) GetMemoryRequestedByteSeconds() float64 {
@@ -1625,13 +2031,17 @@ type Task struct {
 	// The names of the job's secret environment variables, which the task's
 	// process gets after env (values never returned).
 	SecretEnvNames []string `protobuf:"bytes,17,rep,name=secret_env_names,json=secretEnvNames,proto3" json:"secret_env_names,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The last finished attempt's run time and peak memory (-1 / 0 until
+	// an attempt ended).
+	DurationMs    int64 `protobuf:"varint,18,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	PeakRssBytes  int64 `protobuf:"varint,19,opt,name=peak_rss_bytes,json=peakRssBytes,proto3" json:"peak_rss_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[19]
+	mi := &file_haul_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +2053,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[19]
+	mi := &file_haul_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +2066,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Task) GetJobId() string {
@@ -1778,21 +2188,48 @@ func (x *Task) GetSecretEnvNames() []string {
 	return nil
 }
 
+func (x *Task) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *Task) GetPeakRssBytes() int64 {
+	if x != nil {
+		return x.PeakRssBytes
+	}
+	return 0
+}
+
 type ListTasksRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	JobId  string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	States []string               `protobuf:"bytes,2,rep,name=states,proto3" json:"states,omitempty"`
 	// Shell-style glob over task keys, such as "sim-4*".
-	KeyGlob       string `protobuf:"bytes,3,opt,name=key_glob,json=keyGlob,proto3" json:"key_glob,omitempty"`
-	PageSize      int32  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	KeyGlob   string `protobuf:"bytes,3,opt,name=key_glob,json=keyGlob,proto3" json:"key_glob,omitempty"`
+	PageSize  int32  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only tasks whose last attempt exited with this code.
+	ExitCode *int32 `protobuf:"varint,6,opt,name=exit_code,json=exitCode,proto3,oneof" json:"exit_code,omitempty"`
+	// Only tasks running (or that ran) on this tier.
+	Tier string `protobuf:"bytes,7,opt,name=tier,proto3" json:"tier,omitempty"`
+	// Only tasks whose reason is this (exit, signal, timeout, oom, ...).
+	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Only tasks with first_index <= index < end_index (end_index 0: no
+	// bound): a group of GetJobGraph.
+	FirstIndex int32    `protobuf:"varint,9,opt,name=first_index,json=firstIndex,proto3" json:"first_index,omitempty"`
+	EndIndex   int32    `protobuf:"varint,10,opt,name=end_index,json=endIndex,proto3" json:"end_index,omitempty"`
+	Sort       TaskSort `protobuf:"varint,11,opt,name=sort,proto3,enum=haul.api.v1.TaskSort" json:"sort,omitempty"`
+	// Largest first (duration and peak memory sorts).
+	Descending    bool `protobuf:"varint,12,opt,name=descending,proto3" json:"descending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[20]
+	mi := &file_haul_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +2241,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[20]
+	mi := &file_haul_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +2254,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -1855,6 +2292,55 @@ func (x *ListTasksRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListTasksRequest) GetExitCode() int32 {
+	if x != nil && x.ExitCode != nil {
+		return *x.ExitCode
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetFirstIndex() int32 {
+	if x != nil {
+		return x.FirstIndex
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetEndIndex() int32 {
+	if x != nil {
+		return x.EndIndex
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetSort() TaskSort {
+	if x != nil {
+		return x.Sort
+	}
+	return TaskSort_TASK_SORT_UNSPECIFIED
+}
+
+func (x *ListTasksRequest) GetDescending() bool {
+	if x != nil {
+		return x.Descending
+	}
+	return false
+}
+
 type ListTasksResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tasks         []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
@@ -1865,7 +2351,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[21]
+	mi := &file_haul_api_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +2363,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[21]
+	mi := &file_haul_api_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +2376,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1917,7 +2403,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[22]
+	mi := &file_haul_api_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2415,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[22]
+	mi := &file_haul_api_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2428,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetTaskRequest) GetJobId() string {
@@ -1971,7 +2457,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[23]
+	mi := &file_haul_api_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2469,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[23]
+	mi := &file_haul_api_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2482,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetTaskResponse) GetTask() *Task {
@@ -2030,7 +2516,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[24]
+	mi := &file_haul_api_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2528,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[24]
+	mi := &file_haul_api_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2541,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CancelTaskRequest) GetJobId() string {
@@ -2081,7 +2567,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[25]
+	mi := &file_haul_api_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2579,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[25]
+	mi := &file_haul_api_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2592,7 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CancelTaskResponse) GetTask() *Task {
@@ -2131,7 +2617,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[26]
+	mi := &file_haul_api_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2629,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[26]
+	mi := &file_haul_api_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2642,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetLogsRequest) GetJobId() string {
@@ -2206,7 +2692,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[27]
+	mi := &file_haul_api_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2704,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[27]
+	mi := &file_haul_api_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2717,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetLogsResponse) GetChunks() []*LogChunk {
@@ -2259,7 +2745,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[28]
+	mi := &file_haul_api_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2271,7 +2757,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[28]
+	mi := &file_haul_api_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2284,7 +2770,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LogChunk) GetStream() LogStream {
@@ -2312,7 +2798,31 @@ var File_haul_api_v1_api_proto protoreflect.FileDescriptor
 
 const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\n" +
-	"\x15haul/api/v1/api.proto\x12\vhaul.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\">\n" +
+	"\x15haul/api/v1/api.proto\x12\vhaul.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n" +
+	"\x12GetJobGraphRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xbe\x02\n" +
+	"\tTaskGroup\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vfirst_index\x18\x02 \x01(\x05R\n" +
+	"firstIndex\x12\x1d\n" +
+	"\n" +
+	"task_count\x18\x03 \x01(\x03R\ttaskCount\x12/\n" +
+	"\x06counts\x18\x04 \x01(\v2\x17.haul.api.v1.TaskCountsR\x06counts\x129\n" +
+	"\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12\x18\n" +
+	"\aparents\x18\a \x03(\x05R\aparents\x12\x1a\n" +
+	"\bcritical\x18\b \x01(\bR\bcritical\"j\n" +
+	"\x13GetJobGraphResponse\x12.\n" +
+	"\x06groups\x18\x01 \x03(\v2\x16.haul.api.v1.TaskGroupR\x06groups\x12#\n" +
+	"\rcritical_path\x18\x02 \x03(\x05R\fcriticalPath\"@\n" +
+	"\x0fWatchJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06groups\x18\x02 \x01(\bR\x06groups\"n\n" +
+	"\x10WatchJobResponse\x12\"\n" +
+	"\x03job\x18\x01 \x01(\v2\x10.haul.api.v1.JobR\x03job\x126\n" +
+	"\x05graph\x18\x02 \x01(\v2 .haul.api.v1.GetJobGraphResponseR\x05graph\">\n" +
 	"\n" +
 	"WhyRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
@@ -2397,13 +2907,21 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\rGetJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"4\n" +
 	"\x0eGetJobResponse\x12\"\n" +
-	"\x03job\x18\x01 \x01(\v2\x10.haul.api.v1.JobR\x03job\"\x83\x01\n" +
+	"\x03job\x18\x01 \x01(\v2\x10.haul.api.v1.JobR\x03job\"\xc4\x03\n" +
 	"\x0fListJobsRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x16\n" +
 	"\x06states\x18\x02 \x03(\tR\x06states\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"`\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tname_glob\x18\x05 \x01(\tR\bnameGlob\x12@\n" +
+	"\x06labels\x18\x06 \x03(\v2(.haul.api.v1.ListJobsRequest.LabelsEntryR\x06labels\x12!\n" +
+	"\fsubmitted_by\x18\a \x01(\tR\vsubmittedBy\x12?\n" +
+	"\rcreated_after\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fcreatedAfter\x12A\n" +
+	"\x0ecreated_before\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rcreatedBefore\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"`\n" +
 	"\x10ListJobsResponse\x12$\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x10.haul.api.v1.JobR\x04jobs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n" +
@@ -2449,7 +2967,7 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\x15cpu_requested_seconds\x18\x03 \x01(\x01R\x13cpuRequestedSeconds\x12(\n" +
 	"\x10cpu_used_seconds\x18\x04 \x01(\x01R\x0ecpuUsedSeconds\x12$\n" +
 	"\x0epeak_rss_bytes\x18\x05 \x01(\x03R\fpeakRssBytes\x12!\n" +
-	"\foom_attempts\x18\x06 \x01(\x03R\voomAttempts\"\xc3\x04\n" +
+	"\foom_attempts\x18\x06 \x01(\x03R\voomAttempts\"\x8a\x05\n" +
 	"\x04Task\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12\x10\n" +
@@ -2471,17 +2989,33 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"started_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12(\n" +
-	"\x10secret_env_names\x18\x11 \x03(\tR\x0esecretEnvNames\x1a6\n" +
+	"\x10secret_env_names\x18\x11 \x03(\tR\x0esecretEnvNames\x12\x1f\n" +
+	"\vduration_ms\x18\x12 \x01(\x03R\n" +
+	"durationMs\x12$\n" +
+	"\x0epeak_rss_bytes\x18\x13 \x01(\x03R\fpeakRssBytes\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x98\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfd\x02\n" +
 	"\x10ListTasksRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06states\x18\x02 \x03(\tR\x06states\x12\x19\n" +
 	"\bkey_glob\x18\x03 \x01(\tR\akeyGlob\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"d\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12 \n" +
+	"\texit_code\x18\x06 \x01(\x05H\x00R\bexitCode\x88\x01\x01\x12\x12\n" +
+	"\x04tier\x18\a \x01(\tR\x04tier\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12\x1f\n" +
+	"\vfirst_index\x18\t \x01(\x05R\n" +
+	"firstIndex\x12\x1b\n" +
+	"\tend_index\x18\n" +
+	" \x01(\x05R\bendIndex\x12)\n" +
+	"\x04sort\x18\v \x01(\x0e2\x15.haul.api.v1.TaskSortR\x04sort\x12\x1e\n" +
+	"\n" +
+	"descending\x18\f \x01(\bR\n" +
+	"descendingB\f\n" +
+	"\n" +
+	"_exit_code\"d\n" +
 	"\x11ListTasksResponse\x12'\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x11.haul.api.v1.TaskR\x05tasks\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n" +
@@ -2513,11 +3047,15 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\x06stream\x18\x01 \x01(\x0e2\x16.haul.api.v1.LogStreamR\x06stream\x12\x1d\n" +
 	"\n" +
 	"unix_nanos\x18\x02 \x01(\x03R\tunixNanos\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data*U\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data*X\n" +
+	"\bTaskSort\x12\x19\n" +
+	"\x15TASK_SORT_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12TASK_SORT_DURATION\x10\x01\x12\x19\n" +
+	"\x15TASK_SORT_PEAK_MEMORY\x10\x02*U\n" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\xdc\x05\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xc5\a\n" +
 	"\n" +
 	"JobService\x12J\n" +
 	"\tSubmitJob\x12\x1d.haul.api.v1.SubmitJobRequest\x1a\x1e.haul.api.v1.SubmitJobResponse\x12A\n" +
@@ -2530,7 +3068,10 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"CancelTask\x12\x1e.haul.api.v1.CancelTaskRequest\x1a\x1f.haul.api.v1.CancelTaskResponse\x12G\n" +
 	"\bAddTasks\x12\x1c.haul.api.v1.AddTasksRequest\x1a\x1d.haul.api.v1.AddTasksResponse\x12F\n" +
 	"\aGetLogs\x12\x1b.haul.api.v1.GetLogsRequest\x1a\x1c.haul.api.v1.GetLogsResponse0\x01\x128\n" +
-	"\x03Why\x12\x17.haul.api.v1.WhyRequest\x1a\x18.haul.api.v1.WhyResponseB9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
+	"\x03Why\x12\x17.haul.api.v1.WhyRequest\x1a\x18.haul.api.v1.WhyResponse\x12P\n" +
+	"\vGetJobGraph\x12\x1f.haul.api.v1.GetJobGraphRequest\x1a .haul.api.v1.GetJobGraphResponse\x12I\n" +
+	"\bWatchJob\x12\x1c.haul.api.v1.WatchJobRequest\x1a\x1d.haul.api.v1.WatchJobResponse0\x01\x12J\n" +
+	"\tWatchJobs\x12\x1c.haul.api.v1.ListJobsRequest\x1a\x1d.haul.api.v1.ListJobsResponse0\x01B9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
 
 var (
 	file_haul_api_v1_api_proto_rawDescOnce sync.Once
@@ -2544,97 +3085,120 @@ func file_haul_api_v1_api_proto_rawDescGZIP() []byte {
 	return file_haul_api_v1_api_proto_rawDescData
 }
 
-var file_haul_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_haul_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_haul_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_haul_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_haul_api_v1_api_proto_goTypes = []any{
-	(LogStream)(0),                // 0: haul.api.v1.LogStream
-	(*WhyRequest)(nil),            // 1: haul.api.v1.WhyRequest
-	(*Blocker)(nil),               // 2: haul.api.v1.Blocker
-	(*WhyResponse)(nil),           // 3: haul.api.v1.WhyResponse
-	(*SubmitJobRequest)(nil),      // 4: haul.api.v1.SubmitJobRequest
-	(*AddTasksRequest)(nil),       // 5: haul.api.v1.AddTasksRequest
-	(*AddTasksResponse)(nil),      // 6: haul.api.v1.AddTasksResponse
-	(*SubmitJobResponse)(nil),     // 7: haul.api.v1.SubmitJobResponse
-	(*Tier)(nil),                  // 8: haul.api.v1.Tier
-	(*TaskCounts)(nil),            // 9: haul.api.v1.TaskCounts
-	(*Job)(nil),                   // 10: haul.api.v1.Job
-	(*GetJobRequest)(nil),         // 11: haul.api.v1.GetJobRequest
-	(*GetJobResponse)(nil),        // 12: haul.api.v1.GetJobResponse
-	(*ListJobsRequest)(nil),       // 13: haul.api.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 14: haul.api.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 15: haul.api.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),     // 16: haul.api.v1.CancelJobResponse
-	(*Attempt)(nil),               // 17: haul.api.v1.Attempt
-	(*GPUUsage)(nil),              // 18: haul.api.v1.GPUUsage
-	(*Usage)(nil),                 // 19: haul.api.v1.Usage
-	(*Task)(nil),                  // 20: haul.api.v1.Task
-	(*ListTasksRequest)(nil),      // 21: haul.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 22: haul.api.v1.ListTasksResponse
-	(*GetTaskRequest)(nil),        // 23: haul.api.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),       // 24: haul.api.v1.GetTaskResponse
-	(*CancelTaskRequest)(nil),     // 25: haul.api.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),    // 26: haul.api.v1.CancelTaskResponse
-	(*GetLogsRequest)(nil),        // 27: haul.api.v1.GetLogsRequest
-	(*GetLogsResponse)(nil),       // 28: haul.api.v1.GetLogsResponse
-	(*LogChunk)(nil),              // 29: haul.api.v1.LogChunk
-	nil,                           // 30: haul.api.v1.Job.LabelsEntry
-	nil,                           // 31: haul.api.v1.Task.EnvEntry
-	nil,                           // 32: haul.api.v1.GetTaskResponse.JobEnvEntry
-	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
+	(TaskSort)(0),                 // 0: haul.api.v1.TaskSort
+	(LogStream)(0),                // 1: haul.api.v1.LogStream
+	(*GetJobGraphRequest)(nil),    // 2: haul.api.v1.GetJobGraphRequest
+	(*TaskGroup)(nil),             // 3: haul.api.v1.TaskGroup
+	(*GetJobGraphResponse)(nil),   // 4: haul.api.v1.GetJobGraphResponse
+	(*WatchJobRequest)(nil),       // 5: haul.api.v1.WatchJobRequest
+	(*WatchJobResponse)(nil),      // 6: haul.api.v1.WatchJobResponse
+	(*WhyRequest)(nil),            // 7: haul.api.v1.WhyRequest
+	(*Blocker)(nil),               // 8: haul.api.v1.Blocker
+	(*WhyResponse)(nil),           // 9: haul.api.v1.WhyResponse
+	(*SubmitJobRequest)(nil),      // 10: haul.api.v1.SubmitJobRequest
+	(*AddTasksRequest)(nil),       // 11: haul.api.v1.AddTasksRequest
+	(*AddTasksResponse)(nil),      // 12: haul.api.v1.AddTasksResponse
+	(*SubmitJobResponse)(nil),     // 13: haul.api.v1.SubmitJobResponse
+	(*Tier)(nil),                  // 14: haul.api.v1.Tier
+	(*TaskCounts)(nil),            // 15: haul.api.v1.TaskCounts
+	(*Job)(nil),                   // 16: haul.api.v1.Job
+	(*GetJobRequest)(nil),         // 17: haul.api.v1.GetJobRequest
+	(*GetJobResponse)(nil),        // 18: haul.api.v1.GetJobResponse
+	(*ListJobsRequest)(nil),       // 19: haul.api.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 20: haul.api.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 21: haul.api.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),     // 22: haul.api.v1.CancelJobResponse
+	(*Attempt)(nil),               // 23: haul.api.v1.Attempt
+	(*GPUUsage)(nil),              // 24: haul.api.v1.GPUUsage
+	(*Usage)(nil),                 // 25: haul.api.v1.Usage
+	(*Task)(nil),                  // 26: haul.api.v1.Task
+	(*ListTasksRequest)(nil),      // 27: haul.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 28: haul.api.v1.ListTasksResponse
+	(*GetTaskRequest)(nil),        // 29: haul.api.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),       // 30: haul.api.v1.GetTaskResponse
+	(*CancelTaskRequest)(nil),     // 31: haul.api.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),    // 32: haul.api.v1.CancelTaskResponse
+	(*GetLogsRequest)(nil),        // 33: haul.api.v1.GetLogsRequest
+	(*GetLogsResponse)(nil),       // 34: haul.api.v1.GetLogsResponse
+	(*LogChunk)(nil),              // 35: haul.api.v1.LogChunk
+	nil,                           // 36: haul.api.v1.Job.LabelsEntry
+	nil,                           // 37: haul.api.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 38: haul.api.v1.Task.EnvEntry
+	nil,                           // 39: haul.api.v1.GetTaskResponse.JobEnvEntry
+	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
 }
 var file_haul_api_v1_api_proto_depIdxs = []int32{
-	33, // 0: haul.api.v1.Blocker.until:type_name -> google.protobuf.Timestamp
-	33, // 1: haul.api.v1.Blocker.since:type_name -> google.protobuf.Timestamp
-	2,  // 2: haul.api.v1.WhyResponse.blockers:type_name -> haul.api.v1.Blocker
-	30, // 3: haul.api.v1.Job.labels:type_name -> haul.api.v1.Job.LabelsEntry
-	8,  // 4: haul.api.v1.Job.workers:type_name -> haul.api.v1.Tier
-	9,  // 5: haul.api.v1.Job.counts:type_name -> haul.api.v1.TaskCounts
-	33, // 6: haul.api.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	33, // 7: haul.api.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	33, // 8: haul.api.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	19, // 9: haul.api.v1.Job.usage:type_name -> haul.api.v1.Usage
-	10, // 10: haul.api.v1.GetJobResponse.job:type_name -> haul.api.v1.Job
-	10, // 11: haul.api.v1.ListJobsResponse.jobs:type_name -> haul.api.v1.Job
-	10, // 12: haul.api.v1.CancelJobResponse.job:type_name -> haul.api.v1.Job
-	33, // 13: haul.api.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	33, // 14: haul.api.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
-	18, // 15: haul.api.v1.Attempt.gpus:type_name -> haul.api.v1.GPUUsage
-	31, // 16: haul.api.v1.Task.env:type_name -> haul.api.v1.Task.EnvEntry
-	33, // 17: haul.api.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	33, // 18: haul.api.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	20, // 19: haul.api.v1.ListTasksResponse.tasks:type_name -> haul.api.v1.Task
-	20, // 20: haul.api.v1.GetTaskResponse.task:type_name -> haul.api.v1.Task
-	32, // 21: haul.api.v1.GetTaskResponse.job_env:type_name -> haul.api.v1.GetTaskResponse.JobEnvEntry
-	17, // 22: haul.api.v1.GetTaskResponse.attempts:type_name -> haul.api.v1.Attempt
-	20, // 23: haul.api.v1.CancelTaskResponse.task:type_name -> haul.api.v1.Task
-	0,  // 24: haul.api.v1.GetLogsRequest.streams:type_name -> haul.api.v1.LogStream
-	29, // 25: haul.api.v1.GetLogsResponse.chunks:type_name -> haul.api.v1.LogChunk
-	0,  // 26: haul.api.v1.LogChunk.stream:type_name -> haul.api.v1.LogStream
-	4,  // 27: haul.api.v1.JobService.SubmitJob:input_type -> haul.api.v1.SubmitJobRequest
-	11, // 28: haul.api.v1.JobService.GetJob:input_type -> haul.api.v1.GetJobRequest
-	13, // 29: haul.api.v1.JobService.ListJobs:input_type -> haul.api.v1.ListJobsRequest
-	15, // 30: haul.api.v1.JobService.CancelJob:input_type -> haul.api.v1.CancelJobRequest
-	21, // 31: haul.api.v1.JobService.ListTasks:input_type -> haul.api.v1.ListTasksRequest
-	23, // 32: haul.api.v1.JobService.GetTask:input_type -> haul.api.v1.GetTaskRequest
-	25, // 33: haul.api.v1.JobService.CancelTask:input_type -> haul.api.v1.CancelTaskRequest
-	5,  // 34: haul.api.v1.JobService.AddTasks:input_type -> haul.api.v1.AddTasksRequest
-	27, // 35: haul.api.v1.JobService.GetLogs:input_type -> haul.api.v1.GetLogsRequest
-	1,  // 36: haul.api.v1.JobService.Why:input_type -> haul.api.v1.WhyRequest
-	7,  // 37: haul.api.v1.JobService.SubmitJob:output_type -> haul.api.v1.SubmitJobResponse
-	12, // 38: haul.api.v1.JobService.GetJob:output_type -> haul.api.v1.GetJobResponse
-	14, // 39: haul.api.v1.JobService.ListJobs:output_type -> haul.api.v1.ListJobsResponse
-	16, // 40: haul.api.v1.JobService.CancelJob:output_type -> haul.api.v1.CancelJobResponse
-	22, // 41: haul.api.v1.JobService.ListTasks:output_type -> haul.api.v1.ListTasksResponse
-	24, // 42: haul.api.v1.JobService.GetTask:output_type -> haul.api.v1.GetTaskResponse
-	26, // 43: haul.api.v1.JobService.CancelTask:output_type -> haul.api.v1.CancelTaskResponse
-	6,  // 44: haul.api.v1.JobService.AddTasks:output_type -> haul.api.v1.AddTasksResponse
-	28, // 45: haul.api.v1.JobService.GetLogs:output_type -> haul.api.v1.GetLogsResponse
-	3,  // 46: haul.api.v1.JobService.Why:output_type -> haul.api.v1.WhyResponse
-	37, // [37:47] is the sub-list for method output_type
-	27, // [27:37] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	15, // 0: haul.api.v1.TaskGroup.counts:type_name -> haul.api.v1.TaskCounts
+	40, // 1: haul.api.v1.TaskGroup.started_at:type_name -> google.protobuf.Timestamp
+	40, // 2: haul.api.v1.TaskGroup.finished_at:type_name -> google.protobuf.Timestamp
+	3,  // 3: haul.api.v1.GetJobGraphResponse.groups:type_name -> haul.api.v1.TaskGroup
+	16, // 4: haul.api.v1.WatchJobResponse.job:type_name -> haul.api.v1.Job
+	4,  // 5: haul.api.v1.WatchJobResponse.graph:type_name -> haul.api.v1.GetJobGraphResponse
+	40, // 6: haul.api.v1.Blocker.until:type_name -> google.protobuf.Timestamp
+	40, // 7: haul.api.v1.Blocker.since:type_name -> google.protobuf.Timestamp
+	8,  // 8: haul.api.v1.WhyResponse.blockers:type_name -> haul.api.v1.Blocker
+	36, // 9: haul.api.v1.Job.labels:type_name -> haul.api.v1.Job.LabelsEntry
+	14, // 10: haul.api.v1.Job.workers:type_name -> haul.api.v1.Tier
+	15, // 11: haul.api.v1.Job.counts:type_name -> haul.api.v1.TaskCounts
+	40, // 12: haul.api.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	40, // 13: haul.api.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	40, // 14: haul.api.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	25, // 15: haul.api.v1.Job.usage:type_name -> haul.api.v1.Usage
+	16, // 16: haul.api.v1.GetJobResponse.job:type_name -> haul.api.v1.Job
+	37, // 17: haul.api.v1.ListJobsRequest.labels:type_name -> haul.api.v1.ListJobsRequest.LabelsEntry
+	40, // 18: haul.api.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
+	40, // 19: haul.api.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
+	16, // 20: haul.api.v1.ListJobsResponse.jobs:type_name -> haul.api.v1.Job
+	16, // 21: haul.api.v1.CancelJobResponse.job:type_name -> haul.api.v1.Job
+	40, // 22: haul.api.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	40, // 23: haul.api.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	24, // 24: haul.api.v1.Attempt.gpus:type_name -> haul.api.v1.GPUUsage
+	38, // 25: haul.api.v1.Task.env:type_name -> haul.api.v1.Task.EnvEntry
+	40, // 26: haul.api.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	40, // 27: haul.api.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 28: haul.api.v1.ListTasksRequest.sort:type_name -> haul.api.v1.TaskSort
+	26, // 29: haul.api.v1.ListTasksResponse.tasks:type_name -> haul.api.v1.Task
+	26, // 30: haul.api.v1.GetTaskResponse.task:type_name -> haul.api.v1.Task
+	39, // 31: haul.api.v1.GetTaskResponse.job_env:type_name -> haul.api.v1.GetTaskResponse.JobEnvEntry
+	23, // 32: haul.api.v1.GetTaskResponse.attempts:type_name -> haul.api.v1.Attempt
+	26, // 33: haul.api.v1.CancelTaskResponse.task:type_name -> haul.api.v1.Task
+	1,  // 34: haul.api.v1.GetLogsRequest.streams:type_name -> haul.api.v1.LogStream
+	35, // 35: haul.api.v1.GetLogsResponse.chunks:type_name -> haul.api.v1.LogChunk
+	1,  // 36: haul.api.v1.LogChunk.stream:type_name -> haul.api.v1.LogStream
+	10, // 37: haul.api.v1.JobService.SubmitJob:input_type -> haul.api.v1.SubmitJobRequest
+	17, // 38: haul.api.v1.JobService.GetJob:input_type -> haul.api.v1.GetJobRequest
+	19, // 39: haul.api.v1.JobService.ListJobs:input_type -> haul.api.v1.ListJobsRequest
+	21, // 40: haul.api.v1.JobService.CancelJob:input_type -> haul.api.v1.CancelJobRequest
+	27, // 41: haul.api.v1.JobService.ListTasks:input_type -> haul.api.v1.ListTasksRequest
+	29, // 42: haul.api.v1.JobService.GetTask:input_type -> haul.api.v1.GetTaskRequest
+	31, // 43: haul.api.v1.JobService.CancelTask:input_type -> haul.api.v1.CancelTaskRequest
+	11, // 44: haul.api.v1.JobService.AddTasks:input_type -> haul.api.v1.AddTasksRequest
+	33, // 45: haul.api.v1.JobService.GetLogs:input_type -> haul.api.v1.GetLogsRequest
+	7,  // 46: haul.api.v1.JobService.Why:input_type -> haul.api.v1.WhyRequest
+	2,  // 47: haul.api.v1.JobService.GetJobGraph:input_type -> haul.api.v1.GetJobGraphRequest
+	5,  // 48: haul.api.v1.JobService.WatchJob:input_type -> haul.api.v1.WatchJobRequest
+	19, // 49: haul.api.v1.JobService.WatchJobs:input_type -> haul.api.v1.ListJobsRequest
+	13, // 50: haul.api.v1.JobService.SubmitJob:output_type -> haul.api.v1.SubmitJobResponse
+	18, // 51: haul.api.v1.JobService.GetJob:output_type -> haul.api.v1.GetJobResponse
+	20, // 52: haul.api.v1.JobService.ListJobs:output_type -> haul.api.v1.ListJobsResponse
+	22, // 53: haul.api.v1.JobService.CancelJob:output_type -> haul.api.v1.CancelJobResponse
+	28, // 54: haul.api.v1.JobService.ListTasks:output_type -> haul.api.v1.ListTasksResponse
+	30, // 55: haul.api.v1.JobService.GetTask:output_type -> haul.api.v1.GetTaskResponse
+	32, // 56: haul.api.v1.JobService.CancelTask:output_type -> haul.api.v1.CancelTaskResponse
+	12, // 57: haul.api.v1.JobService.AddTasks:output_type -> haul.api.v1.AddTasksResponse
+	34, // 58: haul.api.v1.JobService.GetLogs:output_type -> haul.api.v1.GetLogsResponse
+	9,  // 59: haul.api.v1.JobService.Why:output_type -> haul.api.v1.WhyResponse
+	4,  // 60: haul.api.v1.JobService.GetJobGraph:output_type -> haul.api.v1.GetJobGraphResponse
+	6,  // 61: haul.api.v1.JobService.WatchJob:output_type -> haul.api.v1.WatchJobResponse
+	20, // 62: haul.api.v1.JobService.WatchJobs:output_type -> haul.api.v1.ListJobsResponse
+	50, // [50:63] is the sub-list for method output_type
+	37, // [37:50] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_haul_api_v1_api_proto_init() }
@@ -2642,13 +3206,14 @@ func file_haul_api_v1_api_proto_init() {
 	if File_haul_api_v1_api_proto != nil {
 		return
 	}
+	file_haul_api_v1_api_proto_msgTypes[25].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_api_v1_api_proto_rawDesc), len(file_haul_api_v1_api_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   32,
+			NumEnums:      2,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -55,6 +55,12 @@ const (
 	JobServiceGetLogsProcedure = "/haul.api.v1.JobService/GetLogs"
 	// JobServiceWhyProcedure is the fully-qualified name of the JobService's Why RPC.
 	JobServiceWhyProcedure = "/haul.api.v1.JobService/Why"
+	// JobServiceGetJobGraphProcedure is the fully-qualified name of the JobService's GetJobGraph RPC.
+	JobServiceGetJobGraphProcedure = "/haul.api.v1.JobService/GetJobGraph"
+	// JobServiceWatchJobProcedure is the fully-qualified name of the JobService's WatchJob RPC.
+	JobServiceWatchJobProcedure = "/haul.api.v1.JobService/WatchJob"
+	// JobServiceWatchJobsProcedure is the fully-qualified name of the JobService's WatchJobs RPC.
+	JobServiceWatchJobsProcedure = "/haul.api.v1.JobService/WatchJobs"
 )
 
 // JobServiceClient is a client for the haul.api.v1.JobService service.
@@ -82,6 +88,21 @@ type JobServiceClient interface {
 	// max_workers, the team's quota, no cluster, a worker starting...).
 	// Viewers of the job's team may ask.
 	Why(context.Context, *connect.Request[v1.WhyRequest]) (*connect.Response[v1.WhyResponse], error)
+	// GetJobGraph returns the job's DAG by group: one node per spec entry (a
+	// foreach of a million tasks is one node), with its counts by state,
+	// its first start and last end, the groups it depends on, and whether it
+	// is on the critical path (the chain of groups that decided the job's
+	// duration). Viewers of the job's team may ask.
+	GetJobGraph(context.Context, *connect.Request[v1.GetJobGraphRequest]) (*connect.Response[v1.GetJobGraphResponse], error)
+	// WatchJob streams the job as it changes: a message at once, then one
+	// whenever its state or counts change (at most every 250 ms), with the
+	// group graph when asked (at most every 2 s). It ends when the job is
+	// terminal and its last state was sent. One reader per job per gateway
+	// serves every watcher of that job.
+	WatchJob(context.Context, *connect.Request[v1.WatchJobRequest]) (*connect.ServerStreamForClient[v1.WatchJobResponse], error)
+	// WatchJobs streams the first page of ListJobs with the request's
+	// filters: at once, then whenever it changes (checked every 2 s).
+	WatchJobs(context.Context, *connect.Request[v1.ListJobsRequest]) (*connect.ServerStreamForClient[v1.ListJobsResponse], error)
 }
 
 // NewJobServiceClient constructs a client for the haul.api.v1.JobService service. By default, it
@@ -155,21 +176,42 @@ func NewJobServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(jobServiceMethods.ByName("Why")),
 			connect.WithClientOptions(opts...),
 		),
+		getJobGraph: connect.NewClient[v1.GetJobGraphRequest, v1.GetJobGraphResponse](
+			httpClient,
+			baseURL+JobServiceGetJobGraphProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("GetJobGraph")),
+			connect.WithClientOptions(opts...),
+		),
+		watchJob: connect.NewClient[v1.WatchJobRequest, v1.WatchJobResponse](
+			httpClient,
+			baseURL+JobServiceWatchJobProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("WatchJob")),
+			connect.WithClientOptions(opts...),
+		),
+		watchJobs: connect.NewClient[v1.ListJobsRequest, v1.ListJobsResponse](
+			httpClient,
+			baseURL+JobServiceWatchJobsProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("WatchJobs")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // jobServiceClient implements JobServiceClient.
 type jobServiceClient struct {
-	submitJob  *connect.Client[v1.SubmitJobRequest, v1.SubmitJobResponse]
-	getJob     *connect.Client[v1.GetJobRequest, v1.GetJobResponse]
-	listJobs   *connect.Client[v1.ListJobsRequest, v1.ListJobsResponse]
-	cancelJob  *connect.Client[v1.CancelJobRequest, v1.CancelJobResponse]
-	listTasks  *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
-	getTask    *connect.Client[v1.GetTaskRequest, v1.GetTaskResponse]
-	cancelTask *connect.Client[v1.CancelTaskRequest, v1.CancelTaskResponse]
-	addTasks   *connect.Client[v1.AddTasksRequest, v1.AddTasksResponse]
-	getLogs    *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
-	why        *connect.Client[v1.WhyRequest, v1.WhyResponse]
+	submitJob   *connect.Client[v1.SubmitJobRequest, v1.SubmitJobResponse]
+	getJob      *connect.Client[v1.GetJobRequest, v1.GetJobResponse]
+	listJobs    *connect.Client[v1.ListJobsRequest, v1.ListJobsResponse]
+	cancelJob   *connect.Client[v1.CancelJobRequest, v1.CancelJobResponse]
+	listTasks   *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
+	getTask     *connect.Client[v1.GetTaskRequest, v1.GetTaskResponse]
+	cancelTask  *connect.Client[v1.CancelTaskRequest, v1.CancelTaskResponse]
+	addTasks    *connect.Client[v1.AddTasksRequest, v1.AddTasksResponse]
+	getLogs     *connect.Client[v1.GetLogsRequest, v1.GetLogsResponse]
+	why         *connect.Client[v1.WhyRequest, v1.WhyResponse]
+	getJobGraph *connect.Client[v1.GetJobGraphRequest, v1.GetJobGraphResponse]
+	watchJob    *connect.Client[v1.WatchJobRequest, v1.WatchJobResponse]
+	watchJobs   *connect.Client[v1.ListJobsRequest, v1.ListJobsResponse]
 }
 
 // SubmitJob calls haul.api.v1.JobService.SubmitJob.
@@ -222,6 +264,21 @@ func (c *jobServiceClient) Why(ctx context.Context, req *connect.Request[v1.WhyR
 	return c.why.CallUnary(ctx, req)
 }
 
+// GetJobGraph calls haul.api.v1.JobService.GetJobGraph.
+func (c *jobServiceClient) GetJobGraph(ctx context.Context, req *connect.Request[v1.GetJobGraphRequest]) (*connect.Response[v1.GetJobGraphResponse], error) {
+	return c.getJobGraph.CallUnary(ctx, req)
+}
+
+// WatchJob calls haul.api.v1.JobService.WatchJob.
+func (c *jobServiceClient) WatchJob(ctx context.Context, req *connect.Request[v1.WatchJobRequest]) (*connect.ServerStreamForClient[v1.WatchJobResponse], error) {
+	return c.watchJob.CallServerStream(ctx, req)
+}
+
+// WatchJobs calls haul.api.v1.JobService.WatchJobs.
+func (c *jobServiceClient) WatchJobs(ctx context.Context, req *connect.Request[v1.ListJobsRequest]) (*connect.ServerStreamForClient[v1.ListJobsResponse], error) {
+	return c.watchJobs.CallServerStream(ctx, req)
+}
+
 // JobServiceHandler is an implementation of the haul.api.v1.JobService service.
 type JobServiceHandler interface {
 	// SubmitJob validates a job spec and stores the job and all of its tasks.
@@ -247,6 +304,21 @@ type JobServiceHandler interface {
 	// max_workers, the team's quota, no cluster, a worker starting...).
 	// Viewers of the job's team may ask.
 	Why(context.Context, *connect.Request[v1.WhyRequest]) (*connect.Response[v1.WhyResponse], error)
+	// GetJobGraph returns the job's DAG by group: one node per spec entry (a
+	// foreach of a million tasks is one node), with its counts by state,
+	// its first start and last end, the groups it depends on, and whether it
+	// is on the critical path (the chain of groups that decided the job's
+	// duration). Viewers of the job's team may ask.
+	GetJobGraph(context.Context, *connect.Request[v1.GetJobGraphRequest]) (*connect.Response[v1.GetJobGraphResponse], error)
+	// WatchJob streams the job as it changes: a message at once, then one
+	// whenever its state or counts change (at most every 250 ms), with the
+	// group graph when asked (at most every 2 s). It ends when the job is
+	// terminal and its last state was sent. One reader per job per gateway
+	// serves every watcher of that job.
+	WatchJob(context.Context, *connect.Request[v1.WatchJobRequest], *connect.ServerStream[v1.WatchJobResponse]) error
+	// WatchJobs streams the first page of ListJobs with the request's
+	// filters: at once, then whenever it changes (checked every 2 s).
+	WatchJobs(context.Context, *connect.Request[v1.ListJobsRequest], *connect.ServerStream[v1.ListJobsResponse]) error
 }
 
 // NewJobServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -316,6 +388,24 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(jobServiceMethods.ByName("Why")),
 		connect.WithHandlerOptions(opts...),
 	)
+	jobServiceGetJobGraphHandler := connect.NewUnaryHandler(
+		JobServiceGetJobGraphProcedure,
+		svc.GetJobGraph,
+		connect.WithSchema(jobServiceMethods.ByName("GetJobGraph")),
+		connect.WithHandlerOptions(opts...),
+	)
+	jobServiceWatchJobHandler := connect.NewServerStreamHandler(
+		JobServiceWatchJobProcedure,
+		svc.WatchJob,
+		connect.WithSchema(jobServiceMethods.ByName("WatchJob")),
+		connect.WithHandlerOptions(opts...),
+	)
+	jobServiceWatchJobsHandler := connect.NewServerStreamHandler(
+		JobServiceWatchJobsProcedure,
+		svc.WatchJobs,
+		connect.WithSchema(jobServiceMethods.ByName("WatchJobs")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/haul.api.v1.JobService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case JobServiceSubmitJobProcedure:
@@ -338,6 +428,12 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 			jobServiceGetLogsHandler.ServeHTTP(w, r)
 		case JobServiceWhyProcedure:
 			jobServiceWhyHandler.ServeHTTP(w, r)
+		case JobServiceGetJobGraphProcedure:
+			jobServiceGetJobGraphHandler.ServeHTTP(w, r)
+		case JobServiceWatchJobProcedure:
+			jobServiceWatchJobHandler.ServeHTTP(w, r)
+		case JobServiceWatchJobsProcedure:
+			jobServiceWatchJobsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -385,4 +481,16 @@ func (UnimplementedJobServiceHandler) GetLogs(context.Context, *connect.Request[
 
 func (UnimplementedJobServiceHandler) Why(context.Context, *connect.Request[v1.WhyRequest]) (*connect.Response[v1.WhyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.Why is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) GetJobGraph(context.Context, *connect.Request[v1.GetJobGraphRequest]) (*connect.Response[v1.GetJobGraphResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.GetJobGraph is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) WatchJob(context.Context, *connect.Request[v1.WatchJobRequest], *connect.ServerStream[v1.WatchJobResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.WatchJob is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) WatchJobs(context.Context, *connect.Request[v1.ListJobsRequest], *connect.ServerStream[v1.ListJobsResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.WatchJobs is not implemented"))
 }
