@@ -461,7 +461,8 @@ func TestCompileDefaults(t *testing.T) {
 	j := compile(t, "name: j\ntasks: [{key: a, command: [x]}]\n")
 	want := &Job{
 		Name: "j", Namespace: "default", Workers: []Tier{{Name: "default", CPU: 1, MemoryBytes: 1 << 30}},
-		Tasks: []Task{{Key: "a", Command: []string{"x"}}},
+		Tasks:   []Task{{Key: "a", Command: []string{"x"}}},
+		Entries: []Entry{{Key: "a", Start: 0, Count: 1}},
 	}
 	if !reflect.DeepEqual(j, want) {
 		t.Errorf("job = %+v\nwant %+v", j, want)
@@ -508,6 +509,7 @@ tasks:
 			{Key: "prep", Command: []string{"prep", "--all"}, Cwd: "/data", Tier: 1, Retries: 0, TimeoutMS: 5_400_000},
 			{Key: "run", Command: []string{"run"}, Env: map[string]string{"MODE": "slow"}, After: []string{"prep"}, Retries: 2, TimeoutMS: 90_000},
 		},
+		Entries: []Entry{{Key: "prep", Start: 0, Count: 1}, {Key: "run", Start: 1, Count: 1}},
 	}
 	if !reflect.DeepEqual(j, want) {
 		t.Errorf("job = %+v\nwant %+v", j, want)
@@ -736,5 +738,30 @@ func TestDocExamples(t *testing.T) {
 	}
 	if n < 2 {
 		t.Errorf("found %d complete examples in the doc", n)
+	}
+}
+
+// Entries name each spec entry as written and the range of tasks it
+// expanded to, in order: the groups of the job's graph.
+func TestCompileEntries(t *testing.T) {
+	j := compile(t, `
+name: j
+tasks:
+  - key: prep
+    command: [x]
+  - key: "sim-{i}"
+    foreach: {range: [0, 3]}
+    command: [x, "{i}"]
+    after: [prep]
+  - key: merge
+    command: [x]
+    after: ["sim-*"]
+`)
+	want := []Entry{{Key: "prep", Start: 0, Count: 1}, {Key: "sim-{i}", Start: 1, Count: 3}, {Key: "merge", Start: 4, Count: 1}}
+	if !reflect.DeepEqual(j.Entries, want) {
+		t.Fatalf("entries = %+v, want %+v", j.Entries, want)
+	}
+	if got := len(j.Tasks); got != 5 {
+		t.Fatalf("%d tasks, want 5", got)
 	}
 }
