@@ -104,10 +104,6 @@ func ArchivedJobProto(a *store.ArchivedJob) *apiv1.Job {
 		TaskCount: a.TaskCount, WorkerSeconds: a.WorkerSeconds, EstimatedCostUsd: a.CostUSD,
 		SubmittedBy: a.SubmittedBy,
 		CreatedAt:   ts(a.CreatedAt), StartedAt: ts(a.StartedAt), FinishedAt: ts(a.FinishedAt),
-		Counts: &apiv1.TaskCounts{
-			Blocked: a.Counts.Blocked, Queued: a.Counts.Queued, Running: a.Counts.Running,
-			Succeeded: a.Counts.Succeeded, Failed: a.Counts.Failed,
-			UpstreamFailed: a.Counts.UpstreamFailed, Cancelled: a.Counts.Cancelled,
-		},
+		Counts: countsProto(a.Counts),
 	}
 }

@@ -121,6 +121,7 @@ type Gateway struct {
 	cfg    Config
 	audit  store.AuthStore
 	limits *limiters
+	watch  watchHub
 }
 
 var _ apiv1connect.JobServiceHandler = (*Gateway)(nil)
@@ -161,7 +162,7 @@ func (g *Gateway) submitJob(ctx context.Context, m *mutation, req *connect.Reque
 	if name == "" {
 		name = "spec"
 	}
-	js, _, err := spec.Compile(req.Msg.Spec, name, g.cfg.Limits)
+	js, graph, err := spec.Compile(req.Msg.Spec, name, g.cfg.Limits)
 	if err != nil {
 		m.detail = "spec " + name + " does not compile"
 		return nil, specError(err)
@@ -203,6 +204,7 @@ func (g *Gateway) submitJob(ctx context.Context, m *mutation, req *connect.Reque
 		Spec:           stored,
 		SecretEnv:      js.SecretEnv,
 		SubmittedBy:    m.id.Subject,
+		Groups:         Groups(js, graph),
 	}
 	for _, t := range js.Workers {
 		tier := store.Tier{Name: t.Name, CPU: t.CPU, MemoryBytes: t.MemoryBytes, GPU: t.GPU, GPUType: t.GPUType, NodeSelector: t.NodeSelector}
@@ -268,7 +270,19 @@ func (g *Gateway) ListJobs(ctx context.Context, req *connect.Request[apiv1.ListJ
 		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%w: %s may not see the jobs of team %q (a viewer role there is needed)", auth.ErrDenied, id, ns))
 	}
 	size := pageSize(req.Msg.PageSize, 100, 1000)
-	f := store.JobFilter{Namespace: req.Msg.Namespace, Limit: size + 1, Before: req.Msg.PageToken}
+	f := store.JobFilter{Namespace: req.Msg.Namespace, Limit: size + 1, Before: req.Msg.PageToken,
+		NameGlob: req.Msg.NameGlob, Labels: req.Msg.Labels, SubmittedBy: req.Msg.SubmittedBy}
+	if req.Msg.NameGlob != "" {
+		if _, err := path.Match(req.Msg.NameGlob, ""); err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("name glob %q: %w", req.Msg.NameGlob, err))
+		}
+	}
+	if t := req.Msg.CreatedAfter; t != nil {
+		f.CreatedAfter = t.AsTime()
+	}
+	if t := req.Msg.CreatedBefore; t != nil {
+		f.CreatedBefore = t.AsTime()
+	}
 	if !id.PlatformAdmin {
 		f.Namespaces = []string{}
 		for _, team := range id.TeamNames() {
@@ -346,26 +360,11 @@ func (g *Gateway) ListTasks(ctx context.Context, req *connect.Request[apiv1.List
 		return nil, err
 	}
 	size := pageSize(req.Msg.PageSize, 1000, 10000)
-	f := store.TaskFilter{JobID: j.ID, KeyGlob: req.Msg.KeyGlob, After: -1, Limit: size + 1}
-	if req.Msg.KeyGlob != "" {
-		if _, err := path.Match(req.Msg.KeyGlob, ""); err != nil {
-			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("key glob %q: %w", req.Msg.KeyGlob, err))
-		}
+	f, err := taskFilter(j, req.Msg)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	if req.Msg.PageToken != "" {
-		n, err := strconv.ParseInt(req.Msg.PageToken, 10, 32)
-		if err != nil || n < 0 {
-			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("bad page token %q", req.Msg.PageToken))
-		}
-		f.After = int32(n)
-	}
-	for _, s := range req.Msg.States {
-		st, err := ParseTaskState(s)
-		if err != nil {
-			return nil, connect.NewError(connect.CodeInvalidArgument, err)
-		}
-		f.States = append(f.States, st)
-	}
+	f.Limit = size + 1
 	tasks, err := g.cfg.Store.ListTasks(ctx, f)
 	if err != nil {
 		return nil, storeError(err, "tasks of job", j.ID)
@@ -373,7 +372,7 @@ func (g *Gateway) ListTasks(ctx context.Context, req *connect.Request[apiv1.List
 	resp := &apiv1.ListTasksResponse{}
 	if len(tasks) > size {
 		tasks = tasks[:size]
-		resp.NextPageToken = strconv.Itoa(int(tasks[size-1].Index))
+		resp.NextPageToken = taskPageToken(f.Sort, &tasks[size-1])
 	}
 	for i := range tasks {
 		resp.Tasks = append(resp.Tasks, TaskProto(j, &tasks[i]))
@@ -494,11 +493,7 @@ func JobProto(j *store.Job) *apiv1.Job {
 		},
 		SubmittedBy: j.SubmittedBy, SecretEnvNames: spec.SecretNames(j.Spec),
 		CreatedAt: ts(j.CreatedAt), StartedAt: ts(j.StartedAt), FinishedAt: ts(j.FinishedAt),
-		Counts: &apiv1.TaskCounts{
-			Blocked: j.Counts.Blocked, Queued: j.Counts.Queued, Running: j.Counts.Running,
-			Succeeded: j.Counts.Succeeded, Failed: j.Counts.Failed,
-			UpstreamFailed: j.Counts.UpstreamFailed, Cancelled: j.Counts.Cancelled,
-		},
+		Counts: countsProto(j.Counts),
 	}
 	for _, t := range j.Tiers {
 		p.Workers = append(p.Workers, &apiv1.Tier{Name: t.Name, Cpu: t.CPU, MemoryBytes: t.MemoryBytes, Gpu: t.GPU})
@@ -514,6 +509,7 @@ func TaskProto(j *store.Job, t *store.Task) *apiv1.Task {
 		Attempts: t.Attempts, ExitCode: t.ExitCode, Reason: t.Reason,
 		StartedAt: ts(t.StartedAt), FinishedAt: ts(t.FinishedAt),
 		SecretEnvNames: spec.SecretNames(j.Spec),
+		DurationMs:     t.DurationMS, PeakRssBytes: t.PeakRSSBytes,
 	}
 }
 
