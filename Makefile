@@ -9,6 +9,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 
 .PHONY: all build haul-query test test-short test-kube generate check-generate tools fuzz bench chaos
+.PHONY: ui ui-check
 
 all: build
 
@@ -65,3 +66,15 @@ fuzz:
 
 bench:
 	go test -run '^$$' -bench . ./internal/sched
+
+# The web UI: ui/ built with Vite into internal/ui/dist, which is committed
+# (go build embeds it and needs no Node). ui-check rebuilds into a
+# temporary directory and fails when the committed build differs.
+ui:
+	cd ui && npm ci && npm run build -- --outDir ../internal/ui/dist --emptyOutDir
+
+ui-check:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  (cd ui && npm ci && npm run build -- --outDir "$$tmp/dist" --emptyOutDir) >/dev/null && \
+	  { diff -r "$$tmp/dist" internal/ui/dist || \
+	    { echo "internal/ui/dist is not the build of ui/: run make ui" >&2; exit 1; }; }
