@@ -182,7 +182,7 @@ var listTasksQueries = func() map[storesql.TaskSortQuery]string {
 func listTasksSQL(q storesql.TaskSortQuery) string {
 	var b strings.Builder
 	b.WriteString(`SELECT ` + taskColumns + ` FROM tasks
-WHERE job_id = $1 AND idx >= $2 AND idx < $3`)
+WHERE job_id = $1 AND idx >= $2::bigint AND idx < $3::bigint`)
 	if q.Column != "" {
 		b.WriteString(` AND duration_ms >= 0`)
 	}

@@ -127,6 +127,10 @@ GROUP BY state`
 	qJobGroups = `SELECT "groups" FROM jobs WHERE id = ?`
 )
 
+// sortIndexes are the partial indexes of ended tasks (migration 0014) by
+// sort column.
+var sortIndexes = map[string]string{"duration_ms": "tasks_job_duration_idx", "peak_rss": "tasks_job_peak_rss_idx"}
+
 // listTasksQueries are ListTasks's statements, one per query shape.
 var listTasksQueries = func() map[storesql.TaskSortQuery]string {
 	m := map[storesql.TaskSortQuery]string{}
@@ -152,16 +156,31 @@ var listTasksQueries = func() map[storesql.TaskSortQuery]string {
 // In index order the bounds select a range of the primary key. Sorted by a
 // column, the statement reads the partial index on (job_id, column, idx)
 // of ended tasks (the predicate duration_ms >= 0 is the index's, so that
-// SQLite may use it): from the key it continues after, in the sort order.
-// The index bounds are then filters ("+idx": not an index range, which
-// would make SQLite prefer the primary key and sort).
+// SQLite may use it) from the key it continues after, in the sort order;
+// INDEXED BY names it, as SQLite would otherwise read the index by
+// duration for a first page by peak memory (duration_ms >= 0 is a range
+// of it) and sort every ended task. The index bounds are then filters
+// ("+idx": not an index range).
+//
+// In descending order, ties come by ascending index: SQLite sorts each
+// run of equal values (a temporary b-tree for the last term of the ORDER
+// BY), not the whole job.
 func listTasksSQL(q storesql.TaskSortQuery) string {
 	var b strings.Builder
-	b.WriteString(`SELECT ` + taskColumns + ` FROM tasks
-WHERE job_id = ?1`)
 	if q.Column == "" {
-		b.WriteString(` AND idx >= ?2 AND idx < ?3`)
+		b.WriteString(`SELECT ` + taskColumns + ` FROM tasks
+WHERE job_id = ?1 AND idx >= ?2 AND idx < ?3`)
 	} else {
+		b.WriteString(`SELECT ` + taskColumns + ` FROM tasks INDEXED BY ` + sortIndexes[q.Column] + `
+WHERE job_id = ?1`)
+		// The key to continue after comes first: of two bounds on the
+		// sort column, SQLite reads the index from the first.
+		switch {
+		case q.After && !q.Desc:
+			b.WriteString(` AND (` + q.Column + `, idx) > (?11, ?12)`)
+		case q.After:
+			b.WriteString(` AND ` + q.Column + ` <= ?11 AND (` + q.Column + ` < ?11 OR idx > ?12)`)
+		}
 		b.WriteString(` AND duration_ms >= 0 AND +idx >= ?2 AND +idx < ?3`)
 	}
 	b.WriteString(`
@@ -176,17 +195,9 @@ WHERE job_id = ?1`)
 		b.WriteString(`
 ORDER BY idx`)
 	case !q.Desc:
-		if q.After {
-			b.WriteString(`
-  AND (` + q.Column + `, idx) > (?11, ?12)`)
-		}
 		b.WriteString(`
 ORDER BY ` + q.Column + `, idx`)
 	default:
-		if q.After {
-			b.WriteString(`
-  AND ` + q.Column + ` <= ?11 AND (` + q.Column + ` < ?11 OR idx > ?12)`)
-		}
 		b.WriteString(`
 ORDER BY ` + q.Column + ` DESC, idx`)
 	}

@@ -68,6 +68,12 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListTasks/Glob", testListTasksGlob},
 		{"ListTasks/PagingByState", testListTasksPaging},
 		{"ListTasks/Refused", testListTasksRefused},
+		{"ListTasks/Sort", testTaskSort},
+		{"ListTasks/SortRefused", testTaskSortRefused},
+		{"ListTasks/SortAppended", testTaskSortAppended},
+		{"ListJobs/Filters", testListJobsFilters},
+		{"JobGroups", testJobGroups},
+		{"TaskRangeStats", testTaskRangeStats},
 		{"GetTask", testGetTask},
 		{"ListAttempts", testListAttempts},
 		{"Apply/RoundTrip", testApplyRoundTrip},
@@ -225,6 +231,7 @@ func storedTasks(jobID string, tasks []store.Task) []store.Task {
 		t.State = store.TaskBlocked
 		t.Attempts, t.ExitCode, t.Reason = 0, 0, ""
 		t.StartedAt, t.FinishedAt = time.Time{}, time.Time{}
+		t.DurationMS, t.PeakRSSBytes = -1, 0
 		out[i] = t
 	}
 	return out
@@ -907,6 +914,8 @@ func testApplyRoundTrip(t *testing.T, s store.Store) {
 	want := storedTasks(job.ID, tasks)
 	want[0].RunTier, want[0].State, want[0].Attempts, want[0].StartedAt, want[0].FinishedAt = 1, store.TaskSucceeded, 1, started, finished
 	want[1].RunTier, want[1].State, want[1].Attempts, want[1].ExitCode, want[1].Reason, want[1].StartedAt, want[1].FinishedAt = 1, store.TaskFailed, 2, -1, "timeout", started, finished
+	// Ended having run: the run time in whole milliseconds (59s less 1ns).
+	want[0].DurationMS, want[1].DurationMS = 58_999, 58_999
 	checkTasks(t, loadTasks(t, s, job.ID), want)
 
 	// Back to zero times and zero usage: they read back as zero.
@@ -917,6 +926,7 @@ func testApplyRoundTrip(t *testing.T, s store.Store) {
 	wantJob.State, wantJob.Counts, wantJob.StartedAt, wantJob.FinishedAt = store.JobSucceeded, store.TaskCounts{Succeeded: 3}, time.Time{}, finished
 	wantJob.WorkerSeconds, wantJob.CostUSD, wantJob.Usage = 0, 0, store.JobUsage{}
 	checkJob(t, getJob(t, s, job.ID), wantJob)
+	// Not an end: the run time and peak memory stay.
 	want[0].RunTier, want[0].State, want[0].StartedAt, want[0].FinishedAt = 0, store.TaskQueued, time.Time{}, time.Time{}
 	checkTasks(t, loadTasks(t, s, job.ID), want)
 }
@@ -1442,9 +1452,9 @@ func CheckSchemaV3Rows(t *testing.T, s store.Store) {
 	checkJob(t, job, want)
 	checkTasks(t, loadTasks(t, s, "v3-job"), []store.Task{
 		{JobID: "v3-job", Index: 0, Key: "a", Argv: []string{"true"}, Env: map[string]string{}, Cwd: "/", After: []string{},
-			Tier: 0, RunTier: 0, Retries: 1, State: store.TaskQueued},
+			Tier: 0, RunTier: 0, Retries: 1, State: store.TaskQueued, DurationMS: -1},
 		{JobID: "v3-job", Index: 1, Key: "b", Argv: []string{"false"}, After: []string{"a"},
-			Tier: 1, RunTier: 1, Retries: 2, TimeoutMS: 5000, State: store.TaskRunning, Attempts: 1, StartedAt: time.Unix(0, 2000)},
+			Tier: 1, RunTier: 1, Retries: 2, TimeoutMS: 5000, State: store.TaskRunning, Attempts: 1, StartedAt: time.Unix(0, 2000), DurationMS: -1},
 	})
 	running := store.Attempt{JobID: "v3-job", TaskIndex: 1, Number: 1, Tier: 1, WorkerID: "w1", State: store.AttemptRunning, StartedAt: time.Unix(0, 2000)}
 	checkAttempts(t, s, "v3-job", 1, []store.Attempt{running})
