@@ -168,6 +168,49 @@ func TestUpgradeFromV3(t *testing.T) {
 	storetest.CheckSchemaV3Rows(t, s)
 }
 
+// TestUpgradeFromV13 migrates a database that schema version 13 left with
+// ended tasks in it.
+func TestUpgradeFromV13(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ms, err := storesql.Migrations(migrationFS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := pgtest.NewDatabase(t, serverURL)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, qCreateMigrations); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[:13] {
+		if _, err := conn.Exec(ctx, m.SQL); err != nil {
+			t.Fatalf("apply %s: %v", m.Name, err)
+		}
+		if _, err := conn.Exec(ctx, qRecordMigration, m.Version, m.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range storetest.SchemaV13Rows {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+
+	s := openTest(t, url)
+	var v int
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != len(ms) {
+		t.Fatalf("schema version %d after Open, want %d", v, len(ms))
+	}
+	storetest.CheckSchemaV13Rows(t, s)
+}
+
 // TestConcurrentOpen opens one fresh database from several stores at once:
 // the advisory lock makes them migrate one after another.
 func TestConcurrentOpen(t *testing.T) {

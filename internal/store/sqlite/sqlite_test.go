@@ -161,6 +161,45 @@ func TestUpgradeFromV3(t *testing.T) {
 	storetest.CheckSchemaV3Rows(t, s)
 }
 
+// TestUpgradeFromV13 migrates a database that schema version 13 left with
+// ended tasks in it.
+func TestUpgradeFromV13(t *testing.T) {
+	t.Parallel()
+	ms, err := storesql.Migrations(migrationFS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "haul.db")
+	db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(qCreateMigrations); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[:13] {
+		if _, err := db.Exec(m.SQL); err != nil {
+			t.Fatalf("apply %s: %v", m.Name, err)
+		}
+		if _, err := db.Exec(qRecordMigration, m.Version, m.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range storetest.SchemaV13Rows {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s := openTest(t, path)
+	if v := schemaVersion(t, path); v != len(ms) {
+		t.Fatalf("schema version %d after Open, want %d", v, len(ms))
+	}
+	storetest.CheckSchemaV13Rows(t, s)
+}
+
 func TestOpenRefusesBadPaths(t *testing.T) {
 	t.Parallel()
 	for _, p := range []string{"", ":memory:", "file:x.db", "x.db?mode=ro", filepath.Join(t.TempDir(), "no", "such", "dir", "x.db")} {

@@ -711,3 +711,51 @@ func testTaskRangeStats(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// SchemaV13Rows fill a database with the schema of migrations 1 to 13
+// (before tasks' run times) with a job whose tasks ended in several ways,
+// in SQL both drivers accept. A driver's upgrade test runs them on such a
+// database, opens a store on it (which migrates it) and calls
+// CheckSchemaV13Rows.
+var SchemaV13Rows = []string{
+	`INSERT INTO jobs (id, name, namespace, labels, env, tiers, max_workers, state, task_count,
+	count_succeeded, count_failed, count_upstream_failed, count_running, created_at, started_at, worker_seconds, cost_usd)
+VALUES ('v13-job', 'old', 'perception', '{}', 'null', '[]', 2, 'running', 5, 2, 1, 1, 1, 1000, 2000, 0, 0)`,
+	`INSERT INTO tasks (job_id, idx, key, argv, env, cwd, after_deps, tier, retries, timeout_ms, state, attempts, started_at, finished_at)
+VALUES ('v13-job', 0, 'a', '[]', '{}', '/', '[]', 0, 1, 0, 'succeeded', 2, 1000000000, 3500000000),
+	('v13-job', 1, 'b', '[]', '{}', '/', '[]', 0, 0, 0, 'failed', 1, 5000000000, 4000000000),
+	('v13-job', 2, 'c', '[]', '{}', '/', '[]', 0, 0, 0, 'upstream_failed', 0, NULL, 7000),
+	('v13-job', 3, 'd', '[]', '{}', '/', '[]', 0, 0, 0, 'running', 1, 1000, NULL),
+	('v13-job', 4, 'e', '[]', '{}', '/', '[]', 0, 0, 0, 'succeeded', 1, 1000, 1000999999)`,
+	`INSERT INTO attempts (job_id, task_idx, number, tier, worker_id, state, exit_code, signal, reason, message, started_at, finished_at, peak_rss_bytes)
+VALUES ('v13-job', 0, 1, 0, 'w', 'failed', 1, 0, 'exit', '', 1000, 2000, 111),
+	('v13-job', 0, 2, 0, 'w', 'succeeded', 0, 0, 'exit', '', 1000000000, 3500000000, 222),
+	('v13-job', 1, 1, 0, 'w', 'failed', 1, 0, 'exit', '', 5000000000, 4000000000, 333),
+	('v13-job', 3, 1, 0, 'w', 'running', 0, 0, '', '', 1000, NULL, 444)`,
+}
+
+// CheckSchemaV13Rows checks what a migrated store reads of SchemaV13Rows:
+// tasks that ended having run get their run time from their times and
+// their peak memory from their last attempt; the others none; the job no
+// groups.
+func CheckSchemaV13Rows(t *testing.T, s store.Store) {
+	t.Helper()
+	type end struct{ duration, peak int64 }
+	want := []end{{2500, 222}, {0, 333}, {-1, 0}, {-1, 0}, {1000, 0}}
+	tasks := loadTasks(t, s, "v13-job")
+	if len(tasks) != len(want) {
+		t.Fatalf("LoadTasks(v13-job): %d tasks, want %d", len(tasks), len(want))
+	}
+	for i, task := range tasks {
+		if got := (end{task.DurationMS, task.PeakRSSBytes}); got != want[i] {
+			t.Errorf("migrated task %d: duration %d, peak %d; want %d, %d", i, got.duration, got.peak, want[i].duration, want[i].peak)
+		}
+	}
+	got, err := s.ListTasks(t.Context(), store.TaskFilter{JobID: "v13-job", After: -1, Sort: store.SortDuration, Desc: true})
+	if err != nil || !slices.Equal(indexesOf(got), []int32{0, 4, 1}) {
+		t.Errorf("migrated tasks by duration descending: %v, %v; want [0 4 1]", indexesOf(got), err)
+	}
+	if gs, err := s.JobGroups(t.Context(), "v13-job"); err != nil || gs != nil {
+		t.Errorf("JobGroups(migrated job) = %v, %v; want nil", gs, err)
+	}
+}
