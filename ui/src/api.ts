@@ -94,7 +94,11 @@ export async function stream<T = any>(
   if (!res.body) throw new NetworkError('empty response')
   const reader = res.body.getReader()
   const text = new TextDecoder()
-  let buf = new Uint8Array(0) // bytes not yet parsed (a partial envelope)
+  // Bytes not yet parsed are kept as received and joined only once the
+  // next envelope is whole, so a large message is copied once.
+  let parts: Uint8Array[] = []
+  let have = 0
+  let need = 5 // bytes needed before parsing again: a header, or a whole envelope
   for (;;) {
     let chunk: ReadableStreamReadResult<Uint8Array>
     try {
@@ -104,12 +108,19 @@ export async function stream<T = any>(
       throw new NetworkError('connection lost: ' + (e?.message || e))
     }
     if (chunk.done) throw new NetworkError('the stream ended early')
-    buf = buf.length ? concat(buf, chunk.value) : chunk.value
+    parts.push(chunk.value)
+    have += chunk.value.length
+    if (have < need) continue
+    const buf = parts.length === 1 ? parts[0] : concat(parts, have)
     let off = 0
+    need = 5
     while (buf.length - off >= 5) {
       const flags = buf[off]
       const len = new DataView(buf.buffer, buf.byteOffset + off + 1, 4).getUint32(0)
-      if (buf.length - off - 5 < len) break
+      if (buf.length - off - 5 < len) {
+        need = 5 + len
+        break
+      }
       const payload = buf.subarray(off + 5, off + 5 + len)
       off += 5 + len
       const msg = len ? JSON.parse(text.decode(payload)) : {}
@@ -124,14 +135,18 @@ export async function stream<T = any>(
       }
       onMsg(msg as T)
     }
-    buf = off === buf.length ? new Uint8Array(0) : buf.subarray(off)
+    parts = off === buf.length ? [] : [buf.subarray(off)]
+    have = buf.length - off
   }
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length)
-  out.set(a)
-  out.set(b, a.length)
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total)
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
   return out
 }
 

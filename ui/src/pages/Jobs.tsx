@@ -21,11 +21,16 @@ function parseLabels(s: string): Record<string, string> | undefined {
   return Object.keys(out).length ? out : undefined
 }
 
-// The datetime-local inputs hold local times; the API wants RFC 3339.
-function toRFC3339(local: string): string | undefined {
-  if (!local) return undefined
-  const d = new Date(local)
-  if (isNaN(d.getTime())) throw new Error(`bad time "${local}"`)
+// The time filters take RFC 3339 ("2026-01-02T15:04:05Z") or a local
+// date and time ("2026-01-02 15:04", "2026-01-02"); the API wants RFC 3339.
+function toRFC3339(s: string): string | undefined {
+  s = s.trim()
+  if (!s) return undefined
+  const local = s.match(/^(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d))?)?$/)
+  const d = local
+    ? new Date(+local[1], +local[2] - 1, +local[3], +(local[4] || 0), +(local[5] || 0), +(local[6] || 0))
+    : new Date(s)
+  if (isNaN(d.getTime())) throw new Error(`time "${s}": write 2026-01-02 15:04 or RFC 3339`)
   return d.toISOString()
 }
 
@@ -89,10 +94,9 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
     e?.preventDefault()
     navigate(withQuery('/jobs', form))
   }
-  const input = (k: keyof Filters, placeholder: string, type = 'text') => (
+  const input = (k: keyof Filters, placeholder: string) => (
     <input
       data-testid={`filter-${k}`}
-      type={type}
       placeholder={placeholder}
       value={form[k]}
       onChange={(e) => setForm({ ...form, [k]: e.target.value })}
@@ -116,10 +120,10 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
         {input('team', 'team')}
         {input('user', 'submitted by')}
         <label className="muted">
-          since {input('since', '', 'datetime-local')}
+          since {input('since', 'YYYY-MM-DD hh:mm')}
         </label>
         <label className="muted">
-          until {input('until', '', 'datetime-local')}
+          until {input('until', 'YYYY-MM-DD hh:mm')}
         </label>
         <button data-testid="filters-apply" type="submit">
           Apply

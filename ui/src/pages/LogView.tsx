@@ -104,11 +104,17 @@ export function LogView({
     overscan: 30,
   })
 
-  // Following keeps the newest line in view.
+  // Following keeps the newest line in view; otherwise the lines in view
+  // stay in view as older ones drop out of the ring.
+  const lastDropped = useRef(0)
   useLayoutEffect(() => {
     const el = scroller.current
-    if (follow && el) el.scrollTop = el.scrollHeight
-  }, [follow, version, count])
+    const dropped = r.dropped - lastDropped.current
+    lastDropped.current = r.dropped
+    if (!el) return
+    if (follow) el.scrollTop = el.scrollHeight
+    else if (dropped > 0 && el.scrollTop > 0) el.scrollTop = Math.max(0, el.scrollTop - dropped * LINE_HEIGHT)
+  }, [follow, version, count, r])
 
   const toggleFollow = (on: boolean) => {
     setFollow(on)
