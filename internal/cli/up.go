@@ -27,6 +27,7 @@ import (
 	"github.com/haul-dev/haul/internal/server"
 	"github.com/haul-dev/haul/internal/store"
 	"github.com/haul-dev/haul/internal/taskhost"
+	"github.com/haul-dev/haul/internal/websession"
 )
 
 // serverFlags are the flags of the commands that run a server.
@@ -43,9 +44,11 @@ type serverFlags struct {
 	workerTimeout time.Duration
 	leaseTTL      time.Duration
 	// Who may call: OIDC, and each identity's mutation rate.
-	oidc          auth.OIDCConfig
-	mutationRate  float64
-	mutationBurst int
+	oidc auth.OIDCConfig
+	// The web UI's login with SSO (with --oidc-issuer).
+	oidcRedirect, oidcSecretFile string
+	mutationRate                 float64
+	mutationBurst                int
 
 	backend         string
 	kubeClusters    string
@@ -123,6 +126,16 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 			return o, fmt.Errorf("OIDC: %w", err)
 		}
 		o.OIDC = v
+		o.WebLogin = &websession.OIDCLogin{Issuer: f.oidc.Issuer, ClientID: f.oidc.Audience, RedirectURL: f.oidcRedirect}
+		if f.oidcSecretFile != "" {
+			b, err := os.ReadFile(f.oidcSecretFile)
+			if err != nil {
+				return o, fmt.Errorf("--oidc-client-secret-file: %w", err)
+			}
+			o.WebLogin.ClientSecret = strings.TrimSpace(string(b))
+		}
+	} else if f.oidcRedirect != "" || f.oidcSecretFile != "" {
+		return o, fmt.Errorf("--oidc-redirect-url and --oidc-client-secret-file need --oidc-issuer")
 	}
 	switch f.backend {
 	case "local":
@@ -184,6 +197,8 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.oidc.UserClaim, "oidc-user-claim", "email", "the ID token claim that names the user (sub when it is missing or the email is unverified)")
 	cmd.Flags().StringVar(&f.oidc.TeamsClaim, "oidc-teams-claim", "groups", "the ID token claim listing the user's teams: TEAM (member) or TEAM:viewer|member|admin")
 	cmd.Flags().StringVar(&f.oidc.AdminGroup, "oidc-admin-group", "", "a value of the teams claim that makes the user a platform admin")
+	cmd.Flags().StringVar(&f.oidcRedirect, "oidc-redirect-url", "", "the web UI's login callback registered with the issuer (default: https://HOST/ui/oidc/callback at the host the browser used)")
+	cmd.Flags().StringVar(&f.oidcSecretFile, "oidc-client-secret-file", "", "a file holding the client secret, for an issuer that registered the web UI as a confidential client (default: a public client with PKCE)")
 	cmd.Flags().Float64Var(&f.mutationRate, "mutation-rate", 0, "each identity's submits, cancels and adds per second, beyond its burst (default 20)")
 	cmd.Flags().IntVar(&f.mutationBurst, "mutation-burst", 0, "each identity's mutating calls allowed at once above the rate (default 100)")
 	cmd.Flags().DurationVar(&f.workerTimeout, "worker-timeout", 0, "how long a worker may go without polling before it is stopped and its attempts retried (default 45s)")

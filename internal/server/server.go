@@ -48,6 +48,8 @@ import (
 	"github.com/haul-dev/haul/internal/store/postgres"
 	"github.com/haul-dev/haul/internal/store/sqlite"
 	"github.com/haul-dev/haul/internal/token"
+	"github.com/haul-dev/haul/internal/ui"
+	"github.com/haul-dev/haul/internal/websession"
 )
 
 // Role says which services a process runs.
@@ -121,6 +123,8 @@ type Options struct {
 	TLSCert, TLSKey string
 	// OIDC, when set, also accepts ID tokens of this issuer.
 	OIDC *auth.OIDC
+	// WebLogin, when set (with OIDC), offers the web UI's login with SSO.
+	WebLogin *websession.OIDCLogin
 	// MutationsPerSecond and MutationBurst bound each identity's
 	// mutating calls (0: the gateway's defaults).
 	MutationsPerSecond float64
@@ -431,8 +435,16 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 // authenticated (authn) and counted.
 func (s *Server) mountGateway(mux *http.ServeMux, gwc gateway.Config, authn *auth.Authn) {
 	gw := gateway.New(gwc)
-	mux.Handle(gateway.Bounded(gw.ReadMaxBytes(), apiv1connect.NewJobServiceHandler)(gw, connect.WithInterceptors(gw.Interceptor())))
-	mux.Handle(gateway.Bounded(gateway.AdminReadMaxBytes, apiv1connect.NewAdminServiceHandler)(gateway.NewAdmin(s.st, nil).WithLogger(s.log).WithForget(authn.Forget), connect.WithInterceptors(gw.Interceptor())))
+	// The web UI's session (a cookie) stands in for the bearer token on
+	// the API's calls; see package websession.
+	web := websession.New(websession.Config{Auth: authn, OIDC: s.opts.WebLogin, Secure: s.opts.TLSCert != "", Logger: s.log})
+	path, h := gateway.Bounded(gw.ReadMaxBytes(), apiv1connect.NewJobServiceHandler)(gw, connect.WithInterceptors(gw.Interceptor()))
+	mux.Handle(path, web.API(h))
+	path, h = gateway.Bounded(gateway.AdminReadMaxBytes, apiv1connect.NewAdminServiceHandler)(gateway.NewAdmin(s.st, nil).WithLogger(s.log).WithForget(authn.Forget), connect.WithInterceptors(gw.Interceptor()))
+	mux.Handle(path, web.API(h))
+	web.Mount(mux)
+	mux.Handle("GET /ui/logs/{job}/{key}/{attempt}", web.API(http.HandlerFunc(gw.DownloadLog)))
+	mux.Handle("/", ui.Handler())
 }
 
 // serveWith makes the HTTP server of mux: HTTPS with tlsConf, else
