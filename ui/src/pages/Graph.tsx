@@ -54,11 +54,15 @@ export const JobGraph = memo(function JobGraph({
   const groups: any[] = graph.groups || []
   const key = structureKey(groups)
   const lay = useMemo(() => layout(groups), [key]) // eslint-disable-line react-hooks/exhaustive-deps
-  // Edges between consecutive groups of the critical path are critical.
+  // Edges between consecutive groups of the critical path are critical
+  // (without a path, edges between two critical groups).
   const path: number[] = graph.criticalPath || []
-  const criticalEdges = new Set(path.slice(1).map((to, i) => `${path[i]}>${to}`))
+  const criticalEdges = new Set(
+    path.length
+      ? path.slice(1).map((to, i) => `${path[i]}>${to}`)
+      : lay.edges.filter((e) => groups[e.from]?.critical && groups[e.to]?.critical).map((e) => `${e.from}>${e.to}`),
+  )
 
-  if (!groups.length) return <div className="muted">The job has no groups.</div>
   return (
     <div className="graph-scroll">
       <svg
@@ -89,6 +93,11 @@ export const JobGraph = memo(function JobGraph({
             />
           )
         })}
+        {!groups.length ? (
+          <text x={12} y={36} className="node-info">
+            The job has no groups.
+          </text>
+        ) : null}
         {groups.map((grp, i) => (
           <GroupNode key={i} grp={grp} pos={lay.nodes[i]} selected={selected === i} onClick={() => onSelect(selected === i ? null : i)} />
         ))}
