@@ -29,6 +29,13 @@ export function fmtInt(n: number): string {
   return Math.round(n).toLocaleString('en-US')
 }
 
+const compact = new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 })
+
+// fmtCompact writes 1234567 as 1.2M.
+export function fmtCompact(n: number): string {
+  return compact.format(n)
+}
+
 export function fmtTime(ts?: string): string {
   if (!ts) return '—'
   const d = new Date(ts)

@@ -2,9 +2,9 @@
 // groups and their edges), redrawn with fresh counts on every update.
 import { memo, useMemo } from 'react'
 import dagre from '@dagrejs/dagre'
-import { counts, doneCount, fmtInt, num, TASK_STATES } from '../util'
+import { counts, doneCount, fmtCompact, fmtInt, num, TASK_STATES } from '../util'
 
-const W = 220
+const W = 250
 const H = 64
 
 interface Layout {
@@ -144,9 +144,9 @@ function GroupNode({ grp, pos, selected, onClick }: { grp: any; pos: { x: number
         {name}
       </text>
       <text x={8} y={34} className="node-info">
-        {fmtInt(done)}/{fmtInt(total)} done
-        {c.running ? ` · ${fmtInt(c.running)} running` : ''}
-        {failed ? ` · ${fmtInt(failed)} failed` : ''}
+        {fmtCompact(done)}/{fmtCompact(total)} done
+        {c.running ? ` · ${fmtCompact(c.running)} running` : ''}
+        {failed ? ` · ${fmtCompact(failed)} failed` : ''}
       </text>
       <rect x={8} y={H - 18} width={W - 16} height={8} className="node-track" />
       {bar}

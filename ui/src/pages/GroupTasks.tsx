@@ -63,6 +63,7 @@ export function GroupTasks({ jobId, group }: { jobId: string; group: any }) {
         <Link to={withQuery(base, f)}>Open in the task table</Link>
       </div>
       <ErrorBox error={error} />
+      <div className="group-list">
       <table className="grid compact">
         <thead>
           <tr>
@@ -89,6 +90,7 @@ export function GroupTasks({ jobId, group }: { jobId: string; group: any }) {
           ))}
         </tbody>
       </table>
+      </div>
       <div className="pager">
         <button disabled={page === 0} onClick={() => setPage(0)}>
           First
