@@ -35,7 +35,7 @@ check-generate: generate
 	@git diff --exit-code -- internal/gen || (echo "generated code is stale: run make generate and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- internal/gen)" || (echo "generated code is stale: untracked files in internal/gen" >&2; exit 1)
 
-test: tools check-generate
+test: tools check-generate ui-check
 	go vet ./...
 	go test -race -count=1 -timeout 25m ./...
 
