@@ -120,11 +120,12 @@ tasks:
 	br.waitFor("first page", `document.querySelector('`+sel("tasks-table")+`[data-loaded="true"]')`, 60*time.Second)
 	b.ReportMetric(heap(), "MiB-heap-tasks-start")
 	for i := 0; i < 100; i++ {
-		rows := eval[int](br, `document.querySelectorAll('`+sel("task-row")+`').length`)
-		first := eval[string](br, `(document.querySelector('`+sel("task-row")+`') || {dataset: {}}).dataset.key || ""`)
-		br.eval0(scrollTasks)
-		br.waitFor("more rows", fmt.Sprintf(`document.querySelectorAll('%s').length !== %d || ((document.querySelector('%s') || {dataset: {}}).dataset.key || "") !== %q`, sel("task-row"), rows, sel("task-row"), first), 60*time.Second)
+		listed := eval[int](br, tasksListed)
+		// Scroll to the end until the next page arrived (scrolling again
+		// while it loads).
+		br.waitFor("the next page", `(`+scrollTasks+`, `+tasksListed+` > `+strconv.Itoa(listed)+`)`, 60*time.Second)
 	}
+	b.ReportMetric(float64(eval[int](br, tasksListed)), "rows-scrolled")
 	b.ReportMetric(heap(), "MiB-heap-tasks-100-pages")
 	br.open("/jobs/" + logJob + "/tasks/big")
 	br.waitFor("the first log line", `document.querySelector('`+sel("log-view")+` .log-line')`, 60*time.Second)
@@ -183,6 +184,13 @@ const scrollTasks = `(() => {
   let el = document.querySelector('[data-testid="tasks-table"]');
   while (el && el.scrollHeight <= el.clientHeight) el = el.parentElement;
   (el || document.scrollingElement).scrollTop = (el || document.scrollingElement).scrollHeight;
+})()`
+
+// tasksListed is how many rows the task table has listed so far (its
+// footer: "N tasks listed").
+const tasksListed = `(() => {
+  const m = document.body.innerText.match(/([\d,]+) tasks listed/);
+  return m ? parseInt(m[1].replace(/,/g, ""), 10) : 0;
 })()`
 
 // eval0 evaluates JavaScript for its effect.

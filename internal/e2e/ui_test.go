@@ -142,7 +142,7 @@ func (b *browser) click(testid string) {
 func (b *browser) screenshot(name string) {
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return
@@ -224,10 +224,15 @@ tasks:
 	b.open("/jobs/" + job)
 	b.waitFor("the job page", `document.querySelector('`+sel("job-state")+`')`, 20*time.Second)
 	b.waitFor("the graph", `document.querySelector('`+sel("job-graph")+`[data-loaded="true"]')`, 20*time.Second)
-	// The page updates by itself (a server stream): the counts move from
-	// what was first shown to the job's end, with no reload.
+	// The page updates by itself (a server stream): it shows slow
+	// running, then the job's end, with no reload in between.
+	b.eval0(`window.__haulNoReload = true`)
+	b.waitFor("slow running on the page", `(document.querySelector('`+sel("count-running")+`') || {}).textContent && document.querySelector('`+sel("count-running")+`').textContent.trim() !== "0"`, 60*time.Second)
 	b.waitFor("the job's end on the page", `(document.querySelector('`+sel("job-state")+`') || {}).textContent.includes("failed")`, 90*time.Second)
 	b.waitFor("final counts", `document.querySelector('`+sel("count-succeeded")+`') && document.querySelector('`+sel("count-succeeded")+`').textContent.trim() === "13"`, 20*time.Second)
+	if !eval[bool](b, `window.__haulNoReload === true`) {
+		t.Errorf("the job page reloaded; it should update in place")
+	}
 	if got := b.count("failed"); got != 1 {
 		t.Errorf("failed count on the page: %d, want 1", got)
 	}

@@ -53,6 +53,17 @@ const (
 
 func newAuthEnv(t *testing.T, cfg gateway.Config) *authEnv {
 	t.Helper()
+	return newAuthEnvWith(t, cfg, nil)
+}
+
+// newAuthEnvStore is newAuthEnv with the gateway's store wrapped.
+func newAuthEnvStore(t *testing.T, wrap func(store.Store) store.Store) *authEnv {
+	t.Helper()
+	return newAuthEnvWith(t, gateway.Config{}, wrap)
+}
+
+func newAuthEnvWith(t *testing.T, cfg gateway.Config, wrap func(store.Store) store.Store) *authEnv {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "haul.db"), slog.New(slog.DiscardHandler))
@@ -73,6 +84,9 @@ func newAuthEnv(t *testing.T, cfg gateway.Config) *authEnv {
 		t.Fatal(err)
 	}
 	cfg.Store, cfg.Blob, cfg.Appender, cfg.Tokens = st, bs, appended{}, secret
+	if wrap != nil {
+		cfg.Store = wrap(st)
+	}
 	cfg.Auth = auth.NewAuthenticator(auth.AuthnConfig{Tokens: st, TaskTokens: token.Identifier{Secret: secret, Store: st}, CacheTTL: -1})
 	gw := gateway.New(cfg)
 	mux := http.NewServeMux()
@@ -232,6 +246,51 @@ var calls = map[string]call{
 		}
 		return fmt.Sprint(n), s.Err()
 	},
+	"GetJobGraph": func(ctx context.Context, c apiv1connect.JobServiceClient, e *authEnv, team string) (string, error) {
+		r, err := c.GetJobGraph(ctx, connect.NewRequest(&apiv1.GetJobGraphRequest{JobId: e.job(team)}))
+		if err != nil {
+			return "", err
+		}
+		var names []string
+		for _, g := range r.Msg.Groups {
+			names = append(names, g.Name)
+		}
+		return strings.Join(names, ","), nil
+	},
+	// The streams: their first message (the job runs on, so they would
+	// not end by themselves).
+	"WatchJob": func(ctx context.Context, c apiv1connect.JobServiceClient, e *authEnv, team string) (string, error) {
+		s, err := c.WatchJob(ctx, connect.NewRequest(&apiv1.WatchJobRequest{JobId: e.job(team), Groups: true}))
+		if err != nil {
+			return "", err
+		}
+		defer s.Close()
+		if !s.Receive() {
+			return "", s.Err()
+		}
+		if s.Msg().Job == nil || s.Msg().Graph == nil {
+			return "", fmt.Errorf("WatchJob's first message %v: want the job and its graph", s.Msg())
+		}
+		return s.Msg().Job.Name + " " + s.Msg().Graph.Groups[0].Name, nil
+	},
+	"WatchJobs": func(ctx context.Context, c apiv1connect.JobServiceClient, e *authEnv, team string) (string, error) {
+		s, err := c.WatchJobs(ctx, connect.NewRequest(&apiv1.ListJobsRequest{Namespace: "team-" + team}))
+		if err != nil {
+			return "", err
+		}
+		defer s.Close()
+		if !s.Receive() {
+			return "", s.Err()
+		}
+		var names []string
+		for _, j := range s.Msg().Jobs {
+			if j.Namespace != "team-"+team {
+				return "", fmt.Errorf("WatchJobs of team-%s sent job %s of %s", team, j.Id, j.Namespace)
+			}
+			names = append(names, j.Name)
+		}
+		return strings.Join(names, ","), nil
+	},
 	"CancelTask": func(ctx context.Context, c apiv1connect.JobServiceClient, e *authEnv, team string) (string, error) {
 		r, err := c.CancelTask(ctx, connect.NewRequest(&apiv1.CancelTaskRequest{JobId: e.job(team), Key: key(team)}))
 		if err != nil {
@@ -275,7 +334,7 @@ func TestAccessMatrix(t *testing.T) {
 		add("anonymous", rpc, unauth, unauth)
 	}
 	// Reads: a viewer of a team and up; a task token for its own job only.
-	for _, rpc := range []string{"GetJob", "ListTasks", "GetTask", "GetLogs"} {
+	for _, rpc := range []string{"GetJob", "ListTasks", "GetTask", "GetLogs", "GetJobGraph", "WatchJob"} {
 		add("viewer-a", rpc, ok, hidden)
 		add("member-a", rpc, ok, hidden)
 		add("admin-a", rpc, ok, hidden)
@@ -284,12 +343,14 @@ func TestAccessMatrix(t *testing.T) {
 		add("task-a", rpc, ok, hidden)
 	}
 	// Listing a team's jobs: asking for a team one cannot see is refused.
-	add("viewer-a", "ListJobs", ok, denied)
-	add("member-a", "ListJobs", ok, denied)
-	add("admin-a", "ListJobs", ok, denied)
-	add("member-b", "ListJobs", denied, ok)
-	add("platform-admin", "ListJobs", ok, ok)
-	add("task-a", "ListJobs", denied, denied)
+	for _, rpc := range []string{"ListJobs", "WatchJobs"} {
+		add("viewer-a", rpc, ok, denied)
+		add("member-a", rpc, ok, denied)
+		add("admin-a", rpc, ok, denied)
+		add("member-b", rpc, denied, ok)
+		add("platform-admin", rpc, ok, ok)
+		add("task-a", rpc, denied, denied)
+	}
 	// Submitting: a member of the spec's team.
 	add("viewer-a", "SubmitJob", denied, denied)
 	add("member-a", "SubmitJob", ok, denied)
