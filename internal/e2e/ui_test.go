@@ -344,13 +344,53 @@ tasks:
 		t.Errorf("bob's browser shows alice's job state %q", st)
 	}
 
-	// The platform admin sees teams and clusters.
+	// The platform admin sees teams and clusters, and drains and enables
+	// a cluster from the page; alice sees the clusters without buttons.
+	admin := func(args ...string) {
+		t.Helper()
+		if r := haul(t, []string{"HAUL_SERVER=" + s.url()}, args...); r.code != 0 {
+			t.Fatalf("haul %v: %d %s", args, r.code, r.stderr)
+		}
+	}
+	admin("quota", "set", "team-a", "cpu=8,memory=16Gi")
+	admin("cluster", "register", "east", "--cpu", "64", "--memory", "256Gi", "--price-cpu-hour", "0.04", "--price-gib-hour", "0.005")
+	clusterState := func() string {
+		r := haul(t, []string{"HAUL_SERVER=" + s.url()}, "cluster", "list", "-o", "json")
+		for _, state := range []string{"draining", "disabled", "enabled"} {
+			if strings.Contains(r.stdout, `"`+state+`"`) {
+				return state
+			}
+		}
+		return r.stdout + r.stderr
+	}
 	b3 := newBrowser(t, s.url())
 	b3.loginToken(s.token)
 	b3.open("/teams")
-	b3.waitFor("the teams page", `document.querySelector('`+sel("teams-table")+`')`, 20*time.Second)
+	b3.waitFor("team-a's quota", `document.querySelector('`+sel("teams-table")+`') && document.querySelector('`+sel("teams-table")+`').textContent.includes("team-a")`, 20*time.Second)
 	b3.screenshot("teams")
 	b3.open("/clusters")
-	b3.waitFor("the clusters page", `document.querySelector('`+sel("clusters-table")+`')`, 20*time.Second)
+	b3.waitFor("east on the clusters page", `document.querySelector('`+sel("cluster-row")+`[data-cluster="east"] `+sel("cluster-drain")+`')`, 20*time.Second)
+	b3.run(chromedp.Click(css(sel("cluster-row") + `[data-cluster="east"] ` + sel("cluster-drain"))))
+	deadline := time.Now().Add(20 * time.Second)
+	for clusterState() != "draining" && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st := clusterState(); st != "draining" {
+		t.Fatalf("after Drain on the page the cluster is %s, want draining", st)
+	}
+	b3.waitFor("draining shown", `document.querySelector('`+sel("cluster-row")+`[data-cluster="east"]').textContent.includes("draining")`, 20*time.Second)
 	b3.screenshot("clusters")
+	b3.run(chromedp.Click(css(sel("cluster-row") + `[data-cluster="east"] ` + sel("cluster-enable"))))
+	deadline = time.Now().Add(20 * time.Second)
+	for clusterState() != "enabled" && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st := clusterState(); st != "enabled" {
+		t.Fatalf("after Enable on the page the cluster is %s, want enabled", st)
+	}
+	b.open("/clusters")
+	b.waitFor("east for alice", `document.querySelector('`+sel("cluster-row")+`[data-cluster="east"]')`, 20*time.Second)
+	if n := eval[int](b, `document.querySelectorAll('`+sel("cluster-drain")+`, `+sel("cluster-enable")+`, `+sel("cluster-disable")+`').length`); n != 0 {
+		t.Errorf("alice, not a platform admin, sees %d cluster buttons", n)
+	}
 }
