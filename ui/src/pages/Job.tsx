@@ -218,21 +218,25 @@ export function JobPage({ jobId }: { jobId: string }) {
   )
 }
 
+// perTime writes an amount over time (core-seconds, byte-seconds) in the
+// unit of time that suits it: per second, minute or hour.
+function perTime(v: number, unit: string): string {
+  if (v < 60) return `${v.toFixed(1)} ${unit}-s`
+  if (v < 3600) return `${(v / 60).toFixed(1)} ${unit}-min`
+  return `${(v / 3600).toFixed(1)} ${unit}-h`
+}
+
 function Usage({ usage }: { usage: any }) {
   const memReq = num(usage.memoryRequestedByteSeconds)
   const memUsed = num(usage.memoryUsedByteSeconds)
   const cpuReq = num(usage.cpuRequestedSeconds)
   const cpuUsed = num(usage.cpuUsedSeconds)
-  const GiBh = 1024 ** 3 * 3600
-  const row = (label: string, used: number, req: number, unit: string, scale: number) => (
+  const GiB = 1024 ** 3
+  const row = (label: string, used: number, req: number, fmt: (v: number) => string) => (
     <tr>
       <td>{label}</td>
-      <td className="num">
-        {(used / scale).toFixed(1)} {unit}
-      </td>
-      <td className="num">
-        {(req / scale).toFixed(1)} {unit}
-      </td>
+      <td className="num">{fmt(used)}</td>
+      <td className="num">{fmt(req)}</td>
       <td>
         <div className="progress-track small-track" title={pct(used, req)}>
           <div className="progress-fill" style={{ width: req ? `${Math.min(100, (100 * used) / req)}%` : 0 }} />
@@ -254,8 +258,8 @@ function Usage({ usage }: { usage: any }) {
           </tr>
         </thead>
         <tbody>
-          {row('CPU', cpuUsed, cpuReq, 'core-h', 3600)}
-          {row('Memory', memUsed, memReq, 'GiB-h', GiBh)}
+          {row('CPU', cpuUsed, cpuReq, (v) => perTime(v, 'core'))}
+          {row('Memory', memUsed, memReq, (v) => perTime(v / GiB, 'GiB'))}
         </tbody>
       </table>
       <div className="muted small">

@@ -168,7 +168,7 @@ export function TaskPage({ jobId, taskKey, query }: { jobId: string; taskKey: st
             {!attempts.length ? (
               <tr>
                 <td colSpan={11} className="muted">
-                  No attempt yet.
+                  {terminal ? 'No attempt: it ended before it started.' : 'No attempt yet.'}
                 </td>
               </tr>
             ) : null}
