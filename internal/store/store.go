@@ -175,6 +175,31 @@ type Job struct {
 	// Groups is the job's graph by group, stored by CreateJob and read
 	// back only by JobGroups (GetJob and ListJobs leave it nil).
 	Groups []TaskGroup
+	// Params are the parameters the job was submitted with (spec params:
+	// with --set); nil for none.
+	Params map[string]string
+	// Retries counts the RetryJob calls that ran some of its tasks again.
+	Retries int32
+	// Notify is the job's webhook and its delivery (nil: none).
+	Notify *JobNotify
+}
+
+// JobNotify is a job's webhook (spec notify:) and the state of its
+// delivery for the job's latest run. CreateJob stores Webhook and On;
+// the notifier writes the rest.
+type JobNotify struct {
+	Webhook string   `json:"webhook"`
+	On      []string `json:"on"`
+	// State is pending, delivered, failed (given up) or skipped (the run
+	// ended in a state not in On); Round is the run (1 + retries) whose
+	// end it is for.
+	State       string
+	Event       string
+	Round       int32
+	Attempts    int32
+	LastError   string
+	NextAt      time.Time
+	DeliveredAt time.Time
 }
 
 // Task is a stored task. Index is its position in the job (0-based, spec

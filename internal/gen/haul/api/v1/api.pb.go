@@ -124,6 +124,740 @@ func (LogStream) EnumDescriptor() ([]byte, []int) {
 	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{1}
 }
 
+type RetryJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Only tasks whose key matches this glob (empty: all).
+	KeyGlob string `protobuf:"bytes,2,opt,name=key_glob,json=keyGlob,proto3" json:"key_glob,omitempty"`
+	// Only tasks in these states (empty: failed, upstream_failed, cancelled).
+	// succeeded may be named to run succeeded tasks again.
+	States        []string `protobuf:"bytes,3,rep,name=states,proto3" json:"states,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryJobRequest) Reset() {
+	*x = RetryJobRequest{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryJobRequest) ProtoMessage() {}
+
+func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryJobRequest.ProtoReflect.Descriptor instead.
+func (*RetryJobRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RetryJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *RetryJobRequest) GetKeyGlob() string {
+	if x != nil {
+		return x.KeyGlob
+	}
+	return ""
+}
+
+func (x *RetryJobRequest) GetStates() []string {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+type RetryJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Job   *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// How many tasks will run again (the matched ones and their dependents
+	// that had not succeeded).
+	Retried int64 `protobuf:"varint,2,opt,name=retried,proto3" json:"retried,omitempty"`
+	// The matched tasks' keys (the first 100).
+	Keys          []string `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryJobResponse) Reset() {
+	*x = RetryJobResponse{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryJobResponse) ProtoMessage() {}
+
+func (x *RetryJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryJobResponse.ProtoReflect.Descriptor instead.
+func (*RetryJobResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RetryJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *RetryJobResponse) GetRetried() int64 {
+	if x != nil {
+		return x.Retried
+	}
+	return 0
+}
+
+func (x *RetryJobResponse) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type RerunJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Parameters overriding the job's (spec params:).
+	Params        map[string]string `protobuf:"bytes,2,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerunJobRequest) Reset() {
+	*x = RerunJobRequest{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerunJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerunJobRequest) ProtoMessage() {}
+
+func (x *RerunJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerunJobRequest.ProtoReflect.Descriptor instead.
+func (*RerunJobRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RerunJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *RerunJobRequest) GetParams() map[string]string {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+type ListWorkersRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Tier    string                 `protobuf:"bytes,2,opt,name=tier,proto3" json:"tier,omitempty"`
+	Cluster string                 `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// running or ended (empty: both).
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// Workers of jobs with every one of these labels.
+	JobLabels     map[string]string `protobuf:"bytes,5,rep,name=job_labels,json=jobLabels,proto3" json:"job_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Namespace     string            `protobuf:"bytes,6,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	PageSize      int32             `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string            `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersRequest) Reset() {
+	*x = ListWorkersRequest{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersRequest) ProtoMessage() {}
+
+func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListWorkersRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ListWorkersRequest) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *ListWorkersRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *ListWorkersRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ListWorkersRequest) GetJobLabels() map[string]string {
+	if x != nil {
+		return x.JobLabels
+	}
+	return nil
+}
+
+func (x *ListWorkersRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ListWorkersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWorkersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type Worker struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	JobId     string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Namespace string                 `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Tier      string                 `protobuf:"bytes,4,opt,name=tier,proto3" json:"tier,omitempty"`
+	Cluster   string                 `protobuf:"bytes,5,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// running or ended.
+	State     string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	EndedAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
+	// Why it ended: exit, lost, stopped...
+	EndReason string `protobuf:"bytes,9,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
+	// Attempts it ran.
+	Attempts int64 `protobuf:"varint,10,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// Its lifetime times its tier's share of the node's price (0 when no
+	// price is known; see cost_known).
+	EstimatedCostUsd float64 `protobuf:"fixed64,11,opt,name=estimated_cost_usd,json=estimatedCostUsd,proto3" json:"estimated_cost_usd,omitempty"`
+	CostKnown        bool    `protobuf:"varint,12,opt,name=cost_known,json=costKnown,proto3" json:"cost_known,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Worker) Reset() {
+	*x = Worker{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Worker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Worker) ProtoMessage() {}
+
+func (x *Worker) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Worker.ProtoReflect.Descriptor instead.
+func (*Worker) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Worker) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Worker) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Worker) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Worker) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *Worker) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *Worker) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Worker) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Worker) GetEndedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndedAt
+	}
+	return nil
+}
+
+func (x *Worker) GetEndReason() string {
+	if x != nil {
+		return x.EndReason
+	}
+	return ""
+}
+
+func (x *Worker) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *Worker) GetEstimatedCostUsd() float64 {
+	if x != nil {
+		return x.EstimatedCostUsd
+	}
+	return 0
+}
+
+func (x *Worker) GetCostKnown() bool {
+	if x != nil {
+		return x.CostKnown
+	}
+	return false
+}
+
+type ListWorkersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workers       []*Worker              `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersResponse) Reset() {
+	*x = ListWorkersResponse{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersResponse) ProtoMessage() {}
+
+func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListWorkersResponse) GetWorkers() []*Worker {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *ListWorkersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type GetWorkerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkerRequest) Reset() {
+	*x = GetWorkerRequest{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkerRequest) ProtoMessage() {}
+
+func (x *GetWorkerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkerRequest.ProtoReflect.Descriptor instead.
+func (*GetWorkerRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetWorkerRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+type WorkerAttempt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskKey       string                 `protobuf:"bytes,1,opt,name=task_key,json=taskKey,proto3" json:"task_key,omitempty"`
+	Attempt       *Attempt               `protobuf:"bytes,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerAttempt) Reset() {
+	*x = WorkerAttempt{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerAttempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerAttempt) ProtoMessage() {}
+
+func (x *WorkerAttempt) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerAttempt.ProtoReflect.Descriptor instead.
+func (*WorkerAttempt) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WorkerAttempt) GetTaskKey() string {
+	if x != nil {
+		return x.TaskKey
+	}
+	return ""
+}
+
+func (x *WorkerAttempt) GetAttempt() *Attempt {
+	if x != nil {
+		return x.Attempt
+	}
+	return nil
+}
+
+type GetWorkerResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Worker *Worker                `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
+	// The attempts it ran, in the order they started (the first 1,000).
+	Attempts      []*WorkerAttempt `protobuf:"bytes,2,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkerResponse) Reset() {
+	*x = GetWorkerResponse{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkerResponse) ProtoMessage() {}
+
+func (x *GetWorkerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkerResponse.ProtoReflect.Descriptor instead.
+func (*GetWorkerResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetWorkerResponse) GetWorker() *Worker {
+	if x != nil {
+		return x.Worker
+	}
+	return nil
+}
+
+func (x *GetWorkerResponse) GetAttempts() []*WorkerAttempt {
+	if x != nil {
+		return x.Attempts
+	}
+	return nil
+}
+
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{9}
+}
+
+type WhoAmIResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// user, service-account or task.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Team name to role: viewer, member or admin.
+	Teams         map[string]string `protobuf:"bytes,3,rep,name=teams,proto3" json:"teams,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	PlatformAdmin bool              `protobuf:"varint,4,opt,name=platform_admin,json=platformAdmin,proto3" json:"platform_admin,omitempty"`
+	// How the credential was proved: token, oidc or task.
+	Via           string `protobuf:"bytes,5,opt,name=via,proto3" json:"via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIResponse) Reset() {
+	*x = WhoAmIResponse{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIResponse) ProtoMessage() {}
+
+func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
+func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *WhoAmIResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetTeams() map[string]string {
+	if x != nil {
+		return x.Teams
+	}
+	return nil
+}
+
+func (x *WhoAmIResponse) GetPlatformAdmin() bool {
+	if x != nil {
+		return x.PlatformAdmin
+	}
+	return false
+}
+
+func (x *WhoAmIResponse) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
 type GetJobGraphRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -133,7 +867,7 @@ type GetJobGraphRequest struct {
 
 func (x *GetJobGraphRequest) Reset() {
 	*x = GetJobGraphRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[0]
+	mi := &file_haul_api_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -145,7 +879,7 @@ func (x *GetJobGraphRequest) String() string {
 func (*GetJobGraphRequest) ProtoMessage() {}
 
 func (x *GetJobGraphRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[0]
+	mi := &file_haul_api_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -158,7 +892,7 @@ func (x *GetJobGraphRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobGraphRequest.ProtoReflect.Descriptor instead.
 func (*GetJobGraphRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{0}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetJobGraphRequest) GetJobId() string {
@@ -193,7 +927,7 @@ type TaskGroup struct {
 
 func (x *TaskGroup) Reset() {
 	*x = TaskGroup{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	mi := &file_haul_api_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -205,7 +939,7 @@ func (x *TaskGroup) String() string {
 func (*TaskGroup) ProtoMessage() {}
 
 func (x *TaskGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[1]
+	mi := &file_haul_api_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -218,7 +952,7 @@ func (x *TaskGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskGroup.ProtoReflect.Descriptor instead.
 func (*TaskGroup) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{1}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskGroup) GetName() string {
@@ -288,7 +1022,7 @@ type GetJobGraphResponse struct {
 
 func (x *GetJobGraphResponse) Reset() {
 	*x = GetJobGraphResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	mi := &file_haul_api_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -300,7 +1034,7 @@ func (x *GetJobGraphResponse) String() string {
 func (*GetJobGraphResponse) ProtoMessage() {}
 
 func (x *GetJobGraphResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[2]
+	mi := &file_haul_api_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,7 +1047,7 @@ func (x *GetJobGraphResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobGraphResponse.ProtoReflect.Descriptor instead.
 func (*GetJobGraphResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{2}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetJobGraphResponse) GetGroups() []*TaskGroup {
@@ -341,7 +1075,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[3]
+	mi := &file_haul_api_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -353,7 +1087,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[3]
+	mi := &file_haul_api_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -366,7 +1100,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchJobRequest) GetJobId() string {
@@ -394,7 +1128,7 @@ type WatchJobResponse struct {
 
 func (x *WatchJobResponse) Reset() {
 	*x = WatchJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[4]
+	mi := &file_haul_api_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +1140,7 @@ func (x *WatchJobResponse) String() string {
 func (*WatchJobResponse) ProtoMessage() {}
 
 func (x *WatchJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[4]
+	mi := &file_haul_api_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +1153,7 @@ func (x *WatchJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobResponse.ProtoReflect.Descriptor instead.
 func (*WatchJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchJobResponse) GetJob() *Job {
@@ -447,7 +1181,7 @@ type WhyRequest struct {
 
 func (x *WhyRequest) Reset() {
 	*x = WhyRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[5]
+	mi := &file_haul_api_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +1193,7 @@ func (x *WhyRequest) String() string {
 func (*WhyRequest) ProtoMessage() {}
 
 func (x *WhyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[5]
+	mi := &file_haul_api_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +1206,7 @@ func (x *WhyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhyRequest.ProtoReflect.Descriptor instead.
 func (*WhyRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WhyRequest) GetJobId() string {
@@ -523,7 +1257,7 @@ type Blocker struct {
 
 func (x *Blocker) Reset() {
 	*x = Blocker{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[6]
+	mi := &file_haul_api_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +1269,7 @@ func (x *Blocker) String() string {
 func (*Blocker) ProtoMessage() {}
 
 func (x *Blocker) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[6]
+	mi := &file_haul_api_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +1282,7 @@ func (x *Blocker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Blocker.ProtoReflect.Descriptor instead.
 func (*Blocker) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Blocker) GetKind() string {
@@ -643,7 +1377,7 @@ type WhyResponse struct {
 
 func (x *WhyResponse) Reset() {
 	*x = WhyResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[7]
+	mi := &file_haul_api_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +1389,7 @@ func (x *WhyResponse) String() string {
 func (*WhyResponse) ProtoMessage() {}
 
 func (x *WhyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[7]
+	mi := &file_haul_api_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +1402,7 @@ func (x *WhyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhyResponse.ProtoReflect.Descriptor instead.
 func (*WhyResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WhyResponse) GetJobId() string {
@@ -705,14 +1439,16 @@ type SubmitJobRequest struct {
 	// resolved into `values:` by the client, which can read them.
 	Spec []byte `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
 	// Name of the file the spec came from, used in error messages only.
-	Filename      string `protobuf:"bytes,2,opt,name=filename,proto3" json:"filename,omitempty"`
+	Filename string `protobuf:"bytes,2,opt,name=filename,proto3" json:"filename,omitempty"`
+	// Parameters (spec params:), overriding the spec's defaults.
+	Params        map[string]string `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[8]
+	mi := &file_haul_api_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +1460,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[8]
+	mi := &file_haul_api_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +1473,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubmitJobRequest) GetSpec() []byte {
@@ -752,6 +1488,13 @@ func (x *SubmitJobRequest) GetFilename() string {
 		return x.Filename
 	}
 	return ""
+}
+
+func (x *SubmitJobRequest) GetParams() map[string]string {
+	if x != nil {
+		return x.Params
+	}
+	return nil
 }
 
 type AddTasksRequest struct {
@@ -775,7 +1518,7 @@ type AddTasksRequest struct {
 
 func (x *AddTasksRequest) Reset() {
 	*x = AddTasksRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[9]
+	mi := &file_haul_api_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +1530,7 @@ func (x *AddTasksRequest) String() string {
 func (*AddTasksRequest) ProtoMessage() {}
 
 func (x *AddTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[9]
+	mi := &file_haul_api_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +1543,7 @@ func (x *AddTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddTasksRequest.ProtoReflect.Descriptor instead.
 func (*AddTasksRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AddTasksRequest) GetJobId() string {
@@ -850,7 +1593,7 @@ type AddTasksResponse struct {
 
 func (x *AddTasksResponse) Reset() {
 	*x = AddTasksResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[10]
+	mi := &file_haul_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +1605,7 @@ func (x *AddTasksResponse) String() string {
 func (*AddTasksResponse) ProtoMessage() {}
 
 func (x *AddTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[10]
+	mi := &file_haul_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +1618,7 @@ func (x *AddTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddTasksResponse.ProtoReflect.Descriptor instead.
 func (*AddTasksResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AddTasksResponse) GetKeys() []string {
@@ -902,7 +1645,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[11]
+	mi := &file_haul_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1657,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[11]
+	mi := &file_haul_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1670,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SubmitJobResponse) GetJobId() string {
@@ -956,7 +1699,7 @@ type Tier struct {
 
 func (x *Tier) Reset() {
 	*x = Tier{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[12]
+	mi := &file_haul_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +1711,7 @@ func (x *Tier) String() string {
 func (*Tier) ProtoMessage() {}
 
 func (x *Tier) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[12]
+	mi := &file_haul_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +1724,7 @@ func (x *Tier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tier.ProtoReflect.Descriptor instead.
 func (*Tier) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Tier) GetName() string {
@@ -1027,7 +1770,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[13]
+	mi := &file_haul_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1782,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[13]
+	mi := &file_haul_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1795,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TaskCounts) GetBlocked() int64 {
@@ -1135,13 +1878,19 @@ type Job struct {
 	// spec), sorted. Their values reach the tasks' processes and nothing
 	// else: no read of the API returns them.
 	SecretEnvNames []string `protobuf:"bytes,18,rep,name=secret_env_names,json=secretEnvNames,proto3" json:"secret_env_names,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The parameters the job was submitted with (spec params: with --set).
+	Params map[string]string `protobuf:"bytes,19,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The job's webhook (spec notify:) and its delivery.
+	Notification *Notification `protobuf:"bytes,20,opt,name=notification,proto3" json:"notification,omitempty"`
+	// How many times the job was retried (RetryJob).
+	Retries       int32 `protobuf:"varint,21,opt,name=retries,proto3" json:"retries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[14]
+	mi := &file_haul_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1902,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[14]
+	mi := &file_haul_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1915,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Job) GetId() string {
@@ -1295,6 +2044,124 @@ func (x *Job) GetSecretEnvNames() []string {
 	return nil
 }
 
+func (x *Job) GetParams() map[string]string {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *Job) GetNotification() *Notification {
+	if x != nil {
+		return x.Notification
+	}
+	return nil
+}
+
+func (x *Job) GetRetries() int32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+// Notification is a job's webhook and what became of it.
+type Notification struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Webhook string                 `protobuf:"bytes,1,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	// The job states it is sent for: failed, succeeded, cancelled.
+	On []string `protobuf:"bytes,2,rep,name=on,proto3" json:"on,omitempty"`
+	// pending (the job has not ended, or a delivery is due), delivered,
+	// failed (gave up), skipped (the job ended in a state not in on).
+	State       string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Attempts    int32                  `protobuf:"varint,4,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	LastError   string                 `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	DeliveredAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=delivered_at,json=deliveredAt,proto3" json:"delivered_at,omitempty"`
+	// The job state the delivery was for (a retried job sends again).
+	Event         string `protobuf:"bytes,7,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Notification) Reset() {
+	*x = Notification{}
+	mi := &file_haul_api_v1_api_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Notification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Notification) ProtoMessage() {}
+
+func (x *Notification) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_api_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Notification.ProtoReflect.Descriptor instead.
+func (*Notification) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Notification) GetWebhook() string {
+	if x != nil {
+		return x.Webhook
+	}
+	return ""
+}
+
+func (x *Notification) GetOn() []string {
+	if x != nil {
+		return x.On
+	}
+	return nil
+}
+
+func (x *Notification) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Notification) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *Notification) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *Notification) GetDeliveredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliveredAt
+	}
+	return nil
+}
+
+func (x *Notification) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
 type GetJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -1304,7 +2171,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[15]
+	mi := &file_haul_api_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +2183,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[15]
+	mi := &file_haul_api_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +2196,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -1348,7 +2215,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[16]
+	mi := &file_haul_api_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +2227,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[16]
+	mi := &file_haul_api_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +2240,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -1398,13 +2265,17 @@ type ListJobsRequest struct {
 	// Jobs created at or after / before these times.
 	CreatedAfter  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_after,json=createdAfter,proto3" json:"created_after,omitempty"`
 	CreatedBefore *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_before,json=createdBefore,proto3" json:"created_before,omitempty"`
+	// Jobs whose ID starts with this (for unique prefixes).
+	IdPrefix string `protobuf:"bytes,10,opt,name=id_prefix,json=idPrefix,proto3" json:"id_prefix,omitempty"`
+	// Jobs the caller submitted (for @last).
+	Mine          bool `protobuf:"varint,11,opt,name=mine,proto3" json:"mine,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	mi := &file_haul_api_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +2287,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[17]
+	mi := &file_haul_api_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +2300,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListJobsRequest) GetNamespace() string {
@@ -1495,6 +2366,20 @@ func (x *ListJobsRequest) GetCreatedBefore() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ListJobsRequest) GetIdPrefix() string {
+	if x != nil {
+		return x.IdPrefix
+	}
+	return ""
+}
+
+func (x *ListJobsRequest) GetMine() bool {
+	if x != nil {
+		return x.Mine
+	}
+	return false
+}
+
 type ListJobsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
@@ -1505,7 +2390,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	mi := &file_haul_api_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +2402,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[18]
+	mi := &file_haul_api_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +2415,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1556,7 +2441,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[19]
+	mi := &file_haul_api_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +2453,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[19]
+	mi := &file_haul_api_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +2466,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -1600,7 +2485,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[20]
+	mi := &file_haul_api_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +2497,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[20]
+	mi := &file_haul_api_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +2510,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -1675,7 +2560,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[21]
+	mi := &file_haul_api_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +2572,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[21]
+	mi := &file_haul_api_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +2585,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Attempt) GetNumber() int32 {
@@ -1862,7 +2747,7 @@ type GPUUsage struct {
 
 func (x *GPUUsage) Reset() {
 	*x = GPUUsage{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[22]
+	mi := &file_haul_api_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +2759,7 @@ func (x *GPUUsage) String() string {
 func (*GPUUsage) ProtoMessage() {}
 
 func (x *GPUUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[22]
+	mi := &file_haul_api_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +2772,7 @@ func (x *GPUUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPUUsage.ProtoReflect.Descriptor instead.
 func (*GPUUsage) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GPUUsage) GetIndex() int32 {
@@ -1937,7 +2822,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[23]
+	mi := &file_haul_api_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1949,7 +2834,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[23]
+	mi := &file_haul_api_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1962,7 +2847,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Usage) GetMemoryRequestedByteSeconds() float64 {
@@ -2041,7 +2926,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[24]
+	mi := &file_haul_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2938,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[24]
+	mi := &file_haul_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2951,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Task) GetJobId() string {
@@ -2229,7 +3114,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[25]
+	mi := &file_haul_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +3126,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[25]
+	mi := &file_haul_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +3139,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -2351,7 +3236,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[26]
+	mi := &file_haul_api_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2363,7 +3248,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[26]
+	mi := &file_haul_api_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2376,7 +3261,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -2403,7 +3288,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[27]
+	mi := &file_haul_api_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2415,7 +3300,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[27]
+	mi := &file_haul_api_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2428,7 +3313,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetTaskRequest) GetJobId() string {
@@ -2457,7 +3342,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[28]
+	mi := &file_haul_api_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2469,7 +3354,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[28]
+	mi := &file_haul_api_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2482,7 +3367,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetTaskResponse) GetTask() *Task {
@@ -2516,7 +3401,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[29]
+	mi := &file_haul_api_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2528,7 +3413,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[29]
+	mi := &file_haul_api_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2541,7 +3426,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CancelTaskRequest) GetJobId() string {
@@ -2567,7 +3452,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[30]
+	mi := &file_haul_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +3464,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[30]
+	mi := &file_haul_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +3477,7 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CancelTaskResponse) GetTask() *Task {
@@ -2617,7 +3502,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[31]
+	mi := &file_haul_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2629,7 +3514,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[31]
+	mi := &file_haul_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2642,7 +3527,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetLogsRequest) GetJobId() string {
@@ -2692,7 +3577,7 @@ type GetLogsResponse struct {
 
 func (x *GetLogsResponse) Reset() {
 	*x = GetLogsResponse{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[32]
+	mi := &file_haul_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +3589,7 @@ func (x *GetLogsResponse) String() string {
 func (*GetLogsResponse) ProtoMessage() {}
 
 func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[32]
+	mi := &file_haul_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +3602,7 @@ func (x *GetLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogsResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetLogsResponse) GetChunks() []*LogChunk {
@@ -2745,7 +3630,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_haul_api_v1_api_proto_msgTypes[33]
+	mi := &file_haul_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2757,7 +3642,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_api_proto_msgTypes[33]
+	mi := &file_haul_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2770,7 +3655,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_haul_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LogChunk) GetStream() LogStream {
@@ -2798,7 +3683,74 @@ var File_haul_api_v1_api_proto protoreflect.FileDescriptor
 
 const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\n" +
-	"\x15haul/api/v1/api.proto\x12\vhaul.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n" +
+	"\x15haul/api/v1/api.proto\x12\vhaul.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n" +
+	"\x0fRetryJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
+	"\bkey_glob\x18\x02 \x01(\tR\akeyGlob\x12\x16\n" +
+	"\x06states\x18\x03 \x03(\tR\x06states\"d\n" +
+	"\x10RetryJobResponse\x12\"\n" +
+	"\x03job\x18\x01 \x01(\v2\x10.haul.api.v1.JobR\x03job\x12\x18\n" +
+	"\aretried\x18\x02 \x01(\x03R\aretried\x12\x12\n" +
+	"\x04keys\x18\x03 \x03(\tR\x04keys\"\xa5\x01\n" +
+	"\x0fRerunJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12@\n" +
+	"\x06params\x18\x02 \x03(\v2(.haul.api.v1.RerunJobRequest.ParamsEntryR\x06params\x1a9\n" +
+	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd6\x02\n" +
+	"\x12ListWorkersRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
+	"\x04tier\x18\x02 \x01(\tR\x04tier\x12\x18\n" +
+	"\acluster\x18\x03 \x01(\tR\acluster\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12M\n" +
+	"\n" +
+	"job_labels\x18\x05 \x03(\v2..haul.api.v1.ListWorkersRequest.JobLabelsEntryR\tjobLabels\x12\x1c\n" +
+	"\tnamespace\x18\x06 \x01(\tR\tnamespace\x12\x1b\n" +
+	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\x1a<\n" +
+	"\x0eJobLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x03\n" +
+	"\x06Worker\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04tier\x18\x04 \x01(\tR\x04tier\x12\x18\n" +
+	"\acluster\x18\x05 \x01(\tR\acluster\x12\x14\n" +
+	"\x05state\x18\x06 \x01(\tR\x05state\x129\n" +
+	"\n" +
+	"started_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n" +
+	"\bended_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\x12\x1d\n" +
+	"\n" +
+	"end_reason\x18\t \x01(\tR\tendReason\x12\x1a\n" +
+	"\battempts\x18\n" +
+	" \x01(\x03R\battempts\x12,\n" +
+	"\x12estimated_cost_usd\x18\v \x01(\x01R\x10estimatedCostUsd\x12\x1d\n" +
+	"\n" +
+	"cost_known\x18\f \x01(\bR\tcostKnown\"l\n" +
+	"\x13ListWorkersResponse\x12-\n" +
+	"\aworkers\x18\x01 \x03(\v2\x13.haul.api.v1.WorkerR\aworkers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
+	"\x10GetWorkerRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"Z\n" +
+	"\rWorkerAttempt\x12\x19\n" +
+	"\btask_key\x18\x01 \x01(\tR\ataskKey\x12.\n" +
+	"\aattempt\x18\x02 \x01(\v2\x14.haul.api.v1.AttemptR\aattempt\"x\n" +
+	"\x11GetWorkerResponse\x12+\n" +
+	"\x06worker\x18\x01 \x01(\v2\x13.haul.api.v1.WorkerR\x06worker\x126\n" +
+	"\battempts\x18\x02 \x03(\v2\x1a.haul.api.v1.WorkerAttemptR\battempts\"\x0f\n" +
+	"\rWhoAmIRequest\"\xef\x01\n" +
+	"\x0eWhoAmIResponse\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12<\n" +
+	"\x05teams\x18\x03 \x03(\v2&.haul.api.v1.WhoAmIResponse.TeamsEntryR\x05teams\x12%\n" +
+	"\x0eplatform_admin\x18\x04 \x01(\bR\rplatformAdmin\x12\x10\n" +
+	"\x03via\x18\x05 \x01(\tR\x03via\x1a8\n" +
+	"\n" +
+	"TeamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"+\n" +
 	"\x12GetJobGraphRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xbe\x02\n" +
 	"\tTaskGroup\x12\x12\n" +
@@ -2844,10 +3796,14 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\btask_key\x18\x02 \x01(\tR\ataskKey\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x120\n" +
-	"\bblockers\x18\x04 \x03(\v2\x14.haul.api.v1.BlockerR\bblockers\"B\n" +
+	"\bblockers\x18\x04 \x03(\v2\x14.haul.api.v1.BlockerR\bblockers\"\xc0\x01\n" +
 	"\x10SubmitJobRequest\x12\x12\n" +
 	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x1a\n" +
-	"\bfilename\x18\x02 \x01(\tR\bfilename\"\x82\x01\n" +
+	"\bfilename\x18\x02 \x01(\tR\bfilename\x12A\n" +
+	"\x06params\x18\x03 \x03(\v2).haul.api.v1.SubmitJobRequest.ParamsEntryR\x06params\x1a9\n" +
+	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x01\n" +
 	"\x0fAddTasksRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12\x1a\n" +
@@ -2875,7 +3831,7 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\tsucceeded\x18\x04 \x01(\x03R\tsucceeded\x12\x16\n" +
 	"\x06failed\x18\x05 \x01(\x03R\x06failed\x12'\n" +
 	"\x0fupstream_failed\x18\x06 \x01(\x03R\x0eupstreamFailed\x12\x1c\n" +
-	"\tcancelled\x18\a \x01(\x03R\tcancelled\"\x96\x06\n" +
+	"\tcancelled\x18\a \x01(\x03R\tcancelled\"\xe0\a\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -2900,14 +3856,29 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\x12estimated_cost_usd\x18\x0f \x01(\x01R\x10estimatedCostUsd\x12(\n" +
 	"\x05usage\x18\x10 \x01(\v2\x12.haul.api.v1.UsageR\x05usage\x12!\n" +
 	"\fsubmitted_by\x18\x11 \x01(\tR\vsubmittedBy\x12(\n" +
-	"\x10secret_env_names\x18\x12 \x03(\tR\x0esecretEnvNames\x1a9\n" +
+	"\x10secret_env_names\x18\x12 \x03(\tR\x0esecretEnvNames\x124\n" +
+	"\x06params\x18\x13 \x03(\v2\x1c.haul.api.v1.Job.ParamsEntryR\x06params\x12=\n" +
+	"\fnotification\x18\x14 \x01(\v2\x19.haul.api.v1.NotificationR\fnotification\x12\x18\n" +
+	"\aretries\x18\x15 \x01(\x05R\aretries\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"&\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xde\x01\n" +
+	"\fNotification\x12\x18\n" +
+	"\awebhook\x18\x01 \x01(\tR\awebhook\x12\x0e\n" +
+	"\x02on\x18\x02 \x03(\tR\x02on\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x1a\n" +
+	"\battempts\x18\x04 \x01(\x05R\battempts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError\x12=\n" +
+	"\fdelivered_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveredAt\x12\x14\n" +
+	"\x05event\x18\a \x01(\tR\x05event\"&\n" +
 	"\rGetJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"4\n" +
 	"\x0eGetJobResponse\x12\"\n" +
-	"\x03job\x18\x01 \x01(\v2\x10.haul.api.v1.JobR\x03job\"\xc4\x03\n" +
+	"\x03job\x18\x01 \x01(\v2\x10.haul.api.v1.JobR\x03job\"\xf5\x03\n" +
 	"\x0fListJobsRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x16\n" +
 	"\x06states\x18\x02 \x03(\tR\x06states\x12\x1b\n" +
@@ -2918,7 +3889,10 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\x06labels\x18\x06 \x03(\v2(.haul.api.v1.ListJobsRequest.LabelsEntryR\x06labels\x12!\n" +
 	"\fsubmitted_by\x18\a \x01(\tR\vsubmittedBy\x12?\n" +
 	"\rcreated_after\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fcreatedAfter\x12A\n" +
-	"\x0ecreated_before\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rcreatedBefore\x1a9\n" +
+	"\x0ecreated_before\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rcreatedBefore\x12\x1b\n" +
+	"\tid_prefix\x18\n" +
+	" \x01(\tR\bidPrefix\x12\x12\n" +
+	"\x04mine\x18\v \x01(\bR\x04mine\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"`\n" +
@@ -3055,7 +4029,8 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\xc5\a\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xb9\n" +
+	"\n" +
 	"\n" +
 	"JobService\x12J\n" +
 	"\tSubmitJob\x12\x1d.haul.api.v1.SubmitJobRequest\x1a\x1e.haul.api.v1.SubmitJobResponse\x12A\n" +
@@ -3071,7 +4046,12 @@ const file_haul_api_v1_api_proto_rawDesc = "" +
 	"\x03Why\x12\x17.haul.api.v1.WhyRequest\x1a\x18.haul.api.v1.WhyResponse\x12P\n" +
 	"\vGetJobGraph\x12\x1f.haul.api.v1.GetJobGraphRequest\x1a .haul.api.v1.GetJobGraphResponse\x12I\n" +
 	"\bWatchJob\x12\x1c.haul.api.v1.WatchJobRequest\x1a\x1d.haul.api.v1.WatchJobResponse0\x01\x12J\n" +
-	"\tWatchJobs\x12\x1c.haul.api.v1.ListJobsRequest\x1a\x1d.haul.api.v1.ListJobsResponse0\x01B9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
+	"\tWatchJobs\x12\x1c.haul.api.v1.ListJobsRequest\x1a\x1d.haul.api.v1.ListJobsResponse0\x01\x12G\n" +
+	"\bRetryJob\x12\x1c.haul.api.v1.RetryJobRequest\x1a\x1d.haul.api.v1.RetryJobResponse\x12H\n" +
+	"\bRerunJob\x12\x1c.haul.api.v1.RerunJobRequest\x1a\x1e.haul.api.v1.SubmitJobResponse\x12P\n" +
+	"\vListWorkers\x12\x1f.haul.api.v1.ListWorkersRequest\x1a .haul.api.v1.ListWorkersResponse\x12J\n" +
+	"\tGetWorker\x12\x1d.haul.api.v1.GetWorkerRequest\x1a\x1e.haul.api.v1.GetWorkerResponse\x12A\n" +
+	"\x06WhoAmI\x12\x1a.haul.api.v1.WhoAmIRequest\x1a\x1b.haul.api.v1.WhoAmIResponseB9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
 
 var (
 	file_haul_api_v1_api_proto_rawDescOnce sync.Once
@@ -3086,119 +4066,160 @@ func file_haul_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_haul_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_haul_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_haul_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_haul_api_v1_api_proto_goTypes = []any{
 	(TaskSort)(0),                 // 0: haul.api.v1.TaskSort
 	(LogStream)(0),                // 1: haul.api.v1.LogStream
-	(*GetJobGraphRequest)(nil),    // 2: haul.api.v1.GetJobGraphRequest
-	(*TaskGroup)(nil),             // 3: haul.api.v1.TaskGroup
-	(*GetJobGraphResponse)(nil),   // 4: haul.api.v1.GetJobGraphResponse
-	(*WatchJobRequest)(nil),       // 5: haul.api.v1.WatchJobRequest
-	(*WatchJobResponse)(nil),      // 6: haul.api.v1.WatchJobResponse
-	(*WhyRequest)(nil),            // 7: haul.api.v1.WhyRequest
-	(*Blocker)(nil),               // 8: haul.api.v1.Blocker
-	(*WhyResponse)(nil),           // 9: haul.api.v1.WhyResponse
-	(*SubmitJobRequest)(nil),      // 10: haul.api.v1.SubmitJobRequest
-	(*AddTasksRequest)(nil),       // 11: haul.api.v1.AddTasksRequest
-	(*AddTasksResponse)(nil),      // 12: haul.api.v1.AddTasksResponse
-	(*SubmitJobResponse)(nil),     // 13: haul.api.v1.SubmitJobResponse
-	(*Tier)(nil),                  // 14: haul.api.v1.Tier
-	(*TaskCounts)(nil),            // 15: haul.api.v1.TaskCounts
-	(*Job)(nil),                   // 16: haul.api.v1.Job
-	(*GetJobRequest)(nil),         // 17: haul.api.v1.GetJobRequest
-	(*GetJobResponse)(nil),        // 18: haul.api.v1.GetJobResponse
-	(*ListJobsRequest)(nil),       // 19: haul.api.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 20: haul.api.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 21: haul.api.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),     // 22: haul.api.v1.CancelJobResponse
-	(*Attempt)(nil),               // 23: haul.api.v1.Attempt
-	(*GPUUsage)(nil),              // 24: haul.api.v1.GPUUsage
-	(*Usage)(nil),                 // 25: haul.api.v1.Usage
-	(*Task)(nil),                  // 26: haul.api.v1.Task
-	(*ListTasksRequest)(nil),      // 27: haul.api.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 28: haul.api.v1.ListTasksResponse
-	(*GetTaskRequest)(nil),        // 29: haul.api.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),       // 30: haul.api.v1.GetTaskResponse
-	(*CancelTaskRequest)(nil),     // 31: haul.api.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),    // 32: haul.api.v1.CancelTaskResponse
-	(*GetLogsRequest)(nil),        // 33: haul.api.v1.GetLogsRequest
-	(*GetLogsResponse)(nil),       // 34: haul.api.v1.GetLogsResponse
-	(*LogChunk)(nil),              // 35: haul.api.v1.LogChunk
-	nil,                           // 36: haul.api.v1.Job.LabelsEntry
-	nil,                           // 37: haul.api.v1.ListJobsRequest.LabelsEntry
-	nil,                           // 38: haul.api.v1.Task.EnvEntry
-	nil,                           // 39: haul.api.v1.GetTaskResponse.JobEnvEntry
-	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
+	(*RetryJobRequest)(nil),       // 2: haul.api.v1.RetryJobRequest
+	(*RetryJobResponse)(nil),      // 3: haul.api.v1.RetryJobResponse
+	(*RerunJobRequest)(nil),       // 4: haul.api.v1.RerunJobRequest
+	(*ListWorkersRequest)(nil),    // 5: haul.api.v1.ListWorkersRequest
+	(*Worker)(nil),                // 6: haul.api.v1.Worker
+	(*ListWorkersResponse)(nil),   // 7: haul.api.v1.ListWorkersResponse
+	(*GetWorkerRequest)(nil),      // 8: haul.api.v1.GetWorkerRequest
+	(*WorkerAttempt)(nil),         // 9: haul.api.v1.WorkerAttempt
+	(*GetWorkerResponse)(nil),     // 10: haul.api.v1.GetWorkerResponse
+	(*WhoAmIRequest)(nil),         // 11: haul.api.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),        // 12: haul.api.v1.WhoAmIResponse
+	(*GetJobGraphRequest)(nil),    // 13: haul.api.v1.GetJobGraphRequest
+	(*TaskGroup)(nil),             // 14: haul.api.v1.TaskGroup
+	(*GetJobGraphResponse)(nil),   // 15: haul.api.v1.GetJobGraphResponse
+	(*WatchJobRequest)(nil),       // 16: haul.api.v1.WatchJobRequest
+	(*WatchJobResponse)(nil),      // 17: haul.api.v1.WatchJobResponse
+	(*WhyRequest)(nil),            // 18: haul.api.v1.WhyRequest
+	(*Blocker)(nil),               // 19: haul.api.v1.Blocker
+	(*WhyResponse)(nil),           // 20: haul.api.v1.WhyResponse
+	(*SubmitJobRequest)(nil),      // 21: haul.api.v1.SubmitJobRequest
+	(*AddTasksRequest)(nil),       // 22: haul.api.v1.AddTasksRequest
+	(*AddTasksResponse)(nil),      // 23: haul.api.v1.AddTasksResponse
+	(*SubmitJobResponse)(nil),     // 24: haul.api.v1.SubmitJobResponse
+	(*Tier)(nil),                  // 25: haul.api.v1.Tier
+	(*TaskCounts)(nil),            // 26: haul.api.v1.TaskCounts
+	(*Job)(nil),                   // 27: haul.api.v1.Job
+	(*Notification)(nil),          // 28: haul.api.v1.Notification
+	(*GetJobRequest)(nil),         // 29: haul.api.v1.GetJobRequest
+	(*GetJobResponse)(nil),        // 30: haul.api.v1.GetJobResponse
+	(*ListJobsRequest)(nil),       // 31: haul.api.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 32: haul.api.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 33: haul.api.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),     // 34: haul.api.v1.CancelJobResponse
+	(*Attempt)(nil),               // 35: haul.api.v1.Attempt
+	(*GPUUsage)(nil),              // 36: haul.api.v1.GPUUsage
+	(*Usage)(nil),                 // 37: haul.api.v1.Usage
+	(*Task)(nil),                  // 38: haul.api.v1.Task
+	(*ListTasksRequest)(nil),      // 39: haul.api.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 40: haul.api.v1.ListTasksResponse
+	(*GetTaskRequest)(nil),        // 41: haul.api.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),       // 42: haul.api.v1.GetTaskResponse
+	(*CancelTaskRequest)(nil),     // 43: haul.api.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),    // 44: haul.api.v1.CancelTaskResponse
+	(*GetLogsRequest)(nil),        // 45: haul.api.v1.GetLogsRequest
+	(*GetLogsResponse)(nil),       // 46: haul.api.v1.GetLogsResponse
+	(*LogChunk)(nil),              // 47: haul.api.v1.LogChunk
+	nil,                           // 48: haul.api.v1.RerunJobRequest.ParamsEntry
+	nil,                           // 49: haul.api.v1.ListWorkersRequest.JobLabelsEntry
+	nil,                           // 50: haul.api.v1.WhoAmIResponse.TeamsEntry
+	nil,                           // 51: haul.api.v1.SubmitJobRequest.ParamsEntry
+	nil,                           // 52: haul.api.v1.Job.LabelsEntry
+	nil,                           // 53: haul.api.v1.Job.ParamsEntry
+	nil,                           // 54: haul.api.v1.ListJobsRequest.LabelsEntry
+	nil,                           // 55: haul.api.v1.Task.EnvEntry
+	nil,                           // 56: haul.api.v1.GetTaskResponse.JobEnvEntry
+	(*timestamppb.Timestamp)(nil), // 57: google.protobuf.Timestamp
 }
 var file_haul_api_v1_api_proto_depIdxs = []int32{
-	15, // 0: haul.api.v1.TaskGroup.counts:type_name -> haul.api.v1.TaskCounts
-	40, // 1: haul.api.v1.TaskGroup.started_at:type_name -> google.protobuf.Timestamp
-	40, // 2: haul.api.v1.TaskGroup.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 3: haul.api.v1.GetJobGraphResponse.groups:type_name -> haul.api.v1.TaskGroup
-	16, // 4: haul.api.v1.WatchJobResponse.job:type_name -> haul.api.v1.Job
-	4,  // 5: haul.api.v1.WatchJobResponse.graph:type_name -> haul.api.v1.GetJobGraphResponse
-	40, // 6: haul.api.v1.Blocker.until:type_name -> google.protobuf.Timestamp
-	40, // 7: haul.api.v1.Blocker.since:type_name -> google.protobuf.Timestamp
-	8,  // 8: haul.api.v1.WhyResponse.blockers:type_name -> haul.api.v1.Blocker
-	36, // 9: haul.api.v1.Job.labels:type_name -> haul.api.v1.Job.LabelsEntry
-	14, // 10: haul.api.v1.Job.workers:type_name -> haul.api.v1.Tier
-	15, // 11: haul.api.v1.Job.counts:type_name -> haul.api.v1.TaskCounts
-	40, // 12: haul.api.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	40, // 13: haul.api.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	40, // 14: haul.api.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	25, // 15: haul.api.v1.Job.usage:type_name -> haul.api.v1.Usage
-	16, // 16: haul.api.v1.GetJobResponse.job:type_name -> haul.api.v1.Job
-	37, // 17: haul.api.v1.ListJobsRequest.labels:type_name -> haul.api.v1.ListJobsRequest.LabelsEntry
-	40, // 18: haul.api.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
-	40, // 19: haul.api.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
-	16, // 20: haul.api.v1.ListJobsResponse.jobs:type_name -> haul.api.v1.Job
-	16, // 21: haul.api.v1.CancelJobResponse.job:type_name -> haul.api.v1.Job
-	40, // 22: haul.api.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	40, // 23: haul.api.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
-	24, // 24: haul.api.v1.Attempt.gpus:type_name -> haul.api.v1.GPUUsage
-	38, // 25: haul.api.v1.Task.env:type_name -> haul.api.v1.Task.EnvEntry
-	40, // 26: haul.api.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	40, // 27: haul.api.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 28: haul.api.v1.ListTasksRequest.sort:type_name -> haul.api.v1.TaskSort
-	26, // 29: haul.api.v1.ListTasksResponse.tasks:type_name -> haul.api.v1.Task
-	26, // 30: haul.api.v1.GetTaskResponse.task:type_name -> haul.api.v1.Task
-	39, // 31: haul.api.v1.GetTaskResponse.job_env:type_name -> haul.api.v1.GetTaskResponse.JobEnvEntry
-	23, // 32: haul.api.v1.GetTaskResponse.attempts:type_name -> haul.api.v1.Attempt
-	26, // 33: haul.api.v1.CancelTaskResponse.task:type_name -> haul.api.v1.Task
-	1,  // 34: haul.api.v1.GetLogsRequest.streams:type_name -> haul.api.v1.LogStream
-	35, // 35: haul.api.v1.GetLogsResponse.chunks:type_name -> haul.api.v1.LogChunk
-	1,  // 36: haul.api.v1.LogChunk.stream:type_name -> haul.api.v1.LogStream
-	10, // 37: haul.api.v1.JobService.SubmitJob:input_type -> haul.api.v1.SubmitJobRequest
-	17, // 38: haul.api.v1.JobService.GetJob:input_type -> haul.api.v1.GetJobRequest
-	19, // 39: haul.api.v1.JobService.ListJobs:input_type -> haul.api.v1.ListJobsRequest
-	21, // 40: haul.api.v1.JobService.CancelJob:input_type -> haul.api.v1.CancelJobRequest
-	27, // 41: haul.api.v1.JobService.ListTasks:input_type -> haul.api.v1.ListTasksRequest
-	29, // 42: haul.api.v1.JobService.GetTask:input_type -> haul.api.v1.GetTaskRequest
-	31, // 43: haul.api.v1.JobService.CancelTask:input_type -> haul.api.v1.CancelTaskRequest
-	11, // 44: haul.api.v1.JobService.AddTasks:input_type -> haul.api.v1.AddTasksRequest
-	33, // 45: haul.api.v1.JobService.GetLogs:input_type -> haul.api.v1.GetLogsRequest
-	7,  // 46: haul.api.v1.JobService.Why:input_type -> haul.api.v1.WhyRequest
-	2,  // 47: haul.api.v1.JobService.GetJobGraph:input_type -> haul.api.v1.GetJobGraphRequest
-	5,  // 48: haul.api.v1.JobService.WatchJob:input_type -> haul.api.v1.WatchJobRequest
-	19, // 49: haul.api.v1.JobService.WatchJobs:input_type -> haul.api.v1.ListJobsRequest
-	13, // 50: haul.api.v1.JobService.SubmitJob:output_type -> haul.api.v1.SubmitJobResponse
-	18, // 51: haul.api.v1.JobService.GetJob:output_type -> haul.api.v1.GetJobResponse
-	20, // 52: haul.api.v1.JobService.ListJobs:output_type -> haul.api.v1.ListJobsResponse
-	22, // 53: haul.api.v1.JobService.CancelJob:output_type -> haul.api.v1.CancelJobResponse
-	28, // 54: haul.api.v1.JobService.ListTasks:output_type -> haul.api.v1.ListTasksResponse
-	30, // 55: haul.api.v1.JobService.GetTask:output_type -> haul.api.v1.GetTaskResponse
-	32, // 56: haul.api.v1.JobService.CancelTask:output_type -> haul.api.v1.CancelTaskResponse
-	12, // 57: haul.api.v1.JobService.AddTasks:output_type -> haul.api.v1.AddTasksResponse
-	34, // 58: haul.api.v1.JobService.GetLogs:output_type -> haul.api.v1.GetLogsResponse
-	9,  // 59: haul.api.v1.JobService.Why:output_type -> haul.api.v1.WhyResponse
-	4,  // 60: haul.api.v1.JobService.GetJobGraph:output_type -> haul.api.v1.GetJobGraphResponse
-	6,  // 61: haul.api.v1.JobService.WatchJob:output_type -> haul.api.v1.WatchJobResponse
-	20, // 62: haul.api.v1.JobService.WatchJobs:output_type -> haul.api.v1.ListJobsResponse
-	50, // [50:63] is the sub-list for method output_type
-	37, // [37:50] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	27, // 0: haul.api.v1.RetryJobResponse.job:type_name -> haul.api.v1.Job
+	48, // 1: haul.api.v1.RerunJobRequest.params:type_name -> haul.api.v1.RerunJobRequest.ParamsEntry
+	49, // 2: haul.api.v1.ListWorkersRequest.job_labels:type_name -> haul.api.v1.ListWorkersRequest.JobLabelsEntry
+	57, // 3: haul.api.v1.Worker.started_at:type_name -> google.protobuf.Timestamp
+	57, // 4: haul.api.v1.Worker.ended_at:type_name -> google.protobuf.Timestamp
+	6,  // 5: haul.api.v1.ListWorkersResponse.workers:type_name -> haul.api.v1.Worker
+	35, // 6: haul.api.v1.WorkerAttempt.attempt:type_name -> haul.api.v1.Attempt
+	6,  // 7: haul.api.v1.GetWorkerResponse.worker:type_name -> haul.api.v1.Worker
+	9,  // 8: haul.api.v1.GetWorkerResponse.attempts:type_name -> haul.api.v1.WorkerAttempt
+	50, // 9: haul.api.v1.WhoAmIResponse.teams:type_name -> haul.api.v1.WhoAmIResponse.TeamsEntry
+	26, // 10: haul.api.v1.TaskGroup.counts:type_name -> haul.api.v1.TaskCounts
+	57, // 11: haul.api.v1.TaskGroup.started_at:type_name -> google.protobuf.Timestamp
+	57, // 12: haul.api.v1.TaskGroup.finished_at:type_name -> google.protobuf.Timestamp
+	14, // 13: haul.api.v1.GetJobGraphResponse.groups:type_name -> haul.api.v1.TaskGroup
+	27, // 14: haul.api.v1.WatchJobResponse.job:type_name -> haul.api.v1.Job
+	15, // 15: haul.api.v1.WatchJobResponse.graph:type_name -> haul.api.v1.GetJobGraphResponse
+	57, // 16: haul.api.v1.Blocker.until:type_name -> google.protobuf.Timestamp
+	57, // 17: haul.api.v1.Blocker.since:type_name -> google.protobuf.Timestamp
+	19, // 18: haul.api.v1.WhyResponse.blockers:type_name -> haul.api.v1.Blocker
+	51, // 19: haul.api.v1.SubmitJobRequest.params:type_name -> haul.api.v1.SubmitJobRequest.ParamsEntry
+	52, // 20: haul.api.v1.Job.labels:type_name -> haul.api.v1.Job.LabelsEntry
+	25, // 21: haul.api.v1.Job.workers:type_name -> haul.api.v1.Tier
+	26, // 22: haul.api.v1.Job.counts:type_name -> haul.api.v1.TaskCounts
+	57, // 23: haul.api.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	57, // 24: haul.api.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	57, // 25: haul.api.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	37, // 26: haul.api.v1.Job.usage:type_name -> haul.api.v1.Usage
+	53, // 27: haul.api.v1.Job.params:type_name -> haul.api.v1.Job.ParamsEntry
+	28, // 28: haul.api.v1.Job.notification:type_name -> haul.api.v1.Notification
+	57, // 29: haul.api.v1.Notification.delivered_at:type_name -> google.protobuf.Timestamp
+	27, // 30: haul.api.v1.GetJobResponse.job:type_name -> haul.api.v1.Job
+	54, // 31: haul.api.v1.ListJobsRequest.labels:type_name -> haul.api.v1.ListJobsRequest.LabelsEntry
+	57, // 32: haul.api.v1.ListJobsRequest.created_after:type_name -> google.protobuf.Timestamp
+	57, // 33: haul.api.v1.ListJobsRequest.created_before:type_name -> google.protobuf.Timestamp
+	27, // 34: haul.api.v1.ListJobsResponse.jobs:type_name -> haul.api.v1.Job
+	27, // 35: haul.api.v1.CancelJobResponse.job:type_name -> haul.api.v1.Job
+	57, // 36: haul.api.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	57, // 37: haul.api.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	36, // 38: haul.api.v1.Attempt.gpus:type_name -> haul.api.v1.GPUUsage
+	55, // 39: haul.api.v1.Task.env:type_name -> haul.api.v1.Task.EnvEntry
+	57, // 40: haul.api.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	57, // 41: haul.api.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 42: haul.api.v1.ListTasksRequest.sort:type_name -> haul.api.v1.TaskSort
+	38, // 43: haul.api.v1.ListTasksResponse.tasks:type_name -> haul.api.v1.Task
+	38, // 44: haul.api.v1.GetTaskResponse.task:type_name -> haul.api.v1.Task
+	56, // 45: haul.api.v1.GetTaskResponse.job_env:type_name -> haul.api.v1.GetTaskResponse.JobEnvEntry
+	35, // 46: haul.api.v1.GetTaskResponse.attempts:type_name -> haul.api.v1.Attempt
+	38, // 47: haul.api.v1.CancelTaskResponse.task:type_name -> haul.api.v1.Task
+	1,  // 48: haul.api.v1.GetLogsRequest.streams:type_name -> haul.api.v1.LogStream
+	47, // 49: haul.api.v1.GetLogsResponse.chunks:type_name -> haul.api.v1.LogChunk
+	1,  // 50: haul.api.v1.LogChunk.stream:type_name -> haul.api.v1.LogStream
+	21, // 51: haul.api.v1.JobService.SubmitJob:input_type -> haul.api.v1.SubmitJobRequest
+	29, // 52: haul.api.v1.JobService.GetJob:input_type -> haul.api.v1.GetJobRequest
+	31, // 53: haul.api.v1.JobService.ListJobs:input_type -> haul.api.v1.ListJobsRequest
+	33, // 54: haul.api.v1.JobService.CancelJob:input_type -> haul.api.v1.CancelJobRequest
+	39, // 55: haul.api.v1.JobService.ListTasks:input_type -> haul.api.v1.ListTasksRequest
+	41, // 56: haul.api.v1.JobService.GetTask:input_type -> haul.api.v1.GetTaskRequest
+	43, // 57: haul.api.v1.JobService.CancelTask:input_type -> haul.api.v1.CancelTaskRequest
+	22, // 58: haul.api.v1.JobService.AddTasks:input_type -> haul.api.v1.AddTasksRequest
+	45, // 59: haul.api.v1.JobService.GetLogs:input_type -> haul.api.v1.GetLogsRequest
+	18, // 60: haul.api.v1.JobService.Why:input_type -> haul.api.v1.WhyRequest
+	13, // 61: haul.api.v1.JobService.GetJobGraph:input_type -> haul.api.v1.GetJobGraphRequest
+	16, // 62: haul.api.v1.JobService.WatchJob:input_type -> haul.api.v1.WatchJobRequest
+	31, // 63: haul.api.v1.JobService.WatchJobs:input_type -> haul.api.v1.ListJobsRequest
+	2,  // 64: haul.api.v1.JobService.RetryJob:input_type -> haul.api.v1.RetryJobRequest
+	4,  // 65: haul.api.v1.JobService.RerunJob:input_type -> haul.api.v1.RerunJobRequest
+	5,  // 66: haul.api.v1.JobService.ListWorkers:input_type -> haul.api.v1.ListWorkersRequest
+	8,  // 67: haul.api.v1.JobService.GetWorker:input_type -> haul.api.v1.GetWorkerRequest
+	11, // 68: haul.api.v1.JobService.WhoAmI:input_type -> haul.api.v1.WhoAmIRequest
+	24, // 69: haul.api.v1.JobService.SubmitJob:output_type -> haul.api.v1.SubmitJobResponse
+	30, // 70: haul.api.v1.JobService.GetJob:output_type -> haul.api.v1.GetJobResponse
+	32, // 71: haul.api.v1.JobService.ListJobs:output_type -> haul.api.v1.ListJobsResponse
+	34, // 72: haul.api.v1.JobService.CancelJob:output_type -> haul.api.v1.CancelJobResponse
+	40, // 73: haul.api.v1.JobService.ListTasks:output_type -> haul.api.v1.ListTasksResponse
+	42, // 74: haul.api.v1.JobService.GetTask:output_type -> haul.api.v1.GetTaskResponse
+	44, // 75: haul.api.v1.JobService.CancelTask:output_type -> haul.api.v1.CancelTaskResponse
+	23, // 76: haul.api.v1.JobService.AddTasks:output_type -> haul.api.v1.AddTasksResponse
+	46, // 77: haul.api.v1.JobService.GetLogs:output_type -> haul.api.v1.GetLogsResponse
+	20, // 78: haul.api.v1.JobService.Why:output_type -> haul.api.v1.WhyResponse
+	15, // 79: haul.api.v1.JobService.GetJobGraph:output_type -> haul.api.v1.GetJobGraphResponse
+	17, // 80: haul.api.v1.JobService.WatchJob:output_type -> haul.api.v1.WatchJobResponse
+	32, // 81: haul.api.v1.JobService.WatchJobs:output_type -> haul.api.v1.ListJobsResponse
+	3,  // 82: haul.api.v1.JobService.RetryJob:output_type -> haul.api.v1.RetryJobResponse
+	24, // 83: haul.api.v1.JobService.RerunJob:output_type -> haul.api.v1.SubmitJobResponse
+	7,  // 84: haul.api.v1.JobService.ListWorkers:output_type -> haul.api.v1.ListWorkersResponse
+	10, // 85: haul.api.v1.JobService.GetWorker:output_type -> haul.api.v1.GetWorkerResponse
+	12, // 86: haul.api.v1.JobService.WhoAmI:output_type -> haul.api.v1.WhoAmIResponse
+	69, // [69:87] is the sub-list for method output_type
+	51, // [51:69] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_haul_api_v1_api_proto_init() }
@@ -3206,14 +4227,14 @@ func file_haul_api_v1_api_proto_init() {
 	if File_haul_api_v1_api_proto != nil {
 		return
 	}
-	file_haul_api_v1_api_proto_msgTypes[25].OneofWrappers = []any{}
+	file_haul_api_v1_api_proto_msgTypes[37].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_api_v1_api_proto_rawDesc), len(file_haul_api_v1_api_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   38,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

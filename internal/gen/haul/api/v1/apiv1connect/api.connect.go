@@ -61,6 +61,16 @@ const (
 	JobServiceWatchJobProcedure = "/haul.api.v1.JobService/WatchJob"
 	// JobServiceWatchJobsProcedure is the fully-qualified name of the JobService's WatchJobs RPC.
 	JobServiceWatchJobsProcedure = "/haul.api.v1.JobService/WatchJobs"
+	// JobServiceRetryJobProcedure is the fully-qualified name of the JobService's RetryJob RPC.
+	JobServiceRetryJobProcedure = "/haul.api.v1.JobService/RetryJob"
+	// JobServiceRerunJobProcedure is the fully-qualified name of the JobService's RerunJob RPC.
+	JobServiceRerunJobProcedure = "/haul.api.v1.JobService/RerunJob"
+	// JobServiceListWorkersProcedure is the fully-qualified name of the JobService's ListWorkers RPC.
+	JobServiceListWorkersProcedure = "/haul.api.v1.JobService/ListWorkers"
+	// JobServiceGetWorkerProcedure is the fully-qualified name of the JobService's GetWorker RPC.
+	JobServiceGetWorkerProcedure = "/haul.api.v1.JobService/GetWorker"
+	// JobServiceWhoAmIProcedure is the fully-qualified name of the JobService's WhoAmI RPC.
+	JobServiceWhoAmIProcedure = "/haul.api.v1.JobService/WhoAmI"
 )
 
 // JobServiceClient is a client for the haul.api.v1.JobService service.
@@ -103,6 +113,25 @@ type JobServiceClient interface {
 	// WatchJobs streams the first page of ListJobs with the request's
 	// filters: at once, then whenever it changes (checked every 2 s).
 	WatchJobs(context.Context, *connect.Request[v1.ListJobsRequest]) (*connect.ServerStreamForClient[v1.ListJobsResponse], error)
+	// RetryJob runs some of an ended job's tasks again inside the same job
+	// (Argo's retry, Slurm's requeue): the tasks that match (by default the
+	// failed, upstream_failed and cancelled ones) get new attempts, with
+	// their history kept and a fresh retry budget; their dependents that did
+	// not succeed wait for them again; the job is running again. Members of
+	// the job's team may retry. A job still running is refused (cancel it or
+	// wait for it to end).
+	RetryJob(context.Context, *connect.Request[v1.RetryJobRequest]) (*connect.Response[v1.RetryJobResponse], error)
+	// RerunJob submits a new job from a job's stored spec, with its
+	// parameters and any overridden (a submit by the caller: members of the
+	// spec's team).
+	RerunJob(context.Context, *connect.Request[v1.RerunJobRequest]) (*connect.Response[v1.SubmitJobResponse], error)
+	// ListWorkers lists workers, newest first, filtered: the workers of the
+	// jobs of the teams the caller may see.
+	ListWorkers(context.Context, *connect.Request[v1.ListWorkersRequest]) (*connect.Response[v1.ListWorkersResponse], error)
+	// GetWorker returns one worker and the attempts it ran.
+	GetWorker(context.Context, *connect.Request[v1.GetWorkerRequest]) (*connect.Response[v1.GetWorkerResponse], error)
+	// WhoAmI returns the caller's identity: subject, teams and roles.
+	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
 }
 
 // NewJobServiceClient constructs a client for the haul.api.v1.JobService service. By default, it
@@ -194,6 +223,36 @@ func NewJobServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(jobServiceMethods.ByName("WatchJobs")),
 			connect.WithClientOptions(opts...),
 		),
+		retryJob: connect.NewClient[v1.RetryJobRequest, v1.RetryJobResponse](
+			httpClient,
+			baseURL+JobServiceRetryJobProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("RetryJob")),
+			connect.WithClientOptions(opts...),
+		),
+		rerunJob: connect.NewClient[v1.RerunJobRequest, v1.SubmitJobResponse](
+			httpClient,
+			baseURL+JobServiceRerunJobProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("RerunJob")),
+			connect.WithClientOptions(opts...),
+		),
+		listWorkers: connect.NewClient[v1.ListWorkersRequest, v1.ListWorkersResponse](
+			httpClient,
+			baseURL+JobServiceListWorkersProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("ListWorkers")),
+			connect.WithClientOptions(opts...),
+		),
+		getWorker: connect.NewClient[v1.GetWorkerRequest, v1.GetWorkerResponse](
+			httpClient,
+			baseURL+JobServiceGetWorkerProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("GetWorker")),
+			connect.WithClientOptions(opts...),
+		),
+		whoAmI: connect.NewClient[v1.WhoAmIRequest, v1.WhoAmIResponse](
+			httpClient,
+			baseURL+JobServiceWhoAmIProcedure,
+			connect.WithSchema(jobServiceMethods.ByName("WhoAmI")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -212,6 +271,11 @@ type jobServiceClient struct {
 	getJobGraph *connect.Client[v1.GetJobGraphRequest, v1.GetJobGraphResponse]
 	watchJob    *connect.Client[v1.WatchJobRequest, v1.WatchJobResponse]
 	watchJobs   *connect.Client[v1.ListJobsRequest, v1.ListJobsResponse]
+	retryJob    *connect.Client[v1.RetryJobRequest, v1.RetryJobResponse]
+	rerunJob    *connect.Client[v1.RerunJobRequest, v1.SubmitJobResponse]
+	listWorkers *connect.Client[v1.ListWorkersRequest, v1.ListWorkersResponse]
+	getWorker   *connect.Client[v1.GetWorkerRequest, v1.GetWorkerResponse]
+	whoAmI      *connect.Client[v1.WhoAmIRequest, v1.WhoAmIResponse]
 }
 
 // SubmitJob calls haul.api.v1.JobService.SubmitJob.
@@ -279,6 +343,31 @@ func (c *jobServiceClient) WatchJobs(ctx context.Context, req *connect.Request[v
 	return c.watchJobs.CallServerStream(ctx, req)
 }
 
+// RetryJob calls haul.api.v1.JobService.RetryJob.
+func (c *jobServiceClient) RetryJob(ctx context.Context, req *connect.Request[v1.RetryJobRequest]) (*connect.Response[v1.RetryJobResponse], error) {
+	return c.retryJob.CallUnary(ctx, req)
+}
+
+// RerunJob calls haul.api.v1.JobService.RerunJob.
+func (c *jobServiceClient) RerunJob(ctx context.Context, req *connect.Request[v1.RerunJobRequest]) (*connect.Response[v1.SubmitJobResponse], error) {
+	return c.rerunJob.CallUnary(ctx, req)
+}
+
+// ListWorkers calls haul.api.v1.JobService.ListWorkers.
+func (c *jobServiceClient) ListWorkers(ctx context.Context, req *connect.Request[v1.ListWorkersRequest]) (*connect.Response[v1.ListWorkersResponse], error) {
+	return c.listWorkers.CallUnary(ctx, req)
+}
+
+// GetWorker calls haul.api.v1.JobService.GetWorker.
+func (c *jobServiceClient) GetWorker(ctx context.Context, req *connect.Request[v1.GetWorkerRequest]) (*connect.Response[v1.GetWorkerResponse], error) {
+	return c.getWorker.CallUnary(ctx, req)
+}
+
+// WhoAmI calls haul.api.v1.JobService.WhoAmI.
+func (c *jobServiceClient) WhoAmI(ctx context.Context, req *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error) {
+	return c.whoAmI.CallUnary(ctx, req)
+}
+
 // JobServiceHandler is an implementation of the haul.api.v1.JobService service.
 type JobServiceHandler interface {
 	// SubmitJob validates a job spec and stores the job and all of its tasks.
@@ -319,6 +408,25 @@ type JobServiceHandler interface {
 	// WatchJobs streams the first page of ListJobs with the request's
 	// filters: at once, then whenever it changes (checked every 2 s).
 	WatchJobs(context.Context, *connect.Request[v1.ListJobsRequest], *connect.ServerStream[v1.ListJobsResponse]) error
+	// RetryJob runs some of an ended job's tasks again inside the same job
+	// (Argo's retry, Slurm's requeue): the tasks that match (by default the
+	// failed, upstream_failed and cancelled ones) get new attempts, with
+	// their history kept and a fresh retry budget; their dependents that did
+	// not succeed wait for them again; the job is running again. Members of
+	// the job's team may retry. A job still running is refused (cancel it or
+	// wait for it to end).
+	RetryJob(context.Context, *connect.Request[v1.RetryJobRequest]) (*connect.Response[v1.RetryJobResponse], error)
+	// RerunJob submits a new job from a job's stored spec, with its
+	// parameters and any overridden (a submit by the caller: members of the
+	// spec's team).
+	RerunJob(context.Context, *connect.Request[v1.RerunJobRequest]) (*connect.Response[v1.SubmitJobResponse], error)
+	// ListWorkers lists workers, newest first, filtered: the workers of the
+	// jobs of the teams the caller may see.
+	ListWorkers(context.Context, *connect.Request[v1.ListWorkersRequest]) (*connect.Response[v1.ListWorkersResponse], error)
+	// GetWorker returns one worker and the attempts it ran.
+	GetWorker(context.Context, *connect.Request[v1.GetWorkerRequest]) (*connect.Response[v1.GetWorkerResponse], error)
+	// WhoAmI returns the caller's identity: subject, teams and roles.
+	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
 }
 
 // NewJobServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -406,6 +514,36 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(jobServiceMethods.ByName("WatchJobs")),
 		connect.WithHandlerOptions(opts...),
 	)
+	jobServiceRetryJobHandler := connect.NewUnaryHandler(
+		JobServiceRetryJobProcedure,
+		svc.RetryJob,
+		connect.WithSchema(jobServiceMethods.ByName("RetryJob")),
+		connect.WithHandlerOptions(opts...),
+	)
+	jobServiceRerunJobHandler := connect.NewUnaryHandler(
+		JobServiceRerunJobProcedure,
+		svc.RerunJob,
+		connect.WithSchema(jobServiceMethods.ByName("RerunJob")),
+		connect.WithHandlerOptions(opts...),
+	)
+	jobServiceListWorkersHandler := connect.NewUnaryHandler(
+		JobServiceListWorkersProcedure,
+		svc.ListWorkers,
+		connect.WithSchema(jobServiceMethods.ByName("ListWorkers")),
+		connect.WithHandlerOptions(opts...),
+	)
+	jobServiceGetWorkerHandler := connect.NewUnaryHandler(
+		JobServiceGetWorkerProcedure,
+		svc.GetWorker,
+		connect.WithSchema(jobServiceMethods.ByName("GetWorker")),
+		connect.WithHandlerOptions(opts...),
+	)
+	jobServiceWhoAmIHandler := connect.NewUnaryHandler(
+		JobServiceWhoAmIProcedure,
+		svc.WhoAmI,
+		connect.WithSchema(jobServiceMethods.ByName("WhoAmI")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/haul.api.v1.JobService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case JobServiceSubmitJobProcedure:
@@ -434,6 +572,16 @@ func NewJobServiceHandler(svc JobServiceHandler, opts ...connect.HandlerOption) 
 			jobServiceWatchJobHandler.ServeHTTP(w, r)
 		case JobServiceWatchJobsProcedure:
 			jobServiceWatchJobsHandler.ServeHTTP(w, r)
+		case JobServiceRetryJobProcedure:
+			jobServiceRetryJobHandler.ServeHTTP(w, r)
+		case JobServiceRerunJobProcedure:
+			jobServiceRerunJobHandler.ServeHTTP(w, r)
+		case JobServiceListWorkersProcedure:
+			jobServiceListWorkersHandler.ServeHTTP(w, r)
+		case JobServiceGetWorkerProcedure:
+			jobServiceGetWorkerHandler.ServeHTTP(w, r)
+		case JobServiceWhoAmIProcedure:
+			jobServiceWhoAmIHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -493,4 +641,24 @@ func (UnimplementedJobServiceHandler) WatchJob(context.Context, *connect.Request
 
 func (UnimplementedJobServiceHandler) WatchJobs(context.Context, *connect.Request[v1.ListJobsRequest], *connect.ServerStream[v1.ListJobsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.WatchJobs is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) RetryJob(context.Context, *connect.Request[v1.RetryJobRequest]) (*connect.Response[v1.RetryJobResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.RetryJob is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) RerunJob(context.Context, *connect.Request[v1.RerunJobRequest]) (*connect.Response[v1.SubmitJobResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.RerunJob is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) ListWorkers(context.Context, *connect.Request[v1.ListWorkersRequest]) (*connect.Response[v1.ListWorkersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.ListWorkers is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) GetWorker(context.Context, *connect.Request[v1.GetWorkerRequest]) (*connect.Response[v1.GetWorkerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.GetWorker is not implemented"))
+}
+
+func (UnimplementedJobServiceHandler) WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.JobService.WhoAmI is not implemented"))
 }
