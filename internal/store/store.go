@@ -432,6 +432,9 @@ type JobFilter struct {
 	// CreatedAfter and CreatedBefore bound the creation time (zero: no
 	// bound): CreatedAfter <= created < CreatedBefore.
 	CreatedAfter, CreatedBefore time.Time
+	// IDPrefix selects jobs whose ID starts with it (job IDs are lowercase
+	// letters and digits; anything else is refused).
+	IDPrefix string
 }
 
 // TaskSort orders ListTasks.

@@ -196,7 +196,7 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, e
 	}
 	// A nil slice is NULL (any namespace), an empty one an empty array.
 	return s.queryJobs(ctx, "list jobs", false, qListJobs, f.Namespace, states, f.Before, limit, f.Namespaces, f.SubmittedBy,
-		re, labels, storesql.Nanos(f.CreatedAfter), storesql.Nanos(f.CreatedBefore))
+		re, labels, storesql.Nanos(f.CreatedAfter), storesql.Nanos(f.CreatedBefore), f.IDPrefix)
 }
 
 // ListActiveJobs returns the pending and running jobs, oldest (least ID)

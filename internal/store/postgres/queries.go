@@ -69,6 +69,7 @@ WHERE ($1::text = '' OR namespace = $1)
   AND ($8::jsonb IS NULL OR labels @> $8)
   AND ($9::bigint IS NULL OR created_at >= $9)
   AND ($10::bigint IS NULL OR created_at < $10)
+  AND ($11::text = '' OR (id >= $11 AND id < $11 || '~'))
 ORDER BY id DESC
 LIMIT $4`
 	qListActiveJobs = `SELECT ` + activeJobColumns + ` FROM jobs

@@ -204,7 +204,7 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]store.Job, e
 		labels = string(b)
 	}
 	return s.queryJobs(ctx, "list jobs", false, qListJobs, f.Namespace, states, f.Before, limit, namespaces, f.SubmittedBy,
-		glob, match, labels, storesql.Nanos(f.CreatedAfter), storesql.Nanos(f.CreatedBefore))
+		glob, match, labels, storesql.Nanos(f.CreatedAfter), storesql.Nanos(f.CreatedBefore), f.IDPrefix)
 }
 
 // ListActiveJobs returns the pending and running jobs, oldest (least ID)

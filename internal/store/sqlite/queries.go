@@ -70,6 +70,7 @@ WHERE (?1 = '' OR namespace = ?1)
 		WHERE have.key = want.key AND have.type = 'text' AND have.value = want.value)))
   AND (?10 IS NULL OR created_at >= ?10)
   AND (?11 IS NULL OR created_at < ?11)
+  AND (?12 = '' OR (id >= ?12 AND id < ?12 || '~'))
 ORDER BY id DESC
 LIMIT ?4`
 	qListActiveJobs = `SELECT ` + activeJobColumns + ` FROM jobs

@@ -257,6 +257,11 @@ func CheckJobFilter(f store.JobFilter) error {
 	if err := checkMap("labels", f.Labels); err != nil {
 		return Reject(fmt.Errorf("list jobs: %w", err))
 	}
+	for _, r := range f.IDPrefix {
+		if !('a' <= r && r <= 'z' || '0' <= r && r <= '9') {
+			return Reject(fmt.Errorf("list jobs: ID prefix %q: job IDs hold only lowercase letters and digits", f.IDPrefix))
+		}
+	}
 	if err := checkTime("created_after", f.CreatedAfter); err != nil {
 		return Reject(fmt.Errorf("list jobs: %w", err))
 	}

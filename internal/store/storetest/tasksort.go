@@ -485,6 +485,9 @@ func testListJobsFilters(t *testing.T, s store.Store) {
 			if f.Before != "" && j.id >= f.Before {
 				continue
 			}
+			if !strings.HasPrefix(j.id, f.IDPrefix) {
+				continue
+			}
 			out = append(out, j.id)
 		}
 		if f.Limit > 0 && len(out) > f.Limit {
@@ -520,6 +523,10 @@ func testListJobsFilters(t *testing.T, s store.Store) {
 		{"created between", store.JobFilter{CreatedAfter: base.Add(2 * time.Hour), CreatedBefore: base.Add(6*time.Hour + 1)}, true},
 		{"created empty", store.JobFilter{CreatedAfter: base.Add(2 * time.Hour), CreatedBefore: base.Add(2 * time.Hour)}, false},
 		{"all", store.JobFilter{NameGlob: "resim*", Labels: map[string]string{"a.b": "1"}, CreatedAfter: base, CreatedBefore: base.Add(100 * time.Hour)}, true},
+		{"ID prefix of one", store.JobFilter{IDPrefix: jobs[3].id}, true},
+		{"ID prefix of one, shortened", store.JobFilter{IDPrefix: jobs[3].id[:len(jobs[3].id)-1]}, true},
+		{"ID prefix of all", store.JobFilter{IDPrefix: jobs[0].id[:1]}, true},
+		{"ID prefix of none", store.JobFilter{IDPrefix: "zzzz"}, false},
 		{"all paged", store.JobFilter{NameGlob: "*", Labels: map[string]string{"team": "perception"}, CreatedAfter: base.Add(time.Hour), Before: jobs[7].id, Limit: 1}, true},
 	} {
 		w := want(tc.f)
@@ -539,6 +546,9 @@ func testListJobsFilters(t *testing.T, s store.Store) {
 				t.Errorf("%s: ListJobs loads groups of job %s", tc.name, j.ID)
 			}
 		}
+	}
+	if _, err := s.ListJobs(ctx, store.JobFilter{IDPrefix: "ab%"}); !errors.Is(err, store.ErrRejected) {
+		t.Errorf("ListJobs with ID prefix %q: %v, want a refusal", "ab%", err)
 	}
 	// Paging with filters: every match exactly once.
 	f := store.JobFilter{NameGlob: "*", Labels: map[string]string{"a.b": "1"}, Limit: 1}
