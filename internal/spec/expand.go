@@ -229,9 +229,19 @@ func (c *compiler) dagErrors(err error, entries []*entry) {
 		}
 		return e, task - e.start
 	}
+	// The same problem in many elements of one entry (a typo in a
+	// foreach's after) is reported once, at its first element, with the
+	// count of the others, as elementErrs does for expansion problems.
+	type group struct {
+		entry      int
+		field, msg string
+	}
+	var order []group
+	first := map[group]Error{}
+	count := map[group]int{}
 	for _, de := range des {
 		e, el := where(de.Index)
-		l := loc{task: de.Task, entry: e.index, element: el}
+		var err Error
 		switch de.Field {
 		case "key":
 			fe, fel := where(de.First)
@@ -239,9 +249,26 @@ func (c *compiler) dagErrors(err error, entries []*entry) {
 			if fel >= 0 {
 				at += fmt.Sprintf(" element %d", fel)
 			}
-			c.e.add(l, e.keyLine, "key", de, "duplicate key: %s (line %d) has the same key", at, fe.keyLine)
+			err = Error{Line: e.keyLine, Field: "key", Msg: fmt.Sprintf("duplicate key: %s (line %d) has the same key", at, fe.keyLine)}
 		default:
-			c.e.add(l, e.afterLine, de.Field, de, "%s", de.Msg)
+			err = Error{Line: e.afterLine, Field: de.Field, Msg: de.Msg}
 		}
+		err.Task, err.Entry, err.Element, err.Err = de.Task, e.index, el, de
+		k := group{entry: -1 - len(order), field: err.Field, msg: err.Msg}
+		if el >= 0 {
+			k.entry = e.index
+		}
+		if _, ok := first[k]; !ok {
+			order = append(order, k)
+			first[k] = err
+		}
+		count[k]++
+	}
+	for _, k := range order {
+		err := first[k]
+		if n := count[k] - 1; n > 0 {
+			err.Msg += fmt.Sprintf(" (and %d more elements)", n)
+		}
+		c.e.add(loc{task: err.Task, entry: err.Entry, element: err.Element}, err.Line, err.Field, err.Err, "%s", err.Msg)
 	}
 }

@@ -136,6 +136,7 @@ func (c *compiler) labelMap(field string, n *yaml.Node, maxVal int) map[string]s
 		if !ok {
 			continue
 		}
+		v = c.subst(jobLoc, f, p.v.Line, v, feNone)
 		switch bad := text(v); {
 		case !labelKey.MatchString(p.key):
 			c.e.add(jobLoc, p.k.Line, f, nil, "bad label name %q: use at most 63 letters, digits, '-', '_', '.' and '/', starting and ending with a letter or digit", p.key)

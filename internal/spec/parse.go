@@ -13,7 +13,7 @@ import (
 )
 
 var (
-	jobFields     = []string{"name", "namespace", "labels", "env", "secret_env", "workers", "retries", "timeout", "max_workers", "priority", "kubernetes", "logs", "tasks"}
+	jobFields     = []string{"name", "namespace", "labels", "env", "secret_env", "workers", "retries", "timeout", "max_workers", "priority", "kubernetes", "logs", "params", "notify", "tasks"}
 	tierFields    = []string{"name", "cpu", "memory", "gpu", "gpu_type", "node_selector", "tolerations"}
 	taskFields    = []string{"key", "command", "env", "cwd", "after", "retries", "timeout", "worker", "foreach"}
 	foreachFields = []string{"range", "values", "lines"}
@@ -37,6 +37,11 @@ type compiler struct {
 	job *Job
 
 	jobEnvBytes int // bytes the job's env adds to every task's environment
+
+	// set is the parameter values the caller gave (--set); paramVals every
+	// declared parameter's value, once params ran.
+	set       map[string]string
+	paramVals map[string]string
 }
 
 func newCompiler(filename string, lim Limits, size int) *compiler {
@@ -205,9 +210,15 @@ func (c *compiler) parseJob(root *yaml.Node) []*entry {
 	}
 	j := &Job{Namespace: "default"}
 	c.job = j
+	if p, ok := f["params"]; ok {
+		c.params(&p, c.set)
+	} else {
+		c.params(nil, c.set)
+	}
 	if p, ok := f["name"]; !ok {
 		c.e.add(jobLoc, root.Line, "name", nil, "is required")
 	} else if s, ok := c.scalar(jobLoc, "name", p.v); ok {
+		s = c.subst(jobLoc, "name", p.v.Line, s, feNone)
 		switch bad := text(s); {
 		case strings.TrimSpace(s) == "":
 			c.e.add(jobLoc, p.v.Line, "name", nil, "must not be empty")
@@ -270,6 +281,9 @@ func (c *compiler) parseJob(root *yaml.Node) []*entry {
 	if p, ok := f["logs"]; ok {
 		j.LogDestination = c.logs(p.v)
 	}
+	if p, ok := f["notify"]; ok {
+		j.Notify = c.notify(p.v)
+	}
 	if p, ok := f["workers"]; ok {
 		j.Workers = c.tiers(p.v)
 	} else {
@@ -331,6 +345,7 @@ func (c *compiler) env(l loc, field string, n *yaml.Node, fe feKind) ([]string, 
 			good = false
 			continue
 		}
+		v = c.subst(l, f, p.v.Line, v, fe)
 		switch {
 		case len(p.key) > maxEnvNameLen || !envName.MatchString(p.key):
 			c.e.add(l, p.k.Line, f, nil, "bad variable name %q: use letters, digits and '_', not starting with a digit", p.key)

@@ -74,7 +74,13 @@ type Job struct {
 	// destination, if an admin set one. The server accepts only a
 	// destination within the team's, whose credentials it uses.
 	LogDestination string
-	Tasks          []Task
+	// Params is the value of every parameter the spec declares (`params:`,
+	// overlaid by the values given to CompileWith); nil when it declares
+	// none.
+	Params map[string]string
+	// Notify is the job's webhook (`notify:`); nil: none.
+	Notify *Notify
+	Tasks  []Task
 	// Entries are the spec's task entries in order, each with the range
 	// of Tasks it expanded to: the groups of the job's graph by group.
 	Entries []Entry
@@ -195,7 +201,16 @@ var defaultTier = Tier{Name: "default", CPU: 1, MemoryBytes: 1 << 30}
 // the size of the text before it decodes it and the number of tasks before
 // it expands anything.
 func Compile(data []byte, filename string, lim Limits) (*Job, *dag.Graph, error) {
+	return CompileWith(data, filename, lim, nil)
+}
+
+// CompileWith is Compile with parameter values (`--set name=value`): each
+// overrides the default of the spec's parameter of that name. A name the
+// spec does not declare, a required parameter (empty default) given no
+// value, and a `{params.NAME}` naming no parameter are errors.
+func CompileWith(data []byte, filename string, lim Limits, params map[string]string) (*Job, *dag.Graph, error) {
 	c := newCompiler(filename, lim, len(data))
+	c.set = params
 	if !c.checkSize(data, "spec") {
 		return nil, nil, c.e.result()
 	}

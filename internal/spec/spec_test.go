@@ -101,8 +101,7 @@ tasks:
     after: [splt]
 `,
 			want: []string{
-				`job.yaml:7: task "sim-0" (tasks[1] element 0) field after: unknown dependency "splt" (did you mean "split"?)`,
-				`job.yaml:7: task "sim-1" (tasks[1] element 1) field after: unknown dependency "splt" (did you mean "split"?)`,
+				`job.yaml:7: task "sim-0" (tasks[1] element 0) field after: unknown dependency "splt" (did you mean "split"?) (and 1 more elements)`,
 			},
 		},
 		{

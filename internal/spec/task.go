@@ -60,9 +60,10 @@ func (c *compiler) task(index int, n *yaml.Node) *entry {
 		return nil
 	}
 	f := map[string]pair{}
+	var keyNode *yaml.Node
 	for _, p := range ps {
 		if v := c.w.visit(p.v); p.key == "key" && v.Kind == yaml.ScalarNode && !isNull(v) {
-			l.task = v.Value
+			l.task, keyNode = v.Value, v
 		}
 	}
 	for _, p := range ps {
@@ -84,7 +85,16 @@ func (c *compiler) task(index int, n *yaml.Node) *entry {
 		feBroken = !c.foreach(l, p.v, &e.fe)
 	}
 	fe := e.fe.kind
+	if keyNode != nil {
+		// The key's parameters are substituted before anything reads it, so
+		// that errors name the task by its key with the values in.
+		l.task = c.subst(l, "key", keyNode.Line, l.task, fe)
+		e.keyText = l.task
+	}
 	tmplOf := func(field string, line int, s string) tmpl {
+		if field != "key" {
+			s = c.subst(l, field, line, s, fe)
+		}
 		t, err := parseTmpl(s, fe)
 		if err != nil {
 			c.e.add(l, line, field, nil, "%v", err)
