@@ -83,7 +83,7 @@ func New(cfg Config) *Sessions {
 
 // Mount registers the session endpoints on mux:
 //
-//	GET  /ui/config           {"oidc": bool}
+//	GET  /ui/config           {"oidc": bool, "issuer": URL, "client_id": ID}
 //	GET  /ui/session          who the cookie's credential proves (401: none)
 //	POST /ui/login            {"token": "haul_..."} -> 204 and cookies
 //	POST /ui/logout           cookies cleared (needs X-Haul-CSRF)
@@ -129,8 +129,15 @@ func csrfOK(r *http.Request) bool {
 	return err == nil && c.Value != "" && h != "" && subtle.ConstantTimeCompare([]byte(c.Value), []byte(h)) == 1
 }
 
+// config tells the page and the CLI how one logs in: with OIDC, the
+// issuer and the client ID (public values: `haul login --sso` runs the
+// device flow against that issuer as that client; never the secret).
 func (s *Sessions) config(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"oidc": s.cfg.OIDC != nil})
+	c := map[string]any{"oidc": s.cfg.OIDC != nil}
+	if o := s.cfg.OIDC; o != nil {
+		c["issuer"], c["client_id"] = o.Issuer, o.ClientID
+	}
+	writeJSON(w, http.StatusOK, c)
 }
 
 // Session is what /ui/session answers.

@@ -162,7 +162,8 @@ func TestOIDCLogin(t *testing.T) {
 	authn := auth.NewAuthenticator(auth.AuthnConfig{OIDC: verifier})
 	srv := server(t, websession.Config{Auth: authn, OIDC: &websession.OIDCLogin{Issuer: iss.URL, ClientID: "haul-ui"}})
 	c := client(t)
-	if _, body, _ := do(t, c, "GET", srv.URL+"/ui/config", "", nil); !strings.Contains(body, `"oidc":true`) {
+	if _, body, _ := do(t, c, "GET", srv.URL+"/ui/config", "", nil); !strings.Contains(body, `"oidc":true`) ||
+		!strings.Contains(body, `"issuer":"`+iss.URL+`"`) || !strings.Contains(body, `"client_id":"haul-ui"`) || strings.Contains(body, "secret") {
 		t.Fatalf("config: %s", body)
 	}
 	// Nobody logged in at the issuer: it refuses, and the page says so.
