@@ -80,6 +80,53 @@ type LogStore interface {
 	PutWorkers(ctx context.Context, ws []WorkerRecord) error
 	// ListWorkers returns a job's workers, by ID.
 	ListWorkers(ctx context.Context, jobID string) ([]WorkerRecord, error)
+	// ListWorkerRecords returns a page of worker records across jobs,
+	// filtered, by ID descending (worker IDs start with their job's ID,
+	// so the newest jobs' workers come first); Before continues after a
+	// page (keyset paging).
+	ListWorkerRecords(ctx context.Context, f WorkerFilter) ([]WorkerRecord, error)
+	// ListAttemptsByWorker returns up to limit attempts the worker ran
+	// (attempts of its job jobID), in the order they started, each with
+	// its task's key.
+	ListAttemptsByWorker(ctx context.Context, jobID, workerID string, limit int) ([]WorkerAttempt, error)
+}
+
+// WorkerFilter selects worker records for ListWorkerRecords.
+type WorkerFilter struct {
+	JobID string // empty: all
+	// Tier, when set, selects workers of this tier index.
+	Tier    *int32
+	Cluster string // empty: all
+	// Running, when set, selects running (true: no end yet) or ended
+	// workers.
+	Running *bool
+	// Namespaces, when non-nil, selects only workers of jobs of these
+	// teams; an empty, non-nil slice selects none.
+	Namespaces []string
+	// JobLabels selects workers of jobs that have every one of these
+	// labels with these values.
+	JobLabels map[string]string
+	// Before pages: only workers whose ID sorts before this.
+	Before string
+	// Limit is the page size; <= 0 takes 100, at most 10,000.
+	Limit int
+}
+
+// WorkerAttempt is an attempt with its task's key.
+type WorkerAttempt struct {
+	TaskKey string
+	Attempt Attempt
+}
+
+// WorkerPageLimit normalises a WorkerFilter's limit.
+func WorkerPageLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 100
+	case n > 10000:
+		return 10000
+	}
+	return n
 }
 
 // LogDestination is a team's log destination: where its jobs' logs are

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -27,6 +28,23 @@ ON CONFLICT (id) DO UPDATE SET job_id = excluded.job_id, tier = excluded.tier, c
 	team = excluded.team, started_at = COALESCE(workers.started_at, excluded.started_at), ended_at = excluded.ended_at,
 	end_reason = excluded.end_reason, attempts = excluded.attempts`
 	qListWorkers = `SELECT ` + storesql.WorkerColumns + ` FROM workers WHERE job_id = $1 ORDER BY id`
+	// $1 job, $2 tier (-1: any), $3 cluster, $4 running (-1: any, 1
+	// running, 0 ended), $5 teams (NULL: any), $6 job labels (NULL: any),
+	// $7 before, $8 limit.
+	qListWorkerRecords = `SELECT ` + storesql.WorkerColumns + ` FROM workers
+WHERE ($1::text = '' OR job_id = $1)
+  AND ($2::integer < 0 OR tier = $2)
+  AND ($3::text = '' OR cluster = $3)
+  AND ($4::integer < 0 OR ($4 = 1) = (ended_at IS NULL))
+  AND ($5::text[] IS NULL OR team = ANY ($5))
+  AND ($6::jsonb IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.id = workers.job_id AND jobs.labels @> $6))
+  AND ($7::text = '' OR id COLLATE "C" < $7)
+ORDER BY id COLLATE "C" DESC
+LIMIT $8`
+	qListAttemptsByWorker = `SELECT (SELECT key FROM tasks WHERE tasks.job_id = attempts.job_id AND tasks.idx = attempts.task_idx), ` + attemptColumns + `
+FROM attempts WHERE job_id = $1 AND worker_id = $2
+ORDER BY started_at NULLS LAST, task_idx, number
+LIMIT $3`
 )
 
 // PutLogEntries stores entries in one transaction, replacing any of the
@@ -87,6 +105,77 @@ func (s *Store) ListWorkers(ctx context.Context, jobID string) ([]store.WorkerRe
 		return nil, fmt.Errorf("list workers of job %s: %w", jobID, classify(err))
 	}
 	return ws, nil
+}
+
+// ListWorkerRecords returns a page of worker records across jobs, by ID
+// descending.
+func (s *Store) ListWorkerRecords(ctx context.Context, f store.WorkerFilter) ([]store.WorkerRecord, error) {
+	tier, running := -1, -1
+	if f.Tier != nil {
+		tier = int(*f.Tier)
+	}
+	if f.Running != nil {
+		running = 0
+		if *f.Running {
+			running = 1
+		}
+	}
+	var labels []byte // nil (NULL): any labels
+	if len(f.JobLabels) > 0 {
+		b, err := json.Marshal(f.JobLabels)
+		if err != nil {
+			return nil, fmt.Errorf("list workers: %w", err)
+		}
+		labels = b
+	}
+	var ws []store.WorkerRecord
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		// A nil slice is NULL (any team), an empty one an empty array.
+		rows, err := c.Query(ctx, qListWorkerRecords, f.JobID, tier, f.Cluster, running, f.Namespaces, labels,
+			f.Before, store.WorkerPageLimit(f.Limit))
+		if err != nil {
+			return err
+		}
+		ws, err = scanRows(rows, storesql.ScanWorker)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list workers: %w", classify(err))
+	}
+	return ws, nil
+}
+
+// ListAttemptsByWorker returns the attempts a worker of job jobID ran, in
+// the order they started, each with its task's key.
+func (s *Store) ListAttemptsByWorker(ctx context.Context, jobID, workerID string, limit int) ([]store.WorkerAttempt, error) {
+	var as []store.WorkerAttempt
+	err := s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, qListAttemptsByWorker, jobID, workerID, store.WorkerPageLimit(limit))
+		if err != nil {
+			return err
+		}
+		as, err = scanRows(rows, scanWorkerAttempt)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list attempts of worker %s: %w", workerID, classify(err))
+	}
+	return as, nil
+}
+
+// keyRow scans a task key, then the row's other columns into dest.
+type keyRow struct {
+	storesql.Row
+	key *string
+}
+
+func (k keyRow) Scan(dest ...any) error { return k.Row.Scan(append([]any{k.key}, dest...)...) }
+
+func scanWorkerAttempt(r storesql.Row) (store.WorkerAttempt, error) {
+	var wa store.WorkerAttempt
+	a, err := storesql.ScanAttempt(keyRow{r, &wa.TaskKey})
+	wa.Attempt = a
+	return wa, err
 }
 
 // putRows runs q once per row, in one batch and one transaction.

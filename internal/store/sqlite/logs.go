@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/haul-dev/haul/internal/store"
@@ -25,6 +26,26 @@ ON CONFLICT (id) DO UPDATE SET job_id = excluded.job_id, tier = excluded.tier, c
 	team = excluded.team, started_at = COALESCE(workers.started_at, excluded.started_at), ended_at = excluded.ended_at,
 	end_reason = excluded.end_reason, attempts = excluded.attempts`
 	qListWorkers = `SELECT ` + storesql.WorkerColumns + ` FROM workers WHERE job_id = ?1 ORDER BY id`
+	// ?1 job, ?2 tier (-1: any), ?3 cluster, ?4 running (-1: any, 1
+	// running, 0 ended), ?5 teams (JSON array; NULL: any), ?6 job labels
+	// (JSON object; NULL: any), ?7 before, ?8 limit.
+	qListWorkerRecords = `SELECT ` + storesql.WorkerColumns + ` FROM workers
+WHERE (?1 = '' OR job_id = ?1)
+  AND (?2 < 0 OR tier = ?2)
+  AND (?3 = '' OR cluster = ?3)
+  AND (?4 < 0 OR (?4 = 1) = (ended_at IS NULL))
+  AND (?5 IS NULL OR team IN (SELECT value FROM json_each(?5)))
+  AND (?6 IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.id = workers.job_id
+	AND NOT EXISTS (SELECT 1 FROM json_each(?6) AS want
+		WHERE NOT EXISTS (SELECT 1 FROM json_each(jobs.labels) AS have
+			WHERE have.key = want.key AND have.type = 'text' AND have.value = want.value))))
+  AND (?7 = '' OR id < ?7)
+ORDER BY id DESC
+LIMIT ?8`
+	qListAttemptsByWorker = `SELECT (SELECT key FROM tasks WHERE tasks.job_id = attempts.job_id AND tasks.idx = attempts.task_idx), ` + attemptColumns + `
+FROM attempts WHERE job_id = ?1 AND worker_id = ?2
+ORDER BY started_at IS NULL, started_at, task_idx, number
+LIMIT ?3`
 )
 
 // PutLogEntries stores entries in one transaction, replacing any of the
@@ -69,6 +90,80 @@ func (s *Store) ListWorkers(ctx context.Context, jobID string) ([]store.WorkerRe
 		return nil, fmt.Errorf("list workers of job %s: %w", jobID, classify(err))
 	}
 	return ws, nil
+}
+
+// ListWorkerRecords returns a page of worker records across jobs, by ID
+// descending.
+func (s *Store) ListWorkerRecords(ctx context.Context, f store.WorkerFilter) ([]store.WorkerRecord, error) {
+	tier, running, teams, labels := workerFilterArgs(f)
+	if teams != nil {
+		b, err := json.Marshal(teams)
+		if err != nil {
+			return nil, fmt.Errorf("list workers: %w", err)
+		}
+		teams = string(b)
+	}
+	if labels != nil {
+		b, err := json.Marshal(labels)
+		if err != nil {
+			return nil, fmt.Errorf("list workers: %w", err)
+		}
+		labels = string(b)
+	}
+	ws, err := queryList(ctx, s.read, storesql.ScanWorker, qListWorkerRecords, f.JobID, tier, f.Cluster, running, teams, labels,
+		f.Before, store.WorkerPageLimit(f.Limit))
+	if err != nil {
+		return nil, fmt.Errorf("list workers: %w", classify(err))
+	}
+	return ws, nil
+}
+
+// workerFilterArgs are the query arguments of f that both forms share:
+// tier (-1: any), running (-1: any, 1, 0), teams (nil: any) and labels
+// (nil: any), the last two still to encode.
+func workerFilterArgs(f store.WorkerFilter) (tier, running int, teams, labels any) {
+	tier, running = -1, -1
+	if f.Tier != nil {
+		tier = int(*f.Tier)
+	}
+	if f.Running != nil {
+		running = 0
+		if *f.Running {
+			running = 1
+		}
+	}
+	if f.Namespaces != nil {
+		teams = f.Namespaces
+	}
+	if len(f.JobLabels) > 0 {
+		labels = f.JobLabels
+	}
+	return tier, running, teams, labels
+}
+
+// ListAttemptsByWorker returns the attempts a worker of job jobID ran, in
+// the order they started, each with its task's key.
+func (s *Store) ListAttemptsByWorker(ctx context.Context, jobID, workerID string, limit int) ([]store.WorkerAttempt, error) {
+	as, err := queryList(ctx, s.read, scanWorkerAttempt, qListAttemptsByWorker, jobID, workerID, store.WorkerPageLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list attempts of worker %s: %w", workerID, classify(err))
+	}
+	return as, nil
+}
+
+// keyRow scans a task key, then the row's other columns into dest.
+type keyRow struct {
+	storesql.Row
+	key *string
+}
+
+func (k keyRow) Scan(dest ...any) error { return k.Row.Scan(append([]any{k.key}, dest...)...) }
+
+func scanWorkerAttempt(r storesql.Row) (store.WorkerAttempt, error) {
+	var wa store.WorkerAttempt
+	a, err := storesql.ScanAttempt(keyRow{r, &wa.TaskKey})
+	wa.Attempt = a
+	return wa, err
 }
 
 // putRows runs q once per row in one transaction.

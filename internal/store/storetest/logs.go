@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,8 @@ func ExerciseLogs(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Entries", func(t *testing.T) { t.Parallel(); testLogEntries(t, open(t)) })
 	t.Run("Entries/Refused", func(t *testing.T) { t.Parallel(); testLogEntriesRefused(t, open(t)) })
 	t.Run("Workers", func(t *testing.T) { t.Parallel(); testWorkers(t, open(t)) })
+	t.Run("WorkerRecords", func(t *testing.T) { t.Parallel(); testWorkerRecords(t, open(t)) })
+	t.Run("AttemptsByWorker", func(t *testing.T) { t.Parallel(); testAttemptsByWorker(t, open(t)) })
 	t.Run("Destinations", func(t *testing.T) { t.Parallel(); testLogDestinations(t, open(t)) })
 	t.Run("Archives", func(t *testing.T) { t.Parallel(); testLogArchives(t, open(t)) })
 }
@@ -233,5 +236,127 @@ func testWorkers(t *testing.T, s store.Store) {
 	}
 	if err := s.PutWorkers(ctx, []store.WorkerRecord{{ID: "", JobID: "x"}}); !errors.Is(err, store.ErrRejected) {
 		t.Fatalf("worker without ID: %v, want ErrRejected", err)
+	}
+}
+
+// testWorkerRecords lists workers across jobs by each filter and pages
+// through them by keyset, checked against a plain filter of the records.
+func testWorkerRecords(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := newJob(newID(base, 1))
+	a.Namespace, a.Labels = "ml", map[string]string{"run": "nightly", "team": "ml"}
+	b := newJob(newID(base.Add(time.Second), 2))
+	b.Namespace, b.Labels = "web", map[string]string{"run": "adhoc"}
+	create(t, s, a, newTasks(1))
+	create(t, s, b, newTasks(1))
+	at := time.Unix(1_800_000_000, 0).UTC()
+	var all []store.WorkerRecord
+	for i := range 7 {
+		j := a
+		if i%2 == 1 {
+			j = b
+		}
+		w := store.WorkerRecord{ID: fmt.Sprintf("%s-%d-%d", j.ID, i%3, i), JobID: j.ID, Tier: int32(i % 3),
+			Cluster: []string{"local", "gpu"}[i%2], Team: j.Namespace, StartedAt: at.Add(time.Duration(i) * time.Second)}
+		if i%3 != 2 {
+			w.EndedAt, w.EndReason, w.Attempts = w.StartedAt.Add(time.Minute), "exit", int64(i)
+		}
+		all = append(all, w)
+	}
+	if err := s.PutWorkers(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	want := func(keep func(w store.WorkerRecord) bool) []store.WorkerRecord {
+		var out []store.WorkerRecord
+		for _, w := range all {
+			if keep(w) {
+				out = append(out, w)
+			}
+		}
+		slices.SortFunc(out, func(x, y store.WorkerRecord) int { return strings.Compare(y.ID, x.ID) })
+		return out
+	}
+	tier1, yes, no := int32(1), true, false
+	cases := []struct {
+		name string
+		f    store.WorkerFilter
+		keep func(w store.WorkerRecord) bool
+	}{
+		{"all", store.WorkerFilter{}, func(store.WorkerRecord) bool { return true }},
+		{"job", store.WorkerFilter{JobID: b.ID}, func(w store.WorkerRecord) bool { return w.JobID == b.ID }},
+		{"tier", store.WorkerFilter{Tier: &tier1}, func(w store.WorkerRecord) bool { return w.Tier == 1 }},
+		{"cluster", store.WorkerFilter{Cluster: "gpu"}, func(w store.WorkerRecord) bool { return w.Cluster == "gpu" }},
+		{"running", store.WorkerFilter{Running: &yes}, func(w store.WorkerRecord) bool { return w.EndedAt.IsZero() }},
+		{"ended", store.WorkerFilter{Running: &no}, func(w store.WorkerRecord) bool { return !w.EndedAt.IsZero() }},
+		{"teams", store.WorkerFilter{Namespaces: []string{"ml"}}, func(w store.WorkerRecord) bool { return w.Team == "ml" }},
+		{"no teams", store.WorkerFilter{Namespaces: []string{}}, func(store.WorkerRecord) bool { return false }},
+		{"labels", store.WorkerFilter{JobLabels: map[string]string{"run": "nightly"}}, func(w store.WorkerRecord) bool { return w.JobID == a.ID }},
+		{"labels none", store.WorkerFilter{JobLabels: map[string]string{"run": "nightly", "team": "web"}}, func(store.WorkerRecord) bool { return false }},
+		{"combined", store.WorkerFilter{JobID: a.ID, Running: &no, Cluster: "local"}, func(w store.WorkerRecord) bool {
+			return w.JobID == a.ID && !w.EndedAt.IsZero() && w.Cluster == "local"
+		}},
+	}
+	for _, c := range cases {
+		got, err := s.ListWorkerRecords(ctx, c.f)
+		w := want(c.keep)
+		if err != nil || (len(got) > 0 || len(w) > 0) && !reflect.DeepEqual(got, w) {
+			t.Fatalf("%s: %+v, %v; want %+v", c.name, got, err, w)
+		}
+	}
+	// Pages of 2, by keyset, give every record once, in order.
+	var paged []store.WorkerRecord
+	before := ""
+	for range 10 {
+		page, err := s.ListWorkerRecords(ctx, store.WorkerFilter{Before: before, Limit: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) > 2 {
+			t.Fatalf("page of %d, want at most 2", len(page))
+		}
+		paged = append(paged, page...)
+		if len(page) < 2 {
+			break
+		}
+		before = page[len(page)-1].ID
+	}
+	if w := want(func(store.WorkerRecord) bool { return true }); !reflect.DeepEqual(paged, w) {
+		t.Fatalf("paged: %+v; want %+v", paged, w)
+	}
+}
+
+// testAttemptsByWorker lists the attempts one worker ran, with their
+// task keys, in the order they started.
+func testAttemptsByWorker(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob(newID(base, 3))
+	create(t, s, j, newTasks(3))
+	att := func(task, n int32, worker string, start time.Duration) store.Attempt {
+		return store.Attempt{JobID: j.ID, TaskIndex: task, Number: n, WorkerID: worker, State: store.AttemptSucceeded,
+			StartedAt: base.Add(start), FinishedAt: base.Add(start + time.Second), Reason: "exit"}
+	}
+	w1, w2 := j.ID+"-0-1", j.ID+"-0-2"
+	apply(t, s, &store.Batch{Attempts: []store.Attempt{
+		att(2, 1, w1, time.Second), att(0, 1, w1, 3*time.Second), att(1, 1, w2, 2*time.Second), att(1, 2, w1, 4*time.Second),
+	}})
+	got, err := s.ListAttemptsByWorker(ctx, j.ID, w1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, wa := range got {
+		if wa.Attempt.WorkerID != w1 || wa.Attempt.JobID != j.ID {
+			t.Fatalf("attempt %+v of another worker", wa.Attempt)
+		}
+		keys = append(keys, fmt.Sprintf("%s#%d", wa.TaskKey, wa.Attempt.Number))
+	}
+	if want := []string{"t-2#1", "t-0#1", "t-1#2"}; !reflect.DeepEqual(keys, want) {
+		t.Fatalf("attempts of %s: %v, want %v", w1, keys, want)
+	}
+	if got, err := s.ListAttemptsByWorker(ctx, j.ID, w1, 2); err != nil || len(got) != 2 {
+		t.Fatalf("limit 2: %d attempts, %v", len(got), err)
+	}
+	if got, err := s.ListAttemptsByWorker(ctx, j.ID, "nobody", 0); err != nil || len(got) != 0 {
+		t.Fatalf("unknown worker: %+v, %v", got, err)
 	}
 }
