@@ -306,6 +306,38 @@ var calls = map[string]call{
 		}
 		return strings.Join(r.Msg.Keys, ","), nil
 	},
+	// ListWorkers asks for one team's workers of its job; allowed, it
+	// must list only that team's (a record is put first, as the runner
+	// would).
+	"ListWorkers": func(ctx context.Context, c apiv1connect.JobServiceClient, e *authEnv, team string) (string, error) {
+		if err := e.putWorker(ctx, team); err != nil {
+			return "", err
+		}
+		r, err := c.ListWorkers(ctx, connect.NewRequest(&apiv1.ListWorkersRequest{Namespace: "team-" + team, JobId: e.job(team)}))
+		if err != nil {
+			return "", err
+		}
+		if len(r.Msg.Workers) != 1 || r.Msg.Workers[0].Namespace != "team-"+team {
+			return "", fmt.Errorf("ListWorkers of team-%s: %v, want the one worker of its job", team, r.Msg.Workers)
+		}
+		return r.Msg.Workers[0].Id, nil
+	},
+	"GetWorker": func(ctx context.Context, c apiv1connect.JobServiceClient, e *authEnv, team string) (string, error) {
+		if err := e.putWorker(ctx, team); err != nil {
+			return "", err
+		}
+		r, err := c.GetWorker(ctx, connect.NewRequest(&apiv1.GetWorkerRequest{WorkerId: e.job(team) + "-0-1"}))
+		if err != nil {
+			return "", err
+		}
+		return r.Msg.Worker.JobId, nil
+	},
+}
+
+// putWorker records the worker of the team's job.
+func (e *authEnv) putWorker(ctx context.Context, team string) error {
+	return e.st.PutWorkers(ctx, []store.WorkerRecord{{ID: e.job(team) + "-0-1", JobID: e.job(team), Cluster: "local",
+		Team: "team-" + team, StartedAt: time.Now().Add(-time.Minute), Attempts: 1}})
 }
 
 // Outcomes.
@@ -375,6 +407,20 @@ func TestAccessMatrix(t *testing.T) {
 	add("member-b", "AddTasks", hidden, ok)
 	add("platform-admin", "AddTasks", ok, ok)
 	add("task-a", "AddTasks", ok, denied)
+	// Workers: a worker is read as its job is (a task token reads its own
+	// job's); listing a team one cannot see is refused, as for jobs.
+	add("viewer-a", "GetWorker", ok, hidden)
+	add("member-a", "GetWorker", ok, hidden)
+	add("admin-a", "GetWorker", ok, hidden)
+	add("member-b", "GetWorker", hidden, ok)
+	add("platform-admin", "GetWorker", ok, ok)
+	add("task-a", "GetWorker", ok, hidden)
+	add("viewer-a", "ListWorkers", ok, denied)
+	add("member-a", "ListWorkers", ok, denied)
+	add("admin-a", "ListWorkers", ok, denied)
+	add("member-b", "ListWorkers", denied, ok)
+	add("platform-admin", "ListWorkers", ok, ok)
+	add("task-a", "ListWorkers", denied, denied)
 
 	if len(rows) != len(calls)*7*2 {
 		t.Fatalf("the matrix has %d cases, want %d (every RPC x 7 roles x 2 teams)", len(rows), len(calls)*7*2)

@@ -275,7 +275,18 @@ func (g *Gateway) ListJobs(ctx context.Context, req *connect.Request[apiv1.ListJ
 	}
 	size := pageSize(req.Msg.PageSize, 100, 1000)
 	f := store.JobFilter{Namespace: req.Msg.Namespace, Limit: size + 1, Before: req.Msg.PageToken,
-		NameGlob: req.Msg.NameGlob, Labels: req.Msg.Labels, SubmittedBy: req.Msg.SubmittedBy}
+		NameGlob: req.Msg.NameGlob, Labels: req.Msg.Labels, SubmittedBy: req.Msg.SubmittedBy, IDPrefix: req.Msg.IdPrefix}
+	for _, r := range req.Msg.IdPrefix {
+		if !('a' <= r && r <= 'z' || '0' <= r && r <= '9') {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("job ID prefix %q: job IDs hold only lowercase letters and digits", req.Msg.IdPrefix))
+		}
+	}
+	if req.Msg.Mine {
+		if req.Msg.SubmittedBy != "" && req.Msg.SubmittedBy != id.Subject {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("mine and submitted_by %q ask for different submitters (you are %q)", req.Msg.SubmittedBy, id.Subject))
+		}
+		f.SubmittedBy = id.Subject
+	}
 	if req.Msg.NameGlob != "" {
 		if _, err := path.Match(req.Msg.NameGlob, ""); err != nil {
 			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("name glob %q: %w", req.Msg.NameGlob, err))
