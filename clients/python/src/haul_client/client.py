@@ -7,12 +7,13 @@ import datetime
 import json
 import os
 import socket
+import time
 import urllib.error
 import urllib.request
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import connect
-from .errors import HTTP_CODES, HaulError, error
+from .errors import HTTP_CODES, HaulError, Unavailable, error
 from .models import (
     AddTasksResult,
     Job,
@@ -165,16 +166,25 @@ class Client:
             yield decode(Job, msg.get("job"))
 
     def wait(self, job_id: str, timeout: Optional[float] = None) -> Job:
-        """Waits for the job to end and returns it; DeadlineExceeded (a TimeoutError) after timeout seconds."""
-        last: Optional[Job] = None
-        for job in self.watch(job_id, timeout=timeout):
-            last = job
-        if last is None or not last.done:
-            # The stream ended early (a gateway going away): ask again.
-            last = self.get_job(job_id)
-            if not last.done:
-                raise error("unavailable", "the watch of job %s ended while it was %s" % (job_id, last.state))
-        return last
+        """Waits for the job to end and returns it; DeadlineExceeded (a TimeoutError) after timeout seconds.
+
+        A watch that ends before the job did (a gateway restarting) is
+        started again.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise error("deadline_exceeded", "job %s had not ended after %ss" % (job_id, timeout))
+            last: Optional[Job] = None
+            try:
+                for job in self.watch(job_id, timeout=remaining):
+                    last = job
+            except Unavailable:
+                pass
+            if last is not None and last.done:
+                return last
+            time.sleep(0.5 if remaining is None else max(0.0, min(0.5, deadline - time.monotonic())))  # type: ignore[operator]
 
     def cancel(self, job_id: str) -> Job:
         return decode(Job, self.call("CancelJob", {"jobId": job_id}).get("job"))
