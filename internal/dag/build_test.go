@@ -433,3 +433,21 @@ func BenchmarkBuildWide1M(b *testing.B) {
 		}
 	}
 }
+
+func TestDependents(t *testing.T) {
+	// a <- b <- d; a <- c (via glob "a*" group... c depends on "a*"); e alone.
+	keys := []string{"a", "b", "c", "d", "e", "f"}
+	after := [][]string{nil, {"a"}, {"a*"}, {"b"}, nil, {"d", "e"}}
+	g, err := Build(keys, after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := g.Dependents([]int32{0}, func(task int32) bool { return task != 3 })
+	if want := []int32{0, 1, 2}; !slices.Equal(got, want) {
+		t.Errorf("Dependents(a) without d = %v, want %v", got, want)
+	}
+	got = g.Dependents([]int32{0, 4}, func(int32) bool { return true })
+	if want := []int32{0, 1, 2, 3, 4, 5}; !slices.Equal(got, want) {
+		t.Errorf("Dependents(a, e) = %v, want %v", got, want)
+	}
+}

@@ -229,7 +229,33 @@ type Task struct {
 	// and PeakRSSBytes 0 until then); ListTasks sorts by them.
 	DurationMS   int64
 	PeakRSSBytes int64
+	// RetryBase is the number of attempts the task had started when the
+	// job's latest retry (RetryTasks) ran it again: the failures among
+	// them do not count against Retries, and new attempts number on from
+	// it. 0 for a task no retry touched.
+	RetryBase int32
 }
+
+// RetryFilter selects the tasks RetryTasks runs again.
+type RetryFilter struct {
+	KeyGlob string // shell glob: * ? [...]; empty: all
+	// States are the states a matched task must be in: some of failed,
+	// upstream_failed and cancelled; empty: all three.
+	States []TaskState
+}
+
+// RetryResult is what RetryTasks did.
+type RetryResult struct {
+	// Matched is the keys of the first 100 tasks that matched the filter,
+	// in index order.
+	Matched []string
+	// Retried counts the tasks set to run again: those matched and their
+	// dependents that had not succeeded.
+	Retried int64
+}
+
+// MaxRetryMatched bounds RetryResult.Matched.
+const MaxRetryMatched = 100
 
 // TaskGroup is one node of a job's graph by group: the tasks of one spec
 // entry, which have contiguous indexes First..First+Count-1, and the groups
@@ -517,6 +543,20 @@ type Store interface {
 	RequestCancel(ctx context.Context, id string) error
 	// ListActiveJobs returns the jobs that are pending or running, oldest first.
 	ListActiveJobs(ctx context.Context) ([]Job, error)
+	// RetryTasks runs some tasks of an ended job again, in one
+	// transaction: the tasks matching f and, transitively, every task
+	// depending on one of them (by the tasks' after lists, globs
+	// included) that has not succeeded go back to blocked, with their
+	// attempts kept (RetryBase set to them), reason, exit code, finish
+	// time, duration and peak memory cleared, and their task cancel
+	// requests dropped; the job becomes pending with its counts
+	// recomputed, its finish time and cancel request cleared, Retries
+	// one more, and its webhook's state pending (when it has one). A job
+	// that is not ended (its runner owns it), a filter with a state other
+	// than failed, upstream_failed or cancelled, a bad glob, and a filter
+	// that matches no task fail with an error wrapping ErrRejected,
+	// changing nothing; ErrNotFound for an unknown job.
+	RetryTasks(ctx context.Context, jobID string, f RetryFilter) (RetryResult, error)
 
 	// AppendTasks adds tasks to an active (pending or running) job, in
 	// one transaction, in bulk: a dynamic DAG, where a running task adds

@@ -53,13 +53,25 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 	if groups != nil {
 		groupsArg = groups
 	}
+	params, notify, err := storesql.RetryColumns(job)
+	if err != nil {
+		return err
+	}
+	var paramsArg, notifyArg, notifyState any // NULL: none
+	if params != nil {
+		paramsArg = params
+	}
+	if notify != nil {
+		notifyArg, notifyState = notify, "pending"
+	}
 	n := int64(len(tasks))
 	err = s.pool.withTx(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, qInsertJob,
 			job.ID, job.Name, job.Namespace, labels, env, tiers, job.MaxWorkers,
 			string(store.JobPending), n, false,
 			n, 0, 0, 0, 0, 0, 0,
-			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, worker, job.SubmittedBy, secretEnv, job.Priority, job.LogDestination, groupsArg)
+			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, worker, job.SubmittedBy, secretEnv, job.Priority, job.LogDestination, groupsArg,
+			paramsArg, notifyArg, notifyState)
 		if pgCode(err) == uniqueViolation {
 			return storesql.Reject(errors.New("a job with this ID already exists"))
 		}
@@ -129,6 +141,8 @@ func scanJob(r pgx.Row, secret bool) (store.Job, error) {
 		&created, &started, &finished, &j.Spec, &worker, &j.WorkerSeconds, &j.CostUSD,
 		&j.Usage.MemoryRequestedByteSeconds, &j.Usage.MemoryUsedByteSeconds, &j.Usage.CPURequestedSeconds, &j.Usage.CPUUsedSeconds,
 		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts, &j.SubmittedBy, &j.Priority, &j.LogDestination}
+	var rc storesql.RetryScan
+	dest = append(dest, rc.Dest(&j)...)
 	if secret {
 		dest = append(dest, &secretEnv)
 	}
@@ -136,6 +150,9 @@ func scanJob(r pgx.Row, secret bool) (store.Job, error) {
 		return j, err
 	}
 	if err := storesql.FinishJob(&j, state, created, started, finished, labels, env, tiers, worker); err != nil {
+		return j, err
+	}
+	if err := rc.Finish(&j); err != nil {
 		return j, err
 	}
 	if secret {

@@ -35,21 +35,26 @@ const jobBaseColumns = `id, name, namespace, labels, env, tiers, max_workers, st
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
 	created_at, started_at, finished_at, spec, worker`
 
-const jobInsertColumns = jobBaseColumns + `, submitted_by, secret_env, priority, log_destination, "groups"`
+const jobInsertColumns = jobBaseColumns + `, submitted_by, secret_env, priority, log_destination, "groups", params, notify, notify_state`
+
+// jobRetryColumns are a job's parameters, retries and webhook with its
+// delivery (migration 0015), read by GetJob and ListJobs.
+const jobRetryColumns = `params, retries, notify, notify_state, notify_event, notify_round, notify_attempts, notify_error,
+	notify_next_at, notify_delivered_at`
 
 // jobUsageColumns hold a job's store.JobUsage, in field order.
 const jobUsageColumns = `memory_requested_byte_seconds, memory_used_byte_seconds, cpu_requested_seconds, cpu_used_seconds,
 	peak_rss_bytes, oom_attempts`
 
 const (
-	jobColumns       = jobBaseColumns + `, worker_seconds, cost_usd, ` + jobUsageColumns + `, submitted_by, priority, log_destination`
+	jobColumns       = jobBaseColumns + `, worker_seconds, cost_usd, ` + jobUsageColumns + `, submitted_by, priority, log_destination, ` + jobRetryColumns
 	activeJobColumns = jobColumns + `, secret_env`
 )
 
 // Jobs.
 const (
 	qInsertJob = `INSERT INTO jobs (` + jobInsertColumns + `)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)`
 	qJobExists = `SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)`
 	qGetJob    = `SELECT ` + jobColumns + ` FROM jobs WHERE id = $1`
 	// $1 namespace or '', $2 states or NULL, $3 ID to page before or '',
@@ -99,7 +104,7 @@ ORDER BY u.n LIMIT 1`
 )
 
 const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, run_tier, retries, timeout_ms,
-	state, attempts, exit_code, reason, started_at, finished_at, duration_ms, peak_rss`
+	state, attempts, exit_code, reason, started_at, finished_at, duration_ms, peak_rss, retry_base`
 
 // Tasks.
 const (
@@ -192,7 +197,7 @@ WHERE job_id = $1 AND idx >= $2::bigint AND idx < $3::bigint`)
   AND ($5::text IS NULL OR key ~ $5)
   AND ($6::integer IS NULL OR exit_code = $6)
   AND ($7::integer IS NULL OR run_tier = $7)
-  AND ($8::text = '' OR reason = $8)`)
+  AND ($8::text = '' OR reason = $8 OR starts_with(reason, $8 || ': '))`)
 	switch {
 	case q.Column == "":
 		b.WriteString(`

@@ -19,7 +19,7 @@ func scanTask(rows pgx.Rows) (store.Task, error) {
 		started, finished *int64
 	)
 	err := rows.Scan(&t.JobID, &t.Index, &t.Key, &argv, &env, &t.Cwd, &after, &t.Tier, &t.RunTier, &t.Retries, &t.TimeoutMS,
-		&state, &t.Attempts, &t.ExitCode, &t.Reason, &started, &finished, &t.DurationMS, &t.PeakRSSBytes)
+		&state, &t.Attempts, &t.ExitCode, &t.Reason, &started, &finished, &t.DurationMS, &t.PeakRSSBytes, &t.RetryBase)
 	if err != nil {
 		return t, err
 	}

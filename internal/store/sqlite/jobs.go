@@ -38,6 +38,10 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 	if groups != nil {
 		groupsText = string(groups)
 	}
+	params, notify, notifyState, err := retryColumns(job)
+	if err != nil {
+		return err
+	}
 
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -50,7 +54,8 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 		job.ID, job.Name, job.Namespace, string(labels), string(env), string(tiers), job.MaxWorkers,
 		string(store.JobPending), n, false,
 		n, 0, 0, 0, 0, 0, 0,
-		storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, string(worker), job.SubmittedBy, string(secretEnv), job.Priority, job.LogDestination, groupsText)
+		storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, string(worker), job.SubmittedBy, string(secretEnv), job.Priority, job.LogDestination, groupsText,
+		params, notify, notifyState)
 	if err != nil {
 		var one int
 		if tx.QueryRowContext(ctx, qJobExists, job.ID).Scan(&one) == nil {
@@ -126,6 +131,8 @@ func scanJob(r rowScanner, secret bool) (store.Job, error) {
 		&created, &started, &finished, &j.Spec, &worker, &j.WorkerSeconds, &j.CostUSD,
 		&j.Usage.MemoryRequestedByteSeconds, &j.Usage.MemoryUsedByteSeconds, &j.Usage.CPURequestedSeconds, &j.Usage.CPUUsedSeconds,
 		&j.Usage.PeakRSSBytes, &j.Usage.OOMAttempts, &j.SubmittedBy, &j.Priority, &j.LogDestination}
+	var rc storesql.RetryScan
+	dest = append(dest, rc.Dest(&j)...)
 	if secret {
 		dest = append(dest, &secretEnv)
 	}
@@ -133,6 +140,9 @@ func scanJob(r rowScanner, secret bool) (store.Job, error) {
 		return j, err
 	}
 	if err := storesql.FinishJob(&j, state, created, started, finished, labels, env, tiers, worker); err != nil {
+		return j, err
+	}
+	if err := rc.Finish(&j); err != nil {
 		return j, err
 	}
 	if secret {

@@ -29,21 +29,26 @@ const jobBaseColumns = `id, name, namespace, labels, env, tiers, max_workers, st
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
 	created_at, started_at, finished_at, spec, worker`
 
-const jobInsertColumns = jobBaseColumns + `, submitted_by, secret_env, priority, log_destination, "groups"`
+const jobInsertColumns = jobBaseColumns + `, submitted_by, secret_env, priority, log_destination, "groups", params, notify, notify_state`
+
+// jobRetryColumns are a job's parameters, retries and webhook with its
+// delivery (migration 0015), read by GetJob and ListJobs.
+const jobRetryColumns = `params, retries, notify, notify_state, notify_event, notify_round, notify_attempts, notify_error,
+	notify_next_at, notify_delivered_at`
 
 // jobUsageColumns hold a job's store.JobUsage, in field order.
 const jobUsageColumns = `memory_requested_byte_seconds, memory_used_byte_seconds, cpu_requested_seconds, cpu_used_seconds,
 	peak_rss_bytes, oom_attempts`
 
 const (
-	jobColumns       = jobBaseColumns + `, worker_seconds, cost_usd, ` + jobUsageColumns + `, submitted_by, priority, log_destination`
+	jobColumns       = jobBaseColumns + `, worker_seconds, cost_usd, ` + jobUsageColumns + `, submitted_by, priority, log_destination, ` + jobRetryColumns
 	activeJobColumns = jobColumns + `, secret_env`
 )
 
 // Jobs.
 const (
 	qInsertJob = `INSERT INTO jobs (` + jobInsertColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qJobExists = `SELECT 1 FROM jobs WHERE id = ?`
 	qGetJob    = `SELECT ` + jobColumns + ` FROM jobs WHERE id = ?`
 	// ?1 namespace or '', ?2 JSON array of states or NULL, ?3 ID to page
@@ -88,7 +93,7 @@ WHERE id = ?`
 )
 
 const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, run_tier, retries, timeout_ms,
-	state, attempts, exit_code, reason, started_at, finished_at, duration_ms, peak_rss`
+	state, attempts, exit_code, reason, started_at, finished_at, duration_ms, peak_rss, retry_base`
 
 // Tasks.
 const (
@@ -190,7 +195,7 @@ WHERE job_id = ?1`)
   AND (?6 IS NULL OR ` + pathMatchFunc + `(?6, key))
   AND (?7 IS NULL OR exit_code = ?7)
   AND (?8 IS NULL OR run_tier = ?8)
-  AND (?9 = '' OR reason = ?9)`)
+  AND (?9 = '' OR reason = ?9 OR substr(reason, 1, length(?9) + 2) = ?9 || ': ')`)
 	switch {
 	case q.Column == "":
 		b.WriteString(`

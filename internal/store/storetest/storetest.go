@@ -56,6 +56,7 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListJobs/DefaultLimit", testListJobsDefaultLimit},
 		{"ListActiveJobs", testListActiveJobs},
 		{"RequestCancel", testRequestCancel},
+		{"RetryTasks", testRetryTasks},
 		{"RequestTaskCancel", testRequestTaskCancel},
 		{"Lease", testLease},
 		{"Lease/Epoch", testLeaseEpoch},
