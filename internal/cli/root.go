@@ -63,11 +63,22 @@ type app struct {
 	dataDir string
 	// ca is --ca (default $HAUL_CA): certificates to trust for the
 	// server's TLS certificate; hc is the HTTP client that trusts them.
-	ca     string
-	hc     *http.Client
-	stdout io.Writer
-	stderr io.Writer
-	stdin  io.Reader
+	ca string
+	hc *http.Client
+	// profile is --profile (default $HAUL_PROFILE); profileUsed the one
+	// in effect, serverFromProfile whether it chose the server
+	// (profile.go).
+	profile           string
+	profileUsed       string
+	serverFromProfile bool
+	// serverChosen: --server, HAUL_SERVER or a profile named the server;
+	// local is the reader of the data directory when none answers
+	// (local.go).
+	serverChosen bool
+	local        localState
+	stdout       io.Writer
+	stderr       io.Writer
+	stdin        io.Reader
 }
 
 // Main runs the haul command line with args (without the program name) and
@@ -111,6 +122,11 @@ func describe(err error) string {
 			return fmt.Sprintf("cannot reach the haul server: %s (is `haul up` running? set --server or HAUL_SERVER)", ce.Message())
 		case connect.CodeNotFound, connect.CodeInvalidArgument:
 			return ce.Message()
+		case connect.CodeFailedPrecondition:
+			if strings.HasPrefix(ce.Message(), "no server is running") {
+				// The local reader (local.go) refuses to act.
+				return ce.Message()
+			}
 		}
 		return fmt.Sprintf("%s: %s", ce.Code(), ce.Message())
 	}
@@ -148,7 +164,7 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 				}
 				a.hc = c
 			}
-			return nil
+			return a.applyProfile(cmd)
 		},
 	}
 	server := os.Getenv("HAUL_SERVER")
@@ -158,15 +174,17 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 	root.PersistentFlags().StringVar(&a.server, "server", server, "haul server URL (env HAUL_SERVER)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&a.ca, "ca", os.Getenv(taskhost.CAEnv), "PEM file of certificates to trust for the server's TLS certificate, besides the system's (env HAUL_CA)")
+	root.PersistentFlags().StringVar(&a.profile, "profile", os.Getenv("HAUL_PROFILE"), "the profile of ~/.config/haul/config.yaml to use (env HAUL_PROFILE; default its current one)")
 	root.PersistentFlags().StringVar(&a.token, "token", os.Getenv("HAUL_API_TOKEN"), "API token (env HAUL_API_TOKEN; else HAUL_TOKEN, else a local server's <data dir>/admin-token)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "server log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "server log format: text, or json (one object per line, for log collectors)")
-	root.AddCommand(a.upCmd(), a.gatewayCmd(), a.runnerCmd(), a.runCmd(), a.jobCmd(), a.taskCmd(), a.taskhostCmd(), a.autoscalerCmd(), a.withClusterRecords(a.clusterCmd()), a.simCmd())
+	root.AddCommand(a.upCmd(), a.gatewayCmd(), a.runnerCmd(), a.runCmd(), a.withJobLogs(a.jobCmd()), a.taskCmd(), a.taskhostCmd(), a.autoscalerCmd(), a.withClusterRecords(a.clusterCmd()), a.simCmd())
 	root.AddCommand(a.benchCmd())
 	root.AddCommand(a.tokenCmd(), a.auditCmd())
 	root.AddCommand(a.quotaCmd(), a.costCmd())
 	root.AddCommand(a.historyCmd(), a.queryCmd())
 	root.AddCommand(a.teamCmd(), a.logsCmd())
+	root.AddCommand(a.profileCmd(), a.loginCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	// Every command's argument check reports a usage error.
 	var walk func(*cobra.Command)
@@ -182,12 +200,20 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 	return root
 }
 
-// serverFlagSet reports whether the user chose a server explicitly.
+// serverFlagSet reports whether the user chose a server explicitly:
+// --server, HAUL_SERVER or a profile's server (which applyProfile sets as
+// the flag).
 func serverFlagSet(cmd *cobra.Command) bool {
 	return cmd.Flags().Changed("server") || os.Getenv("HAUL_SERVER") != ""
 }
 
+// client is the JobService client of a client command: the server's, or,
+// when no server answers and none was chosen explicitly, the data
+// directory's store read in this process (local.go).
 func (a *app) client() apiv1connect.JobServiceClient {
+	if c := a.localClient(); c != nil {
+		return c
+	}
 	return apiv1connect.NewJobServiceClient(a.httpClient(), strings.TrimRight(a.server, "/"), a.clientOptions()...)
 }
 

@@ -219,7 +219,14 @@ A log that could not be stored whole (its disk filled up, the object store
 was away for longer than the worker retries, its worker died) prints what
 was stored, then a
 notice on stderr that starts with "log incomplete:" and says how many bytes
-of output were stored and why; the exit status is then 3.`,
+of output were stored and why; the exit status is then 3.
+
+With -f (and no --attempt) it follows the task attempt after attempt: a
+retried task's next attempt is announced on stderr ("--- attempt 2 (tier
+big) ---") and printed as it runs, until the task ends; then stderr says
+how ("task sim-7 failed after 3 attempts (exit code 1)"). The exit status
+is 0 if the task succeeded, 1 if it ended otherwise; if the server goes
+away, -f tries again for 10 seconds, then exits 1 ("lost the server").`,
 		Example: "  haul task logs J sim-417\n  haul task logs J sim-417 -f --stderr\n  haul task logs J sim-417 --attempt 1 --timestamps",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -229,6 +236,10 @@ of output were stored and why; the exit status is then 3.`,
 			}
 			if stderr {
 				req.Streams = append(req.Streams, apiv1.LogStream_LOG_STREAM_STDERR)
+			}
+			if follow && attempt == 0 {
+				// Attempt after attempt until the task ends (logs.go).
+				return a.followTask(cmd.Context(), req.JobId, req.Key, req.Streams, timestamps)
 			}
 			stream, err := a.client().GetLogs(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
@@ -284,7 +295,7 @@ of output were stored and why; the exit status is then 3.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the attempt ends")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output, attempt after attempt, until the task ends (with --attempt: until that attempt ends)")
 	cmd.Flags().BoolVar(&stdout, "stdout", false, "only standard output")
 	cmd.Flags().BoolVar(&stderr, "stderr", false, "only standard error")
 	cmd.Flags().BoolVar(&timestamps, "timestamps", false, "prefix each line with the time it was written (UTC, RFC 3339)")

@@ -322,13 +322,17 @@ func (a *app) serve(cmd *cobra.Command, f *serverFlags, sf serveFlags) error {
 
 func (a *app) runCmd() *cobra.Command {
 	var f serverFlags
-	var detach bool
+	var detach, embedded bool
 	cmd := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a job: submit it, show progress, exit 0 if and only if it succeeded",
 		Long: `Run a job spec. If a haul server answers at --server (or $HAUL_SERVER), the
 job is submitted there; otherwise haul starts an embedded server (SQLite and
-logs in the data directory, local workers) for the job's lifetime.
+logs in the data directory, local workers) for the job's lifetime. When
+--server, $HAUL_SERVER or a profile names a server, that server must answer:
+--embedded runs the job embedded anyway. After the job, read commands (job
+get/list, task list/get/logs) read the data directory directly while no
+server runs.
 
 The job ID is printed first. Progress goes to stderr, the summary to stdout.
 Ctrl-C detaches from a remote server's job (it keeps running); on an embedded
@@ -342,8 +346,18 @@ server it cancels the job (press again to quit at once).`,
 			}
 			ctx := cmd.Context()
 			a.dataDir = f.data // where a local server keeps its admin token
+			if embedded {
+				if detach {
+					return usageError{errors.New("--embedded and --detach: an embedded server lives as long as the command")}
+				}
+				return a.runEmbedded(ctx, data, name, f)
+			}
 			if serverFlagSet(cmd) || server.Alive(ctx, a.server) {
-				return a.runRemote(ctx, data, name, detach)
+				err := a.runRemote(ctx, data, name, detach)
+				if serverFlagSet(cmd) && connect.CodeOf(err) == connect.CodeUnavailable && !strings.HasPrefix(err.(*connect.Error).Message(), "store unavailable") {
+					return a.noChosenServer(cmd, err)
+				}
+				return err
 			}
 			if detach {
 				return fmt.Errorf("--detach needs a running server: start one with `haul up` (none answers at %s)", a.server)
@@ -353,7 +367,31 @@ server it cancels the job (press again to quit at once).`,
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&detach, "detach", false, "submit and return at once (needs a running server)")
+	cmd.Flags().BoolVar(&embedded, "embedded", false, "run the job in an embedded server on this machine even when --server, HAUL_SERVER or a profile names one")
 	return cmd
+}
+
+// noChosenServer is haul run's error when the server that --server,
+// HAUL_SERVER or a profile chose does not answer: it says how to run the
+// job embedded instead.
+func (a *app) noChosenServer(cmd *cobra.Command, err error) error {
+	by := "--server"
+	switch {
+	case cmd.Flags().Changed("server") && a.serverFromProfile:
+		by = "profile " + a.profileUsed
+	case !cmd.Flags().Changed("server") && os.Getenv("HAUL_SERVER") != "":
+		by = "HAUL_SERVER"
+	}
+	how := "drop --server"
+	switch by {
+	case "HAUL_SERVER":
+		how = "unset HAUL_SERVER"
+	case "--server":
+	default:
+		how = "use a profile whose server runs (haul profile use NAME)"
+	}
+	return fmt.Errorf("no haul server answers at %s (chosen by %s): %s.\nTo run the job on this machine in an embedded server instead: %s, or pass --embedded (haul run --embedded FILE)",
+		a.server, by, strings.TrimPrefix(describe(err), "cannot reach the haul server: "), how)
 }
 
 func (a *app) runRemote(ctx context.Context, data []byte, name string, detach bool) error {
