@@ -638,7 +638,7 @@ func (s *shard) load(ctx context.Context, j *store.Job, gen uint64) error {
 			states = append(states, stateOf(t.State))
 			attempts = append(attempts, t.Attempts)
 			if !t.State.Terminal() && t.Attempts > 0 || t.RunTier != t.Tier {
-				special = append(special, store.Task{Index: t.Index, Key: t.Key, State: t.State, Attempts: t.Attempts, Tier: t.Tier, RunTier: t.RunTier})
+				special = append(special, store.Task{Index: t.Index, Key: t.Key, State: t.State, Attempts: t.Attempts, Tier: t.Tier, RunTier: t.RunTier, RetryBase: t.RetryBase})
 			}
 		}
 		if len(page) < loadPage {
@@ -682,7 +682,12 @@ func (s *shard) load(ctx context.Context, j *store.Job, gen uint64) error {
 		for _, a := range atts {
 			switch a.State {
 			case store.AttemptFailed:
-				failed++
+				// The failures before the job's latest retry do not count
+				// against the task's retries: a retried task gets them all
+				// again (sched: Restart).
+				if a.Number > t.RetryBase {
+					failed++
+				}
 			case store.AttemptRunning:
 				if a.Number == t.Attempts && t.State == store.TaskRunning && a.WorkerID != "" {
 					// Its worker may still run it: kept for adoption.
@@ -731,6 +736,19 @@ func (s *shard) load(ctx context.Context, j *store.Job, gen uint64) error {
 	return nil
 }
 
+// upstreamReason is the stored reason of a task that became
+// upstream_failed: "upstream: sim-7 failed", naming the failed task whose
+// failure reached it (its parent or a further ancestor), or "upstream"
+// when the core does not know it. ListTasks's reason filter "upstream"
+// matches both.
+func upstreamReason(jr *jobRun, task int32) string {
+	c, ok := jr.core.UpstreamCause(task)
+	if !ok || int(c) >= jr.tasks.len() {
+		return sched.ReasonUpstream
+	}
+	return sched.ReasonUpstream + ": " + jr.tasks.key(c) + " failed"
+}
+
 // afterEvents drains the core's output for one job into the committer and
 // the workers. extra attempts are written with the same batch. Call with
 // r.mu held. It returns the channel closed when the changes are durable.
@@ -772,6 +790,9 @@ func (s *shard) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32
 			}
 		}
 		u.ExitCode = tt.exit[tr.Task]
+		if tr.To == sched.UpstreamFailed {
+			u.Reason = upstreamReason(jr, tr.Task)
+		}
 		switch {
 		case tr.To == sched.Running:
 			tt.started[tr.Task] = now.UnixNano()

@@ -87,10 +87,18 @@
 // it): then it stays Running with its attempt and a fresh timeout, and the
 // caller later reports its end, or Lost if no worker claims it.
 //
+// A retry of an ended job (RetryJob) is a restart too: the caller restores
+// the retried tasks as Blocked with the attempts they had, and gives
+// Restore as failed attempts only the failures since the retry (none at
+// first). So a retried task gets its full Retries again while its attempt
+// numbers continue (attempt 2 after a failed attempt 1).
+//
 // # Output
 //
 // Every state change is recorded as a Transition and every kill request as
-// a Kill; Drain hands them over in order. A stale report (an attempt that is
+// a Kill; Drain hands them over in order. For a task that became
+// UpstreamFailed, UpstreamCause names the Failed task whose failure reached
+// it (its parent, or a further ancestor), so that the caller can say which. A stale report (an attempt that is
 // not the task's current one, or a task that is not Running) is ignored and
 // records nothing.
 //

@@ -159,6 +159,10 @@ func (j *Job) release(v int32) {
 // descendants were handled when they became terminal. A Running descendant
 // cannot exist (it would need v to have succeeded) and is left alone.
 func (j *Job) propagate(v int32, to State, reason string) {
+	cause := int32(-1)
+	if to == UpstreamFailed {
+		cause = j.causeOf(v)
+	}
 	stack := append(j.stack[:0], v)
 	for len(stack) > 0 {
 		v := stack[len(stack)-1]
@@ -171,6 +175,9 @@ func (j *Job) propagate(v int32, to State, reason string) {
 			if j.g.IsGroup(c) {
 				j.state[c] = uint8(to)
 			} else {
+				if cause >= 0 {
+					j.setCause(c, cause)
+				}
 				j.move(c, to, j.attempts[c], reason)
 			}
 			stack = append(stack, c)
@@ -417,4 +424,39 @@ func (j *Job) NextWake() time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, at).UTC()
+}
+
+// causeOf returns the Failed task behind task v's failure: v itself when
+// it failed, the task that made it UpstreamFailed otherwise (-1: unknown,
+// as for a task restored UpstreamFailed).
+func (j *Job) causeOf(v int32) int32 {
+	if v < 0 || v >= j.n {
+		return -1
+	}
+	if State(j.state[v]&stateMask) == Failed {
+		return v
+	}
+	if c, ok := j.upCause[v]; ok {
+		return c
+	}
+	return -1
+}
+
+func (j *Job) setCause(t, cause int32) {
+	if j.upCause == nil {
+		j.upCause = map[int32]int32{}
+	}
+	j.upCause[t] = cause
+}
+
+// UpstreamCause returns, for a task that became UpstreamFailed, the Failed
+// task whose failure reached it (its parent or a further ancestor), so
+// that the caller can say which one; ok is false for any other task, and
+// for one restored UpstreamFailed (Restore) whose cause was not recorded.
+func (j *Job) UpstreamCause(task int32) (cause int32, ok bool) {
+	if task < 0 || task >= j.n || State(j.state[task]&stateMask) != UpstreamFailed {
+		return -1, false
+	}
+	c, ok := j.upCause[task]
+	return c, ok
 }

@@ -176,6 +176,12 @@ func (j *Job) commitExtend(g *dag.Graph, tasks []TaskConfig, state []uint8, rema
 		}
 		switch up := j.upstream(parents[t-first]); {
 		case up == UpstreamFailed:
+			for _, p := range parents[t-first] {
+				if c := j.causeOf(p); c >= 0 {
+					j.setCause(t, c)
+					break
+				}
+			}
 			j.move(t, UpstreamFailed, 0, ReasonUpstream)
 			j.propagate(t, UpstreamFailed, ReasonUpstream)
 		case up == Cancelled:

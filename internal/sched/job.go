@@ -82,14 +82,17 @@ type Job struct {
 	cfg Config
 	err error
 
-	state     []uint8  // per node (tasks, then groups): State | flags
-	remaining []int32  // per node: parents not yet succeeded (valid after Start)
-	attempts  []int32  // per task: attempts started
-	failures  []int32  // per task: attempts that failed or timed out
-	lost      []uint8  // per task: attempts lost
-	kindOf    []uint32 // per task: index into kinds
-	tier      []uint8  // per task: the tier it runs on now (its kind's, or later after OOM kills)
-	kinds     []kind
+	state     []uint8 // per node (tasks, then groups): State | flags
+	remaining []int32 // per node: parents not yet succeeded (valid after Start)
+	attempts  []int32 // per task: attempts started
+	failures  []int32 // per task: attempts that failed or timed out
+	lost      []uint8 // per task: attempts lost
+	// upCause maps each UpstreamFailed task to the Failed task whose
+	// failure reached it (see UpstreamCause); only such tasks are in it.
+	upCause map[int32]int32
+	kindOf  []uint32 // per task: index into kinds
+	tier    []uint8  // per task: the tier it runs on now (its kind's, or later after OOM kills)
+	kinds   []kind
 
 	tiers     []tierQueue
 	backoff   timedHeap // tasks waiting out a retry backoff (attempt unused)
@@ -337,7 +340,8 @@ func (j *Job) Err() error { return j.err }
 // Restore sets a task's state as loaded from the store after a restart; call
 // it before Start, at most once per task. attempts is the number of attempts
 // started so far and failedAttempts how many of them failed or timed out
-// (used up retries). A task restored as Running had its attempt lost with the
+// and count against the task's retries (after a retry of the job, only
+// those since the retry). A task restored as Running had its attempt lost with the
 // old runner: Start treats it as a Lost outcome (re-queued, attempt counter
 // kept, no retry used). A task restored as Queued is ready at once (any
 // backoff it was waiting out is forgotten). It returns an error, and changes

@@ -370,6 +370,9 @@ func (h *harness) drain() []string {
 		if tr.Reason != "" {
 			detail += ", " + tr.Reason
 		}
+		if c, ok := h.job.UpstreamCause(tr.Task); ok && tr.To == UpstreamFailed {
+			detail += " of " + h.names[c]
+		}
 		out = append(out, fmt.Sprintf("%s: %s -> %s (%s)", h.names[tr.Task], tr.From, tr.To, detail))
 	}
 	for _, k := range o.Kills {
