@@ -108,7 +108,7 @@ lists); without them the servers' own AWS credentials are used.`,
 		},
 	}
 	logs.AddCommand(set, del)
-	cmd.AddCommand(logs)
+	cmd.AddCommand(logs, a.webhookKeyCmd())
 	return cmd
 }
 

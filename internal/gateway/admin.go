@@ -59,6 +59,8 @@ type Admin struct {
 	clock  func() time.Time
 	log    *slog.Logger
 	forget func(id string)
+	// webhookKey derives a team's webhook signing key (nil: none).
+	webhookKey func(team string) []byte
 }
 
 var _ apiv1connect.AdminServiceHandler = (*Admin)(nil)

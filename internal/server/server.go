@@ -41,6 +41,7 @@ import (
 	"github.com/haul-dev/haul/internal/local"
 	"github.com/haul-dev/haul/internal/logarchive"
 	"github.com/haul-dev/haul/internal/metrics"
+	"github.com/haul-dev/haul/internal/notify"
 	"github.com/haul-dev/haul/internal/placement"
 	"github.com/haul-dev/haul/internal/retention"
 	"github.com/haul-dev/haul/internal/runner"
@@ -176,7 +177,7 @@ type Server struct {
 	admin   string
 	serveCh chan error
 	stop    sync.Once
-	// bgStop stops the background loops (archiver, history export);
+	// bgStop stops the background loops (archiver, notifier, history export);
 	// bgWG waits for them.
 	bgStop context.CancelFunc
 	bgWG   sync.WaitGroup
@@ -186,6 +187,9 @@ type Server struct {
 	// when it has returned.
 	retain   context.CancelFunc
 	retained chan struct{}
+	// webhookKey is a team's webhook signing key, derived from the
+	// cluster key (package notify; GetWebhookKey shows it).
+	webhookKey func(team string) []byte
 }
 
 // DefaultDataDir is where haul keeps its data when --data is not given:
@@ -298,6 +302,7 @@ func Open(ctx context.Context, o Options) (*Server, error) {
 	}
 	secret := token.Secret(derive(key, "attempt tokens"))
 	workerKey := derive(key, "worker credentials")
+	s.webhookKey = func(team string) []byte { return derive(key, "webhook:"+team) }
 	s.metrics = metrics.NewRegistry()
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.metrics.Handler())
@@ -440,7 +445,7 @@ func (s *Server) mountGateway(mux *http.ServeMux, gwc gateway.Config, authn *aut
 	web := websession.New(websession.Config{Auth: authn, OIDC: s.opts.WebLogin, Secure: s.opts.TLSCert != "", Logger: s.log})
 	path, h := gateway.Bounded(gw.ReadMaxBytes(), apiv1connect.NewJobServiceHandler)(gw, connect.WithInterceptors(gw.Interceptor()))
 	mux.Handle(path, web.API(h))
-	path, h = gateway.Bounded(gateway.AdminReadMaxBytes, apiv1connect.NewAdminServiceHandler)(gateway.NewAdmin(s.st, nil).WithLogger(s.log).WithForget(authn.Forget), connect.WithInterceptors(gw.Interceptor()))
+	path, h = gateway.Bounded(gateway.AdminReadMaxBytes, apiv1connect.NewAdminServiceHandler)(gateway.NewAdmin(s.st, nil).WithLogger(s.log).WithForget(authn.Forget).WithWebhookKey(s.webhookKey), connect.WithInterceptors(gw.Interceptor()))
 	mux.Handle(path, web.API(h))
 	web.Mount(mux)
 	mux.Handle("GET /ui/logs/{job}/{key}/{attempt}", web.API(http.HandlerFunc(gw.DownloadLog)))
@@ -566,7 +571,8 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 // startBackground runs, until Stop, the log archiver (copies ended jobs'
-// logs to their teams' destinations) and, when HistoryURL is set, the
+// logs to their teams' destinations), the webhook notifier (sends ended
+// jobs' events to their webhooks) and, when HistoryURL is set, the
 // history export every ExportInterval. Each takes a store lease, so one
 // runner of a group does the work.
 func (s *Server) startBackground() error {
@@ -575,6 +581,16 @@ func (s *Server) startBackground() error {
 	arch := logarchive.New(logarchive.Config{Store: s.st, Blob: s.bs, Holder: "archiver-" + s.url, Logger: s.log.With("component", "log-archiver"),
 		Delay: s.opts.ArchiveDelay})
 	s.bgWG.Go(func() { arch.Run(ctx) })
+	if ns, ok := s.st.(notify.Store); ok {
+		nt, err := notify.New(notify.Config{Store: ns, Key: s.webhookKey, Holder: "notifier-" + s.url, Logger: s.log.With("component", "notifier")})
+		if err != nil {
+			cancel()
+			return err
+		}
+		s.bgWG.Go(func() { nt.Run(ctx) })
+	} else {
+		s.log.Warn("webhooks are not sent: the store keeps no webhook deliveries", "store", fmt.Sprintf("%T", s.st))
+	}
 	if s.opts.HistoryURL == "" {
 		return nil
 	}

@@ -22,6 +22,95 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type GetWebhookKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Team          string                 `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWebhookKeyRequest) Reset() {
+	*x = GetWebhookKeyRequest{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWebhookKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWebhookKeyRequest) ProtoMessage() {}
+
+func (x *GetWebhookKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWebhookKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetWebhookKeyRequest) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetWebhookKeyRequest) GetTeam() string {
+	if x != nil {
+		return x.Team
+	}
+	return ""
+}
+
+type GetWebhookKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key, in hex (64 digits); HMAC with its bytes, not its hex.
+	KeyHex        string `protobuf:"bytes,1,opt,name=key_hex,json=keyHex,proto3" json:"key_hex,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWebhookKeyResponse) Reset() {
+	*x = GetWebhookKeyResponse{}
+	mi := &file_haul_api_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWebhookKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWebhookKeyResponse) ProtoMessage() {}
+
+func (x *GetWebhookKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_haul_api_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWebhookKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetWebhookKeyResponse) Descriptor() ([]byte, []int) {
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetWebhookKeyResponse) GetKeyHex() string {
+	if x != nil {
+		return x.KeyHex
+	}
+	return ""
+}
+
 // LogDestination is a team's log destination as shown: never its secret.
 type LogDestination struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -38,7 +127,7 @@ type LogDestination struct {
 
 func (x *LogDestination) Reset() {
 	*x = LogDestination{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[0]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +139,7 @@ func (x *LogDestination) String() string {
 func (*LogDestination) ProtoMessage() {}
 
 func (x *LogDestination) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[0]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +152,7 @@ func (x *LogDestination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogDestination.ProtoReflect.Descriptor instead.
 func (*LogDestination) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *LogDestination) GetTeam() string {
@@ -116,7 +205,7 @@ type SetLogDestinationRequest struct {
 
 func (x *SetLogDestinationRequest) Reset() {
 	*x = SetLogDestinationRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[1]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -128,7 +217,7 @@ func (x *SetLogDestinationRequest) String() string {
 func (*SetLogDestinationRequest) ProtoMessage() {}
 
 func (x *SetLogDestinationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[1]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -141,7 +230,7 @@ func (x *SetLogDestinationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLogDestinationRequest.ProtoReflect.Descriptor instead.
 func (*SetLogDestinationRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SetLogDestinationRequest) GetTeam() string {
@@ -188,7 +277,7 @@ type SetLogDestinationResponse struct {
 
 func (x *SetLogDestinationResponse) Reset() {
 	*x = SetLogDestinationResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[2]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -200,7 +289,7 @@ func (x *SetLogDestinationResponse) String() string {
 func (*SetLogDestinationResponse) ProtoMessage() {}
 
 func (x *SetLogDestinationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[2]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -213,7 +302,7 @@ func (x *SetLogDestinationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLogDestinationResponse.ProtoReflect.Descriptor instead.
 func (*SetLogDestinationResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SetLogDestinationResponse) GetDestination() *LogDestination {
@@ -233,7 +322,7 @@ type GetLogDestinationsRequest struct {
 
 func (x *GetLogDestinationsRequest) Reset() {
 	*x = GetLogDestinationsRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[3]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +334,7 @@ func (x *GetLogDestinationsRequest) String() string {
 func (*GetLogDestinationsRequest) ProtoMessage() {}
 
 func (x *GetLogDestinationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[3]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +347,7 @@ func (x *GetLogDestinationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogDestinationsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogDestinationsRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetLogDestinationsRequest) GetTeam() string {
@@ -277,7 +366,7 @@ type GetLogDestinationsResponse struct {
 
 func (x *GetLogDestinationsResponse) Reset() {
 	*x = GetLogDestinationsResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[4]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +378,7 @@ func (x *GetLogDestinationsResponse) String() string {
 func (*GetLogDestinationsResponse) ProtoMessage() {}
 
 func (x *GetLogDestinationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[4]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +391,7 @@ func (x *GetLogDestinationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogDestinationsResponse.ProtoReflect.Descriptor instead.
 func (*GetLogDestinationsResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetLogDestinationsResponse) GetDestinations() []*LogDestination {
@@ -321,7 +410,7 @@ type DeleteLogDestinationRequest struct {
 
 func (x *DeleteLogDestinationRequest) Reset() {
 	*x = DeleteLogDestinationRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[5]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +422,7 @@ func (x *DeleteLogDestinationRequest) String() string {
 func (*DeleteLogDestinationRequest) ProtoMessage() {}
 
 func (x *DeleteLogDestinationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[5]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +435,7 @@ func (x *DeleteLogDestinationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLogDestinationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteLogDestinationRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteLogDestinationRequest) GetTeam() string {
@@ -364,7 +453,7 @@ type DeleteLogDestinationResponse struct {
 
 func (x *DeleteLogDestinationResponse) Reset() {
 	*x = DeleteLogDestinationResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[6]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +465,7 @@ func (x *DeleteLogDestinationResponse) String() string {
 func (*DeleteLogDestinationResponse) ProtoMessage() {}
 
 func (x *DeleteLogDestinationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[6]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +478,7 @@ func (x *DeleteLogDestinationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLogDestinationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteLogDestinationResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 // Token is an issued token's record: never its secret.
@@ -417,7 +506,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[7]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +518,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[7]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +531,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Token) GetId() string {
@@ -532,7 +621,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[8]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +633,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[8]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +646,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateTokenRequest) GetSubject() string {
@@ -613,7 +702,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[9]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +714,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[9]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +727,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -671,7 +760,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[10]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +772,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[10]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +785,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListTokensRequest) GetTeam() string {
@@ -745,7 +834,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[11]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +846,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[11]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +859,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListTokensResponse) GetTokens() []*Token {
@@ -796,7 +885,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[12]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +897,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[12]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +910,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -840,7 +929,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[13]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +941,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[13]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +954,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RevokeTokenResponse) GetRecord() *Token {
@@ -900,7 +989,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[14]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1001,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[14]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1014,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AuditEntry) GetSeq() int64 {
@@ -1011,7 +1100,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[15]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1112,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[15]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1125,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListAuditRequest) GetSubject() string {
@@ -1077,7 +1166,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[16]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1178,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[16]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1191,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1132,7 +1221,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[17]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1233,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[17]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1246,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Resources) GetMilliCpu() int64 {
@@ -1191,7 +1280,7 @@ type LabelValues struct {
 
 func (x *LabelValues) Reset() {
 	*x = LabelValues{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[18]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1292,7 @@ func (x *LabelValues) String() string {
 func (*LabelValues) ProtoMessage() {}
 
 func (x *LabelValues) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[18]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1305,7 @@ func (x *LabelValues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabelValues.ProtoReflect.Descriptor instead.
 func (*LabelValues) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LabelValues) GetValues() []string {
@@ -1257,7 +1346,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[19]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1358,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[19]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1371,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Cluster) GetName() string {
@@ -1359,7 +1448,7 @@ type ClusterStatus struct {
 
 func (x *ClusterStatus) Reset() {
 	*x = ClusterStatus{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[20]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1460,7 @@ func (x *ClusterStatus) String() string {
 func (*ClusterStatus) ProtoMessage() {}
 
 func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[20]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1473,7 @@ func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
 func (*ClusterStatus) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ClusterStatus) GetCluster() *Cluster {
@@ -1430,7 +1519,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[21]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1531,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[21]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1544,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 type ListClustersResponse struct {
@@ -1472,7 +1561,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[22]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1573,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[22]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1586,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListClustersResponse) GetClusters() []*ClusterStatus {
@@ -1523,7 +1612,7 @@ type PutClusterRequest struct {
 
 func (x *PutClusterRequest) Reset() {
 	*x = PutClusterRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[23]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1624,7 @@ func (x *PutClusterRequest) String() string {
 func (*PutClusterRequest) ProtoMessage() {}
 
 func (x *PutClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[23]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1637,7 @@ func (x *PutClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutClusterRequest.ProtoReflect.Descriptor instead.
 func (*PutClusterRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PutClusterRequest) GetCluster() *Cluster {
@@ -1567,7 +1656,7 @@ type PutClusterResponse struct {
 
 func (x *PutClusterResponse) Reset() {
 	*x = PutClusterResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[24]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1668,7 @@ func (x *PutClusterResponse) String() string {
 func (*PutClusterResponse) ProtoMessage() {}
 
 func (x *PutClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[24]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1681,7 @@ func (x *PutClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutClusterResponse.ProtoReflect.Descriptor instead.
 func (*PutClusterResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PutClusterResponse) GetCluster() *Cluster {
@@ -1613,7 +1702,7 @@ type SetClusterStateRequest struct {
 
 func (x *SetClusterStateRequest) Reset() {
 	*x = SetClusterStateRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[25]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1714,7 @@ func (x *SetClusterStateRequest) String() string {
 func (*SetClusterStateRequest) ProtoMessage() {}
 
 func (x *SetClusterStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[25]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1727,7 @@ func (x *SetClusterStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterStateRequest.ProtoReflect.Descriptor instead.
 func (*SetClusterStateRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetClusterStateRequest) GetName() string {
@@ -1664,7 +1753,7 @@ type SetClusterStateResponse struct {
 
 func (x *SetClusterStateResponse) Reset() {
 	*x = SetClusterStateResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[26]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1765,7 @@ func (x *SetClusterStateResponse) String() string {
 func (*SetClusterStateResponse) ProtoMessage() {}
 
 func (x *SetClusterStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[26]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1778,7 @@ func (x *SetClusterStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterStateResponse.ProtoReflect.Descriptor instead.
 func (*SetClusterStateResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetClusterStateResponse) GetCluster() *Cluster {
@@ -1708,7 +1797,7 @@ type DeleteClusterRequest struct {
 
 func (x *DeleteClusterRequest) Reset() {
 	*x = DeleteClusterRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[27]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1809,7 @@ func (x *DeleteClusterRequest) String() string {
 func (*DeleteClusterRequest) ProtoMessage() {}
 
 func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[27]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1822,7 @@ func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClusterRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteClusterRequest) GetName() string {
@@ -1751,7 +1840,7 @@ type DeleteClusterResponse struct {
 
 func (x *DeleteClusterResponse) Reset() {
 	*x = DeleteClusterResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[28]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1852,7 @@ func (x *DeleteClusterResponse) String() string {
 func (*DeleteClusterResponse) ProtoMessage() {}
 
 func (x *DeleteClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[28]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +1865,7 @@ func (x *DeleteClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterResponse.ProtoReflect.Descriptor instead.
 func (*DeleteClusterResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 // Quota is a team's guaranteed share of the fleet.
@@ -1797,7 +1886,7 @@ type Quota struct {
 
 func (x *Quota) Reset() {
 	*x = Quota{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[29]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1898,7 @@ func (x *Quota) String() string {
 func (*Quota) ProtoMessage() {}
 
 func (x *Quota) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[29]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +1911,7 @@ func (x *Quota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quota.ProtoReflect.Descriptor instead.
 func (*Quota) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Quota) GetTeam() string {
@@ -1872,7 +1961,7 @@ type ResourceUse struct {
 
 func (x *ResourceUse) Reset() {
 	*x = ResourceUse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[30]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +1973,7 @@ func (x *ResourceUse) String() string {
 func (*ResourceUse) ProtoMessage() {}
 
 func (x *ResourceUse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[30]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +1986,7 @@ func (x *ResourceUse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceUse.ProtoReflect.Descriptor instead.
 func (*ResourceUse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResourceUse) GetResource() string {
@@ -1952,7 +2041,7 @@ type ClusterUse struct {
 
 func (x *ClusterUse) Reset() {
 	*x = ClusterUse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[31]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2053,7 @@ func (x *ClusterUse) String() string {
 func (*ClusterUse) ProtoMessage() {}
 
 func (x *ClusterUse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[31]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2066,7 @@ func (x *ClusterUse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterUse.ProtoReflect.Descriptor instead.
 func (*ClusterUse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ClusterUse) GetCluster() string {
@@ -2044,7 +2133,7 @@ type TeamQuota struct {
 
 func (x *TeamQuota) Reset() {
 	*x = TeamQuota{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[32]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2145,7 @@ func (x *TeamQuota) String() string {
 func (*TeamQuota) ProtoMessage() {}
 
 func (x *TeamQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[32]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2158,7 @@ func (x *TeamQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamQuota.ProtoReflect.Descriptor instead.
 func (*TeamQuota) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TeamQuota) GetTeam() string {
@@ -2125,7 +2214,7 @@ type GetQuotasRequest struct {
 
 func (x *GetQuotasRequest) Reset() {
 	*x = GetQuotasRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[33]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2226,7 @@ func (x *GetQuotasRequest) String() string {
 func (*GetQuotasRequest) ProtoMessage() {}
 
 func (x *GetQuotasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[33]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2239,7 @@ func (x *GetQuotasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuotasRequest.ProtoReflect.Descriptor instead.
 func (*GetQuotasRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetQuotasRequest) GetTeam() string {
@@ -2170,7 +2259,7 @@ type GetQuotasResponse struct {
 
 func (x *GetQuotasResponse) Reset() {
 	*x = GetQuotasResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[34]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2271,7 @@ func (x *GetQuotasResponse) String() string {
 func (*GetQuotasResponse) ProtoMessage() {}
 
 func (x *GetQuotasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[34]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2284,7 @@ func (x *GetQuotasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuotasResponse.ProtoReflect.Descriptor instead.
 func (*GetQuotasResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetQuotasResponse) GetTeams() []*TeamQuota {
@@ -2214,7 +2303,7 @@ type SetQuotaRequest struct {
 
 func (x *SetQuotaRequest) Reset() {
 	*x = SetQuotaRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[35]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2315,7 @@ func (x *SetQuotaRequest) String() string {
 func (*SetQuotaRequest) ProtoMessage() {}
 
 func (x *SetQuotaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[35]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2328,7 @@ func (x *SetQuotaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetQuotaRequest.ProtoReflect.Descriptor instead.
 func (*SetQuotaRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SetQuotaRequest) GetQuota() *Quota {
@@ -2258,7 +2347,7 @@ type SetQuotaResponse struct {
 
 func (x *SetQuotaResponse) Reset() {
 	*x = SetQuotaResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[36]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2359,7 @@ func (x *SetQuotaResponse) String() string {
 func (*SetQuotaResponse) ProtoMessage() {}
 
 func (x *SetQuotaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[36]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2372,7 @@ func (x *SetQuotaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetQuotaResponse.ProtoReflect.Descriptor instead.
 func (*SetQuotaResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SetQuotaResponse) GetQuota() *Quota {
@@ -2302,7 +2391,7 @@ type DeleteQuotaRequest struct {
 
 func (x *DeleteQuotaRequest) Reset() {
 	*x = DeleteQuotaRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[37]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2314,7 +2403,7 @@ func (x *DeleteQuotaRequest) String() string {
 func (*DeleteQuotaRequest) ProtoMessage() {}
 
 func (x *DeleteQuotaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[37]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2327,7 +2416,7 @@ func (x *DeleteQuotaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQuotaRequest.ProtoReflect.Descriptor instead.
 func (*DeleteQuotaRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DeleteQuotaRequest) GetTeam() string {
@@ -2345,7 +2434,7 @@ type DeleteQuotaResponse struct {
 
 func (x *DeleteQuotaResponse) Reset() {
 	*x = DeleteQuotaResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[38]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2446,7 @@ func (x *DeleteQuotaResponse) String() string {
 func (*DeleteQuotaResponse) ProtoMessage() {}
 
 func (x *DeleteQuotaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[38]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2459,7 @@ func (x *DeleteQuotaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQuotaResponse.ProtoReflect.Descriptor instead.
 func (*DeleteQuotaResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 type GetCostRequest struct {
@@ -2391,7 +2480,7 @@ type GetCostRequest struct {
 
 func (x *GetCostRequest) Reset() {
 	*x = GetCostRequest{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[39]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2403,7 +2492,7 @@ func (x *GetCostRequest) String() string {
 func (*GetCostRequest) ProtoMessage() {}
 
 func (x *GetCostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[39]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2416,7 +2505,7 @@ func (x *GetCostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCostRequest.ProtoReflect.Descriptor instead.
 func (*GetCostRequest) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetCostRequest) GetTeam() string {
@@ -2467,7 +2556,7 @@ type TeamCost struct {
 
 func (x *TeamCost) Reset() {
 	*x = TeamCost{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[40]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2568,7 @@ func (x *TeamCost) String() string {
 func (*TeamCost) ProtoMessage() {}
 
 func (x *TeamCost) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[40]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2581,7 @@ func (x *TeamCost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamCost.ProtoReflect.Descriptor instead.
 func (*TeamCost) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TeamCost) GetTeam() string {
@@ -2539,7 +2628,7 @@ type JobCost struct {
 
 func (x *JobCost) Reset() {
 	*x = JobCost{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[41]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +2640,7 @@ func (x *JobCost) String() string {
 func (*JobCost) ProtoMessage() {}
 
 func (x *JobCost) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[41]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +2653,7 @@ func (x *JobCost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobCost.ProtoReflect.Descriptor instead.
 func (*JobCost) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *JobCost) GetJobId() string {
@@ -2641,7 +2730,7 @@ type GetCostResponse struct {
 
 func (x *GetCostResponse) Reset() {
 	*x = GetCostResponse{}
-	mi := &file_haul_api_v1_admin_proto_msgTypes[42]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +2742,7 @@ func (x *GetCostResponse) String() string {
 func (*GetCostResponse) ProtoMessage() {}
 
 func (x *GetCostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_haul_api_v1_admin_proto_msgTypes[42]
+	mi := &file_haul_api_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +2755,7 @@ func (x *GetCostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCostResponse.ProtoReflect.Descriptor instead.
 func (*GetCostResponse) Descriptor() ([]byte, []int) {
-	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_haul_api_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetCostResponse) GetSince() *timestamppb.Timestamp {
@@ -2750,7 +2839,11 @@ var File_haul_api_v1_admin_proto protoreflect.FileDescriptor
 
 const file_haul_api_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17haul/api/v1/admin.proto\x12\vhaul.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x01\n" +
+	"\x17haul/api/v1/admin.proto\x12\vhaul.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n" +
+	"\x14GetWebhookKeyRequest\x12\x12\n" +
+	"\x04team\x18\x01 \x01(\tR\x04team\"0\n" +
+	"\x15GetWebhookKeyResponse\x12\x17\n" +
+	"\akey_hex\x18\x01 \x01(\tR\x06keyHex\"\xa7\x01\n" +
 	"\x0eLogDestination\x12\x12\n" +
 	"\x04team\x18\x01 \x01(\tR\x04team\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\"\n" +
@@ -2963,7 +3056,7 @@ const file_haul_api_v1_admin_proto_rawDesc = "" +
 	"\fjobs_scanned\x18\t \x01(\x03R\vjobsScanned\x12\x1a\n" +
 	"\bcomplete\x18\n" +
 	" \x01(\bR\bcomplete\x12?\n" +
-	"\rcovered_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fcoveredSince2\x8c\n" +
+	"\rcovered_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fcoveredSince2\xe4\n" +
 	"\n" +
 	"\fAdminService\x12P\n" +
 	"\vCreateToken\x12\x1f.haul.api.v1.CreateTokenRequest\x1a .haul.api.v1.CreateTokenResponse\x12M\n" +
@@ -2982,7 +3075,8 @@ const file_haul_api_v1_admin_proto_rawDesc = "" +
 	"\aGetCost\x12\x1b.haul.api.v1.GetCostRequest\x1a\x1c.haul.api.v1.GetCostResponse\x12b\n" +
 	"\x11SetLogDestination\x12%.haul.api.v1.SetLogDestinationRequest\x1a&.haul.api.v1.SetLogDestinationResponse\x12e\n" +
 	"\x12GetLogDestinations\x12&.haul.api.v1.GetLogDestinationsRequest\x1a'.haul.api.v1.GetLogDestinationsResponse\x12k\n" +
-	"\x14DeleteLogDestination\x12(.haul.api.v1.DeleteLogDestinationRequest\x1a).haul.api.v1.DeleteLogDestinationResponseB9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
+	"\x14DeleteLogDestination\x12(.haul.api.v1.DeleteLogDestinationRequest\x1a).haul.api.v1.DeleteLogDestinationResponse\x12V\n" +
+	"\rGetWebhookKey\x12!.haul.api.v1.GetWebhookKeyRequest\x1a\".haul.api.v1.GetWebhookKeyResponseB9Z7github.com/haul-dev/haul/internal/gen/haul/api/v1;apiv1b\x06proto3"
 
 var (
 	file_haul_api_v1_admin_proto_rawDescOnce sync.Once
@@ -2996,137 +3090,141 @@ func file_haul_api_v1_admin_proto_rawDescGZIP() []byte {
 	return file_haul_api_v1_admin_proto_rawDescData
 }
 
-var file_haul_api_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_haul_api_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_haul_api_v1_admin_proto_goTypes = []any{
-	(*LogDestination)(nil),               // 0: haul.api.v1.LogDestination
-	(*SetLogDestinationRequest)(nil),     // 1: haul.api.v1.SetLogDestinationRequest
-	(*SetLogDestinationResponse)(nil),    // 2: haul.api.v1.SetLogDestinationResponse
-	(*GetLogDestinationsRequest)(nil),    // 3: haul.api.v1.GetLogDestinationsRequest
-	(*GetLogDestinationsResponse)(nil),   // 4: haul.api.v1.GetLogDestinationsResponse
-	(*DeleteLogDestinationRequest)(nil),  // 5: haul.api.v1.DeleteLogDestinationRequest
-	(*DeleteLogDestinationResponse)(nil), // 6: haul.api.v1.DeleteLogDestinationResponse
-	(*Token)(nil),                        // 7: haul.api.v1.Token
-	(*CreateTokenRequest)(nil),           // 8: haul.api.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),          // 9: haul.api.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),            // 10: haul.api.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),           // 11: haul.api.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),           // 12: haul.api.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),          // 13: haul.api.v1.RevokeTokenResponse
-	(*AuditEntry)(nil),                   // 14: haul.api.v1.AuditEntry
-	(*ListAuditRequest)(nil),             // 15: haul.api.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),            // 16: haul.api.v1.ListAuditResponse
-	(*Resources)(nil),                    // 17: haul.api.v1.Resources
-	(*LabelValues)(nil),                  // 18: haul.api.v1.LabelValues
-	(*Cluster)(nil),                      // 19: haul.api.v1.Cluster
-	(*ClusterStatus)(nil),                // 20: haul.api.v1.ClusterStatus
-	(*ListClustersRequest)(nil),          // 21: haul.api.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),         // 22: haul.api.v1.ListClustersResponse
-	(*PutClusterRequest)(nil),            // 23: haul.api.v1.PutClusterRequest
-	(*PutClusterResponse)(nil),           // 24: haul.api.v1.PutClusterResponse
-	(*SetClusterStateRequest)(nil),       // 25: haul.api.v1.SetClusterStateRequest
-	(*SetClusterStateResponse)(nil),      // 26: haul.api.v1.SetClusterStateResponse
-	(*DeleteClusterRequest)(nil),         // 27: haul.api.v1.DeleteClusterRequest
-	(*DeleteClusterResponse)(nil),        // 28: haul.api.v1.DeleteClusterResponse
-	(*Quota)(nil),                        // 29: haul.api.v1.Quota
-	(*ResourceUse)(nil),                  // 30: haul.api.v1.ResourceUse
-	(*ClusterUse)(nil),                   // 31: haul.api.v1.ClusterUse
-	(*TeamQuota)(nil),                    // 32: haul.api.v1.TeamQuota
-	(*GetQuotasRequest)(nil),             // 33: haul.api.v1.GetQuotasRequest
-	(*GetQuotasResponse)(nil),            // 34: haul.api.v1.GetQuotasResponse
-	(*SetQuotaRequest)(nil),              // 35: haul.api.v1.SetQuotaRequest
-	(*SetQuotaResponse)(nil),             // 36: haul.api.v1.SetQuotaResponse
-	(*DeleteQuotaRequest)(nil),           // 37: haul.api.v1.DeleteQuotaRequest
-	(*DeleteQuotaResponse)(nil),          // 38: haul.api.v1.DeleteQuotaResponse
-	(*GetCostRequest)(nil),               // 39: haul.api.v1.GetCostRequest
-	(*TeamCost)(nil),                     // 40: haul.api.v1.TeamCost
-	(*JobCost)(nil),                      // 41: haul.api.v1.JobCost
-	(*GetCostResponse)(nil),              // 42: haul.api.v1.GetCostResponse
-	nil,                                  // 43: haul.api.v1.Token.TeamsEntry
-	nil,                                  // 44: haul.api.v1.CreateTokenRequest.TeamsEntry
-	nil,                                  // 45: haul.api.v1.Resources.GpuEntry
-	nil,                                  // 46: haul.api.v1.Cluster.LabelsEntry
-	nil,                                  // 47: haul.api.v1.Cluster.PricePerGpuHourEntry
-	nil,                                  // 48: haul.api.v1.Quota.ClustersEntry
-	(*timestamppb.Timestamp)(nil),        // 49: google.protobuf.Timestamp
+	(*GetWebhookKeyRequest)(nil),         // 0: haul.api.v1.GetWebhookKeyRequest
+	(*GetWebhookKeyResponse)(nil),        // 1: haul.api.v1.GetWebhookKeyResponse
+	(*LogDestination)(nil),               // 2: haul.api.v1.LogDestination
+	(*SetLogDestinationRequest)(nil),     // 3: haul.api.v1.SetLogDestinationRequest
+	(*SetLogDestinationResponse)(nil),    // 4: haul.api.v1.SetLogDestinationResponse
+	(*GetLogDestinationsRequest)(nil),    // 5: haul.api.v1.GetLogDestinationsRequest
+	(*GetLogDestinationsResponse)(nil),   // 6: haul.api.v1.GetLogDestinationsResponse
+	(*DeleteLogDestinationRequest)(nil),  // 7: haul.api.v1.DeleteLogDestinationRequest
+	(*DeleteLogDestinationResponse)(nil), // 8: haul.api.v1.DeleteLogDestinationResponse
+	(*Token)(nil),                        // 9: haul.api.v1.Token
+	(*CreateTokenRequest)(nil),           // 10: haul.api.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),          // 11: haul.api.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),            // 12: haul.api.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),           // 13: haul.api.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),           // 14: haul.api.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),          // 15: haul.api.v1.RevokeTokenResponse
+	(*AuditEntry)(nil),                   // 16: haul.api.v1.AuditEntry
+	(*ListAuditRequest)(nil),             // 17: haul.api.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),            // 18: haul.api.v1.ListAuditResponse
+	(*Resources)(nil),                    // 19: haul.api.v1.Resources
+	(*LabelValues)(nil),                  // 20: haul.api.v1.LabelValues
+	(*Cluster)(nil),                      // 21: haul.api.v1.Cluster
+	(*ClusterStatus)(nil),                // 22: haul.api.v1.ClusterStatus
+	(*ListClustersRequest)(nil),          // 23: haul.api.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),         // 24: haul.api.v1.ListClustersResponse
+	(*PutClusterRequest)(nil),            // 25: haul.api.v1.PutClusterRequest
+	(*PutClusterResponse)(nil),           // 26: haul.api.v1.PutClusterResponse
+	(*SetClusterStateRequest)(nil),       // 27: haul.api.v1.SetClusterStateRequest
+	(*SetClusterStateResponse)(nil),      // 28: haul.api.v1.SetClusterStateResponse
+	(*DeleteClusterRequest)(nil),         // 29: haul.api.v1.DeleteClusterRequest
+	(*DeleteClusterResponse)(nil),        // 30: haul.api.v1.DeleteClusterResponse
+	(*Quota)(nil),                        // 31: haul.api.v1.Quota
+	(*ResourceUse)(nil),                  // 32: haul.api.v1.ResourceUse
+	(*ClusterUse)(nil),                   // 33: haul.api.v1.ClusterUse
+	(*TeamQuota)(nil),                    // 34: haul.api.v1.TeamQuota
+	(*GetQuotasRequest)(nil),             // 35: haul.api.v1.GetQuotasRequest
+	(*GetQuotasResponse)(nil),            // 36: haul.api.v1.GetQuotasResponse
+	(*SetQuotaRequest)(nil),              // 37: haul.api.v1.SetQuotaRequest
+	(*SetQuotaResponse)(nil),             // 38: haul.api.v1.SetQuotaResponse
+	(*DeleteQuotaRequest)(nil),           // 39: haul.api.v1.DeleteQuotaRequest
+	(*DeleteQuotaResponse)(nil),          // 40: haul.api.v1.DeleteQuotaResponse
+	(*GetCostRequest)(nil),               // 41: haul.api.v1.GetCostRequest
+	(*TeamCost)(nil),                     // 42: haul.api.v1.TeamCost
+	(*JobCost)(nil),                      // 43: haul.api.v1.JobCost
+	(*GetCostResponse)(nil),              // 44: haul.api.v1.GetCostResponse
+	nil,                                  // 45: haul.api.v1.Token.TeamsEntry
+	nil,                                  // 46: haul.api.v1.CreateTokenRequest.TeamsEntry
+	nil,                                  // 47: haul.api.v1.Resources.GpuEntry
+	nil,                                  // 48: haul.api.v1.Cluster.LabelsEntry
+	nil,                                  // 49: haul.api.v1.Cluster.PricePerGpuHourEntry
+	nil,                                  // 50: haul.api.v1.Quota.ClustersEntry
+	(*timestamppb.Timestamp)(nil),        // 51: google.protobuf.Timestamp
 }
 var file_haul_api_v1_admin_proto_depIdxs = []int32{
-	0,  // 0: haul.api.v1.SetLogDestinationResponse.destination:type_name -> haul.api.v1.LogDestination
-	0,  // 1: haul.api.v1.GetLogDestinationsResponse.destinations:type_name -> haul.api.v1.LogDestination
-	43, // 2: haul.api.v1.Token.teams:type_name -> haul.api.v1.Token.TeamsEntry
-	49, // 3: haul.api.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	49, // 4: haul.api.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	49, // 5: haul.api.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
-	44, // 6: haul.api.v1.CreateTokenRequest.teams:type_name -> haul.api.v1.CreateTokenRequest.TeamsEntry
-	7,  // 7: haul.api.v1.CreateTokenResponse.record:type_name -> haul.api.v1.Token
-	7,  // 8: haul.api.v1.ListTokensResponse.tokens:type_name -> haul.api.v1.Token
-	7,  // 9: haul.api.v1.RevokeTokenResponse.record:type_name -> haul.api.v1.Token
-	49, // 10: haul.api.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
-	14, // 11: haul.api.v1.ListAuditResponse.entries:type_name -> haul.api.v1.AuditEntry
-	45, // 12: haul.api.v1.Resources.gpu:type_name -> haul.api.v1.Resources.GpuEntry
-	17, // 13: haul.api.v1.Cluster.capacity:type_name -> haul.api.v1.Resources
-	46, // 14: haul.api.v1.Cluster.labels:type_name -> haul.api.v1.Cluster.LabelsEntry
-	47, // 15: haul.api.v1.Cluster.price_per_gpu_hour:type_name -> haul.api.v1.Cluster.PricePerGpuHourEntry
-	19, // 16: haul.api.v1.ClusterStatus.cluster:type_name -> haul.api.v1.Cluster
-	17, // 17: haul.api.v1.ClusterStatus.held:type_name -> haul.api.v1.Resources
-	17, // 18: haul.api.v1.ClusterStatus.borrowed:type_name -> haul.api.v1.Resources
-	20, // 19: haul.api.v1.ListClustersResponse.clusters:type_name -> haul.api.v1.ClusterStatus
-	20, // 20: haul.api.v1.ListClustersResponse.unregistered:type_name -> haul.api.v1.ClusterStatus
-	19, // 21: haul.api.v1.PutClusterRequest.cluster:type_name -> haul.api.v1.Cluster
-	19, // 22: haul.api.v1.PutClusterResponse.cluster:type_name -> haul.api.v1.Cluster
-	19, // 23: haul.api.v1.SetClusterStateResponse.cluster:type_name -> haul.api.v1.Cluster
-	17, // 24: haul.api.v1.Quota.limit:type_name -> haul.api.v1.Resources
-	48, // 25: haul.api.v1.Quota.clusters:type_name -> haul.api.v1.Quota.ClustersEntry
-	17, // 26: haul.api.v1.ClusterUse.split:type_name -> haul.api.v1.Resources
-	17, // 27: haul.api.v1.ClusterUse.reserved:type_name -> haul.api.v1.Resources
-	17, // 28: haul.api.v1.ClusterUse.borrowed:type_name -> haul.api.v1.Resources
-	29, // 29: haul.api.v1.TeamQuota.quota:type_name -> haul.api.v1.Quota
-	30, // 30: haul.api.v1.TeamQuota.resources:type_name -> haul.api.v1.ResourceUse
-	31, // 31: haul.api.v1.TeamQuota.clusters:type_name -> haul.api.v1.ClusterUse
-	32, // 32: haul.api.v1.GetQuotasResponse.teams:type_name -> haul.api.v1.TeamQuota
-	29, // 33: haul.api.v1.SetQuotaRequest.quota:type_name -> haul.api.v1.Quota
-	29, // 34: haul.api.v1.SetQuotaResponse.quota:type_name -> haul.api.v1.Quota
-	49, // 35: haul.api.v1.GetCostRequest.since:type_name -> google.protobuf.Timestamp
-	49, // 36: haul.api.v1.GetCostRequest.until:type_name -> google.protobuf.Timestamp
-	49, // 37: haul.api.v1.JobCost.created_at:type_name -> google.protobuf.Timestamp
-	49, // 38: haul.api.v1.GetCostResponse.since:type_name -> google.protobuf.Timestamp
-	49, // 39: haul.api.v1.GetCostResponse.until:type_name -> google.protobuf.Timestamp
-	40, // 40: haul.api.v1.GetCostResponse.teams:type_name -> haul.api.v1.TeamCost
-	41, // 41: haul.api.v1.GetCostResponse.jobs:type_name -> haul.api.v1.JobCost
-	49, // 42: haul.api.v1.GetCostResponse.covered_since:type_name -> google.protobuf.Timestamp
-	18, // 43: haul.api.v1.Cluster.LabelsEntry.value:type_name -> haul.api.v1.LabelValues
-	17, // 44: haul.api.v1.Quota.ClustersEntry.value:type_name -> haul.api.v1.Resources
-	8,  // 45: haul.api.v1.AdminService.CreateToken:input_type -> haul.api.v1.CreateTokenRequest
-	10, // 46: haul.api.v1.AdminService.ListTokens:input_type -> haul.api.v1.ListTokensRequest
-	12, // 47: haul.api.v1.AdminService.RevokeToken:input_type -> haul.api.v1.RevokeTokenRequest
-	15, // 48: haul.api.v1.AdminService.ListAudit:input_type -> haul.api.v1.ListAuditRequest
-	21, // 49: haul.api.v1.AdminService.ListClusters:input_type -> haul.api.v1.ListClustersRequest
-	23, // 50: haul.api.v1.AdminService.PutCluster:input_type -> haul.api.v1.PutClusterRequest
-	25, // 51: haul.api.v1.AdminService.SetClusterState:input_type -> haul.api.v1.SetClusterStateRequest
-	27, // 52: haul.api.v1.AdminService.DeleteCluster:input_type -> haul.api.v1.DeleteClusterRequest
-	33, // 53: haul.api.v1.AdminService.GetQuotas:input_type -> haul.api.v1.GetQuotasRequest
-	35, // 54: haul.api.v1.AdminService.SetQuota:input_type -> haul.api.v1.SetQuotaRequest
-	37, // 55: haul.api.v1.AdminService.DeleteQuota:input_type -> haul.api.v1.DeleteQuotaRequest
-	39, // 56: haul.api.v1.AdminService.GetCost:input_type -> haul.api.v1.GetCostRequest
-	1,  // 57: haul.api.v1.AdminService.SetLogDestination:input_type -> haul.api.v1.SetLogDestinationRequest
-	3,  // 58: haul.api.v1.AdminService.GetLogDestinations:input_type -> haul.api.v1.GetLogDestinationsRequest
-	5,  // 59: haul.api.v1.AdminService.DeleteLogDestination:input_type -> haul.api.v1.DeleteLogDestinationRequest
-	9,  // 60: haul.api.v1.AdminService.CreateToken:output_type -> haul.api.v1.CreateTokenResponse
-	11, // 61: haul.api.v1.AdminService.ListTokens:output_type -> haul.api.v1.ListTokensResponse
-	13, // 62: haul.api.v1.AdminService.RevokeToken:output_type -> haul.api.v1.RevokeTokenResponse
-	16, // 63: haul.api.v1.AdminService.ListAudit:output_type -> haul.api.v1.ListAuditResponse
-	22, // 64: haul.api.v1.AdminService.ListClusters:output_type -> haul.api.v1.ListClustersResponse
-	24, // 65: haul.api.v1.AdminService.PutCluster:output_type -> haul.api.v1.PutClusterResponse
-	26, // 66: haul.api.v1.AdminService.SetClusterState:output_type -> haul.api.v1.SetClusterStateResponse
-	28, // 67: haul.api.v1.AdminService.DeleteCluster:output_type -> haul.api.v1.DeleteClusterResponse
-	34, // 68: haul.api.v1.AdminService.GetQuotas:output_type -> haul.api.v1.GetQuotasResponse
-	36, // 69: haul.api.v1.AdminService.SetQuota:output_type -> haul.api.v1.SetQuotaResponse
-	38, // 70: haul.api.v1.AdminService.DeleteQuota:output_type -> haul.api.v1.DeleteQuotaResponse
-	42, // 71: haul.api.v1.AdminService.GetCost:output_type -> haul.api.v1.GetCostResponse
-	2,  // 72: haul.api.v1.AdminService.SetLogDestination:output_type -> haul.api.v1.SetLogDestinationResponse
-	4,  // 73: haul.api.v1.AdminService.GetLogDestinations:output_type -> haul.api.v1.GetLogDestinationsResponse
-	6,  // 74: haul.api.v1.AdminService.DeleteLogDestination:output_type -> haul.api.v1.DeleteLogDestinationResponse
-	60, // [60:75] is the sub-list for method output_type
-	45, // [45:60] is the sub-list for method input_type
+	2,  // 0: haul.api.v1.SetLogDestinationResponse.destination:type_name -> haul.api.v1.LogDestination
+	2,  // 1: haul.api.v1.GetLogDestinationsResponse.destinations:type_name -> haul.api.v1.LogDestination
+	45, // 2: haul.api.v1.Token.teams:type_name -> haul.api.v1.Token.TeamsEntry
+	51, // 3: haul.api.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	51, // 4: haul.api.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	51, // 5: haul.api.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
+	46, // 6: haul.api.v1.CreateTokenRequest.teams:type_name -> haul.api.v1.CreateTokenRequest.TeamsEntry
+	9,  // 7: haul.api.v1.CreateTokenResponse.record:type_name -> haul.api.v1.Token
+	9,  // 8: haul.api.v1.ListTokensResponse.tokens:type_name -> haul.api.v1.Token
+	9,  // 9: haul.api.v1.RevokeTokenResponse.record:type_name -> haul.api.v1.Token
+	51, // 10: haul.api.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
+	16, // 11: haul.api.v1.ListAuditResponse.entries:type_name -> haul.api.v1.AuditEntry
+	47, // 12: haul.api.v1.Resources.gpu:type_name -> haul.api.v1.Resources.GpuEntry
+	19, // 13: haul.api.v1.Cluster.capacity:type_name -> haul.api.v1.Resources
+	48, // 14: haul.api.v1.Cluster.labels:type_name -> haul.api.v1.Cluster.LabelsEntry
+	49, // 15: haul.api.v1.Cluster.price_per_gpu_hour:type_name -> haul.api.v1.Cluster.PricePerGpuHourEntry
+	21, // 16: haul.api.v1.ClusterStatus.cluster:type_name -> haul.api.v1.Cluster
+	19, // 17: haul.api.v1.ClusterStatus.held:type_name -> haul.api.v1.Resources
+	19, // 18: haul.api.v1.ClusterStatus.borrowed:type_name -> haul.api.v1.Resources
+	22, // 19: haul.api.v1.ListClustersResponse.clusters:type_name -> haul.api.v1.ClusterStatus
+	22, // 20: haul.api.v1.ListClustersResponse.unregistered:type_name -> haul.api.v1.ClusterStatus
+	21, // 21: haul.api.v1.PutClusterRequest.cluster:type_name -> haul.api.v1.Cluster
+	21, // 22: haul.api.v1.PutClusterResponse.cluster:type_name -> haul.api.v1.Cluster
+	21, // 23: haul.api.v1.SetClusterStateResponse.cluster:type_name -> haul.api.v1.Cluster
+	19, // 24: haul.api.v1.Quota.limit:type_name -> haul.api.v1.Resources
+	50, // 25: haul.api.v1.Quota.clusters:type_name -> haul.api.v1.Quota.ClustersEntry
+	19, // 26: haul.api.v1.ClusterUse.split:type_name -> haul.api.v1.Resources
+	19, // 27: haul.api.v1.ClusterUse.reserved:type_name -> haul.api.v1.Resources
+	19, // 28: haul.api.v1.ClusterUse.borrowed:type_name -> haul.api.v1.Resources
+	31, // 29: haul.api.v1.TeamQuota.quota:type_name -> haul.api.v1.Quota
+	32, // 30: haul.api.v1.TeamQuota.resources:type_name -> haul.api.v1.ResourceUse
+	33, // 31: haul.api.v1.TeamQuota.clusters:type_name -> haul.api.v1.ClusterUse
+	34, // 32: haul.api.v1.GetQuotasResponse.teams:type_name -> haul.api.v1.TeamQuota
+	31, // 33: haul.api.v1.SetQuotaRequest.quota:type_name -> haul.api.v1.Quota
+	31, // 34: haul.api.v1.SetQuotaResponse.quota:type_name -> haul.api.v1.Quota
+	51, // 35: haul.api.v1.GetCostRequest.since:type_name -> google.protobuf.Timestamp
+	51, // 36: haul.api.v1.GetCostRequest.until:type_name -> google.protobuf.Timestamp
+	51, // 37: haul.api.v1.JobCost.created_at:type_name -> google.protobuf.Timestamp
+	51, // 38: haul.api.v1.GetCostResponse.since:type_name -> google.protobuf.Timestamp
+	51, // 39: haul.api.v1.GetCostResponse.until:type_name -> google.protobuf.Timestamp
+	42, // 40: haul.api.v1.GetCostResponse.teams:type_name -> haul.api.v1.TeamCost
+	43, // 41: haul.api.v1.GetCostResponse.jobs:type_name -> haul.api.v1.JobCost
+	51, // 42: haul.api.v1.GetCostResponse.covered_since:type_name -> google.protobuf.Timestamp
+	20, // 43: haul.api.v1.Cluster.LabelsEntry.value:type_name -> haul.api.v1.LabelValues
+	19, // 44: haul.api.v1.Quota.ClustersEntry.value:type_name -> haul.api.v1.Resources
+	10, // 45: haul.api.v1.AdminService.CreateToken:input_type -> haul.api.v1.CreateTokenRequest
+	12, // 46: haul.api.v1.AdminService.ListTokens:input_type -> haul.api.v1.ListTokensRequest
+	14, // 47: haul.api.v1.AdminService.RevokeToken:input_type -> haul.api.v1.RevokeTokenRequest
+	17, // 48: haul.api.v1.AdminService.ListAudit:input_type -> haul.api.v1.ListAuditRequest
+	23, // 49: haul.api.v1.AdminService.ListClusters:input_type -> haul.api.v1.ListClustersRequest
+	25, // 50: haul.api.v1.AdminService.PutCluster:input_type -> haul.api.v1.PutClusterRequest
+	27, // 51: haul.api.v1.AdminService.SetClusterState:input_type -> haul.api.v1.SetClusterStateRequest
+	29, // 52: haul.api.v1.AdminService.DeleteCluster:input_type -> haul.api.v1.DeleteClusterRequest
+	35, // 53: haul.api.v1.AdminService.GetQuotas:input_type -> haul.api.v1.GetQuotasRequest
+	37, // 54: haul.api.v1.AdminService.SetQuota:input_type -> haul.api.v1.SetQuotaRequest
+	39, // 55: haul.api.v1.AdminService.DeleteQuota:input_type -> haul.api.v1.DeleteQuotaRequest
+	41, // 56: haul.api.v1.AdminService.GetCost:input_type -> haul.api.v1.GetCostRequest
+	3,  // 57: haul.api.v1.AdminService.SetLogDestination:input_type -> haul.api.v1.SetLogDestinationRequest
+	5,  // 58: haul.api.v1.AdminService.GetLogDestinations:input_type -> haul.api.v1.GetLogDestinationsRequest
+	7,  // 59: haul.api.v1.AdminService.DeleteLogDestination:input_type -> haul.api.v1.DeleteLogDestinationRequest
+	0,  // 60: haul.api.v1.AdminService.GetWebhookKey:input_type -> haul.api.v1.GetWebhookKeyRequest
+	11, // 61: haul.api.v1.AdminService.CreateToken:output_type -> haul.api.v1.CreateTokenResponse
+	13, // 62: haul.api.v1.AdminService.ListTokens:output_type -> haul.api.v1.ListTokensResponse
+	15, // 63: haul.api.v1.AdminService.RevokeToken:output_type -> haul.api.v1.RevokeTokenResponse
+	18, // 64: haul.api.v1.AdminService.ListAudit:output_type -> haul.api.v1.ListAuditResponse
+	24, // 65: haul.api.v1.AdminService.ListClusters:output_type -> haul.api.v1.ListClustersResponse
+	26, // 66: haul.api.v1.AdminService.PutCluster:output_type -> haul.api.v1.PutClusterResponse
+	28, // 67: haul.api.v1.AdminService.SetClusterState:output_type -> haul.api.v1.SetClusterStateResponse
+	30, // 68: haul.api.v1.AdminService.DeleteCluster:output_type -> haul.api.v1.DeleteClusterResponse
+	36, // 69: haul.api.v1.AdminService.GetQuotas:output_type -> haul.api.v1.GetQuotasResponse
+	38, // 70: haul.api.v1.AdminService.SetQuota:output_type -> haul.api.v1.SetQuotaResponse
+	40, // 71: haul.api.v1.AdminService.DeleteQuota:output_type -> haul.api.v1.DeleteQuotaResponse
+	44, // 72: haul.api.v1.AdminService.GetCost:output_type -> haul.api.v1.GetCostResponse
+	4,  // 73: haul.api.v1.AdminService.SetLogDestination:output_type -> haul.api.v1.SetLogDestinationResponse
+	6,  // 74: haul.api.v1.AdminService.GetLogDestinations:output_type -> haul.api.v1.GetLogDestinationsResponse
+	8,  // 75: haul.api.v1.AdminService.DeleteLogDestination:output_type -> haul.api.v1.DeleteLogDestinationResponse
+	1,  // 76: haul.api.v1.AdminService.GetWebhookKey:output_type -> haul.api.v1.GetWebhookKeyResponse
+	61, // [61:77] is the sub-list for method output_type
+	45, // [45:61] is the sub-list for method input_type
 	45, // [45:45] is the sub-list for extension type_name
 	45, // [45:45] is the sub-list for extension extendee
 	0,  // [0:45] is the sub-list for field type_name
@@ -3143,7 +3241,7 @@ func file_haul_api_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_haul_api_v1_admin_proto_rawDesc), len(file_haul_api_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

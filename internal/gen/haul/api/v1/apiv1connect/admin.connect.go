@@ -72,6 +72,9 @@ const (
 	// AdminServiceDeleteLogDestinationProcedure is the fully-qualified name of the AdminService's
 	// DeleteLogDestination RPC.
 	AdminServiceDeleteLogDestinationProcedure = "/haul.api.v1.AdminService/DeleteLogDestination"
+	// AdminServiceGetWebhookKeyProcedure is the fully-qualified name of the AdminService's
+	// GetWebhookKey RPC.
+	AdminServiceGetWebhookKeyProcedure = "/haul.api.v1.AdminService/GetWebhookKey"
 )
 
 // AdminServiceClient is a client for the haul.api.v1.AdminService service.
@@ -119,6 +122,12 @@ type AdminServiceClient interface {
 	// DeleteLogDestination removes a team's destination (platform admins
 	// only): its new jobs' logs stay in the platform's store.
 	DeleteLogDestination(context.Context, *connect.Request[v1.DeleteLogDestinationRequest]) (*connect.Response[v1.DeleteLogDestinationResponse], error)
+	// GetWebhookKey returns the key a team's webhook events are signed with
+	// (X-Haul-Signature: sha256=<hex HMAC-SHA256(key, body)>); the team's
+	// admins and platform admins only, and every call is audited. The key
+	// is derived from the deployment's key: it is the same on every server
+	// and does not change.
+	GetWebhookKey(context.Context, *connect.Request[v1.GetWebhookKeyRequest]) (*connect.Response[v1.GetWebhookKeyResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the haul.api.v1.AdminService service. By default,
@@ -222,6 +231,12 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("DeleteLogDestination")),
 			connect.WithClientOptions(opts...),
 		),
+		getWebhookKey: connect.NewClient[v1.GetWebhookKeyRequest, v1.GetWebhookKeyResponse](
+			httpClient,
+			baseURL+AdminServiceGetWebhookKeyProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("GetWebhookKey")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -242,6 +257,7 @@ type adminServiceClient struct {
 	setLogDestination    *connect.Client[v1.SetLogDestinationRequest, v1.SetLogDestinationResponse]
 	getLogDestinations   *connect.Client[v1.GetLogDestinationsRequest, v1.GetLogDestinationsResponse]
 	deleteLogDestination *connect.Client[v1.DeleteLogDestinationRequest, v1.DeleteLogDestinationResponse]
+	getWebhookKey        *connect.Client[v1.GetWebhookKeyRequest, v1.GetWebhookKeyResponse]
 }
 
 // CreateToken calls haul.api.v1.AdminService.CreateToken.
@@ -319,6 +335,11 @@ func (c *adminServiceClient) DeleteLogDestination(ctx context.Context, req *conn
 	return c.deleteLogDestination.CallUnary(ctx, req)
 }
 
+// GetWebhookKey calls haul.api.v1.AdminService.GetWebhookKey.
+func (c *adminServiceClient) GetWebhookKey(ctx context.Context, req *connect.Request[v1.GetWebhookKeyRequest]) (*connect.Response[v1.GetWebhookKeyResponse], error) {
+	return c.getWebhookKey.CallUnary(ctx, req)
+}
+
 // AdminServiceHandler is an implementation of the haul.api.v1.AdminService service.
 type AdminServiceHandler interface {
 	// CreateToken issues a token; the token itself is in the response only.
@@ -364,6 +385,12 @@ type AdminServiceHandler interface {
 	// DeleteLogDestination removes a team's destination (platform admins
 	// only): its new jobs' logs stay in the platform's store.
 	DeleteLogDestination(context.Context, *connect.Request[v1.DeleteLogDestinationRequest]) (*connect.Response[v1.DeleteLogDestinationResponse], error)
+	// GetWebhookKey returns the key a team's webhook events are signed with
+	// (X-Haul-Signature: sha256=<hex HMAC-SHA256(key, body)>); the team's
+	// admins and platform admins only, and every call is audited. The key
+	// is derived from the deployment's key: it is the same on every server
+	// and does not change.
+	GetWebhookKey(context.Context, *connect.Request[v1.GetWebhookKeyRequest]) (*connect.Response[v1.GetWebhookKeyResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -463,6 +490,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("DeleteLogDestination")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceGetWebhookKeyHandler := connect.NewUnaryHandler(
+		AdminServiceGetWebhookKeyProcedure,
+		svc.GetWebhookKey,
+		connect.WithSchema(adminServiceMethods.ByName("GetWebhookKey")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/haul.api.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceCreateTokenProcedure:
@@ -495,6 +528,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceGetLogDestinationsHandler.ServeHTTP(w, r)
 		case AdminServiceDeleteLogDestinationProcedure:
 			adminServiceDeleteLogDestinationHandler.ServeHTTP(w, r)
+		case AdminServiceGetWebhookKeyProcedure:
+			adminServiceGetWebhookKeyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -562,4 +597,8 @@ func (UnimplementedAdminServiceHandler) GetLogDestinations(context.Context, *con
 
 func (UnimplementedAdminServiceHandler) DeleteLogDestination(context.Context, *connect.Request[v1.DeleteLogDestinationRequest]) (*connect.Response[v1.DeleteLogDestinationResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.DeleteLogDestination is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) GetWebhookKey(context.Context, *connect.Request[v1.GetWebhookKeyRequest]) (*connect.Response[v1.GetWebhookKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("haul.api.v1.AdminService.GetWebhookKey is not implemented"))
 }
