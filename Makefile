@@ -30,10 +30,14 @@ generate: tools
 	protoc -I proto --go_out=. --go_opt=module=github.com/haul-dev/haul \
 	  --connect-go_out=. --connect-go_opt=module=github.com/haul-dev/haul \
 	  $$(find proto -name '*.proto' | sort)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  protoc -I proto --include_source_info --include_imports --descriptor_set_out="$$tmp/api.pb" \
+	    $$(find proto/haul/api/v1 -name '*.proto' | sort) && \
+	  go run ./tools/apidoc -in "$$tmp/api.pb" -out docs/api.md
 
 check-generate: generate
-	@git diff --exit-code -- internal/gen || (echo "generated code is stale: run make generate and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- internal/gen)" || (echo "generated code is stale: untracked files in internal/gen" >&2; exit 1)
+	@git diff --exit-code -- internal/gen docs/api.md || (echo "generated code is stale: run make generate and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- internal/gen docs/api.md)" || (echo "generated code is stale: untracked files in internal/gen or docs/api.md" >&2; exit 1)
 
 test: tools check-generate ui-check
 	go vet ./...
