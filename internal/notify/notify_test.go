@@ -58,6 +58,7 @@ func (f *fakeStore) retry(id string, state store.JobState) {
 	defer f.mu.Unlock()
 	f.jobs[id].n.Retries++
 	f.jobs[id].n.State = state
+	f.jobs[id].state = store.NotifyPending // as RetryTasks does
 }
 
 func (f *fakeStore) AcquireLease(_ context.Context, l store.Lease, _ time.Time) (store.Lease, bool, error) {
@@ -78,7 +79,7 @@ func (f *fakeStore) DueNotifications(_ context.Context, now time.Time, limit int
 			continue
 		}
 		n := j.n
-		if j.state == store.NotifyPending {
+		if !j.next.IsZero() {
 			n.Attempts = j.attempt
 		}
 		out = append(out, n)

@@ -17,11 +17,15 @@ var _ store.NotifyStore = (*Store)(nil)
 
 const (
 	// $1 now, $2 limit. The first two terms of the WHERE are the predicate
-	// of jobs_notify_due_idx, so that the scan reads the index only.
+	// of jobs_notify_due_idx, so that the scan reads the index only. A
+	// round's attempts so far are counted while it waits for its next
+	// attempt (notify_next_at set); a handled round clears notify_next_at,
+	// so the next round starts at 0 whatever RetryTasks left in
+	// notify_state.
 	qDueNotifications = `SELECT id, namespace, name, state,
 	count_blocked, count_queued, count_running, count_succeeded, count_failed, count_upstream_failed, count_cancelled,
 	finished_at, retries, notify::text,
-	CASE WHEN notify_state IN ('delivered', 'failed', 'skipped') THEN 0 ELSE notify_attempts END
+	CASE WHEN notify_next_at IS NULL THEN 0 ELSE notify_attempts END
 FROM jobs
 WHERE notify IS NOT NULL AND notify_round <= retries
 	AND (notify_next_at IS NULL OR notify_next_at <= $1)

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,13 +13,11 @@ import (
 // ExerciseNotify runs the conformance suite of store.NotifyStore: which
 // jobs are due to be sent to their webhooks, what a delivery records, and
 // rounds (a retried job is due again; a record for an earlier round
-// changes nothing). open is as for Exercise; retry stands for RetryJob
-// having run and the retried run having ended in the same state: it adds
-// one to the job's retries.
-func ExerciseNotify(t *testing.T, open func(t *testing.T) store.Store, retry func(t *testing.T, s store.Store, jobID string)) {
+// changes nothing). open is as for Exercise.
+func ExerciseNotify(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Due", func(t *testing.T) { t.Parallel(); testNotifyDue(t, open(t)) })
 	t.Run("Record", func(t *testing.T) { t.Parallel(); testNotifyRecord(t, open(t)) })
-	t.Run("Rounds", func(t *testing.T) { t.Parallel(); testNotifyRounds(t, open(t), retry) })
+	t.Run("Rounds", func(t *testing.T) { t.Parallel(); testNotifyRounds(t, open(t)) })
 	t.Run("Refused", func(t *testing.T) { t.Parallel(); testNotifyRefused(t, open(t)) })
 }
 
@@ -33,12 +32,42 @@ func notifyJob(t *testing.T, s store.Store, seed uint64, hook string, state stor
 	if hook != "" {
 		job.Notify = &store.JobNotify{Webhook: hook, On: []string{"failed", "succeeded"}}
 	}
-	create(t, s, job, newTasks(2))
+	tasks := newTasks(2)
+	for i := range tasks {
+		tasks[i].After = nil
+	}
+	create(t, s, job, tasks)
 	if state != "" {
-		counts := store.TaskCounts{Succeeded: 1, Failed: 1}
-		apply(t, s, &store.Batch{Jobs: []store.JobUpdate{{ID: job.ID, State: state, Counts: counts, StartedAt: base, FinishedAt: finished}}})
+		end(t, s, job.ID, state, finished)
 	}
 	return job.ID
+}
+
+// end ends a job of 2 tasks in state: its task 0 succeeded, its task 1
+// failed.
+func end(t *testing.T, s store.Store, job string, state store.JobState, finished time.Time) {
+	t.Helper()
+	counts := store.TaskCounts{Succeeded: 1, Failed: 1}
+	apply(t, s, &store.Batch{
+		Tasks: []store.TaskUpdate{
+			{JobID: job, Index: 0, State: store.TaskSucceeded, Attempts: 1, StartedAt: base, FinishedAt: finished},
+			{JobID: job, Index: 1, State: store.TaskFailed, Attempts: 1, ExitCode: 1, StartedAt: base, FinishedAt: finished},
+		},
+		Jobs: []store.JobUpdate{{ID: job, State: state, Counts: counts, StartedAt: base, FinishedAt: finished}},
+	})
+}
+
+// retry retries a job's failed task (RetryTasks) and ends the new run as
+// the first ended.
+func retry(t *testing.T, s store.Store, job string, finished time.Time) {
+	t.Helper()
+	if _, err := s.RetryTasks(t.Context(), job, store.RetryFilter{}); err != nil {
+		t.Fatalf("RetryTasks(%s): %v", job, err)
+	}
+	if got := dueIDs(t, s, finished.Add(time.Hour)); slices.Contains(got, job) {
+		t.Fatalf("job %s is due while its retry runs", job)
+	}
+	end(t, s, job, store.JobFailed, finished)
 }
 
 func due(t *testing.T, s store.Store, now time.Time, limit int) []store.Notification {
@@ -158,7 +187,7 @@ func testNotifyRecord(t *testing.T, s store.Store) {
 	}
 }
 
-func testNotifyRounds(t *testing.T, s store.Store, retry func(t *testing.T, s store.Store, jobID string)) {
+func testNotifyRounds(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	ns := s.(store.NotifyStore)
 	t0 := base.Add(time.Hour).UTC()
@@ -167,8 +196,8 @@ func testNotifyRounds(t *testing.T, s store.Store, retry func(t *testing.T, s st
 	record(t, s, a, 1, store.NotifyResult{State: store.NotifyDelivered, Event: "failed", Attempts: 3, DeliveredAt: notifyNow})
 	// b's first run fails for now; then it is retried before it was handled.
 	record(t, s, b, 1, store.NotifyResult{State: store.NotifyPending, Event: "failed", Attempts: 1, Error: "timeout", NextAt: notifyNow})
-	retry(t, s, a)
-	retry(t, s, b)
+	retry(t, s, a, t0.Add(time.Minute))
+	retry(t, s, b, t0.Add(time.Minute))
 
 	got := due(t, s, notifyNow, 0)
 	if len(got) != 2 {
