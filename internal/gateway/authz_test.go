@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -306,6 +307,38 @@ var calls = map[string]call{
 		}
 		return strings.Join(r.Msg.Keys, ","), nil
 	},
+	// RetryJob needs an ended job: each call ends a fresh job of the team
+	// through the store and retries it. A refusal that hides the job is
+	// checked against that job, then reported as for the team's job (the
+	// matrix's check of a hidden job).
+	"RetryJob": func(ctx context.Context, c apiv1connect.JobServiceClient, e *authEnv, team string) (string, error) {
+		id, err := e.endedJob(ctx, team)
+		if err != nil {
+			return "", err
+		}
+		r, err := c.RetryJob(ctx, connect.NewRequest(&apiv1.RetryJobRequest{JobId: id}))
+		if connect.CodeOf(err) == connect.CodeNotFound {
+			if want := fmt.Sprintf("job %s not found", id); !strings.HasSuffix(err.Error(), want) || strings.Contains(err.Error(), "confidential-") {
+				return "", fmt.Errorf("retry of a hidden job: %w, want it to end %q", err, want)
+			}
+			return "", connect.NewError(connect.CodeNotFound, fmt.Errorf("job %s not found", e.job(team)))
+		}
+		if err != nil {
+			return "", err
+		}
+		if r.Msg.Retried != 1 || r.Msg.Job.State != "pending" || r.Msg.Job.Retries != 1 {
+			return "", fmt.Errorf("RetryJob answered %d retried, job %s with %d retries; want 1, pending, 1", r.Msg.Retried, r.Msg.Job.State, r.Msg.Job.Retries)
+		}
+		return r.Msg.Job.Name, nil
+	},
+	// RerunJob reads the job and submits its spec again to its team.
+	"RerunJob": func(ctx context.Context, c apiv1connect.JobServiceClient, e *authEnv, team string) (string, error) {
+		r, err := c.RerunJob(ctx, connect.NewRequest(&apiv1.RerunJobRequest{JobId: e.job(team)}))
+		if err != nil {
+			return "", err
+		}
+		return r.Msg.JobId, nil
+	},
 	// ListWorkers asks for one team's workers of its job; allowed, it
 	// must list only that team's (a record is put first, as the runner
 	// would).
@@ -332,6 +365,22 @@ var calls = map[string]call{
 		}
 		return r.Msg.Worker.JobId, nil
 	},
+}
+
+// endedJob stores a job of the team whose one task failed, ended (as a
+// runner would have ended it), and returns its ID.
+func (e *authEnv) endedJob(ctx context.Context, team string) (string, error) {
+	now := time.Now()
+	id := store.NewJobID(now, rand.Reader)
+	j := &store.Job{ID: id, Name: "confidential-retry-" + team, Namespace: "team-" + team, CreatedAt: now,
+		Tiers: []store.Tier{{Name: "default", CPU: 1, MemoryBytes: 1 << 30}}}
+	if err := e.st.CreateJob(ctx, j, []store.Task{{Index: 0, Key: "work-" + team, Argv: []string{"false"}}}); err != nil {
+		return "", err
+	}
+	return id, e.st.Apply(ctx, &store.Batch{
+		Tasks: []store.TaskUpdate{{JobID: id, Index: 0, State: store.TaskFailed, Attempts: 1, ExitCode: 1, Reason: "exit", StartedAt: now, FinishedAt: now}},
+		Jobs:  []store.JobUpdate{{ID: id, State: store.JobFailed, StartedAt: now, FinishedAt: now, Counts: store.TaskCounts{Failed: 1}}},
+	})
 }
 
 // putWorker records the worker of the team's job.
@@ -399,6 +448,21 @@ func TestAccessMatrix(t *testing.T) {
 		add("platform-admin", rpc, ok, ok)
 		add("task-a", rpc, denied, hidden)
 	}
+	// Retrying: as cancelling. Rerunning: reading the job, then
+	// submitting to its team (a viewer or a task token may read, not
+	// submit).
+	add("viewer-a", "RetryJob", denied, hidden)
+	add("member-a", "RetryJob", ok, hidden)
+	add("admin-a", "RetryJob", ok, hidden)
+	add("member-b", "RetryJob", hidden, ok)
+	add("platform-admin", "RetryJob", ok, ok)
+	add("task-a", "RetryJob", hidden, hidden) // a task's token sees its own job only
+	add("viewer-a", "RerunJob", denied, hidden)
+	add("member-a", "RerunJob", ok, hidden)
+	add("admin-a", "RerunJob", ok, hidden)
+	add("member-b", "RerunJob", hidden, ok)
+	add("platform-admin", "RerunJob", ok, ok)
+	add("task-a", "RerunJob", denied, hidden)
 	// Adding tasks: a member of the job's team, or a running task of the
 	// job with its own token (the task is the token's, never a field).
 	add("viewer-a", "AddTasks", denied, hidden)

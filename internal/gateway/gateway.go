@@ -166,7 +166,7 @@ func (g *Gateway) submitJob(ctx context.Context, m *mutation, req *connect.Reque
 	if name == "" {
 		name = "spec"
 	}
-	js, graph, err := spec.Compile(req.Msg.Spec, name, g.cfg.Limits)
+	js, graph, err := spec.CompileWith(req.Msg.Spec, name, g.cfg.Limits, req.Msg.Params)
 	if err != nil {
 		m.detail = "spec " + name + " does not compile"
 		return nil, specError(err)
@@ -209,6 +209,10 @@ func (g *Gateway) submitJob(ctx context.Context, m *mutation, req *connect.Reque
 		SecretEnv:      js.SecretEnv,
 		SubmittedBy:    m.id.Subject,
 		Groups:         Groups(js, graph),
+		Params:         js.Params,
+	}
+	if js.Notify != nil {
+		job.Notify = &store.JobNotify{Webhook: js.Notify.Webhook, On: js.Notify.On}
 	}
 	for _, t := range js.Workers {
 		tier := store.Tier{Name: t.Name, CPU: t.CPU, MemoryBytes: t.MemoryBytes, GPU: t.GPU, GPUType: t.GPUType, NodeSelector: t.NodeSelector}
@@ -509,6 +513,7 @@ func JobProto(j *store.Job) *apiv1.Job {
 		SubmittedBy: j.SubmittedBy, SecretEnvNames: spec.SecretNames(j.Spec),
 		CreatedAt: ts(j.CreatedAt), StartedAt: ts(j.StartedAt), FinishedAt: ts(j.FinishedAt),
 		Counts: countsProto(j.Counts),
+		Params: j.Params, Retries: j.Retries, Notification: notificationProto(j.Notify),
 	}
 	for _, t := range j.Tiers {
 		p.Workers = append(p.Workers, &apiv1.Tier{Name: t.Name, Cpu: t.CPU, MemoryBytes: t.MemoryBytes, Gpu: t.GPU})

@@ -240,7 +240,7 @@ type Task struct {
 type RetryFilter struct {
 	KeyGlob string // shell glob: * ? [...]; empty: all
 	// States are the states a matched task must be in: some of failed,
-	// upstream_failed and cancelled; empty: all three.
+	// upstream_failed, cancelled and succeeded; empty: the first three.
 	States []TaskState
 }
 
@@ -552,8 +552,8 @@ type Store interface {
 	// requests dropped; the job becomes pending with its counts
 	// recomputed, its finish time and cancel request cleared, Retries
 	// one more, and its webhook's state pending (when it has one). A job
-	// that is not ended (its runner owns it), a filter with a state other
-	// than failed, upstream_failed or cancelled, a bad glob, and a filter
+	// that is not ended (its runner owns it), a filter with a state that
+	// is not terminal, a bad glob, and a filter
 	// that matches no task fail with an error wrapping ErrRejected,
 	// changing nothing; ErrNotFound for an unknown job.
 	RetryTasks(ctx context.Context, jobID string, f RetryFilter) (RetryResult, error)

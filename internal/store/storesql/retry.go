@@ -87,7 +87,8 @@ func (r *RetryScan) Finish(j *store.Job) error {
 	return nil
 }
 
-// retryStates are the states RetryTasks may select, and its default.
+// retryStates are the states RetryTasks selects by default; succeeded may
+// be named as well.
 var retryStates = []store.TaskState{store.TaskFailed, store.TaskUpstreamFailed, store.TaskCancelled}
 
 // CheckRetryState refuses to retry a job that has not ended.
@@ -118,8 +119,8 @@ func NewRetrySelect(jobID string, f store.RetryFilter) (*RetrySelect, error) {
 		sel.states = retryStates
 	}
 	for _, s := range sel.states {
-		if !slices.Contains(retryStates, s) {
-			return nil, Reject(fmt.Errorf("retry job %s: state %q: only failed, upstream_failed and cancelled tasks can be retried", jobID, s))
+		if !slices.Contains(retryStates, s) && s != store.TaskSucceeded {
+			return nil, Reject(fmt.Errorf("retry job %s: state %q: only ended tasks (failed, upstream_failed, cancelled, succeeded) can be retried", jobID, s))
 		}
 	}
 	if f.KeyGlob != "" {

@@ -126,8 +126,8 @@ func testRetryTasks(t *testing.T, s store.Store) {
 	before := loadTasks(t, s, id)
 
 	// Refused filters change nothing.
-	_, err = s.RetryTasks(ctx, id, store.RetryFilter{States: []store.TaskState{store.TaskSucceeded}})
-	checkRejected(t, "RetryTasks(state succeeded)", err, "succeeded")
+	_, err = s.RetryTasks(ctx, id, store.RetryFilter{States: []store.TaskState{store.TaskRunning}})
+	checkRejected(t, "RetryTasks(state running)", err, `"running"`)
 	_, err = s.RetryTasks(ctx, id, store.RetryFilter{KeyGlob: "nope-*"})
 	checkRejected(t, "RetryTasks(no match)", err, "no task matches", `"nope-*"`)
 	_, err = s.RetryTasks(ctx, id, store.RetryFilter{KeyGlob: "prep", States: []store.TaskState{store.TaskFailed}})
@@ -213,4 +213,25 @@ func testRetryTasks(t *testing.T, s store.Store) {
 	if j := getJob(t, s, id2); j.Notify != nil || j.Params != nil || j.Retries != 1 {
 		t.Errorf("job without webhook: Notify %+v Params %v Retries %d", j.Notify, j.Params, j.Retries)
 	}
+
+	// Succeeded tasks run again when named; their succeeded dependents
+	// keep their success.
+	id3 := newID(base, 3)
+	tasks3 := newTasks(3)
+	tasks3[0].After, tasks3[1].After, tasks3[2].After = nil, []string{"t-0"}, []string{"t-1"}
+	create(t, s, newJob(id3), tasks3)
+	three := loadTasks(t, s, id3)
+	for i := range three {
+		three[i].State, three[i].Attempts = store.TaskSucceeded, 1
+	}
+	endRetryJob(t, s, id3, three, store.JobSucceeded, end)
+	before = loadTasks(t, s, id3)
+	res, err = s.RetryTasks(ctx, id3, store.RetryFilter{KeyGlob: "t-1", States: []store.TaskState{store.TaskSucceeded}})
+	if err != nil {
+		t.Fatalf("RetryTasks(succeeded t-1): %v", err)
+	}
+	if res.Retried != 1 || !slices.Equal(res.Matched, []string{"t-1"}) {
+		t.Errorf("RetryTasks(succeeded t-1) = %+v", res)
+	}
+	checkTasks(t, loadTasks(t, s, id3), retryModel(before, []int32{1}))
 }
