@@ -151,6 +151,10 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 		startError(res, code, err.Error())
 		return finish()
 	}
+	if a.GetCwd() == "" {
+		// The attempt's scratch folder goes with it.
+		defer os.RemoveAll(cmd.Dir)
+	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		startError(res, ExitCannotExecute, fmt.Sprintf("stdout pipe: %v", err))
@@ -424,6 +428,30 @@ func (h *host) openLog(ctx context.Context, t *task, a *taskhostv1.Assignment) (
 	return w.Stdout(), w.Stderr(), closeLog, nil
 }
 
+// scratchDir makes the attempt's own empty working directory, used when
+// its spec names no cwd: <spool dir>/attempts/<task index>.<attempt> (the
+// spool dir defaults to the temp dir), readable by the worker's user only.
+func (h *host) scratchDir(a *taskhostv1.Assignment) (string, error) {
+	root := h.cfg.SpoolDir
+	if root == "" {
+		root = filepath.Join(os.TempDir(), "haul-"+h.cfg.WorkerID)
+	}
+	dir, err := filepath.Abs(filepath.Join(root, "attempts", fmt.Sprintf("%d.%d", a.GetTaskIndex(), a.GetAttempt())))
+	if err != nil {
+		return "", err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return "", err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
 // command prepares the attempt's process: argv, the complete environment,
 // cwd and its own process group. It returns a start-error exit code with
 // its error.
@@ -465,9 +493,18 @@ func (h *host) command(a *taskhostv1.Assignment, marker string) (*exec.Cmd, int,
 		if !st.IsDir() {
 			return nil, ExitCannotExecute, fmt.Errorf("cwd %q is not a directory", dir)
 		}
+	} else {
+		// No cwd in the spec: the attempt's own empty folder of the
+		// worker (the same on every backend; execute removes it).
+		if dir, err = h.scratchDir(a); err != nil {
+			return nil, ExitCannotExecute, fmt.Errorf("the attempt's working directory: %w", err)
+		}
 	}
 	path, err := lookPath(argv[0], pathOf(env), dir)
 	if err != nil {
+		if a.GetCwd() == "" {
+			os.RemoveAll(dir)
+		}
 		return nil, ExitNotFound, err
 	}
 	return &exec.Cmd{
