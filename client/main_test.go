@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,9 +47,9 @@ func run(m *testing.M) int {
 	addr := l.Addr().String()
 	l.Close()
 	data := filepath.Join(dir, "data")
-	var log bytes.Buffer
+	log := &syncBuffer{}
 	up := exec.Command(bin, "up", "--listen", addr, "--data", data, "--log-level", "warn")
-	up.Stdout, up.Stderr = &log, &log
+	up.Stdout, up.Stderr = log, log
 	if err := up.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -97,4 +98,23 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "haul up's log:\n%s", log.String())
 	}
 	return code
+}
+
+// syncBuffer is a bytes.Buffer that the server's output goroutine and the
+// tests may use at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
