@@ -56,7 +56,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"job", "get"}, 2, "accepts 1 arg"},
 		{[]string{"nonsense"}, 2, "unknown command"},
-		{[]string{"job", "list", "-o", "yaml"}, 2, "--output"},
+		{[]string{"job", "list", "-o", "xml"}, 2, "--output"},
 		{[]string{"job", "list", "--bogus"}, 2, "unknown flag"},
 		{[]string{"job", "submit", "/no/such/file.yaml"}, 1, "no such file"},
 		{[]string{"job", "submit", "-", "--server", "http://127.0.0.1:1"}, 1, "the spec is empty"},

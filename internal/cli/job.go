@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
@@ -26,7 +27,8 @@ func (a *app) jobCmd() *cobra.Command {
 		Use:   "job",
 		Short: "Submit, list, inspect, watch and cancel jobs",
 	}
-	cmd.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobGetCmd(), a.jobWatchCmd(), a.jobCancelCmd(), a.jobWhyCmd())
+	cmd.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobGetCmd(), a.jobWatchCmd(), a.jobCancelCmd(), a.jobWhyCmd(),
+		a.jobRetryCmd(), a.jobRerunCmd())
 	return cmd
 }
 
@@ -61,7 +63,7 @@ func (a *app) readSpec(file string) ([]byte, string, error) {
 }
 
 func submit(ctx context.Context, c apiv1connect.JobServiceClient, data []byte, name string) (*apiv1.SubmitJobResponse, error) {
-	resp, err := c.SubmitJob(ctx, connect.NewRequest(&apiv1.SubmitJobRequest{Spec: data, Filename: name}))
+	resp, err := c.SubmitJob(ctx, connect.NewRequest(&apiv1.SubmitJobRequest{Spec: data, Filename: name, Params: paramsFrom(ctx)}))
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +71,8 @@ func submit(ctx context.Context, c apiv1connect.JobServiceClient, data []byte, n
 }
 
 func (a *app) jobSubmitCmd() *cobra.Command {
-	return &cobra.Command{
+	var sets []string
+	cmd := &cobra.Command{
 		Use:   "submit FILE",
 		Short: "Submit a job spec (YAML or JSON; - for stdin) and print its ID",
 		Long: `Submit a job spec and print the new job's ID. The spec is validated by the
@@ -78,11 +81,15 @@ With -o json, prints {"id": ..., "task_count": ...}.`,
 		Example: "  haul job submit examples/hello-dag.yaml\n  J=$(haul job submit big.yaml) && haul job watch $J",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			params, err := parseSets(sets)
+			if err != nil {
+				return err
+			}
 			data, name, err := a.readSpec(args[0])
 			if err != nil {
 				return err
 			}
-			resp, err := submit(cmd.Context(), a.client(), data, name)
+			resp, err := submit(withParams(cmd.Context(), params), a.client(), data, name)
 			if err != nil {
 				return err
 			}
@@ -93,19 +100,52 @@ With -o json, prints {"id": ..., "task_count": ...}.`,
 			return nil
 		},
 	}
+	addSetFlag(cmd, &sets)
+	return cmd
 }
 
 func (a *app) jobListCmd() *cobra.Command {
-	var namespace string
+	var namespace, selector, name, user, since, until string
 	var states []string
 	var limit int32
+	var mine, showLabels bool
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List jobs, newest first",
-		Example: "  haul job list --state running\n  haul job list -n perception -o json",
+		Use:   "list",
+		Short: "List jobs, newest first, filtered by labels, name, submitter, state and time",
+		Long: `List the jobs of the teams you may see, newest first. Filters combine:
+  -l/--selector k=v,k2=v2   jobs with every one of these labels (equality only)
+  --name GLOB               jobs whose name matches a shell glob ('nightly-*')
+  --user SUBJECT / --mine   jobs submitted by someone / by you
+  --state S[,S2]            pending, running, succeeded, failed, cancelled
+  --since T / --until T     created at or after / before T: a duration ago
+                            (24h, 90m, 7d), an RFC 3339 time or a date
+                            (2026-12-01, local time)
+--show-labels adds a LABELS column. With -o json or yaml, prints an array
+of job objects.`,
+		Example: "  haul job list --state running\n  haul job list -l run=nightly --since 24h --show-labels\n  haul job list --mine --name 'resim-*' -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := a.client().ListJobs(cmd.Context(), connect.NewRequest(&apiv1.ListJobsRequest{Namespace: namespace, States: states, PageSize: limit}))
+			req := &apiv1.ListJobsRequest{Namespace: namespace, States: states, PageSize: limit, NameGlob: name, SubmittedBy: user, Mine: mine}
+			var err error
+			if req.Labels, err = parseSelector(selector); err != nil {
+				return err
+			}
+			now := time.Now()
+			if since != "" {
+				t, err := parseWhen(since, now)
+				if err != nil {
+					return usageError{fmt.Errorf("--since: %w", err)}
+				}
+				req.CreatedAfter = timestamppb.New(t)
+			}
+			if until != "" {
+				t, err := parseWhen(until, now)
+				if err != nil {
+					return usageError{fmt.Errorf("--until: %w", err)}
+				}
+				req.CreatedBefore = timestamppb.New(t)
+			}
+			resp, err := a.client().ListJobs(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return err
 			}
@@ -113,17 +153,39 @@ func (a *app) jobListCmd() *cobra.Command {
 				return a.printJSON(protoList(resp.Msg.Jobs))
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tNAMESPACE\tSTATE\tTASKS\tSUCCEEDED\tFAILED\tCREATED")
-			for _, j := range resp.Msg.Jobs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", j.Id, j.Name, j.Namespace, j.State, j.TaskCount,
-					j.Counts.GetSucceeded(), j.Counts.GetFailed(), j.CreatedAt.AsTime().Local().Format(time.DateTime))
+			head := "ID\tNAME\tNAMESPACE\tSTATE\tTASKS\tSUCCEEDED\tFAILED\tCREATED"
+			if showLabels {
+				head += "\tLABELS"
 			}
-			return tw.Flush()
+			fmt.Fprintln(tw, head)
+			for _, j := range resp.Msg.Jobs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s", j.Id, j.Name, j.Namespace, j.State, j.TaskCount,
+					j.Counts.GetSucceeded(), j.Counts.GetFailed(), j.CreatedAt.AsTime().Local().Format(time.DateTime))
+				if showLabels {
+					fmt.Fprintf(tw, "\t%s", labelsText(j.Labels))
+				}
+				fmt.Fprintln(tw)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if resp.Msg.NextPageToken != "" {
+				fmt.Fprintf(a.stderr, "(stopped at --limit %d; more jobs match)\n", limit)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "only jobs of this namespace")
 	cmd.Flags().StringSliceVar(&states, "state", nil, "only jobs in these states (pending, running, succeeded, failed, cancelled)")
 	cmd.Flags().Int32Var(&limit, "limit", 100, "at most this many jobs")
+	cmd.Flags().StringVarP(&selector, "selector", "l", "", "only jobs with these labels: k=v,k2=v2 (equality only)")
+	cmd.Flags().StringVar(&name, "name", "", "only jobs whose name matches this shell glob")
+	cmd.Flags().StringVar(&user, "user", "", "only jobs submitted by this subject")
+	cmd.Flags().BoolVar(&mine, "mine", false, "only jobs you submitted")
+	cmd.Flags().StringVar(&since, "since", "", "only jobs created at or after this: a duration ago (24h, 7d), an RFC 3339 time or a date")
+	cmd.Flags().StringVar(&until, "until", "", "only jobs created before this: a duration ago, an RFC 3339 time or a date")
+	cmd.Flags().BoolVar(&showLabels, "show-labels", false, "add a LABELS column")
+	cmd.MarkFlagsMutuallyExclusive("user", "mine")
 	return cmd
 }
 
@@ -164,7 +226,7 @@ func (a *app) jobGetCmd() *cobra.Command {
 			}
 			if j.WorkerSeconds > 0 {
 				fmt.Fprintf(tw, "worker time:\t%s\n", fmtDuration(time.Duration(j.WorkerSeconds*float64(time.Second))))
-				fmt.Fprintf(tw, "estimated cost:\t$%.4f\n", j.EstimatedCostUsd)
+				fmt.Fprintf(tw, "estimated cost:\t%s\n", costText(j.EstimatedCostUsd))
 			}
 			for i, t := range j.Workers {
 				fmt.Fprintf(tw, "tier %d:\t%s (cpu %g, memory %s, gpu %d)\n", i, t.Name, t.Cpu, bytesIEC(t.MemoryBytes), t.Gpu)

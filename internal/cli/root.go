@@ -5,7 +5,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,8 +18,6 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/taskhost"
@@ -52,8 +49,11 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 
 // app holds the global flags and the streams commands write to.
 type app struct {
-	server   string
-	output   string
+	server string
+	output string
+	// yaml is -o yaml: output is then "json" for the commands, and
+	// printJSON writes the same document as YAML.
+	yaml     bool
 	logLevel string
 	// logFormat is the server log format: text or json (--log-format).
 	logFormat string
@@ -102,7 +102,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "haul: %s\n", describe(err))
 	var ue usageError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
+	if errors.As(err, &ue) || cobraUsageError(err) {
 		fmt.Fprintf(stderr, "Run 'haul --help' or 'haul COMMAND --help' for usage.\n")
 		return 2
 	}
@@ -154,8 +154,11 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			switch a.output {
 			case "text", "json":
+			case "yaml":
+				// Every command that prints JSON prints YAML instead.
+				a.output, a.yaml = "json", true
 			default:
-				return usageError{fmt.Errorf("--output %q: want text or json", a.output)}
+				return usageError{fmt.Errorf("--output %q: want text, json or yaml", a.output)}
 			}
 			if a.ca != "" {
 				c, err := taskhost.CAClient(a.ca)
@@ -172,7 +175,7 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 		server = DefaultServer
 	}
 	root.PersistentFlags().StringVar(&a.server, "server", server, "haul server URL (env HAUL_SERVER)")
-	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
+	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text, json or yaml")
 	root.PersistentFlags().StringVar(&a.ca, "ca", os.Getenv(taskhost.CAEnv), "PEM file of certificates to trust for the server's TLS certificate, besides the system's (env HAUL_CA)")
 	root.PersistentFlags().StringVar(&a.profile, "profile", os.Getenv("HAUL_PROFILE"), "the profile of ~/.config/haul/config.yaml to use (env HAUL_PROFILE; default its current one)")
 	root.PersistentFlags().StringVar(&a.token, "token", os.Getenv("HAUL_API_TOKEN"), "API token (env HAUL_API_TOKEN; else HAUL_TOKEN, else a local server's <data dir>/admin-token)")
@@ -185,12 +188,20 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 	root.AddCommand(a.historyCmd(), a.queryCmd())
 	root.AddCommand(a.teamCmd(), a.logsCmd())
 	root.AddCommand(a.profileCmd(), a.loginCmd())
+	root.AddCommand(a.workerCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	// Every command's argument check reports a usage error.
+	root.InitDefaultCompletionCmd()
+	a.completions(root)
+	// Every command's argument check reports a usage error; a command
+	// that only groups others refuses an unknown or missing one.
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {
 		if c.Args != nil {
 			c.Args = usageArgs(c.Args)
+		}
+		if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+			c.Args = cobra.ArbitraryArgs
+			c.RunE = groupRun
 		}
 		for _, sub := range c.Commands() {
 			walk(sub)
@@ -198,6 +209,83 @@ Client commands talk to --server (or $HAUL_SERVER, default ` + DefaultServer + `
 	}
 	walk(root)
 	return root
+}
+
+// cobraUsageError reports whether err is one of cobra's own usage errors
+// (an unknown command, a flag group or required flag broken).
+func cobraUsageError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "if any flags in the group", "at least one of the flags in the group", "required flag(s)"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// groupRun runs a command that only groups others: with no subcommand it
+// prints its help and exits 2 (nothing was done); an unknown one is a
+// usage error that suggests the nearest ones.
+func groupRun(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		cmd.SetOut(cmd.OutOrStdout())
+		if err := cmd.Help(); err != nil {
+			return err
+		}
+		return usageError{fmt.Errorf("%s needs a command (see the list above)", cmd.CommandPath())}
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := nearestCommands(cmd, args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usageError{errors.New(msg)}
+}
+
+// nearestCommands are the subcommands of cmd nearest to typed: those it
+// is a prefix of, else those at the least edit distance (at most 2).
+func nearestCommands(cmd *cobra.Command, typed string) []string {
+	var prefixed, near []string
+	best := 3
+	for _, c := range cmd.Commands() {
+		if !c.IsAvailableCommand() {
+			continue
+		}
+		if typed != "" && strings.HasPrefix(c.Name(), typed) {
+			prefixed = append(prefixed, c.Name())
+			continue
+		}
+		switch d := editDistance(typed, c.Name()); {
+		case d < best:
+			best, near = d, []string{c.Name()}
+		case d == best:
+			near = append(near, c.Name())
+		}
+	}
+	if len(prefixed) > 0 {
+		return prefixed
+	}
+	return near
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // serverFlagSet reports whether the user chose a server explicitly:
@@ -235,39 +323,6 @@ func (a *app) logger() *slog.Logger {
 		return slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: lvl}))
 	}
 	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: lvl}))
-}
-
-var jsonOpts = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
-
-// printJSON writes v as indented JSON: proto messages with their proto field
-// names, slices of them as an array.
-func (a *app) printJSON(v any) error {
-	var raw any = v
-	switch m := v.(type) {
-	case proto.Message:
-		b, err := jsonOpts.Marshal(m)
-		if err != nil {
-			return err
-		}
-		raw = json.RawMessage(b)
-	}
-	if ms, ok := v.([]proto.Message); ok {
-		arr := make([]json.RawMessage, len(ms))
-		for i, m := range ms {
-			b, err := jsonOpts.Marshal(m)
-			if err != nil {
-				return err
-			}
-			arr[i] = b
-		}
-		raw = arr
-	}
-	b, err := json.MarshalIndent(raw, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(a.stdout, "%s\n", b)
-	return err
 }
 
 func fmtDuration(d time.Duration) string {

@@ -72,11 +72,11 @@ With -o json, prints an array of task objects (key, state, attempts, ...).`,
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "KEY\tSTATE\tATTEMPTS\tTIER\tEXIT\tREASON\tDURATION")
 			for _, t := range tasks {
-				exit := ""
+				exit, sig := "", taskSignal(t.Reason, t.ExitCode)
 				if t.Attempts > 0 && t.State != "running" && t.State != "queued" {
-					exit = strconv.Itoa(int(t.ExitCode))
+					exit = exitText(t.ExitCode, sig)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", t.Key, t.State, t.Attempts, t.Tier, exit, t.Reason, taskDuration(t))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", t.Key, t.State, t.Attempts, t.Tier, exit, reasonText(t.Reason, sig), taskDuration(t))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -129,7 +129,7 @@ func (a *app) taskGetCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(tw, "job:\t%s\nkey:\t%s\nindex:\t%d\nstate:\t%s\n", t.JobId, t.Key, t.Index, t.State)
 			if t.Reason != "" {
-				fmt.Fprintf(tw, "reason:\t%s\n", t.Reason)
+				fmt.Fprintf(tw, "reason:\t%s\n", reasonText(t.Reason, taskSignal(t.Reason, t.ExitCode)))
 			}
 			fmt.Fprintf(tw, "command:\t%s\n", shellJoin(t.Command))
 			if t.Cwd != "" {
@@ -159,10 +159,7 @@ func (a *app) taskGetCmd() *cobra.Command {
 			tw = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ATTEMPT\tSTATE\tTIER\tWORKER\tEXIT\tREASON\tSTARTED\tDURATION\tCPU\tPEAK RSS\tLIMIT\tMESSAGE")
 			for _, at := range r.Attempts {
-				exit := strconv.Itoa(int(at.ExitCode))
-				if at.Signal != "" {
-					exit = at.Signal
-				}
+				exit := exitText(at.ExitCode, at.Signal)
 				if at.State == "running" || at.State == "lost" {
 					exit = ""
 				}
@@ -182,7 +179,7 @@ func (a *app) taskGetCmd() *cobra.Command {
 				if at.MemoryRequestBytes > 0 && at.Enforcement != "" {
 					limit = bytesIEC(at.MemoryRequestBytes) + " " + at.Enforcement
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", at.Number, at.State, at.Tier, at.WorkerId, exit, at.Reason, started, dur, cpu, peak, limit, at.Message)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", at.Number, at.State, at.Tier, at.WorkerId, exit, reasonText(at.Reason, at.Signal), started, dur, cpu, peak, limit, at.Message)
 			}
 			if err := tw.Flush(); err != nil {
 				return err

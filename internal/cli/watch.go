@@ -55,7 +55,7 @@ func (a *app) watch(ctx context.Context, c apiv1connect.JobServiceClient, id str
 		}
 		failures = 0
 		j := resp.Msg.Job
-		line := progressLine(j, time.Since(start), tty)
+		line := progressLine(j, jobElapsed(j, start), tty)
 		switch {
 		case tty:
 			fmt.Fprintf(a.stderr, "\r\033[K%s", line)
