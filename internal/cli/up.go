@@ -323,6 +323,7 @@ func (a *app) serve(cmd *cobra.Command, f *serverFlags, sf serveFlags) error {
 func (a *app) runCmd() *cobra.Command {
 	var f serverFlags
 	var detach, embedded bool
+	var sets []string
 	cmd := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a job: submit it, show progress, exit 0 if and only if it succeeded",
@@ -340,11 +341,15 @@ server it cancels the job (press again to quit at once).`,
 		Example: "  haul run examples/hello-dag.yaml\n  haul run --detach big.yaml",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			params, err := parseSets(sets)
+			if err != nil {
+				return err
+			}
 			data, name, err := a.readSpec(args[0])
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
+			ctx := withParams(cmd.Context(), params)
 			a.dataDir = f.data // where a local server keeps its admin token
 			if embedded {
 				if detach {
@@ -368,6 +373,7 @@ server it cancels the job (press again to quit at once).`,
 	f.register(cmd)
 	cmd.Flags().BoolVar(&detach, "detach", false, "submit and return at once (needs a running server)")
 	cmd.Flags().BoolVar(&embedded, "embedded", false, "run the job in an embedded server on this machine even when --server, HAUL_SERVER or a profile names one")
+	addSetFlag(cmd, &sets)
 	return cmd
 }
 
