@@ -93,7 +93,8 @@ func openLocal(dir string) (apiv1connect.JobServiceClient, error) {
 	srv := &http.Server{Handler: mux, Protocols: protocols}
 	// It serves until this process exits: a command's lifetime.
 	go srv.Serve(ln)
-	return apiv1connect.NewJobServiceClient(http.DefaultClient, "http://"+ln.Addr().String()), nil
+	// The gateway wants a bearer; localOwner takes any.
+	return apiv1connect.NewJobServiceClient(http.DefaultClient, "http://"+ln.Addr().String(), connect.WithInterceptors(bearerAuth("local"))), nil
 }
 
 // localOwner authenticates every call of the local reader as the unix

@@ -557,6 +557,10 @@ func (p *prefixWriter) lines(key string) (write func([]byte) error, flush func()
 	return write, flush
 }
 
+// jobLogsPoll is how often job logs looks for tasks that started or
+// failed.
+const jobLogsPoll = 500 * time.Millisecond
+
 // jobLogs follows job's tasks (see jobLogsCmd) until it ends.
 func (a *app) jobLogs(ctx context.Context, job string, want map[string]bool, tail, most int) error {
 	c := a.client()
@@ -602,13 +606,20 @@ func (a *app) jobLogs(ctx context.Context, job string, want map[string]bool, tai
 			req.PageToken = resp.Msg.NextPageToken
 		}
 	}
+	// The failed tasks are listed again only when the job's count of them
+	// changed (or some were left unfollowed); the running ones at every
+	// poll.
+	lastFailed := int64(-1)
 	for {
 		jr, err := c.GetJob(ctx, connect.NewRequest(&apiv1.GetJobRequest{JobId: job}))
 		var tasks []*apiv1.Task
 		if err == nil {
 			for _, s := range []string{"running", "failed"} {
-				if !want[s] {
+				if !want[s] || s == "failed" && jr.Msg.Job.Counts.GetFailed() == lastFailed {
 					continue
+				}
+				if s == "failed" {
+					lastFailed = jr.Msg.Job.Counts.GetFailed()
 				}
 				var ts []*apiv1.Task
 				if ts, err = list(s); err != nil {
@@ -646,6 +657,9 @@ func (a *app) jobLogs(ctx context.Context, job string, want map[string]bool, tai
 			}
 			start(t.Key, t.Attempts, t.State == string(store.TaskRunning))
 		}
+		if unfollowed > 0 {
+			lastFailed = -1
+		}
 		if unfollowed != lastUnfollowed && unfollowed > 0 {
 			fmt.Fprintf(a.stderr, "(%d more tasks not followed: at most %d at once; --max to change)\n", unfollowed, most)
 		}
@@ -681,7 +695,7 @@ func (a *app) jobLogs(ctx context.Context, job string, want map[string]bool, tai
 			}
 			return exitError{1}
 		}
-		if !sleepCtx(ctx, 2*time.Second) {
+		if !sleepCtx(ctx, jobLogsPoll) {
 			break
 		}
 	}

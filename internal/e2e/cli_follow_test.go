@@ -121,8 +121,9 @@ tasks:
     command: [sh, -c, "n=$(cat %[1]s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]s; echo attempt $n begins; sleep 0.5; echo attempt $n ends; [ $n -ge 3 ]"]
   - key: broken
     retries: 1
-    command: [sh, -c, "echo broken runs; exit 7"]
+    command: [sh, -c, "echo broken runs; sleep 1; exit 7"]
 `, count))
+	broken := haulStart(t, env, "task", "logs", id, "broken", "-f")
 	r := haul(t, env, "task", "logs", id, "flaky", "-f")
 	if r.code != 0 {
 		t.Fatalf("logs -f: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
@@ -138,7 +139,7 @@ tasks:
 		!strings.Contains(r.stderr, "task flaky succeeded after 3 attempts") {
 		t.Errorf("stderr: %s\nwant the attempt separators and why it stopped", r.stderr)
 	}
-	r = haul(t, env, "task", "logs", id, "broken", "-f")
+	r = broken.wait(t, time.Minute)
 	if r.code != 1 || strings.Count(r.stdout, "broken runs\n") != 2 || !strings.Contains(r.stderr, "task broken failed after 2 attempts (exit code 7)") {
 		t.Fatalf("logs -f of a failing task: exit %d\nstdout: %s\nstderr: %s\nwant both attempts' output and exit 1 saying it failed", r.code, r.stdout, r.stderr)
 	}
@@ -179,7 +180,7 @@ func TestJobLogs(t *testing.T) {
 name: job-logs
 tasks:
   - key: w-{i}
-    foreach: {i: {range: [1, 3]}}
+    foreach: {range: [1, 4]}
     command: [sh, -c, "echo w-{i} one; sleep 1; printf 'w-{i} two\nw-{i} three'"]
   - key: bad
     command: [sh, -c, "for i in 1 2 3 4 5; do echo bad line $i; done; exit 2"]
