@@ -219,8 +219,9 @@ class ClientTest(unittest.TestCase):
             res = c.retry(job_id)
         except haul_client.Unimplemented as e:
             self.fail("RetryJob is not implemented by this server: %s" % e)
-        self.assertEqual(res.keys, ["fail-1"])
-        self.assertEqual(res.retried, 2)  # fail-1 and report, which had not succeeded
+        # The failed element and report (upstream_failed) match; both run again.
+        self.assertEqual(res.keys, ["fail-1", "report"])
+        self.assertEqual(res.retried, 2)
         self.assertIsInstance(res.retried, int)
 
         final = c.wait(job_id, timeout=120)
