@@ -1,10 +1,11 @@
 """PEP 517 build backend of haul_client.
 
 setuptools (before 70.1) builds wheels only with the `wheel` package, which
-an offline machine may lack. When `wheel` can be imported this delegates
-everything to setuptools.build_meta; otherwise it writes the wheel (and the
-editable wheel) of this pure-Python package itself with zipfile, and the
-sdist with setuptools, which needs no `wheel`.
+an offline machine may lack, and Python 3.12 and later come without
+setuptools. When setuptools and `wheel` can be imported this delegates the
+wheel to setuptools.build_meta; otherwise it writes the wheel (and the
+editable wheel) of this pure-Python package itself with zipfile. The sdist
+is setuptools', which needs no `wheel`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ import zipfile
 from typing import Dict, List, Optional, Tuple
 
 try:  # pragma: no cover - depends on the machine
+    import setuptools  # noqa: F401
     import wheel  # noqa: F401
 
     _HAVE_WHEEL = True
 except ImportError:
     _HAVE_WHEEL = False
 
-from setuptools import build_meta as _st
+
+def _st():  # type: ignore[no-untyped-def]
+    """setuptools' backend, imported only when used: a Python without
+    setuptools (3.12 and later need not have it) still builds the wheel."""
+    from setuptools import build_meta
+
+    return build_meta
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "src")
@@ -116,7 +124,7 @@ def build_wheel(
     wheel_directory: str, config_settings: Optional[dict] = None, metadata_directory: Optional[str] = None
 ) -> str:
     if _HAVE_WHEEL:
-        return _st.build_wheel(wheel_directory, config_settings, metadata_directory)
+        return _st().build_wheel(wheel_directory, config_settings, metadata_directory)
     return _write_wheel(wheel_directory, _package_files())
 
 
@@ -128,4 +136,4 @@ def build_editable(
 
 
 def build_sdist(sdist_directory: str, config_settings: Optional[dict] = None) -> str:
-    return _st.build_sdist(sdist_directory, config_settings)
+    return _st().build_sdist(sdist_directory, config_settings)
