@@ -236,6 +236,7 @@ tasks:
 	}
 	job, err = c.Wait(ctx, id)
 	if err != nil || job.GetState() != "succeeded" || job.GetRetries() != 1 {
+		// retries 0 means WatchJob served the run before the retry.
 		t.Fatalf("Wait after Retry = %v, %v; want succeeded, retried once", job, err)
 	}
 }

@@ -224,9 +224,10 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(res.retried, 2)
         self.assertIsInstance(res.retried, int)
 
+        # At once, as a user would: a watch must not serve the run before
+        # the retry (retries 0, the old end state).
         final = c.wait(job_id, timeout=120)
-        self.assertEqual(final.state, "succeeded", final)
-        self.assertEqual(final.retries, 1)
+        self.assertEqual((final.state, final.retries), ("succeeded", 1), final)
         self.assertEqual(final.counts.succeeded, 4)
         detail = c.get_task(job_id, "fail-1")
         self.assertEqual([a.number for a in detail.attempts], [1, 2])
