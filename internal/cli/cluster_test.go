@@ -135,15 +135,15 @@ func TestClusterCommands(t *testing.T) {
 				State string `json:"state"`
 			} `json:"cluster"`
 			Held struct {
-				MilliCPU string `json:"milli_cpu"`
+				MilliCPU int64 `json:"milli_cpu"` // a number, as every int64 in -o json
 			} `json:"held"`
-			Workers string `json:"workers"`
+			Workers int64 `json:"workers"`
 		} `json:"clusters"`
 	}
 	if err := json.Unmarshal([]byte(f.must(t, f.viewerA, "cluster", "list", "-o", "json")), &listed); err != nil {
 		t.Fatal(err)
 	}
-	if len(listed.Clusters) != 2 || listed.Clusters[0].Cluster.Name != "east" || listed.Clusters[0].Held.MilliCPU != "4000" || listed.Clusters[0].Workers != "1" {
+	if len(listed.Clusters) != 2 || listed.Clusters[0].Cluster.Name != "east" || listed.Clusters[0].Held.MilliCPU != 4000 || listed.Clusters[0].Workers != 1 {
 		t.Errorf("cluster list -o json: %+v", listed)
 	}
 

@@ -75,15 +75,15 @@ func TestQuotaCommands(t *testing.T) {
 			Team      string `json:"team"`
 			Resources []struct {
 				Resource string `json:"resource"`
-				Limit    string `json:"limit"`
-				Used     string `json:"used"`
+				Limit    int64  `json:"limit"` // a number, as every int64 in -o json
+				Used     int64  `json:"used"`
 			} `json:"resources"`
 		} `json:"teams"`
 	}
 	if err := json.Unmarshal([]byte(f.must(t, f.viewerB, "quota", "-o", "json")), &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Teams) != 1 || got.Teams[0].Team != "b" || got.Teams[0].Resources[0].Resource != "cpu" || got.Teams[0].Resources[0].Limit != "500" {
+	if len(got.Teams) != 1 || got.Teams[0].Team != "b" || got.Teams[0].Resources[0].Resource != "cpu" || got.Teams[0].Resources[0].Limit != 500 {
 		t.Errorf("viewer of b: quota -o json: %+v", got)
 	}
 	if _, errOut, code := f.haul(f.viewerA, "quota", "--team", "b"); code != 1 || !strings.Contains(errOut, "permission_denied") || !strings.Contains(errOut, `team "b"`) {

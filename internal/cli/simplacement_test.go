@@ -57,7 +57,7 @@ func TestSimPlacementUsageErrors(t *testing.T) {
 		{[]string{"sim", "placement", "--duration", "1500ms"}, "whole seconds"},
 		{[]string{"sim", "placement", "--seed", "x"}, "invalid argument"},
 		{[]string{"sim", "placement", "extra"}, "unknown command"},
-		{[]string{"sim", "placement", "--scale", "0.001", "-o", "yaml"}, `--output "yaml"`},
+		{[]string{"sim", "placement", "--scale", "0.001", "-o", "xml"}, `--output "xml"`},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(tc.args, strings.NewReader(""), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
