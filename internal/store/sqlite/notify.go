@@ -70,7 +70,11 @@ func scanNotification(r storesql.Row) (store.Notification, error) {
 		On      []string `json:"on"`
 	}
 	if err := json.Unmarshal([]byte(notify), &w); err != nil {
-		return n, fmt.Errorf("job %s: its notify column is not a webhook: %w", n.JobID, err)
+		// Not what CreateJob writes: returned with no webhook, so that the
+		// notifier records it failed (an empty URL) rather than the scan
+		// failing for every job.
+		n.On = []string{string(store.JobSucceeded), string(store.JobFailed), string(store.JobCancelled)}
+		return n, nil
 	}
 	n.Webhook, n.On = w.Webhook, w.On
 	return n, nil
