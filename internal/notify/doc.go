@@ -58,8 +58,9 @@
 // # Running
 //
 // One notifier works at a time per deployment: it holds the store lease
-// "notifier", taken again every Interval (1 s), and at each tick it sends
-// what is due, up to Parallel (8) deliveries at once. Runners (the
-// runner roles of `haul server`, and `haul up`) run one each; whichever
-// holds the lease works, the others wait.
+// "notifier" (30 s), taken again every Interval (1 s), and at each tick it
+// sends what is due, up to Parallel (8) deliveries at once and twice that
+// per tick, so that a tick of slow receivers ends well inside the lease.
+// Runners (the runner roles of `haul server`, and `haul up`) run one
+// each; whichever holds the lease works, the others wait.
 package notify

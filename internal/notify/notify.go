@@ -36,8 +36,6 @@ const (
 	leaseTTL  = 30 * time.Second
 	// maxBody is how much of a receiver's answer is read (for the error).
 	maxBody = 4 << 10
-	// batch is how many due jobs one tick takes.
-	batch = 50
 )
 
 // Store is what the notifier needs of the store: its lease and the
@@ -186,7 +184,10 @@ func (n *Notifier) Run(ctx context.Context) {
 // skipped) and records the outcomes. It returns how many were handled
 // for good (delivered, gave up or skipped).
 func (n *Notifier) Once(ctx context.Context) (int, error) {
-	due, err := n.cfg.Store.DueNotifications(ctx, n.cfg.Clock(), batch)
+	// Two deliveries per slot at most: with the default timeout a tick
+	// ends within 20 s, well inside the lease, so that no other notifier
+	// takes over (and sends the same events) while this one is at work.
+	due, err := n.cfg.Store.DueNotifications(ctx, n.cfg.Clock(), 2*n.cfg.Parallel)
 	if err != nil {
 		return 0, err
 	}
