@@ -217,6 +217,7 @@ func (a *app) jobGetCmd() *cobra.Command {
 				fmt.Fprintf(tw, "cancel:\trequested\n")
 			}
 			fmt.Fprintf(tw, "created:\t%s\n", j.CreatedAt.AsTime().Local().Format(time.DateTime))
+			printRetryInfo(tw, j)
 			if j.StartedAt != nil {
 				end := time.Now()
 				if j.FinishedAt != nil {

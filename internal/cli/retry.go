@@ -3,9 +3,12 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -155,4 +158,46 @@ the file again with haul job submit. With -o json, prints
 	}
 	addSetFlag(cmd, &sets)
 	return cmd
+}
+
+// printRetryInfo adds to `job get` the job's parameters, how many times it
+// was retried, and its webhook with what became of it (tab-separated
+// lines for the command's tabwriter).
+func printRetryInfo(w io.Writer, j *apiv1.Job) {
+	if len(j.Params) > 0 {
+		names := make([]string, 0, len(j.Params))
+		for k := range j.Params {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for i, k := range names {
+			names[i] = k + "=" + j.Params[k]
+		}
+		fmt.Fprintf(w, "params:\t%s\n", strings.Join(names, " "))
+	}
+	if j.Retries > 0 {
+		fmt.Fprintf(w, "retries:\t%d (haul job retry)\n", j.Retries)
+	}
+	n := j.Notification
+	if n == nil {
+		return
+	}
+	fmt.Fprintf(w, "webhook:\t%s on %s\n", n.Webhook, strings.Join(n.On, ", "))
+	if n.State == "" {
+		return
+	}
+	line := n.State
+	if n.Event != "" {
+		line += " (job " + n.Event + ")"
+	}
+	if n.Attempts > 0 {
+		line += fmt.Sprintf(", %d attempts", n.Attempts)
+	}
+	if n.DeliveredAt != nil {
+		line += ", at " + n.DeliveredAt.AsTime().Local().Format(time.DateTime)
+	}
+	if n.LastError != "" {
+		line += ", last error: " + n.LastError
+	}
+	fmt.Fprintf(w, "delivery:\t%s\n", line)
 }

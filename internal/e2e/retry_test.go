@@ -125,6 +125,9 @@ tasks:
 	if got["retries"] != 1.0 {
 		t.Errorf("job get: retries %v, want 1", got["retries"])
 	}
+	if r = haul(t, env, "job", "get", id); !strings.Contains(r.stdout, "retries:") || !strings.Contains(r.stdout, "1 (haul job retry)") {
+		t.Errorf("job get does not show the retry:\n%s", r.stdout)
+	}
 	// Ended again: a retry of the succeeded job's failed tasks finds none.
 	if r = haul(t, env, "job", "retry", id); r.code != 1 || !strings.Contains(r.stderr, "no task matches") {
 		t.Errorf("retry of a job with nothing failed: exit %d: %s", r.code, r.stderr)
@@ -209,6 +212,9 @@ tasks:
 		t.Fatalf("job: %s %q labels %v params %v", j.State, j.Name, j.Labels, j.Params)
 	}
 
+	if r = haul(t, env, "job", "get", id); !strings.Contains(r.stdout, "count=3 tag=a") {
+		t.Errorf("job get does not show the parameters:\n%s", r.stdout)
+	}
 	r = haul(t, env, "job", "rerun", id, "--set", "count=5")
 	if r.code != 0 {
 		t.Fatalf("rerun --set count=5: exit %d: %s", r.code, r.stderr)
