@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/haul-dev/haul/internal/gateway"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/server"
+	"github.com/haul-dev/haul/internal/store"
 	"github.com/haul-dev/haul/internal/store/sqlite"
 )
 
@@ -28,7 +30,9 @@ import (
 // profile's server) and none answers at the default address, client
 // commands serve the API in this process from the data directory's store,
 // opened read-only, and its log files: the same gateway, so every answer
-// is the server's. Calls that would change anything are refused.
+// is the server's. Calls that would change anything are refused. While a
+// server on this machine runs the directory's jobs at another address
+// (haul run's embedded server), that server is asked instead.
 
 // localState is what the app keeps of the local reader.
 type localState struct {
@@ -56,8 +60,23 @@ func (a *app) localClient() apiv1connect.JobServiceClient {
 	if _, err := os.Stat(db); err != nil {
 		return nil
 	}
-	c, err := openLocal(dir)
+	st, err := sqlite.OpenReadOnly(context.Background(), db, nil)
 	if err != nil {
+		fmt.Fprintf(a.stderr, "(no server answered, and %s cannot be read directly: %v)\n", dir, err)
+		return nil
+	}
+	if addr := runningServer(st); addr != "" {
+		// A server runs this directory's jobs elsewhere than the default
+		// address (haul run's embedded one): ask it, with this
+		// directory's admin token (it is on this machine).
+		st.Close()
+		fmt.Fprintf(a.stderr, "(using the haul server at %s, which runs the jobs of %s)\n", addr, dir)
+		a.server, a.dataDir = addr, dir
+		return nil
+	}
+	c, err := serveLocal(dir, st)
+	if err != nil {
+		st.Close()
 		fmt.Fprintf(a.stderr, "(no server answered, and %s cannot be read directly: %v)\n", dir, err)
 		return nil
 	}
@@ -66,17 +85,29 @@ func (a *app) localClient() apiv1connect.JobServiceClient {
 	return c
 }
 
-// openLocal serves the API of the data directory dir, read-only, on a
-// loopback listener of this process, and returns a client of it.
-func openLocal(dir string) (apiv1connect.JobServiceClient, error) {
-	ctx := context.Background()
-	st, err := sqlite.OpenReadOnly(ctx, filepath.Join(dir, "haul.db"), nil)
+// runningServer returns the address of a live server that holds a runner
+// lease of st on this machine, or "".
+func runningServer(st store.Store) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ls, err := st.ListLeases(ctx, store.MemberLeasePrefix)
 	if err != nil {
-		return nil, err
+		return ""
 	}
+	for _, l := range ls {
+		if l.ExpiresAt.After(time.Now()) && isLoopbackURL(l.Address) && server.Alive(ctx, l.Address) {
+			return l.Address
+		}
+	}
+	return ""
+}
+
+// serveLocal serves the API of the data directory dir, whose store st is
+// open read-only, on a loopback listener of this process, and returns a
+// client of it.
+func serveLocal(dir string, st store.Store) (apiv1connect.JobServiceClient, error) {
 	bs, err := blob.Open("file://" + filepath.Join(dir, "blobs"))
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
 	gw := gateway.New(gateway.Config{Store: st, Blob: bs, Auth: localOwner(dir)})
@@ -84,7 +115,6 @@ func openLocal(dir string) (apiv1connect.JobServiceClient, error) {
 	mux.Handle(apiv1connect.NewJobServiceHandler(gw, connect.WithInterceptors(readOnly{dir: dir}, gw.Interceptor())))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
 	protocols := new(http.Protocols)

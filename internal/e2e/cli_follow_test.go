@@ -259,6 +259,21 @@ tasks:
 		t.Fatalf("embedded task's cwd %s is not under the data directory %s", r.stdout, data)
 	}
 
+	// While haul run's embedded server runs, read commands with no server
+	// chosen find it (through the data directory) and follow live.
+	ldata := t.TempDir()
+	lenv := []string{"HAUL_SERVER=", "HAUL_DATA=" + ldata, "HAUL_API_TOKEN=", "XDG_CONFIG_HOME=" + t.TempDir()}
+	live := haulStart(t, lenv, "run", writeSpec(t, "name: live\ntasks:\n  - key: slow\n    command: [sh, -c, \"echo live one; sleep 2; echo live two\"]\n"))
+	live.waitFor(t, "\n", time.Minute)
+	lid := strings.SplitN(live.out.String(), "\n", 2)[0]
+	r = haul(t, lenv, "task", "logs", lid, "slow", "-f")
+	if r.code != 0 || r.stdout != "live one\nlive two\n" || !strings.Contains(r.stderr, "(using the haul server at http://127.0.0.1:") || !strings.Contains(r.stderr, "task slow succeeded after 1 attempt") {
+		t.Fatalf("logs -f during haul run: exit %d\nstdout: %q\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if r := live.wait(t, time.Minute); r.code != 0 {
+		t.Fatalf("haul run live: %d %s", r.code, r.stderr)
+	}
+
 	// The same in server mode.
 	sdata := t.TempDir()
 	s := startUp(t, freePort(t), sdata, "")
