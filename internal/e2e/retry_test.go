@@ -54,6 +54,12 @@ tasks:
 		t.Fatalf("task get merge: exit %d, want it to say sim-7 failed:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
+	// The reason filter "upstream" finds it.
+	lt, err := c.ListTasks(ctx, connect.NewRequest(&apiv1.ListTasksRequest{JobId: id, Reason: "upstream"}))
+	if err != nil || len(lt.Msg.Tasks) != 1 || lt.Msg.Tasks[0].Key != "merge" || lt.Msg.Tasks[0].Reason != "upstream: sim-7 failed" {
+		t.Errorf("ListTasks(reason upstream): %v, %v; want merge with reason \"upstream: sim-7 failed\"", lt, err)
+	}
+
 	// A running job cannot be retried.
 	long := writeSpec(t, "name: long\ntasks:\n  - key: wait\n    command: [sleep, '60']\n")
 	r = haul(t, env, "job", "submit", long)
@@ -236,6 +242,14 @@ tasks:
 	}
 	if r = haul(t, env, "job", "rerun", id, "--set", "bogus=1"); r.code != 1 || !strings.Contains(r.stderr, `unknown parameter "bogus"`) {
 		t.Errorf("rerun with an unknown parameter: exit %d: %s", r.code, r.stderr)
+	}
+	// haul run takes --set too.
+	r = haul(t, env, "run", "--detach", spec, "--set", "tag=b")
+	if r.code != 0 {
+		t.Fatalf("run --set tag=b: exit %d: %s", r.code, r.stderr)
+	}
+	if j3 := waitJob(t, c, strings.TrimSpace(r.stdout), 2*time.Minute, ended); j3.Name != "sweep-b" || j3.Params["tag"] != "b" {
+		t.Errorf("haul run --set tag=b: job %q params %v", j3.Name, j3.Params)
 	}
 	// A spec with secret_env cannot be rerun: its values are not stored.
 	sec := writeSpec(t, "name: sec\nsecret_env: {TOKEN: hunter2}\ntasks:\n  - key: a\n    command: [true]\n")

@@ -125,6 +125,21 @@ func testRetryTasks(t *testing.T, s store.Store) {
 	endRetryJob(t, s, id, tasks, store.JobFailed, end)
 	before := loadTasks(t, s, id)
 
+	// An upstream_failed task's reason names the failed task; the reason
+	// filter "upstream" finds them all, an exact reason too, a part of
+	// the word none.
+	for reason, want := range map[string][]string{
+		"upstream": {"merge", "report", "x"}, "upstream: sim-2 failed": {"merge", "report", "x"}, "upstrea": nil, "exit": {"sim-2", "side"},
+	} {
+		got, err := s.ListTasks(ctx, store.TaskFilter{JobID: id, Reason: reason, After: -1})
+		if err != nil {
+			t.Fatalf("ListTasks(reason %q): %v", reason, err)
+		}
+		if keys := keysOf(got); !slices.Equal(keys, want) {
+			t.Errorf("ListTasks(reason %q) = %v, want %v", reason, keys, want)
+		}
+	}
+
 	// Refused filters change nothing.
 	_, err = s.RetryTasks(ctx, id, store.RetryFilter{States: []store.TaskState{store.TaskRunning}})
 	checkRejected(t, "RetryTasks(state running)", err, `"running"`)
