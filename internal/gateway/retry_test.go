@@ -7,8 +7,8 @@ import (
 
 	"connectrpc.com/connect"
 
-	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gateway"
+	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 )
 
 // A spec's params (with the request's values) and webhook are stored and
