@@ -201,6 +201,12 @@ func (g *Gateway) readJob(jw *jobWatch) {
 			// wants it, the graph after it.
 			jw.done = store.JobState(jp.State).Terminal() && (!wantGraph || !graphStale)
 		}
+		if (jw.done || jw.err != nil) && g.watch.jobs[jw.id] == jw {
+			// Leave the map now, under the lock that set done: a
+			// watcher that comes after (the job retried meanwhile) starts
+			// a fresh reader instead of getting this one's last state.
+			delete(g.watch.jobs, jw.id)
+		}
 		for w := range jw.subs {
 			w.notify()
 		}

@@ -108,6 +108,21 @@ func TestWatchJobShared(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the streams did not end after the job did")
 	}
+	// The job runs again (a retry) at once: a new watcher follows the new
+	// run, not the ended reader's last state.
+	if err := e.st.Apply(context.Background(), &store.Batch{
+		Jobs: []store.JobUpdate{{ID: e.jobA, State: store.JobRunning, Counts: store.TaskCounts{Queued: 1}, StartedAt: now}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.WatchJob(ctx, connect.NewRequest(&apiv1.WatchJobRequest{JobId: e.jobA}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Receive() || s.Msg().Job.GetState() != "running" {
+		t.Errorf("a watch opened right after the job ran again: %v %v, want it running", s.Msg(), s.Err())
+	}
+	s.Close()
 	for i, s := range seens {
 		if n := len(s.states); n == 0 || s.states[n-1] != "succeeded" {
 			t.Errorf("watcher %d saw states %v, want the last to be succeeded", i, s.states)
