@@ -199,6 +199,27 @@ tasks:
 	if !strings.Contains(r.stdout, "bad | bad line 5\n") {
 		t.Errorf("stdout lacks the failed task's last line:\n%s", r.stdout)
 	}
+	// --max 1: one task followed at a time (the runner may run them one
+	// after another on one worker, so that more than one is not
+	// guaranteed to run at once), every one's output comes, exit 0 as the
+	// job succeeded.
+	many := submit(t, s, `
+name: many
+tasks:
+  - key: m-{i}
+    foreach: {range: [0, 3]}
+    command: [sh, -c, "echo m-{i} starts; sleep 1; echo m-{i} ends"]
+`)
+	r = haul(t, env, "job", "logs", many, "--max", "1")
+	if r.code != 0 || !strings.Contains(r.stderr, "job "+many+" succeeded") {
+		t.Fatalf("job logs --max 1: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	for i := 0; i < 3; i++ {
+		if want := fmt.Sprintf("m-%[1]d | m-%[1]d starts\nm-%[1]d | m-%[1]d ends\n", i); !strings.Contains(r.stdout, want) {
+			t.Errorf("job logs --max 1: stdout lacks task m-%d:\n%s", i, r.stdout)
+		}
+	}
+
 	// Afterwards, failed only with --tail 2: the last two lines of bad.
 	r = haul(t, env, "job", "logs", id, "--state", "failed", "--tail", "2")
 	if r.code != 1 || r.stdout != "bad | bad line 4\nbad | bad line 5\n" {
@@ -402,6 +423,10 @@ func TestLoginSSO(t *testing.T) {
 	iss.DeviceInterval = time.Second
 	iss.LogInAs(map[string]any{"sub": "u-7", "email": "ann@example.com", "groups": []string{"team-a"}})
 	iss.AutoApprove(true)
+	// The first poll is told to slow down: the CLI must wait 5 seconds
+	// more from then on, or the issuer keeps refusing until the code
+	// expires.
+	iss.SlowDownOnce()
 	s := startUp(t, freePort(t), t.TempDir(), "", "--oidc-issuer", iss.URL, "--oidc-client-id", "haul")
 	env := []string{"XDG_CONFIG_HOME=" + t.TempDir(), "HAUL_SERVER=", "HAUL_API_TOKEN=", "HAUL_TOKEN=", "HAUL_PROFILE=", "HAUL_DATA=" + t.TempDir()}
 	r := haulIn(t, env, "", "login", "--sso", "--server", s.url())
