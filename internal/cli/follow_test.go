@@ -126,7 +126,9 @@ func TestFollowTaskAttempts(t *testing.T) {
 			}
 			send(chunk(2, "two\n"))
 			send(chunk(0, "three\n"))
-			f.set(func() { f.tasks["t"] = &apiv1.Task{Key: "t", State: "failed", Attempts: 2, ExitCode: 3, Reason: "exit"} })
+			f.set(func() {
+				f.tasks["t"] = &apiv1.Task{Key: "t", State: "failed", Attempts: 2, ExitCode: 3, Reason: "exit"}
+			})
 			return nil
 		}
 		return connect.NewError(connect.CodeInvalidArgument, errors.New("no such attempt"))
@@ -187,7 +189,9 @@ func TestJobLogsMax(t *testing.T) {
 	}
 	a, out, errb, _ := serveFake(t, f)
 	done := make(chan error, 1)
-	go func() { done <- a.jobLogs(context.Background(), "J", map[string]bool{"running": true, "failed": true}, 20, 1) }()
+	go func() {
+		done <- a.jobLogs(context.Background(), "J", map[string]bool{"running": true, "failed": true}, 20, 1)
+	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(errb.String(), "(2 more tasks not followed: at most 1 at once; --max to change)") {
 		if time.Now().After(deadline) {
