@@ -839,8 +839,11 @@ func (s *shard) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32
 			Succeeded: c[sched.Succeeded], Failed: c[sched.Failed],
 			UpstreamFailed: c[sched.UpstreamFailed], Cancelled: c[sched.Cancelled],
 		}
+		// Run: once the job ended, a retry may make it pending again
+		// while this runner still holds it (its workers' time is still
+		// counted); this write must not end the retried job.
 		jobs = append(jobs, store.JobUpdate{ID: jr.job.ID, State: jr.job.State, Counts: jr.job.Counts, StartedAt: jr.job.StartedAt, FinishedAt: jr.job.FinishedAt,
-			WorkerSeconds: jr.job.WorkerSeconds, CostUSD: jr.job.CostUSD, Usage: jr.job.Usage})
+			WorkerSeconds: jr.job.WorkerSeconds, CostUSD: jr.job.CostUSD, Usage: jr.job.Usage, Run: jr.job.Retries + 1})
 	}
 	if len(out.Transitions) > 0 {
 		s.setDemand(jr, now)
@@ -1240,7 +1243,7 @@ func (s *shard) poisonJob(jobID string, why error) {
 	jr.done = true
 	close(jr.ready)
 	jr.ready = make(chan struct{})
-	u := store.JobUpdate{ID: jobID, State: store.JobFailed, Counts: jr.job.Counts, StartedAt: jr.job.StartedAt, FinishedAt: now}
+	u := store.JobUpdate{ID: jobID, State: store.JobFailed, Counts: jr.job.Counts, StartedAt: jr.job.StartedAt, FinishedAt: now, Run: jr.job.Retries + 1}
 	s.mu.Unlock()
 	s.log.Error("job failed: the store refuses its state changes", "job", jobID, "err", why)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

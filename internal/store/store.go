@@ -422,6 +422,11 @@ type JobUpdate struct {
 	Usage         JobUsage
 	StartedAt     time.Time
 	FinishedAt    time.Time
+	// Run, when not 0, makes the update conditional: it applies only while
+	// the job's run (Retries + 1) is Run, and is skipped otherwise. A
+	// runner sets it to the run it loaded, so that a write from before a
+	// retry (RetryTasks) cannot end the retried job again.
+	Run int32
 }
 
 // Batch is a group of state changes written in one transaction (group

@@ -71,16 +71,33 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 				return err
 			}
 		}
+		jobsShort := false
 		if len(jobs) > 0 {
 			tag, err := br.Exec()
 			if err != nil {
 				br.Close()
 				return err
 			}
-			missing = missing || tag.RowsAffected() != int64(len(jobs))
+			jobsShort = tag.RowsAffected() != int64(len(jobs))
 		}
 		if err := br.Close(); err != nil {
 			return err
+		}
+		if jobsShort && !missing {
+			// Updates from a run before a retry (JobUpdate.Run) are
+			// skipped; only a job that does not exist is missing.
+			ids := make([]string, len(jobs))
+			for i, u := range jobs {
+				ids[i] = u.ID
+			}
+			var id string
+			switch err := tx.QueryRow(ctx, qFirstMissingJob, ids).Scan(&id); {
+			case errors.Is(err, pgx.ErrNoRows):
+			case err != nil:
+				return err
+			default:
+				missing = true
+			}
 		}
 		if missing {
 			return errMissingRows
@@ -271,7 +288,9 @@ func jobUpdateColumns(us []store.JobUpdate) []any {
 	workerSeconds, costs := make([]float64, n), make([]float64, n)
 	memRequested, memUsed, cpuRequested, cpuUsed := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
 	peakRSS, ooms := make([]int64, n), make([]int64, n)
+	runs := make([]int32, n)
 	for i, u := range us {
+		runs[i] = u.Run
 		ids[i], states[i] = u.ID, string(u.State)
 		workerSeconds[i], costs[i] = u.WorkerSeconds, u.CostUSD
 		ju := &u.Usage
@@ -284,5 +303,5 @@ func jobUpdateColumns(us []store.JobUpdate) []any {
 		starts[i], finishes[i] = storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt)
 	}
 	return []any{ids, states, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], starts, finishes, workerSeconds, costs,
-		memRequested, memUsed, cpuRequested, cpuUsed, peakRSS, ooms}
+		memRequested, memUsed, cpuRequested, cpuUsed, peakRSS, ooms, runs}
 }

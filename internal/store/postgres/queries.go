@@ -93,10 +93,10 @@ WHERE id = $1 AND state NOT IN ('succeeded', 'failed', 'cancelled')`
 	peak_rss_bytes = u.peak_rss_bytes, oom_attempts = u.oom_attempts
 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
 		$9::bigint[], $10::bigint[], $11::bigint[], $12::float8[], $13::float8[],
-		$14::float8[], $15::float8[], $16::float8[], $17::float8[], $18::bigint[], $19::bigint[])
+		$14::float8[], $15::float8[], $16::float8[], $17::float8[], $18::bigint[], $19::bigint[], $20::integer[])
 	AS u(id, state, blocked, queued, running, succeeded, failed, upstream_failed, cancelled, started_at, finished_at, worker_seconds, cost_usd,
-		` + jobUsageColumns + `)
-WHERE j.id = u.id`
+		` + jobUsageColumns + `, run)
+WHERE j.id = u.id AND (u.run = 0 OR j.retries + 1 = u.run)`
 	// The first of the IDs $1 that names no job.
 	qFirstMissingJob = `SELECT u.id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, n)
 WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = u.id)

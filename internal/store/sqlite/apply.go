@@ -124,7 +124,7 @@ func applyJobs(ctx context.Context, tx *sql.Tx, updates []store.JobUpdate) error
 			c.Blocked, c.Queued, c.Running, c.Succeeded, c.Failed, c.UpstreamFailed, c.Cancelled,
 			storesql.Nanos(u.StartedAt), storesql.Nanos(u.FinishedAt), u.WorkerSeconds, u.CostUSD,
 			us.MemoryRequestedByteSeconds, us.MemoryUsedByteSeconds, us.CPURequestedSeconds, us.CPUUsedSeconds,
-			us.PeakRSSBytes, us.OOMAttempts, u.ID)
+			us.PeakRSSBytes, us.OOMAttempts, u.ID, u.Run, u.Run)
 		if err != nil {
 			return fmt.Errorf("apply batch: job %s: %w", u.ID, classify(err))
 		}
@@ -133,6 +133,10 @@ func applyJobs(ctx context.Context, tx *sql.Tx, updates []store.JobUpdate) error
 			return fmt.Errorf("apply batch: job %s: %w", u.ID, err)
 		}
 		if n == 0 {
+			var one int
+			if u.Run != 0 && tx.QueryRowContext(ctx, qJobExists, u.ID).Scan(&one) == nil {
+				continue // from a run before a retry (JobUpdate.Run): skipped
+			}
 			return storesql.Reject(fmt.Errorf("apply batch: job %s: %w", u.ID, store.ErrNotFound))
 		}
 	}

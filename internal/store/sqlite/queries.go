@@ -89,7 +89,7 @@ WHERE id = ? AND state NOT IN ('succeeded', 'failed', 'cancelled')`
 	started_at = ?, finished_at = ?, worker_seconds = ?, cost_usd = ?,
 	memory_requested_byte_seconds = ?, memory_used_byte_seconds = ?, cpu_requested_seconds = ?, cpu_used_seconds = ?,
 	peak_rss_bytes = ?, oom_attempts = ?
-WHERE id = ?`
+WHERE id = ? AND (? = 0 OR retries + 1 = ?)`
 )
 
 const taskColumns = `job_id, idx, key, argv, env, cwd, after_deps, tier, run_tier, retries, timeout_ms,

@@ -188,6 +188,24 @@ func testRetryTasks(t *testing.T, s store.Store) {
 	_, err = s.RetryTasks(ctx, id, store.RetryFilter{})
 	checkRejected(t, "RetryTasks(retried job)", err, "pending")
 
+	// A write of the run before the retry (JobUpdate.Run 1) is skipped,
+	// in a batch with other changes that apply; one of this run (2)
+	// applies.
+	apply(t, s, &store.Batch{
+		Jobs:  []store.JobUpdate{{ID: id, State: store.JobFailed, Counts: countsOf(before), FinishedAt: end.Add(time.Minute), WorkerSeconds: 99, Run: 1}},
+		Tasks: []store.TaskUpdate{{JobID: id, Index: 7, State: store.TaskFailed, Attempts: 1, ExitCode: 3, Reason: "exit", StartedAt: end.Add(-time.Second), FinishedAt: end}},
+	})
+	if j := getJob(t, s, id); j.State != store.JobPending || j.WorkerSeconds == 99 || !j.FinishedAt.IsZero() {
+		t.Errorf("a stale job update applied: state %s worker seconds %v finished %v", j.State, j.WorkerSeconds, j.FinishedAt)
+	}
+	apply(t, s, &store.Batch{Jobs: []store.JobUpdate{{ID: id, State: store.JobRunning, Counts: countsOf(want), StartedAt: end, Run: 2}}})
+	if j := getJob(t, s, id); j.State != store.JobRunning {
+		t.Errorf("an update of the job's run did not apply: state %s", j.State)
+	}
+	if err := s.Apply(ctx, &store.Batch{Jobs: []store.JobUpdate{{ID: "no-such-job", State: store.JobRunning, Run: 2}}}); !errors.Is(err, store.ErrNotFound) || !errors.Is(err, store.ErrRejected) {
+		t.Errorf("a conditional update of an unknown job: %v, want not found, rejected", err)
+	}
+
 	// The second run: sim-2 succeeds at attempt 3, sim-3 at 2, merge and
 	// report succeed, and the job fails again for side. Then retry the
 	// failed tasks only: side and x.
