@@ -355,3 +355,51 @@ func TestCLIFind(t *testing.T) {
 		}
 	})
 }
+
+// TestWorkersCost: with a price on the cluster, a worker's estimated cost
+// is its lifetime times what its tier holds there, the job's cost being
+// the sum of its workers'.
+func TestWorkersCost(t *testing.T) {
+	t.Parallel()
+	s := startUp(t, freePort(t), t.TempDir(), "")
+	env := []string{"HAUL_SERVER=" + s.url()}
+	// The local cluster at $36 a core-hour: a cent a core-second.
+	if r := haul(t, env, "cluster", "register", "local", "--cpu", "4", "--memory", "8Gi", "--price-cpu-hour", "36"); r.code != 0 {
+		t.Fatalf("cluster register: %d %s", r.code, r.stderr)
+	}
+	id := submit(t, s, "name: priced\ntasks:\n  - key: a\n    command: [sleep, '0.5']\n")
+	j := waitJob(t, s.client(), id, time.Minute, func(j *apiv1.Job) bool { return j.FinishedAt != nil })
+	var ws []struct {
+		ID        string    `json:"id"`
+		State     string    `json:"state"`
+		CostKnown bool      `json:"cost_known"`
+		Cost      float64   `json:"estimated_cost_usd"`
+		Started   time.Time `json:"started_at"`
+		Ended     time.Time `json:"ended_at"`
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		r := haul(t, env, "worker", "list", "--job", id, "-o", "json")
+		if err := json.Unmarshal([]byte(r.stdout), &ws); r.code != 0 || err != nil {
+			t.Fatalf("worker list: %d %v %s %s", r.code, err, r.stdout, r.stderr)
+		}
+		if len(ws) > 0 && ws[0].State == "ended" || time.Now().After(deadline) {
+			break
+		}
+	}
+	sum := 0.0
+	for _, w := range ws {
+		life := w.Ended.Sub(w.Started).Seconds()
+		if w.State != "ended" || !w.CostKnown || life <= 0 || w.Cost < life*0.01*0.999 || w.Cost > life*0.01*1.001 {
+			t.Errorf("worker %+v: want ended, cost known, $0.01 a second of its %.3fs", w, life)
+		}
+		sum += w.Cost
+	}
+	j = waitJob(t, s.client(), id, time.Minute, func(j *apiv1.Job) bool { return j.EstimatedCostUsd > 0 })
+	if sum < j.EstimatedCostUsd*0.95 || sum > j.EstimatedCostUsd*1.05 {
+		t.Errorf("the workers cost $%.5f together, the job $%.5f", sum, j.EstimatedCostUsd)
+	}
+	r := haul(t, env, "worker", "get", ws[0].ID)
+	if r.code != 0 || !strings.Contains(r.stdout, "estimated cost:  $0.0") {
+		t.Errorf("worker get: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
