@@ -49,6 +49,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"job", "list", "-l", "a!=b"}, 2, "label selector"},
 		{[]string{"job", "list", "--user", "x", "--mine"}, 2, "mine"},
 		{[]string{"worker", "list", "--state", "sleeping"}, 2, "--state"},
+		{[]string{"job", "list", "--state", "done"}, 2, `--state "done"`},
 		{[]string{"-o", "xml", "job", "list"}, 2, "--output"},
 	} {
 		code, _, stderr := run(t, tc.args...)

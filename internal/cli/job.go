@@ -126,6 +126,13 @@ of job objects.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := &apiv1.ListJobsRequest{Namespace: namespace, States: states, PageSize: limit, NameGlob: name, SubmittedBy: user, Mine: mine}
+			for _, st := range states {
+				switch store.JobState(st) {
+				case store.JobPending, store.JobRunning, store.JobSucceeded, store.JobFailed, store.JobCancelled:
+				default:
+					return usageError{fmt.Errorf("--state %q: want pending, running, succeeded, failed or cancelled", st)}
+				}
+			}
 			var err error
 			if req.Labels, err = parseSelector(selector); err != nil {
 				return err
