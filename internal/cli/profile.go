@@ -136,6 +136,16 @@ func (a *app) applyProfile(cmd *cobra.Command) error {
 		// them from fixing it.
 		return nil
 	}
+	top := cmd
+	for top.HasParent() && top.Parent().HasParent() {
+		top = top.Parent()
+	}
+	switch top.Name() {
+	case "up", "gateway", "runner", "taskhost", "autoscaler", "sim", "bench", "history":
+		// Servers, workers and offline tools talk to no server through a
+		// profile: a user's configuration must not change or stop them.
+		return nil
+	}
 	path := configPath()
 	p, err := loadProfiles(path)
 	if err != nil {

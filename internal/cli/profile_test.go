@@ -91,3 +91,25 @@ func TestPrefixWriter(t *testing.T) {
 		t.Fatalf("got %q, want %q", b.String(), want)
 	}
 }
+
+// TestProfileSkipsServers: a broken configuration file does not stop the
+// commands that talk to no server through a profile (a worker's taskhost
+// runs as the user).
+func TestProfileSkipsServers(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", dir)
+	t.Setenv("HAUL_PROFILE", "")
+	os.MkdirAll(filepath.Join(dir, "haul"), 0o700)
+	os.WriteFile(filepath.Join(dir, "haul", "config.yaml"), []byte("current: a\nprofiles:\n  a: {server: http://127.0.0.1:1, token: x}\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := Main([]string{"job", "list"}, strings.NewReader(""), &out, &errb); code == 0 || !strings.Contains(errb.String(), "chmod 600") {
+		t.Fatalf("job list with a world-readable token file: %d %s", code, errb.String())
+	}
+	errb.Reset()
+	// haul up gets past the profile to its own checks (here: listening
+	// beyond loopback needs TLS).
+	code := Main([]string{"up", "--listen", "0.0.0.0:0", "--data", t.TempDir()}, strings.NewReader(""), &out, &errb)
+	if code == 0 || strings.Contains(errb.String(), "chmod 600") || !strings.Contains(errb.String(), "tls") {
+		t.Fatalf("haul up with a broken config: %d %s", code, errb.String())
+	}
+}
