@@ -118,10 +118,6 @@ type Appender interface {
 
 // Gateway implements apiv1connect.JobServiceHandler.
 type Gateway struct {
-	// TODO(issue 17): remove once RetryJob, RerunJob, ListWorkers and
-	// GetWorker are implemented; it answers them unimplemented meanwhile.
-	apiv1connect.UnimplementedJobServiceHandler
-
 	cfg    Config
 	audit  store.AuthStore
 	limits *limiters

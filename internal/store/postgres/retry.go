@@ -22,7 +22,11 @@ const (
 	count_blocked = $2, count_queued = $3, count_running = $4, count_succeeded = $5,
 	count_failed = $6, count_upstream_failed = $7, count_cancelled = $8,
 	finished_at = NULL, cancel_requested = false, retries = retries + 1,
-	notify_state = CASE WHEN notify IS NOT NULL THEN 'pending' ELSE notify_state END
+	notify_state = CASE WHEN notify IS NOT NULL THEN 'pending' ELSE notify_state END,
+	-- The new run's delivery starts afresh: an earlier run's delivery
+	-- still backing off is superseded (its attempts and backoff are not
+	-- the new run's).
+	notify_attempts = 0, notify_next_at = NULL, notify_error = NULL
 WHERE id = $1`
 )
 

@@ -38,7 +38,11 @@ const (
 	count_blocked = ?, count_queued = ?, count_running = ?, count_succeeded = ?,
 	count_failed = ?, count_upstream_failed = ?, count_cancelled = ?,
 	finished_at = NULL, cancel_requested = 0, retries = retries + 1,
-	notify_state = CASE WHEN notify IS NOT NULL THEN 'pending' ELSE notify_state END
+	notify_state = CASE WHEN notify IS NOT NULL THEN 'pending' ELSE notify_state END,
+	-- The new run's delivery starts afresh: an earlier run's delivery
+	-- still backing off is superseded (its attempts and backoff are not
+	-- the new run's).
+	notify_attempts = 0, notify_next_at = NULL, notify_error = NULL
 WHERE id = ?`
 )
 
