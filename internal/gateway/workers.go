@@ -241,7 +241,7 @@ func workerProto(w *store.WorkerRecord, j *store.Job, prices map[string]placemen
 	if !ok || w.StartedAt.IsZero() {
 		return p
 	}
-	hourly := c.HourlyPrice(tierResources(j.Tiers[w.Tier]))
+	hourly := c.HourlyPrice(j.Tiers[w.Tier].Resources())
 	if hourly <= 0 || math.IsNaN(hourly) || math.IsInf(hourly, 0) {
 		return p
 	}
@@ -256,16 +256,3 @@ func workerProto(w *store.WorkerRecord, j *store.Job, prices map[string]placemen
 	return p
 }
 
-// tierResources is what a worker of tier t holds (as the runner reserves
-// it).
-func tierResources(t store.Tier) placement.Resources {
-	r := placement.Resources{MilliCPU: int64(math.Ceil(t.CPU * 1000)), Memory: t.MemoryBytes}
-	if t.GPU > 0 {
-		typ := t.GPUType
-		if typ == "" {
-			typ = "gpu"
-		}
-		r.GPU = map[string]int64{typ: int64(t.GPU)}
-	}
-	return r
-}

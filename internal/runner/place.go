@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"sync"
 	"time"
@@ -97,18 +96,6 @@ func (p *placer) bootstrap(ctx context.Context) error {
 	return nil
 }
 
-// resources is what a worker of tier t holds.
-func resources(t store.Tier) placement.Resources {
-	r := placement.Resources{MilliCPU: int64(math.Ceil(t.CPU * 1000)), Memory: t.MemoryBytes}
-	if t.GPU > 0 {
-		typ := t.GPUType
-		if typ == "" {
-			typ = "gpu"
-		}
-		r.GPU = map[string]int64{typ: int64(t.GPU)}
-	}
-	return r
-}
 
 // place asks placement for the workers of specs, in their order (the
 // Fleet's: priority, then age), in one transaction. It returns one result
@@ -118,7 +105,7 @@ func (p *placer) place(ctx context.Context, specs []WorkerSpec, prio []int32, cr
 	reqs := make([]placement.Request, len(specs))
 	for i, s := range specs {
 		reqs[i] = placement.Request{ID: s.ID, Team: s.Namespace, Job: s.JobID, Priority: prio[i], Created: created[i],
-			Resources: resources(s.Tier), NodeSelector: s.Tier.NodeSelector, Clusters: p.names}
+			Resources: s.Tier.Resources(), NodeSelector: s.Tier.NodeSelector, Clusters: p.names}
 	}
 	return p.decide(ctx, reqs)
 }
@@ -398,7 +385,7 @@ func (s *shard) claimStarved(ctx context.Context, starved []fleet.Starved) {
 			}
 			t := jr.job.Tiers[st.Tier]
 			reqs = append(reqs, placement.Request{ID: fmt.Sprintf("%s-%d-claim%d", st.Job, st.Tier, i), Team: jr.job.Namespace, Job: st.Job,
-				Priority: jr.job.Priority, Created: jr.job.CreatedAt, Resources: resources(t), NodeSelector: t.NodeSelector,
+				Priority: jr.job.Priority, Created: jr.job.CreatedAt, Resources: t.Resources(), NodeSelector: t.NodeSelector,
 				Clusters: p.names, ClaimOnly: true})
 			tiers = append(tiers, st.Tier)
 		}

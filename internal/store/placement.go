@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/haul-dev/haul/internal/placement"
@@ -85,4 +86,19 @@ type PlacementStore interface {
 	ListReservations(ctx context.Context, f ReservationFilter) ([]placement.Reservation, error)
 	// PlacementUsage returns the usage of the reservations live at now.
 	PlacementUsage(ctx context.Context, now time.Time) ([]placement.Usage, error)
+}
+
+// Resources is what a worker of tier t holds: its CPU (in thousandths,
+// rounded up), memory, and GPUs of its type ("gpu" when the tier names
+// none). The runner reserves it; cost estimates price it.
+func (t Tier) Resources() placement.Resources {
+	r := placement.Resources{MilliCPU: int64(math.Ceil(t.CPU * 1000)), Memory: t.MemoryBytes}
+	if t.GPU > 0 {
+		typ := t.GPUType
+		if typ == "" {
+			typ = "gpu"
+		}
+		r.GPU = map[string]int64{typ: int64(t.GPU)}
+	}
+	return r
 }
