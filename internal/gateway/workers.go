@@ -255,4 +255,3 @@ func workerProto(w *store.WorkerRecord, j *store.Job, prices map[string]placemen
 	p.CostKnown = true
 	return p
 }
-

@@ -96,7 +96,6 @@ func (p *placer) bootstrap(ctx context.Context) error {
 	return nil
 }
 
-
 // place asks placement for the workers of specs, in their order (the
 // Fleet's: priority, then age), in one transaction. It returns one result
 // per spec; if the store fails, every spec is refused with the error as
