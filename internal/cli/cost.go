@@ -87,9 +87,9 @@ func (a *app) printCost(m *apiv1.GetCostResponse, byJob bool) error {
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TEAM\tJOBS\tWORKER-HOURS\tCOST")
 	for _, t := range m.Teams {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", t.Team, t.Jobs, workerHours(t.WorkerSeconds), usd(t.CostUsd))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", t.Team, t.Jobs, workerHours(t.WorkerSeconds), cost(t.CostUsd, t.WorkerSeconds))
 	}
-	fmt.Fprintf(tw, "total\t%d\t%s\t%s\n", m.TotalJobs, workerHours(m.TotalWorkerSeconds), usd(m.TotalCostUsd))
+	fmt.Fprintf(tw, "total\t%d\t%s\t%s\n", m.TotalJobs, workerHours(m.TotalWorkerSeconds), cost(m.TotalCostUsd, m.TotalWorkerSeconds))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func (a *app) printCost(m *apiv1.GetCostResponse, byJob bool) error {
 	fmt.Fprintln(tw, "JOB\tTEAM\tNAME\tSTATE\tCREATED\tWORKER-HOURS\tCOST")
 	for _, j := range m.Jobs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.JobId, j.Team, j.Name, j.State, j.CreatedAt.AsTime().Local().Format(time.DateTime),
-			workerHours(j.WorkerSeconds), usd(j.CostUsd))
+			workerHours(j.WorkerSeconds), cost(j.CostUsd, j.WorkerSeconds))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -114,6 +114,15 @@ func (a *app) printCost(m *apiv1.GetCostResponse, byJob bool) error {
 
 func workerHours(seconds float64) string {
 	return strconv.FormatFloat(seconds/3600, 'f', 2, 64)
+}
+
+// cost is usd, except that workers that ran and cost nothing ran where no
+// price is configured: it says so instead of showing $0.
+func cost(usdValue, workerSeconds float64) string {
+	if usdValue == 0 && workerSeconds > 0 {
+		return "no price"
+	}
+	return usd(usdValue)
 }
 
 // usd formats dollars: cents, or four decimals under a dollar so that

@@ -111,3 +111,16 @@ func TestCostCommand(t *testing.T) {
 		}
 	}
 }
+
+// Workers that ran where no price is configured cost "no price", not $0;
+// nothing that ran costs $0 itself.
+func TestCostText(t *testing.T) {
+	for _, c := range []struct {
+		usd, seconds float64
+		want         string
+	}{{0, 3600, "no price"}, {0, 0, "$0.00"}, {0.25, 3600, "$0.2500"}, {12.5, 3600, "$12.50"}} {
+		if got := cost(c.usd, c.seconds); got != c.want {
+			t.Errorf("cost(%v, %v) = %q, want %q", c.usd, c.seconds, got, c.want)
+		}
+	}
+}
