@@ -186,7 +186,9 @@ export function JobPage({ jobId }: { jobId: string }) {
       <div className="two-col">
         <section className="panel" data-testid="job-cost">
           <h2>Cost</h2>
-          <div className="big">{fmtUSD(num(job.estimatedCostUsd))}</div>
+          <div className="big">
+            {num(job.estimatedCostUsd) === 0 && num(job.workerSeconds) > 0 ? 'no price configured' : fmtUSD(num(job.estimatedCostUsd))}
+          </div>
           <div className="muted">{(num(job.workerSeconds) / 3600).toFixed(1)} worker-hours</div>
         </section>
         <Usage usage={job.usage || {}} />
