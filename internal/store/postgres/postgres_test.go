@@ -129,42 +129,7 @@ func TestMigrations(t *testing.T) {
 // rows in it.
 func TestUpgradeFromV3(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	ms, err := storesql.Migrations(migrationFS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := pgtest.NewDatabase(t, serverURL)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, qCreateMigrations); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms[:3] {
-		if _, err := conn.Exec(ctx, m.SQL); err != nil {
-			t.Fatalf("apply %s: %v", m.Name, err)
-		}
-		if _, err := conn.Exec(ctx, qRecordMigration, m.Version, m.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, q := range storetest.SchemaV3Rows {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-
-	s := openTest(t, url)
-	var v int
-	if err := conn.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&v); err != nil {
-		t.Fatal(err)
-	}
-	if v != len(ms) {
-		t.Fatalf("schema version %d after Open, want %d", v, len(ms))
-	}
+	s := upgradeFrom(t, 3, storetest.SchemaV3Rows)
 	storetest.CheckSchemaV3Rows(t, s)
 }
 
@@ -172,6 +137,14 @@ func TestUpgradeFromV3(t *testing.T) {
 // ended tasks in it.
 func TestUpgradeFromV13(t *testing.T) {
 	t.Parallel()
+	s := upgradeFrom(t, 13, storetest.SchemaV13Rows)
+	storetest.CheckSchemaV13Rows(t, s)
+}
+
+// upgradeFrom makes a database of schema version v holding rows, opens it
+// (which migrates it to the latest version, checked) and returns the store.
+func upgradeFrom(t *testing.T, v int, rows []string) *Store {
+	t.Helper()
 	ctx := t.Context()
 	ms, err := storesql.Migrations(migrationFS)
 	if err != nil {
@@ -186,7 +159,7 @@ func TestUpgradeFromV13(t *testing.T) {
 	if _, err := conn.Exec(ctx, qCreateMigrations); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range ms[:13] {
+	for _, m := range ms[:v] {
 		if _, err := conn.Exec(ctx, m.SQL); err != nil {
 			t.Fatalf("apply %s: %v", m.Name, err)
 		}
@@ -194,21 +167,21 @@ func TestUpgradeFromV13(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, q := range storetest.SchemaV13Rows {
+	for _, q := range rows {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
 
 	s := openTest(t, url)
-	var v int
-	if err := conn.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&v); err != nil {
+	var got int
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&got); err != nil {
 		t.Fatal(err)
 	}
-	if v != len(ms) {
-		t.Fatalf("schema version %d after Open, want %d", v, len(ms))
+	if got != len(ms) {
+		t.Fatalf("schema version %d after Open, want %d", got, len(ms))
 	}
-	storetest.CheckSchemaV13Rows(t, s)
+	return s
 }
 
 // TestConcurrentOpen opens one fresh database from several stores at once:

@@ -126,38 +126,7 @@ func TestMigrations(t *testing.T) {
 // rows in it.
 func TestUpgradeFromV3(t *testing.T) {
 	t.Parallel()
-	ms, err := storesql.Migrations(migrationFS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "haul.db")
-	db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(qCreateMigrations); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms[:3] {
-		if _, err := db.Exec(m.SQL); err != nil {
-			t.Fatalf("apply %s: %v", m.Name, err)
-		}
-		if _, err := db.Exec(qRecordMigration, m.Version, m.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, q := range storetest.SchemaV3Rows {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	db.Close()
-
-	s := openTest(t, path)
-	if v := schemaVersion(t, path); v != len(ms) {
-		t.Fatalf("schema version %d after Open, want %d", v, len(ms))
-	}
+	s := upgradeFrom(t, 3, storetest.SchemaV3Rows)
 	storetest.CheckSchemaV3Rows(t, s)
 }
 
@@ -165,6 +134,14 @@ func TestUpgradeFromV3(t *testing.T) {
 // ended tasks in it.
 func TestUpgradeFromV13(t *testing.T) {
 	t.Parallel()
+	s := upgradeFrom(t, 13, storetest.SchemaV13Rows)
+	storetest.CheckSchemaV13Rows(t, s)
+}
+
+// upgradeFrom makes a database of schema version v holding rows, opens it
+// (which migrates it to the latest version, checked) and returns the store.
+func upgradeFrom(t *testing.T, v int, rows []string) *Store {
+	t.Helper()
 	ms, err := storesql.Migrations(migrationFS)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +155,7 @@ func TestUpgradeFromV13(t *testing.T) {
 	if _, err := db.Exec(qCreateMigrations); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range ms[:13] {
+	for _, m := range ms[:v] {
 		if _, err := db.Exec(m.SQL); err != nil {
 			t.Fatalf("apply %s: %v", m.Name, err)
 		}
@@ -186,7 +163,7 @@ func TestUpgradeFromV13(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, q := range storetest.SchemaV13Rows {
+	for _, q := range rows {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
@@ -194,10 +171,10 @@ func TestUpgradeFromV13(t *testing.T) {
 	db.Close()
 
 	s := openTest(t, path)
-	if v := schemaVersion(t, path); v != len(ms) {
-		t.Fatalf("schema version %d after Open, want %d", v, len(ms))
+	if got := schemaVersion(t, path); got != len(ms) {
+		t.Fatalf("schema version %d after Open, want %d", got, len(ms))
 	}
-	storetest.CheckSchemaV13Rows(t, s)
+	return s
 }
 
 func TestOpenRefusesBadPaths(t *testing.T) {
