@@ -67,6 +67,8 @@ type serverFlags struct {
 	history        string
 	exportInterval time.Duration
 	archiveDelay   time.Duration
+	// webhookPrivate lets webhooks reach internal addresses.
+	webhookPrivate bool
 }
 
 // parseRetention reads --retain-finished: a Go duration (720h) or a whole
@@ -170,6 +172,7 @@ func (f *serverFlags) options(listen string, log *slog.Logger) (server.Options, 
 	}
 	o.RetainFinished, o.HistoryURL = retain, f.history
 	o.ExportInterval, o.ArchiveDelay = f.exportInterval, f.archiveDelay
+	o.WebhookAllowPrivate = f.webhookPrivate
 	for ns, v := range f.nsHalfLife {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -215,6 +218,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.retainFinished, "retain-finished", "0", "how long finished jobs stay in the live store: 30d, 720h; 0 keeps them forever. Older jobs leave it once haul history export has exported them; asking for one then answers from its archive row and says where its history is (--history)")
 	cmd.Flags().StringVar(&f.history, "history", os.Getenv(HistoryEnv), "where the history is exported (an object store URL or folder, as haul query --from takes it): a server that runs the runner exports ended jobs there every --export-interval, and names it to callers asking for retired jobs (env "+HistoryEnv+")")
 	cmd.Flags().DurationVar(&f.exportInterval, "export-interval", 5*time.Minute, "how often ended jobs are exported to --history")
+	cmd.Flags().BoolVar(&f.webhookPrivate, "webhook-allow-private", false, "let jobs' webhooks reach internal addresses (loopback, private, link-local): only when every team's specs are trusted, since a webhook is called from inside the deployment")
 	cmd.Flags().DurationVar(&f.archiveDelay, "log-archive-delay", logarchive.DefaultDelay, "how long after a job ends its logs are copied to its team's destination and it may be exported (its workers' last logs, and the runner's copies of logs whose workers died, arrive meanwhile)")
 	cmd.Flags().StringVar(&f.workerEnvSecret, "worker-env-secret", "", "a Secret in the workers' namespace whose keys every worker pod gets as environment variables, e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for an s3:// --blob where pods have no IAM role (--backend kube)")
 	cmd.Flags().StringVar(&f.sharedClaim, "worker-shared-claim", "", "a ReadWriteMany PersistentVolumeClaim every worker pod mounts at the data directory's blobs/ (the filesystem log store; --backend kube)")

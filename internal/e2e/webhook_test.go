@@ -114,7 +114,8 @@ func TestWebhook(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, dbURL string) {
 		h := newHookReceiver(t, 2)
-		s := startUp(t, freePort(t), t.TempDir(), dbURL)
+		// The receiver listens on loopback, an internal address.
+		s := startUp(t, freePort(t), t.TempDir(), dbURL, "--webhook-allow-private")
 		env := []string{"HAUL_SERVER=" + s.url()}
 
 		r := haul(t, env, "team", "webhook-key", "default")

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,6 +190,15 @@ type fixture struct {
 }
 
 func setup(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	// The test receivers listen on loopback, which the default client
+	// refuses (TestPrivateRefused).
+	cfg.AllowPrivate = true
+	return setupGuarded(t, cfg)
+}
+
+// setupGuarded is setup with cfg's AllowPrivate as given.
+func setupGuarded(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	f := &fixture{st: newFakeStore(), clk: &clock{now: t0}, log: &bytes.Buffer{}}
 	cfg.Store, cfg.Key, cfg.Clock = f.st, teamKey, f.clk.Now
@@ -519,4 +529,39 @@ func TestRunUnderLease(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// By default the notifier connects to public addresses only: a webhook at
+// loopback (or a private or link-local address, where clouds serve
+// instance credentials) is refused without a request reaching it, and the
+// job's record says why; the operator's AllowPrivate lets it through.
+func TestPrivateRefused(t *testing.T) {
+	t.Parallel()
+	r := newReceiver(t)
+	f := setupGuarded(t, Config{})
+	f.st.add(job("j1", r.srv.URL, store.JobFailed, "failed"))
+	f.once(t, 1)
+	j := f.st.get("j1")
+	if j.state != store.NotifyFailed || !strings.Contains(j.err, "is internal") || !strings.Contains(j.err, "--webhook-allow-private") {
+		t.Fatalf("recorded %+v; want failed at once, saying the address is internal", j)
+	}
+	if n := len(r.deliveries()); n != 0 {
+		t.Fatalf("the internal receiver got %d requests, want none", n)
+	}
+	for _, a := range []string{"127.0.0.1", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "fe80::1", "fd00::1", "100.64.0.1", "0.0.0.0", "::ffff:127.0.0.1", "224.0.0.1"} {
+		if !internal(netip.MustParseAddr(a)) {
+			t.Errorf("%s counts as public", a)
+		}
+	}
+	for _, a := range []string{"8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "100.128.0.1"} {
+		if internal(netip.MustParseAddr(a)) {
+			t.Errorf("%s counts as internal", a)
+		}
+	}
+	f = setupGuarded(t, Config{AllowPrivate: true})
+	f.st.add(job("j2", r.srv.URL, store.JobFailed, "failed"))
+	f.once(t, 1)
+	if j := f.st.get("j2"); j.state != store.NotifyDelivered {
+		t.Fatalf("with AllowPrivate: %+v, want delivered", j)
+	}
 }

@@ -141,6 +141,9 @@ type Options struct {
 	// 30s: its workers' last logs arrive meanwhile).
 	ExportInterval time.Duration
 	ArchiveDelay   time.Duration
+	// WebhookAllowPrivate lets jobs' webhooks reach internal addresses
+	// (package notify refuses them by default).
+	WebhookAllowPrivate bool
 	// HistoryURL is where the history export is written (an object store
 	// URL or a folder, as `haul query --from` takes it); retired jobs'
 	// archive rows name it, so that asking for them says where to look.
@@ -582,7 +585,8 @@ func (s *Server) startBackground() error {
 		Delay: s.opts.ArchiveDelay})
 	s.bgWG.Go(func() { arch.Run(ctx) })
 	if ns, ok := s.st.(notify.Store); ok {
-		nt, err := notify.New(notify.Config{Store: ns, Key: s.webhookKey, Holder: "notifier-" + s.url, Logger: s.log.With("component", "notifier")})
+		nt, err := notify.New(notify.Config{Store: ns, Key: s.webhookKey, Holder: "notifier-" + s.url, Logger: s.log.With("component", "notifier"),
+			AllowPrivate: s.opts.WebhookAllowPrivate})
 		if err != nil {
 			cancel()
 			return err
