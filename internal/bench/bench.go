@@ -184,6 +184,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// The ratio the issue asks for, measured in the same command: the bare
 	// loop with the same number of tasks and parallelism, right after.
 	progressf(&cfg, "baseline: %d × /bin/true, %d at once, no haul", cfg.Tasks, cfg.Workers*cfg.Capacity)
+	cfg.CPUProfile = nil // the profile is haul's run alone
 	base, err := runBaseline(ctx, cfg)
 	if err != nil {
 		return res, fmt.Errorf("bench: baseline: %w", err)

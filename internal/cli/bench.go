@@ -10,11 +10,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/haul-dev/haul/internal/bench"
+	"github.com/haul-dev/haul/internal/taskhost"
 )
 
 func (a *app) benchCmd() *cobra.Command {
 	var cfg bench.Config
-	var cpuProfile string
+	var cpuProfile, workerProfiles string
 	nw, nc := bench.Defaults(bench.Noop)
 	pw, pc := bench.Defaults(bench.Process)
 	cmd := &cobra.Command{
@@ -111,6 +112,13 @@ the job's end (go tool pprof -top haul FILE).`, bench.MaxAdders, nw, nc, pw, pc)
 				defer f.Close()
 				cfg.CPUProfile = f
 			}
+			if workerProfiles != "" {
+				// The process workers inherit this process's environment.
+				if err := os.MkdirAll(workerProfiles, 0o755); err != nil {
+					return fmt.Errorf("--worker-cpuprofiles: %w", err)
+				}
+				os.Setenv(taskhost.CPUProfileEnv, workerProfiles)
+			}
 			res, err := bench.Run(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -136,6 +144,7 @@ the job's end (go tool pprof -top haul FILE).`, bench.MaxAdders, nw, nc, pw, pc)
 	f.IntVar(&cfg.Capacity, "capacity", 0, fmt.Sprintf("attempts each worker runs at once (default: %d with noop, %d otherwise)", nc, pc))
 	f.IntVar(&cfg.Flood, "flood", 0, "isolation: first submit a wide job of this many tasks that runs beside the measured job, on another shard (each job gets half the workers)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run (submission to the job's end) to this file")
+	f.StringVar(&workerProfiles, "worker-cpuprofiles", "", "with --executor process: each worker writes a CPU profile of its whole run into this folder (taskhost-PID.prof)")
 	return cmd
 }
 

@@ -535,7 +535,9 @@ type TaskRef struct {
 // concurrent use.
 type Store interface {
 	// CreateJob stores a job and all its tasks in one transaction, in bulk
-	// (not one round trip per task). Tasks must have Index 0..n-1. Input
+	// (not one round trip per task): a task with no parents (nothing in
+	// After) as queued, the others as blocked, whatever their State says,
+	// and the job's counts to match. Tasks must have Index 0..n-1. Input
 	// the store refuses (a value it cannot store, a duplicate key or job
 	// ID) fails with an error wrapping ErrRejected; so do AppendTasks's
 	// refusals (a wrong index, a used key, an ended job).

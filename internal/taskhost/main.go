@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -182,6 +183,14 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	hideSecret(cfg.Logger)
+	if dir := getenv(CPUProfileEnv); dir != "" {
+		stop, err := startCPUProfile(dir)
+		if err != nil {
+			fmt.Fprintf(stderr, "haul-taskhost: %s: %v\n", CPUProfileEnv, err)
+			return 2
+		}
+		defer stop()
+	}
 	err = Run(ctx, cfg)
 	switch {
 	case err == nil:
@@ -193,6 +202,23 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		cfg.Logger.Error("taskhost failed", "err", err)
 		return 1
 	}
+}
+
+// CPUProfileEnv names a folder where a taskhost writes a CPU profile of
+// its whole run, as taskhost-PID.prof (haul bench --cpuprofile sets it
+// for its process workers).
+const CPUProfileEnv = "HAUL_TASKHOST_CPUPROFILE"
+
+func startCPUProfile(dir string) (func(), error) {
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("taskhost-%d.prof", os.Getpid())))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // WorkerSecretEnv carries the worker's credential to the taskhost

@@ -65,11 +65,12 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 		notifyArg, notifyState = notify, "pending"
 	}
 	n := int64(len(tasks))
+	c := storesql.StartCounts(tasks)
 	err = s.pool.withTx(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, qInsertJob,
 			job.ID, job.Name, job.Namespace, labels, env, tiers, job.MaxWorkers,
 			string(store.JobPending), n, false,
-			n, 0, 0, 0, 0, 0, 0,
+			c.Blocked, c.Queued, 0, 0, 0, 0, 0,
 			storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, worker, job.SubmittedBy, secretEnv, job.Priority, job.LogDestination, groupsArg,
 			paramsArg, notifyArg, notifyState)
 		if pgCode(err) == uniqueViolation {
@@ -123,7 +124,7 @@ func (ts *taskSource) Values() ([]any, error) {
 		ts.err = fmt.Errorf("task %q: encode after: %w", t.Key, err)
 		return nil, ts.err
 	}
-	return []any{ts.jobID, t.Index, t.Key, argv, env, t.Cwd, after, t.Tier, storesql.StartTier(t), t.Retries, t.TimeoutMS, string(store.TaskBlocked)}, nil
+	return []any{ts.jobID, t.Index, t.Key, argv, env, t.Cwd, after, t.Tier, storesql.StartTier(t), t.Retries, t.TimeoutMS, string(storesql.StartState(t))}, nil
 }
 
 func (ts *taskSource) Err() error { return ts.err }

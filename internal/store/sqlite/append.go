@@ -43,7 +43,7 @@ func (s *Store) appendTasks(ctx context.Context, fence store.Fence, jobID string
 		return err
 	}
 	defer tx.Rollback()
-	if err := checkFence(ctx, tx, fence); err != nil {
+	if err := s.checkFence(ctx, tx, fence); err != nil {
 		return err
 	}
 

@@ -30,16 +30,16 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 		return fmt.Errorf("apply batch: %w", err)
 	}
 	defer tx.Rollback()
-	if err := checkFence(ctx, tx, b.Fence); err != nil {
+	if err := s.checkFence(ctx, tx, b.Fence); err != nil {
 		return fmt.Errorf("apply batch: %w", err)
 	}
-	if err := applyTasks(ctx, tx, b.Tasks); err != nil {
+	if err := s.applyTasks(ctx, tx, b.Tasks); err != nil {
 		return err
 	}
-	if err := applyAttempts(ctx, tx, b.Attempts); err != nil {
+	if err := s.applyAttempts(ctx, tx, b.Attempts); err != nil {
 		return err
 	}
-	if err := applyJobs(ctx, tx, b.Jobs); err != nil {
+	if err := s.applyJobs(ctx, tx, b.Jobs); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -48,14 +48,11 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	return nil
 }
 
-func applyTasks(ctx context.Context, tx *sql.Tx, updates []store.TaskUpdate) error {
+func (s *Store) applyTasks(ctx context.Context, tx *sql.Tx, updates []store.TaskUpdate) error {
 	if len(updates) == 0 {
 		return nil
 	}
-	stmt, err := tx.PrepareContext(ctx, qUpdateTask)
-	if err != nil {
-		return fmt.Errorf("apply batch: %w", err)
-	}
+	stmt := tx.StmtContext(ctx, s.hot.updateTask)
 	defer stmt.Close()
 	for i := range updates {
 		u := &updates[i]
@@ -76,14 +73,11 @@ func applyTasks(ctx context.Context, tx *sql.Tx, updates []store.TaskUpdate) err
 	return nil
 }
 
-func applyAttempts(ctx context.Context, tx *sql.Tx, attempts []store.Attempt) error {
+func (s *Store) applyAttempts(ctx context.Context, tx *sql.Tx, attempts []store.Attempt) error {
 	if len(attempts) == 0 {
 		return nil
 	}
-	stmt, err := tx.PrepareContext(ctx, qUpsertAttempt)
-	if err != nil {
-		return fmt.Errorf("apply batch: %w", err)
-	}
+	stmt := tx.StmtContext(ctx, s.hot.upsertAttempt)
 	defer stmt.Close()
 	for i := range attempts {
 		a := &attempts[i]
@@ -108,14 +102,11 @@ func applyAttempts(ctx context.Context, tx *sql.Tx, attempts []store.Attempt) er
 	return nil
 }
 
-func applyJobs(ctx context.Context, tx *sql.Tx, updates []store.JobUpdate) error {
+func (s *Store) applyJobs(ctx context.Context, tx *sql.Tx, updates []store.JobUpdate) error {
 	if len(updates) == 0 {
 		return nil
 	}
-	stmt, err := tx.PrepareContext(ctx, qUpdateJob)
-	if err != nil {
-		return fmt.Errorf("apply batch: %w", err)
-	}
+	stmt := tx.StmtContext(ctx, s.hot.updateJob)
 	defer stmt.Close()
 	for i := range updates {
 		u := &updates[i]

@@ -32,13 +32,13 @@ func classify(err error) error {
 // checkFence checks f in the write transaction tx: SQLite's write lock,
 // which the transaction holds from its start (IMMEDIATE), serialises it
 // with AcquireLease in this and any other process.
-func checkFence(ctx context.Context, tx *sql.Tx, f store.Fence) error {
+func (s *Store) checkFence(ctx context.Context, tx *sql.Tx, f store.Fence) error {
 	if !f.Set() {
 		return nil
 	}
 	var holder string
 	var epoch int64
-	err := tx.QueryRowContext(ctx, qLeaseHolder, f.Lease).Scan(&holder, &epoch)
+	err := tx.StmtContext(ctx, s.hot.leaseHolder).QueryRowContext(ctx, f.Lease).Scan(&holder, &epoch)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}

@@ -50,10 +50,11 @@ func (s *Store) CreateJob(ctx context.Context, job *store.Job, tasks []store.Tas
 	defer tx.Rollback()
 
 	n := int64(len(tasks))
+	c := storesql.StartCounts(tasks)
 	_, err = tx.ExecContext(ctx, qInsertJob,
 		job.ID, job.Name, job.Namespace, string(labels), string(env), string(tiers), job.MaxWorkers,
 		string(store.JobPending), n, false,
-		n, 0, 0, 0, 0, 0, 0,
+		c.Blocked, c.Queued, 0, 0, 0, 0, 0,
 		storesql.Nanos(job.CreatedAt), nil, nil, job.Spec, string(worker), job.SubmittedBy, string(secretEnv), job.Priority, job.LogDestination, groupsText,
 		params, notify, notifyState)
 	if err != nil {
@@ -100,7 +101,7 @@ func insertTasks(ctx context.Context, tx *sql.Tx, jobID string, tasks []store.Ta
 				return fmt.Errorf("task %q: encode after: %w", t.Key, err)
 			}
 			args = append(args, jobID, t.Index, t.Key, string(argv), string(env), t.Cwd, string(after),
-				t.Tier, storesql.StartTier(t), t.Retries, t.TimeoutMS, string(store.TaskBlocked))
+				t.Tier, storesql.StartTier(t), t.Retries, t.TimeoutMS, string(storesql.StartState(t)))
 		}
 		var err error
 		if len(chunk) == taskInsertRows {

@@ -66,5 +66,10 @@ func OpenReadOnly(ctx context.Context, path string, logger *slog.Logger) (*Store
 		s.Close()
 		return nil, errors.New("open sqlite store " + path + " read-only: its schema is older than this haul's: start a server on it once (haul up) to upgrade it")
 	}
+	// Prepared so that a write fails with SQLite's refusal, as any other.
+	if err := s.hot.prepare(ctx, w); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open sqlite store %s read-only: %w", path, err)
+	}
 	return s, nil
 }

@@ -14,6 +14,31 @@ func StartTier(t *store.Task) int32 {
 	return max(t.RunTier, t.Tier)
 }
 
+// StartState is the state CreateJob stores for a new task: queued when it
+// has no parents (nothing in after), blocked otherwise. A root task is
+// ready the moment its job is submitted, and storing it so means that
+// loading the job writes nothing for it: a million-task wide job used to
+// be written twice, once blocked at submit and once queued at load.
+func StartState(t *store.Task) store.TaskState {
+	if len(t.After) == 0 {
+		return store.TaskQueued
+	}
+	return store.TaskBlocked
+}
+
+// StartCounts are the job's counts CreateJob stores with its tasks.
+func StartCounts(tasks []store.Task) store.TaskCounts {
+	var c store.TaskCounts
+	for i := range tasks {
+		if len(tasks[i].After) == 0 {
+			c.Queued++
+		} else {
+			c.Blocked++
+		}
+	}
+	return c
+}
+
 // An attempt's GPU figures are one JSON column, a list of GPUUsage objects
 // (their json tags name the keys). No GPUs, nil or empty, is written as
 // "[]" and reads back as nil: the column does not keep nil and empty apart.

@@ -48,7 +48,7 @@ func sortJob(t *testing.T, s store.Store, n int) (*store.Job, []sortTask) {
 			key = fmt.Sprintf("prep-%d", i)
 		}
 		tasks[i] = store.Task{Index: int32(i), Key: key, Argv: []string{"x"}}
-		model[i] = sortTask{idx: int32(i), key: key, state: store.TaskBlocked, duration: -1}
+		model[i] = sortTask{idx: int32(i), key: key, state: store.TaskQueued, duration: -1} // a root: stored queued
 	}
 	create(t, s, job, tasks)
 
@@ -76,9 +76,9 @@ func sortJob(t *testing.T, s store.Store, n int) (*store.Job, []sortTask) {
 			m.state, m.started = store.TaskRunning, base
 			u.PeakRSSBytes = 99 // not an end: not stored
 		case kind == 8:
-			m.state = store.TaskQueued
-		default:
-			m.state, m.exit, m.runTier, m.reason = store.TaskBlocked, 0, 0, ""
+			m.state = store.TaskBlocked
+		default: // as created
+			m.state, m.exit, m.runTier, m.reason = store.TaskQueued, 0, 0, ""
 			continue
 		}
 		u.State, u.StartedAt, u.FinishedAt = m.state, m.started, m.finished
