@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -622,7 +623,13 @@ func (s *shard) load(ctx context.Context, j *store.Job, gen uint64) error {
 	// tasks that moved up a tier.
 	var special []store.Task
 	for last := int32(-1); ; {
-		page, err := s.cfg.Store.ListTasks(ctx, store.TaskFilter{JobID: j.ID, After: last, Limit: loadPage})
+		// The page's index range is bounded as well as its length: on
+		// PostgreSQL, a job just copied in has no statistics yet, and an
+		// unbounded range was planned as a bitmap of every task of the
+		// job, sorted, for each page (half a second a page at 1M tasks).
+		first := int64(len(keys))
+		page, err := s.cfg.Store.ListTasks(ctx, store.TaskFilter{JobID: j.ID, After: last, Limit: loadPage,
+			FirstIndex: int32(first), EndIndex: int32(min(first+loadPage, math.MaxInt32))})
 		if err != nil {
 			return err
 		}

@@ -255,6 +255,12 @@ func checkTasks(jobID string, first int64, tasks []store.Task, tiers int, rule s
 		if t.Key == "" {
 			return fmt.Errorf("task %d: key is empty", t.Index)
 		}
+		if j, dup := keys[t.Key]; !dup && storable(t, tiers) {
+			keys[t.Key] = t.Index
+			continue // the common case, checked without naming fields
+		} else if dup {
+			return fmt.Errorf("task %d: key %q already used by task %d", t.Index, t.Key, j)
+		}
 		if err := checkText(fmt.Sprintf("task %d: key", t.Index), t.Key); err != nil {
 			return err
 		}
@@ -282,6 +288,31 @@ func checkTasks(jobID string, first int64, tasks []store.Task, tiers int, rule s
 		}
 	}
 	return nil
+}
+
+// storable reports whether checkTasks would find nothing wrong with t's
+// texts and tiers; it formats no field names (a million-task submit called
+// Sprintf seven million times for them), and checkTasks names the field
+// when it says false.
+func storable(t *store.Task, tiers int) bool {
+	text := func(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+	if !text(t.Key) || !text(t.Cwd) {
+		return false
+	}
+	for _, l := range [][]string{t.Argv, t.After} {
+		for _, s := range l {
+			if !text(s) {
+				return false
+			}
+		}
+	}
+	for k, v := range t.Env {
+		if !text(k) || !text(v) {
+			return false
+		}
+	}
+	tier := func(n int32) bool { return n >= 0 && (n == 0 || int(n) < tiers) }
+	return tier(t.Tier) && tier(t.RunTier)
 }
 
 // CheckAppendJobID returns an error wrapping store.ErrNotFound for a job ID
