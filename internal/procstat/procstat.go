@@ -145,18 +145,25 @@ func NewScanner(procRoot string) *Scanner {
 // Scan takes one sample of the tree of process group pgid. Processes that
 // exit while it reads are skipped.
 func (s *Scanner) Scan(pgid int, now time.Time) (Sample, error) {
-	smp := Sample{Time: now}
 	if pgid <= 0 {
-		return smp, fmt.Errorf("procstat: bad process group %d", pgid)
+		return Sample{Time: now}, fmt.Errorf("procstat: bad process group %d", pgid)
 	}
+	if err := s.read(); err != nil {
+		return Sample{Time: now}, err
+	}
+	return s.tree(pgid, s.marker, s.reaper, now), nil
+}
+
+// read reads every process's stat file into s.procs.
+func (s *Scanner) read() error {
 	d, err := os.Open(s.root)
 	if err != nil {
-		return smp, fmt.Errorf("procstat: %w", err)
+		return fmt.Errorf("procstat: %w", err)
 	}
 	names, err := d.Readdirnames(-1)
 	d.Close()
 	if err != nil {
-		return smp, fmt.Errorf("procstat: list %s: %w", s.root, err)
+		return fmt.Errorf("procstat: list %s: %w", s.root, err)
 	}
 	s.procs = s.procs[:0]
 	for _, name := range names {
@@ -173,7 +180,13 @@ func (s *Scanner) Scan(pgid int, now time.Time) (Sample, error) {
 		}
 		s.procs = append(s.procs, p)
 	}
+	return nil
+}
 
+// tree is the sample of process group pgid (and of the orphans carrying
+// marker reparented to reaper) in what read read last.
+func (s *Scanner) tree(pgid int, marker string, reaper int, now time.Time) Sample {
+	smp := Sample{Time: now}
 	// The group's members, then their descendants by parent ID.
 	in := make(map[int]bool)
 	children := make(map[int][]int)
@@ -183,8 +196,8 @@ func (s *Scanner) Scan(pgid int, now time.Time) (Sample, error) {
 		case p.pgrp == pgid:
 			in[p.pid] = true
 			queue = append(queue, p.pid)
-		case s.marker != "" && p.ppid == s.reaper && p.pid != s.reaper && !p.zombie &&
-			hasMarker(s.root, p.pid, []string{s.marker}, nil):
+		case marker != "" && p.ppid == reaper && p.pid != reaper && !p.zombie &&
+			hasMarker(s.root, p.pid, []string{marker}, nil):
 			// An orphan of the tree, reparented to the subreaper.
 			in[p.pid] = true
 			queue = append(queue, p.pid)
@@ -217,7 +230,7 @@ func (s *Scanner) Scan(pgid int, now time.Time) (Sample, error) {
 	slices.Sort(smp.PIDs)
 	smp.CPUUser = float64(user) / ClockTicks
 	smp.CPUSystem = float64(sys) / ClockTicks
-	return smp, nil
+	return smp
 }
 
 func (s *Scanner) readStat(pid string) ([]byte, error) {
@@ -309,6 +322,12 @@ type Sampler struct {
 	last     *Sample
 	rssTime  float64
 	duration float64
+
+	// A Hub's sampler (see Hub): no goroutine of its own; due is when its
+	// next sample is (under hub.mu), limits runs OnLimit.
+	hub    *Hub
+	due    time.Time
+	limits sync.WaitGroup
 }
 
 // Start samples the tree of process group pgid until Stop.
@@ -400,8 +419,13 @@ func (s *Sampler) PIDs() []int {
 // returns what was seen. Calling it again returns the same Summary.
 func (s *Sampler) Stop() Summary {
 	s.once.Do(func() {
-		close(s.stop)
-		<-s.done
+		if s.hub != nil {
+			s.hub.remove(s)
+			s.limits.Wait()
+		} else {
+			close(s.stop)
+			<-s.done
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		lastRSS := int64(0)

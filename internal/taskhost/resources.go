@@ -208,7 +208,7 @@ func (w *watch) sample(ctx context.Context, pgid int, marker string) {
 			}
 		}
 	}
-	w.samp = procstat.Start(pgid, opts)
+	w.samp = h.procs.Start(pgid, opts)
 	if h.lim.gpu != nil {
 		w.gpus = h.lim.gpu.Start(ctx, w.samp.PIDs, h.cfg.SampleInterval)
 	}

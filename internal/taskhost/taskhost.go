@@ -41,6 +41,7 @@ import (
 	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/taskhost/v1/taskhostv1connect"
 	"github.com/haul-dev/haul/internal/outcome"
+	"github.com/haul-dev/haul/internal/procstat"
 )
 
 // ErrRejected is wrapped by Run's error when the runner answers that it does
@@ -279,6 +280,9 @@ type host struct {
 	store    blob.Store
 	log      *slog.Logger
 	locators []locator
+	// procs samples every attempt's process tree with one read of /proc
+	// per round.
+	procs *procstat.Hub
 
 	// runnerMu guards the runner the taskhost polls, which a relocation
 	// changes while a report-only call may be using the old one.
@@ -343,6 +347,8 @@ func Run(ctx context.Context, cfg Config) error {
 		ship:  make(chan struct{}, 1),
 	}
 	h.packer = newPacker(store, h.log, &h.cfg, h.poke)
+	h.procs = procstat.NewHub("", 0)
+	defer h.procs.Close()
 	h.setRunner(cfg.RunnerURL)
 	for _, u := range cfg.Locators {
 		h.locators = append(h.locators, locator{url: u, client: h.newClient(u)})
