@@ -79,12 +79,15 @@ func newPending() *pendingBatch {
 
 // add queues changes and returns a channel closed once they are durable
 // (or abandoned: see abandon).
-func (c *committer) add(tasks []store.TaskUpdate, attempts []store.Attempt, jobs []store.JobUpdate) <-chan struct{} {
+func (c *committer) add(queued []store.QueuedRange, tasks []store.TaskUpdate, attempts []store.Attempt, jobs []store.JobUpdate) <-chan struct{} {
 	c.mu.Lock()
 	if c.pending == nil {
 		c.pending = newPending()
 	}
 	p := c.pending
+	// A task is queued from blocked once per load of its job, before any
+	// other change of it: its range goes first whatever came before.
+	p.b.Queued = append(p.b.Queued, queued...)
 	for _, t := range tasks {
 		k := taskRef{t.JobID, t.Index}
 		if i, ok := p.tasks[k]; ok {
@@ -162,8 +165,16 @@ func (c *committer) flush(ctx context.Context, tries int) {
 	if p == nil {
 		return
 	}
-	for len(p.b.Tasks) > maxChunk {
-		chunk := store.Batch{Tasks: p.b.Tasks[:maxChunk]}
+	for rangeRows(p.b.Queued)+len(p.b.Tasks) > maxChunk {
+		// Queued ranges first (they go before the task updates), then
+		// the updates.
+		var chunk store.Batch
+		var restQueued []store.QueuedRange
+		if len(p.b.Queued) > 0 {
+			chunk.Queued, restQueued = takeRanges(p.b.Queued, maxChunk)
+		} else {
+			chunk.Tasks = p.b.Tasks[:maxChunk]
+		}
 		switch c.write(ctx, &chunk, tries) {
 		case fenced:
 			close(p.done)
@@ -171,12 +182,47 @@ func (c *committer) flush(ctx context.Context, tries int) {
 		case gaveUp:
 			return
 		}
-		p.b.Tasks = p.b.Tasks[maxChunk:]
+		if len(p.b.Queued) > 0 {
+			p.b.Queued = restQueued
+		} else {
+			p.b.Tasks = p.b.Tasks[maxChunk:]
+		}
 	}
 	switch c.write(ctx, &p.b, tries) {
 	case written, fenced:
 		close(p.done) // fenced: the shard is dropped; waiters see its tenure end
 	}
+}
+
+// rangeRows counts the tasks of queued ranges.
+func rangeRows(rs []store.QueuedRange) int {
+	n := 0
+	for _, r := range rs {
+		n += int(r.End - r.First)
+	}
+	return n
+}
+
+// takeRanges splits rs after its first max tasks (cutting a range in two
+// where needed).
+func takeRanges(rs []store.QueuedRange, max int) (head, rest []store.QueuedRange) {
+	for i, r := range rs {
+		n := int(r.End - r.First)
+		if n < max {
+			head = append(head, r)
+			max -= n
+			continue
+		}
+		cut := r
+		cut.End = r.First + int32(max)
+		head = append(head, cut)
+		if cut.End < r.End {
+			r.First = cut.End
+			return head, append([]store.QueuedRange{r}, rs[i+1:]...)
+		}
+		return head, rs[i+1:]
+	}
+	return head, nil
 }
 
 // What write did with a batch.
@@ -196,7 +242,7 @@ func (c *committer) write(ctx context.Context, b *store.Batch, tries int) int {
 		c.writingSince.Store(began.UnixNano())
 		err := c.st.Apply(ctx, b)
 		c.writingSince.Store(0)
-		c.metrics.ObserveCommit(time.Since(began), len(b.Tasks)+len(b.Attempts)+len(b.Jobs), err)
+		c.metrics.ObserveCommit(time.Since(began), rangeRows(b.Queued)+len(b.Tasks)+len(b.Attempts)+len(b.Jobs), err)
 		if err == nil {
 			c.ok()
 			return written
@@ -322,6 +368,10 @@ func splitByJob(b *store.Batch) map[string]*store.Batch {
 		}
 		return p
 	}
+	for _, r := range b.Queued {
+		p := part(r.JobID)
+		p.Queued = append(p.Queued, r)
+	}
 	for _, t := range b.Tasks {
 		p := part(t.JobID)
 		p.Tasks = append(p.Tasks, t)
@@ -343,6 +393,7 @@ func sortedKeys(m map[string]*store.Batch) []string {
 
 // mergeInto appends src's changes to dst.
 func mergeInto(dst, src *store.Batch) {
+	dst.Queued = append(dst.Queued, src.Queued...)
 	dst.Tasks = append(dst.Tasks, src.Tasks...)
 	dst.Attempts = append(dst.Attempts, src.Attempts...)
 	dst.Jobs = append(dst.Jobs, src.Jobs...)
@@ -352,7 +403,7 @@ func mergeInto(dst, src *store.Batch) {
 // reported: attempt messages, usage and GPU figures, and the job's usage
 // sums, with note as each attempt's message.
 func scrub(b *store.Batch, note string) *store.Batch {
-	out := &store.Batch{Tasks: slices.Clone(b.Tasks), Attempts: slices.Clone(b.Attempts), Jobs: slices.Clone(b.Jobs)}
+	out := &store.Batch{Queued: slices.Clone(b.Queued), Tasks: slices.Clone(b.Tasks), Attempts: slices.Clone(b.Attempts), Jobs: slices.Clone(b.Jobs)}
 	for i := range out.Attempts {
 		a := &out.Attempts[i]
 		a.Message = note

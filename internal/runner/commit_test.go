@@ -48,7 +48,7 @@ func TestCommitterIsolatesARefusedJob(t *testing.T) {
 	task := func(job string) store.TaskUpdate {
 		return store.TaskUpdate{JobID: job, Index: 0, State: store.TaskSucceeded, Attempts: 1, StartedAt: now, FinishedAt: now.Add(time.Second)}
 	}
-	done := c.add([]store.TaskUpdate{task("good"), task("bad")}, []store.Attempt{attempt("good", 1), attempt("bad", math.NaN())}, nil)
+	done := c.add(nil, []store.TaskUpdate{task("good"), task("bad")}, []store.Attempt{attempt("good", 1), attempt("bad", math.NaN())}, nil)
 	flushed := make(chan struct{})
 	go func() { c.flush(ctx, 0); close(flushed) }()
 	select {
@@ -97,11 +97,13 @@ type countingStore struct {
 	store.Store
 	mu      sync.Mutex
 	batches []int
+	queued  []int // tasks of queued ranges, per batch
 }
 
 func (s *countingStore) Apply(ctx context.Context, b *store.Batch) error {
 	s.mu.Lock()
 	s.batches = append(s.batches, len(b.Tasks))
+	s.queued = append(s.queued, rangeRows(b.Queued))
 	s.mu.Unlock()
 	return s.Store.Apply(ctx, b)
 }
@@ -123,7 +125,9 @@ func TestCommitterChunksBigBatches(t *testing.T) {
 	tasks := make([]store.Task, n)
 	updates := make([]store.TaskUpdate, n)
 	for i := range tasks {
-		tasks[i] = store.Task{Index: int32(i), Key: fmt.Sprintf("t-%d", i), Argv: []string{"true"}}
+		// After a parent: stored blocked, so that the check below sees
+		// the updates.
+		tasks[i] = store.Task{Index: int32(i), Key: fmt.Sprintf("t-%d", i), Argv: []string{"true"}, After: []string{"root"}}
 		updates[i] = store.TaskUpdate{JobID: "big", Index: int32(i), State: store.TaskQueued}
 	}
 	job := &store.Job{ID: "big", Name: "big", Namespace: "ns", CreatedAt: now, Tiers: []store.Tier{{Name: "t", CPU: 1, MemoryBytes: 1 << 30}}, Spec: []byte("x")}
@@ -132,7 +136,7 @@ func TestCommitterChunksBigBatches(t *testing.T) {
 	}
 	st := &countingStore{Store: real}
 	c := newCommitter(st, slog.New(slog.DiscardHandler))
-	done := c.add(updates, nil, []store.JobUpdate{{ID: "big", State: store.JobRunning, Counts: store.TaskCounts{Queued: int64(n)}, StartedAt: now}})
+	done := c.add(nil, updates, nil, []store.JobUpdate{{ID: "big", State: store.JobRunning, Counts: store.TaskCounts{Queued: int64(n)}, StartedAt: now}})
 	c.flush(ctx, 0)
 	select {
 	case <-done:
@@ -149,5 +153,80 @@ func TestCommitterChunksBigBatches(t *testing.T) {
 	queued, err := real.ListTasks(ctx, store.TaskFilter{JobID: "big", States: []store.TaskState{store.TaskQueued}, After: -1, Limit: n + 1})
 	if err != nil || len(queued) != n {
 		t.Fatalf("%d tasks queued in the store (%v), want %d", len(queued), err, n)
+	}
+}
+
+// Queued ranges are written before the task updates of their batch, in
+// chunks of at most maxChunk tasks (a range cut where needed): a fan-out's
+// million ready tasks cost the committer a few ranges, not a million
+// updates, and no transaction holds the shard's lease row for long.
+func TestCommitterChunksQueuedRanges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	real, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "haul.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
+	n := 2*maxChunk + 7
+	now := time.Now().Truncate(time.Millisecond)
+	tasks := make([]store.Task, n)
+	for i := range tasks {
+		tasks[i] = store.Task{Index: int32(i), Key: fmt.Sprintf("t-%d", i), Argv: []string{"true"}, After: []string{"root"}}
+	}
+	job := &store.Job{ID: "fan", Name: "fan", Namespace: "ns", CreatedAt: now, Spec: []byte("x")}
+	if err := real.CreateJob(ctx, job, tasks); err != nil {
+		t.Fatal(err)
+	}
+	st := &countingStore{Store: real}
+	c := newCommitter(st, slog.New(slog.DiscardHandler))
+	ranges := []store.QueuedRange{{JobID: "fan", First: 0, End: maxChunk + 3}, {JobID: "fan", First: maxChunk + 3, End: int32(n)}}
+	// Task 5 is queued and then taken in the same batch.
+	done := c.add(ranges, []store.TaskUpdate{{JobID: "fan", Index: 5, State: store.TaskRunning, Attempts: 1, StartedAt: now}}, nil,
+		[]store.JobUpdate{{ID: "fan", State: store.JobRunning, Counts: store.TaskCounts{Queued: int64(n - 1), Running: 1}, StartedAt: now}})
+	c.flush(ctx, 0)
+	select {
+	case <-done:
+	default:
+		t.Fatal("waiters not released after the chunks were written")
+	}
+	if want := []int{maxChunk, maxChunk, 7}; !slices.Equal(st.queued, want) {
+		t.Errorf("batches of %v queued tasks, want %v", st.queued, want)
+	}
+	if want := []int{0, 0, 1}; !slices.Equal(st.batches, want) {
+		t.Errorf("batches of %v task updates, want %v", st.batches, want)
+	}
+	got, err := real.LoadTasks(ctx, "fan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tk := range got {
+		want := store.TaskQueued
+		if i == 5 {
+			want = store.TaskRunning
+		}
+		if tk.State != want {
+			t.Fatalf("task %d: %s, want %s", i, tk.State, want)
+		}
+	}
+}
+
+func TestTakeRanges(t *testing.T) {
+	t.Parallel()
+	rs := []store.QueuedRange{{JobID: "a", First: 0, End: 3}, {JobID: "b", First: 10, End: 20}, {JobID: "a", First: 5, End: 6}}
+	for _, c := range []struct {
+		max        int
+		head, rest []store.QueuedRange
+	}{
+		{2, []store.QueuedRange{{JobID: "a", First: 0, End: 2}}, []store.QueuedRange{{JobID: "a", First: 2, End: 3}, rs[1], rs[2]}},
+		{3, rs[:1], rs[1:]},
+		{8, []store.QueuedRange{rs[0], {JobID: "b", First: 10, End: 15}}, []store.QueuedRange{{JobID: "b", First: 15, End: 20}, rs[2]}},
+		{14, rs, nil},
+		{100, rs, nil},
+	} {
+		head, rest := takeRanges(rs, c.max)
+		if !slices.Equal(head, c.head) || !slices.Equal(rest, c.rest) {
+			t.Errorf("takeRanges(%d) = %v, %v; want %v, %v", c.max, head, rest, c.head, c.rest)
+		}
 	}
 }

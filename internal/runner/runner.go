@@ -781,9 +781,22 @@ func (s *shard) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32
 	}
 	out := jr.core.Drain()
 	var tasks []store.TaskUpdate
+	var queued []store.QueuedRange
 	wakeWorkers := false
 	for _, tr := range out.Transitions {
 		tt := jr.tasks
+		if tr.From == sched.Blocked && tr.To == sched.Queued {
+			// Written as ranges of indexes: the update would repeat what
+			// the task's row holds but its state (store.QueuedRange).
+			tt.queued[tr.Task] = now.UnixNano()
+			wakeWorkers = true
+			if n := len(queued); n > 0 && queued[n-1].End == tr.Task {
+				queued[n-1].End++
+			} else {
+				queued = append(queued, store.QueuedRange{JobID: jr.job.ID, First: tr.Task, End: tr.Task + 1})
+			}
+			continue
+		}
 		u := store.TaskUpdate{
 			JobID: jr.job.ID, Index: tr.Task, RunTier: jr.core.Tier(tr.Task), State: storeState(tr.To),
 			Attempts: jr.core.Attempts(tr.Task), Reason: tr.Reason,
@@ -827,7 +840,7 @@ func (s *shard) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32
 		jr.ready = make(chan struct{})
 	}
 	var jobs []store.JobUpdate
-	if len(tasks) > 0 || len(extra) > 0 || jr.dirty {
+	if len(queued) > 0 || len(tasks) > 0 || len(extra) > 0 || jr.dirty {
 		jr.dirty = false
 		if jr.core.Done() && !jr.done {
 			jr.done = true
@@ -855,12 +868,12 @@ func (s *shard) afterEventsCtx(jr *jobRun, extra []store.Attempt, info map[int32
 	if len(out.Transitions) > 0 {
 		s.setDemand(jr, now)
 	}
-	if len(tasks) == 0 && len(extra) == 0 && len(jobs) == 0 {
+	if len(queued) == 0 && len(tasks) == 0 && len(extra) == 0 && len(jobs) == 0 {
 		done := make(chan struct{})
 		close(done)
 		return done
 	}
-	return s.com.add(tasks, extra, jobs)
+	return s.com.add(queued, tasks, extra, jobs)
 }
 
 // killAttempt tells the worker running an attempt to kill it. Call with s.mu held.

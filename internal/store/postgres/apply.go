@@ -46,6 +46,9 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 			return err
 		}
 		var batch pgx.Batch
+		for _, r := range b.Queued {
+			batch.Queue(qQueueRange, r.JobID, r.First, r.End)
+		}
 		if len(tasks) > 0 {
 			batch.Queue(qUpdateTasks, taskUpdateColumns(tasks)...)
 		}
@@ -57,6 +60,14 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 		}
 		br := tx.SendBatch(ctx, &batch)
 		missing := false
+		for _, r := range b.Queued {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return err
+			}
+			missing = missing || tag.RowsAffected() != int64(r.End-r.First)
+		}
 		if len(tasks) > 0 {
 			tag, err := br.Exec()
 			if err != nil {
@@ -110,7 +121,7 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	if errors.Is(err, errMissingRows) || pgCode(err) == foreignKeyViolation {
 		// Rolled back; name the first missing row, checking in the order
 		// the sqlite driver writes (tasks, attempts, jobs).
-		if nf := s.findMissing(ctx, tasks, attempts, jobs); nf != nil {
+		if nf := s.findMissing(ctx, b.Queued, tasks, attempts, jobs); nf != nil {
 			return storesql.Reject(nf)
 		}
 	}
@@ -119,9 +130,16 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 
 // findMissing returns an error wrapping store.ErrNotFound for the first row
 // of the batch that does not exist, or nil if it cannot find one.
-func (s *Store) findMissing(ctx context.Context, tasks []store.TaskUpdate, attempts []store.Attempt, jobs []store.JobUpdate) error {
+func (s *Store) findMissing(ctx context.Context, ranges []store.QueuedRange, tasks []store.TaskUpdate, attempts []store.Attempt, jobs []store.JobUpdate) error {
 	var found error
 	_ = s.pool.withConn(ctx, func(c *pgx.Conn) error {
+		for _, r := range ranges {
+			var n int64
+			if err := c.QueryRow(ctx, qCountRange, r.JobID, r.First, r.End).Scan(&n); err == nil && n != int64(r.End-r.First) {
+				found = fmt.Errorf("apply batch: queued tasks %d..%d of job %s: %d of them: %w", r.First, r.End-1, r.JobID, n, store.ErrNotFound)
+				return nil
+			}
+		}
 		firstMissingTask := func(jobIDs []string, idxs []int32) (int, bool) {
 			var id string
 			var idx int32

@@ -132,6 +132,12 @@ LIMIT 1`
 	// Columns: job_id, idx, state, attempts, exit_code, reason,
 	// started_at, finished_at, run_tier, then the run time and peak memory
 	// at the task's end (storesql.TaskEnd), NULL to keep them.
+	// A store.QueuedRange: $1 job, $2 <= idx < $3 (one statement per
+	// range, so that overlapping ranges cannot hide a missing row).
+	qQueueRange = `UPDATE tasks SET state = 'queued', reason = '', finished_at = NULL
+WHERE job_id = $1 AND idx >= $2::integer AND idx < $3::integer`
+	qCountRange = `SELECT count(*) FROM tasks WHERE job_id = $1 AND idx >= $2::integer AND idx < $3::integer`
+
 	qUpdateTasks = `UPDATE tasks AS t SET state = u.state, attempts = u.attempts, exit_code = u.exit_code,
 	reason = u.reason, started_at = u.started_at, finished_at = u.finished_at, run_tier = u.run_tier,
 	duration_ms = coalesce(u.duration_ms, t.duration_ms), peak_rss = coalesce(u.peak_rss, t.peak_rss)

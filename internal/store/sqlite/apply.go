@@ -33,6 +33,9 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	if err := s.checkFence(ctx, tx, b.Fence); err != nil {
 		return fmt.Errorf("apply batch: %w", err)
 	}
+	if err := s.applyQueued(ctx, tx, b.Queued); err != nil {
+		return err
+	}
 	if err := s.applyTasks(ctx, tx, b.Tasks); err != nil {
 		return err
 	}
@@ -44,6 +47,28 @@ func (s *Store) Apply(ctx context.Context, b *store.Batch) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("apply batch: commit: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) applyQueued(ctx context.Context, tx *sql.Tx, ranges []store.QueuedRange) error {
+	if len(ranges) == 0 {
+		return nil
+	}
+	stmt := tx.StmtContext(ctx, s.hot.queueRange)
+	defer stmt.Close()
+	for _, r := range ranges {
+		res, err := stmt.ExecContext(ctx, r.JobID, r.First, r.End)
+		if err != nil {
+			return fmt.Errorf("apply batch: queued tasks %d..%d of job %s: %w", r.First, r.End-1, r.JobID, classify(err))
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("apply batch: queued tasks %d..%d of job %s: %w", r.First, r.End-1, r.JobID, err)
+		}
+		if n != int64(r.End-r.First) {
+			return storesql.Reject(fmt.Errorf("apply batch: queued tasks %d..%d of job %s: %d of them: %w", r.First, r.End-1, r.JobID, n, store.ErrNotFound))
+		}
 	}
 	return nil
 }

@@ -121,6 +121,10 @@ ORDER BY k.key
 LIMIT 1`
 	// The last two values are the task's run time and peak memory at its
 	// end (storesql.TaskEnd), NULL to keep them.
+	// A store.QueuedRange: ?1 job, ?2 <= idx < ?3.
+	qQueueRange = `UPDATE tasks SET state = 'queued', reason = '', finished_at = NULL
+WHERE job_id = ?1 AND idx >= ?2 AND idx < ?3`
+
 	qUpdateTask = `UPDATE tasks SET run_tier = ?, state = ?, attempts = ?, exit_code = ?, reason = ?, started_at = ?, finished_at = ?,
 	duration_ms = coalesce(?, duration_ms), peak_rss = coalesce(?, peak_rss)
 WHERE job_id = ? AND idx = ?`

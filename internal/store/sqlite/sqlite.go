@@ -200,14 +200,14 @@ func (s *Store) migrate(ctx context.Context) error {
 // connection). A transaction uses them through Tx.StmtContext, which
 // reuses the statement already prepared on its connection.
 type hotStmts struct {
-	updateTask, upsertAttempt, updateJob, leaseHolder *sql.Stmt
+	updateTask, upsertAttempt, updateJob, leaseHolder, queueRange *sql.Stmt
 }
 
 func (h *hotStmts) prepare(ctx context.Context, db *sql.DB) error {
 	for _, x := range []struct {
 		dst **sql.Stmt
 		q   string
-	}{{&h.updateTask, qUpdateTask}, {&h.upsertAttempt, qUpsertAttempt}, {&h.updateJob, qUpdateJob}, {&h.leaseHolder, qLeaseHolder}} {
+	}{{&h.updateTask, qUpdateTask}, {&h.upsertAttempt, qUpsertAttempt}, {&h.updateJob, qUpdateJob}, {&h.leaseHolder, qLeaseHolder}, {&h.queueRange, qQueueRange}} {
 		st, err := db.PrepareContext(ctx, x.q)
 		if err != nil {
 			h.close()
@@ -220,7 +220,7 @@ func (h *hotStmts) prepare(ctx context.Context, db *sql.DB) error {
 
 func (h *hotStmts) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{h.updateTask, h.upsertAttempt, h.updateJob, h.leaseHolder} {
+	for _, st := range []*sql.Stmt{h.updateTask, h.upsertAttempt, h.updateJob, h.leaseHolder, h.queueRange} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -373,6 +373,11 @@ func CheckBatch(b *store.Batch) error {
 }
 
 func checkBatch(b *store.Batch) error {
+	for _, r := range b.Queued {
+		if r.JobID == "" || r.First < 0 || r.End <= r.First {
+			return fmt.Errorf("apply batch: queued range %d..%d of job %q: want a job and 0 <= first < end", r.First, r.End, r.JobID)
+		}
+	}
 	for i := range b.Tasks {
 		u := &b.Tasks[i]
 		err := func() error {

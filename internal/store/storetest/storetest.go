@@ -85,6 +85,7 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Apply/RunTier", testApplyRunTier},
 		{"Apply/AttemptUsage", testApplyAttemptUsage},
 		{"Apply/JobUsage", testApplyJobUsage},
+		{"Apply/Queued", testApplyQueued},
 		{"Fence", testFence},
 		{"Fence/Handover", testFenceHandover},
 		{"Fence/Epoch", testFenceEpoch},
