@@ -204,6 +204,34 @@ func signalAttempt(log *slog.Logger, cmd *exec.Cmd, marker string, sig syscall.S
 	}
 }
 
+// childrenBuf is nothingLeft's buffer, used under leaders' lock.
+var childrenBuf = make([]byte, 0, 4096)
+
+// readChildren reads /proc/self/task/TID/children into buf.
+func readChildren(tid string, buf []byte) ([]byte, error) {
+	fd, err := syscall.Open("/proc/self/task/"+tid+"/children", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer syscall.Close(fd)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
 // nothingLeft reports, cheaply, that an ended attempt can have no process
 // left, so that the common case (a task whose processes all exited) costs
 // two system calls and a few small reads, not a scan of every process: its
@@ -220,20 +248,29 @@ func nothingLeft(cmd *exec.Cmd) bool {
 			return false
 		}
 	}
-	tasks, err := os.ReadDir("/proc/self/task")
+	d, err := os.Open("/proc/self/task")
+	if err != nil {
+		return false
+	}
+	tids, err := d.Readdirnames(-1)
+	d.Close()
 	if err != nil {
 		return false
 	}
 	leaders.Lock()
 	defer leaders.Unlock()
-	for _, t := range tasks {
-		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+	// One buffer for every thread's file, read with plain system calls:
+	// this runs once per attempt, for each of the taskhost's threads.
+	buf := childrenBuf[:0]
+	for _, tid := range tids {
+		b, err := readChildren(tid, buf)
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
+			if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ESRCH) {
 				continue // the thread ended
 			}
 			return false // no children files (CONFIG_PROC_CHILDREN): scan
 		}
+		buf, childrenBuf = b[:0], b[:0]
 		for f := range strings.FieldsSeq(string(b)) {
 			pid, err := strconv.Atoi(f)
 			if err != nil {
