@@ -283,6 +283,8 @@ type host struct {
 	// procs samples every attempt's process tree with one read of /proc
 	// per round.
 	procs *procstat.Hub
+	// scratch keeps empty scratch folders for later attempts.
+	scratch scratchPool
 
 	// runnerMu guards the runner the taskhost polls, which a relocation
 	// changes while a report-only call may be using the old one.
@@ -349,6 +351,7 @@ func Run(ctx context.Context, cfg Config) error {
 	h.packer = newPacker(store, h.log, &h.cfg, h.poke)
 	h.procs = procstat.NewHub("", 0)
 	defer h.procs.Close()
+	defer h.dropAllScratch()
 	h.setRunner(cfg.RunnerURL)
 	for _, u := range cfg.Locators {
 		h.locators = append(h.locators, locator{url: u, client: h.newClient(u)})
