@@ -139,7 +139,7 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 			log.Error("attempt's log is incomplete", "err", err)
 			addMessage(res, msg)
 		}
-		log.Info("attempt ended", "reason", res.Reason, "exit_code", res.ExitCode, "signal", res.Signal)
+		log.Debug("attempt ended", "reason", res.Reason, "exit_code", res.ExitCode, "signal", res.Signal)
 		return res
 	}
 
@@ -187,7 +187,10 @@ func (h *host) execute(ctx context.Context, t *task) *taskhostv1.AttemptResult {
 	pgid := cmd.Process.Pid
 	h.restoreOOMAdj(pgid)
 	watch.sample(ctx, pgid, marker)
-	log.Info("attempt started", "pid", pgid, "argv", a.GetArgv())
+	// Per attempt at debug only: the store keeps every attempt, and two
+	// lines of the worker's log per attempt were 6% of its CPU with short
+	// tasks.
+	log.Debug("attempt started", "pid", pgid, "argv", a.GetArgv())
 
 	var pipes sync.WaitGroup
 	pipes.Go(func() { drain(outR, out) })
