@@ -115,24 +115,10 @@ func (s *countingStore) Apply(ctx context.Context, b *store.Batch) error {
 func TestCommitterChunksBigBatches(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	real, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "haul.db"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer real.Close()
-	n := 2*maxChunk + 7
-	now := time.Now().Truncate(time.Millisecond)
-	tasks := make([]store.Task, n)
+	real, n, now := bigJob(t, "big")
 	updates := make([]store.TaskUpdate, n)
-	for i := range tasks {
-		// After a parent: stored blocked, so that the check below sees
-		// the updates.
-		tasks[i] = store.Task{Index: int32(i), Key: fmt.Sprintf("t-%d", i), Argv: []string{"true"}, After: []string{"root"}}
+	for i := range updates {
 		updates[i] = store.TaskUpdate{JobID: "big", Index: int32(i), State: store.TaskQueued}
-	}
-	job := &store.Job{ID: "big", Name: "big", Namespace: "ns", CreatedAt: now, Tiers: []store.Tier{{Name: "t", CPU: 1, MemoryBytes: 1 << 30}}, Spec: []byte("x")}
-	if err := real.CreateJob(ctx, job, tasks); err != nil {
-		t.Fatal(err)
 	}
 	st := &countingStore{Store: real}
 	c := newCommitter(st, slog.New(slog.DiscardHandler))
@@ -163,21 +149,7 @@ func TestCommitterChunksBigBatches(t *testing.T) {
 func TestCommitterChunksQueuedRanges(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	real, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "haul.db"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer real.Close()
-	n := 2*maxChunk + 7
-	now := time.Now().Truncate(time.Millisecond)
-	tasks := make([]store.Task, n)
-	for i := range tasks {
-		tasks[i] = store.Task{Index: int32(i), Key: fmt.Sprintf("t-%d", i), Argv: []string{"true"}, After: []string{"root"}}
-	}
-	job := &store.Job{ID: "fan", Name: "fan", Namespace: "ns", CreatedAt: now, Spec: []byte("x")}
-	if err := real.CreateJob(ctx, job, tasks); err != nil {
-		t.Fatal(err)
-	}
+	real, n, now := bigJob(t, "fan")
 	st := &countingStore{Store: real}
 	c := newCommitter(st, slog.New(slog.DiscardHandler))
 	ranges := []store.QueuedRange{{JobID: "fan", First: 0, End: maxChunk + 3}, {JobID: "fan", First: maxChunk + 3, End: int32(n)}}
@@ -229,4 +201,28 @@ func TestTakeRanges(t *testing.T) {
 			t.Errorf("takeRanges(%d) = %v, %v; want %v, %v", c.max, head, rest, c.head, c.rest)
 		}
 	}
+}
+
+// bigJob stores job id with 2*maxChunk+7 tasks, each after a parent (so
+// stored blocked: the tests see what the committer writes), in a SQLite
+// store closed with the test.
+func bigJob(t *testing.T, id string) (*sqlite.Store, int, time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "haul.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	n := 2*maxChunk + 7
+	now := time.Now().Truncate(time.Millisecond)
+	tasks := make([]store.Task, n)
+	for i := range tasks {
+		tasks[i] = store.Task{Index: int32(i), Key: fmt.Sprintf("t-%d", i), Argv: []string{"true"}, After: []string{"root"}}
+	}
+	job := &store.Job{ID: id, Name: id, Namespace: "ns", CreatedAt: now, Tiers: []store.Tier{{Name: "t", CPU: 1, MemoryBytes: 1 << 30}}, Spec: []byte("x")}
+	if err := st.CreateJob(ctx, job, tasks); err != nil {
+		t.Fatal(err)
+	}
+	return st, n, now
 }
