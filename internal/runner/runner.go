@@ -734,6 +734,13 @@ func (s *shard) load(ctx context.Context, j *store.Job, gen uint64) error {
 		j.StartedAt = now
 	}
 	core.Start(now)
+	// Tasks stored queued (roots, from their submission) are ready from
+	// the load on, as those the core queues now: for the dispatch wait.
+	for i := range int32(table.len()) {
+		if table.queued[i] == 0 && core.State(i) == sched.Queued {
+			table.queued[i] = now.UnixNano()
+		}
+	}
 	if j.CancelRequested {
 		core.Cancel(now)
 	}
