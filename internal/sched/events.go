@@ -1,6 +1,9 @@
 package sched
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Transition is one change of a task's state.
 type Transition struct {
@@ -436,15 +439,19 @@ func (j *Job) causeOf(v int32) int32 {
 	if State(j.state[v]&stateMask) == Failed {
 		return v
 	}
-	if c, ok := j.upCause[v]; ok {
-		return c
+	if int(v) < len(j.upCause) {
+		return j.upCause[v]
 	}
 	return -1
 }
 
 func (j *Job) setCause(t, cause int32) {
-	if j.upCause == nil {
-		j.upCause = map[int32]int32{}
+	if n := max(int(j.n), int(t)+1); len(j.upCause) < n {
+		from := len(j.upCause)
+		j.upCause = slices.Grow(j.upCause, n-from)[:n]
+		for i := from; i < n; i++ {
+			j.upCause[i] = -1
+		}
 	}
 	j.upCause[t] = cause
 }
@@ -457,6 +464,8 @@ func (j *Job) UpstreamCause(task int32) (cause int32, ok bool) {
 	if task < 0 || task >= j.n || State(j.state[task]&stateMask) != UpstreamFailed {
 		return -1, false
 	}
-	c, ok := j.upCause[task]
-	return c, ok
+	if c := j.causeOf(task); c >= 0 {
+		return c, true
+	}
+	return -1, false
 }

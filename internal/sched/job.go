@@ -87,9 +87,11 @@ type Job struct {
 	attempts  []int32 // per task: attempts started
 	failures  []int32 // per task: attempts that failed or timed out
 	lost      []uint8 // per task: attempts lost
-	// upCause maps each UpstreamFailed task to the Failed task whose
-	// failure reached it (see UpstreamCause); only such tasks are in it.
-	upCause map[int32]int32
+	// upCause is, per task, the Failed task whose failure made it
+	// UpstreamFailed (see UpstreamCause), -1 for none or unknown; nil
+	// until the first such task. Four bytes a task, where a map entry of a
+	// million-task cascade cost about forty.
+	upCause []int32
 	kindOf  []uint32 // per task: index into kinds
 	tier    []uint8  // per task: the tier it runs on now (its kind's, or later after OOM kills)
 	kinds   []kind
