@@ -203,11 +203,19 @@ type hotStmts struct {
 	updateTask, upsertAttempt, updateJob, leaseHolder, queueRange *sql.Stmt
 }
 
-func (h *hotStmts) prepare(ctx context.Context, db *sql.DB) error {
-	for _, x := range []struct {
+// all pairs each statement with its text.
+func (h *hotStmts) all() []struct {
+	dst **sql.Stmt
+	q   string
+} {
+	return []struct {
 		dst **sql.Stmt
 		q   string
-	}{{&h.updateTask, qUpdateTask}, {&h.upsertAttempt, qUpsertAttempt}, {&h.updateJob, qUpdateJob}, {&h.leaseHolder, qLeaseHolder}, {&h.queueRange, qQueueRange}} {
+	}{{&h.updateTask, qUpdateTask}, {&h.upsertAttempt, qUpsertAttempt}, {&h.updateJob, qUpdateJob}, {&h.leaseHolder, qLeaseHolder}, {&h.queueRange, qQueueRange}}
+}
+
+func (h *hotStmts) prepare(ctx context.Context, db *sql.DB) error {
+	for _, x := range h.all() {
 		st, err := db.PrepareContext(ctx, x.q)
 		if err != nil {
 			h.close()
@@ -220,9 +228,10 @@ func (h *hotStmts) prepare(ctx context.Context, db *sql.DB) error {
 
 func (h *hotStmts) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{h.updateTask, h.upsertAttempt, h.updateJob, h.leaseHolder, h.queueRange} {
-		if st != nil {
-			errs = append(errs, st.Close())
+	for _, x := range h.all() {
+		if *x.dst != nil {
+			errs = append(errs, (*x.dst).Close())
+			*x.dst = nil
 		}
 	}
 	return errors.Join(errs...)

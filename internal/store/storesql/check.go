@@ -27,7 +27,13 @@ var (
 // checkText refuses strings PostgreSQL cannot store in a text column
 // (invalid UTF-8, NUL bytes); the sqlite driver refuses them too, so that
 // both drivers accept the same jobs.
+// storableText is checkText's rule without the error.
+func storableText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+
 func checkText(field, s string) error {
+	if storableText(s) {
+		return nil
+	}
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%s %q: not valid UTF-8", field, s)
 	}
@@ -95,7 +101,13 @@ func checkCount(field string, n int64) error {
 
 // checkTier checks a tier index of a task: at least 0 and below the job's
 // tier count; a job without tiers runs its tasks on one default tier, 0.
+// tierWithin is checkTier's rule without the error.
+func tierWithin(tier int32, tiers int) bool { return tier >= 0 && (tier == 0 || int(tier) < tiers) }
+
 func checkTier(field string, tier int32, tiers int) error {
+	if tierWithin(tier, tiers) {
+		return nil
+	}
 	if tier < 0 {
 		return fmt.Errorf("%s %d: negative", field, tier)
 	}
@@ -295,24 +307,22 @@ func checkTasks(jobID string, first int64, tasks []store.Task, tiers int, rule s
 // Sprintf seven million times for them), and checkTasks names the field
 // when it says false.
 func storable(t *store.Task, tiers int) bool {
-	text := func(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
-	if !text(t.Key) || !text(t.Cwd) {
+	if !storableText(t.Key) || !storableText(t.Cwd) {
 		return false
 	}
 	for _, l := range [][]string{t.Argv, t.After} {
 		for _, s := range l {
-			if !text(s) {
+			if !storableText(s) {
 				return false
 			}
 		}
 	}
 	for k, v := range t.Env {
-		if !text(k) || !text(v) {
+		if !storableText(k) || !storableText(v) {
 			return false
 		}
 	}
-	tier := func(n int32) bool { return n >= 0 && (n == 0 || int(n) < tiers) }
-	return tier(t.Tier) && tier(t.RunTier)
+	return tierWithin(t.Tier, tiers) && tierWithin(t.RunTier, tiers)
 }
 
 // CheckAppendJobID returns an error wrapping store.ErrNotFound for a job ID
