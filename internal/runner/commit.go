@@ -166,15 +166,7 @@ func (c *committer) flush(ctx context.Context, tries int) {
 		return
 	}
 	for rangeRows(p.b.Queued)+len(p.b.Tasks) > maxChunk {
-		// Queued ranges first (they go before the task updates), then
-		// the updates.
-		var chunk store.Batch
-		var restQueued []store.QueuedRange
-		if len(p.b.Queued) > 0 {
-			chunk.Queued, restQueued = takeRanges(p.b.Queued, maxChunk)
-		} else {
-			chunk.Tasks = p.b.Tasks[:maxChunk]
-		}
+		chunk, rest := nextChunk(p.b)
 		switch c.write(ctx, &chunk, tries) {
 		case fenced:
 			close(p.done)
@@ -182,16 +174,26 @@ func (c *committer) flush(ctx context.Context, tries int) {
 		case gaveUp:
 			return
 		}
-		if len(p.b.Queued) > 0 {
-			p.b.Queued = restQueued
-		} else {
-			p.b.Tasks = p.b.Tasks[maxChunk:]
-		}
+		p.b = rest
 	}
 	switch c.write(ctx, &p.b, tries) {
 	case written, fenced:
 		close(p.done) // fenced: the shard is dropped; waiters see its tenure end
 	}
+}
+
+// nextChunk splits off what one transaction of a big batch writes: its
+// first maxChunk queued tasks (ranges go before the updates), or else its
+// first maxChunk task updates. The rest keeps the attempts and job rows,
+// which go with the last chunk.
+func nextChunk(b store.Batch) (head, rest store.Batch) {
+	rest = b
+	if len(b.Queued) > 0 {
+		head.Queued, rest.Queued = takeRanges(b.Queued, maxChunk)
+	} else {
+		head.Tasks, rest.Tasks = b.Tasks[:maxChunk], b.Tasks[maxChunk:]
+	}
+	return head, rest
 }
 
 // rangeRows counts the tasks of queued ranges.
