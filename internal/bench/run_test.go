@@ -1,18 +1,17 @@
 package bench_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/haul-dev/haul/internal/bench"
 	"github.com/haul-dev/haul/internal/cli"
+	"github.com/haul-dev/haul/internal/syncbuf"
 )
 
 // asHaul, set in the environment, makes this test binary the haul command
@@ -43,23 +42,8 @@ func haulCommand(t *testing.T) []string {
 	return []string{env, asHaul + "=1", exe}
 }
 
-// syncBuffer collects progress written from the run's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects output written while the test reads it.
+type syncBuffer = syncbuf.Buffer
 
 // run runs a small benchmark and checks that its line is well formed and
 // says what was asked.

@@ -25,6 +25,7 @@ import (
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/pgtest"
+	"github.com/haul-dev/haul/internal/syncbuf"
 )
 
 var haulBin string
@@ -491,21 +492,5 @@ func checkOnce(t testing.TB, c apiv1connect.JobServiceClient, id string) (lost i
 	}
 }
 
-// syncBuffer is a bytes.Buffer that a server process writes while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects output written while the test reads it.
+type syncBuffer = syncbuf.Buffer

@@ -1,7 +1,6 @@
 package aws
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,8 @@ import (
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
+	"github.com/haul-dev/haul/internal/syncbuf"
 )
 
 // The tests talk to moto's EC2 emulator (moto_server, moto 5.x), one
@@ -60,23 +61,8 @@ func motoEndpoint(t *testing.T) string {
 	return moto.srv.endpoint
 }
 
-// lockedBuffer collects the server's output from two pipes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// lockedBuffer collects output written while the test reads it.
+type lockedBuffer = syncbuf.Buffer
 
 type motoServer struct {
 	endpoint string
