@@ -339,3 +339,15 @@ func TestCLIFindComplete(t *testing.T) {
 		t.Errorf("complete with no server: exit %d, stdout %q, stderr %q; want no completions, silently", code, stdout, stderr)
 	}
 }
+
+// A task state the server does not know is refused before any call, as a
+// usage error naming the states there are.
+func TestTaskListBadState(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	args := []string{"task", "list", "J", "--state", "failed,bogus", "--server", "http://127.0.0.1:1"}
+	if code := Main(args, strings.NewReader(""), &stdout, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), `--state "bogus"`) || !strings.Contains(stderr.String(), "upstream_failed") {
+		t.Errorf("haul %s: exit %d, stderr %q; want exit 2 naming the state and the known ones", strings.Join(args, " "), code, stderr.String())
+	}
+}

@@ -46,6 +46,15 @@ With -o json, prints an array of task objects (key, state, attempts, ...).`,
 		Example: "  haul task list J --state failed\n  haul task list J --key 'sim-1??' -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, st := range states {
+				if !slices.Contains(store.TaskStates, store.TaskState(st)) {
+					names := make([]string, len(store.TaskStates))
+					for i, s := range store.TaskStates {
+						names[i] = string(s)
+					}
+					return usageError{fmt.Errorf("--state %q: want some of %s", st, strings.Join(names, ", "))}
+				}
+			}
 			c := a.client()
 			var tasks []*apiv1.Task
 			token := ""
