@@ -203,23 +203,23 @@ type hotStmts struct {
 	updateTask, upsertAttempt, updateJob, leaseHolder, queueRange *sql.Stmt
 }
 
-// all pairs each statement with its text.
-func (h *hotStmts) all() []struct {
-	dst **sql.Stmt
-	q   string
-} {
-	return []struct {
-		dst **sql.Stmt
-		q   string
-	}{{&h.updateTask, qUpdateTask}, {&h.upsertAttempt, qUpsertAttempt}, {&h.updateJob, qUpdateJob}, {&h.leaseHolder, qLeaseHolder}, {&h.queueRange, qQueueRange}}
+// hotStmt is one of hotStmts with its name (for errors) and text.
+type hotStmt struct {
+	dst        **sql.Stmt
+	name, text string
+}
+
+func (h *hotStmts) all() []hotStmt {
+	return []hotStmt{{&h.updateTask, "task update", qUpdateTask}, {&h.upsertAttempt, "attempt upsert", qUpsertAttempt},
+		{&h.updateJob, "job update", qUpdateJob}, {&h.leaseHolder, "lease fence", qLeaseHolder}, {&h.queueRange, "queued range", qQueueRange}}
 }
 
 func (h *hotStmts) prepare(ctx context.Context, db *sql.DB) error {
 	for _, x := range h.all() {
-		st, err := db.PrepareContext(ctx, x.q)
+		st, err := db.PrepareContext(ctx, x.text)
 		if err != nil {
 			h.close()
-			return fmt.Errorf("prepare: %w", err)
+			return fmt.Errorf("prepare the %s statement: %w", x.name, err)
 		}
 		*x.dst = st
 	}
