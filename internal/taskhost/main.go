@@ -42,6 +42,7 @@ import (
 //	                      HAUL_WORKER_SECRET the worker's credential (environment only: a flag would show it to ps)
 //	                      HAUL_CA           PEM certificates to trust for the runner's TLS certificate, besides the system's
 //	                      HAUL_CA_PEM       the same certificates themselves (worker pods)
+//	                      HAUL_TASKHOST_CPUPROFILE a folder for a CPU profile of the whole run (taskhost-PID.prof)
 //
 // The memory limit is enforced by the cgroup the taskhost is in when that
 // has a limit no larger (cgroup-v1, cgroup-v2: the kernel's OOM killer,
