@@ -28,6 +28,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/haul-dev/haul/internal/bearer"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 )
 
@@ -97,7 +98,7 @@ func New(server string, opts ...Option) *Client {
 	}
 	var hc connect.HTTPClient = h
 	if o.token != "" {
-		hc = bearerClient{token: o.token, next: h}
+		hc = bearer.Client(h, o.token)
 	}
 	return &Client{
 		Jobs:   apiv1connect.NewJobServiceClient(hc, server, o.connect...),
@@ -108,16 +109,6 @@ func New(server string, opts ...Option) *Client {
 
 // Server returns the server's URL.
 func (c *Client) Server() string { return c.server }
-
-type bearerClient struct {
-	token string
-	next  *http.Client
-}
-
-func (b bearerClient) Do(r *http.Request) (*http.Response, error) {
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.Do(r)
-}
 
 // Submit submits a job spec (YAML or JSON, as in docs/job-spec.md; any
 // `foreach: {lines: FILE}` resolved into values) with parameters

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/haul-dev/haul/internal/auth"
+	"github.com/haul-dev/haul/internal/bearer"
 	"github.com/haul-dev/haul/internal/store"
 )
 
@@ -184,26 +185,4 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 // WithBearer returns a copy of c (nil: http.DefaultClient) that sends
 // token as `Authorization: Bearer` on every request: in-process clients of
 // a server (haul bench, tests) call its API with AdminToken this way.
-func WithBearer(c *http.Client, token string) *http.Client {
-	if c == nil {
-		c = http.DefaultClient
-	}
-	next := c.Transport
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	cc := *c
-	cc.Transport = bearerTransport{token: token, next: next}
-	return &cc
-}
-
-type bearerTransport struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.RoundTrip(r)
-}
+func WithBearer(c *http.Client, token string) *http.Client { return bearer.Client(c, token) }
