@@ -7,17 +7,17 @@ import (
 	"time"
 )
 
-// A Hub samples many process trees with one read of /proc per round,
-// where Start gives each tree a read of its own: a taskhost running 16
-// short attempts at once read every process's stat file for each of them,
-// a sixth of its CPU with /bin/true tasks (issue 18). A round reads /proc
-// once and samples every tree that is due within Coalesce of now; each
-// tree keeps its own schedule (FirstDelay, then Interval) otherwise.
+// A Hub samples many process trees with one read of /proc per round: a
+// taskhost running 16 short attempts at once, each read by a sampler of
+// its own, read every process's stat file for each of them, a sixth of its
+// CPU with /bin/true tasks (issue 18). A round reads /proc once and samples
+// every tree that is due within the coalescing window of now; each tree
+// keeps its own schedule (FirstDelay, then Interval) otherwise. The
+// package's Start is a Hub of one tree.
 //
-// A Hub's Samplers behave as Start's: the same Summary, OnLimit called
-// once (in a goroutine of its own, which Stop waits for), PIDs of the
-// latest sample. Close ends the Hub; Samplers started after it take no
-// sample.
+// A Sampler's Summary, OnLimit (called once, in a goroutine of its own,
+// which Stop waits for) and PIDs are those of its own tree. Close ends the
+// Hub; Samplers started after it take no sample.
 type Hub struct {
 	scan *Scanner
 	// Coalesce is how far ahead of its time a tree is sampled with a round

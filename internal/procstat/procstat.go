@@ -128,9 +128,6 @@ type Scanner struct {
 	pageSize int64
 	buf      []byte
 	procs    []proc
-	// marker and reaper: see Options.Marker.
-	marker string
-	reaper int
 }
 
 // NewScanner returns a Scanner of procRoot ("" means /proc).
@@ -151,7 +148,7 @@ func (s *Scanner) Scan(pgid int, now time.Time) (Sample, error) {
 	if err := s.read(); err != nil {
 		return Sample{Time: now}, err
 	}
-	return s.tree(pgid, s.marker, s.reaper, now), nil
+	return s.tree(pgid, "", 0, now), nil
 }
 
 // read reads every process's stat file into s.procs.
@@ -308,9 +305,6 @@ type Summary struct {
 type Sampler struct {
 	pgid  int
 	opts  Options
-	scan  *Scanner
-	stop  chan struct{}
-	done  chan struct{}
 	once  sync.Once
 	start time.Time
 
@@ -323,50 +317,20 @@ type Sampler struct {
 	rssTime  float64
 	duration float64
 
-	// A Hub's sampler (see Hub): no goroutine of its own; due is when its
-	// next sample is (under hub.mu), limits runs OnLimit.
+	// hub takes the samples (Start's sampler has a hub of its own, own);
+	// due is when the next sample is (under hub.mu); limits runs OnLimit.
 	hub    *Hub
+	own    bool
 	due    time.Time
 	limits sync.WaitGroup
 }
 
-// Start samples the tree of process group pgid until Stop.
+// Start samples the tree of process group pgid until Stop, in a Hub of
+// its own (a Hub's Start shares one read of /proc among many trees).
 func Start(pgid int, opts Options) *Sampler {
-	opts.FirstDelay = cmp.Or(opts.FirstDelay, 20*time.Millisecond)
-	opts.Interval = cmp.Or(opts.Interval, 250*time.Millisecond)
-	if opts.Clock == nil {
-		opts.Clock = time.Now
-	}
-	s := &Sampler{
-		pgid: pgid,
-		opts: opts,
-		scan: NewScanner(opts.ProcRoot),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
-	}
-	s.scan.marker, s.scan.reaper = opts.Marker, opts.Reaper
-	s.start = opts.Clock()
-	go s.loop()
+	s := NewHub(opts.ProcRoot, 0).Start(pgid, opts)
+	s.own = true
 	return s
-}
-
-func (s *Sampler) loop() {
-	defer close(s.done)
-	t := time.NewTimer(s.opts.FirstDelay)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
-		smp, err := s.scan.Scan(s.pgid, s.opts.Clock())
-		fire := s.add(smp, err)
-		if fire {
-			s.opts.OnLimit(smp)
-		}
-		t.Reset(s.opts.Interval)
-	}
 }
 
 // add records a sample; it reports whether OnLimit is due.
@@ -419,12 +383,10 @@ func (s *Sampler) PIDs() []int {
 // returns what was seen. Calling it again returns the same Summary.
 func (s *Sampler) Stop() Summary {
 	s.once.Do(func() {
-		if s.hub != nil {
-			s.hub.remove(s)
-			s.limits.Wait()
-		} else {
-			close(s.stop)
-			<-s.done
+		s.hub.remove(s)
+		s.limits.Wait()
+		if s.own {
+			s.hub.Close()
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
