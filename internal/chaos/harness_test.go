@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haul-dev/haul/internal/bearer"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/pgtest"
 	"github.com/haul-dev/haul/internal/store"
@@ -260,22 +261,10 @@ func (p *rrProxy) close() {
 	p.mu.Unlock()
 }
 
-// bearer adds an API token to every request.
-type bearer struct {
-	token string
-	base  http.RoundTripper
-}
-
-func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.base.RoundTrip(r)
-}
-
 // apiClient returns a JobService client of its own (its own connections)
 // for the API at url.
 func apiClient(url, token string) apiv1connect.JobServiceClient {
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: bearer{token: token, base: &http.Transport{}}}
+	hc := bearer.Client(&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}, token)
 	return apiv1connect.NewJobServiceClient(hc, url)
 }
 

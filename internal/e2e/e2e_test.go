@@ -22,6 +22,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/haul-dev/haul/internal/bearer"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	"github.com/haul-dev/haul/internal/pgtest"
@@ -210,21 +211,9 @@ func (s *upServer) readAdminToken() {
 	adminTokens.Store(s.url(), s.token)
 }
 
-// bearer sends a token with every request.
-type bearer struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.RoundTrip(r)
-}
-
 // httpClient is an HTTP client that authenticates as the server's admin.
 func (s *upServer) httpClient() *http.Client {
-	return &http.Client{Transport: bearer{token: s.token, next: http.DefaultTransport}}
+	return bearer.Client(nil, s.token)
 }
 
 func (s *upServer) stop() {

@@ -12,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/haul-dev/haul/internal/bearer"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 	taskhostv1 "github.com/haul-dev/haul/internal/gen/haul/taskhost/v1"
@@ -115,7 +116,7 @@ func TestFaultForgedWorker(t *testing.T) {
 	if tok == "" || strings.Contains(string(tokBytes), s.token) {
 		t.Fatalf("hold's HAUL_TOKEN %q: want a task token of its own", tok)
 	}
-	asTask := apiv1connect.NewJobServiceClient(&http.Client{Transport: bearer{token: tok, next: http.DefaultTransport}}, s.url())
+	asTask := apiv1connect.NewJobServiceClient(bearer.Client(nil, tok), s.url())
 	if _, err := asTask.GetJob(ctx, connect.NewRequest(&apiv1.GetJobRequest{JobId: job})); err != nil {
 		t.Errorf("hold reads its own job with its token: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/haul-dev/haul/internal/bearer"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
 	"github.com/haul-dev/haul/internal/gen/haul/api/v1/apiv1connect"
 )
@@ -24,9 +25,9 @@ func TestOnePortThreeProtocols(t *testing.T) {
 	spec := []byte("name: proto\ntasks:\n  - {key: a, command: [\"true\"]}\n")
 	ctx := context.Background()
 
-	h2c := &http.Client{Transport: bearer{token: s.token, next: &http.Transport{
+	h2c := bearer.Client(&http.Client{Transport: &http.Transport{
 		Protocols: func() *http.Protocols { p := new(http.Protocols); p.SetUnencryptedHTTP2(true); return p }(),
-	}}}
+	}}, s.token)
 	clients := map[string]apiv1connect.JobServiceClient{
 		"grpc":     apiv1connect.NewJobServiceClient(h2c, s.url(), connect.WithGRPC()),
 		"grpc-web": apiv1connect.NewJobServiceClient(s.httpClient(), s.url(), connect.WithGRPCWeb()),

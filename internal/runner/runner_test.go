@@ -17,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/haul-dev/haul/internal/auth"
+	"github.com/haul-dev/haul/internal/bearer"
 	"github.com/haul-dev/haul/internal/blob"
 	"github.com/haul-dev/haul/internal/gateway"
 	apiv1 "github.com/haul-dev/haul/internal/gen/haul/api/v1"
@@ -193,19 +194,7 @@ func jobService(cfg gateway.Config) (string, http.Handler) {
 
 // apiClient returns a JobService client of srv that sends a bearer.
 func apiClient(srv *httptest.Server) apiv1connect.JobServiceClient {
-	return apiv1connect.NewJobServiceClient(&http.Client{Transport: bearerTransport{tok: "test", next: srv.Client().Transport}}, srv.URL)
-}
-
-// bearerTransport sends "Authorization: Bearer <tok>" on every request.
-type bearerTransport struct {
-	tok  string
-	next http.RoundTripper
-}
-
-func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.tok)
-	return b.next.RoundTrip(r)
+	return apiv1connect.NewJobServiceClient(bearer.Client(srv.Client(), "test"), srv.URL)
 }
 
 func (b *bundle) submit(t *testing.T, spec string) string {
